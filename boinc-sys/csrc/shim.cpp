@@ -1,0 +1,86 @@
+// C entry points over the BOINC API's C++ functions. Differences between
+// BOINC versions are decided at compile time from DW_BOINC_8 (set by build.rs
+// when boinc_api.h declares the 8.x sporadic API).
+#include <cstring>
+#include "boinc_api.h"
+#include "network.h"
+#include "version.h"
+#include "shim.h"
+
+int dw_init_wrapper(void) {
+    BOINC_OPTIONS options;
+    memset(&options, 0, sizeof(options));
+    options.main_program = 1;
+    options.check_heartbeat = 1;
+    options.handle_process_control = 1;
+    // direct_process_action = 0: a wrapper decides what to do with its
+    // container; the API must not suspend or kill this process by itself.
+    options.direct_process_action = 0;
+    options.send_status_msgs = 0;
+    return boinc_init_options(&options);
+}
+
+void dw_get_status(dw_status* out) {
+    BOINC_STATUS s;
+    memset(&s, 0, sizeof(s));
+    boinc_get_status(&s);
+    out->no_heartbeat = s.no_heartbeat;
+    out->suspended = s.suspended;
+    out->quit_request = s.quit_request;
+    out->abort_request = s.abort_request;
+    out->network_suspended = s.network_suspended;
+    out->working_set_size = s.working_set_size;
+    out->max_working_set_size = s.max_working_set_size;
+}
+
+int dw_report_status(double cpu_time, double checkpoint_cpu_time,
+                     double fraction_done, double wss) {
+#ifdef DW_BOINC_8
+    return boinc_report_app_status_aux(cpu_time, checkpoint_cpu_time,
+                                       fraction_done, 0, 0, 0, wss);
+#else
+    (void)wss;
+    return boinc_report_app_status_aux(cpu_time, checkpoint_cpu_time,
+                                       fraction_done, 0, 0, 0);
+#endif
+}
+
+void dw_temporary_exit(int delay_seconds, const char* reason, int is_notice) {
+    boinc_temporary_exit(delay_seconds, reason, is_notice != 0);
+}
+
+void dw_web_graphics_url(const char* url) {
+    // The API takes char* but only reads it; copy so no const is cast away.
+    char buf[256];
+    strncpy(buf, url, sizeof(buf) - 1);
+    buf[sizeof(buf) - 1] = 0;
+    boinc_web_graphics_url(buf);
+}
+
+int dw_get_port(int is_remote, int* port) {
+    int p = 0;
+    int retval = boinc_get_port(is_remote != 0, p);
+    *port = p;
+    return retval;
+}
+
+int dw_has_sporadic(void) {
+#ifdef DW_BOINC_8
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int dw_sporadic_dir(const char* dir) {
+#ifdef DW_BOINC_8
+    return boinc_sporadic_dir(dir);
+#else
+    (void)dir;
+    return -1;
+#endif
+}
+
+int dw_boinc_version(void) {
+    return BOINC_MAJOR_VERSION * 10000 + BOINC_MINOR_VERSION * 100 + BOINC_RELEASE;
+}

@@ -1,0 +1,52 @@
+/* extern "C" entry points for the BOINC API functions that are C++-only
+ * or whose signature changed between BOINC 7.20 and 8.x. */
+#ifndef DW_SHIM_H
+#define DW_SHIM_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Client status, independent of the BOINC_STATUS layout of the linked version. */
+typedef struct dw_status {
+    int no_heartbeat;
+    int suspended;
+    int quit_request;
+    int abort_request;
+    int network_suspended;
+    double working_set_size;
+    double max_working_set_size;
+} dw_status;
+
+/* Initialise as the main program of a wrapper: the API only records client
+ * requests in its status, it never suspends or exits the process itself. */
+int dw_init_wrapper(void);
+
+void dw_get_status(dw_status* status);
+
+/* app_status with the working-set size where the library can carry it
+ * (8.x); 7.20 libraries have no wss argument and drop it. */
+int dw_report_status(double cpu_time, double checkpoint_cpu_time,
+                     double fraction_done, double wss);
+
+/* Never returns. */
+void dw_temporary_exit(int delay_seconds, const char* reason, int is_notice);
+
+void dw_web_graphics_url(const char* url);
+
+/* A free TCP port on this host (loopback unless is_remote). 0 or a BOINC error. */
+int dw_get_port(int is_remote, int* port);
+
+/* 1 when the linked library supports sporadic apps (BOINC 8.x). */
+int dw_has_sporadic(void);
+
+/* Create the sporadic-app files in dir. -1 when unsupported. */
+int dw_sporadic_dir(const char* dir);
+
+/* Version of the BOINC headers this shim was compiled against, e.g. 72005. */
+int dw_boinc_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,160 @@
+//! Safe access to the BOINC application API. The only module with `unsafe`.
+//!
+//! The API keeps global state (shared memory with the client, a 10 Hz timer
+//! that reads client messages), so these are free functions over that state.
+use std::ffi::CString;
+
+use boinc_sys as sys;
+
+/// What the client has asked of us, as last read from shared memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ClientStatus {
+    pub no_heartbeat: bool,
+    pub suspended: bool,
+    pub quit_request: bool,
+    pub abort_request: bool,
+    pub network_suspended: bool,
+    /// Working-set size the client measured for our process tree, bytes.
+    pub working_set_size: f64,
+}
+
+/// What we tell the client about the task.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TaskReport {
+    pub cpu_time: f64,
+    pub checkpoint_cpu_time: f64,
+    pub fraction_done: f64,
+    /// Working-set size of the container, bytes (dropped by BOINC 7.20 libraries).
+    pub working_set_size: f64,
+}
+
+/// Attaches to the client as a wrapper: the API records suspend/quit/abort
+/// and heartbeat loss in the status instead of acting on this process.
+/// Without an `init_data.xml` in the current dir the API runs standalone.
+pub fn init_wrapper() -> Result<(), i32> {
+    // SAFETY: no arguments; the API initialises its own global state once.
+    match unsafe { sys::dw_init_wrapper() } {
+        0 => Ok(()),
+        code => Err(code),
+    }
+}
+
+/// True when no client started us (no init_data.xml); valid after `init_wrapper`.
+pub fn is_standalone() -> bool {
+    // SAFETY: reads a flag of the API's global state.
+    unsafe { sys::boinc_is_standalone() != 0 }
+}
+
+pub fn status() -> ClientStatus {
+    let mut raw = sys::dw_status {
+        no_heartbeat: 0,
+        suspended: 0,
+        quit_request: 0,
+        abort_request: 0,
+        network_suspended: 0,
+        working_set_size: 0.0,
+        max_working_set_size: 0.0,
+    };
+    // SAFETY: `raw` is a valid, writable dw_status for the duration of the call.
+    unsafe { sys::dw_get_status(&mut raw) };
+    ClientStatus {
+        no_heartbeat: raw.no_heartbeat != 0,
+        suspended: raw.suspended != 0,
+        quit_request: raw.quit_request != 0,
+        abort_request: raw.abort_request != 0,
+        network_suspended: raw.network_suspended != 0,
+        working_set_size: raw.working_set_size,
+    }
+}
+
+pub fn report(report: &TaskReport) {
+    // SAFETY: plain values; the API copies them into shared memory.
+    unsafe {
+        sys::dw_report_status(
+            report.cpu_time,
+            report.checkpoint_cpu_time,
+            report.fraction_done,
+            report.working_set_size,
+        );
+    }
+}
+
+/// Reports the task finished with `status` (0 = success) and exits the process.
+pub fn finish(status: i32) -> ! {
+    // SAFETY: boinc_finish writes the finish file and calls exit().
+    unsafe { sys::boinc_finish(status) };
+    // boinc_finish does not return; make sure of it.
+    std::process::exit(status)
+}
+
+/// Asks the client to restart us after `delay_secs`, with a reason shown to
+/// the volunteer, and exits the process. No work is lost.
+pub fn temporary_exit(delay_secs: i32, reason: &str, is_notice: bool) -> ! {
+    let reason = c_string(reason);
+    // SAFETY: `reason` is a valid NUL-terminated string that outlives the call.
+    unsafe { sys::dw_temporary_exit(delay_secs, reason.as_ptr(), i32::from(is_notice)) };
+    std::process::exit(0)
+}
+
+/// Tells the client where the job's web graphics are served.
+pub fn web_graphics_url(url: &str) {
+    let url = c_string(url);
+    // SAFETY: the shim copies the string before handing it to the API.
+    unsafe { sys::dw_web_graphics_url(url.as_ptr()) };
+}
+
+/// A free TCP port, as the client's API picks one.
+pub fn free_port(is_remote: bool) -> Result<u16, i32> {
+    let mut port: i32 = 0;
+    // SAFETY: `port` is a valid, writable int for the duration of the call.
+    let code = unsafe { sys::dw_get_port(i32::from(is_remote), &mut port) };
+    match (code, u16::try_from(port)) {
+        (0, Ok(port)) if port != 0 => Ok(port),
+        (0, _) => Err(-1),
+        (code, _) => Err(code),
+    }
+}
+
+/// True when the linked BOINC library supports sporadic apps (BOINC 8+).
+pub fn supports_sporadic() -> bool {
+    // SAFETY: no arguments, no state.
+    unsafe { sys::dw_has_sporadic() != 0 }
+}
+
+/// Creates the sporadic-app communication files in `dir`.
+pub fn sporadic_dir(dir: &str) -> Result<(), i32> {
+    let dir = c_string(dir);
+    // SAFETY: `dir` is a valid NUL-terminated string that outlives the call.
+    match unsafe { sys::dw_sporadic_dir(dir.as_ptr()) } {
+        0 => Ok(()),
+        code => Err(code),
+    }
+}
+
+/// Version of the BOINC API headers we were built against, e.g. "7.20.5".
+pub fn library_version() -> String {
+    // SAFETY: no arguments, returns a constant.
+    let v = unsafe { sys::dw_boinc_version() };
+    format!("{}.{}.{}", v / 10000, (v / 100) % 100, v % 100)
+}
+
+/// Interior NULs cannot cross into C; they are dropped rather than failing.
+fn c_string(text: &str) -> CString {
+    CString::new(text.replace('\0', "")).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_version_comes_from_the_linked_headers() {
+        let version = library_version();
+        assert!(version.starts_with("7.") || version.starts_with("8."), "{version}");
+    }
+
+    #[test]
+    fn c_string_drops_interior_nul() {
+        assert_eq!(c_string("a\0b").as_bytes(), b"ab");
+    }
+}

@@ -1,0 +1,5 @@
+mod boinc;
+
+fn main() {
+    println!("{}", boinc::library_version());
+}
