@@ -1,5 +1,96 @@
+//! docker_wrapper: runs a BOINC job in a Docker or Podman container.
+mod argv;
 mod boinc;
+mod cli;
+mod config;
+mod engine;
+mod init_data;
+mod logging;
+mod os;
+mod supervisor;
+mod task;
+mod usage;
 
-fn main() {
-    println!("{}", boinc::library_version());
+use std::process::ExitCode;
+
+use cli::CliAction;
+use config::JobConfig;
+use task::{Outcome, EXIT_INIT_FAILURE};
+
+fn main() -> ExitCode {
+    let cli = match cli::parse(std::env::args_os().skip(1).collect()) {
+        Ok(CliAction::Help) => {
+            print!("{}", cli::help_text());
+            return ExitCode::SUCCESS;
+        }
+        Ok(CliAction::Version) => {
+            println!("{}", version_line());
+            return ExitCode::SUCCESS;
+        }
+        Ok(CliAction::Run(cli)) => Ok(cli),
+        Err(err) => Err(err),
+    };
+    // Before this, stderr is not yet stderr.txt in a slot.
+    if let Err(code) = boinc::init_wrapper() {
+        eprintln!("docker_wrapper: cannot attach to the BOINC client (error {code})");
+        return ExitCode::from(1);
+    }
+    logging::init();
+    log::info!("{} starting", version_line());
+    let cli = match cli {
+        Ok(cli) => cli,
+        Err(err) => fail(&format!("{err} (see docker_wrapper --help)")),
+    };
+    let config = match JobConfig::load(&cli.config_file, cli.config_given) {
+        Ok((config, warnings)) => {
+            warnings.iter().for_each(|w| log::warn!("{w}"));
+            config
+        }
+        Err(err) => fail(&err.to_string()),
+    };
+    let standalone = boinc::is_standalone();
+    logging::set_verbosity(if cli.verbose || standalone { 2 } else { config.verbose });
+    log::debug!("{}", config.describe());
+    if standalone {
+        log::info!("standalone mode (no init_data.xml): image and container are named 'boinc'");
+    }
+    if cli.sporadic {
+        start_sporadic();
+    }
+    match task::run(cli, config, standalone) {
+        Ok(Outcome::Finished(code)) => boinc::finish(code),
+        Ok(Outcome::TemporaryExit(reason)) => {
+            log::warn!("{reason}; asking the client to retry later");
+            boinc::temporary_exit(task::RETRY_DELAY_SECS, &reason, false)
+        }
+        Ok(Outcome::KeepForRestart) | Ok(Outcome::Aborted) => ExitCode::SUCCESS,
+        Err(err) => fail(&format!("{err:#}")),
+    }
+}
+
+/// Logs the reason and reports the task failed during set-up.
+fn fail(message: &str) -> ! {
+    log::error!("{message}");
+    boinc::finish(EXIT_INIT_FAILURE)
+}
+
+fn start_sporadic() {
+    if !boinc::supports_sporadic() {
+        fail(&format!(
+            "--sporadic needs a BOINC 8 API library; this build uses BOINC {}",
+            boinc::library_version()
+        ));
+    }
+    if let Err(code) = boinc::sporadic_dir(".") {
+        fail(&format!("cannot create the sporadic-app files (error {code})"));
+    }
+}
+
+fn version_line() -> String {
+    format!(
+        "docker_wrapper {} ({}; BOINC API {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("DOCKER_WRAPPER_REVISION"),
+        boinc::library_version()
+    )
 }

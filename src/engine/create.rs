@@ -1,0 +1,202 @@
+//! The argv of `create`: everything the container gets, built without I/O
+//! so every flag can be unit-tested.
+use std::path::PathBuf;
+
+use super::EngineKind;
+
+/// Everything that decides how the task's container is created.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateSpec {
+    pub name: String,
+    pub image: String,
+    pub labels: Vec<(String, String)>,
+    /// Host dir mounted read-write at `workdir` (the slot).
+    pub slot_dir: PathBuf,
+    pub workdir: String,
+    /// Host project dir and where it is mounted, when job.toml asks.
+    pub project_mount: Option<(PathBuf, String)>,
+    /// `mount` entries of job.toml, as `-v` values.
+    pub mounts: Vec<String>,
+    /// `portmap` entries of job.toml.
+    pub portmaps: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cpus: f64,
+    pub memory_bytes: Option<u64>,
+    pub cpu_shares: u32,
+    pub pids_limit: u32,
+    pub network: bool,
+    /// Bound of the engine's log file of the container.
+    pub log_max_bytes: u64,
+    /// `create_args` of job.toml, already split into words.
+    pub extra_args: Vec<String>,
+}
+
+/// Docker refuses memory limits below 6 MiB.
+const MIN_MEMORY: u64 = 6 * 1024 * 1024;
+
+pub fn create_args(kind: EngineKind, spec: &CreateSpec) -> Vec<String> {
+    let mut args: Vec<String> = vec!["create".into(), "--name".into(), spec.name.clone()];
+    for (key, value) in &spec.labels {
+        args.extend(["--label".into(), format!("{key}={value}")]);
+    }
+    args.extend(["-v".into(), format!("{}:{}", spec.slot_dir.display(), spec.workdir)]);
+    if let Some((host, guest)) = &spec.project_mount {
+        args.extend(["-v".into(), format!("{}:{}", host.display(), guest)]);
+    }
+    for mount in &spec.mounts {
+        args.extend(["-v".into(), mount.clone()]);
+    }
+    for portmap in &spec.portmaps {
+        args.extend(["-p".into(), loopback_portmap(portmap)]);
+    }
+    for (key, value) in &spec.env {
+        args.extend(["-e".into(), format!("{key}={value}")]);
+    }
+    args.extend(resource_limits(spec));
+    if !spec.network {
+        args.extend(["--network".into(), "none".into()]);
+    }
+    args.extend(log_options(kind, spec.log_max_bytes));
+    args.extend(spec.extra_args.iter().cloned());
+    args.push(spec.image.clone());
+    args
+}
+
+fn resource_limits(spec: &CreateSpec) -> Vec<String> {
+    let cpus = if spec.cpus > 0.0 { spec.cpus } else { 1.0 };
+    let mut args = vec![
+        "--cpus".into(),
+        format_cpus(cpus),
+        // Containers are children of the engine, not of this process, so they
+        // would not inherit the client's idle priority: give them the lowest weight.
+        "--cpu-shares".into(),
+        spec.cpu_shares.to_string(),
+        "--pids-limit".into(),
+        spec.pids_limit.to_string(),
+    ];
+    if let Some(bytes) = spec.memory_bytes {
+        let bytes = bytes.max(MIN_MEMORY).to_string();
+        // Same swap limit as memory: the bound is real, not doubled with swap.
+        args.extend(["--memory".into(), bytes.clone(), "--memory-swap".into(), bytes]);
+    }
+    args
+}
+
+fn format_cpus(cpus: f64) -> String {
+    let text = format!("{cpus:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+fn log_options(kind: EngineKind, max_bytes: u64) -> Vec<String> {
+    let mut args = Vec::new();
+    if kind == EngineKind::Podman {
+        // Podman logs to journald by default, where `logs` is slow and lossy.
+        args.extend(["--log-driver".into(), "k8s-file".into()]);
+    }
+    args.extend(["--log-opt".into(), format!("max-size={max_bytes}")]);
+    args
+}
+
+/// Publishes on loopback unless the entry names an address itself:
+/// "80" -> "127.0.0.1::80", "8080:80" -> "127.0.0.1:8080:80".
+pub fn loopback_portmap(entry: &str) -> String {
+    if entry.starts_with('[') {
+        return entry.to_string();
+    }
+    match entry.matches(':').count() {
+        0 => format!("127.0.0.1::{entry}"),
+        1 => format!("127.0.0.1:{entry}"),
+        _ => entry.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> CreateSpec {
+        CreateSpec {
+            name: "boinc__p__r".into(),
+            image: "img".into(),
+            labels: vec![("boinc.result".into(), "r".into())],
+            slot_dir: PathBuf::from("/var/lib/boinc/slots/3 x"),
+            workdir: "/app".into(),
+            project_mount: None,
+            mounts: vec![],
+            portmaps: vec![],
+            env: vec![("ARGS".into(), "a 'b' $(c)".into())],
+            cpus: 1.0,
+            memory_bytes: Some(512 << 20),
+            cpu_shares: 2,
+            pids_limit: 4096,
+            network: true,
+            log_max_bytes: 1 << 20,
+            extra_args: vec![],
+        }
+    }
+
+    fn pair(args: &[String], flag: &str) -> Vec<String> {
+        args.windows(2).filter(|w| w[0] == flag).map(|w| w[1].clone()).collect()
+    }
+
+    #[test]
+    fn slot_is_mounted_at_workdir_as_one_argument() {
+        let args = create_args(EngineKind::Docker, &spec());
+        assert_eq!(pair(&args, "-v"), vec!["/var/lib/boinc/slots/3 x:/app"]);
+        assert_eq!(args.last().unwrap(), "img");
+        assert_eq!(&args[..3], ["create", "--name", "boinc__p__r"]);
+    }
+
+    #[test]
+    fn args_env_is_passed_verbatim() {
+        let args = create_args(EngineKind::Docker, &spec());
+        assert_eq!(pair(&args, "-e"), vec!["ARGS=a 'b' $(c)"]);
+    }
+
+    #[test]
+    fn limits_are_always_set() {
+        let mut s = spec();
+        s.cpus = 0.0;
+        s.memory_bytes = Some(1000);
+        let args = create_args(EngineKind::Podman, &s);
+        assert_eq!(pair(&args, "--cpus"), vec!["1"]);
+        assert_eq!(pair(&args, "--cpu-shares"), vec!["2"]);
+        assert_eq!(pair(&args, "--pids-limit"), vec!["4096"]);
+        assert_eq!(pair(&args, "--memory"), vec![MIN_MEMORY.to_string()]);
+        s.cpus = 2.5;
+        s.memory_bytes = None;
+        let args = create_args(EngineKind::Podman, &s);
+        assert_eq!(pair(&args, "--cpus"), vec!["2.5"]);
+        assert!(pair(&args, "--memory").is_empty());
+    }
+
+    #[test]
+    fn podman_logs_to_a_file() {
+        let podman = create_args(EngineKind::Podman, &spec());
+        assert_eq!(pair(&podman, "--log-driver"), vec!["k8s-file"]);
+        let docker = create_args(EngineKind::Docker, &spec());
+        assert!(pair(&docker, "--log-driver").is_empty());
+    }
+
+    #[test]
+    fn ports_are_published_on_loopback() {
+        assert_eq!(loopback_portmap("80"), "127.0.0.1::80");
+        assert_eq!(loopback_portmap("8080:80"), "127.0.0.1:8080:80");
+        assert_eq!(loopback_portmap("8080:80/udp"), "127.0.0.1:8080:80/udp");
+        assert_eq!(loopback_portmap("0.0.0.0:8080:80"), "0.0.0.0:8080:80");
+    }
+
+    #[test]
+    fn optional_mounts_network_and_extra_args() {
+        let mut s = spec();
+        s.project_mount = Some((PathBuf::from("/p"), "/project".into()));
+        s.mounts = vec!["/data:/data:ro".into()];
+        s.network = false;
+        s.extra_args = vec!["--label".into(), "x=y z".into()];
+        let args = create_args(EngineKind::Docker, &s);
+        assert_eq!(pair(&args, "-v")[1..], ["/p:/project".to_string(), "/data:/data:ro".to_string()]);
+        assert_eq!(pair(&args, "--network"), vec!["none"]);
+        assert!(args.windows(2).any(|w| w == ["--label", "x=y z"]));
+        assert_eq!(args.last().unwrap(), "img");
+    }
+}

@@ -1,0 +1,443 @@
+//! One interface over the Docker and Podman command-line tools.
+//!
+//! Every call is an argv vector run as a child process with a timeout;
+//! results come from exit status and `--format` templates, never from
+//! human-readable text.
+pub mod create;
+pub mod exit_watch;
+pub mod names;
+pub mod process;
+
+use std::cell::Cell;
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use process::{Argv, Limits, Output, RunError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    Docker,
+    Podman,
+}
+
+impl EngineKind {
+    pub fn cli_name(self) -> &'static str {
+        match self {
+            EngineKind::Docker => "docker",
+            EngineKind::Podman => "podman",
+        }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EngineKind::Docker => "Docker",
+            EngineKind::Podman => "Podman",
+        })
+    }
+}
+
+#[derive(Debug)]
+pub enum EngineError {
+    /// The engine cannot be used right now (missing, daemon down, hung):
+    /// the task should be retried later, not failed.
+    Unavailable(String),
+    /// A command ran and failed.
+    Failed { command: String, detail: String },
+    /// The caller cancelled a long command (client quit/abort).
+    Cancelled,
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineError::Unavailable(why) => write!(f, "container engine unavailable: {why}"),
+            EngineError::Failed { command, detail } => write!(f, "'{command}' failed: {detail}"),
+            EngineError::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+impl From<RunError> for EngineError {
+    fn from(err: RunError) -> Self {
+        match err {
+            RunError::Cancelled { .. } => EngineError::Cancelled,
+            other => EngineError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// The state of a container, from `inspect`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerState {
+    /// "created", "running", "paused", "exited", ... as the engine names it.
+    pub status: String,
+    pub exit_code: i32,
+    pub oom_killed: bool,
+    /// Host pid of the container's init process; 0 when not running.
+    pub pid: u32,
+}
+
+impl ContainerState {
+    fn parse(line: &str) -> Option<ContainerState> {
+        let mut fields = line.trim().split('|');
+        let status = fields.next()?.trim().to_lowercase();
+        let exit_code = fields.next()?.trim().parse().ok()?;
+        let oom_killed = fields.next()?.trim() == "true";
+        let pid = fields.next()?.trim().parse().unwrap_or(0);
+        Some(ContainerState { status, exit_code, oom_killed, pid })
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.status == "running"
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.status == "paused"
+    }
+
+    /// Exited or stopped: the process is gone and will not come back by itself.
+    pub fn has_exited(&self) -> bool {
+        matches!(self.status.as_str(), "exited" | "stopped" | "dead")
+    }
+}
+
+const STATE_FORMAT: &str = "{{.State.Status}}|{{.State.ExitCode}}|{{.State.OOMKilled}}|{{.State.Pid}}";
+
+/// Output kept from ordinary commands; logs and builds choose their own.
+const COMMAND_CAPTURE: usize = 64 * 1024;
+
+pub struct Engine {
+    pub kind: EngineKind,
+    cli: PathBuf,
+    timeout: Duration,
+    build_timeout: Duration,
+    /// Whether `docker build` must use the classic builder (no buildx plugin).
+    docker_classic_builder: Cell<Option<bool>>,
+}
+
+impl Engine {
+    pub fn new(kind: EngineKind, cli: PathBuf, timeout: Duration, build_timeout: Duration) -> Engine {
+        Engine { kind, cli, timeout, build_timeout, docker_classic_builder: Cell::new(None) }
+    }
+
+    pub fn cli(&self) -> &Path {
+        &self.cli
+    }
+
+    fn argv<I, S>(&self, args: I) -> Argv
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Argv::new(self.cli.as_os_str()).args(args)
+    }
+
+    fn run_argv(&self, argv: &Argv, limits: Limits, cancel: &mut dyn FnMut() -> bool) -> Result<Output, EngineError> {
+        log::debug!("engine: {}", argv.display());
+        Ok(process::run(argv, limits, cancel)?)
+    }
+
+    /// Runs a command that must succeed.
+    fn run<I, S>(&self, args: I) -> Result<Output, EngineError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let argv = self.argv(args);
+        let out = self.run_argv(&argv, self.limits(), &mut || false)?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(EngineError::Failed { command: argv.display(), detail: out.error_summary() })
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        Limits { timeout: self.timeout, capture: COMMAND_CAPTURE }
+    }
+
+    /// The engine's version; fails when the CLI is missing or (Docker) the daemon is down.
+    pub fn version(&self) -> Result<String, EngineError> {
+        let format = match self.kind {
+            EngineKind::Docker => "{{.Server.Version}}",
+            EngineKind::Podman => "{{.Client.Version}}",
+        };
+        match self.run(["version", "--format", format]) {
+            Ok(out) => Ok(out.stdout.trim().to_string()),
+            Err(EngineError::Failed { detail, .. }) => Err(EngineError::Unavailable(format!(
+                "{} does not answer: {detail}",
+                self.cli.display()
+            ))),
+            Err(other) => Err(other),
+        }
+    }
+
+    pub fn image_exists(&self, image: &str) -> Result<bool, EngineError> {
+        let argv = match self.kind {
+            // 0 = present, 1 = absent, anything else is an engine error.
+            EngineKind::Podman => self.argv(["image", "exists", image]),
+            EngineKind::Docker => self.argv(["image", "inspect", "--format", "{{.Id}}", image]),
+        };
+        let out = self.run_argv(&argv, self.limits(), &mut || false)?;
+        match out.status.code() {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => Err(EngineError::Failed { command: argv.display(), detail: out.error_summary() }),
+        }
+    }
+
+    /// Builds `tag` from `dockerfile` in `context`. On failure the error
+    /// carries the tail of the build output.
+    pub fn build(
+        &self,
+        context: &Path,
+        dockerfile: &Path,
+        tag: &str,
+        labels: &[(String, String)],
+        build_args: &[String],
+        cancel: &mut dyn FnMut() -> bool,
+    ) -> Result<(), EngineError> {
+        let mut argv = self.argv(["build", "-t", tag, "-f"]).arg(dockerfile.as_os_str());
+        for (key, value) in labels {
+            argv = argv.arg("--label").arg(format!("{key}={value}"));
+        }
+        if self.kind == EngineKind::Podman {
+            // No registry retries: a FROM that cannot be pulled fails at once.
+            argv = argv.args(["--retry", "0"]);
+        }
+        if self.kind == EngineKind::Docker && self.docker_needs_classic_builder() {
+            argv = argv.env("DOCKER_BUILDKIT", "0");
+        }
+        argv = argv.args(build_args.iter().map(String::as_str)).arg(context.as_os_str());
+        let limits = Limits { timeout: self.build_timeout, capture: 16 * 1024 };
+        let out = self.run_argv(&argv, limits, cancel)?;
+        if out.success() {
+            return Ok(());
+        }
+        let tail = process::last_lines(&format!("{}\n{}", out.stdout, out.stderr), 20);
+        Err(EngineError::Failed { command: argv.display(), detail: format!("{}\n{tail}", out.status) })
+    }
+
+    /// BuildKit is Docker's default builder but needs the buildx plugin,
+    /// which Debian's docker.io lacks; the classic builder works everywhere.
+    fn docker_needs_classic_builder(&self) -> bool {
+        if std::env::var_os("DOCKER_BUILDKIT").is_some() {
+            return false;
+        }
+        if let Some(known) = self.docker_classic_builder.get() {
+            return known;
+        }
+        let has_buildx = self
+            .run_argv(&self.argv(["buildx", "version"]), self.limits(), &mut || false)
+            .map(|out| out.success())
+            .unwrap_or(false);
+        self.docker_classic_builder.set(Some(!has_buildx));
+        !has_buildx
+    }
+
+    pub fn create(&self, spec: &create::CreateSpec) -> Result<(), EngineError> {
+        self.run(create::create_args(self.kind, spec)).map(|_| ())
+    }
+
+    /// None when no container has that name.
+    pub fn inspect(&self, container: &str) -> Result<Option<ContainerState>, EngineError> {
+        let argv = self.argv(["container", "inspect", "--format", STATE_FORMAT, container]);
+        let out = self.run_argv(&argv, self.limits(), &mut || false)?;
+        if !out.success() {
+            // Absent containers make inspect fail; tell that apart from an
+            // engine failure by asking for the exact name.
+            return if self.container_exists(container)? {
+                Err(EngineError::Failed { command: argv.display(), detail: out.error_summary() })
+            } else {
+                Ok(None)
+            };
+        }
+        ContainerState::parse(&out.stdout).map(Some).ok_or_else(|| EngineError::Failed {
+            command: argv.display(),
+            detail: format!("unexpected inspect output {:?}", out.stdout.trim()),
+        })
+    }
+
+    fn container_exists(&self, container: &str) -> Result<bool, EngineError> {
+        let out = self.run(["ps", "-a", "--format", "{{.Names}}", "--filter", &format!("name=^{container}$")])?;
+        Ok(out.stdout.lines().any(|name| name.trim() == container))
+    }
+
+    pub fn start(&self, container: &str) -> Result<(), EngineError> {
+        self.run(["start", container]).map(|_| ())
+    }
+
+    pub fn pause(&self, container: &str) -> Result<(), EngineError> {
+        self.run(["pause", container]).map(|_| ())
+    }
+
+    pub fn unpause(&self, container: &str) -> Result<(), EngineError> {
+        self.run(["unpause", container]).map(|_| ())
+    }
+
+    pub fn kill(&self, container: &str) -> Result<(), EngineError> {
+        self.run(["kill", container]).map(|_| ())
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    pub fn stop(&self, container: &str, grace: Duration) -> Result<(), EngineError> {
+        let grace_secs = grace.as_secs().to_string();
+        let argv = self.argv(["stop", "-t", &grace_secs, container]);
+        let limits = Limits { timeout: self.timeout + grace, capture: COMMAND_CAPTURE };
+        let out = self.run_argv(&argv, limits, &mut || false)?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(EngineError::Failed { command: argv.display(), detail: out.error_summary() })
+        }
+    }
+
+    /// Removes the container, running or not; an absent one is fine.
+    pub fn remove(&self, container: &str) -> Result<(), EngineError> {
+        let argv = self.argv(["rm", "-f", container]);
+        let out = self.run_argv(&argv, self.limits(), &mut || false)?;
+        if out.success() || !self.container_exists(container)? {
+            Ok(())
+        } else {
+            Err(EngineError::Failed { command: argv.display(), detail: out.error_summary() })
+        }
+    }
+
+    pub fn remove_image(&self, image: &str) -> Result<(), EngineError> {
+        self.run(["image", "rm", image]).map(|_| ())
+    }
+
+    /// The last `max_bytes` of the container's output (stdout and stderr).
+    pub fn logs_tail(&self, container: &str, max_bytes: usize) -> Result<String, EngineError> {
+        // --tail bounds the engine's work; the capture bounds ours.
+        let lines = (max_bytes / 16).clamp(100, 100_000).to_string();
+        let argv = self.argv(["logs", "--tail", &lines, container]);
+        let limits = Limits { timeout: self.timeout, capture: max_bytes };
+        let out = self.run_argv(&argv, limits, &mut || false)?;
+        if !out.success() {
+            return Err(EngineError::Failed { command: argv.display(), detail: out.error_summary() });
+        }
+        // The container's stdout and stderr arrive on our two pipes.
+        let mut text = out.stdout;
+        if !out.stderr.is_empty() {
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&out.stderr);
+        }
+        Ok(text)
+    }
+
+    /// Starts `wait` as a long-lived child; its exit reports the container's.
+    pub fn spawn_wait(&self, container: &str) -> Result<std::process::Child, EngineError> {
+        let mut argv = self.argv(["wait"]);
+        if self.kind == EngineKind::Podman {
+            // Podman's wait polls (250 ms by default); we learn of the exit from
+            // the container's pid instead where we can, so poll rarely.
+            argv = argv.args(["--interval", "2s"]);
+        }
+        let argv = argv.arg(container);
+        let mut cmd = argv.command();
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        cmd.spawn().map_err(|e| EngineError::Unavailable(format!("cannot run {}: {e}", argv.display())))
+    }
+
+    /// Waits (bounded) for the container to exit and returns its exit code.
+    pub fn wait(&self, container: &str) -> Result<i32, EngineError> {
+        let out = self.run(["wait", container])?;
+        out.stdout
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .next_back()
+            .ok_or_else(|| EngineError::Failed {
+                command: format!("{} wait {container}", self.cli.display()),
+                detail: format!("unexpected output {:?}", out.stdout.trim()),
+            })
+    }
+}
+
+/// Chooses the engine: an explicit override, else what the client found
+/// (BOINC 8 writes docker_type), else whichever CLI is installed, Podman first.
+pub fn choose(
+    forced: Option<&str>,
+    from_client: Option<EngineKind>,
+    find: &dyn Fn(&str) -> Option<PathBuf>,
+) -> Result<(EngineKind, PathBuf), String> {
+    if let Some(forced) = forced.filter(|f| !f.is_empty()) {
+        return forced_engine(forced, find);
+    }
+    let order = match from_client {
+        Some(kind) => vec![kind],
+        None => vec![EngineKind::Podman, EngineKind::Docker],
+    };
+    for kind in &order {
+        if let Some(path) = find(kind.cli_name()) {
+            return Ok((*kind, path));
+        }
+    }
+    let names: Vec<&str> = order.iter().map(|k| k.cli_name()).collect();
+    Err(format!(
+        "no container engine found ({} not in PATH); install Podman or Docker",
+        names.join(" or ")
+    ))
+}
+
+/// `DOCKER_WRAPPER_ENGINE`: "docker", "podman", or a path to either CLI.
+fn forced_engine(forced: &str, find: &dyn Fn(&str) -> Option<PathBuf>) -> Result<(EngineKind, PathBuf), String> {
+    let path = PathBuf::from(forced);
+    let file_name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let kind = if file_name.contains("podman") {
+        EngineKind::Podman
+    } else if file_name.contains("docker") {
+        EngineKind::Docker
+    } else {
+        return Err(format!("DOCKER_WRAPPER_ENGINE={forced:?}: expected docker, podman or a path to one of them"));
+    };
+    if path.components().count() > 1 {
+        return if path.is_file() { Ok((kind, path)) } else { Err(format!("DOCKER_WRAPPER_ENGINE: {forced} does not exist")) };
+    }
+    find(kind.cli_name())
+        .map(|p| (kind, p))
+        .ok_or_else(|| format!("DOCKER_WRAPPER_ENGINE={forced}: {} is not in PATH", kind.cli_name()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_inspect_state() {
+        let s = ContainerState::parse("exited|3|false|0\n").unwrap();
+        assert_eq!((s.status.as_str(), s.exit_code, s.oom_killed, s.pid), ("exited", 3, false, 0));
+        assert!(s.has_exited());
+        let s = ContainerState::parse("running|0|false|4242").unwrap();
+        assert!(s.is_running());
+        assert_eq!(s.pid, 4242);
+        assert!(ContainerState::parse("garbage").is_none());
+    }
+
+    fn only(names: &'static [&'static str]) -> impl Fn(&str) -> Option<PathBuf> {
+        move |n| names.contains(&n).then(|| PathBuf::from(format!("/usr/bin/{n}")))
+    }
+
+    #[test]
+    fn engine_choice_order() {
+        let both = only(&["docker", "podman"]);
+        assert_eq!(choose(None, None, &both).unwrap().0, EngineKind::Podman);
+        assert_eq!(choose(None, Some(EngineKind::Docker), &both).unwrap().0, EngineKind::Docker);
+        assert_eq!(choose(Some("docker"), Some(EngineKind::Podman), &both).unwrap().0, EngineKind::Docker);
+        assert_eq!(choose(None, None, &only(&["docker"])).unwrap().0, EngineKind::Docker);
+        let err = choose(None, Some(EngineKind::Podman), &only(&["docker"])).unwrap_err();
+        assert!(err.contains("podman"), "{err}");
+        assert!(choose(None, None, &only(&[])).is_err());
+        assert!(choose(Some("lxc"), None, &both).is_err());
+    }
+}

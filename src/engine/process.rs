@@ -1,0 +1,325 @@
+//! Runs one engine command as a child process: argv only, a timeout with
+//! TERM -> KILL escalation, and output capture bounded to its tail.
+use std::ffi::OsString;
+use std::fmt;
+use std::io::Read;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Grace between SIGTERM and SIGKILL for a command that timed out.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// A program and its arguments; never a shell string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Argv {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    pub env: Vec<(OsString, OsString)>,
+}
+
+impl Argv {
+    pub fn new(program: impl Into<OsString>) -> Self {
+        Argv { program: program.into(), args: Vec::new(), env: Vec::new() }
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        // Its own process group, so a timeout can end the command and any
+        // helper it started (which would otherwise hold our pipes open).
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        cmd.args(&self.args);
+        for (key, value) in &self.env {
+            cmd.env(key, value);
+        }
+        cmd
+    }
+
+    /// For logs only: arguments joined with spaces, each quoted when needed.
+    pub fn display(&self) -> String {
+        std::iter::once(&self.program)
+            .chain(&self.args)
+            .map(|a| {
+                let s = a.to_string_lossy();
+                if s.is_empty() || s.contains(|c: char| c.is_whitespace() || "'\"\\$`".contains(c)) {
+                    format!("'{}'", s.replace('\'', "'\\''"))
+                } else {
+                    s.into_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// The most useful single line to explain a failure.
+    pub fn error_summary(&self) -> String {
+        let text = if self.stderr.trim().is_empty() { &self.stdout } else { &self.stderr };
+        let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        format!("{} ({})", last.trim(), self.status)
+    }
+}
+
+#[derive(Debug)]
+pub enum RunError {
+    /// The program could not be started (missing, not executable).
+    Spawn { program: String, source: std::io::Error },
+    /// The command ran longer than its timeout and was killed.
+    TimedOut { command: String, after: Duration, stderr_tail: String },
+    /// The caller cancelled the command (e.g. the client asked us to quit).
+    Cancelled { command: String },
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Spawn { program, source } => write!(f, "cannot run {program}: {source}"),
+            RunError::TimedOut { command, after, stderr_tail } => {
+                write!(f, "'{command}' did not finish within {}s and was killed", after.as_secs())?;
+                if !stderr_tail.trim().is_empty() {
+                    write!(f, "; its last output: {}", stderr_tail.trim())?;
+                }
+                Ok(())
+            }
+            RunError::Cancelled { command } => write!(f, "'{command}' was cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// Limits of one run.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub timeout: Duration,
+    /// Bytes kept of each of stdout and stderr (the tail).
+    pub capture: usize,
+}
+
+/// Runs `argv` to completion. `should_cancel` is polled while it runs, so a
+/// long build can be abandoned when the client asks us to quit or abort.
+pub fn run(argv: &Argv, limits: Limits, should_cancel: &mut dyn FnMut() -> bool) -> Result<Output, RunError> {
+    let mut cmd = argv.command();
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|source| RunError::Spawn {
+        program: argv.program.to_string_lossy().into_owned(),
+        source,
+    })?;
+    let stdout = capture_tail(child.stdout.take(), limits.capture);
+    let stderr = capture_tail(child.stderr.take(), limits.capture);
+    let started = Instant::now();
+    let outcome = wait_until(&mut child, started + limits.timeout, should_cancel);
+    if outcome.is_none() {
+        terminate(&mut child);
+    }
+    let stdout = collect(stdout);
+    let stderr = collect(stderr);
+    match outcome {
+        Some(Ok(status)) => Ok(Output { status, stdout, stderr }),
+        Some(Err(())) => Err(RunError::Cancelled { command: argv.display() }),
+        None => Err(RunError::TimedOut {
+            command: argv.display(),
+            after: limits.timeout,
+            stderr_tail: last_lines(&stderr, 3),
+        }),
+    }
+}
+
+/// Waits for the child; None on timeout, Some(Err) when cancelled.
+fn wait_until(
+    child: &mut Child,
+    deadline: Instant,
+    should_cancel: &mut dyn FnMut() -> bool,
+) -> Option<Result<ExitStatus, ()>> {
+    // Engine commands mostly take 10-100 ms: poll fast at first, then back off
+    // so a 20-minute build costs nothing noticeable.
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(Ok(status)),
+            Ok(None) => {}
+            Err(_) => return Some(child.wait().map_err(|_| ())),
+        }
+        if should_cancel() {
+            terminate(child);
+            return Some(Err(()));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// SIGTERM, a short grace, then SIGKILL; always reaps the child.
+pub fn terminate(child: &mut Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    // The child is not reaped yet, so its pid (= its group id) cannot have been reused.
+    crate::os::signal_group(child.id(), false);
+    let deadline = Instant::now() + KILL_GRACE;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    crate::os::signal_group(child.id(), true);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Waits a little for a capture thread: a process that escaped the group
+/// kill could hold the pipe open forever, and its output is not worth a hang.
+fn collect(captured: mpsc::Receiver<String>) -> String {
+    captured.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
+}
+
+/// Reads a pipe to its end on a thread, keeping only the last `limit` bytes.
+fn capture_tail<R: Read + Send + 'static>(pipe: Option<R>, limit: usize) -> mpsc::Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = sender.send(read_tail(pipe, limit));
+    });
+    receiver
+}
+
+fn read_tail<R: Read>(pipe: Option<R>, limit: usize) -> String {
+    {
+        let Some(mut pipe) = pipe else { return String::new() };
+        let mut kept: Vec<u8> = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    kept.extend_from_slice(&buf[..n]);
+                    if kept.len() > limit.saturating_mul(2).max(16384) {
+                        let cut = kept.len() - limit;
+                        kept.drain(..cut);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        if kept.len() > limit {
+            let cut = kept.len() - limit;
+            kept.drain(..cut);
+        }
+        String::from_utf8_lossy(&kept).into_owned()
+    }
+}
+
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(ms: u64) -> Limits {
+        Limits { timeout: Duration::from_millis(ms), capture: 1024 }
+    }
+
+    #[test]
+    fn captures_output_and_status() {
+        let argv = Argv::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]);
+        let out = run(&argv, limits(5000), &mut || false).unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stdout.trim(), "out");
+        assert_eq!(out.stderr.trim(), "err");
+    }
+
+    #[test]
+    fn arguments_are_not_interpreted_by_a_shell() {
+        let tricky = "a b 'c' \"d\" $(echo no) ; `x`";
+        let out = run(&Argv::new("printf").args(["%s", tricky]), limits(5000), &mut || false).unwrap();
+        assert_eq!(out.stdout, tricky);
+    }
+
+    #[test]
+    fn a_hanging_command_is_killed_at_its_timeout() {
+        let started = Instant::now();
+        let err = run(&Argv::new("sleep").arg("30"), limits(200), &mut || false).unwrap_err();
+        assert!(matches!(err, RunError::TimedOut { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_command_that_ignores_sigterm_is_killed() {
+        let argv = Argv::new("sh").args(["-c", "trap '' TERM; sleep 30"]);
+        let started = Instant::now();
+        assert!(run(&argv, limits(100), &mut || false).is_err());
+        assert!(started.elapsed() < Duration::from_secs(8));
+    }
+
+    #[test]
+    fn cancel_stops_the_command() {
+        let mut calls = 0;
+        let err = run(&Argv::new("sleep").arg("30"), limits(30_000), &mut || {
+            calls += 1;
+            calls > 3
+        })
+        .unwrap_err();
+        assert!(matches!(err, RunError::Cancelled { .. }));
+    }
+
+    #[test]
+    fn output_is_bounded_to_its_tail() {
+        let argv = Argv::new("sh").args(["-c", "i=0; while [ $i -lt 5000 ]; do echo line$i; i=$((i+1)); done"]);
+        let out = run(&argv, limits(10_000), &mut || false).unwrap();
+        assert!(out.stdout.len() <= 1024);
+        assert!(out.stdout.ends_with("line4999\n"));
+    }
+
+    #[test]
+    fn a_missing_program_is_a_spawn_error() {
+        let err = run(&Argv::new("/nonexistent/engine"), limits(1000), &mut || false).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/engine"));
+    }
+
+    #[test]
+    fn display_quotes_what_needs_it() {
+        let argv = Argv::new("podman").args(["run", "a b", "it's"]);
+        assert_eq!(argv.display(), "podman run 'a b' 'it'\\''s'");
+    }
+}

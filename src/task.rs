@@ -1,0 +1,493 @@
+//! One BOINC task from start to end: read the inputs, pick the engine, get
+//! the image and the container, then supervise until the job ends.
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::boinc::{self, ClientStatus, TaskReport};
+use crate::cli::Cli;
+use crate::config::{JobConfig, QuitAction};
+use crate::engine::create::CreateSpec;
+use crate::engine::exit_watch::ExitWatch;
+use crate::engine::{self, names, ContainerState, Engine, EngineError, EngineKind};
+use crate::init_data::{DockerType, InitData};
+use crate::supervisor::{self, Action, Event, State};
+use crate::usage::Cgroup;
+
+/// How often the loop looks at the client's status; with the API's own
+/// 10 Hz message polling this keeps suspend -> paused near 100 ms.
+const TICK: Duration = Duration::from_millis(50);
+/// How often CPU time, memory and fraction done go to the client.
+const REPORT_PERIOD: Duration = Duration::from_secs(1);
+/// Delay before the client restarts us after a temporary exit.
+pub const RETRY_DELAY_SECS: i32 = 300;
+
+/// How the process ends.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// The job ran to its end: report this exit code with boinc_finish.
+    Finished(i32),
+    /// The task cannot run now; the client should retry later.
+    TemporaryExit(String),
+    /// The work is kept (container paused or stopped); exit without
+    /// finishing so the client restarts us.
+    KeepForRestart,
+    /// The client aborted the task; the container is gone.
+    Aborted,
+}
+
+/// BOINC's exit code for a task whose set-up failed (error_numbers.h).
+pub const EXIT_INIT_FAILURE: i32 = 206;
+/// BOINC's exit code for a task that exceeded its memory limit.
+pub const EXIT_MEM_LIMIT_EXCEEDED: i32 = 198;
+
+/// Names and paths of this task.
+struct Task {
+    slot_dir: PathBuf,
+    config: JobConfig,
+    cli: Cli,
+    init: InitData,
+    standalone: bool,
+    container: String,
+    image: String,
+    engine: Engine,
+}
+
+/// Runs the task. Errors are set-up failures: the caller reports them and
+/// finishes with EXIT_INIT_FAILURE.
+pub fn run(cli: Cli, config: JobConfig, standalone: bool) -> Result<Outcome> {
+    let slot_dir = std::env::current_dir().context("cannot read the current directory")?;
+    let init = if standalone {
+        InitData { ncpus: 1.0, ..InitData::default() }
+    } else {
+        InitData::load(&slot_dir.join("init_data.xml")).map_err(anyhow::Error::new)?
+    };
+    let engine = match pick_engine(&init, &config, standalone) {
+        Ok(engine) => engine,
+        Err(why) => return Ok(Outcome::TemporaryExit(why)),
+    };
+    match engine.version() {
+        Ok(version) => log::info!("using {} {version} ({})", engine.kind, engine.cli().display()),
+        Err(err) => return Ok(Outcome::TemporaryExit(err.to_string())),
+    }
+    let (container, image) = task_names(&init, &config, standalone);
+    let task = Task { slot_dir, config, cli, init, standalone, container, image, engine };
+    match task.run() {
+        Err(err) => match err.downcast_ref::<EngineError>() {
+            Some(EngineError::Unavailable(why)) => Ok(Outcome::TemporaryExit(why.clone())),
+            _ => Err(err),
+        },
+        ok => ok,
+    }
+}
+
+fn pick_engine(init: &InitData, config: &JobConfig, standalone: bool) -> Result<Engine, String> {
+    let forced = std::env::var("DOCKER_WRAPPER_ENGINE").ok();
+    let from_client = match init.host_info.docker_type {
+        DockerType::Docker => Some(EngineKind::Docker),
+        DockerType::Podman => Some(EngineKind::Podman),
+        // BOINC 7.20 clients write no docker fields; standalone is Podman-first too.
+        DockerType::None => None,
+    };
+    let from_client = if standalone { None } else { from_client };
+    let (kind, cli) = engine::choose(forced.as_deref(), from_client, &|name| which::which(name).ok())?;
+    Ok(Engine::new(
+        kind,
+        cli,
+        Duration::from_secs(config.command_timeout_secs),
+        Duration::from_secs(config.build_timeout_secs),
+    ))
+}
+
+/// C++-compatible names; standalone mode uses "boinc" for both, as C++ does.
+fn task_names(init: &InitData, config: &JobConfig, standalone: bool) -> (String, String) {
+    if standalone {
+        let image = config.image_name.clone().unwrap_or_else(|| "boinc".into());
+        return ("boinc".into(), image);
+    }
+    let project = init.project_dir_name();
+    let container = names::task_container(project, &init.result_name);
+    let image = config
+        .image_name
+        .clone()
+        .unwrap_or_else(|| names::workunit_image(project, &init.wu_name));
+    (container, image)
+}
+
+impl Task {
+    fn run(&self) -> Result<Outcome> {
+        log::info!("container {}, image {}", self.container, self.image);
+        let state = self.engine.inspect(&self.container)?;
+        let pid = match self.bring_up(state)? {
+            BringUp::Running(pid) => pid,
+            BringUp::AlreadyExited(state) => return Ok(self.finish(state.exit_code, state.oom_killed)),
+            BringUp::Interrupted(outcome) => return Ok(outcome),
+        };
+        self.supervise(pid)
+    }
+
+    /// Gets the container running, whatever state a previous run left it in.
+    fn bring_up(&self, existing: Option<ContainerState>) -> Result<BringUp> {
+        match existing {
+            None => {
+                if let Some(outcome) = self.ensure_image()? {
+                    return Ok(BringUp::Interrupted(outcome));
+                }
+                self.engine.create(&self.create_spec()?).context("cannot create the container")?;
+                self.engine.start(&self.container).context("cannot start the container")?;
+                log::info!("container started");
+            }
+            Some(state) if state.status == "created" => {
+                log::info!("container exists but never started; starting it");
+                self.engine.start(&self.container)?;
+            }
+            Some(state) if state.is_paused() => {
+                log::info!("container is paused from an earlier run; resuming it");
+                self.engine.unpause(&self.container)?;
+            }
+            Some(state) if state.is_running() => log::info!("container is already running; re-attaching"),
+            Some(state) if state.has_exited() => {
+                log::info!("container exited (code {}) while the wrapper was away", state.exit_code);
+                return Ok(BringUp::AlreadyExited(state));
+            }
+            Some(state) => {
+                log::warn!("container in state '{}'; starting it", state.status);
+                self.engine.start(&self.container)?;
+            }
+        }
+        let state = self.engine.inspect(&self.container)?.context("the container vanished after start")?;
+        Ok(BringUp::Running(state.pid))
+    }
+
+    /// Builds the image unless it exists. Some(outcome) when the client
+    /// interrupted the build.
+    fn ensure_image(&self) -> Result<Option<Outcome>> {
+        if self.engine.image_exists(&self.image)? {
+            log::info!("image {} is present", self.image);
+            return Ok(None);
+        }
+        if self.config.image_name.is_some() && !self.dockerfile().is_file() {
+            anyhow::bail!("image {} does not exist and there is no Dockerfile to build it", self.image);
+        }
+        let dockerfile = self.dockerfile();
+        if !dockerfile.is_file() {
+            anyhow::bail!("Dockerfile not found: {}", dockerfile.display());
+        }
+        log::info!("building image {}", self.image);
+        let started = Instant::now();
+        let mut interrupted = None;
+        let result = self.engine.build(
+            &self.slot_dir,
+            &dockerfile,
+            &self.image,
+            &self.labels(),
+            &self.config.build_args,
+            &mut || {
+                interrupted = interruption(&boinc::status());
+                interrupted.is_some()
+            },
+        );
+        match result {
+            Ok(()) => {
+                log::info!("image built in {:.1}s", started.elapsed().as_secs_f64());
+                Ok(None)
+            }
+            Err(EngineError::Cancelled) => Ok(interrupted),
+            Err(EngineError::Failed { detail, .. }) => anyhow::bail!("image build failed: {detail}"),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    fn dockerfile(&self) -> PathBuf {
+        self.slot_dir.join(&self.cli.dockerfile)
+    }
+
+    fn labels(&self) -> Vec<(String, String)> {
+        vec![
+            ("boinc.docker_wrapper".into(), env!("CARGO_PKG_VERSION").into()),
+            ("boinc.project".into(), self.init.project_dir_name().into()),
+            ("boinc.wu".into(), self.init.wu_name.clone()),
+            ("boinc.result".into(), self.init.result_name.clone()),
+        ]
+    }
+
+    fn create_spec(&self) -> Result<CreateSpec> {
+        let mut env = vec![("ARGS".to_string(), self.cli.job_args.join(" "))];
+        if self.engine.kind == EngineKind::Docker {
+            // Podman passes the proxy variables of its environment on by itself.
+            env.extend(self.init.proxy_env());
+        }
+        let project_mount = match &self.config.project_dir_mount {
+            Some(guest) => Some((self.project_dir()?, guest.clone())),
+            None => None,
+        };
+        let memory_bytes = (self.init.rsc_memory_bound > 0.0).then_some(self.init.rsc_memory_bound as u64);
+        Ok(CreateSpec {
+            name: self.container.clone(),
+            image: self.image.clone(),
+            labels: self.labels(),
+            slot_dir: self.slot_dir.clone(),
+            workdir: self.config.workdir.clone(),
+            project_mount,
+            mounts: self.config.mounts.clone(),
+            portmaps: self.config.portmaps.clone(),
+            env,
+            cpus: self.init.ncpus,
+            memory_bytes,
+            cpu_shares: self.config.cpu_shares,
+            pids_limit: self.config.pids_limit,
+            network: self.config.network,
+            log_max_bytes: 64 * 1024 * 1024,
+            extra_args: self.config.create_args.clone(),
+        })
+    }
+
+    fn project_dir(&self) -> Result<PathBuf> {
+        let dir = if self.standalone {
+            self.slot_dir.join("project")
+        } else {
+            PathBuf::from(&self.init.project_dir)
+        };
+        anyhow::ensure!(dir.is_dir(), "project directory {} does not exist", dir.display());
+        Ok(dir)
+    }
+
+    /// The main loop: client messages and container exit until the end.
+    fn supervise(&self, pid: u32) -> Result<Outcome> {
+        let mut watch = ExitWatch::start(&self.engine, &self.container, pid)?;
+        let mut accounting = Accounting::new(pid, self.init.wu_cpu_time);
+        let mut state = State::Running;
+        let mut next_report = Instant::now();
+        loop {
+            let event = if watch.wait_exited(TICK) {
+                let code = watch.exit_code(&self.engine, &self.container)?;
+                let oom_killed = self.engine.inspect(&self.container)?.is_some_and(|s| s.oom_killed);
+                Event::ContainerExited { code, oom_killed }
+            } else {
+                Event::Client(boinc::status())
+            };
+            let (next, actions) = supervisor::transition(state, &event);
+            if next != state {
+                log::debug!("{state:?} -> {next:?}");
+            }
+            state = next;
+            for action in actions {
+                if let Some(outcome) = self.perform(&action)? {
+                    return Ok(outcome);
+                }
+            }
+            if Instant::now() >= next_report {
+                boinc::report(&accounting.report(state == State::Running, &self.fraction_done()));
+                next_report += REPORT_PERIOD;
+            }
+            if matches!(event, Event::ContainerExited { .. }) {
+                // perform() always returns an outcome for Finish; be defensive.
+                return Ok(Outcome::Finished(EXIT_INIT_FAILURE));
+            }
+        }
+    }
+
+    fn perform(&self, action: &Action) -> Result<Option<Outcome>> {
+        match action {
+            Action::Pause => {
+                self.engine.pause(&self.container)?;
+                log::info!("suspended: container paused");
+                Ok(None)
+            }
+            Action::Unpause => {
+                self.engine.unpause(&self.container)?;
+                log::info!("resumed: container unpaused");
+                Ok(None)
+            }
+            Action::KeepForRestart { reason, already_paused } => {
+                log::info!("{reason}: keeping the container for a restart");
+                self.keep_for_restart(*already_paused);
+                Ok(Some(Outcome::KeepForRestart))
+            }
+            Action::Abort => {
+                log::info!("the client aborted the task: removing the container");
+                if let Err(err) = self.engine.remove(&self.container) {
+                    log::error!("{err}");
+                }
+                self.remove_workunit_image();
+                Ok(Some(Outcome::Aborted))
+            }
+            Action::Finish { code, oom_killed } => Ok(Some(self.finish(*code, *oom_killed))),
+        }
+    }
+
+    fn keep_for_restart(&self, already_paused: bool) {
+        let result = match self.config.quit_action {
+            QuitAction::Pause if already_paused => Ok(()),
+            QuitAction::Pause => self.engine.pause(&self.container),
+            QuitAction::Stop => self.engine.stop(&self.container, Duration::from_secs(self.config.stop_grace_secs)),
+        };
+        // The restarted wrapper reconciles whatever state the container is in.
+        if let Err(err) = result {
+            log::warn!("{err}");
+        }
+    }
+
+    /// Container log into stderr.txt, container (and per-workunit image) removed.
+    fn finish(&self, code: i32, oom_killed: bool) -> Outcome {
+        self.copy_container_log();
+        if let Err(err) = self.engine.remove(&self.container) {
+            log::error!("cannot remove the container: {err}");
+        }
+        self.remove_workunit_image();
+        if oom_killed {
+            let limit = self.init.rsc_memory_bound / (1024.0 * 1024.0);
+            log::error!("the job was killed: out of memory (limit {limit:.0} MiB)");
+            return Outcome::Finished(EXIT_MEM_LIMIT_EXCEEDED);
+        }
+        log::info!("the job exited with code {code}");
+        Outcome::Finished(code)
+    }
+
+    fn copy_container_log(&self) {
+        let max = usize::try_from(self.config.log_tail_bytes).unwrap_or(usize::MAX);
+        if max == 0 {
+            return;
+        }
+        match self.engine.logs_tail(&self.container, max) {
+            Ok(log) => {
+                eprintln!("---- container output (last {} KiB at most) ----", max / 1024);
+                eprint!("{log}");
+                if !log.ends_with('\n') && !log.is_empty() {
+                    eprintln!();
+                }
+                eprintln!("---- end of container output ----");
+            }
+            Err(err) => log::warn!("cannot read the container log: {err}"),
+        }
+    }
+
+    /// The C++ wrapper's per-workunit image goes with the task; a fixed
+    /// `image_name` never does.
+    fn remove_workunit_image(&self) {
+        if self.config.image_name.is_some() {
+            return;
+        }
+        if let Err(err) = self.engine.remove_image(&self.image) {
+            log::debug!("image not removed: {err}");
+        }
+    }
+
+    fn fraction_done(&self) -> PathBuf {
+        self.slot_dir.join(&self.config.fraction_done_file)
+    }
+}
+
+enum BringUp {
+    Running(u32),
+    AlreadyExited(ContainerState),
+    Interrupted(Outcome),
+}
+
+/// What the client's status asks of a task that is still being set up.
+fn interruption(status: &ClientStatus) -> Option<Outcome> {
+    if status.abort_request {
+        Some(Outcome::Aborted)
+    } else if status.quit_request || status.no_heartbeat {
+        Some(Outcome::KeepForRestart)
+    } else {
+        None
+    }
+}
+
+/// CPU time of the task across wrapper restarts: what the client had
+/// already counted when we started, plus what the container's cgroup has
+/// counted since.
+struct Accounting {
+    cgroup: Option<Cgroup>,
+    base_cpu: f64,
+    cgroup_cpu_at_start: f64,
+    last_cpu: f64,
+    memory_bytes: f64,
+}
+
+impl Accounting {
+    fn new(pid: u32, client_cpu: f64) -> Accounting {
+        let cgroup = if pid > 0 { Cgroup::of_process(pid) } else { None };
+        if cgroup.is_none() {
+            log::warn!("no readable cgroup for the container: CPU time and memory are not reported");
+        }
+        let start = cgroup.as_ref().and_then(Cgroup::sample).map_or(0.0, |s| s.cpu_secs);
+        Accounting { cgroup, base_cpu: client_cpu, cgroup_cpu_at_start: start, last_cpu: client_cpu, memory_bytes: 0.0 }
+    }
+
+    fn report(&mut self, running: bool, fraction_done_file: &Path) -> TaskReport {
+        if running {
+            if let Some(sample) = self.cgroup.as_ref().and_then(Cgroup::sample) {
+                let cpu = self.base_cpu + (sample.cpu_secs - self.cgroup_cpu_at_start).max(0.0);
+                // Never report less than before (a counter reset would look like that).
+                self.last_cpu = self.last_cpu.max(cpu);
+                self.memory_bytes = sample.memory_bytes;
+            }
+        }
+        TaskReport {
+            cpu_time: self.last_cpu,
+            // The container keeps its state across quits, so all CPU time so far is kept work.
+            checkpoint_cpu_time: self.last_cpu,
+            fraction_done: read_fraction_done(fraction_done_file),
+            working_set_size: self.memory_bytes,
+        }
+    }
+}
+
+/// The first number in the job's fraction_done file, clamped to 0..1.
+fn read_fraction_done(path: &Path) -> f64 {
+    let Ok(text) = std::fs::read_to_string(path) else { return 0.0 };
+    text.split_whitespace()
+        .next()
+        .and_then(|w| w.parse::<f64>().ok())
+        .filter(|f| f.is_finite())
+        .map_or(0.0, |f| f.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fraction_done_is_read_and_clamped() {
+        let dir = std::env::temp_dir().join(format!("dw-fd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("fraction_done");
+        assert_eq!(read_fraction_done(&file), 0.0);
+        for (text, want) in [("0.25\n", 0.25), ("7", 1.0), ("-1", 0.0), ("nan", 0.0), ("abc", 0.0), ("0.5 extra", 0.5)] {
+            std::fs::write(&file, text).unwrap();
+            assert_eq!(read_fraction_done(&file), want, "{text:?}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn names_follow_the_cpp_wrapper() {
+        let init = InitData {
+            project_dir: "/var/lib/boinc/projects/example.org_test".into(),
+            wu_name: "WU_1".into(),
+            result_name: "WU_1_0".into(),
+            ..InitData::default()
+        };
+        let config = JobConfig::default();
+        assert_eq!(
+            task_names(&init, &config, false),
+            ("boinc__example.org_test__wu_1_0".into(), "boinc__example.org_test__wu_1".into())
+        );
+        assert_eq!(task_names(&init, &config, true), ("boinc".into(), "boinc".into()));
+        let fixed = JobConfig { image_name: Some("myimage:1".into()), ..JobConfig::default() };
+        assert_eq!(task_names(&init, &fixed, false).1, "myimage:1");
+    }
+
+    #[test]
+    fn client_requests_interrupt_set_up() {
+        let mut s = ClientStatus::default();
+        assert_eq!(interruption(&s), None);
+        s.quit_request = true;
+        assert_eq!(interruption(&s), Some(Outcome::KeepForRestart));
+        s.abort_request = true;
+        assert_eq!(interruption(&s), Some(Outcome::Aborted));
+    }
+}

@@ -1,0 +1,148 @@
+//! CPU time and memory of the container, read from its cgroup: cumulative
+//! (right for multi-threaded jobs) and free of engine CLI calls.
+use std::fs;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// CPU seconds used by the container since it started.
+    pub cpu_secs: f64,
+    /// Resident memory of the container, bytes.
+    pub memory_bytes: f64,
+}
+
+/// Where a container's counters live.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cgroup {
+    /// cgroup v1: cpuacct.usage (ns) and memory.stat (total_rss).
+    V1 { cpuacct: PathBuf, memory: Option<PathBuf> },
+    /// cgroup v2: cpu.stat (usage_usec) and memory.current / memory.stat.
+    V2 { dir: PathBuf },
+}
+
+impl Cgroup {
+    /// Finds the cgroup of host process `pid` (the container's init).
+    pub fn of_process(pid: u32) -> Option<Cgroup> {
+        let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        Self::from_proc_cgroup(&text, Path::new("/sys/fs/cgroup"))
+    }
+
+    /// Parses /proc/PID/cgroup. On a hybrid host both v1 controllers and a
+    /// v2 line exist; the v1 cpuacct controller is the one that counts.
+    pub fn from_proc_cgroup(text: &str, root: &Path) -> Option<Cgroup> {
+        let mut cpuacct = None;
+        let mut memory = None;
+        let mut unified = None;
+        for line in text.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (Some(_id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            let relative = path.trim_start_matches('/');
+            if controllers.is_empty() {
+                unified = Some(relative.to_string());
+            }
+            for controller in controllers.split(',') {
+                match controller {
+                    "cpuacct" => cpuacct = find_v1_dir(root, controllers, "cpuacct", relative),
+                    "memory" => memory = find_v1_dir(root, controllers, "memory", relative),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(cpuacct) = cpuacct {
+            return Some(Cgroup::V1 { cpuacct, memory });
+        }
+        let relative = unified?;
+        for base in [root.to_path_buf(), root.join("unified")] {
+            let dir = base.join(&relative);
+            if dir.join("cpu.stat").is_file() {
+                return Some(Cgroup::V2 { dir });
+            }
+        }
+        None
+    }
+
+    pub fn sample(&self) -> Option<Sample> {
+        match self {
+            Cgroup::V1 { cpuacct, memory } => {
+                let ns: f64 = read_number(&cpuacct.join("cpuacct.usage"))?;
+                let memory_bytes = memory
+                    .as_ref()
+                    .and_then(|m| stat_field(&m.join("memory.stat"), "total_rss"))
+                    .unwrap_or(0.0);
+                Some(Sample { cpu_secs: ns / 1e9, memory_bytes })
+            }
+            Cgroup::V2 { dir } => {
+                let usec = stat_field(&dir.join("cpu.stat"), "usage_usec")?;
+                let memory_bytes = stat_field(&dir.join("memory.stat"), "anon")
+                    .or_else(|| read_number(&dir.join("memory.current")))
+                    .unwrap_or(0.0);
+                Some(Sample { cpu_secs: usec / 1e6, memory_bytes })
+            }
+        }
+    }
+}
+
+/// v1 controllers are mounted either alone or co-mounted ("cpu,cpuacct").
+fn find_v1_dir(root: &Path, controllers: &str, controller: &str, relative: &str) -> Option<PathBuf> {
+    [controllers, controller, "cpu,cpuacct", "cpuacct,cpu"]
+        .iter()
+        .map(|mount| root.join(mount).join(relative))
+        .find(|dir| dir.is_dir())
+}
+
+fn read_number(path: &Path) -> Option<f64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn stat_field(path: &Path, key: &str) -> Option<f64> {
+    let text = fs::read_to_string(path).ok()?;
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_root(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("dw-cgroup-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn reads_cgroup_v1_hybrid() {
+        let root = fake_root("v1");
+        let cpu = root.join("cpu,cpuacct/docker/abc");
+        let mem = root.join("memory/docker/abc");
+        fs::create_dir_all(&cpu).unwrap();
+        fs::create_dir_all(&mem).unwrap();
+        fs::write(cpu.join("cpuacct.usage"), "2500000000\n").unwrap();
+        fs::write(mem.join("memory.stat"), "cache 10\nrss 5\ntotal_rss 4096\n").unwrap();
+        let text = "12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/docker/abc\n";
+        let cg = Cgroup::from_proc_cgroup(text, &root).unwrap();
+        assert_eq!(cg.sample(), Some(Sample { cpu_secs: 2.5, memory_bytes: 4096.0 }));
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn reads_cgroup_v2() {
+        let root = fake_root("v2");
+        let dir = root.join("system.slice/libpod-abc.scope");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("cpu.stat"), "usage_usec 1500000\nuser_usec 1\n").unwrap();
+        fs::write(dir.join("memory.current"), "8192\n").unwrap();
+        let cg = Cgroup::from_proc_cgroup("0::/system.slice/libpod-abc.scope\n", &root).unwrap();
+        assert_eq!(cg.sample(), Some(Sample { cpu_secs: 1.5, memory_bytes: 8192.0 }));
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn no_cgroup_is_none() {
+        assert_eq!(Cgroup::from_proc_cgroup("garbage", Path::new("/nonexistent")), None);
+    }
+}
