@@ -152,11 +152,21 @@ pub struct InitData {
 /// Why `init_data.xml` could not be used.
 #[derive(Debug)]
 pub enum InitDataError {
-    Io { path: PathBuf, source: std::io::Error },
-    TooLarge { path: PathBuf, bytes: u64 },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    TooLarge {
+        path: PathBuf,
+        bytes: u64,
+    },
     /// Malformed XML; the text gives the position and what is wrong.
     Xml(String),
-    BadValue { tag: String, value: String, expected: &'static str },
+    BadValue {
+        tag: String,
+        value: String,
+        expected: &'static str,
+    },
     MissingRoot,
 }
 
@@ -164,7 +174,11 @@ impl fmt::Display for InitDataError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             InitDataError::Io { path, source } => {
-                write!(f, "cannot read BOINC init data file {}: {source}", path.display())
+                write!(
+                    f,
+                    "cannot read BOINC init data file {}: {source}",
+                    path.display()
+                )
             }
             InitDataError::TooLarge { path, bytes } => write!(
                 f,
@@ -174,10 +188,21 @@ impl fmt::Display for InitDataError {
                 MAX_FILE_BYTES / (1024 * 1024)
             ),
             InitDataError::Xml(what) => write!(f, "init_data.xml is not well-formed XML: {what}"),
-            InitDataError::BadValue { tag, value, expected } => write!(
-                f,
-                "init_data.xml: <{tag}> contains {value:?}, but {expected} was expected"
-            ),
+            InitDataError::BadValue {
+                tag,
+                value,
+                expected,
+            } => {
+                // `tag` is a path such as "host_info/wsl/distro/docker_type".
+                let (name, parents) = match tag.rsplit_once('/') {
+                    Some((parents, name)) => (name, format!(" (inside {parents})")),
+                    None => (tag.as_str(), String::new()),
+                };
+                write!(
+                    f,
+                    "init_data.xml: <{name}>{parents} contains {value:?}, but {expected} was expected"
+                )
+            }
             InitDataError::MissingRoot => write!(
                 f,
                 "init_data.xml does not start with an <app_init_data> element \
@@ -221,8 +246,14 @@ impl InitData {
     /// read; bytes that are not UTF-8 (a project directory in a legacy
     /// Windows code page) are replaced rather than rejected.
     pub fn load(path: &Path) -> Result<InitData> {
-        let io_err = |source| InitDataError::Io { path: path.to_path_buf(), source };
-        let too_large = |bytes| InitDataError::TooLarge { path: path.to_path_buf(), bytes };
+        let io_err = |source| InitDataError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let too_large = |bytes| InitDataError::TooLarge {
+            path: path.to_path_buf(),
+            bytes,
+        };
         let file = File::open(path).map_err(io_err)?;
         let declared = file.metadata().map_err(io_err)?.len();
         if declared > MAX_FILE_BYTES {
@@ -231,7 +262,9 @@ impl InitData {
         // The size can change after the check (or be meaningless for a special
         // file), so bound the read itself as well.
         let mut bytes = Vec::with_capacity(declared as usize);
-        file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io_err)?;
+        file.take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io_err)?;
         if bytes.len() as u64 > MAX_FILE_BYTES {
             return Err(too_large(bytes.len() as u64));
         }
@@ -249,8 +282,8 @@ impl InitData {
     /// Proxy environment variables for the engine and the container, with
     /// the C++ docker_wrapper's meaning: an HTTP proxy takes precedence over
     /// a SOCKS one; the proxy URL goes into `http_proxy`, `https_proxy` and
-    /// `HTTPS_PROXY` (`HTTP_PROXY` is deliberately not set, as in the C++
-    /// wrapper, because CGI programs take it from request headers);
+    /// `HTTPS_PROXY` (not `HTTP_PROXY`, as in the C++ wrapper: CGI programs
+    /// fill that name from a request header, the "httpoxy" problem);
     /// `no_proxy`/`NO_PROXY` are set whenever the client has a no-proxy list.
     ///
     /// Unlike the C++ wrapper, credentials are percent-encoded so that a
@@ -280,12 +313,22 @@ impl InitData {
 fn proxy_url(pi: &ProxyInfo) -> Option<String> {
     if pi.use_http_proxy && !pi.http_server_name.is_empty() {
         let auth = userinfo(&pi.http_user_name, &pi.http_user_passwd);
-        Some(format!("http://{auth}{}", host_port(&pi.http_server_name, pi.http_server_port)))
+        Some(format!(
+            "http://{auth}{}",
+            host_port(&pi.http_server_name, pi.http_server_port)
+        ))
     } else if pi.use_socks_proxy && !pi.socks_server_name.is_empty() {
         // socks5h: the proxy resolves host names, as the user asked.
-        let scheme = if pi.socks5_remote_dns { "socks5h" } else { "socks5" };
+        let scheme = if pi.socks5_remote_dns {
+            "socks5h"
+        } else {
+            "socks5"
+        };
         let auth = userinfo(&pi.socks5_user_name, &pi.socks5_user_passwd);
-        Some(format!("{scheme}://{auth}{}", host_port(&pi.socks_server_name, pi.socks_server_port)))
+        Some(format!(
+            "{scheme}://{auth}{}",
+            host_port(&pi.socks_server_name, pi.socks_server_port)
+        ))
     } else {
         None
     }
@@ -513,7 +556,11 @@ impl<'a> Cursor<'a> {
         // End tags are matched by the handlers themselves, which lets skipped
         // content (project preferences) be sloppy without failing the job.
         config.check_end_names = false;
-        Cursor { reader, src, item_start: 0 }
+        Cursor {
+            reader,
+            src,
+            item_start: 0,
+        }
     }
 
     fn next(&mut self) -> Result<Item<'a>> {
@@ -667,7 +714,11 @@ fn bad_value(elem: &Elem, text: &str, expected: &'static str) -> InitDataError {
     if value.len() < text.len() {
         value.push('…');
     }
-    InitDataError::BadValue { tag: elem.path.clone(), value, expected }
+    InitDataError::BadValue {
+        tag: elem.path.clone(),
+        value,
+        expected,
+    }
 }
 
 fn lossy(bytes: &[u8]) -> String {
@@ -679,7 +730,10 @@ fn line_column(src: &str, offset: u64) -> (usize, usize) {
     let offset = usize::try_from(offset).unwrap_or(usize::MAX).min(src.len());
     let before = &src.as_bytes()[..offset];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
     (line, offset - line_start + 1)
 }
 
@@ -774,4 +828,824 @@ fn parse_reference(s: &[u8], refs_are_bytes: bool, out: &mut Vec<u8>) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a Debian 12 boinc-client 7.20.5 writes on Linux: no plan class,
+    /// no Docker fields, an always-present (empty) proxy block, nested
+    /// preferences and coprocessors.
+    const SAMPLE_7_20_LINUX: &str = r#"<app_init_data>
+<major_version>7</major_version>
+<minor_version>20</minor_version>
+<release>5</release>
+<app_version>105</app_version>
+<userid>41</userid>
+<teamid>0</teamid>
+<hostid>1017</hostid>
+<app_name>docker_test</app_name>
+<project_preferences>
+<color_scheme>Tahiti Sunset</color_scheme>
+<max_frames_sec>100</max_frames_sec>
+<nested><deeper a="1">x &amp; y</deeper></nested>
+</project_preferences>
+<user_name>Jos&#195;&#169; &lt;QA&gt; &amp; Co</user_name>
+<project_dir>/var/lib/boinc-client/projects/boinc.berkeley.edu_central</project_dir>
+<boinc_dir>/var/lib/boinc-client</boinc_dir>
+<authenticator>0123456789abcdef0123456789abcdef</authenticator>
+<wu_name>docker_test_wu_1700000000_0</wu_name>
+<result_name>docker_test_wu_1700000000_0_r123456789_0</result_name>
+<shm_key>-1</shm_key>
+<slot>3</slot>
+<client_pid>1234</client_pid>
+<wu_cpu_time>12.500000</wu_cpu_time>
+<starting_elapsed_time>30.250000</starting_elapsed_time>
+<using_sandbox>0</using_sandbox>
+<vm_extensions_disabled>0</vm_extensions_disabled>
+<user_total_credit>1234.567890</user_total_credit>
+<user_expavg_credit>12.345678</user_expavg_credit>
+<host_total_credit>234.500000</host_total_credit>
+<host_expavg_credit>3.100000</host_expavg_credit>
+<resource_share_fraction>1.000000</resource_share_fraction>
+<checkpoint_period>60.000000</checkpoint_period>
+<fraction_done_start>0.000000</fraction_done_start>
+<fraction_done_end>1.000000</fraction_done_end>
+<gpu_type></gpu_type>
+<gpu_device_num>-1</gpu_device_num>
+<gpu_opencl_dev_index>-1</gpu_opencl_dev_index>
+<gpu_usage>0.000000</gpu_usage>
+<ncpus>1.000000</ncpus>
+<rsc_fpops_est>1000000000000.000000</rsc_fpops_est>
+<rsc_fpops_bound>10000000000000.000000</rsc_fpops_bound>
+<rsc_memory_bound>536870912.000000</rsc_memory_bound>
+<rsc_disk_bound>1073741824.000000</rsc_disk_bound>
+<computation_deadline>1700604800.000000</computation_deadline>
+<vbox_window>0</vbox_window>
+<no_priority_change>0</no_priority_change>
+<process_priority>-1</process_priority>
+<process_priority_special>-1</process_priority_special>
+<host_info>
+    <timezone>3600</timezone>
+    <domain_name>debian12</domain_name>
+    <ip_addr>192.168.1.20</ip_addr>
+    <host_cpid>0123456789abcdef0123456789abcdef</host_cpid>
+    <p_ncpus>8</p_ncpus>
+    <p_vendor>GenuineIntel</p_vendor>
+    <p_model>Intel(R) Core(TM) i7-8550U CPU @ 1.80GHz [Family 6 Model 142 Stepping 10]</p_model>
+    <p_features>fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov</p_features>
+    <p_fpops>4302571838.412400</p_fpops>
+    <p_iops>17238124921.552200</p_iops>
+    <p_membw>1000000000.000000</p_membw>
+    <p_calculated>1700000000.000000</p_calculated>
+    <p_vm_extensions_disabled>0</p_vm_extensions_disabled>
+    <m_nbytes>16624427008.000000</m_nbytes>
+    <m_cache>8388608.000000</m_cache>
+    <m_swap>1023406080.000000</m_swap>
+    <d_total>250375106560.000000</d_total>
+    <d_free>101236555776.000000</d_free>
+    <os_name>Linux Debian</os_name>
+    <os_version>Debian GNU/Linux 12 (bookworm) [6.1.0-13-amd64|libc 2.36]</os_version>
+    <n_usable_coprocs>1</n_usable_coprocs>
+    <wsl_available>0</wsl_available>
+    <coprocs>
+<coproc_cuda>
+   <count>1</count>
+   <name>NVIDIA GeForce GTX 1050</name>
+   <available_ram>2095185920.000000</available_ram>
+   <maxThreadsDim>1024 1024 64</maxThreadsDim>
+<coproc_opencl>
+   <name>NVIDIA GeForce GTX 1050</name>
+   <opencl_device_version_int>300</opencl_device_version_int>
+</coproc_opencl>
+</coproc_cuda>
+    </coprocs>
+</host_info>
+<proxy_info>
+    <socks_server_name></socks_server_name>
+    <socks_server_port>80</socks_server_port>
+    <http_server_name></http_server_name>
+    <http_server_port>80</http_server_port>
+    <socks5_user_name></socks5_user_name>
+    <socks5_user_passwd></socks5_user_passwd>
+    <socks5_remote_dns>0</socks5_remote_dns>
+    <http_user_name></http_user_name>
+    <http_user_passwd></http_user_passwd>
+    <no_proxy></no_proxy>
+    <no_autodetect>0</no_autodetect>
+</proxy_info>
+<global_preferences>
+   <source_project>https://boinc.berkeley.edu/central/</source_project>
+   <mod_time>1699999999.000000</mod_time>
+   <run_on_batteries>0</run_on_batteries>
+   <start_hour>0.000000</start_hour>
+   <end_hour>0.000000</end_hour>
+   <max_ncpus_pct>100.000000</max_ncpus_pct>
+   <ram_max_used_busy_pct>50.000000</ram_max_used_busy_pct>
+   <day_prefs>
+      <day_of_week>1</day_of_week>
+      <start_hour>8.00</start_hour>
+      <end_hour>18.00</end_hour>
+   </day_prefs>
+</global_preferences>
+<app_file>docker_wrapper_1.05_x86_64-pc-linux-gnu</app_file>
+<app_file>Dockerfile_1.05</app_file>
+<app_file>job_1.05.toml</app_file>
+</app_init_data>
+"#;
+
+    /// An 8.x Linux client with Podman: Docker fields inside <host_info>,
+    /// proxy block absent (no proxy configured).
+    const SAMPLE_8_LINUX: &str = r#"<app_init_data>
+<major_version>8</major_version>
+<minor_version>2</minor_version>
+<release>4</release>
+<app_version>100</app_version>
+<userid>7</userid>
+<teamid>3</teamid>
+<hostid>99</hostid>
+<app_name>worker</app_name>
+<plan_class>docker_gpu</plan_class>
+<project_dir>/var/lib/boinc/projects/example.org_proj</project_dir>
+<boinc_dir>/var/lib/boinc</boinc_dir>
+<authenticator>secret</authenticator>
+<wu_name>worker_wu_7</wu_name>
+<result_name>worker_wu_7_0</result_name>
+<shm_key>1627389952</shm_key>
+<slot>0</slot>
+<client_pid>4321</client_pid>
+<wu_cpu_time>0.000000</wu_cpu_time>
+<starting_elapsed_time>0.000000</starting_elapsed_time>
+<checkpoint_period>300.000000</checkpoint_period>
+<gpu_type>NVIDIA</gpu_type>
+<gpu_device_num>1</gpu_device_num>
+<gpu_opencl_dev_index>1</gpu_opencl_dev_index>
+<gpu_usage>0.500000</gpu_usage>
+<ncpus>4.000000</ncpus>
+<rsc_memory_bound>2147483648.000000</rsc_memory_bound>
+<rsc_disk_bound>10737418240.000000</rsc_disk_bound>
+<host_info>
+    <timezone>0</timezone>
+    <p_ncpus>16</p_ncpus>
+    <m_nbytes>33554432000.000000</m_nbytes>
+    <os_name>Linux Ubuntu</os_name>
+    <os_version>Ubuntu 24.04.1 LTS [6.8.0-45-generic|libc 2.39]</os_version>
+    <n_usable_coprocs>1</n_usable_coprocs>
+    <docker_version>4.3.1</docker_version>
+    <docker_type>2</docker_type>
+    <docker_compose_version>1.0.6</docker_compose_version>
+    <docker_compose_type>2</docker_compose_type>
+    <coprocs>
+    </coprocs>
+</host_info>
+<global_preferences>
+   <source_project>https://example.org/proj/</source_project>
+</global_preferences>
+<app_file>docker_wrapper_2</app_file>
+</app_init_data>
+"#;
+
+    /// An 8.x Windows client: <comm_obj_name> instead of <shm_key>, a <wsl>
+    /// list, and an HTTP proxy with authentication.
+    const SAMPLE_8_WINDOWS: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!-- written by hand after write_init_data_file -->
+<app_init_data>
+<major_version>8</major_version>
+<minor_version>2</minor_version>
+<release>4</release>
+<app_name>worker</app_name>
+<project_dir>C:\ProgramData\BOINC\projects\example.org_proj</project_dir>
+<boinc_dir>C:\ProgramData\BOINC</boinc_dir>
+<wu_name>worker_wu_8</wu_name>
+<result_name>worker_wu_8_1</result_name>
+<comm_obj_name>boinc_2</comm_obj_name>
+<slot>2</slot>
+<client_pid>9000</client_pid>
+<ncpus>2.000000</ncpus>
+<rsc_memory_bound>1000000000.000000</rsc_memory_bound>
+<host_info>
+    <timezone>-18000</timezone>
+    <p_ncpus>12</p_ncpus>
+    <m_nbytes>17179869184.000000</m_nbytes>
+    <os_name>Microsoft Windows 11</os_name>
+    <os_version>Professional x64 Edition, (10.00.22631.00)</os_version>
+    <n_usable_coprocs>0</n_usable_coprocs>
+    <wsl>
+        <distro>
+            <distro_name>boinc-buda-runner</distro_name>
+            <os_name>Fedora Linux</os_name>
+            <os_version>40 (Container Image)</os_version>
+            <wsl_version>2</wsl_version>
+            <distro_version>3</distro_version>
+            <libc_version>2.39</libc_version>
+            <docker_version>5.2.2</docker_version>
+            <docker_type>2</docker_type>
+            <wsl_gpu>
+                <name>NVIDIA GeForce RTX 3060</name>
+                <has_cuda/>
+            </wsl_gpu>
+        </distro>
+        <distro>
+            <distro_name>Ubuntu</distro_name>
+            <os_name>Ubuntu</os_name>
+            <os_version>22.04.4 LTS</os_version>
+            <wsl_version>2</wsl_version>
+            <is_default/>
+            <docker_version>27.2.0</docker_version>
+            <docker_type>1</docker_type>
+            <docker_compose_version>2.29.2</docker_compose_version>
+            <docker_compose_type>1</docker_compose_type>
+        </distro>
+    </wsl>
+</host_info>
+<proxy_info>
+    <use_http_proxy/>
+    <use_http_auth/>
+    <socks_server_name></socks_server_name>
+    <socks_server_port>0</socks_server_port>
+    <http_server_name>proxy.corp.example</http_server_name>
+    <http_server_port>3128</http_server_port>
+    <socks5_user_name></socks5_user_name>
+    <socks5_user_passwd></socks5_user_passwd>
+    <socks5_remote_dns>0</socks5_remote_dns>
+    <http_user_name>alice</http_user_name>
+    <http_user_passwd>p@ss:w&amp;rd</http_user_passwd>
+    <no_proxy>localhost,127.0.0.1,.corp.example</no_proxy>
+    <no_autodetect>0</no_autodetect>
+</proxy_info>
+<global_preferences>
+</global_preferences>
+</app_init_data>
+"#;
+
+    fn wrap(body: &str) -> String {
+        format!("<app_init_data>\n{body}\n</app_init_data>\n")
+    }
+
+    fn parse_err(xml: &str) -> InitDataError {
+        match InitData::parse(xml) {
+            Ok(d) => panic!("expected an error, parsed {d:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn parses_7_20_linux_sample() {
+        let d = InitData::parse(SAMPLE_7_20_LINUX).unwrap();
+        assert_eq!(d.app_name, "docker_test");
+        assert_eq!(d.plan_class, "");
+        assert_eq!(
+            d.project_dir,
+            "/var/lib/boinc-client/projects/boinc.berkeley.edu_central"
+        );
+        assert_eq!(d.project_dir_name(), "boinc.berkeley.edu_central");
+        assert_eq!(d.boinc_dir, "/var/lib/boinc-client");
+        assert_eq!(d.wu_name, "docker_test_wu_1700000000_0");
+        assert_eq!(d.result_name, "docker_test_wu_1700000000_0_r123456789_0");
+        assert_eq!(d.slot, 3);
+        assert_eq!(d.client_pid, 1234);
+        assert_eq!(d.shm_key, Some(-1));
+        assert_eq!(d.wu_cpu_time, 12.5);
+        assert_eq!(d.starting_elapsed_time, 30.25);
+        assert_eq!(d.checkpoint_period, 60.0);
+        assert_eq!(d.ncpus, 1.0);
+        assert_eq!(d.rsc_memory_bound, 536870912.0);
+        assert_eq!(d.rsc_disk_bound, 1073741824.0);
+        assert_eq!(d.gpu_type, "");
+        assert_eq!(d.gpu_device_num, -1);
+        assert_eq!(d.gpu_opencl_dev_index, -1);
+        assert_eq!(d.gpu_usage, 0.0);
+
+        let h = &d.host_info;
+        assert_eq!(h.p_ncpus, 8);
+        assert_eq!(h.m_nbytes, 16624427008.0);
+        assert_eq!(h.os_name, "Linux Debian");
+        assert_eq!(
+            h.os_version,
+            "Debian GNU/Linux 12 (bookworm) [6.1.0-13-amd64|libc 2.36]"
+        );
+        assert_eq!(h.docker_type, DockerType::None);
+        assert_eq!(h.docker_version, "");
+        assert_eq!(h.docker_compose_type, DockerType::None);
+        assert_eq!(h.docker_compose_version, "");
+        assert!(h.wsl_distros.is_empty());
+
+        let p = d
+            .proxy_info
+            .as_ref()
+            .expect("7.20 always writes <proxy_info>");
+        assert_eq!(
+            p,
+            &ProxyInfo {
+                socks_server_port: 80,
+                http_server_port: 80,
+                ..ProxyInfo::default()
+            }
+        );
+        assert!(d.proxy_env().is_empty());
+
+        assert_eq!(
+            d.app_files,
+            [
+                "docker_wrapper_1.05_x86_64-pc-linux-gnu",
+                "Dockerfile_1.05",
+                "job_1.05.toml"
+            ]
+        );
+    }
+
+    #[test]
+    fn parses_8_linux_sample_with_podman() {
+        let d = InitData::parse(SAMPLE_8_LINUX).unwrap();
+        assert_eq!(d.plan_class, "docker_gpu");
+        assert_eq!(d.project_dir_name(), "example.org_proj");
+        assert_eq!(d.shm_key, Some(1627389952));
+        assert_eq!(d.ncpus, 4.0);
+        assert_eq!(d.gpu_type, "NVIDIA");
+        assert_eq!(d.gpu_device_num, 1);
+        assert_eq!(d.gpu_opencl_dev_index, 1);
+        assert_eq!(d.gpu_usage, 0.5);
+        let h = &d.host_info;
+        assert_eq!(h.p_ncpus, 16);
+        assert_eq!(h.docker_version, "4.3.1");
+        assert_eq!(h.docker_type, DockerType::Podman);
+        assert_eq!(h.docker_compose_version, "1.0.6");
+        assert_eq!(h.docker_compose_type, DockerType::Podman);
+        assert_eq!(d.proxy_info, None);
+        assert!(d.proxy_env().is_empty());
+        assert_eq!(d.app_files, ["docker_wrapper_2"]);
+    }
+
+    #[test]
+    fn parses_8_windows_sample_with_wsl_and_http_proxy() {
+        let d = InitData::parse(SAMPLE_8_WINDOWS).unwrap();
+        assert_eq!(d.shm_key, None);
+        assert_eq!(d.slot, 2);
+        assert_eq!(d.project_dir_name(), "example.org_proj");
+        let h = &d.host_info;
+        assert_eq!(h.os_name, "Microsoft Windows 11");
+        assert_eq!(h.docker_type, DockerType::None);
+        assert_eq!(
+            h.wsl_distros,
+            vec![
+                WslDistro {
+                    distro_name: "boinc-buda-runner".into(),
+                    os_name: "Fedora Linux".into(),
+                    os_version: "40 (Container Image)".into(),
+                    wsl_version: 2,
+                    boinc_buda_runner_version: 3,
+                    is_default: false,
+                    disallowed: false,
+                    docker_version: "5.2.2".into(),
+                    docker_type: DockerType::Podman,
+                    docker_compose_version: String::new(),
+                    docker_compose_type: DockerType::None,
+                },
+                WslDistro {
+                    distro_name: "Ubuntu".into(),
+                    os_name: "Ubuntu".into(),
+                    os_version: "22.04.4 LTS".into(),
+                    wsl_version: 2,
+                    boinc_buda_runner_version: 0,
+                    is_default: true,
+                    disallowed: false,
+                    docker_version: "27.2.0".into(),
+                    docker_type: DockerType::Docker,
+                    docker_compose_version: "2.29.2".into(),
+                    docker_compose_type: DockerType::Docker,
+                },
+            ]
+        );
+
+        let p = d.proxy_info.as_ref().unwrap();
+        assert!(p.use_http_proxy && p.use_http_auth && !p.use_socks_proxy);
+        assert_eq!(p.http_user_passwd, "p@ss:w&rd");
+        let url = "http://alice:p%40ss%3Aw%26rd@proxy.corp.example:3128";
+        let no_proxy = "localhost,127.0.0.1,.corp.example";
+        assert_eq!(
+            d.proxy_env(),
+            [
+                ("http_proxy", url),
+                ("https_proxy", url),
+                ("HTTPS_PROXY", url),
+                ("no_proxy", no_proxy),
+                ("NO_PROXY", no_proxy),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+    }
+
+    #[test]
+    fn socks_proxy_with_remote_dns() {
+        let xml = wrap(
+            "<proxy_info>
+                <use_socks_proxy/>
+                <socks_server_name>127.0.0.1</socks_server_name>
+                <socks_server_port>1080</socks_server_port>
+                <http_server_name></http_server_name>
+                <http_server_port>80</http_server_port>
+                <socks5_user_name></socks5_user_name>
+                <socks5_remote_dns>1</socks5_remote_dns>
+                <no_proxy></no_proxy>
+            </proxy_info>",
+        );
+        let d = InitData::parse(&xml).unwrap();
+        let url = "socks5h://127.0.0.1:1080";
+        assert_eq!(
+            d.proxy_env(),
+            [
+                ("http_proxy", url),
+                ("https_proxy", url),
+                ("HTTPS_PROXY", url)
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+    }
+
+    #[test]
+    fn proxy_env_variants() {
+        let with = |pi: ProxyInfo| InitData {
+            proxy_info: Some(pi),
+            ..InitData::default()
+        };
+        let first = |d: InitData| d.proxy_env().first().map(|(_, v)| v.clone());
+
+        // SOCKS without remote DNS, with credentials.
+        let socks = ProxyInfo {
+            use_socks_proxy: true,
+            socks_server_name: "socks.example".into(),
+            socks_server_port: 1080,
+            socks5_user_name: "bob".into(),
+            socks5_user_passwd: "pw".into(),
+            ..ProxyInfo::default()
+        };
+        assert_eq!(
+            first(with(socks.clone())).as_deref(),
+            Some("socks5://bob:pw@socks.example:1080")
+        );
+
+        // HTTP wins over SOCKS; no credentials without a user name; IPv6
+        // hosts are bracketed.
+        let both = ProxyInfo {
+            use_http_proxy: true,
+            http_server_name: "::1".into(),
+            http_server_port: 8080,
+            ..socks.clone()
+        };
+        assert_eq!(first(with(both)).as_deref(), Some("http://[::1]:8080"));
+
+        // A server name without its use_ flag is not a proxy to use, but the
+        // no-proxy list is still exported.
+        let unused = ProxyInfo {
+            http_server_name: "proxy".into(),
+            no_proxy: "localhost".into(),
+            ..ProxyInfo::default()
+        };
+        assert_eq!(
+            with(unused).proxy_env(),
+            [("no_proxy", "localhost"), ("NO_PROXY", "localhost")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+
+        // The flag without a server name is not a proxy either.
+        let nameless = ProxyInfo {
+            use_http_proxy: true,
+            ..ProxyInfo::default()
+        };
+        assert!(with(nameless).proxy_env().is_empty());
+
+        // Port 0 means "default port".
+        let portless = ProxyInfo {
+            use_http_proxy: true,
+            http_server_name: "proxy".into(),
+            ..ProxyInfo::default()
+        };
+        assert_eq!(first(with(portless)).as_deref(), Some("http://proxy"));
+    }
+
+    #[test]
+    fn project_dir_name_variants() {
+        let name = |dir: &str| {
+            let d = InitData {
+                project_dir: dir.into(),
+                ..InitData::default()
+            };
+            d.project_dir_name().to_string()
+        };
+        assert_eq!(
+            name("/var/lib/boinc-client/projects/boinc.berkeley.edu_central"),
+            "boinc.berkeley.edu_central"
+        );
+        assert_eq!(
+            name(r"C:\ProgramData\BOINC\projects\boinc.berkeley.edu_central"),
+            "boinc.berkeley.edu_central"
+        );
+        assert_eq!(
+            name("/var/lib/boinc/projects/example.org_proj/"),
+            "example.org_proj"
+        );
+        assert_eq!(name("example.org_proj"), "example.org_proj");
+        assert_eq!(name(""), "");
+    }
+
+    #[test]
+    fn booleans_in_all_forms() {
+        let xml = wrap(
+            "<host_info><wsl>
+                <distro><distro_name>a</distro_name><is_default/><disallowed>0</disallowed></distro>
+                <distro><distro_name>b</distro_name><is_default>1</is_default><disallowed></disallowed></distro>
+                <distro><distro_name>c</distro_name><is_default>0</is_default><disallowed>1</disallowed></distro>
+            </wsl></host_info>",
+        );
+        let d = InitData::parse(&xml).unwrap();
+        let flags: Vec<_> = d
+            .host_info
+            .wsl_distros
+            .iter()
+            .map(|w| (w.is_default, w.disallowed))
+            .collect();
+        assert_eq!(flags, [(true, false), (true, true), (false, true)]);
+
+        let err = parse_err(&wrap(
+            "<proxy_info><use_http_proxy>yes</use_http_proxy></proxy_info>",
+        ));
+        assert!(
+            matches!(&err, InitDataError::BadValue { tag, .. } if tag == "proxy_info/use_http_proxy")
+        );
+    }
+
+    #[test]
+    fn old_7_x_wsl_format_is_understood() {
+        let xml = wrap(
+            "<host_info><wsl_available>1</wsl_available><wsl><distro>
+                <distro_name>Ubuntu-20.04</distro_name>
+                <name>Ubuntu</name>
+                <version>20.04</version>
+                <is_default>1</is_default>
+            </distro></wsl></host_info>",
+        );
+        let d = InitData::parse(&xml).unwrap();
+        let w = &d.host_info.wsl_distros[0];
+        assert_eq!(
+            (
+                w.distro_name.as_str(),
+                w.os_name.as_str(),
+                w.os_version.as_str()
+            ),
+            ("Ubuntu-20.04", "Ubuntu", "20.04")
+        );
+        assert!(w.is_default);
+        assert_eq!(w.docker_type, DockerType::None);
+    }
+
+    #[test]
+    fn unknown_docker_type_code_is_none() {
+        let d =
+            InitData::parse(&wrap("<host_info><docker_type>7</docker_type></host_info>")).unwrap();
+        assert_eq!(d.host_info.docker_type, DockerType::None);
+        let d =
+            InitData::parse(&wrap("<host_info><docker_type>1</docker_type></host_info>")).unwrap();
+        assert_eq!(d.host_info.docker_type, DockerType::Docker);
+    }
+
+    #[test]
+    fn absent_fields_keep_defaults() {
+        let d = InitData::parse("<app_init_data></app_init_data>").unwrap();
+        assert_eq!(d, InitData::default());
+        let d = InitData::parse("<app_init_data/>").unwrap();
+        assert_eq!(d, InitData::default());
+        assert_eq!(d.shm_key, None);
+        assert_eq!(d.ncpus, 0.0);
+    }
+
+    #[test]
+    fn empty_numbers_are_zero_and_whitespace_is_trimmed() {
+        let d = InitData::parse(&wrap(
+            "<slot></slot><ncpus>\n  2.5 \n</ncpus><wu_name>\n  wu_1\n</wu_name>",
+        ))
+        .unwrap();
+        assert_eq!(d.slot, 0);
+        assert_eq!(d.ncpus, 2.5);
+        assert_eq!(d.wu_name, "wu_1");
+    }
+
+    #[test]
+    fn text_is_unescaped() {
+        // BOINC's xml_escape writes each UTF-8 byte as its own reference.
+        let d = InitData::parse(&wrap("<host_info><os_name>Fran&#195;&#167;ais &lt;&amp;&gt; &quot;x&apos;</os_name></host_info>")).unwrap();
+        assert_eq!(d.host_info.os_name, "Français <&> \"x'");
+        // Standard XML code points still work when they are not UTF-8 bytes.
+        let d = InitData::parse(&wrap("<app_name>caf&#233; &#x20AC;</app_name>")).unwrap();
+        assert_eq!(d.app_name, "café €");
+        // Raw UTF-8, CDATA, and malformed references kept as written.
+        let d = InitData::parse(&wrap(
+            "<app_name>ünï <![CDATA[a&amp;<b>]]> & &bogus; &#; &#xZZ;</app_name>",
+        ))
+        .unwrap();
+        assert_eq!(d.app_name, "ünï a&amp;<b> & &bogus; &#; &#xZZ;");
+    }
+
+    #[test]
+    fn unknown_content_is_skipped() {
+        let xml = wrap(
+            "<future_thing attr=\"1\"><slot>99</slot><deeper><ncpus>abc</ncpus></deeper></future_thing>
+             <project_preferences><a><b></a></b><c/></project_preferences>
+             <slot>4</slot>",
+        );
+        let d = InitData::parse(&xml).unwrap();
+        assert_eq!(d.slot, 4);
+        assert_eq!(d.ncpus, 0.0);
+    }
+
+    #[test]
+    fn trailing_content_after_root_is_ignored() {
+        let d = InitData::parse("<app_init_data><slot>1</slot></app_init_data>\n<junk>\0\u{1}")
+            .unwrap();
+        assert_eq!(d.slot, 1);
+    }
+
+    #[test]
+    fn deep_nesting_does_not_overflow_the_stack() {
+        let depth = 10_000;
+        let body = format!(
+            "{}{}<slot>5</slot>",
+            "<x>".repeat(depth),
+            "</x>".repeat(depth)
+        );
+        let d = InitData::parse(&wrap(&body)).unwrap();
+        assert_eq!(d.slot, 5);
+
+        // Nesting inside a field we read, and nesting that never closes.
+        let inside = format!(
+            "<slot>{}{}7</slot>",
+            "<x>".repeat(depth),
+            "</x>".repeat(depth)
+        );
+        assert_eq!(InitData::parse(&wrap(&inside)).unwrap().slot, 7);
+        let unclosed = format!("<app_init_data>{}", "<x>".repeat(depth));
+        assert!(matches!(parse_err(&unclosed), InitDataError::Xml(_)));
+    }
+
+    #[test]
+    fn malformed_inputs_are_errors() {
+        assert!(matches!(parse_err(""), InitDataError::MissingRoot));
+        assert!(matches!(parse_err("   \n"), InitDataError::MissingRoot));
+        assert!(matches!(
+            parse_err("<host_info></host_info>"),
+            InitDataError::MissingRoot
+        ));
+        assert!(matches!(
+            parse_err("<app_init_datax></app_init_datax>"),
+            InitDataError::MissingRoot
+        ));
+
+        let truncated = &SAMPLE_7_20_LINUX[..SAMPLE_7_20_LINUX.len() / 2];
+        let err = parse_err(truncated);
+        assert!(matches!(err, InitDataError::Xml(_)));
+        assert!(err.to_string().contains("ends before"), "{err}");
+
+        let err = parse_err(&wrap("<ncpus>abc</ncpus>"));
+        match &err {
+            InitDataError::BadValue { tag, value, .. } => {
+                assert_eq!((tag.as_str(), value.as_str()), ("ncpus", "abc"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err.to_string().contains("<ncpus>"), "{err}");
+
+        let err = parse_err(&wrap("<host_info><m_nbytes>lots</m_nbytes></host_info>"));
+        assert!(
+            err.to_string().contains("<m_nbytes> (inside host_info)"),
+            "{err}"
+        );
+        assert!(matches!(
+            parse_err(&wrap("<slot>1.5</slot>")),
+            InitDataError::BadValue { .. }
+        ));
+        assert!(matches!(
+            parse_err(&wrap("<ncpus>nan</ncpus>")),
+            InitDataError::BadValue { .. }
+        ));
+        assert!(matches!(
+            parse_err(&wrap("<slot>99999999999</slot>")),
+            InitDataError::BadValue { .. }
+        ));
+
+        let err = parse_err(&wrap("<slot>1</ncpus>"));
+        assert!(
+            err.to_string().contains("</ncpus>") && err.to_string().contains("</slot>"),
+            "{err}"
+        );
+        assert!(matches!(
+            parse_err("<app_init_data><host_info></app_init_data>"),
+            InitDataError::Xml(_)
+        ));
+        assert!(matches!(
+            parse_err("<app_init_data><slot>1<!-- </slot></app_init_data>"),
+            InitDataError::Xml(_)
+        ));
+    }
+
+    #[test]
+    fn bad_value_echo_is_bounded() {
+        let long = "9".repeat(1000) + "x";
+        let err = parse_err(&wrap(&format!("<slot>{long}</slot>")));
+        assert!(err.to_string().len() < 200, "{err}");
+    }
+
+    #[test]
+    fn error_messages_say_what_is_wrong() {
+        let path = PathBuf::from("/slots/3/init_data.xml");
+        let errors = [
+            InitDataError::Io {
+                path: path.clone(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            },
+            InitDataError::TooLarge {
+                path: path.clone(),
+                bytes: 5 << 20,
+            },
+            parse_err(&wrap("<slot>1</ncpus>")),
+            parse_err(&wrap("<ncpus>abc</ncpus>")),
+            parse_err(""),
+        ];
+        for err in &errors {
+            let text = err.to_string();
+            assert!(text.contains("init_data.xml"), "{text}");
+            assert!(text.split_whitespace().count() >= 5, "{text}");
+        }
+        assert!(errors[2].to_string().contains("line 2"), "{}", errors[2]);
+        assert!(std::error::Error::source(&errors[0]).is_some());
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        // A small deterministic generator is enough to exercise odd bytes.
+        let mut state: u32 = 0x1234_5678;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        for _ in 0..200 {
+            let len = (next() % 400) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let _ = InitData::parse(&String::from_utf8_lossy(&bytes));
+            // Garbage inside a valid root too.
+            let inner = String::from_utf8_lossy(&bytes).replace('\0', "<");
+            let _ = InitData::parse(&wrap(&inner));
+        }
+        assert!(InitData::parse("\u{0}\u{1}\u{2}\u{ff}binary").is_err());
+    }
+
+    #[test]
+    fn every_truncation_and_mutation_of_a_sample_is_handled() {
+        let sample = SAMPLE_8_WINDOWS;
+        for (i, _) in sample.char_indices() {
+            let _ = InitData::parse(&sample[..i]);
+            for replacement in ["<", ">", "/", "&", ""] {
+                let mutated = format!("{}{}{}", &sample[..i], replacement, &sample[i + 1..]);
+                let _ = InitData::parse(&mutated);
+            }
+        }
+    }
+
+    fn temp_path(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("init_data_test_{}_{name}", std::process::id()))
+    }
+
+    #[test]
+    fn load_reads_a_file() {
+        let path = temp_path("ok.xml");
+        // A legacy code-page byte must not make the file unreadable.
+        let mut bytes = SAMPLE_8_LINUX.as_bytes().to_vec();
+        let at = SAMPLE_8_LINUX.find("worker_wu_7<").unwrap() + 6;
+        bytes[at] = 0xE9;
+        std::fs::write(&path, &bytes).unwrap();
+        let result = InitData::load(&path);
+        std::fs::remove_file(&path).unwrap();
+        let d = result.unwrap();
+        assert_eq!(d.wu_name, "worker\u{FFFD}wu_7");
+        assert_eq!(d.host_info.docker_type, DockerType::Podman);
+    }
+
+    #[test]
+    fn load_missing_file_names_the_path() {
+        let path = temp_path("does_not_exist.xml");
+        let err = InitData::load(&path).unwrap_err();
+        assert!(matches!(err, InitDataError::Io { .. }));
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn load_refuses_huge_files() {
+        let path = temp_path("huge.xml");
+        std::fs::write(&path, vec![b' '; 5 << 20]).unwrap();
+        let result = InitData::load(&path);
+        std::fs::remove_file(&path).unwrap();
+        match result {
+            Err(InitDataError::TooLarge { bytes, .. }) => assert_eq!(bytes, 5 << 20),
+            other => panic!("{other:?}"),
+        }
+    }
 }
