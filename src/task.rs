@@ -58,6 +58,11 @@ struct Task {
 /// finishes with EXIT_INIT_FAILURE.
 pub fn run(cli: Cli, config: JobConfig, standalone: bool) -> Result<Outcome> {
     let slot_dir = std::env::current_dir().context("cannot read the current directory")?;
+    // Checked before anything else so a broken app version fails at once.
+    let dockerfile = slot_dir.join(&cli.dockerfile);
+    if config.image_name.is_none() && !dockerfile.is_file() {
+        anyhow::bail!("Dockerfile not found: {} (ship it with the app version or the workunit)", dockerfile.display());
+    }
     let init = if standalone {
         InitData { ncpus: 1.0, ..InitData::default() }
     } else {
@@ -167,19 +172,15 @@ impl Task {
             log::info!("image {} is present", self.image);
             return Ok(None);
         }
-        if self.config.image_name.is_some() && !self.dockerfile().is_file() {
+        if !self.slot_dir.join(&self.cli.dockerfile).is_file() {
             anyhow::bail!("image {} does not exist and there is no Dockerfile to build it", self.image);
-        }
-        let dockerfile = self.dockerfile();
-        if !dockerfile.is_file() {
-            anyhow::bail!("Dockerfile not found: {}", dockerfile.display());
         }
         log::info!("building image {}", self.image);
         let started = Instant::now();
         let mut interrupted = None;
         let result = self.engine.build(
             &self.slot_dir,
-            &dockerfile,
+            &self.cli.dockerfile,
             &self.image,
             &self.labels(),
             &self.config.build_args,
@@ -197,10 +198,6 @@ impl Task {
             Err(EngineError::Failed { detail, .. }) => anyhow::bail!("image build failed: {detail}"),
             Err(err) => Err(err.into()),
         }
-    }
-
-    fn dockerfile(&self) -> PathBuf {
-        self.slot_dir.join(&self.cli.dockerfile)
     }
 
     fn labels(&self) -> Vec<(String, String)> {

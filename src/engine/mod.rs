@@ -192,8 +192,8 @@ impl Engine {
         }
     }
 
-    /// Builds `tag` from `dockerfile` in `context`. On failure the error
-    /// carries the tail of the build output.
+    /// Builds `tag` from `dockerfile` (relative to `context`) in `context`.
+    /// On failure the error carries the tail of the build output.
     pub fn build(
         &self,
         context: &Path,
@@ -203,7 +203,9 @@ impl Engine {
         build_args: &[String],
         cancel: &mut dyn FnMut() -> bool,
     ) -> Result<(), EngineError> {
-        let mut argv = self.argv(["build", "-t", tag, "-f"]).arg(dockerfile.as_os_str());
+        // Run in the context with relative paths: Podman parses `-f` values as
+        // CSV, so quotes in an absolute slot path would break it.
+        let mut argv = self.argv(["build", "-t", tag, "-f"]).arg(dockerfile.as_os_str()).current_dir(context);
         for (key, value) in labels {
             argv = argv.arg("--label").arg(format!("{key}={value}"));
         }
@@ -214,7 +216,7 @@ impl Engine {
         if self.kind == EngineKind::Docker && self.docker_needs_classic_builder() {
             argv = argv.env("DOCKER_BUILDKIT", "0");
         }
-        argv = argv.args(build_args.iter().map(String::as_str)).arg(context.as_os_str());
+        argv = argv.args(build_args.iter().map(String::as_str)).arg(".");
         let limits = Limits { timeout: self.build_timeout, capture: 16 * 1024 };
         let out = self.run_argv(&argv, limits, cancel)?;
         if out.success() {

@@ -17,11 +17,12 @@ pub struct Argv {
     pub program: OsString,
     pub args: Vec<OsString>,
     pub env: Vec<(OsString, OsString)>,
+    pub cwd: Option<std::path::PathBuf>,
 }
 
 impl Argv {
     pub fn new(program: impl Into<OsString>) -> Self {
-        Argv { program: program.into(), args: Vec::new(), env: Vec::new() }
+        Argv { program: program.into(), args: Vec::new(), env: Vec::new(), cwd: None }
     }
 
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
@@ -43,8 +44,16 @@ impl Argv {
         self
     }
 
+    pub fn current_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
         // Its own process group, so a timeout can end the command and any
         // helper it started (which would otherwise hold our pipes open).
         #[cfg(unix)]

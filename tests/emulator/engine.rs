@@ -1,0 +1,328 @@
+//! The container engines tests run against (through their CLIs, argv only, with timeouts).
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::command::{run_with_timeout, CommandOutput};
+use super::init_data::{DockerHostInfo, DockerType};
+use super::tempdir::test_tmp_root;
+
+const INFO_TIMEOUT: Duration = Duration::from_secs(20);
+const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+/// Debian's docker.io client; `/usr/local/bin/docker` on the project machines is
+/// a newer client without its daemon.
+const DEBIAN_DOCKER_CLI: &str = "/usr/bin/docker";
+/// Podman settings these hosts need (cgroup v1: runc, not crun; explicit ulimits),
+/// applied through `CONTAINERS_CONF` when the environment does not set it.
+const PODMAN_CONTAINERS_CONF: &str = "[engine]\nruntime = \"runc\"\n[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineKind {
+    Docker,
+    Podman,
+}
+
+impl EngineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Docker => "docker",
+            EngineKind::Podman => "podman",
+        }
+    }
+
+    pub fn docker_type(self) -> DockerType {
+        match self {
+            EngineKind::Docker => DockerType::Docker,
+            EngineKind::Podman => DockerType::Podman,
+        }
+    }
+}
+
+/// A container engine that answered `<cli> info`.
+#[derive(Clone, Debug)]
+pub struct TestEngine {
+    kind: EngineKind,
+    cli: PathBuf,
+    version: String,
+    /// Variables set for every CLI call here and for the wrapper under test.
+    env: Vec<(OsString, OsString)>,
+}
+
+impl TestEngine {
+    /// Podman, checked once per test process. Err says how to install or fix it.
+    pub fn podman() -> Result<TestEngine, String> {
+        static PODMAN: OnceLock<Result<TestEngine, String>> = OnceLock::new();
+        PODMAN.get_or_init(find_podman).clone()
+    }
+
+    /// Docker (Debian's `/usr/bin/docker` preferred), checked once per test process.
+    pub fn docker() -> Result<TestEngine, String> {
+        static DOCKER: OnceLock<Result<TestEngine, String>> = OnceLock::new();
+        DOCKER.get_or_init(find_docker).clone()
+    }
+
+    pub fn get(kind: EngineKind) -> Result<TestEngine, String> {
+        match kind {
+            EngineKind::Docker => TestEngine::docker(),
+            EngineKind::Podman => TestEngine::podman(),
+        }
+    }
+
+    /// The engine, or a panic carrying the install/start instructions: a test
+    /// that needs an engine must fail when there is none, never pass.
+    pub fn require(kind: EngineKind) -> TestEngine {
+        TestEngine::get(kind).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn kind(&self) -> EngineKind {
+        self.kind
+    }
+
+    pub fn cli(&self) -> &Path {
+        &self.cli
+    }
+
+    /// As the BOINC client extracts it from `<cli> --version`.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    pub fn env(&self) -> &[(OsString, OsString)] {
+        &self.env
+    }
+
+    /// The docker fields an 8.x client would write into init_data.xml for this engine.
+    pub fn docker_host_info(&self) -> DockerHostInfo {
+        DockerHostInfo {
+            version: self.version.clone(),
+            docker_type: self.kind.docker_type(),
+        }
+    }
+
+    /// A `Command` for the CLI with our environment applied.
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(&self.cli);
+        cmd.args(args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs the CLI with a 60 s timeout.
+    pub fn run<I, S>(&self, args: I) -> Result<CommandOutput, String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        run_with_timeout(self.command(args), CLI_TIMEOUT)
+    }
+
+    /// `inspect --format <format>` of a container; None if it does not exist.
+    pub fn inspect_container(&self, name: &str, format: &str) -> Option<String> {
+        let out = self
+            .run(["container", "inspect", "--format", format, name])
+            .ok()?;
+        out.success().then(|| out.stdout.trim().to_string())
+    }
+
+    /// "created", "running", "paused", "exited", ...; None if there is no such container.
+    pub fn container_state(&self, name: &str) -> Option<String> {
+        self.inspect_container(name, "{{.State.Status}}")
+    }
+
+    /// Names of all containers (any state) whose name starts with `prefix`.
+    pub fn containers_matching(&self, prefix: &str) -> Vec<String> {
+        match self.run(["ps", "-a", "--format", "{{.Names}}"]) {
+            Ok(out) if out.success() => out
+                .stdout
+                .lines()
+                .map(str::trim)
+                .filter(|name| name.starts_with(prefix))
+                .map(str::to_string)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Removes a container in any state. Ok if it did not exist.
+    pub fn remove_container(&self, name: &str) -> Result<(), String> {
+        if self.container_state(name).as_deref() == Some("paused") {
+            // Some engine versions refuse to remove (even force) a frozen container.
+            let _ = self.run(["unpause", name]);
+        }
+        let out = self.run(["rm", "-f", name])?;
+        if out.success() || self.container_state(name).is_none() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} rm -f {name} failed: {}",
+                self.kind.name(),
+                out.stderr.trim()
+            ))
+        }
+    }
+
+    pub fn image_exists(&self, name: &str) -> bool {
+        self.run(["image", "inspect", "--format", "{{.Id}}", name])
+            .map(|o| o.success())
+            .unwrap_or(false)
+    }
+
+    /// Removes an image. Ok if it did not exist.
+    pub fn remove_image(&self, name: &str) -> Result<(), String> {
+        let out = self.run(["rmi", "-f", name])?;
+        if out.success() || !self.image_exists(name) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} rmi -f {name} failed: {}",
+                self.kind.name(),
+                out.stderr.trim()
+            ))
+        }
+    }
+
+    /// Polls `inspect` until the container reaches `state`; returns how long that took.
+    pub fn wait_for_container_state(
+        &self,
+        name: &str,
+        state: &str,
+        timeout: Duration,
+    ) -> Result<Duration, String> {
+        let start = Instant::now();
+        let mut last = None;
+        while start.elapsed() < timeout {
+            last = self.container_state(name);
+            if last.as_deref() == Some(state) {
+                return Ok(start.elapsed());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        Err(format!(
+            "container {name} did not become {state} within {timeout:?} (last state: {last:?})"
+        ))
+    }
+}
+
+fn find_podman() -> Result<TestEngine, String> {
+    let install = "Install it with `apt-get install -y podman runc` (see shared/ENGINES.md).";
+    let cli = find_in_path("podman")
+        .ok_or_else(|| format!("podman is not installed (not in PATH). {install}"))?;
+    let env = podman_env()?;
+    let engine = TestEngine {
+        kind: EngineKind::Podman,
+        version: String::new(),
+        cli,
+        env,
+    };
+    check_answers(&engine).map_err(|e| {
+        format!(
+            "{e}\nCheck the podman install ({install}); on cgroup v1 hosts it needs runtime \"runc\" \
+             and explicit ulimits in the file named by CONTAINERS_CONF."
+        )
+    })?;
+    finish_with_version(engine)
+}
+
+fn find_docker() -> Result<TestEngine, String> {
+    let cli = Some(PathBuf::from(DEBIAN_DOCKER_CLI))
+        .filter(|p| p.is_file())
+        .or_else(|| find_in_path("docker"))
+        .ok_or_else(|| format!("docker is not installed (no {DEBIAN_DOCKER_CLI}, none in PATH). Install it with `apt-get install -y docker.io`."))?;
+    let engine = TestEngine {
+        kind: EngineKind::Docker,
+        version: String::new(),
+        cli,
+        env: Vec::new(),
+    };
+    check_answers(&engine).map_err(|e| {
+        format!(
+            "{e}\nIs the Docker daemon running? Start it with `setsid dockerd >/tmp/dockerd.log 2>&1 &` \
+             and wait until `{DEBIAN_DOCKER_CLI} info` answers (see shared/ENGINES.md)."
+        )
+    })?;
+    finish_with_version(engine)
+}
+
+fn check_answers(engine: &TestEngine) -> Result<(), String> {
+    let out = run_with_timeout(engine.command(["info"]), INFO_TIMEOUT)?;
+    if out.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{} info` failed: {}",
+            engine.cli.display(),
+            last_lines(&out.stderr, 5)
+        ))
+    }
+}
+
+fn finish_with_version(mut engine: TestEngine) -> Result<TestEngine, String> {
+    let out = run_with_timeout(engine.command(["--version"]), INFO_TIMEOUT)?;
+    engine.version = version_from_cli_output(&out.stdout).unwrap_or_default();
+    Ok(engine)
+}
+
+/// The client's rule: the text after "version " up to ',', ' ' or end of line,
+/// from the first line that has it ("podman version 4.3.1",
+/// "Docker version 20.10.24+dfsg1, build 297e128").
+pub fn version_from_cli_output(output: &str) -> Option<String> {
+    output.lines().find_map(|line| {
+        let (_, rest) = line.split_once("version ")?;
+        let end = rest.find([',', ' ']).unwrap_or(rest.len());
+        Some(rest[..end].trim_end().to_string())
+    })
+}
+
+/// `CONTAINERS_CONF` for podman: the caller's if set, else our file with the host quirks.
+fn podman_env() -> Result<Vec<(OsString, OsString)>, String> {
+    if std::env::var_os("CONTAINERS_CONF").is_some() {
+        return Ok(Vec::new());
+    }
+    let path = test_tmp_root().join("docker_wrapper_tests_containers.conf");
+    write_atomically(&path, PODMAN_CONTAINERS_CONF)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(vec![(
+        OsString::from("CONTAINERS_CONF"),
+        path.into_os_string(),
+    )])
+}
+
+/// Write + rename, so concurrent test processes never see a half-written file.
+fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    fs::write(&tmp, contents)?;
+    fs::rename(&tmp, path)
+}
+
+fn find_in_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

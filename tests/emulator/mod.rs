@@ -1,0 +1,51 @@
+//! A BOINC client emulator for integration tests: it prepares a data dir with a
+//! project dir and a slot (app files, soft-link input files, `init_data.xml`,
+//! `boinc_mmap_file`), starts the wrapper in the slot as the client would, and
+//! plays the client's side of the shared-memory protocol (heartbeats,
+//! suspend/resume/quit/abort, status and graphics messages).
+//!
+//! ```ignore
+//! mod emulator;
+//! use emulator::*;
+//!
+//! let engine = TestEngine::require(EngineKind::Podman);
+//! let mut task = Task::builder("exit_code", env!("CARGO_BIN_EXE_docker_wrapper"))
+//!     .engine(&engine)
+//!     .job(TestJob::shell("echo hello; exit 3"))
+//!     .start()
+//!     .unwrap();
+//! let outcome = task.wait_exit(Duration::from_secs(120)).unwrap();
+//! assert_eq!(outcome.finish_code(), Some(3), "{}", outcome.describe());
+//! ```
+//!
+//! Facts of the BOINC API worth knowing when writing tests (checked with the
+//! 7.20 library): a wrapper must use `handle_process_control` to receive
+//! control messages; "no heartbeat" is detected only when `client_pid` is 0
+//! (`TaskBuilder::client_pid(0)`), after 30 s; otherwise the API checks every
+//! 10 s that the client pid exists.
+//!
+//! Each `tests/*.rs` compiles this module on its own and uses a part of it.
+#![allow(dead_code, unused_imports)]
+
+pub mod builder;
+pub mod client;
+pub mod command;
+pub mod engine;
+pub mod init_data;
+pub mod jobs;
+pub mod shm;
+pub mod slot;
+pub mod task;
+pub mod tempdir;
+
+pub use builder::TaskBuilder;
+pub use client::AppStatus;
+pub use command::{run_with_timeout, CommandOutput};
+pub use engine::{EngineKind, TestEngine};
+pub use init_data::{ClientVersion, DockerHostInfo, DockerType, InitData, GIB, MIB};
+pub use jobs::TestJob;
+pub use shm::{Channel, SharedMemory};
+pub use slot::{BoincDirs, LinkKind, ODD_DATA_DIR_NAME};
+pub use std::time::Duration;
+pub use task::{container_name, wait_until, Control, Outcome, Task};
+pub use tempdir::TempDir;

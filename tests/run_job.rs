@@ -1,0 +1,157 @@
+//! A task from start to end under the client emulator, on real Podman and
+//! real Docker: every test runs once per engine.
+mod emulator;
+
+use emulator::*;
+
+const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
+/// Bounds a whole task, image build included.
+const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Generates `<name>::podman` and `<name>::docker` from one test body.
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn podman() {
+                super::$name(super::emulator::EngineKind::Podman);
+            }
+            #[test]
+            fn docker() {
+                super::$name(super::emulator::EngineKind::Docker);
+            }
+        }
+    )*};
+}
+
+on_both_engines!(
+    success_writes_output_into_the_slot,
+    exit_code_is_forwarded_with_the_log,
+    suspend_pauses_and_resume_unpauses,
+    progress_and_cpu_time_reach_the_client,
+    args_reach_the_job_intact,
+    slot_path_with_a_space_works,
+    project_dir_and_mounts_are_mounted,
+);
+
+fn builder(name: &str, engine: &TestEngine) -> TaskBuilder {
+    Task::builder(&format!("{name}_{}", engine.kind().name()), WRAPPER).engine(engine)
+}
+
+/// The task's container and per-workunit image are gone.
+fn assert_nothing_left(task: &Task, engine: &TestEngine) {
+    let name = task.container_name();
+    assert_eq!(engine.container_state(&name), None, "container {name} was left behind");
+    let image = format!("boinc__{}__{}", task.project_dir_name(), task.wu_name().to_lowercase());
+    assert!(!engine.image_exists(&image), "image {image} was left behind");
+}
+
+fn success_writes_output_into_the_slot(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let mut task = builder("success", &engine)
+        .job(TestJob::shell("echo hello from the job; echo result > output.txt"))
+        .start()
+        .unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert_eq!(task.read_slot_file("output.txt").as_deref(), Some("result\n"));
+    assert!(outcome.stderr_txt.contains("hello from the job"), "{}", outcome.describe());
+    assert_nothing_left(&task, &engine);
+}
+
+fn exit_code_is_forwarded_with_the_log(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let mut task = builder("exit3", &engine)
+        .job(TestJob::shell("echo about to fail >&2; exit 3"))
+        .start()
+        .unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(3), "{}", outcome.describe());
+    assert!(outcome.stderr_txt.contains("about to fail"), "{}", outcome.describe());
+    assert_nothing_left(&task, &engine);
+}
+
+fn suspend_pauses_and_resume_unpauses(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let mut task = builder("suspend", &engine)
+        .job(TestJob::shell("while [ ! -f go ]; do sleep 0.1; done; echo finished"))
+        .start()
+        .unwrap();
+    let name = task.container_name();
+    engine.wait_for_container_state(&name, "running", TASK_TIMEOUT).unwrap();
+    task.send_control(Control::Suspend);
+    let paused = engine.wait_for_container_state(&name, "paused", Duration::from_secs(10));
+    assert!(paused.is_ok(), "not paused: {paused:?}\n{}", task.logs_tail(30));
+    task.send_control(Control::Resume);
+    let running = engine.wait_for_container_state(&name, "running", Duration::from_secs(10));
+    assert!(running.is_ok(), "not resumed: {running:?}\n{}", task.logs_tail(30));
+    std::fs::write(task.slot_dir().join("go"), "").unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert_nothing_left(&task, &engine);
+}
+
+fn progress_and_cpu_time_reach_the_client(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    // Burns CPU for a while, then reports half done and waits to be released.
+    let script = "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; echo 0.5 > fraction_done; \
+                  while [ ! -f go ]; do sleep 0.1; done";
+    let mut task = builder("progress", &engine).job(TestJob::shell(script)).start().unwrap();
+    let status = task.wait_for_status(TASK_TIMEOUT, |s| s.fraction_done == Some(0.5) && s.current_cpu_time > 0.2);
+    assert!(status.is_ok(), "{status:?}\n{}", task.logs_tail(30));
+    let status = status.unwrap();
+    assert!(status.checkpoint_cpu_time > 0.0, "{status:?}");
+    assert!(status.working_set_size.is_none() || status.working_set_size.unwrap() >= 0.0);
+    std::fs::write(task.slot_dir().join("go"), "").unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert_nothing_left(&task, &engine);
+}
+
+fn args_reach_the_job_intact(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let args = ["plain", "with space", "it's \"quoted\"", "$(touch /tmp/pwned)", "`id`;ls", "ünï"];
+    let mut task = builder("args", &engine)
+        .job(TestJob::shell("printf '%s' \"$ARGS\" > args.txt"))
+        .args(args)
+        .start()
+        .unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert_eq!(task.read_slot_file("args.txt").unwrap(), args.join(" "));
+    assert_nothing_left(&task, &engine);
+}
+
+fn slot_path_with_a_space_works(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let mut task = builder("space", &engine)
+        .data_dir_name(ODD_DATA_DIR_NAME)
+        .job(TestJob::shell("echo ok > out.txt"))
+        .start()
+        .unwrap();
+    assert!(task.slot_dir().to_string_lossy().contains(' '));
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert_eq!(task.read_slot_file("out.txt").as_deref(), Some("ok\n"));
+    assert_nothing_left(&task, &engine);
+}
+
+fn project_dir_and_mounts_are_mounted(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let extra = TempDir::new("extra_mount").unwrap();
+    std::fs::write(extra.path().join("data.txt"), "extra data\n").unwrap();
+    let job_toml = format!(
+        "project_dir_mount = \"/project\"\nmount = [\"{}:/extra:ro\"]\n",
+        extra.path().display()
+    );
+    let script = "cat /project/shared.txt /extra/data.txt > seen.txt";
+    let mut task = builder("mounts", &engine)
+        .job(TestJob::shell(script).job_toml(&job_toml))
+        .project_file("shared.txt", "shared.txt", "project data\n", LinkKind::Copy)
+        .start()
+        .unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert_eq!(task.read_slot_file("seen.txt").as_deref(), Some("project data\nextra data\n"));
+    assert_nothing_left(&task, &engine);
+}
