@@ -1,0 +1,75 @@
+//! The binary's command line and its handling of bad input that needs no
+//! container engine.
+mod emulator;
+
+use std::process::Command;
+
+use emulator::*;
+
+const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
+
+#[test]
+fn help_lists_every_option() {
+    let out = Command::new(WRAPPER).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for option in ["--verbose", "--config", "--dockerfile", "--sporadic", "--help", "--version"] {
+        assert!(text.contains(option), "--help does not mention {option}:\n{text}");
+    }
+}
+
+#[test]
+fn version_names_the_build_and_the_boinc_library() {
+    let out = Command::new(WRAPPER).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with(&format!("docker_wrapper {}", env!("CARGO_PKG_VERSION"))), "{text}");
+    assert!(text.contains("BOINC API 7.") || text.contains("BOINC API 8."), "{text}");
+}
+
+/// Without init_data.xml the BOINC library reports standalone mode; the
+/// wrapper says so, and stops at the missing Dockerfile before any engine call.
+#[test]
+fn standalone_mode_is_detected_through_the_boinc_library() {
+    let dir = TempDir::new("standalone").unwrap();
+    let out = Command::new(WRAPPER).current_dir(dir.path()).output().unwrap();
+    let stderr = std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
+    assert!(stderr.contains("standalone mode"), "{stderr}");
+    assert!(stderr.contains("Dockerfile not found"), "{stderr}");
+    assert_eq!(out.status.code(), Some(206), "{stderr}");
+    assert!(dir.path().join("boinc_finish_called").exists());
+}
+
+fn run_task(name: &str, builder: impl FnOnce(TaskBuilder) -> TaskBuilder) -> Outcome {
+    let task = builder(Task::builder(name, WRAPPER).job(TestJob::shell("exit 0")));
+    let mut task = task.start().unwrap();
+    task.wait_exit(Duration::from_secs(60)).unwrap()
+}
+
+#[test]
+fn malformed_job_toml_is_an_error_naming_the_key() {
+    let outcome = run_task("bad_toml", |b| b.job(TestJob::shell("exit 0").job_toml("verbose = \"yes\"\n")));
+    assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
+    assert!(outcome.stderr_txt.contains("'verbose'"), "{}", outcome.describe());
+}
+
+#[test]
+fn toml_syntax_error_gives_the_line() {
+    let outcome = run_task("toml_syntax", |b| b.job(TestJob::shell("exit 0").job_toml("workdir = \"/app\"\nmount = [\n")));
+    assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
+    assert!(outcome.stderr_txt.contains("line"), "{}", outcome.describe());
+}
+
+#[test]
+fn malformed_init_data_is_an_error_naming_the_file() {
+    let outcome = run_task("bad_init_data", |b| b.raw_init_data("<app_init_data><shm_key>-1</shm_key><ncpus>abc</ncpus></app_init_data>"));
+    assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
+    assert!(outcome.stderr_txt.contains("ncpus"), "{}", outcome.describe());
+}
+
+#[test]
+fn missing_config_file_given_on_the_command_line_is_an_error() {
+    let outcome = run_task("missing_config", |b| b.args(["--config", "nope.toml"]));
+    assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
+    assert!(outcome.stderr_txt.contains("nope.toml"), "{}", outcome.describe());
+}
