@@ -13,25 +13,23 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process;
 
-/// lib/ sources the API needs in source mode (the rest of libboinc is
-/// client, GUI RPC or server code).
+/// api/ sources compiled in source mode. graphics2_util.cpp, which upstream
+/// also puts in libboinc_api, only serves graphics apps and is left out.
+const API_SOURCES: &[&str] = &["boinc_api.cpp"];
+
+/// lib/ sources that boinc_api.cpp and the shim pull in, directly or
+/// through each other (app_ipc -> hostinfo -> coproc -> opencl_boinc, ...).
+/// The rest of libboinc is client, GUI RPC or server code; cert_sig.cpp and
+/// the crypto files would also drag in OpenSSL.
 const LIB_SOURCES: &[&str] = &[
     "app_ipc.cpp",
-    "base64.cpp",
-    "cc_config.cpp",
     "coproc.cpp",
     "diagnostics.cpp",
     "filesys.cpp",
     "hostinfo.cpp",
-    "keyword.cpp",
-    "md5.cpp",
-    "md5_file.cpp",
-    "mem_usage.cpp",
     "mfile.cpp",
     "miofile.cpp",
-    "msg_log.cpp",
     "network.cpp",
-    "notice.cpp",
     "opencl_boinc.cpp",
     "parse.cpp",
     "prefs.cpp",
@@ -41,13 +39,14 @@ const LIB_SOURCES: &[&str] = &[
     "proxy_info.cpp",
     "shmem.cpp",
     "str_util.cpp",
-    "synch.cpp",
-    "unix_util.cpp",
     "url.cpp",
     "util.cpp",
-    "wslinfo.cpp",
 ];
-const API_SOURCES: &[&str] = &["boinc_api.cpp", "graphics2_util.cpp"];
+
+/// What to run in a fresh BOINC checkout before using it as BOINC_SRC_DIR.
+const CONFIGURE_HINT: &str =
+    "Run in that tree (needs autoconf, automake, libtool, m4, pkg-config):\n    \
+     ./_autosetup && ./configure --disable-server --disable-client --disable-manager";
 
 const SYSTEM_LIB_DIRS: &[&str] = &[
     "/usr/lib/x86_64-linux-gnu",
@@ -71,7 +70,9 @@ fn main() {
 /// Reads an environment variable and tells cargo to rebuild when it changes.
 fn env_path(name: &str) -> Option<PathBuf> {
     println!("cargo:rerun-if-env-changed={name}");
-    env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+    env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 fn fail(message: &str) -> ! {
@@ -80,7 +81,8 @@ fn fail(message: &str) -> ! {
 }
 
 fn link_system() -> Vec<PathBuf> {
-    let include = env_path("BOINC_INCLUDE_DIR").unwrap_or_else(|| PathBuf::from("/usr/include/boinc"));
+    let include =
+        env_path("BOINC_INCLUDE_DIR").unwrap_or_else(|| PathBuf::from("/usr/include/boinc"));
     if !include.join("boinc_api.h").is_file() {
         fail(&format!(
             "BOINC headers not found ({}/boinc_api.h is missing).\n  \
@@ -122,9 +124,68 @@ fn link_system() -> Vec<PathBuf> {
 }
 
 fn link_from_source(src: &Path) -> Vec<PathBuf> {
+    check_source_tree(src);
     let api = src.join("api");
     let lib = src.join("lib");
-    if !api.join("boinc_api.h").is_file() || !lib.join("util.cpp").is_file() {
+    let files: Vec<PathBuf> = API_SOURCES
+        .iter()
+        .map(|f| api.join(f))
+        .chain(LIB_SOURCES.iter().map(|f| lib.join(f)))
+        .collect();
+    if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+        fail(&format!(
+            "{} is missing: BOINC_SRC_DIR={} is not a complete BOINC source tree,\n  \
+             or a BOINC version whose API needs a different set of lib/ files.",
+            missing.display(),
+            src.display()
+        ));
+    }
+    // Reconfiguring or updating the tree must rebuild the library.
+    for path in [
+        src.join("config.h"),
+        src.join("version.h"),
+        api.clone(),
+        lib.clone(),
+    ] {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .warnings(false)
+        // The BOINC sources include config.h themselves; the define only
+        // mirrors what configure's Makefiles pass.
+        .define("HAVE_CONFIG_H", None)
+        .include(src)
+        .include(&api)
+        .include(&lib)
+        .files(&files);
+    build.compile("boinc_api_static");
+    // cc already links libstdc++. The API starts a timer thread
+    // (pthread_create), which needs libpthread on glibc older than 2.34.
+    println!("cargo:rustc-link-lib=dylib=pthread");
+    vec![src.to_path_buf(), api, lib]
+}
+
+fn check_source_tree(src: &Path) {
+    // Build scripts run in the package directory, so a relative path would
+    // not mean what it meant where cargo was started.
+    if src.is_relative() {
+        fail(&format!(
+            "BOINC_SRC_DIR={} must be an absolute path.",
+            src.display()
+        ));
+    }
+    if !src.is_dir() {
+        fail(&format!(
+            "BOINC_SRC_DIR={} does not exist.\n  \
+             Point it at a BOINC source tree (git clone https://github.com/BOINC/boinc),\n  \
+             configured once. {CONFIGURE_HINT}",
+            src.display()
+        ));
+    }
+    if !src.join("api/boinc_api.h").is_file() || !src.join("lib/util.cpp").is_file() {
         fail(&format!(
             "BOINC_SRC_DIR={} is not a BOINC source tree (api/boinc_api.h or lib/util.cpp missing).",
             src.display()
@@ -132,32 +193,10 @@ fn link_from_source(src: &Path) -> Vec<PathBuf> {
     }
     if !src.join("config.h").is_file() {
         fail(&format!(
-            "BOINC_SRC_DIR={} is not configured (config.h missing).\n  \
-             Run in that tree:   ./_autosetup && ./configure --disable-server --disable-client --disable-manager",
+            "BOINC_SRC_DIR={} is not configured (config.h missing).\n  {CONFIGURE_HINT}",
             src.display()
         ));
     }
-    let mut build = cc::Build::new();
-    build
-        .cpp(true)
-        .warnings(false)
-        .define("HAVE_CONFIG_H", None)
-        .include(src)
-        .include(&api)
-        .include(&lib);
-    for file in API_SOURCES {
-        build.file(api.join(file));
-    }
-    for file in LIB_SOURCES {
-        let path = lib.join(file);
-        if path.is_file() {
-            build.file(path);
-        }
-    }
-    build.compile("boinc_api_static");
-    println!("cargo:rustc-link-lib=dylib=stdc++");
-    println!("cargo:rustc-link-lib=dylib=pthread");
-    vec![src.to_path_buf(), api, lib]
 }
 
 /// BOINC 8.x added the sporadic-app API together with the wss argument of

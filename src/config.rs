@@ -148,6 +148,7 @@ impl std::error::Error for ConfigError {
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// The name used in messages when parsing text that came from no file.
+#[cfg(test)]
 const DEFAULT_NAME: &str = "job.toml";
 
 /// Stores one key's value into the config, or says why it is unacceptable.
@@ -264,6 +265,7 @@ const KEYS: &[(&str, Apply)] = &[
 impl JobConfig {
     /// Parses job.toml text. Returns warnings (one per unknown key, naming it)
     /// alongside the config.
+    #[cfg(test)]
     pub fn from_toml(text: &str) -> Result<(JobConfig, Vec<String>), ConfigError> {
         parse(text, DEFAULT_NAME)
     }

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod engine;
 mod init_data;
+mod journal;
 mod logging;
 mod os;
 mod supervisor;
@@ -12,6 +13,8 @@ mod task;
 mod usage;
 
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use cli::CliAction;
 use config::JobConfig;
@@ -57,7 +60,13 @@ fn main() -> ExitCode {
     if cli.sporadic {
         start_sporadic();
     }
-    match task::run(cli, config, standalone) {
+    let terminated = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGQUIT] {
+        if let Err(err) = signal_hook::flag::register(signal, Arc::clone(&terminated)) {
+            log::warn!("cannot handle signal {signal}: {err}");
+        }
+    }
+    match task::run(cli, config, standalone, terminated) {
         Ok(Outcome::Finished(code)) => boinc::finish(code),
         Ok(Outcome::TemporaryExit(reason)) => {
             log::warn!("{reason}; asking the client to retry later");

@@ -4,14 +4,7 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use rustix::process::{kill_process, pidfd_open, Pid, PidfdFlags, Signal};
-
-/// Sends SIGTERM to a process; a missing process is not an error.
-pub fn terminate_process(pid: u32) {
-    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
-        let _ = kill_process(pid, Signal::TERM);
-    }
-}
+use rustix::process::{pidfd_open, Pid, PidfdFlags, Signal};
 
 /// Signals a process group (SIGTERM, or SIGKILL when `kill`); a missing
 /// group is not an error.
@@ -19,15 +12,6 @@ pub fn signal_group(pgid: u32, kill: bool) {
     if let Some(pgid) = i32::try_from(pgid).ok().and_then(Pid::from_raw) {
         let signal = if kill { Signal::KILL } else { Signal::TERM };
         let _ = rustix::process::kill_process_group(pgid, signal);
-    }
-}
-
-/// True when a process with this pid exists.
-pub fn process_exists(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else { return false };
-    match rustix::process::test_kill_process(pid) {
-        Ok(()) => true,
-        Err(err) => err != rustix::io::Errno::SRCH,
     }
 }
 
@@ -58,9 +42,8 @@ pub fn wait_readable(handles: &[&OwnedFd], timeout: Duration) -> Vec<usize> {
     }
 }
 
-pub fn current_uid_gid() -> (u32, u32) {
-    (
-        rustix::process::getuid().as_raw(),
-        rustix::process::getgid().as_raw(),
-    )
+/// When this host booted (Unix time), from /proc/stat.
+pub fn boot_time() -> Option<i64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat.lines().find_map(|line| line.strip_prefix("btime ")?.trim().parse().ok())
 }

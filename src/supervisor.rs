@@ -1,6 +1,7 @@
 //! The task's life as a state machine: (state, event) -> (state, actions).
 //! No I/O here; `task.rs` performs the actions.
 use crate::boinc::ClientStatus;
+use crate::journal::{Journal, Phase};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -120,8 +121,116 @@ mod tests {
         assert_eq!(transition(State::Suspended, &e).0, State::Done);
     }
 
+    fn journal(phase: Phase, exit_code: Option<i32>) -> Journal {
+        Journal { container: "c".into(), image: "i".into(), phase, cpu_time: 0.0, exit_code, web_graphics_port: None }
+    }
+
+    fn exited(code: i32, finished_at: i64) -> Found {
+        Found::Exited { code, oom_killed: false, finished_at: Some(finished_at) }
+    }
+
+    #[test]
+    fn start_plans_continue_the_same_container() {
+        assert_eq!(plan_start(None, &Found::Absent, None), StartPlan::CreateAndStart);
+        assert_eq!(plan_start(None, &Found::Running, None), StartPlan::Reattach);
+        assert_eq!(plan_start(Some(&journal(Phase::KeptPaused, None)), &Found::Paused, None), StartPlan::Unpause);
+        assert!(matches!(plan_start(None, &Found::Created, None), StartPlan::Start { .. }));
+    }
+
+    #[test]
+    fn a_job_that_finished_while_we_were_away_is_reported_not_rerun() {
+        let boot = Some(1_000);
+        let plan = plan_start(Some(&journal(Phase::Running, None)), &exited(0, 2_000), boot);
+        assert_eq!(plan, StartPlan::Report { code: 0, oom_killed: false });
+        // Exited on its own before a reboot: still a real result.
+        assert_eq!(plan_start(None, &exited(3, 500), boot), StartPlan::Report { code: 3, oom_killed: false });
+        // Killed by a signal after boot (e.g. by the volunteer): reported too.
+        assert_eq!(plan_start(None, &exited(137, 2_000), boot), StartPlan::Report { code: 137, oom_killed: false });
+        // Removed after finishing, report lost: the journal has the code.
+        let plan = plan_start(Some(&journal(Phase::Finished, Some(5))), &Found::Absent, boot);
+        assert_eq!(plan, StartPlan::Report { code: 5, oom_killed: false });
+    }
+
+    #[test]
+    fn a_container_stopped_by_us_or_by_a_shutdown_is_started_again() {
+        let boot = Some(1_000);
+        let plan = plan_start(Some(&journal(Phase::KeptStopped, None)), &exited(143, 2_000), boot);
+        assert!(matches!(plan, StartPlan::Start { .. }));
+        assert!(matches!(plan_start(None, &exited(137, 900), boot), StartPlan::Start { .. }));
+        assert!(matches!(plan_start(None, &exited(255, 900), boot), StartPlan::Start { .. }));
+        // Without times we cannot tell: report rather than rerun.
+        assert!(matches!(plan_start(None, &Found::Exited { code: 137, oom_killed: false, finished_at: None }, boot), StartPlan::Report { .. }));
+    }
+
     #[test]
     fn done_ignores_further_events() {
         assert_eq!(transition(State::Done, &client(|c| c.abort_request = true)), (State::Done, vec![]));
+    }
+}
+
+/// How to get the container going at start, given what a previous run left.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartPlan {
+    /// Nothing to continue: build/reuse the image, create, start.
+    CreateAndStart,
+    /// The container exists but is not running: start it.
+    Start { reason: &'static str },
+    Unpause,
+    /// Running already (the previous wrapper died): watch it.
+    Reattach,
+    /// The job already ended: report its exit code, never rerun it.
+    Report { code: i32, oom_killed: bool },
+}
+
+/// What `inspect` says of the task's container.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Found {
+    Absent,
+    Created,
+    Running,
+    Paused,
+    Exited {
+        code: i32,
+        oom_killed: bool,
+        /// Unix time of the exit, when the engine knows it.
+        finished_at: Option<i64>,
+    },
+    /// Any other engine state (restarting, removing, ...).
+    Other,
+}
+
+/// Decides how to continue from the journal and the container's state.
+/// `boot_time` is when this host booted (Unix time).
+pub fn plan_start(journal: Option<&Journal>, found: &Found, boot_time: Option<i64>) -> StartPlan {
+    let phase = journal.map(|j| j.phase);
+    match found {
+        Found::Absent => match journal {
+            // The container was removed after the job ended, but the report was lost.
+            Some(j) if j.phase == Phase::Finished => StartPlan::Report { code: j.exit_code.unwrap_or(0), oom_killed: false },
+            _ => StartPlan::CreateAndStart,
+        },
+        Found::Created => StartPlan::Start { reason: "the container was created but never started" },
+        Found::Running => StartPlan::Reattach,
+        Found::Paused => StartPlan::Unpause,
+        Found::Other => StartPlan::Start { reason: "the container is in an unexpected state" },
+        Found::Exited { code, oom_killed, finished_at } => {
+            if phase == Some(Phase::KeptStopped) {
+                return StartPlan::Start { reason: "the container was stopped for a quit" };
+            }
+            if killed_by_shutdown(*code, *finished_at, boot_time) {
+                return StartPlan::Start { reason: "the container was killed when the host went down" };
+            }
+            StartPlan::Report { code: *code, oom_killed: *oom_killed }
+        }
+    }
+}
+
+/// A job that ended by a signal before this boot was ended by the shutdown,
+/// not by itself. One that exited normally, or after boot, really finished.
+fn killed_by_shutdown(code: i32, finished_at: Option<i64>, boot_time: Option<i64>) -> bool {
+    let by_signal = code >= 128 || code < 0;
+    match (finished_at, boot_time) {
+        (Some(finished), Some(boot)) => by_signal && finished <= boot,
+        _ => false,
     }
 }

@@ -1,6 +1,9 @@
 //! One BOINC task from start to end: read the inputs, pick the engine, get
 //! the image and the container, then supervise until the job ends.
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -10,10 +13,12 @@ use crate::cli::Cli;
 use crate::config::{JobConfig, QuitAction};
 use crate::engine::create::CreateSpec;
 use crate::engine::exit_watch::ExitWatch;
-use crate::engine::{self, names, ContainerState, Engine, EngineError, EngineKind};
+use crate::engine::{self, gpu, names, ContainerState, Engine, EngineError, EngineKind};
 use crate::init_data::{DockerType, InitData};
-use crate::supervisor::{self, Action, Event, State};
-use crate::usage::Cgroup;
+use crate::journal::{Journal, Phase};
+use crate::os;
+use crate::supervisor::{self, Action, Event, Found, StartPlan, State};
+use crate::usage::Accounting;
 
 /// How often the loop looks at the client's status; with the API's own
 /// 10 Hz message polling this keeps suspend -> paused near 100 ms.
@@ -52,11 +57,15 @@ struct Task {
     container: String,
     image: String,
     engine: Engine,
+    /// Set by SIGTERM/SIGINT/SIGQUIT.
+    terminated: Arc<AtomicBool>,
+    /// Host port of the job's web graphics, once allocated.
+    web_graphics_port: Cell<Option<u16>>,
 }
 
 /// Runs the task. Errors are set-up failures: the caller reports them and
 /// finishes with EXIT_INIT_FAILURE.
-pub fn run(cli: Cli, config: JobConfig, standalone: bool) -> Result<Outcome> {
+pub fn run(cli: Cli, config: JobConfig, standalone: bool, terminated: Arc<AtomicBool>) -> Result<Outcome> {
     let slot_dir = std::env::current_dir().context("cannot read the current directory")?;
     // Checked before anything else so a broken app version fails at once.
     let dockerfile = slot_dir.join(&cli.dockerfile);
@@ -77,7 +86,18 @@ pub fn run(cli: Cli, config: JobConfig, standalone: bool) -> Result<Outcome> {
         Err(err) => return Ok(Outcome::TemporaryExit(err.to_string())),
     }
     let (container, image) = task_names(&init, &config, standalone);
-    let task = Task { slot_dir, config, cli, init, standalone, container, image, engine };
+    let task = Task {
+        slot_dir,
+        config,
+        cli,
+        init,
+        standalone,
+        container,
+        image,
+        engine,
+        terminated,
+        web_graphics_port: Cell::new(None),
+    };
     match task.run() {
         Err(err) => match err.downcast_ref::<EngineError>() {
             Some(EngineError::Unavailable(why)) => Ok(Outcome::TemporaryExit(why.clone())),
@@ -123,46 +143,39 @@ fn task_names(init: &InitData, config: &JobConfig, standalone: bool) -> (String,
 impl Task {
     fn run(&self) -> Result<Outcome> {
         log::info!("container {}, image {}", self.container, self.image);
-        let state = self.engine.inspect(&self.container)?;
-        let pid = match self.bring_up(state)? {
-            BringUp::Running(pid) => pid,
-            BringUp::AlreadyExited(state) => return Ok(self.finish(state.exit_code, state.oom_killed)),
-            BringUp::Interrupted(outcome) => return Ok(outcome),
-        };
-        self.supervise(pid)
-    }
-
-    /// Gets the container running, whatever state a previous run left it in.
-    fn bring_up(&self, existing: Option<ContainerState>) -> Result<BringUp> {
-        match existing {
-            None => {
+        let journal = Journal::load(&self.slot_dir);
+        let found = found(self.engine.inspect(&self.container)?);
+        let plan = supervisor::plan_start(journal.as_ref(), &found, os::boot_time());
+        log::debug!("found {found:?}, journal {journal:?}: {plan:?}");
+        let client_cpu = self.init.wu_cpu_time.max(journal.as_ref().map_or(0.0, |j| j.cpu_time));
+        self.web_graphics_port.set(journal.as_ref().and_then(|j| j.web_graphics_port));
+        match plan {
+            StartPlan::CreateAndStart => {
                 if let Some(outcome) = self.ensure_image()? {
-                    return Ok(BringUp::Interrupted(outcome));
+                    return Ok(outcome);
                 }
                 self.engine.create(&self.create_spec()?).context("cannot create the container")?;
                 self.engine.start(&self.container).context("cannot start the container")?;
                 log::info!("container started");
             }
-            Some(state) if state.status == "created" => {
-                log::info!("container exists but never started; starting it");
+            StartPlan::Start { reason } => {
+                log::info!("{reason}: starting it");
                 self.engine.start(&self.container)?;
             }
-            Some(state) if state.is_paused() => {
-                log::info!("container is paused from an earlier run; resuming it");
+            StartPlan::Unpause => {
+                log::info!("container is paused from an earlier run: resuming it");
                 self.engine.unpause(&self.container)?;
             }
-            Some(state) if state.is_running() => log::info!("container is already running; re-attaching"),
-            Some(state) if state.has_exited() => {
-                log::info!("container exited (code {}) while the wrapper was away", state.exit_code);
-                return Ok(BringUp::AlreadyExited(state));
-            }
-            Some(state) => {
-                log::warn!("container in state '{}'; starting it", state.status);
-                self.engine.start(&self.container)?;
+            StartPlan::Reattach => log::info!("container is already running: re-attaching"),
+            StartPlan::Report { code, oom_killed } => {
+                log::info!("the job ended (code {code}) while the wrapper was away: reporting it");
+                return Ok(self.finish(code, oom_killed, found != Found::Absent, client_cpu));
             }
         }
+        self.announce_web_graphics();
+        self.save_journal(Phase::Running, client_cpu, None);
         let state = self.engine.inspect(&self.container)?.context("the container vanished after start")?;
-        Ok(BringUp::Running(state.pid))
+        self.supervise(state.pid, client_cpu)
     }
 
     /// Builds the image unless it exists. Some(outcome) when the client
@@ -185,7 +198,7 @@ impl Task {
             &self.labels(),
             &self.config.build_args,
             &mut || {
-                interrupted = interruption(&boinc::status());
+                interrupted = interruption(&boinc::status(), self.terminated.load(Ordering::Relaxed));
                 interrupted.is_some()
             },
         );
@@ -220,6 +233,17 @@ impl Task {
             None => None,
         };
         let memory_bytes = (self.init.rsc_memory_bound > 0.0).then_some(self.init.rsc_memory_bound as u64);
+        let mut portmaps = self.config.portmaps.clone();
+        if let Some(guest) = self.config.web_graphics_guest_port {
+            match boinc::free_port(false) {
+                Ok(host) => {
+                    log::info!("web graphics: host port {host} -> container port {guest}");
+                    portmaps.push(format!("127.0.0.1:{host}:{guest}"));
+                    self.web_graphics_port.set(Some(host));
+                }
+                Err(code) => log::warn!("no free port for web graphics (error {code}); continuing without"),
+            }
+        }
         Ok(CreateSpec {
             name: self.container.clone(),
             image: self.image.clone(),
@@ -228,7 +252,7 @@ impl Task {
             workdir: self.config.workdir.clone(),
             project_mount,
             mounts: self.config.mounts.clone(),
-            portmaps: self.config.portmaps.clone(),
+            portmaps,
             env,
             cpus: self.init.ncpus,
             memory_bytes,
@@ -236,8 +260,38 @@ impl Task {
             pids_limit: self.config.pids_limit,
             network: self.config.network,
             log_max_bytes: 64 * 1024 * 1024,
+            gpu_args: self.gpu_args(),
             extra_args: self.config.create_args.clone(),
         })
+    }
+
+    fn gpu_args(&self) -> Vec<String> {
+        if !self.config.use_gpu {
+            return Vec::new();
+        }
+        let podman = self.engine.kind == EngineKind::Podman;
+        gpu::gpu_args(podman, &self.init.gpu_type, self.init.gpu_device_num).unwrap_or_else(|why| {
+            log::warn!("{why}: running without a GPU");
+            Vec::new()
+        })
+    }
+
+    fn announce_web_graphics(&self) {
+        if let Some(port) = self.web_graphics_port.get() {
+            boinc::web_graphics_url(&format!("http://localhost:{port}"));
+        }
+    }
+
+    fn save_journal(&self, phase: Phase, cpu_time: f64, exit_code: Option<i32>) {
+        let journal = Journal {
+            container: self.container.clone(),
+            image: self.image.clone(),
+            phase,
+            cpu_time,
+            exit_code,
+            web_graphics_port: self.web_graphics_port.get(),
+        };
+        journal.save(&self.slot_dir);
     }
 
     fn project_dir(&self) -> Result<PathBuf> {
@@ -251,16 +305,20 @@ impl Task {
     }
 
     /// The main loop: client messages and container exit until the end.
-    fn supervise(&self, pid: u32) -> Result<Outcome> {
+    fn supervise(&self, pid: u32, client_cpu: f64) -> Result<Outcome> {
         let mut watch = ExitWatch::start(&self.engine, &self.container, pid)?;
-        let mut accounting = Accounting::new(pid, self.init.wu_cpu_time);
+        let mut accounting = Accounting::new(pid, client_cpu);
         let mut state = State::Running;
         let mut next_report = Instant::now();
         loop {
             let event = if watch.wait_exited(TICK) {
+                // Read the cgroup's OOM counter at once, before the engine removes the cgroup.
+                let cgroup_oom = accounting.oom_killed();
                 let code = watch.exit_code(&self.engine, &self.container)?;
-                let oom_killed = self.engine.inspect(&self.container)?.is_some_and(|s| s.oom_killed);
-                Event::ContainerExited { code, oom_killed }
+                let engine_oom = self.engine.inspect(&self.container)?.is_some_and(|s| s.oom_killed);
+                Event::ContainerExited { code, oom_killed: engine_oom || (cgroup_oom && code == 137) }
+            } else if self.terminated.load(Ordering::Relaxed) {
+                Event::Terminated
             } else {
                 Event::Client(boinc::status())
             };
@@ -269,23 +327,28 @@ impl Task {
                 log::debug!("{state:?} -> {next:?}");
             }
             state = next;
+            if Instant::now() >= next_report || state == State::Done {
+                if state == State::Running {
+                    accounting.update();
+                }
+                boinc::report(&TaskReport {
+                    cpu_time: accounting.cpu_time(),
+                    // The container keeps its state across quits: all CPU time so far is kept work.
+                    checkpoint_cpu_time: accounting.cpu_time(),
+                    fraction_done: read_fraction_done(&self.fraction_done()),
+                    working_set_size: accounting.memory_bytes(),
+                });
+                next_report = Instant::now() + REPORT_PERIOD;
+            }
             for action in actions {
-                if let Some(outcome) = self.perform(&action)? {
+                if let Some(outcome) = self.perform(&action, accounting.cpu_time())? {
                     return Ok(outcome);
                 }
-            }
-            if Instant::now() >= next_report {
-                boinc::report(&accounting.report(state == State::Running, &self.fraction_done()));
-                next_report += REPORT_PERIOD;
-            }
-            if matches!(event, Event::ContainerExited { .. }) {
-                // perform() always returns an outcome for Finish; be defensive.
-                return Ok(Outcome::Finished(EXIT_INIT_FAILURE));
             }
         }
     }
 
-    fn perform(&self, action: &Action) -> Result<Option<Outcome>> {
+    fn perform(&self, action: &Action, cpu_time: f64) -> Result<Option<Outcome>> {
         match action {
             Action::Pause => {
                 self.engine.pause(&self.container)?;
@@ -299,38 +362,51 @@ impl Task {
             }
             Action::KeepForRestart { reason, already_paused } => {
                 log::info!("{reason}: keeping the container for a restart");
-                self.keep_for_restart(*already_paused);
+                let phase = self.keep_for_restart(*already_paused);
+                self.save_journal(phase, cpu_time, None);
                 Ok(Some(Outcome::KeepForRestart))
             }
             Action::Abort => {
                 log::info!("the client aborted the task: removing the container");
+                // `podman rm -f` stops with SIGTERM and a 10 s grace; an abort needs no grace.
+                self.engine.kill(&self.container);
                 if let Err(err) = self.engine.remove(&self.container) {
                     log::error!("{err}");
                 }
                 self.remove_workunit_image();
                 Ok(Some(Outcome::Aborted))
             }
-            Action::Finish { code, oom_killed } => Ok(Some(self.finish(*code, *oom_killed))),
+            Action::Finish { code, oom_killed } => Ok(Some(self.finish(*code, *oom_killed, true, cpu_time))),
         }
     }
 
-    fn keep_for_restart(&self, already_paused: bool) {
-        let result = match self.config.quit_action {
-            QuitAction::Pause if already_paused => Ok(()),
-            QuitAction::Pause => self.engine.pause(&self.container),
-            QuitAction::Stop => self.engine.stop(&self.container, Duration::from_secs(self.config.stop_grace_secs)),
+    /// Pauses or stops the container as job.toml says; the phase to journal.
+    fn keep_for_restart(&self, already_paused: bool) -> Phase {
+        let (result, phase) = match self.config.quit_action {
+            QuitAction::Pause if already_paused => (Ok(()), Phase::KeptPaused),
+            QuitAction::Pause => (self.engine.pause(&self.container), Phase::KeptPaused),
+            QuitAction::Stop => {
+                let grace = Duration::from_secs(self.config.stop_grace_secs);
+                (self.engine.stop(&self.container, grace), Phase::KeptStopped)
+            }
         };
         // The restarted wrapper reconciles whatever state the container is in.
         if let Err(err) = result {
             log::warn!("{err}");
         }
+        phase
     }
 
     /// Container log into stderr.txt, container (and per-workunit image) removed.
-    fn finish(&self, code: i32, oom_killed: bool) -> Outcome {
-        self.copy_container_log();
-        if let Err(err) = self.engine.remove(&self.container) {
-            log::error!("cannot remove the container: {err}");
+    fn finish(&self, code: i32, oom_killed: bool, container_exists: bool, cpu_time: f64) -> Outcome {
+        // Journalled first: if we die before boinc_finish, the next run reports
+        // this code instead of rerunning the job.
+        self.save_journal(Phase::Finished, cpu_time, Some(code));
+        if container_exists {
+            self.copy_container_log();
+            if let Err(err) = self.engine.remove(&self.container) {
+                log::error!("cannot remove the container: {err}");
+            }
         }
         self.remove_workunit_image();
         if oom_killed {
@@ -376,60 +452,30 @@ impl Task {
     }
 }
 
-enum BringUp {
-    Running(u32),
-    AlreadyExited(ContainerState),
-    Interrupted(Outcome),
+/// The container's state as the start plan sees it.
+fn found(state: Option<ContainerState>) -> Found {
+    let Some(state) = state else { return Found::Absent };
+    match state.status.as_str() {
+        "created" | "configured" | "initialized" => Found::Created,
+        "running" => Found::Running,
+        "paused" => Found::Paused,
+        _ if state.has_exited() => Found::Exited {
+            code: state.exit_code,
+            oom_killed: state.oom_killed,
+            finished_at: state.finished_at,
+        },
+        _ => Found::Other,
+    }
 }
 
-/// What the client's status asks of a task that is still being set up.
-fn interruption(status: &ClientStatus) -> Option<Outcome> {
+/// What the client's status (or a signal) asks of a task still being set up.
+fn interruption(status: &ClientStatus, terminated: bool) -> Option<Outcome> {
     if status.abort_request {
         Some(Outcome::Aborted)
-    } else if status.quit_request || status.no_heartbeat {
+    } else if status.quit_request || status.no_heartbeat || terminated {
         Some(Outcome::KeepForRestart)
     } else {
         None
-    }
-}
-
-/// CPU time of the task across wrapper restarts: what the client had
-/// already counted when we started, plus what the container's cgroup has
-/// counted since.
-struct Accounting {
-    cgroup: Option<Cgroup>,
-    base_cpu: f64,
-    cgroup_cpu_at_start: f64,
-    last_cpu: f64,
-    memory_bytes: f64,
-}
-
-impl Accounting {
-    fn new(pid: u32, client_cpu: f64) -> Accounting {
-        let cgroup = if pid > 0 { Cgroup::of_process(pid) } else { None };
-        if cgroup.is_none() {
-            log::warn!("no readable cgroup for the container: CPU time and memory are not reported");
-        }
-        let start = cgroup.as_ref().and_then(Cgroup::sample).map_or(0.0, |s| s.cpu_secs);
-        Accounting { cgroup, base_cpu: client_cpu, cgroup_cpu_at_start: start, last_cpu: client_cpu, memory_bytes: 0.0 }
-    }
-
-    fn report(&mut self, running: bool, fraction_done_file: &Path) -> TaskReport {
-        if running {
-            if let Some(sample) = self.cgroup.as_ref().and_then(Cgroup::sample) {
-                let cpu = self.base_cpu + (sample.cpu_secs - self.cgroup_cpu_at_start).max(0.0);
-                // Never report less than before (a counter reset would look like that).
-                self.last_cpu = self.last_cpu.max(cpu);
-                self.memory_bytes = sample.memory_bytes;
-            }
-        }
-        TaskReport {
-            cpu_time: self.last_cpu,
-            // The container keeps its state across quits, so all CPU time so far is kept work.
-            checkpoint_cpu_time: self.last_cpu,
-            fraction_done: read_fraction_done(fraction_done_file),
-            working_set_size: self.memory_bytes,
-        }
     }
 }
 
@@ -481,10 +527,11 @@ mod tests {
     #[test]
     fn client_requests_interrupt_set_up() {
         let mut s = ClientStatus::default();
-        assert_eq!(interruption(&s), None);
+        assert_eq!(interruption(&s, false), None);
+        assert_eq!(interruption(&s, true), Some(Outcome::KeepForRestart));
         s.quit_request = true;
-        assert_eq!(interruption(&s), Some(Outcome::KeepForRestart));
+        assert_eq!(interruption(&s, false), Some(Outcome::KeepForRestart));
         s.abort_request = true;
-        assert_eq!(interruption(&s), Some(Outcome::Aborted));
+        assert_eq!(interruption(&s, false), Some(Outcome::Aborted));
     }
 }

@@ -63,6 +63,15 @@ impl Cgroup {
         None
     }
 
+    /// OOM kills in this cgroup so far (v1 memory.oom_control, v2 memory.events).
+    pub fn oom_kills(&self) -> Option<u64> {
+        let (file, key) = match self {
+            Cgroup::V1 { memory, .. } => (memory.as_ref()?.join("memory.oom_control"), "oom_kill"),
+            Cgroup::V2 { dir } => (dir.join("memory.events"), "oom_kill"),
+        };
+        stat_field(&file, key).map(|n| n as u64)
+    }
+
     pub fn sample(&self) -> Option<Sample> {
         match self {
             Cgroup::V1 { cpuacct, memory } => {
@@ -123,9 +132,11 @@ mod tests {
         fs::create_dir_all(&mem).unwrap();
         fs::write(cpu.join("cpuacct.usage"), "2500000000\n").unwrap();
         fs::write(mem.join("memory.stat"), "cache 10\nrss 5\ntotal_rss 4096\n").unwrap();
+        fs::write(mem.join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n").unwrap();
         let text = "12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/docker/abc\n";
         let cg = Cgroup::from_proc_cgroup(text, &root).unwrap();
         assert_eq!(cg.sample(), Some(Sample { cpu_secs: 2.5, memory_bytes: 4096.0 }));
+        assert_eq!(cg.oom_kills(), Some(2));
         fs::remove_dir_all(root).unwrap();
     }
 
@@ -144,5 +155,67 @@ mod tests {
     #[test]
     fn no_cgroup_is_none() {
         assert_eq!(Cgroup::from_proc_cgroup("garbage", Path::new("/nonexistent")), None);
+    }
+}
+
+/// CPU time of the task across wrapper restarts: what the client had
+/// already counted when we started, plus what the container's cgroup has
+/// counted since.
+pub struct Accounting {
+    cgroup: Option<Cgroup>,
+    base_cpu: f64,
+    cgroup_cpu_at_start: f64,
+    cpu_time: f64,
+    memory_bytes: f64,
+    oom_kills: u64,
+}
+
+impl Accounting {
+    /// `client_cpu`: the task's CPU time when this run started.
+    pub fn new(pid: u32, client_cpu: f64) -> Accounting {
+        let cgroup = if pid > 0 { Cgroup::of_process(pid) } else { None };
+        if cgroup.is_none() {
+            log::warn!("no readable cgroup for the container: CPU time and memory are not reported");
+        }
+        let start = cgroup.as_ref().and_then(Cgroup::sample).map_or(0.0, |s| s.cpu_secs);
+        Accounting {
+            cgroup,
+            base_cpu: client_cpu,
+            cgroup_cpu_at_start: start,
+            cpu_time: client_cpu,
+            memory_bytes: 0.0,
+            oom_kills: 0,
+        }
+    }
+
+    /// Reads the counters (cheap: two small files).
+    pub fn update(&mut self) {
+        if let Some(sample) = self.cgroup.as_ref().and_then(Cgroup::sample) {
+            let cpu = self.base_cpu + (sample.cpu_secs - self.cgroup_cpu_at_start).max(0.0);
+            // Never report less than before (a counter reset would look like that).
+            self.cpu_time = self.cpu_time.max(cpu);
+            self.memory_bytes = sample.memory_bytes;
+        }
+        if let Some(kills) = self.cgroup.as_ref().and_then(Cgroup::oom_kills) {
+            self.oom_kills = kills;
+        }
+    }
+
+    /// Whether the kernel OOM-killed a process of the container, from the
+    /// counter now or, if the cgroup is already gone, as last read. Podman
+    /// on cgroup v1 does not report OOM kills in `inspect`.
+    pub fn oom_killed(&mut self) -> bool {
+        if let Some(kills) = self.cgroup.as_ref().and_then(Cgroup::oom_kills) {
+            self.oom_kills = kills;
+        }
+        self.oom_kills > 0
+    }
+
+    pub fn cpu_time(&self) -> f64 {
+        self.cpu_time
+    }
+
+    pub fn memory_bytes(&self) -> f64 {
+        self.memory_bytes
     }
 }

@@ -1,5 +1,6 @@
 //! A task from start to end under the client emulator, on real Podman and
 //! real Docker: every test runs once per engine.
+#[macro_use]
 mod emulator;
 
 use emulator::*;
@@ -7,22 +8,6 @@ use emulator::*;
 const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
 /// Bounds a whole task, image build included.
 const TASK_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// Generates `<name>::podman` and `<name>::docker` from one test body.
-macro_rules! on_both_engines {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn podman() {
-                super::$name(super::emulator::EngineKind::Podman);
-            }
-            #[test]
-            fn docker() {
-                super::$name(super::emulator::EngineKind::Docker);
-            }
-        }
-    )*};
-}
 
 on_both_engines!(
     success_writes_output_into_the_slot,

@@ -27,6 +27,8 @@ pub struct CreateSpec {
     pub network: bool,
     /// Bound of the engine's log file of the container.
     pub log_max_bytes: u64,
+    /// GPU flags (see `gpu.rs`), empty without a GPU.
+    pub gpu_args: Vec<String>,
     /// `create_args` of job.toml, already split into words.
     pub extra_args: Vec<String>,
 }
@@ -57,6 +59,7 @@ pub fn create_args(kind: EngineKind, spec: &CreateSpec) -> Vec<String> {
         args.extend(["--network".into(), "none".into()]);
     }
     args.extend(log_options(kind, spec.log_max_bytes));
+    args.extend(spec.gpu_args.iter().cloned());
     args.extend(spec.extra_args.iter().cloned());
     args.push(spec.image.clone());
     args
@@ -131,6 +134,7 @@ mod tests {
             pids_limit: 4096,
             network: true,
             log_max_bytes: 1 << 20,
+            gpu_args: vec![],
             extra_args: vec![],
         }
     }

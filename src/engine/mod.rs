@@ -5,8 +5,10 @@
 //! human-readable text.
 pub mod create;
 pub mod exit_watch;
+pub mod gpu;
 pub mod names;
 pub mod process;
+pub mod time;
 
 use std::cell::Cell;
 use std::ffi::OsString;
@@ -81,6 +83,8 @@ pub struct ContainerState {
     pub oom_killed: bool,
     /// Host pid of the container's init process; 0 when not running.
     pub pid: u32,
+    /// Unix time of the last exit, when there was one.
+    pub finished_at: Option<i64>,
 }
 
 impl ContainerState {
@@ -90,15 +94,8 @@ impl ContainerState {
         let exit_code = fields.next()?.trim().parse().ok()?;
         let oom_killed = fields.next()?.trim() == "true";
         let pid = fields.next()?.trim().parse().unwrap_or(0);
-        Some(ContainerState { status, exit_code, oom_killed, pid })
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.status == "running"
-    }
-
-    pub fn is_paused(&self) -> bool {
-        self.status == "paused"
+        let finished_at = fields.next().and_then(time::parse_unix_time);
+        Some(ContainerState { status, exit_code, oom_killed, pid, finished_at })
     }
 
     /// Exited or stopped: the process is gone and will not come back by itself.
@@ -107,7 +104,8 @@ impl ContainerState {
     }
 }
 
-const STATE_FORMAT: &str = "{{.State.Status}}|{{.State.ExitCode}}|{{.State.OOMKilled}}|{{.State.Pid}}";
+const STATE_FORMAT: &str =
+    "{{.State.Status}}|{{.State.ExitCode}}|{{.State.OOMKilled}}|{{.State.Pid}}|{{.State.FinishedAt}}";
 
 /// Output kept from ordinary commands; logs and builds choose their own.
 const COMMAND_CAPTURE: usize = 64 * 1024;
@@ -283,10 +281,6 @@ impl Engine {
         self.run(["unpause", container]).map(|_| ())
     }
 
-    pub fn kill(&self, container: &str) -> Result<(), EngineError> {
-        self.run(["kill", container]).map(|_| ())
-    }
-
     /// SIGTERM, then SIGKILL after `grace`.
     pub fn stop(&self, container: &str, grace: Duration) -> Result<(), EngineError> {
         let grace_secs = grace.as_secs().to_string();
@@ -297,6 +291,16 @@ impl Engine {
             Ok(())
         } else {
             Err(EngineError::Failed { command: argv.display(), detail: out.error_summary() })
+        }
+    }
+
+    /// SIGKILL to the container's processes; one that is not running is fine.
+    pub fn kill(&self, container: &str) {
+        let argv = self.argv(["kill", container]);
+        if let Ok(out) = self.run_argv(&argv, self.limits(), &mut || false) {
+            if !out.success() {
+                log::debug!("{}: {}", argv.display(), out.error_summary());
+            }
         }
     }
 
@@ -417,11 +421,12 @@ mod tests {
 
     #[test]
     fn parses_inspect_state() {
-        let s = ContainerState::parse("exited|3|false|0\n").unwrap();
+        let s = ContainerState::parse("exited|3|false|0|2026-11-23T12:00:00.1Z\n").unwrap();
+        assert_eq!(s.finished_at, Some(1_795_435_200));
         assert_eq!((s.status.as_str(), s.exit_code, s.oom_killed, s.pid), ("exited", 3, false, 0));
         assert!(s.has_exited());
         let s = ContainerState::parse("running|0|false|4242").unwrap();
-        assert!(s.is_running());
+        assert!(!s.has_exited());
         assert_eq!(s.pid, 4242);
         assert!(ContainerState::parse("garbage").is_none());
     }

@@ -27,6 +27,24 @@
 //! Each `tests/*.rs` compiles this module on its own and uses a part of it.
 #![allow(dead_code, unused_imports)]
 
+/// Generates `<name>::podman` and `<name>::docker` tests from one function
+/// `fn name(kind: EngineKind)`. Use with `#[macro_use] mod emulator;`.
+#[allow(unused_macros)]
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn podman() {
+                super::$name(super::emulator::EngineKind::Podman);
+            }
+            #[test]
+            fn docker() {
+                super::$name(super::emulator::EngineKind::Docker);
+            }
+        }
+    )*};
+}
+
 pub mod builder;
 pub mod client;
 pub mod command;

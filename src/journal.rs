@@ -1,0 +1,105 @@
+//! A small state file in the slot, so a restarted wrapper knows what the
+//! previous one did with the container. Written atomically (temp + rename).
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub const FILE_NAME: &str = "docker_wrapper_journal.toml";
+
+/// What the wrapper last did with the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Created and started; being supervised.
+    Running,
+    /// Paused for a quit (or lost heartbeat, or SIGTERM): unpause on restart.
+    KeptPaused,
+    /// Stopped for a quit (`quit_action = "stop"`): start it again on restart.
+    KeptStopped,
+    /// The job ended with `exit_code`; only the report may be missing.
+    Finished,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Journal {
+    pub container: String,
+    pub image: String,
+    pub phase: Phase,
+    /// CPU seconds of the task so far, as last reported to the client.
+    pub cpu_time: f64,
+    pub exit_code: Option<i32>,
+    /// Host port mapped to the job's web graphics port, to tell the client again.
+    #[serde(default)]
+    pub web_graphics_port: Option<u16>,
+}
+
+impl Journal {
+    pub fn path(slot_dir: &Path) -> PathBuf {
+        slot_dir.join(FILE_NAME)
+    }
+
+    /// None when there is no journal; an unreadable one is reported and ignored
+    /// (the container's own state is still inspected).
+    pub fn load(slot_dir: &Path) -> Option<Journal> {
+        let path = Self::path(slot_dir);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(err) => {
+                log::warn!("cannot read {}: {err}; ignoring it", path.display());
+                return None;
+            }
+        };
+        match toml::from_str(&text) {
+            Ok(journal) => Some(journal),
+            Err(err) => {
+                log::warn!("{} is damaged ({}); ignoring it", path.display(), err.message());
+                None
+            }
+        }
+    }
+
+    pub fn save(&self, slot_dir: &Path) {
+        if let Err(err) = self.try_save(slot_dir) {
+            log::warn!("cannot write {}: {err}", Self::path(slot_dir).display());
+        }
+    }
+
+    fn try_save(&self, slot_dir: &Path) -> std::io::Result<()> {
+        let text = toml::to_string(self).map_err(std::io::Error::other)?;
+        let path = Self::path(slot_dir);
+        let temp = path.with_extension("toml.tmp");
+        let mut file = fs::File::create(&temp)?;
+        file.write_all(text.as_bytes())?;
+        // The journal decides whether a job is rerun: it must survive a power cut.
+        file.sync_all()?;
+        fs::rename(&temp, &path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_damage() {
+        let dir = std::env::temp_dir().join(format!("dw-journal-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        assert_eq!(Journal::load(&dir), None);
+        let journal = Journal {
+            container: "boinc__p__r".into(),
+            image: "img".into(),
+            phase: Phase::KeptPaused,
+            cpu_time: 12.5,
+            exit_code: None,
+            web_graphics_port: Some(31416),
+        };
+        journal.save(&dir);
+        assert_eq!(Journal::load(&dir), Some(journal));
+        fs::write(Journal::path(&dir), "phase = 7\n[[[").unwrap();
+        assert_eq!(Journal::load(&dir), None);
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
