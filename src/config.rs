@@ -70,6 +70,10 @@ pub struct JobConfig {
     pub build_timeout_secs: u64,
     /// How many bytes of the end of the container log go into stderr.txt.
     pub log_tail_bytes: u64,
+    /// Most images of this project the wrapper keeps (least recently used go first).
+    pub image_cache_max_images: u32,
+    /// Most MiB those images may take together.
+    pub image_cache_max_mb: u64,
 }
 
 impl Default for JobConfig {
@@ -97,6 +101,8 @@ impl Default for JobConfig {
             command_timeout_secs: 120,
             build_timeout_secs: 3600,
             log_tail_bytes: 64 * 1024,
+            image_cache_max_images: 8,
+            image_cache_max_mb: 10 * 1024,
         }
     }
 }
@@ -251,6 +257,14 @@ const KEYS: &[(&str, Apply)] = &[
     ("build_timeout_secs", |c, e| {
         c.build_timeout_secs =
             e.integer_in(10..=86_400, "an integer number of seconds from 10 to 86400")?;
+        Ok(())
+    }),
+    ("image_cache_max_images", |c, e| {
+        c.image_cache_max_images = e.integer_in(1..=1000, "an integer from 1 to 1000")?;
+        Ok(())
+    }),
+    ("image_cache_max_mb", |c, e| {
+        c.image_cache_max_mb = e.integer_in(64..=100_000_000, "an integer number of MiB from 64 to 100000000")?;
         Ok(())
     }),
     ("log_tail_bytes", |c, e| {
@@ -730,6 +744,8 @@ mod tests {
             command_timeout_secs = 60
             build_timeout_secs = 600
             log_tail_bytes = 0
+            image_cache_max_images = 2
+            image_cache_max_mb = 500
             "#,
         );
         let expected = JobConfig {
@@ -757,6 +773,8 @@ mod tests {
             command_timeout_secs: 60,
             build_timeout_secs: 600,
             log_tail_bytes: 0,
+            image_cache_max_images: 2,
+            image_cache_max_mb: 500,
         };
         assert_eq!(c, expected);
     }

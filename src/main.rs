@@ -4,10 +4,12 @@ mod boinc;
 mod cli;
 mod config;
 mod engine;
+mod image;
 mod init_data;
 mod journal;
 mod logging;
 mod os;
+mod slot_files;
 mod supervisor;
 mod task;
 mod usage;
@@ -44,7 +46,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => fail(&format!("{err} (see docker_wrapper --help)")),
     };
-    let config = match JobConfig::load(&cli.config_file, cli.config_given) {
+    let config_path = match config_path(&cli.config_file) {
+        Ok(path) => path,
+        Err(err) => fail(&err),
+    };
+    let config = match JobConfig::load(&config_path, cli.config_given) {
         Ok((config, warnings)) => {
             warnings.iter().for_each(|w| log::warn!("{w}"));
             config
@@ -75,6 +81,16 @@ fn main() -> ExitCode {
         Ok(Outcome::KeepForRestart) | Ok(Outcome::Aborted) => ExitCode::SUCCESS,
         Err(err) => fail(&format!("{err:#}")),
     }
+}
+
+/// job.toml may arrive as a BOINC soft-link file (BUDA sends it with the
+/// workunit); a missing one is left for the loader to report.
+fn config_path(name: &std::path::Path) -> Result<std::path::PathBuf, String> {
+    let slot = std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+    if std::fs::symlink_metadata(slot.join(name)).is_err() {
+        return Ok(name.to_path_buf());
+    }
+    slot_files::resolve(&slot, name)
 }
 
 /// Logs the reason and reports the task failed during set-up.

@@ -1,6 +1,6 @@
 //! One BOINC task from start to end: read the inputs, pick the engine, get
 //! the image and the container, then supervise until the job ends.
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use crate::config::{JobConfig, QuitAction};
 use crate::engine::create::CreateSpec;
 use crate::engine::exit_watch::ExitWatch;
 use crate::engine::{self, gpu, names, ContainerState, Engine, EngineError, EngineKind};
+use crate::image::{CacheLimits, ImageCache, ImageError};
 use crate::init_data::{DockerType, InitData};
 use crate::journal::{Journal, Phase};
 use crate::os;
@@ -55,7 +56,8 @@ struct Task {
     init: InitData,
     standalone: bool,
     container: String,
-    image: String,
+    /// The image the container runs, once known (from the cache or the journal).
+    image: RefCell<String>,
     engine: Engine,
     /// Set by SIGTERM/SIGINT/SIGQUIT.
     terminated: Arc<AtomicBool>,
@@ -85,7 +87,7 @@ pub fn run(cli: Cli, config: JobConfig, standalone: bool, terminated: Arc<Atomic
         Ok(version) => log::info!("using {} {version} ({})", engine.kind, engine.cli().display()),
         Err(err) => return Ok(Outcome::TemporaryExit(err.to_string())),
     }
-    let (container, image) = task_names(&init, &config, standalone);
+    let container = container_name(&init, standalone);
     let task = Task {
         slot_dir,
         config,
@@ -93,7 +95,7 @@ pub fn run(cli: Cli, config: JobConfig, standalone: bool, terminated: Arc<Atomic
         init,
         standalone,
         container,
-        image,
+        image: RefCell::new(String::new()),
         engine,
         terminated,
         web_graphics_port: Cell::new(None),
@@ -125,25 +127,22 @@ fn pick_engine(init: &InitData, config: &JobConfig, standalone: bool) -> Result<
     ))
 }
 
-/// C++-compatible names; standalone mode uses "boinc" for both, as C++ does.
-fn task_names(init: &InitData, config: &JobConfig, standalone: bool) -> (String, String) {
+/// C++-compatible container name; standalone mode uses "boinc", as C++ does.
+fn container_name(init: &InitData, standalone: bool) -> String {
     if standalone {
-        let image = config.image_name.clone().unwrap_or_else(|| "boinc".into());
-        return ("boinc".into(), image);
+        "boinc".into()
+    } else {
+        names::task_container(init.project_dir_name(), &init.result_name)
     }
-    let project = init.project_dir_name();
-    let container = names::task_container(project, &init.result_name);
-    let image = config
-        .image_name
-        .clone()
-        .unwrap_or_else(|| names::workunit_image(project, &init.wu_name));
-    (container, image)
 }
 
 impl Task {
     fn run(&self) -> Result<Outcome> {
-        log::info!("container {}, image {}", self.container, self.image);
+        log::info!("container {}", self.container);
         let journal = Journal::load(&self.slot_dir);
+        if let Some(journal) = &journal {
+            *self.image.borrow_mut() = journal.image.clone();
+        }
         let found = found(self.engine.inspect(&self.container)?);
         let plan = supervisor::plan_start(journal.as_ref(), &found, os::boot_time());
         log::debug!("found {found:?}, journal {journal:?}: {plan:?}");
@@ -178,39 +177,46 @@ impl Task {
         self.supervise(state.pid, client_cpu)
     }
 
-    /// Builds the image unless it exists. Some(outcome) when the client
-    /// interrupted the build.
+    /// Gets the image: from the cache, or built. Some(outcome) when the
+    /// client (or a signal) interrupted the wait or the build.
     fn ensure_image(&self) -> Result<Option<Outcome>> {
-        if self.engine.image_exists(&self.image)? {
-            log::info!("image {} is present", self.image);
-            return Ok(None);
-        }
-        if !self.slot_dir.join(&self.cli.dockerfile).is_file() {
-            anyhow::bail!("image {} does not exist and there is no Dockerfile to build it", self.image);
-        }
-        log::info!("building image {}", self.image);
-        let started = Instant::now();
         let mut interrupted = None;
-        let result = self.engine.build(
-            &self.slot_dir,
-            &self.cli.dockerfile,
-            &self.image,
-            &self.labels(),
-            &self.config.build_args,
-            &mut || {
+        let result = {
+            let mut cancel = || {
                 interrupted = interruption(&boinc::status(), self.terminated.load(Ordering::Relaxed));
                 interrupted.is_some()
-            },
-        );
+            };
+            let cache = self.image_cache();
+            match &self.config.image_name {
+                Some(name) => cache.ensure_named(name, &self.slot_dir, &self.cli.dockerfile, &self.config.build_args, &mut cancel),
+                None => cache.ensure(&self.slot_dir, &self.cli.dockerfile, &self.config.build_args, &mut cancel),
+            }
+        };
         match result {
-            Ok(()) => {
-                log::info!("image built in {:.1}s", started.elapsed().as_secs_f64());
+            Ok(Some(image)) => {
+                *self.image.borrow_mut() = image;
                 Ok(None)
             }
-            Err(EngineError::Cancelled) => Ok(interrupted),
-            Err(EngineError::Failed { detail, .. }) => anyhow::bail!("image build failed: {detail}"),
-            Err(err) => Err(err.into()),
+            Ok(None) => Ok(Some(interrupted.unwrap_or(Outcome::KeepForRestart))),
+            Err(ImageError::Busy(why)) => Err(EngineError::Unavailable(why).into()),
+            Err(ImageError::Engine(EngineError::Failed { detail, .. })) => anyhow::bail!("image build failed: {detail}"),
+            Err(ImageError::Engine(err)) => Err(err.into()),
+            Err(ImageError::Inputs(why)) => anyhow::bail!("cannot build the image: {why}"),
         }
+    }
+
+    fn image_cache(&self) -> ImageCache<'_> {
+        let limits = CacheLimits {
+            max_images: self.config.image_cache_max_images as usize,
+            max_bytes: self.config.image_cache_max_mb.saturating_mul(1024 * 1024),
+        };
+        // The project dir is shared by all of the project's tasks on this host.
+        let state_dir = match &self.init.project_dir {
+            dir if !self.standalone && Path::new(dir).is_dir() => PathBuf::from(dir),
+            _ => self.slot_dir.clone(),
+        };
+        let build_timeout = Duration::from_secs(self.config.build_timeout_secs);
+        ImageCache::new(&self.engine, self.init.project_dir_name(), &state_dir, limits, build_timeout)
     }
 
     fn labels(&self) -> Vec<(String, String)> {
@@ -246,7 +252,7 @@ impl Task {
         }
         Ok(CreateSpec {
             name: self.container.clone(),
-            image: self.image.clone(),
+            image: self.image.borrow().clone(),
             labels: self.labels(),
             slot_dir: self.slot_dir.clone(),
             workdir: self.config.workdir.clone(),
@@ -285,7 +291,7 @@ impl Task {
     fn save_journal(&self, phase: Phase, cpu_time: f64, exit_code: Option<i32>) {
         let journal = Journal {
             container: self.container.clone(),
-            image: self.image.clone(),
+            image: self.image.borrow().clone(),
             phase,
             cpu_time,
             exit_code,
@@ -373,7 +379,6 @@ impl Task {
                 if let Err(err) = self.engine.remove(&self.container) {
                     log::error!("{err}");
                 }
-                self.remove_workunit_image();
                 Ok(Some(Outcome::Aborted))
             }
             Action::Finish { code, oom_killed } => Ok(Some(self.finish(*code, *oom_killed, true, cpu_time))),
@@ -397,7 +402,8 @@ impl Task {
         phase
     }
 
-    /// Container log into stderr.txt, container (and per-workunit image) removed.
+    /// Container log into stderr.txt, container removed (the image stays
+    /// cached for the next workunit).
     fn finish(&self, code: i32, oom_killed: bool, container_exists: bool, cpu_time: f64) -> Outcome {
         // Journalled first: if we die before boinc_finish, the next run reports
         // this code instead of rerunning the job.
@@ -408,7 +414,6 @@ impl Task {
                 log::error!("cannot remove the container: {err}");
             }
         }
-        self.remove_workunit_image();
         if oom_killed {
             let limit = self.init.rsc_memory_bound / (1024.0 * 1024.0);
             log::error!("the job was killed: out of memory (limit {limit:.0} MiB)");
@@ -433,17 +438,6 @@ impl Task {
                 eprintln!("---- end of container output ----");
             }
             Err(err) => log::warn!("cannot read the container log: {err}"),
-        }
-    }
-
-    /// The C++ wrapper's per-workunit image goes with the task; a fixed
-    /// `image_name` never does.
-    fn remove_workunit_image(&self) {
-        if self.config.image_name.is_some() {
-            return;
-        }
-        if let Err(err) = self.engine.remove_image(&self.image) {
-            log::debug!("image not removed: {err}");
         }
     }
 
@@ -507,21 +501,15 @@ mod tests {
     }
 
     #[test]
-    fn names_follow_the_cpp_wrapper() {
+    fn container_names_follow_the_cpp_wrapper() {
         let init = InitData {
             project_dir: "/var/lib/boinc/projects/example.org_test".into(),
             wu_name: "WU_1".into(),
             result_name: "WU_1_0".into(),
             ..InitData::default()
         };
-        let config = JobConfig::default();
-        assert_eq!(
-            task_names(&init, &config, false),
-            ("boinc__example.org_test__wu_1_0".into(), "boinc__example.org_test__wu_1".into())
-        );
-        assert_eq!(task_names(&init, &config, true), ("boinc".into(), "boinc".into()));
-        let fixed = JobConfig { image_name: Some("myimage:1".into()), ..JobConfig::default() };
-        assert_eq!(task_names(&init, &fixed, false).1, "myimage:1");
+        assert_eq!(container_name(&init, false), "boinc__example.org_test__wu_1_0");
+        assert_eq!(container_name(&init, true), "boinc");
     }
 
     #[test]

@@ -315,6 +315,27 @@ impl Engine {
         }
     }
 
+    /// Images carrying label `key=value`, with their sizes in bytes.
+    pub fn images_with_label(&self, key: &str, value: &str) -> Result<Vec<(String, u64)>, EngineError> {
+        let filter = format!("label={key}={value}");
+        let out = self.run(["images", "--filter", &filter, "--format", "{{.Repository}}:{{.Tag}}"])?;
+        let tags: Vec<String> = out
+            .stdout
+            .lines()
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && !t.contains("<none>"))
+            .map(String::from)
+            .collect();
+        if tags.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args = vec!["image".to_string(), "inspect".into(), "--format".into(), "{{.Size}}".into()];
+        args.extend(tags.iter().cloned());
+        let sizes = self.run(args)?;
+        let sizes = sizes.stdout.lines().map(|l| l.trim().parse().unwrap_or(0));
+        Ok(tags.into_iter().zip(sizes).collect())
+    }
+
     pub fn remove_image(&self, image: &str) -> Result<(), EngineError> {
         self.run(["image", "rm", image]).map(|_| ())
     }

@@ -1,24 +1,15 @@
-//! Image and container names, compatible with the C++ wrapper and the BOINC
-//! client's cleanup (which removes engine objects named `boinc__*` that no
-//! active task owns).
+//! Container names, compatible with the C++ wrapper and the BOINC client's
+//! cleanup (which removes engine objects named `boinc__*` that no active
+//! task owns), and name components valid in image references.
 
 /// Docker and Podman accept longer names, but references over 255 characters
 /// are refused; keep room for a registry prefix and a tag.
 const MAX_NAME: usize = 200;
 
-/// `boinc__<project>__<wu>`: the per-workunit image name of the C++ wrapper.
-pub fn workunit_image(project_dir_name: &str, wu_name: &str) -> String {
-    join_name(project_dir_name, wu_name)
-}
-
-/// `boinc__<project>__<result>`: the container of one task.
+/// `boinc__<project>__<result>`: the container of one task, named as the
+/// C++ wrapper names it, so the BOINC client's cleanup recognises it.
 pub fn task_container(project_dir_name: &str, result_name: &str) -> String {
-    join_name(project_dir_name, result_name)
-}
-
-fn join_name(project: &str, item: &str) -> String {
-    let name = format!("boinc__{}__{}", component(project), component(item));
-    shorten(name)
+    shorten(format!("boinc__{}__{}", component(project_dir_name), component(result_name)))
 }
 
 /// Lower-cases like the C++ wrapper and replaces what an image reference
@@ -97,7 +88,7 @@ mod tests {
             task_container("boinc.berkeley.edu_central", "WU_123_0"),
             "boinc__boinc.berkeley.edu_central__wu_123_0"
         );
-        assert_eq!(workunit_image("example.org_test", "Job-7"), "boinc__example.org_test__job-7");
+        assert_eq!(task_container("example.org_test", "Job-7"), "boinc__example.org_test__job-7");
     }
 
     #[test]

@@ -1,0 +1,118 @@
+//! The part of a Dockerfile that decides which slot files an image is built
+//! from: the sources of its COPY and ADD instructions.
+use crate::argv;
+
+/// Sources of COPY/ADD instructions, as written (relative to the build
+/// context). `COPY --from=stage` and remote `ADD` sources are not context files.
+pub fn context_sources(dockerfile: &str) -> Vec<String> {
+    let mut sources = Vec::new();
+    for instruction in instructions(dockerfile) {
+        let (keyword, rest) = instruction.split_once(char::is_whitespace).unwrap_or((&instruction, ""));
+        let keyword = keyword.to_ascii_uppercase();
+        if keyword != "COPY" && keyword != "ADD" {
+            continue;
+        }
+        let mut words = arguments(rest.trim());
+        if words.iter().any(|w| w.starts_with("--from")) {
+            continue;
+        }
+        words.retain(|w| !w.starts_with("--"));
+        words.pop(); // the destination
+        sources.extend(words.into_iter().filter(|w| !is_remote(w)));
+    }
+    sources
+}
+
+/// Logical instructions: comments dropped, backslash continuations joined.
+fn instructions(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') || (trimmed.is_empty() && current.is_empty()) {
+            continue;
+        }
+        match trimmed.strip_suffix('\\') {
+            Some(part) => {
+                current.push_str(part);
+                current.push(' ');
+            }
+            None => {
+                current.push_str(trimmed);
+                out.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// JSON form `["a", "b"]` or shell form `a b`.
+fn arguments(rest: &str) -> Vec<String> {
+    if rest.starts_with('[') {
+        if let Some(words) = json_strings(rest) {
+            return words;
+        }
+    }
+    argv::split_words(rest).unwrap_or_else(|_| rest.split_whitespace().map(String::from).collect())
+}
+
+/// The strings of a JSON array of strings; None if it is not one.
+fn json_strings(text: &str) -> Option<Vec<String>> {
+    let inner = text.trim().strip_prefix('[')?.strip_suffix(']')?;
+    let mut words = Vec::new();
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
+            chars.next();
+        }
+        match chars.next() {
+            None => return Some(words),
+            Some('"') => {}
+            Some(_) => return None,
+        }
+        let mut word = String::new();
+        loop {
+            match chars.next()? {
+                '"' => break,
+                '\\' => word.push(chars.next()?),
+                c => word.push(c),
+            }
+        }
+        words.push(word);
+    }
+}
+
+fn is_remote(source: &str) -> bool {
+    source.contains("://") || source.starts_with("git@")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_and_add_sources() {
+        let text = "FROM scratch\n# COPY commented.txt /x\nCOPY busybox /bin/busybox\n\
+                    add --chown=1:1 a.txt b.txt /data/\nCOPY [\"with space.txt\", \"/app/\"]\n\
+                    COPY --from=build /out /out\nADD https://example.org/x.tgz /x\n\
+                    COPY main.sh \\\n     lib/*.sh /app/\nRUN echo COPY nothing\n";
+        assert_eq!(
+            context_sources(text),
+            ["busybox", "a.txt", "b.txt", "with space.txt", "main.sh", "lib/*.sh"]
+        );
+    }
+
+    #[test]
+    fn no_copy_means_no_context() {
+        assert!(context_sources("FROM scratch\nCMD [\"/bin/true\"]\n").is_empty());
+        assert!(context_sources("").is_empty());
+    }
+
+    #[test]
+    fn whole_context() {
+        assert_eq!(context_sources("COPY . /app"), ["."]);
+    }
+}

@@ -1,0 +1,253 @@
+//! Images: one per distinct set of build inputs, shared by every workunit
+//! of a project that has the same inputs; built once under a lock shared by
+//! all tasks on the host; least recently used ones removed beyond a budget.
+//!
+//! Cache images are named `boinc_wrapper/<project>:<hash>`, not `boinc__...`,
+//! because the BOINC 8 client removes `boinc__*` images no running task
+//! owns, and our images outlive their tasks on purpose.
+pub mod context;
+pub mod dockerfile;
+mod lock;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use context::BuildInputs;
+use lock::{BuildLock, LockError};
+
+use crate::engine::{names, Engine, EngineError};
+
+/// Label on every cache image: the project it belongs to.
+pub const PROJECT_LABEL: &str = "boinc.docker_wrapper.project";
+const HASH_LABEL: &str = "boinc.docker_wrapper.inputs";
+/// Hex digits of the input hash in the tag: plenty against accidental
+/// clashes, short enough to read.
+const TAG_HASH_LEN: usize = 24;
+/// Staged build context, in the slot while a build runs.
+const STAGING_DIR: &str = ".docker_wrapper_context";
+
+#[derive(Debug, Clone, Copy)]
+pub struct CacheLimits {
+    pub max_images: usize,
+    pub max_bytes: u64,
+}
+
+/// The images of one project on one engine.
+pub struct ImageCache<'a> {
+    engine: &'a Engine,
+    project: String,
+    /// Holds the build lock and the last-use markers (the project dir:
+    /// shared by all of the project's tasks on this host).
+    state_dir: PathBuf,
+    limits: CacheLimits,
+    build_timeout: Duration,
+}
+
+#[derive(Debug)]
+pub enum ImageError {
+    /// The build inputs are broken (missing Dockerfile, missing COPY source...).
+    Inputs(String),
+    /// Another task's build holds the lock for too long: try again later.
+    Busy(String),
+    Engine(EngineError),
+}
+
+impl std::fmt::Display for ImageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImageError::Inputs(why) | ImageError::Busy(why) => f.write_str(why),
+            ImageError::Engine(err) => err.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ImageError {}
+
+impl From<EngineError> for ImageError {
+    fn from(err: EngineError) -> Self {
+        ImageError::Engine(err)
+    }
+}
+
+impl<'a> ImageCache<'a> {
+    pub fn new(engine: &'a Engine, project_dir_name: &str, state_dir: &Path, limits: CacheLimits, build_timeout: Duration) -> Self {
+        ImageCache {
+            engine,
+            project: names::component(project_dir_name),
+            state_dir: state_dir.to_path_buf(),
+            limits,
+            build_timeout,
+        }
+    }
+
+    /// The image for this slot's Dockerfile, built if no task built it yet.
+    /// None when `cancel` said stop while waiting or building.
+    pub fn ensure(
+        &self,
+        slot_dir: &Path,
+        dockerfile: &Path,
+        build_args: &[String],
+        cancel: &mut dyn FnMut() -> bool,
+    ) -> Result<Option<String>, ImageError> {
+        let inputs = BuildInputs::collect(slot_dir, dockerfile, build_args).map_err(ImageError::Inputs)?;
+        let hash = inputs.hash().map_err(ImageError::Inputs)?;
+        let tag = format!("boinc_wrapper/{}:{}", self.project, &hash[..TAG_HASH_LEN]);
+        if self.engine.image_exists(&tag)? {
+            log::info!("image {tag} is cached");
+            self.mark_used(&tag);
+            return Ok(Some(tag));
+        }
+        let Some(_lock) = self.lock(cancel)? else { return Ok(None) };
+        // Another task may have built it while we waited for the lock.
+        if self.engine.image_exists(&tag)? {
+            log::info!("image {tag} was built by another task");
+            self.mark_used(&tag);
+            return Ok(Some(tag));
+        }
+        log::info!("building image {tag} from {} context files", inputs.file_count());
+        if !self.build(&tag, &inputs, Some(&hash), build_args, slot_dir, cancel)? {
+            return Ok(None);
+        }
+        self.mark_used(&tag);
+        self.collect_garbage(&tag);
+        Ok(Some(tag))
+    }
+
+    /// The image job.toml names (`image_name`): built from the Dockerfile if
+    /// missing, never garbage-collected, as in the C++ wrapper.
+    pub fn ensure_named(
+        &self,
+        name: &str,
+        slot_dir: &Path,
+        dockerfile: &Path,
+        build_args: &[String],
+        cancel: &mut dyn FnMut() -> bool,
+    ) -> Result<Option<String>, ImageError> {
+        if self.engine.image_exists(name)? {
+            log::info!("image {name} is present");
+            return Ok(Some(name.to_string()));
+        }
+        if !slot_dir.join(dockerfile).exists() {
+            return Err(ImageError::Inputs(format!(
+                "image {name} does not exist and there is no {} to build it",
+                dockerfile.display()
+            )));
+        }
+        let inputs = BuildInputs::collect(slot_dir, dockerfile, build_args).map_err(ImageError::Inputs)?;
+        let Some(_lock) = self.lock(cancel)? else { return Ok(None) };
+        if self.engine.image_exists(name)? {
+            return Ok(Some(name.to_string()));
+        }
+        log::info!("building image {name}");
+        // No cache labels: garbage collection must never see this image.
+        Ok(self.build(name, &inputs, None, build_args, slot_dir, cancel)?.then(|| name.to_string()))
+    }
+
+    /// Waits for the project's build lock; None when cancelled.
+    fn lock(&self, cancel: &mut dyn FnMut() -> bool) -> Result<Option<BuildLock>, ImageError> {
+        let lock_path = self.state_dir.join("docker_wrapper_build.lock");
+        // Bounded by the longest a build may take, plus slack for its start.
+        let max_wait = self.build_timeout + Duration::from_secs(60);
+        match BuildLock::acquire(&lock_path, max_wait, cancel) {
+            Ok(lock) => Ok(lock),
+            Err(LockError::Failed(why)) => Err(ImageError::Inputs(why)),
+            Err(LockError::TimedOut(after)) => Err(ImageError::Busy(format!(
+                "another task has been building an image for {}s",
+                after.as_secs()
+            ))),
+        }
+    }
+
+    /// Stages the context and builds; false when cancelled. Cache images
+    /// (with their input `hash`) get the labels garbage collection looks for.
+    fn build(
+        &self,
+        tag: &str,
+        inputs: &BuildInputs,
+        hash: Option<&str>,
+        build_args: &[String],
+        slot_dir: &Path,
+        cancel: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, ImageError> {
+        let staging = slot_dir.join(STAGING_DIR);
+        inputs.stage(&staging).map_err(ImageError::Inputs)?;
+        let labels = match hash {
+            Some(hash) => vec![(PROJECT_LABEL.to_string(), self.project.clone()), (HASH_LABEL.to_string(), hash.to_string())],
+            None => Vec::new(),
+        };
+        let started = std::time::Instant::now();
+        let built = self.engine.build(&staging, Path::new(context::STAGED_DOCKERFILE), tag, &labels, build_args, cancel);
+        let _ = fs::remove_dir_all(&staging);
+        match built {
+            Ok(()) => {
+                log::info!("image built in {:.1}s", started.elapsed().as_secs_f64());
+                Ok(true)
+            }
+            Err(EngineError::Cancelled) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    fn marker(&self, tag: &str) -> PathBuf {
+        let name = tag.rsplit(':').next().unwrap_or(tag);
+        self.state_dir.join("docker_wrapper_images").join(name)
+    }
+
+    /// Records that `tag` was used now (the marker file's mtime).
+    pub fn mark_used(&self, tag: &str) {
+        let marker = self.marker(tag);
+        if let Some(dir) = marker.parent() {
+            let _ = fs::create_dir_all(dir);
+        }
+        if let Err(err) = fs::write(&marker, tag) {
+            log::debug!("cannot record use of {tag}: {err}");
+        }
+    }
+
+    fn last_used(&self, tag: &str) -> SystemTime {
+        fs::metadata(self.marker(tag)).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    /// Removes this project's least recently used images beyond the limits.
+    /// The engine refuses to remove an image a container uses; such an image
+    /// is skipped. Failures only cost disk space, so they are just logged.
+    pub fn collect_garbage(&self, keep: &str) {
+        let images = match self.engine.images_with_label(PROJECT_LABEL, &self.project) {
+            Ok(images) => images,
+            Err(err) => return log::warn!("image cleanup skipped: {err}"),
+        };
+        let mut images: Vec<(String, u64, SystemTime)> = images
+            .into_iter()
+            .map(|(tag, bytes)| {
+                let used = self.last_used(&tag);
+                (tag, bytes, used)
+            })
+            .collect();
+        images.sort_by_key(|(_, _, used)| *used);
+        let mut count = images.len();
+        let mut bytes: u64 = images.iter().map(|(_, b, _)| b).sum();
+        for (tag, size, _) in &images {
+            if count <= self.limits.max_images && bytes <= self.limits.max_bytes {
+                break;
+            }
+            if same_image(tag, keep) {
+                continue;
+            }
+            match self.engine.remove_image(tag) {
+                Ok(()) => {
+                    log::info!("removed least recently used image {tag} ({} MiB)", size >> 20);
+                    let _ = fs::remove_file(self.marker(tag));
+                    count -= 1;
+                    bytes = bytes.saturating_sub(*size);
+                }
+                Err(err) => log::debug!("image {tag} kept: {err}"),
+            }
+        }
+    }
+}
+
+/// Podman prefixes local images with "localhost/".
+fn same_image(a: &str, b: &str) -> bool {
+    a.trim_start_matches("localhost/") == b.trim_start_matches("localhost/")
+}

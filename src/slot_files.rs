@@ -1,0 +1,146 @@
+//! Files in the slot as the BOINC client delivers them: real files, real
+//! symlinks (projects with `use_symlinks`), or small "soft-link" text files
+//! `<soft_link>../../projects/URL/FILE</soft_link>` naming the real file.
+use std::fs;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+/// Soft-link files are one short line; anything longer is real data.
+const MAX_LINK_FILE: u64 = 1024;
+
+/// Where the data of the slot file `name` really is. Soft-link files and
+/// symlinks must point inside the BOINC data dir (two levels above the slot).
+pub fn resolve(slot_dir: &Path, name: &Path) -> Result<PathBuf, String> {
+    let path = slot_dir.join(name);
+    let meta = fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let target = if meta.file_type().is_symlink() {
+        let link = fs::read_link(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        normalize(&path.parent().unwrap_or(slot_dir).join(link))
+    } else if let Some(link) = soft_link_target(&path, meta.len()) {
+        normalize(&slot_dir.join(link))
+    } else {
+        return Ok(path);
+    };
+    let data_dir = normalize(&slot_dir.join("../.."));
+    if !target.starts_with(&data_dir) {
+        return Err(format!(
+            "{} links to {}, outside the BOINC data directory {}: refused",
+            name.display(),
+            target.display(),
+            data_dir.display()
+        ));
+    }
+    Ok(target)
+}
+
+/// The path in a soft-link file, if `path` is one.
+fn soft_link_target(path: &Path, len: u64) -> Option<String> {
+    if len > MAX_LINK_FILE {
+        return None;
+    }
+    let mut text = String::new();
+    fs::File::open(path).ok()?.take(MAX_LINK_FILE).read_to_string(&mut text).ok()?;
+    let rest = text.trim_start().strip_prefix("<soft_link>")?;
+    let (target, _) = rest.split_once("</soft_link>")?;
+    let target = target.trim();
+    (!target.is_empty()).then(|| target.to_string())
+}
+
+/// Removes `.` and `..` without touching the file system (the target of an
+/// output link does not exist yet).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Reads a (small) slot file through its link, e.g. job.toml or the Dockerfile.
+pub fn read(slot_dir: &Path, name: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
+    let path = resolve(slot_dir, name)?;
+    let file = fs::File::open(&path).map_err(|e| format!("{}: {e}", name.display()))?;
+    let mut bytes = Vec::new();
+    file.take(max_bytes + 1).read_to_end(&mut bytes).map_err(|e| format!("{}: {e}", name.display()))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(format!("{} is larger than {max_bytes} bytes", name.display()));
+    }
+    Ok(bytes)
+}
+
+/// Files the BOINC client or the API put in every slot, and ours: never
+/// part of an image's build context.
+pub fn is_boinc_own(name: &str) -> bool {
+    name.starts_with("boinc_")
+        || name.starts_with("docker_wrapper_")
+        || name.starts_with(".docker_wrapper")
+        || matches!(name, "init_data.xml" | "stderr.txt" | "stdout.txt" | "wrapper_output.txt")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Dirs {
+        root: PathBuf,
+        slot: PathBuf,
+    }
+
+    fn dirs(name: &str) -> Dirs {
+        let root = std::env::temp_dir().join(format!("dw-slotfiles-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let slot = root.join("slots/3");
+        fs::create_dir_all(&slot).unwrap();
+        fs::create_dir_all(root.join("projects/example.org")).unwrap();
+        Dirs { root, slot }
+    }
+
+    #[test]
+    fn soft_link_files_and_symlinks_resolve_to_the_project_file() {
+        let d = dirs("links");
+        fs::write(d.root.join("projects/example.org/in_1"), "data").unwrap();
+        fs::write(d.slot.join("in.txt"), "<soft_link>../../projects/example.org/in_1</soft_link>\n").unwrap();
+        std::os::unix::fs::symlink("../../projects/example.org/in_1", d.slot.join("sym.txt")).unwrap();
+        fs::write(d.slot.join("plain.txt"), "plain").unwrap();
+        let want = d.root.join("projects/example.org/in_1");
+        assert_eq!(resolve(&d.slot, Path::new("in.txt")).unwrap(), want);
+        assert_eq!(resolve(&d.slot, Path::new("sym.txt")).unwrap(), want);
+        assert_eq!(read(&d.slot, Path::new("in.txt"), 100).unwrap(), b"data");
+        assert_eq!(resolve(&d.slot, Path::new("plain.txt")).unwrap(), d.slot.join("plain.txt"));
+        fs::remove_dir_all(&d.root).unwrap();
+    }
+
+    #[test]
+    fn links_outside_the_data_dir_are_refused() {
+        let d = dirs("outside");
+        fs::write(d.slot.join("evil"), "<soft_link>../../../../../etc/passwd</soft_link>").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.slot.join("evil2")).unwrap();
+        let err = resolve(&d.slot, Path::new("evil")).unwrap_err();
+        assert!(err.contains("outside the BOINC data directory"), "{err}");
+        assert!(resolve(&d.slot, Path::new("evil2")).is_err());
+        fs::remove_dir_all(&d.root).unwrap();
+    }
+
+    #[test]
+    fn read_is_bounded() {
+        let d = dirs("bounded");
+        fs::write(d.slot.join("big"), vec![b'x'; 2000]).unwrap();
+        assert!(read(&d.slot, Path::new("big"), 1000).is_err());
+        fs::remove_dir_all(&d.root).unwrap();
+    }
+
+    #[test]
+    fn boinc_files_are_recognised() {
+        for name in ["init_data.xml", "boinc_mmap_file", "boinc_lockfile", "stderr.txt", "docker_wrapper_journal.toml"] {
+            assert!(is_boinc_own(name), "{name}");
+        }
+        assert!(!is_boinc_own("main.sh"));
+        assert!(!is_boinc_own("Dockerfile"));
+    }
+}
