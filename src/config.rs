@@ -70,6 +70,9 @@ pub struct JobConfig {
     pub build_timeout_secs: u64,
     /// How many bytes of the end of the container log go into stderr.txt.
     pub log_tail_bytes: u64,
+    /// An image archive (`docker save`) in the slot to load instead of
+    /// building; None: `image.tar`, `image.tar.gz` or `image.tgz` if present.
+    pub image_archive: Option<String>,
     /// Most images of this project the wrapper keeps (least recently used go first).
     pub image_cache_max_images: u32,
     /// Most MiB those images may take together.
@@ -101,6 +104,7 @@ impl Default for JobConfig {
             command_timeout_secs: 120,
             build_timeout_secs: 3600,
             log_tail_bytes: 64 * 1024,
+            image_archive: None,
             image_cache_max_images: 8,
             image_cache_max_mb: 10 * 1024,
         }
@@ -257,6 +261,13 @@ const KEYS: &[(&str, Apply)] = &[
     ("build_timeout_secs", |c, e| {
         c.build_timeout_secs =
             e.integer_in(10..=86_400, "an integer number of seconds from 10 to 86400")?;
+        Ok(())
+    }),
+    ("image_archive", |c, e| {
+        c.image_archive = match e.string_where(FILE_NAME, |s| s.is_empty() || is_plain_file_name(s))? {
+            "" => None,
+            name => Some(name.to_string()),
+        };
         Ok(())
     }),
     ("image_cache_max_images", |c, e| {
@@ -744,6 +755,7 @@ mod tests {
             command_timeout_secs = 60
             build_timeout_secs = 600
             log_tail_bytes = 0
+            image_archive = "app.tar.gz"
             image_cache_max_images = 2
             image_cache_max_mb = 500
             "#,
@@ -773,6 +785,7 @@ mod tests {
             command_timeout_secs: 60,
             build_timeout_secs: 600,
             log_tail_bytes: 0,
+            image_archive: Some("app.tar.gz".into()),
             image_cache_max_images: 2,
             image_cache_max_mb: 500,
         };

@@ -56,6 +56,8 @@ struct Task {
     init: InitData,
     standalone: bool,
     container: String,
+    /// Image archive to load instead of building, if the app version has one.
+    archive: Option<PathBuf>,
     /// The image the container runs, once known (from the cache or the journal).
     image: RefCell<String>,
     engine: Engine,
@@ -70,9 +72,13 @@ struct Task {
 pub fn run(cli: Cli, config: JobConfig, standalone: bool, terminated: Arc<AtomicBool>) -> Result<Outcome> {
     let slot_dir = std::env::current_dir().context("cannot read the current directory")?;
     // Checked before anything else so a broken app version fails at once.
+    let archive = image_archive(&slot_dir, &config)?;
     let dockerfile = slot_dir.join(&cli.dockerfile);
-    if config.image_name.is_none() && !dockerfile.is_file() {
-        anyhow::bail!("Dockerfile not found: {} (ship it with the app version or the workunit)", dockerfile.display());
+    if config.image_name.is_none() && archive.is_none() && !dockerfile.is_file() {
+        anyhow::bail!(
+            "Dockerfile not found: {} (ship it, or an image archive, with the app version or the workunit)",
+            dockerfile.display()
+        );
     }
     let init = if standalone {
         InitData { ncpus: 1.0, ..InitData::default() }
@@ -95,6 +101,7 @@ pub fn run(cli: Cli, config: JobConfig, standalone: bool, terminated: Arc<Atomic
         init,
         standalone,
         container,
+        archive,
         image: RefCell::new(String::new()),
         engine,
         terminated,
@@ -127,6 +134,19 @@ fn pick_engine(init: &InitData, config: &JobConfig, standalone: bool) -> Result<
     ))
 }
 
+/// Archive names looked for when job.toml names none.
+const DEFAULT_ARCHIVES: &[&str] = &["image.tar", "image.tar.gz", "image.tgz"];
+
+/// The image archive to load: job.toml's `image_archive` (which must exist),
+/// else one of the default names if the slot has it.
+fn image_archive(slot_dir: &Path, config: &JobConfig) -> Result<Option<PathBuf>> {
+    if let Some(name) = &config.image_archive {
+        anyhow::ensure!(slot_dir.join(name).exists(), "image_archive {name} is not in the slot directory");
+        return Ok(Some(PathBuf::from(name)));
+    }
+    Ok(DEFAULT_ARCHIVES.iter().map(PathBuf::from).find(|name| slot_dir.join(name).exists()))
+}
+
 /// C++-compatible container name; standalone mode uses "boinc", as C++ does.
 fn container_name(init: &InitData, standalone: bool) -> String {
     if standalone {
@@ -139,7 +159,12 @@ fn container_name(init: &InitData, standalone: bool) -> String {
 impl Task {
     fn run(&self) -> Result<Outcome> {
         log::info!("container {}", self.container);
-        let journal = Journal::load(&self.slot_dir);
+        let mut journal = Journal::load(&self.slot_dir);
+        // In a plain directory each standalone run is a new job; under the
+        // client a finished task is never started again.
+        if self.standalone && journal.as_ref().is_some_and(|j| j.phase == Phase::Finished) {
+            journal = None;
+        }
         if let Some(journal) = &journal {
             *self.image.borrow_mut() = journal.image.clone();
         }
@@ -187,9 +212,11 @@ impl Task {
                 interrupted.is_some()
             };
             let cache = self.image_cache();
-            match &self.config.image_name {
-                Some(name) => cache.ensure_named(name, &self.slot_dir, &self.cli.dockerfile, &self.config.build_args, &mut cancel),
-                None => cache.ensure(&self.slot_dir, &self.cli.dockerfile, &self.config.build_args, &mut cancel),
+            let (slot, dockerfile, args) = (&self.slot_dir, &self.cli.dockerfile, &self.config.build_args);
+            match (&self.config.image_name, &self.archive) {
+                (Some(name), _) => cache.ensure_named(name, slot, dockerfile, args, &mut cancel),
+                (None, Some(archive)) => cache.ensure_archive(slot, archive, &mut cancel),
+                (None, None) => cache.ensure(slot, dockerfile, args, &mut cancel),
             }
         };
         match result {
@@ -216,7 +243,8 @@ impl Task {
             _ => self.slot_dir.clone(),
         };
         let build_timeout = Duration::from_secs(self.config.build_timeout_secs);
-        ImageCache::new(&self.engine, self.init.project_dir_name(), &state_dir, limits, build_timeout)
+        let project = if self.standalone { "standalone" } else { self.init.project_dir_name() };
+        ImageCache::new(&self.engine, project, &state_dir, limits, build_timeout)
     }
 
     fn labels(&self) -> Vec<(String, String)> {

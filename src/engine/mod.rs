@@ -224,6 +224,22 @@ impl Engine {
         Err(EngineError::Failed { command: argv.display(), detail: format!("{}\n{tail}", out.status) })
     }
 
+    /// Loads an image archive (`docker save` format, gzip or not).
+    pub fn load(&self, archive: &Path, cancel: &mut dyn FnMut() -> bool) -> Result<(), EngineError> {
+        let argv = self.argv(["load", "-i"]).arg(archive.as_os_str());
+        let limits = Limits { timeout: self.build_timeout, capture: 16 * 1024 };
+        let out = self.run_argv(&argv, limits, cancel)?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(EngineError::Failed { command: argv.display(), detail: out.error_summary() })
+        }
+    }
+
+    pub fn tag(&self, source: &str, target: &str) -> Result<(), EngineError> {
+        self.run(["tag", source, target]).map(|_| ())
+    }
+
     /// BuildKit is Docker's default builder but needs the buildx plugin,
     /// which Debian's docker.io lacks; the classic builder works everywhere.
     fn docker_needs_classic_builder(&self) -> bool {
@@ -315,9 +331,9 @@ impl Engine {
         }
     }
 
-    /// Images carrying label `key=value`, with their sizes in bytes.
-    pub fn images_with_label(&self, key: &str, value: &str) -> Result<Vec<(String, u64)>, EngineError> {
-        let filter = format!("label={key}={value}");
+    /// Images of `repository` (any tag), with their sizes in bytes.
+    pub fn images_in_repository(&self, repository: &str) -> Result<Vec<(String, u64)>, EngineError> {
+        let filter = format!("reference={repository}");
         let out = self.run(["images", "--filter", &filter, "--format", "{{.Repository}}:{{.Tag}}"])?;
         let tags: Vec<String> = out
             .stdout

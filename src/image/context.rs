@@ -179,6 +179,11 @@ fn wildcard_match(pattern: &str, name: &str) -> bool {
     go(&p, &n)
 }
 
+/// SHA-256 of one file, in hex.
+pub fn file_hash(path: &Path) -> Result<String, String> {
+    file_digest(path).map(|d| hex(&d))
+}
+
 fn file_digest(path: &Path) -> Result<[u8; 32], String> {
     let mut file = fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut hasher = Sha256::new();

@@ -2,9 +2,11 @@
 //! of a project that has the same inputs; built once under a lock shared by
 //! all tasks on the host; least recently used ones removed beyond a budget.
 //!
-//! Cache images are named `boinc_wrapper/<project>:<hash>`, not `boinc__...`,
+//! Cache images are named `boinc_wrapper/<project>:<hash>` (garbage
+//! collection finds them by that repository name), not `boinc__...`,
 //! because the BOINC 8 client removes `boinc__*` images no running task
 //! owns, and our images outlive their tasks on purpose.
+pub mod archive;
 pub mod context;
 pub mod dockerfile;
 mod lock;
@@ -16,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use context::BuildInputs;
 use lock::{BuildLock, LockError};
 
-use crate::engine::{names, Engine, EngineError};
+use crate::engine::{names, Engine, EngineError, EngineKind};
 
 /// Label on every cache image: the project it belongs to.
 pub const PROJECT_LABEL: &str = "boinc.docker_wrapper.project";
@@ -26,6 +28,8 @@ const HASH_LABEL: &str = "boinc.docker_wrapper.inputs";
 const TAG_HASH_LEN: usize = 24;
 /// Staged build context, in the slot while a build runs.
 const STAGING_DIR: &str = ".docker_wrapper_context";
+/// A decompressed image archive, in the slot while it loads.
+const UNPACKED_ARCHIVE: &str = ".docker_wrapper_image.tar";
 
 #[derive(Debug, Clone, Copy)]
 pub struct CacheLimits {
@@ -92,7 +96,7 @@ impl<'a> ImageCache<'a> {
     ) -> Result<Option<String>, ImageError> {
         let inputs = BuildInputs::collect(slot_dir, dockerfile, build_args).map_err(ImageError::Inputs)?;
         let hash = inputs.hash().map_err(ImageError::Inputs)?;
-        let tag = format!("boinc_wrapper/{}:{}", self.project, &hash[..TAG_HASH_LEN]);
+        let tag = self.cache_tag(&hash);
         if self.engine.image_exists(&tag)? {
             log::info!("image {tag} is cached");
             self.mark_used(&tag);
@@ -112,6 +116,57 @@ impl<'a> ImageCache<'a> {
         self.mark_used(&tag);
         self.collect_garbage(&tag);
         Ok(Some(tag))
+    }
+
+    /// The image in a shipped archive, loaded once and cached by the
+    /// archive's content hash.
+    pub fn ensure_archive(
+        &self,
+        slot_dir: &Path,
+        archive: &Path,
+        cancel: &mut dyn FnMut() -> bool,
+    ) -> Result<Option<String>, ImageError> {
+        let path = crate::slot_files::resolve(slot_dir, archive).map_err(ImageError::Inputs)?;
+        let hash = context::file_hash(&path).map_err(ImageError::Inputs)?;
+        let tag = self.cache_tag(&hash);
+        if self.engine.image_exists(&tag)? {
+            log::info!("image {tag} (from {}) is cached", archive.display());
+            self.mark_used(&tag);
+            return Ok(Some(tag));
+        }
+        let id = archive::image_id(&path).map_err(ImageError::Inputs)?;
+        let Some(_lock) = self.lock(cancel)? else { return Ok(None) };
+        if !self.engine.image_exists(&tag)? {
+            log::info!("loading image archive {}", archive.display());
+            let started = std::time::Instant::now();
+            let unpacked = slot_dir.join(UNPACKED_ARCHIVE);
+            let loadable = if self.engine.kind == EngineKind::Podman && archive::is_gzip(&path) {
+                archive::gunzip(&path, &unpacked).map_err(ImageError::Inputs)?;
+                &unpacked
+            } else {
+                &path
+            };
+            let loaded = self.engine.load(loadable, cancel);
+            let _ = fs::remove_file(&unpacked);
+            match loaded {
+                Ok(()) => {}
+                Err(EngineError::Cancelled) => return Ok(None),
+                Err(err) => return Err(err.into()),
+            }
+            self.engine.tag(&id, &tag)?;
+            log::info!("image {tag} loaded in {:.1}s", started.elapsed().as_secs_f64());
+        }
+        self.mark_used(&tag);
+        self.collect_garbage(&tag);
+        Ok(Some(tag))
+    }
+
+    fn repository(&self) -> String {
+        format!("boinc_wrapper/{}", self.project)
+    }
+
+    fn cache_tag(&self, hash: &str) -> String {
+        format!("{}:{}", self.repository(), &hash[..TAG_HASH_LEN])
     }
 
     /// The image job.toml names (`image_name`): built from the Dockerfile if
@@ -213,7 +268,7 @@ impl<'a> ImageCache<'a> {
     /// The engine refuses to remove an image a container uses; such an image
     /// is skipped. Failures only cost disk space, so they are just logged.
     pub fn collect_garbage(&self, keep: &str) {
-        let images = match self.engine.images_with_label(PROJECT_LABEL, &self.project) {
+        let images = match self.engine.images_in_repository(&self.repository()) {
             Ok(images) => images,
             Err(err) => return log::warn!("image cleanup skipped: {err}"),
         };
