@@ -62,6 +62,34 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
+/// A slot entry that stands for a file elsewhere (a soft-link file or a symlink).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkedFile {
+    /// The name the job opens, in the slot.
+    pub name: String,
+    /// The real file (in the project dir).
+    pub target: PathBuf,
+}
+
+/// Every linked file at the top of the slot. A link leading outside the
+/// BOINC data dir is an error.
+pub fn linked_files(slot_dir: &Path) -> Result<Vec<LinkedFile>, String> {
+    let entries = fs::read_dir(slot_dir).map_err(|e| format!("cannot list {}: {e}", slot_dir.display()))?;
+    let mut linked = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_boinc_own(&name) || !entry.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()) {
+            continue;
+        }
+        let target = resolve(slot_dir, Path::new(&name))?;
+        if target != slot_dir.join(&name) {
+            linked.push(LinkedFile { name, target });
+        }
+    }
+    linked.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(linked)
+}
+
 /// Reads a (small) slot file through its link, e.g. job.toml or the Dockerfile.
 pub fn read(slot_dir: &Path, name: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
     let path = resolve(slot_dir, name)?;
@@ -124,6 +152,23 @@ mod tests {
         let err = resolve(&d.slot, Path::new("evil")).unwrap_err();
         assert!(err.contains("outside the BOINC data directory"), "{err}");
         assert!(resolve(&d.slot, Path::new("evil2")).is_err());
+        fs::remove_dir_all(&d.root).unwrap();
+    }
+
+    #[test]
+    fn linked_files_lists_links_only() {
+        let d = dirs("listing");
+        fs::write(d.root.join("projects/example.org/in_1"), "data").unwrap();
+        fs::write(d.slot.join("in.txt"), "<soft_link>../../projects/example.org/in_1</soft_link>\n").unwrap();
+        fs::write(d.slot.join("out.txt"), "<soft_link>../../projects/example.org/out_1</soft_link>\n").unwrap();
+        fs::write(d.slot.join("plain.txt"), "plain").unwrap();
+        fs::write(d.slot.join("init_data.xml"), "<app_init_data/>").unwrap();
+        let linked = linked_files(&d.slot).unwrap();
+        let names: Vec<_> = linked.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["in.txt", "out.txt"]);
+        assert_eq!(linked[1].target, d.root.join("projects/example.org/out_1"));
+        fs::write(d.slot.join("evil"), "<soft_link>/etc/passwd</soft_link>").unwrap();
+        assert!(linked_files(&d.slot).is_err());
         fs::remove_dir_all(&d.root).unwrap();
     }
 

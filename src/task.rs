@@ -18,6 +18,7 @@ use crate::image::{CacheLimits, ImageCache, ImageError};
 use crate::init_data::{DockerType, InitData};
 use crate::journal::{Journal, Phase};
 use crate::os;
+use crate::slot_files;
 use crate::supervisor::{self, Action, Event, Found, StartPlan, State};
 use crate::usage::Accounting;
 
@@ -267,6 +268,8 @@ impl Task {
             None => None,
         };
         let memory_bytes = (self.init.rsc_memory_bound > 0.0).then_some(self.init.rsc_memory_bound as u64);
+        let mut mounts = self.config.mounts.clone();
+        mounts.extend(self.linked_file_mounts()?);
         let mut portmaps = self.config.portmaps.clone();
         if let Some(guest) = self.config.web_graphics_guest_port {
             match boinc::free_port(false) {
@@ -285,7 +288,7 @@ impl Task {
             slot_dir: self.slot_dir.clone(),
             workdir: self.config.workdir.clone(),
             project_mount,
-            mounts: self.config.mounts.clone(),
+            mounts,
             portmaps,
             env,
             cpus: self.init.ncpus,
@@ -297,6 +300,37 @@ impl Task {
             gpu_args: self.gpu_args(),
             extra_args: self.config.create_args.clone(),
         })
+    }
+
+    /// The client leaves input and output files in the slot as soft-link
+    /// files (or symlinks) unless the app version asks for copies; a job
+    /// would read the link text. Mount each real file at its open name:
+    /// inputs read-only, outputs read-write into the project file the client
+    /// uploads (created empty first, as bind mounts need an existing source).
+    fn linked_file_mounts(&self) -> Result<Vec<String>> {
+        let linked = slot_files::linked_files(&self.slot_dir).map_err(anyhow::Error::msg)?;
+        let mut mounts = Vec::new();
+        for file in linked {
+            let guest = format!("{}/{}", self.config.workdir.trim_end_matches('/'), file.name);
+            if file.name.contains(':') || file.target.to_string_lossy().contains(':') {
+                log::warn!("{}: a ':' in the path cannot be mounted; the job sees the link file", file.name);
+                continue;
+            }
+            let mode = if file.target.exists() {
+                "ro"
+            } else {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&file.target)
+                    .with_context(|| format!("cannot create output file {}", file.target.display()))?;
+                "rw"
+            };
+            log::debug!("{} -> {} ({mode})", file.name, file.target.display());
+            mounts.push(format!("{}:{guest}:{mode}", file.target.display()));
+        }
+        Ok(mounts)
     }
 
     fn gpu_args(&self) -> Vec<String> {

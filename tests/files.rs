@@ -1,0 +1,81 @@
+//! Files as the BOINC client delivers them: soft-link files (or symlinks)
+//! in the slot naming the real file in the project dir. The job sees real
+//! files whatever the app version's file flags are.
+#[macro_use]
+mod emulator;
+
+use emulator::*;
+
+const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
+const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+
+on_both_engines!(
+    soft_linked_input_and_output_reach_the_project_dir,
+    symlinked_files_work_too,
+    app_files_delivered_as_soft_links_work,
+    a_link_outside_the_data_dir_is_refused,
+);
+
+fn builder(name: &str, engine: &TestEngine) -> TaskBuilder {
+    Task::builder(&format!("{name}_{}", engine.kind().name()), WRAPPER).engine(engine)
+}
+
+fn assert_no_container(task: &Task, engine: &TestEngine) {
+    let name = task.container_name();
+    assert_eq!(engine.container_state(&name), None, "container {name} was left behind");
+}
+
+fn soft_linked_input_and_output_reach_the_project_dir(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let script = "tr a-z A-Z < in.txt > out.txt; echo appended >> out.txt";
+    let mut task = builder("softlinks", &engine)
+        .job(TestJob::shell(script))
+        .input_file("in.txt", "hello input\n")
+        .output_file("out.txt", "result_out_0")
+        .start()
+        .unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    let uploaded = task.read_project_file("result_out_0").map(|b| String::from_utf8_lossy(&b).into_owned());
+    assert_eq!(uploaded.as_deref(), Some("HELLO INPUT\nappended\n"), "{}", outcome.describe());
+    assert_eq!(task.read_project_file("in_in.txt").as_deref(), Some(&b"hello input\n"[..]), "input changed");
+    assert_no_container(&task, &engine);
+}
+
+fn symlinked_files_work_too(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let mut task = builder("symlinks", &engine)
+        .job(TestJob::shell("cat data.bin > copy.txt"))
+        .project_file("data.bin", "proj_data_1", "symlinked bytes", LinkKind::Symlink)
+        .start()
+        .unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert_eq!(task.read_slot_file("copy.txt").as_deref(), Some("symlinked bytes"));
+    assert_no_container(&task, &engine);
+}
+
+/// BUDA sends the Dockerfile, job.toml and the science app as workunit
+/// files: all of them arrive as soft-link files.
+fn app_files_delivered_as_soft_links_work(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let job = TestJob::shell("echo from linked main.sh > result.txt").job_toml("verbose = 2\n");
+    let mut task = builder("buda", &engine).job(job).app_files_as(LinkKind::SoftLinkFile).start().unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert_eq!(task.read_slot_file("result.txt").as_deref(), Some("from linked main.sh\n"));
+    assert!(outcome.stderr_txt.contains("debug"), "job.toml (verbose = 2) was not read through its link");
+    assert_no_container(&task, &engine);
+}
+
+fn a_link_outside_the_data_dir_is_refused(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let mut task = builder("evil_link", &engine).job(TestJob::shell("cat passwd")).prepare().unwrap();
+    std::fs::write(task.slot_dir().join("passwd"), "<soft_link>/etc/passwd</soft_link>\n").unwrap();
+    task.start().unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
+    assert!(outcome.stderr_txt.contains("outside the BOINC data directory"), "{}", outcome.describe());
+    assert!(!outcome.stderr_txt.contains("root:x:0"), "the file leaked into the log");
+    assert_no_container(&task, &engine);
+}
