@@ -386,6 +386,7 @@ impl Engine {
             argv = argv.args(["--interval", "2s"]);
         }
         let argv = argv.arg(container);
+        log::debug!("engine: {}", argv.display());
         let mut cmd = argv.command();
         cmd.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
