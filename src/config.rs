@@ -70,6 +70,13 @@ pub struct JobConfig {
     pub build_timeout_secs: u64,
     /// How many bytes of the end of the container log go into stderr.txt.
     pub log_tail_bytes: u64,
+    /// Allow create_args/build_args/mounts that undo the security defaults.
+    pub allow_unsafe: bool,
+    /// Capabilities given back to the container (all are dropped by default).
+    pub cap_add: Vec<String>,
+    /// Docker: run the job as the wrapper's uid:gid, so files it writes in
+    /// the slot belong to the BOINC user.
+    pub run_as_wrapper_user: bool,
     /// An image archive (`docker save`) in the slot to load instead of
     /// building; None: `image.tar`, `image.tar.gz` or `image.tgz` if present.
     pub image_archive: Option<String>,
@@ -104,6 +111,9 @@ impl Default for JobConfig {
             command_timeout_secs: 120,
             build_timeout_secs: 3600,
             log_tail_bytes: 64 * 1024,
+            allow_unsafe: false,
+            cap_add: Vec::new(),
+            run_as_wrapper_user: true,
             image_archive: None,
             image_cache_max_images: 8,
             image_cache_max_mb: 10 * 1024,
@@ -177,6 +187,7 @@ const PORT: &str = "an integer port from 1 to 65535 (0 means none)";
 const FILE_NAME: &str =
     "a plain file name (not empty, not '.' or '..', no '/', '\\' or control characters, at most 255 characters)";
 const QUIT_ACTION: &str = "\"pause\" or \"stop\"";
+const CAPABILITY: &str = "an array of capability names like \"NET_BIND_SERVICE\" (letters and '_'; not ALL or SYS_ADMIN)";
 
 /// Every key job.toml may contain: the C++ wrapper's keys first, then ours.
 const KEYS: &[(&str, Apply)] = &[
@@ -261,6 +272,18 @@ const KEYS: &[(&str, Apply)] = &[
     ("build_timeout_secs", |c, e| {
         c.build_timeout_secs =
             e.integer_in(10..=86_400, "an integer number of seconds from 10 to 86400")?;
+        Ok(())
+    }),
+    ("allow_unsafe", |c, e| {
+        c.allow_unsafe = e.boolean()?;
+        Ok(())
+    }),
+    ("cap_add", |c, e| {
+        c.cap_add = e.string_array_where(CAPABILITY, is_capability)?;
+        Ok(())
+    }),
+    ("run_as_wrapper_user", |c, e| {
+        c.run_as_wrapper_user = e.boolean()?;
         Ok(())
     }),
     ("image_archive", |c, e| {
@@ -677,6 +700,17 @@ fn is_plain_file_name(s: &str) -> bool {
         && !has_control(s)
 }
 
+/// A Linux capability name, with or without the CAP_ prefix; the two that
+/// amount to full control of the host are not accepted here.
+fn is_capability(s: &str) -> bool {
+    let name = s.trim_start_matches("CAP_");
+    !name.is_empty()
+        && name.len() <= 32
+        && name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+        && name != "ALL"
+        && name != "SYS_ADMIN"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -755,6 +789,9 @@ mod tests {
             command_timeout_secs = 60
             build_timeout_secs = 600
             log_tail_bytes = 0
+            allow_unsafe = true
+            cap_add = ["CHOWN", "NET_BIND_SERVICE"]
+            run_as_wrapper_user = false
             image_archive = "app.tar.gz"
             image_cache_max_images = 2
             image_cache_max_mb = 500
@@ -785,6 +822,9 @@ mod tests {
             command_timeout_secs: 60,
             build_timeout_secs: 600,
             log_tail_bytes: 0,
+            allow_unsafe: true,
+            cap_add: vec!["CHOWN".into(), "NET_BIND_SERVICE".into()],
+            run_as_wrapper_user: false,
             image_archive: Some("app.tar.gz".into()),
             image_cache_max_images: 2,
             image_cache_max_mb: 500,

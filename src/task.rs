@@ -13,7 +13,7 @@ use crate::cli::Cli;
 use crate::config::{JobConfig, QuitAction};
 use crate::engine::create::CreateSpec;
 use crate::engine::exit_watch::ExitWatch;
-use crate::engine::{self, gpu, names, ContainerState, Engine, EngineError, EngineKind};
+use crate::engine::{self, gpu, names, policy, ContainerState, Engine, EngineError, EngineKind};
 use crate::image::{CacheLimits, ImageCache, ImageError};
 use crate::init_data::{DockerType, InitData};
 use crate::journal::{Journal, Phase};
@@ -73,6 +73,7 @@ struct Task {
 pub fn run(cli: Cli, config: JobConfig, standalone: bool, terminated: Arc<AtomicBool>) -> Result<Outcome> {
     let slot_dir = std::env::current_dir().context("cannot read the current directory")?;
     // Checked before anything else so a broken app version fails at once.
+    check_security(&config)?;
     let archive = image_archive(&slot_dir, &config)?;
     let dockerfile = slot_dir.join(&cli.dockerfile);
     if config.image_name.is_none() && archive.is_none() && !dockerfile.is_file() {
@@ -133,6 +134,22 @@ fn pick_engine(init: &InitData, config: &JobConfig, standalone: bool) -> Result<
         Duration::from_secs(config.command_timeout_secs),
         Duration::from_secs(config.build_timeout_secs),
     ))
+}
+
+/// Refuses job.toml settings that undo the security defaults, unless
+/// `allow_unsafe` says the project means it.
+fn check_security(config: &JobConfig) -> Result<()> {
+    if config.allow_unsafe {
+        return Ok(());
+    }
+    let problem = policy::unsafe_arg(&config.create_args)
+        .map(|why| format!("create_args: {why}"))
+        .or_else(|| policy::unsafe_arg(&config.build_args).map(|why| format!("build_args: {why}")))
+        .or_else(|| config.mounts.iter().find_map(|m| policy::unsafe_mount(m)).map(|why| format!("mount: {why}")));
+    match problem {
+        Some(why) => anyhow::bail!("job.toml {why}; refused (set allow_unsafe = true to allow it)"),
+        None => Ok(()),
+    }
 }
 
 /// Archive names looked for when job.toml names none.
@@ -297,6 +314,8 @@ impl Task {
             pids_limit: self.config.pids_limit,
             network: self.config.network,
             log_max_bytes: 64 * 1024 * 1024,
+            cap_add: self.config.cap_add.clone(),
+            user: self.container_user(),
             gpu_args: self.gpu_args(),
             extra_args: self.config.create_args.clone(),
         })
@@ -331,6 +350,14 @@ impl Task {
             mounts.push(format!("{}:{guest}:{mode}", file.target.display()));
         }
         Ok(mounts)
+    }
+
+    /// Docker runs containers as root by default, so files the job writes
+    /// into the slot would belong to root; run as the wrapper's user instead.
+    /// (Not when the wrapper is root itself: then the image's USER stands.)
+    fn container_user(&self) -> Option<(u32, u32)> {
+        let (uid, gid) = os::user_and_group();
+        (self.engine.kind == EngineKind::Docker && self.config.run_as_wrapper_user && uid != 0).then_some((uid, gid))
     }
 
     fn gpu_args(&self) -> Vec<String> {

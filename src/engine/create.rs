@@ -27,6 +27,10 @@ pub struct CreateSpec {
     pub network: bool,
     /// Bound of the engine's log file of the container.
     pub log_max_bytes: u64,
+    /// Capabilities given back after dropping all.
+    pub cap_add: Vec<String>,
+    /// `--user uid:gid`, when the job must run as the wrapper's user.
+    pub user: Option<(u32, u32)>,
     /// GPU flags (see `gpu.rs`), empty without a GPU.
     pub gpu_args: Vec<String>,
     /// `create_args` of job.toml, already split into words.
@@ -55,6 +59,7 @@ pub fn create_args(kind: EngineKind, spec: &CreateSpec) -> Vec<String> {
         args.extend(["-e".into(), format!("{key}={value}")]);
     }
     args.extend(resource_limits(spec));
+    args.extend(security_options(spec));
     if !spec.network {
         args.extend(["--network".into(), "none".into()]);
     }
@@ -81,6 +86,19 @@ fn resource_limits(spec: &CreateSpec) -> Vec<String> {
         let bytes = bytes.max(MIN_MEMORY).to_string();
         // Same swap limit as memory: the bound is real, not doubled with swap.
         args.extend(["--memory".into(), bytes.clone(), "--memory-swap".into(), bytes]);
+    }
+    args
+}
+
+/// No capabilities (but those job.toml names) and no privilege gain through
+/// setuid binaries: a job needs neither to compute.
+fn security_options(spec: &CreateSpec) -> Vec<String> {
+    let mut args = vec!["--cap-drop".into(), "ALL".into(), "--security-opt".into(), "no-new-privileges".into()];
+    for cap in &spec.cap_add {
+        args.extend(["--cap-add".into(), cap.clone()]);
+    }
+    if let Some((uid, gid)) = spec.user {
+        args.extend(["--user".into(), format!("{uid}:{gid}")]);
     }
     args
 }
@@ -134,6 +152,8 @@ mod tests {
             pids_limit: 4096,
             network: true,
             log_max_bytes: 1 << 20,
+            cap_add: vec![],
+            user: None,
             gpu_args: vec![],
             extra_args: vec![],
         }
@@ -172,6 +192,20 @@ mod tests {
         let args = create_args(EngineKind::Podman, &s);
         assert_eq!(pair(&args, "--cpus"), vec!["2.5"]);
         assert!(pair(&args, "--memory").is_empty());
+    }
+
+    #[test]
+    fn security_defaults() {
+        let mut s = spec();
+        let args = create_args(EngineKind::Docker, &s);
+        assert_eq!(pair(&args, "--cap-drop"), vec!["ALL"]);
+        assert_eq!(pair(&args, "--security-opt"), vec!["no-new-privileges"]);
+        assert!(!args.iter().any(|a| a == "--privileged" || a == "--user" || a == "--cap-add"));
+        s.cap_add = vec!["CHOWN".into()];
+        s.user = Some((1000, 1001));
+        let args = create_args(EngineKind::Docker, &s);
+        assert_eq!(pair(&args, "--cap-add"), vec!["CHOWN"]);
+        assert_eq!(pair(&args, "--user"), vec!["1000:1001"]);
     }
 
     #[test]

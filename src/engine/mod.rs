@@ -7,6 +7,7 @@ pub mod create;
 pub mod exit_watch;
 pub mod gpu;
 pub mod names;
+pub mod policy;
 pub mod process;
 pub mod time;
 
