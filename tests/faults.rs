@@ -1,0 +1,90 @@
+//! Faults of the host rather than of the job: no engine, a daemon that is
+//! down, an engine that hangs, a Dockerfile that does not build. The work
+//! must not be lost (temporary exit) when the fault is the host's.
+#[macro_use]
+mod emulator;
+
+use std::os::unix::fs::PermissionsExt;
+
+use emulator::*;
+
+const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
+const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+
+on_both_engines!(a_dockerfile_that_fails_to_build_reports_its_output, a_missing_dockerfile_is_an_error);
+
+fn no_engine_task(name: &str) -> TaskBuilder {
+    Task::builder(name, WRAPPER).client_7_20().job(TestJob::shell("exit 0"))
+}
+
+#[test]
+fn no_engine_installed_is_a_temporary_exit() {
+    let empty = TempDir::new("empty_path").unwrap();
+    let mut task = no_engine_task("no_engine").env("PATH", empty.path()).start().unwrap();
+    let outcome = task.wait_exit(Duration::from_secs(60)).unwrap();
+    assert!(!outcome.finished, "{}", outcome.describe());
+    let reason = outcome.temporary_exit_reason().unwrap_or_default().to_string();
+    assert!(reason.contains("no container engine"), "{}", outcome.describe());
+}
+
+#[test]
+fn docker_daemon_down_is_a_temporary_exit() {
+    TestEngine::require(EngineKind::Docker);
+    let mut task = no_engine_task("daemon_down")
+        .env("DOCKER_WRAPPER_ENGINE", "/usr/bin/docker")
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .start()
+        .unwrap();
+    let outcome = task.wait_exit(Duration::from_secs(60)).unwrap();
+    assert!(!outcome.finished, "{}", outcome.describe());
+    let reason = outcome.temporary_exit_reason().unwrap_or_default().to_string();
+    assert!(reason.contains("does not answer"), "{}", outcome.describe());
+}
+
+#[test]
+fn a_hanging_engine_is_a_temporary_exit_within_the_timeout() {
+    let fake = TempDir::new("hanging_engine").unwrap();
+    let podman = fake.path().join("podman");
+    std::fs::write(&podman, "#!/bin/sh\nexec sleep 1000\n").unwrap();
+    std::fs::set_permissions(&podman, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let job = TestJob::shell("exit 0").job_toml("command_timeout_secs = 5\n");
+    let mut task = Task::builder("hanging_engine", WRAPPER)
+        .client_7_20()
+        .job(job)
+        .env("DOCKER_WRAPPER_ENGINE", &podman)
+        .start()
+        .unwrap();
+    let outcome = task.wait_exit(Duration::from_secs(60)).unwrap();
+    assert!(!outcome.finished, "{}", outcome.describe());
+    let reason = outcome.temporary_exit_reason().unwrap_or_default().to_string();
+    assert!(reason.contains("did not finish within 5s"), "{}", outcome.describe());
+    // 5 s timeout + 2 s TERM grace + start-up.
+    assert!(outcome.elapsed < Duration::from_secs(12), "took {:?}", outcome.elapsed);
+}
+
+fn a_dockerfile_that_fails_to_build_reports_its_output(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let dockerfile = "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo compiling the science code; exit 7\"]\n";
+    let job = TestJob::shell("exit 0").dockerfile(dockerfile);
+    let mut task = Task::builder(&format!("bad_build_{}", kind.name()), WRAPPER).engine(&engine).job(job).start().unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
+    assert!(outcome.stderr_txt.contains("image build failed"), "{}", outcome.describe());
+    assert!(outcome.stderr_txt.contains("compiling the science code"), "{}", outcome.describe());
+    assert_eq!(engine.container_state(&task.container_name()), None);
+}
+
+fn a_missing_dockerfile_is_an_error(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let mut task = Task::builder(&format!("no_dockerfile_{}", kind.name()), WRAPPER)
+        .engine(&engine)
+        .job(TestJob::shell("exit 0"))
+        .prepare()
+        .unwrap();
+    std::fs::remove_file(task.slot_dir().join("Dockerfile")).unwrap();
+    task.start().unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
+    assert!(outcome.stderr_txt.contains("Dockerfile not found"), "{}", outcome.describe());
+    assert_eq!(engine.container_state(&task.container_name()), None);
+}
