@@ -56,6 +56,9 @@ pub struct JobConfig {
     pub fraction_done_file: String,
     /// CPU weight of the container.
     pub cpu_shares: u32,
+    /// Put the container in an idle parent cgroup, so it only gets CPU time
+    /// nobody else wants (as the client's own apps at SCHED_IDLE).
+    pub idle_priority: bool,
     /// Maximum number of processes in the container.
     pub pids_limit: u32,
     /// false: the container gets no network at all.
@@ -104,6 +107,7 @@ impl Default for JobConfig {
             // container is a child of the engine, not of the wrapper, so
             // without this the job would compete with the volunteer's work.
             cpu_shares: 2,
+            idle_priority: true,
             pids_limit: 4096,
             network: true,
             quit_action: QuitAction::Pause,
@@ -241,6 +245,10 @@ const KEYS: &[(&str, Apply)] = &[
     }),
     ("cpu_shares", |c, e| {
         c.cpu_shares = e.integer_in(2..=262_144, "an integer from 2 to 262144")?;
+        Ok(())
+    }),
+    ("idle_priority", |c, e| {
+        c.idle_priority = e.boolean()?;
         Ok(())
     }),
     ("pids_limit", |c, e| {
@@ -782,6 +790,7 @@ mod tests {
             verbose = 2
             fraction_done_file = "progress.txt"
             cpu_shares = 1024
+            idle_priority = false
             pids_limit = 100
             network = false
             quit_action = "stop"
@@ -815,6 +824,7 @@ mod tests {
             verbose: 2,
             fraction_done_file: "progress.txt".into(),
             cpu_shares: 1024,
+            idle_priority: false,
             pids_limit: 100,
             network: false,
             quit_action: QuitAction::Stop,

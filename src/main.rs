@@ -1,5 +1,6 @@
 //! docker_wrapper: runs a BOINC job in a Docker or Podman container.
 mod argv;
+mod background;
 mod boinc;
 mod cli;
 mod config;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use crate::background;
 use crate::boinc::{self, ClientStatus, TaskReport};
 use crate::cli::Cli;
 use crate::config::{JobConfig, QuitAction};
@@ -314,6 +315,7 @@ impl Task {
             pids_limit: self.config.pids_limit,
             network: self.config.network,
             log_max_bytes: 64 * 1024 * 1024,
+            cgroup_parent: self.idle_cgroup_parent(),
             cap_add: self.config.cap_add.clone(),
             user: self.container_user(),
             gpu_args: self.gpu_args(),
@@ -350,6 +352,24 @@ impl Task {
             mounts.push(format!("{}:{guest}:{mode}", file.target.display()));
         }
         Ok(mounts)
+    }
+
+    fn idle_cgroup_parent(&self) -> Option<String> {
+        if !self.config.idle_priority {
+            return None;
+        }
+        // Rootless Podman has no cgroup hierarchy of its own to place us in.
+        if self.engine.kind == EngineKind::Podman && os::user_and_group().0 != 0 {
+            return None;
+        }
+        match self.engine.cgroup_driver() {
+            Ok(Some(driver)) => background::idle_parent(driver),
+            Ok(None) => None,
+            Err(err) => {
+                log::debug!("cgroup driver unknown ({err}): no idle parent cgroup");
+                None
+            }
+        }
     }
 
     /// Docker runs containers as root by default, so files the job writes

@@ -22,7 +22,8 @@ fn cpu_time_counts_every_thread(kind: EngineKind) {
     let mut task = Task::builder(&format!("two_threads_{}", kind.name()), WRAPPER)
         .engine(&engine)
         .ncpus(2.0)
-        .job(TestJob::shell(script))
+        // Accounting is under test here, not priority: compete normally.
+        .job(TestJob::shell(script).job_toml("idle_priority = false\ncpu_shares = 1024\n"))
         .start()
         .unwrap();
     let first = task.wait_for_status(Duration::from_secs(120), |s| s.current_cpu_time > 0.5).unwrap();

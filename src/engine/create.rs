@@ -27,6 +27,8 @@ pub struct CreateSpec {
     pub network: bool,
     /// Bound of the engine's log file of the container.
     pub log_max_bytes: u64,
+    /// A parent cgroup marked idle (background priority), if there is one.
+    pub cgroup_parent: Option<String>,
     /// Capabilities given back after dropping all.
     pub cap_add: Vec<String>,
     /// `--user uid:gid`, when the job must run as the wrapper's user.
@@ -82,6 +84,9 @@ fn resource_limits(spec: &CreateSpec) -> Vec<String> {
         "--pids-limit".into(),
         spec.pids_limit.to_string(),
     ];
+    if let Some(parent) = &spec.cgroup_parent {
+        args.extend(["--cgroup-parent".into(), parent.clone()]);
+    }
     if let Some(bytes) = spec.memory_bytes {
         let bytes = bytes.max(MIN_MEMORY).to_string();
         // Same swap limit as memory: the bound is real, not doubled with swap.
@@ -152,6 +157,7 @@ mod tests {
             pids_limit: 4096,
             network: true,
             log_max_bytes: 1 << 20,
+            cgroup_parent: None,
             cap_add: vec![],
             user: None,
             gpu_args: vec![],

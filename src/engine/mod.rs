@@ -6,6 +6,7 @@
 pub mod create;
 pub mod exit_watch;
 pub mod gpu;
+pub mod info;
 pub mod names;
 pub mod policy;
 pub mod process;
