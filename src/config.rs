@@ -407,6 +407,21 @@ impl JobConfig {
         );
         add("build timeout", format!("{} s", self.build_timeout_secs));
         add("log tail", format!("{} bytes", self.log_tail_bytes));
+        add("idle CPU priority", yes_no(self.idle_priority));
+        if !self.cap_add.is_empty() {
+            add("capabilities added", self.cap_add.join(", "));
+        }
+        add("run as the wrapper's user (Docker)", yes_no(self.run_as_wrapper_user));
+        if self.allow_unsafe {
+            add("allow unsafe engine arguments", yes_no(true));
+        }
+        if let Some(archive) = &self.image_archive {
+            add("image archive", archive.clone());
+        }
+        add(
+            "image cache",
+            format!("at most {} images, {} MiB", self.image_cache_max_images, self.image_cache_max_mb),
+        );
         lines.join("\n")
     }
 }
