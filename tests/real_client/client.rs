@@ -1,0 +1,470 @@
+//! The real BOINC client (Debian's 7.20 `boinc`) running one task of the
+//! wrapper in a data dir of its own, driven with `boinccmd`.
+//!
+//! What "done" means here: the result's output files have no upload URL and
+//! are `<sticky/>`. When the app finishes with status 0 the client
+//! (CLIENT_STATE::app_finished) sets the result to FILES_UPLOADING (4) and, in
+//! the same poll, since no output file is uploadable, to FILES_UPLOADED (5),
+//! "ready to report"; the output stays in the project dir because it is
+//! sticky (a non-uploadable, non-sticky output is deleted at once). With an
+//! upload URL instead, the result stays in state 4 with the upload pending
+//! for as long as the network is off (checked with 7.20.5), so state 5 with
+//! exit_status 0 is the only "done" a server-less client reaches. Reporting
+//! needs a scheduler, so 3 (compute error), 5 and 6 (aborted) are final here.
+
+use std::fs::{self, OpenOptions};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::command::{run_with_timeout, wait_or_kill, wait_until, CommandOutput};
+use super::data_dir::{random_hex, write_data_dir, Job, Names, PROJECT_DIR_NAME, PROJECT_URL};
+use super::engine::Engine;
+use super::state::{find_result, ResultRecord};
+use super::tempdir::TempDir;
+
+/// Overrides for the client programs (defaults: Debian's boinc-client).
+pub const CLIENT_VAR: &str = "DW_BOINC_CLIENT";
+pub const BOINCCMD_VAR: &str = "DW_BOINCCMD";
+/// The wrapper under test; default: the binary cargo built for this test.
+pub const WRAPPER_VAR: &str = "DW_WRAPPER_BIN";
+/// How many clients (tasks) run at once in this test process (default 2), so
+/// that a larger `--test-threads` does not crowd the machine.
+pub const PARALLEL_VAR: &str = "DW_REAL_CLIENT_PARALLEL";
+
+const BOINCCMD_TIMEOUT: Duration = Duration::from_secs(15);
+const RPC_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The client asks apps to quit and waits for them before it exits.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(40);
+const CLIENT_STDOUT: &str = "client_stdout.txt";
+const CLIENT_STDERR: &str = "client_stderr.txt";
+
+pub struct RealClient {
+    engine: Engine,
+    names: Names,
+    data_dir: PathBuf,
+    password: String,
+    port: u16,
+    child: Option<Child>,
+    starts: u32,
+    created: Instant,
+    _permit: Permit,
+    // Last: removed after the client stopped and the container is gone.
+    _root: TempDir,
+}
+
+impl RealClient {
+    /// Writes a fresh data dir for `job` and starts the client on it.
+    pub fn start(label: &str, engine: &Engine, job: &Job) -> Result<RealClient, String> {
+        let client_bin = client_program();
+        if !client_bin.is_file() || !boinccmd_program().is_file() {
+            return Err(format!(
+                "the BOINC client is not installed ({} / {} missing): `apt-get install -y boinc-client` \
+                 (or run `bash .ci/setup`)",
+                client_bin.display(),
+                boinccmd_program().display()
+            ));
+        }
+        let permit = Permit::acquire();
+        let created = Instant::now();
+        let root = TempDir::new(&format!("{label}-{}", engine.kind().name()))
+            .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+        let data_dir = root.path().join("boinc_data");
+        fs::create_dir(&data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+        let names = Names::new(&format!("{label}_{}", engine.kind().name()));
+        let password = random_hex(16)?;
+        write_data_dir(&data_dir, job, &names, &wrapper_program(), &password)?;
+        let mut client = RealClient {
+            engine: engine.clone(),
+            names,
+            data_dir,
+            password,
+            port: 0,
+            child: None,
+            starts: 0,
+            created,
+            _permit: permit,
+            _root: root,
+        };
+        client.launch()?;
+        Ok(client)
+    }
+
+    /// Starts the client again on the same data dir (after `quit`).
+    pub fn restart(&mut self) -> Result<(), String> {
+        if self.is_running() {
+            return Err("the client is still running".into());
+        }
+        self.launch()
+    }
+
+    /// `boinc --dir <data dir> --gui_rpc_port <free loopback port>` in the
+    /// foreground (no --daemon), output appended to files in the data dir; the
+    /// GUI RPC socket binds 127.0.0.1 only (no --allow_remote_gui_rpc, no
+    /// remote_hosts.cfg). Returns once `boinccmd` gets answers.
+    fn launch(&mut self) -> Result<(), String> {
+        let mut last_error = String::new();
+        for _attempt in 0..3 {
+            self.port = free_loopback_port()?;
+            self.starts += 1;
+            let log = |name: &str| {
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.data_dir.join(name))
+                    .map_err(|e| format!("cannot open {name}: {e}"))
+            };
+            let mut cmd = Command::new(client_program());
+            cmd.arg("--dir")
+                .arg(&self.data_dir)
+                .arg("--gui_rpc_port")
+                .arg(self.port.to_string())
+                .arg("--allow_multiple_clients")
+                .current_dir(&self.data_dir)
+                .stdin(Stdio::null())
+                .stdout(log(CLIENT_STDOUT)?)
+                .stderr(log(CLIENT_STDERR)?)
+                // A 7.20 client reports no container engine: the wrapper takes it from here.
+                .env("DOCKER_WRAPPER_ENGINE", self.engine.wrapper_engine_value());
+            for (k, v) in self.engine.env() {
+                cmd.env(k, v);
+            }
+            let child = cmd
+                .spawn()
+                .map_err(|e| format!("cannot start {}: {e}", client_program().display()))?;
+            self.child = Some(child);
+            match self.wait_rpc_ready() {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    last_error = e;
+                    self.kill();
+                    // Another process took the port between our probe and the client's bind: retry.
+                    if !self
+                        .client_log()
+                        .contains(&format!("bind to port {} failed", self.port))
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(format!("{last_error}\n{}", self.diagnostics()))
+    }
+
+    fn wait_rpc_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + RPC_READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                return Err(format!("the client exited at startup ({status})"));
+            }
+            if let Ok(out) = self.boinccmd(&["--get_cc_status"]) {
+                if out.success() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the client's GUI RPC on 127.0.0.1:{} did not answer within {RPC_READY_TIMEOUT:?}",
+                    self.port
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `boinccmd --host 127.0.0.1:PORT --passwd PW <args>` with a timeout.
+    pub fn boinccmd(&self, args: &[&str]) -> Result<CommandOutput, String> {
+        let mut cmd = Command::new(boinccmd_program());
+        cmd.arg("--host")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--passwd")
+            .arg(&self.password)
+            .args(args);
+        run_with_timeout(cmd, BOINCCMD_TIMEOUT)
+    }
+
+    /// `boinccmd --task URL RESULT op` (suspend, resume, abort, ...); Err unless it succeeded.
+    pub fn task_op(&self, op: &str) -> Result<(), String> {
+        let out = self.boinccmd(&["--task", PROJECT_URL, &self.names.result, op])?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "boinccmd --task {op} failed: {} {}",
+                out.stdout.trim(),
+                out.stderr.trim()
+            ))
+        }
+    }
+
+    /// Stops the client with `boinccmd --quit` and waits for it to exit (it
+    /// asks the app to quit first). Returns how long that took; after
+    /// `QUIT_TIMEOUT` the client is killed and that is an error.
+    pub fn quit(&mut self) -> Result<Duration, String> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(Duration::ZERO);
+        };
+        let start = Instant::now();
+        let sent = self.boinccmd(&["--quit"]);
+        match wait_or_kill(&mut child, QUIT_TIMEOUT) {
+            Some(_) => Ok(start.elapsed()),
+            None => Err(format!(
+                "the client did not exit within {QUIT_TIMEOUT:?} of --quit ({sent:?}); killed"
+            )),
+        }
+    }
+
+    /// SIGKILL for the client and for the apps it started (processes whose
+    /// working directory is in our data dir: the wrapper in its slot).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            kill_processes_in(&self.data_dir);
+        }
+    }
+
+    /// Time since this client's data dir was made (the scenario's wall time).
+    pub fn age(&self) -> Duration {
+        self.created.elapsed()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The result as client_state.xml records it now.
+    pub fn result(&self) -> Option<ResultRecord> {
+        let xml = fs::read_to_string(self.data_dir.join("client_state.xml")).ok()?;
+        find_result(&xml, &self.names.result)
+    }
+
+    /// Waits (bounded) until the result reaches a final state.
+    pub fn wait_final(&self, timeout: Duration) -> Result<ResultRecord, String> {
+        self.wait_result(timeout, ResultRecord::is_final)
+    }
+
+    /// Waits (bounded) until `accept` holds for the recorded result.
+    pub fn wait_result(
+        &self,
+        timeout: Duration,
+        accept: impl Fn(&ResultRecord) -> bool,
+    ) -> Result<ResultRecord, String> {
+        wait_until(timeout, || self.result().filter(|r| accept(r))).ok_or_else(|| {
+            format!(
+                "the result did not reach the expected state within {timeout:?}; now: {:?}\n{}",
+                self.result(),
+                self.diagnostics()
+            )
+        })
+    }
+
+    /// `active_task_state` of our task in `boinccmd --get_tasks` ("EXECUTING",
+    /// "SUSPENDED", "UNINITIALIZED" when no app process exists, ...).
+    pub fn active_task_state(&self) -> Option<String> {
+        let out = self.boinccmd(&["--get_tasks"]).ok().filter(CommandOutput::success)?;
+        let wanted = format!("name: {}", self.names.result);
+        let mut in_ours = false;
+        for line in out.stdout.lines().map(str::trim) {
+            if line.starts_with("name: ") {
+                in_ours = line == wanted;
+            } else if in_ours {
+                if let Some(state) = line.strip_prefix("active_task_state: ") {
+                    return Some(state.trim().to_string());
+                }
+            }
+        }
+        None
+    }
+
+    /// The slot the client runs our task in (the one whose init_data.xml names the result).
+    pub fn slot_dir(&self) -> Option<PathBuf> {
+        let wanted = format!("<result_name>{}</result_name>", self.names.result);
+        fs::read_dir(self.data_dir.join("slots"))
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|slot| {
+                fs::read_to_string(slot.join("init_data.xml"))
+                    .map(|t| t.contains(&wanted))
+                    .unwrap_or(false)
+            })
+    }
+
+    pub fn read_slot_file(&self, name: &str) -> Option<String> {
+        fs::read_to_string(self.slot_dir()?.join(name)).ok()
+    }
+
+    /// Creates a file in the slot (the job sees it in /app).
+    pub fn write_slot_file(&self, name: &str, contents: &str) -> Result<(), String> {
+        let slot = self.slot_dir().ok_or("the task has no slot")?;
+        fs::write(slot.join(name), contents).map_err(|e| format!("cannot write {name} in {}: {e}", slot.display()))
+    }
+
+    pub fn project_dir(&self) -> PathBuf {
+        self.data_dir.join("projects").join(PROJECT_DIR_NAME)
+    }
+
+    /// The project-dir file behind the output file the job writes as `open_name`.
+    pub fn output_path(&self, open_name: &str) -> PathBuf {
+        self.project_dir().join(self.names.output_file(open_name))
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn result_name(&self) -> &str {
+        &self.names.result
+    }
+
+    /// How many times the client was started.
+    pub fn starts(&self) -> u32 {
+        self.starts
+    }
+
+    /// The wrapper's container: `boinc__<project dir>__<result>`, lower-cased,
+    /// as the wrapper (and the C++ wrapper) names it.
+    pub fn container_name(&self) -> String {
+        format!("boinc__{PROJECT_DIR_NAME}__{}", self.names.result).to_lowercase()
+    }
+
+    /// True once the client logged a checkpoint of our task (the app reported
+    /// a new checkpoint CPU time; needs the `checkpoint_debug` log flag).
+    pub fn has_checkpointed(&self) -> bool {
+        self.client_log()
+            .contains(&format!("[checkpoint] result {} checkpointed", self.names.result))
+    }
+
+    pub fn container_state(&self) -> Option<String> {
+        self.engine.container_state(&self.container_name())
+    }
+
+    /// Everything the client printed so far.
+    pub fn client_log(&self) -> String {
+        let mut text = fs::read_to_string(self.data_dir.join(CLIENT_STDOUT)).unwrap_or_default();
+        text.push_str(&fs::read_to_string(self.data_dir.join(CLIENT_STDERR)).unwrap_or_default());
+        text
+    }
+
+    /// For failure messages: the end of the client's log (without the
+    /// scheduler's chatter, which stays in the file), of the slot's stderr.txt
+    /// and the recorded result.
+    pub fn diagnostics(&self) -> String {
+        let log: String = self
+            .client_log()
+            .lines()
+            .filter(|l| !l.contains("[cpu_sched_debug]") && !l.contains("[checkpoint]"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let slot_stderr = self
+            .read_slot_file("stderr.txt")
+            .unwrap_or_else(|| "(no slot stderr.txt)".into());
+        format!(
+            "---- client log (last 40 lines) ----\n{}\n---- slot stderr.txt (last 30 lines) ----\n{}\n---- result ----\n{:?}\n---- data dir: {} (set DW_KEEP_TEST_DIRS=1 to keep it)",
+            last_lines(&log, 40),
+            last_lines(&slot_stderr, 30),
+            self.result(),
+            self.data_dir.display()
+        )
+    }
+}
+
+impl Drop for RealClient {
+    /// Stops the client (quit, then SIGKILL after a bound) and removes the
+    /// task's container; nothing else is touched.
+    fn drop(&mut self) {
+        if self.is_running() {
+            if let Err(e) = self.quit() {
+                eprintln!("warning: {e}");
+            }
+        }
+        self.kill();
+        if let Err(e) = self.engine.remove_container(&self.container_name()) {
+            eprintln!("warning: cannot remove container {}: {e}", self.container_name());
+        }
+    }
+}
+
+fn client_program() -> PathBuf {
+    std::env::var_os(CLIENT_VAR)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/boinc"))
+}
+
+fn boinccmd_program() -> PathBuf {
+    std::env::var_os(BOINCCMD_VAR)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/boinccmd"))
+}
+
+fn wrapper_program() -> PathBuf {
+    std::env::var_os(WRAPPER_VAR)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_docker_wrapper")))
+}
+
+/// SIGKILL to every process whose working directory lies in `dir`. Only apps
+/// our own client started there can have one: `dir` is a fresh temp dir.
+fn kill_processes_in(dir: &Path) {
+    let Ok(entries) = fs::read_dir("/proc") else { return };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir)) {
+            // SAFETY: kill(2) with a pid read from /proc and a valid signal number.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// A place among the `DW_REAL_CLIENT_PARALLEL` clients that may run at once.
+struct Permit;
+
+static RUNNING: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+impl Permit {
+    fn acquire() -> Permit {
+        let max = std::env::var(PARALLEL_VAR)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(2);
+        let (count, freed) = &RUNNING;
+        let mut running = count.lock().unwrap_or_else(|e| e.into_inner());
+        while *running >= max {
+            running = freed.wait(running).unwrap_or_else(|e| e.into_inner());
+        }
+        *running += 1;
+        Permit
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let (count, freed) = &RUNNING;
+        *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        freed.notify_one();
+    }
+}
+
+/// A port nothing listens on now (the client binds it a moment later).
+fn free_loopback_port() -> Result<u16, String> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("cannot bind a loopback port: {e}"))?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
