@@ -8,6 +8,13 @@
 //!   the binary has no runtime dependency on BOINC libraries.
 //!
 //! `BOINC_INCLUDE_DIR` and `BOINC_LIB_DIR` override where system mode looks.
+//!
+//! Windows targets have no system BOINC libraries. With `BOINC_INCLUDE_DIR`
+//! and `BOINC_LIB_DIR` set (BOINC's headers and its static Windows libraries,
+//! from `win_build` or `lib/Makefile.mingw`) the shim is compiled and linked
+//! against them. Without them the bindings come from the hand-written
+//! `src/declarations.rs` and nothing is compiled or linked: enough for
+//! `cargo check --target x86_64-pc-windows-gnu`, not for a binary.
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -58,9 +65,23 @@ const SYSTEM_LIB_DIRS: &[&str] = &[
 
 fn main() {
     println!("cargo:rerun-if-changed=csrc");
-    let include_dirs = match env_path("BOINC_SRC_DIR") {
-        Some(src) => link_from_source(&src),
-        None => link_system(),
+    let include_dirs = if target_is_windows() {
+        if env_path("BOINC_SRC_DIR").is_some() {
+            fail(
+                "BOINC_SRC_DIR compiles the API from Linux's lib/ files and cannot target Windows.\n  \
+                 Build BOINC's Windows libraries (lib/Makefile.mingw or win_build) and set\n  \
+                 BOINC_INCLUDE_DIR and BOINC_LIB_DIR instead (see README, Windows and macOS).",
+            );
+        }
+        match env_path("BOINC_INCLUDE_DIR") {
+            Some(includes) => link_windows_libraries(env::split_paths(&includes).collect()),
+            None => return declarations_without_library(),
+        }
+    } else {
+        match env_path("BOINC_SRC_DIR") {
+            Some(src) => link_from_source(&src),
+            None => link_system(),
+        }
     };
     let boinc8 = declares_sporadic_api(&include_dirs);
     compile_shim(&include_dirs, boinc8);
@@ -78,6 +99,66 @@ fn env_path(name: &str) -> Option<PathBuf> {
 fn fail(message: &str) -> ! {
     eprintln!("\nboinc-sys: {message}\n");
     process::exit(1);
+}
+
+fn target_is_windows() -> bool {
+    env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os == "windows")
+}
+
+/// Windows without BOINC headers: bindgen has nothing to parse, so the
+/// bindings are the hand-written declarations of the shim's C API (the same
+/// functions csrc/shim.h declares). Type-checks; cannot link.
+fn declarations_without_library() {
+    println!("cargo:rerun-if-changed=src/declarations.rs");
+    println!(
+        "cargo:warning=boinc-sys: no BOINC headers for this Windows target (BOINC_INCLUDE_DIR unset): \
+         using the hand-written declarations, which is enough for `cargo check` only. \
+         To link, build BOINC's libraries for Windows and set BOINC_INCLUDE_DIR and BOINC_LIB_DIR (see README)."
+    );
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    fs::copy("src/declarations.rs", out.join("bindings.rs"))
+        .unwrap_or_else(|err| fail(&format!("cannot copy src/declarations.rs: {err}")));
+}
+
+/// Windows with BOINC's headers and static libraries. `BOINC_INCLUDE_DIR`
+/// is a list of directories here (BOINC's api/, lib/ and win_build/ of a
+/// source tree, or one installed include dir); `BOINC_LIB_DIR` holds
+/// `libboinc_api.a` and `libboinc.a` (MinGW, `lib/Makefile.mingw`) or
+/// `libboincapi_staticcrt.lib` and `libboinc_staticcrt.lib` (MSVC, `win_build`).
+fn link_windows_libraries(includes: Vec<PathBuf>) -> Vec<PathBuf> {
+    if !includes.iter().any(|dir| dir.join("boinc_api.h").is_file()) {
+        fail(&format!(
+            "no directory of BOINC_INCLUDE_DIR={} holds boinc_api.h.",
+            env::join_paths(&includes).unwrap_or_default().to_string_lossy()
+        ));
+    }
+    let lib_dir = env_path("BOINC_LIB_DIR").unwrap_or_else(|| {
+        fail("BOINC_LIB_DIR is not set: name the directory that holds BOINC's static Windows libraries.")
+    });
+    let msvc = env::var("CARGO_CFG_TARGET_ENV").is_ok_and(|e| e == "msvc");
+    let (libraries, files): (&[&str], &[&str]) = if msvc {
+        (
+            &["libboincapi_staticcrt", "libboinc_staticcrt"],
+            &["libboincapi_staticcrt.lib", "libboinc_staticcrt.lib"],
+        )
+    } else {
+        (&["boinc_api", "boinc"], &["libboinc_api.a", "libboinc.a"])
+    };
+    if let Some(missing) = files.iter().find(|f| !lib_dir.join(f).is_file()) {
+        fail(&format!(
+            "{missing} not found in BOINC_LIB_DIR={}.",
+            lib_dir.display()
+        ));
+    }
+    println!("cargo:rustc-link-search=native={}", lib_dir.display());
+    for library in libraries {
+        println!("cargo:rustc-link-lib=static={library}");
+    }
+    // What libboinc calls on Windows: sockets and process information.
+    for system in ["ws2_32", "psapi", "user32", "advapi32", "shell32"] {
+        println!("cargo:rustc-link-lib=dylib={system}");
+    }
+    includes
 }
 
 fn link_system() -> Vec<PathBuf> {

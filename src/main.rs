@@ -68,6 +68,7 @@ fn main() -> ExitCode {
         start_sporadic();
     }
     let terminated = Arc::new(AtomicBool::new(false));
+    #[cfg(unix)]
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGQUIT] {
         if let Err(err) = signal_hook::flag::register(signal, Arc::clone(&terminated)) {
             log::warn!("cannot handle signal {signal}: {err}");

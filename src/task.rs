@@ -120,21 +120,35 @@ pub fn run(cli: Cli, config: JobConfig, standalone: bool, terminated: Arc<Atomic
 }
 
 fn pick_engine(init: &InitData, config: &JobConfig, standalone: bool) -> Result<Engine, String> {
-    let forced = std::env::var("DOCKER_WRAPPER_ENGINE").ok();
-    let from_client = match init.host_info.docker_type {
-        DockerType::Docker => Some(EngineKind::Docker),
-        DockerType::Podman => Some(EngineKind::Podman),
-        // BOINC 7.20 clients write no docker fields; standalone is Podman-first too.
-        DockerType::None => None,
+    let (kind, cli, transport) = if cfg!(windows) {
+        // The engine lives in a WSL distro, reached through one `wsl` shell.
+        let distro = if standalone {
+            engine::wsl::standalone_distro()
+        } else {
+            engine::wsl::choose_distro(&init.host_info.wsl_distros)?
+        };
+        log::info!("using WSL distro {}", distro.name);
+        let launcher = engine::wsl::launcher(&distro);
+        (distro.engine, PathBuf::from(distro.engine.cli_name()), engine::transport::Transport::wsl(launcher))
+    } else {
+        let forced = std::env::var("DOCKER_WRAPPER_ENGINE").ok();
+        let from_client = match init.host_info.docker_type {
+            DockerType::Docker => Some(EngineKind::Docker),
+            DockerType::Podman => Some(EngineKind::Podman),
+            // BOINC 7.20 clients write no docker fields; standalone is Podman-first too.
+            DockerType::None => None,
+        };
+        let from_client = if standalone { None } else { from_client };
+        let (kind, cli) = engine::choose(forced.as_deref(), from_client, &|name| which::which(name).ok())?;
+        (kind, cli, engine::transport::Transport::from_env())
     };
-    let from_client = if standalone { None } else { from_client };
-    let (kind, cli) = engine::choose(forced.as_deref(), from_client, &|name| which::which(name).ok())?;
-    Ok(Engine::new(
+    let engine = Engine::new(
         kind,
         cli,
         Duration::from_secs(config.command_timeout_secs),
         Duration::from_secs(config.build_timeout_secs),
-    ))
+    );
+    Ok(engine.with_transport(transport))
 }
 
 /// Refuses job.toml settings that undo the security defaults, unless
@@ -282,7 +296,7 @@ impl Task {
             env.extend(self.init.proxy_env());
         }
         let project_mount = match &self.config.project_dir_mount {
-            Some(guest) => Some((self.project_dir()?, guest.clone())),
+            Some(guest) => Some((self.engine_path(&self.project_dir()?)?, guest.clone())),
             None => None,
         };
         let memory_bytes = (self.init.rsc_memory_bound > 0.0).then_some(self.init.rsc_memory_bound as u64);
@@ -303,7 +317,7 @@ impl Task {
             name: self.container.clone(),
             image: self.image.borrow().clone(),
             labels: self.labels(),
-            slot_dir: self.slot_dir.clone(),
+            slot_dir: self.engine_path(&self.slot_dir)?,
             workdir: self.config.workdir.clone(),
             project_mount,
             mounts,
@@ -333,7 +347,8 @@ impl Task {
         let mut mounts = Vec::new();
         for file in linked {
             let guest = format!("{}/{}", self.config.workdir.trim_end_matches('/'), file.name);
-            if file.name.contains(':') || file.target.to_string_lossy().contains(':') {
+            let source = self.engine_path(&file.target)?;
+            if file.name.contains(':') || source.to_string_lossy().contains(':') {
                 log::warn!("{}: a ':' in the path cannot be mounted; the job sees the link file", file.name);
                 continue;
             }
@@ -349,7 +364,7 @@ impl Task {
                 "rw"
             };
             log::debug!("{} -> {} ({mode})", file.name, file.target.display());
-            mounts.push(format!("{}:{guest}:{mode}", file.target.display()));
+            mounts.push(format!("{}:{guest}:{mode}", source.display()));
         }
         Ok(mounts)
     }
@@ -407,6 +422,12 @@ impl Task {
             web_graphics_port: self.web_graphics_port.get(),
         };
         journal.save(&self.slot_dir);
+    }
+
+    /// A host path (slot, project dir, linked file) as the engine sees it:
+    /// the same path locally, `/mnt/c/...` inside WSL.
+    fn engine_path(&self, host: &Path) -> Result<PathBuf> {
+        self.engine.path_in_engine(host).map_err(anyhow::Error::msg)
     }
 
     fn project_dir(&self) -> Result<PathBuf> {

@@ -1,8 +1,8 @@
 //! One interface over the Docker and Podman command-line tools.
 //!
-//! Every call is an argv vector run as a child process with a timeout;
-//! results come from exit status and `--format` templates, never from
-//! human-readable text.
+//! Every call is an argv vector with a timeout, run through the engine's
+//! transport (a child process, or a line for the WSL shell); results come
+//! from exit status and `--format` templates, never from human-readable text.
 pub mod create;
 pub mod exit_watch;
 pub mod gpu;
@@ -10,7 +10,10 @@ pub mod info;
 pub mod names;
 pub mod policy;
 pub mod process;
+pub mod shell;
 pub mod time;
+pub mod transport;
+pub mod wsl;
 
 use std::cell::Cell;
 use std::ffi::OsString;
@@ -19,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use process::{Argv, Limits, Output, RunError};
+use transport::Transport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineKind {
@@ -119,11 +123,35 @@ pub struct Engine {
     build_timeout: Duration,
     /// Whether `docker build` must use the classic builder (no buildx plugin).
     docker_classic_builder: Cell<Option<bool>>,
+    transport: Transport,
 }
 
 impl Engine {
+    /// An engine whose commands are child processes of the wrapper.
     pub fn new(kind: EngineKind, cli: PathBuf, timeout: Duration, build_timeout: Duration) -> Engine {
-        Engine { kind, cli, timeout, build_timeout, docker_classic_builder: Cell::new(None) }
+        Engine {
+            kind,
+            cli,
+            timeout,
+            build_timeout,
+            docker_classic_builder: Cell::new(None),
+            transport: Transport::Local,
+        }
+    }
+
+    /// Runs the commands through `transport` instead; `cli` is then the
+    /// program as the transport's side names it.
+    pub fn with_transport(self, transport: Transport) -> Engine {
+        Engine { transport, ..self }
+    }
+
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// A path of this host as the engine sees it (mount sources, archives).
+    pub fn path_in_engine(&self, host: &Path) -> Result<PathBuf, String> {
+        self.transport.path_in_engine(host)
     }
 
     pub fn cli(&self) -> &Path {
@@ -140,7 +168,7 @@ impl Engine {
 
     fn run_argv(&self, argv: &Argv, limits: Limits, cancel: &mut dyn FnMut() -> bool) -> Result<Output, EngineError> {
         log::debug!("engine: {}", argv.display());
-        Ok(process::run(argv, limits, cancel)?)
+        Ok(self.transport.run(argv, limits, cancel)?)
     }
 
     /// Runs a command that must succeed.
@@ -228,6 +256,10 @@ impl Engine {
 
     /// Loads an image archive (`docker save` format, gzip or not).
     pub fn load(&self, archive: &Path, cancel: &mut dyn FnMut() -> bool) -> Result<(), EngineError> {
+        let archive = self.path_in_engine(archive).map_err(|why| EngineError::Failed {
+            command: format!("{} load", self.cli.display()),
+            detail: why,
+        })?;
         let argv = self.argv(["load", "-i"]).arg(archive.as_os_str());
         let limits = Limits { timeout: self.build_timeout, capture: 16 * 1024 };
         let out = self.run_argv(&argv, limits, cancel)?;
@@ -315,10 +347,10 @@ impl Engine {
     /// SIGKILL to the container's processes; one that is not running is fine.
     pub fn kill(&self, container: &str) {
         let argv = self.argv(["kill", container]);
-        if let Ok(out) = self.run_argv(&argv, self.limits(), &mut || false) {
-            if !out.success() {
-                log::debug!("{}: {}", argv.display(), out.error_summary());
-            }
+        match self.run_argv(&argv, self.limits(), &mut || false) {
+            Ok(out) if !out.success() => log::debug!("{}: {}", argv.display(), out.error_summary()),
+            Ok(_) => {}
+            Err(err) => log::warn!("{err}"),
         }
     }
 
@@ -380,7 +412,11 @@ impl Engine {
     }
 
     /// Starts `wait` as a long-lived child; its exit reports the container's.
+    /// Local transport only: a shell runs one command at a time.
     pub fn spawn_wait(&self, container: &str) -> Result<std::process::Child, EngineError> {
+        if !self.transport.is_local() {
+            return Err(EngineError::Unavailable("a long-lived 'wait' needs local engine commands".into()));
+        }
         let mut argv = self.argv(["wait"]);
         if self.kind == EngineKind::Podman {
             // Podman's wait polls (250 ms by default); we learn of the exit from

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 /// Grace between SIGTERM and SIGKILL for a command that timed out.
 const KILL_GRACE: Duration = Duration::from_secs(2);
+#[cfg(windows)]
+const CREATE_NO_WINDOW: u32 = 0x0800_0000;
 
 /// A program and its arguments; never a shell string.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +60,9 @@ impl Argv {
         // helper it started (which would otherwise hold our pipes open).
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        // The client runs us without a console; wsl.exe must not open one.
+        #[cfg(windows)]
+        std::os::windows::process::CommandExt::creation_flags(&mut cmd, CREATE_NO_WINDOW);
         cmd.args(&self.args);
         for (key, value) in &self.env {
             cmd.env(key, value);
@@ -110,6 +115,8 @@ pub enum RunError {
     TimedOut { command: String, after: Duration, stderr_tail: String },
     /// The caller cancelled the command (e.g. the client asked us to quit).
     Cancelled { command: String },
+    /// The shell that carries engine commands failed (see `transport`).
+    Shell { command: String, why: String },
 }
 
 impl fmt::Display for RunError {
@@ -124,6 +131,7 @@ impl fmt::Display for RunError {
                 Ok(())
             }
             RunError::Cancelled { command } => write!(f, "'{command}' was cancelled"),
+            RunError::Shell { command, why } => write!(f, "cannot run '{command}' through the engine's shell: {why}"),
         }
     }
 }
@@ -201,8 +209,8 @@ pub fn terminate(child: &mut Child) {
         return;
     }
     // The child is not reaped yet, so its pid (= its group id) cannot have been reused.
-    crate::os::signal_group(child.id(), false);
-    let deadline = Instant::now() + KILL_GRACE;
+    let grace = if crate::os::signal_group(child.id(), false) { KILL_GRACE } else { Duration::ZERO };
+    let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             return;
@@ -254,6 +262,14 @@ fn read_tail<R: Read>(pipe: Option<R>, limit: usize) -> String {
         }
         String::from_utf8_lossy(&kept).into_owned()
     }
+}
+
+/// The status of a command that exited with `code`, as a shell reports it.
+pub fn exit_status(code: i32) -> ExitStatus {
+    #[cfg(unix)]
+    return std::os::unix::process::ExitStatusExt::from_raw((code & 0xff) << 8);
+    #[cfg(windows)]
+    return std::os::windows::process::ExitStatusExt::from_raw(code as u32);
 }
 
 pub fn last_lines(text: &str, n: usize) -> String {
@@ -324,6 +340,13 @@ mod tests {
     fn a_missing_program_is_a_spawn_error() {
         let err = run(&Argv::new("/nonexistent/engine"), limits(1000), &mut || false).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/engine"));
+    }
+
+    #[test]
+    fn exit_status_from_a_code() {
+        assert_eq!(exit_status(3).code(), Some(3));
+        assert!(exit_status(0).success());
+        assert_eq!(exit_status(143).code(), Some(143));
     }
 
     #[test]

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -89,8 +88,7 @@ impl BuildInputs {
             }
             if fs::hard_link(&source.path, &target).is_err() {
                 fs::copy(&source.path, &target).map_err(|e| format!("cannot stage {}: {e}", name.display()))?;
-                let mode = if source.executable { 0o755 } else { 0o644 };
-                let _ = fs::set_permissions(&target, fs::Permissions::from_mode(mode));
+                crate::os::set_executable(&target, source.executable);
             }
         }
         Ok(())
@@ -158,7 +156,7 @@ fn add_tree(slot_dir: &Path, relative: PathBuf, files: &mut BTreeMap<PathBuf, So
             add_tree(slot_dir, relative.join(name), files)?;
         }
     } else if meta.is_file() {
-        let executable = meta.permissions().mode() & 0o111 != 0;
+        let executable = crate::os::is_executable(&meta);
         files.insert(relative, SourceFile { path, executable });
     }
     Ok(())

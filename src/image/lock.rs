@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rustix::fs::{flock, FlockOperation};
+use crate::os;
 
 /// How often a waiting task looks again (and at the client's requests).
 const RETRY: Duration = Duration::from_millis(250);
@@ -34,9 +34,9 @@ impl BuildLock {
         let started = Instant::now();
         let mut next_progress = started + PROGRESS_EVERY;
         loop {
-            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => return Ok(Some(BuildLock { _file: file })),
-                Err(rustix::io::Errno::WOULDBLOCK) | Err(rustix::io::Errno::INTR) => {}
+            match os::try_lock_exclusive(&file) {
+                Ok(true) => return Ok(Some(BuildLock { _file: file })),
+                Ok(false) => {}
                 Err(err) => return Err(LockError::Failed(format!("cannot lock {}: {err}", path.display()))),
             }
             if cancel() {

@@ -1,0 +1,260 @@
+//! The Windows transport, tested on Linux: with `DOCKER_WRAPPER_SHELL=sh`
+//! the wrapper sends every engine command through one persistent `sh`, as
+//! it sends them through `wsl -d <distro> -u root --exec /bin/sh` on
+//! Windows. The key scenarios of run_job.rs and lifecycle.rs run through it
+//! on both engines, and faults of the shell path (a hanging command, the
+//! shell dying) are provoked with a fake engine CLI in front of the real one.
+#[macro_use]
+mod emulator;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use emulator::*;
+
+const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
+const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+/// What the wrapper logs when it starts the shell (proves the path was taken).
+const SHELL_STARTED: &str = "engine commands go through one shell: sh";
+
+on_both_engines!(
+    success_writes_output_into_the_slot,
+    exit_code_is_forwarded_with_the_log,
+    args_reach_the_job_intact,
+    suspend_pauses_and_resume_unpauses,
+    quit_and_restart_continue_the_same_container,
+    abort_removes_the_container_promptly,
+    a_hanging_engine_command_times_out_and_the_next_one_works,
+    a_shell_that_dies_is_restarted_for_the_next_command,
+);
+
+fn builder(name: &str, engine: &TestEngine) -> TaskBuilder {
+    Task::builder(&format!("shell_{name}_{}", engine.kind().name()), WRAPPER)
+        .engine(engine)
+        .env("DOCKER_WRAPPER_SHELL", "sh")
+}
+
+fn assert_nothing_left(task: &Task, engine: &TestEngine) {
+    let name = task.container_name();
+    assert_eq!(engine.container_state(&name), None, "container {name} was left behind");
+}
+
+fn assert_went_through_the_shell(outcome: &Outcome) {
+    assert!(outcome.stderr_txt.contains(SHELL_STARTED), "{}", outcome.describe());
+}
+
+fn success_writes_output_into_the_slot(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let mut task = builder("success", &engine)
+        .job(TestJob::shell("echo hello from the job; echo result > output.txt"))
+        .start()
+        .unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert_went_through_the_shell(&outcome);
+    assert_eq!(task.read_slot_file("output.txt").as_deref(), Some("result\n"));
+    assert!(outcome.stderr_txt.contains("hello from the job"), "{}", outcome.describe());
+    assert_nothing_left(&task, &engine);
+}
+
+fn exit_code_is_forwarded_with_the_log(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let mut task = builder("exit3", &engine)
+        .job(TestJob::shell("echo about to fail >&2; exit 3"))
+        .start()
+        .unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(3), "{}", outcome.describe());
+    assert_went_through_the_shell(&outcome);
+    assert!(outcome.stderr_txt.contains("about to fail"), "{}", outcome.describe());
+    assert_nothing_left(&task, &engine);
+}
+
+/// ARGS travels as `-e ARGS=...` of `create`: through the shell's quoting.
+fn args_reach_the_job_intact(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let args = [
+        "plain",
+        "with space",
+        "it's \"quoted\" ''",
+        "$(touch /tmp/pwned_by_shell_transport)",
+        "`id`;ls|cat&",
+        "back\\slash\\",
+        "new\nline",
+        "${HOME} $0 $@ *",
+        "ünï ✓",
+    ];
+    let mut task = builder("args", &engine)
+        .job(TestJob::shell("printf '%s' \"$ARGS\" > args.txt"))
+        .args(args)
+        .start()
+        .unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert_went_through_the_shell(&outcome);
+    assert_eq!(task.read_slot_file("args.txt").unwrap(), args.join(" "));
+    assert!(!Path::new("/tmp/pwned_by_shell_transport").exists());
+    assert_nothing_left(&task, &engine);
+}
+
+fn suspend_pauses_and_resume_unpauses(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let mut task = builder("suspend", &engine)
+        .job(TestJob::shell("while [ ! -f go ]; do sleep 0.1; done; echo finished"))
+        .start()
+        .unwrap();
+    let name = task.container_name();
+    engine.wait_for_container_state(&name, "running", TASK_TIMEOUT).unwrap();
+    task.send_control(Control::Suspend);
+    let paused = engine.wait_for_container_state(&name, "paused", Duration::from_secs(10));
+    assert!(paused.is_ok(), "not paused: {paused:?}\n{}", task.logs_tail(30));
+    task.send_control(Control::Resume);
+    let running = engine.wait_for_container_state(&name, "running", Duration::from_secs(10));
+    assert!(running.is_ok(), "not resumed: {running:?}\n{}", task.logs_tail(30));
+    std::fs::write(task.slot_dir().join("go"), "").unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert_went_through_the_shell(&outcome);
+    assert_nothing_left(&task, &engine);
+}
+
+/// Appends a growing counter to count.txt until the file `go` appears;
+/// "start" marks each time the job itself started.
+const COUNTER_JOB: &str = "echo start >> starts.txt; i=0; \
+    while [ ! -f go ]; do i=$((i+1)); echo $i > count.txt; sleep 0.2; done; echo finished";
+
+fn count(task: &Task) -> u64 {
+    task.read_slot_file("count.txt").and_then(|t| t.trim().parse().ok()).unwrap_or(0)
+}
+
+fn wait_for_count(task: &Task, above: u64) -> u64 {
+    wait_until(Duration::from_secs(60), || Some(count(task)).filter(|c| *c > above))
+        .unwrap_or_else(|| panic!("count stayed at {}\n{}", count(task), task.logs_tail(30)))
+}
+
+fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let mut task = builder("quit", &engine).job(TestJob::shell(COUNTER_JOB)).start().unwrap();
+    let before = wait_for_count(&task, 3);
+    task.send_control(Control::Quit);
+    let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
+    assert!(!outcome.finished, "quit must not finish the task: {}", outcome.describe());
+    let state = engine.container_state(&task.container_name());
+    assert_eq!(state.as_deref(), Some("paused"), "{}", outcome.describe());
+
+    task.restart().unwrap();
+    wait_for_count(&task, before);
+    std::fs::write(task.slot_dir().join("go"), "").unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert_went_through_the_shell(&outcome);
+    assert_eq!(task.read_slot_file("starts.txt").as_deref(), Some("start\n"), "the job started over");
+    assert_nothing_left(&task, &engine);
+}
+
+fn abort_removes_the_container_promptly(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let mut task = builder("abort", &engine).job(TestJob::shell("sleep 600")).start().unwrap();
+    engine.wait_for_container_state(&task.container_name(), "running", TASK_TIMEOUT).unwrap();
+    let sent = task.send_control(Control::Abort);
+    let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
+    let took = sent.elapsed();
+    assert!(took < Duration::from_secs(5), "abort took {took:?}\n{}", outcome.describe());
+    assert!(!outcome.finished, "{}", outcome.describe());
+    assert_went_through_the_shell(&outcome);
+    assert_nothing_left(&task, &engine);
+}
+
+/// A script named like the engine that runs the real CLI, except that
+/// `<engine> kill` does `misbehaviour` instead. The abort path runs `kill`
+/// and ignores its failure, then `rm -f`: that next command must work.
+fn engine_failing_kill(dir: &TempDir, engine: &TestEngine, misbehaviour: &str) -> PathBuf {
+    let fake = dir.path().join(engine.kind().name());
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = kill ]; then {misbehaviour}; fi\nexec '{}' \"$@\"\n",
+        engine.cli().display()
+    );
+    std::fs::write(&fake, script).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fake
+}
+
+fn a_hanging_engine_command_times_out_and_the_next_one_works(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let dir = TempDir::new("hanging_kill").unwrap();
+    let fake = engine_failing_kill(&dir, &engine, "exec sleep 1000");
+    // The job ends on TERM, so `rm -f` finishes well within the short timeout.
+    let job = TestJob::shell("trap 'exit 143' TERM; sleep 600 & wait $!").job_toml("command_timeout_secs = 5\n");
+    let mut task = builder("hang", &engine).job(job).env("DOCKER_WRAPPER_ENGINE", &fake).start().unwrap();
+    let running = engine.wait_for_container_state(&task.container_name(), "running", Duration::from_secs(60));
+    assert!(running.is_ok(), "{running:?}\n{}", task.logs_tail(40));
+    let sent = task.send_control(Control::Abort);
+    let outcome = task.wait_exit(Duration::from_secs(60)).unwrap();
+    let took = sent.elapsed();
+    // A 5 s timeout, TERM stops the hanging `kill`, then `rm -f` does the rest.
+    assert!(took >= Duration::from_secs(5) && took < Duration::from_secs(20), "abort took {took:?}\n{}", outcome.describe());
+    assert!(outcome.stderr_txt.contains("did not finish within 5s"), "{}", outcome.describe());
+    assert!(!outcome.finished, "{}", outcome.describe());
+    assert_went_through_the_shell(&outcome);
+    assert_nothing_left(&task, &engine);
+}
+
+fn a_shell_that_dies_is_restarted_for_the_next_command(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let dir = TempDir::new("dying_shell").unwrap();
+    // The engine command's parent is the shell itself.
+    let fake = engine_failing_kill(&dir, &engine, "kill -KILL $PPID; exit 1");
+    let mut task = builder("shell_dies", &engine)
+        .job(TestJob::shell("sleep 600"))
+        .env("DOCKER_WRAPPER_ENGINE", &fake)
+        .start()
+        .unwrap();
+    engine.wait_for_container_state(&task.container_name(), "running", TASK_TIMEOUT).unwrap();
+    task.send_control(Control::Abort);
+    let outcome = task.wait_exit(Duration::from_secs(60)).unwrap();
+    assert!(!outcome.finished, "{}", outcome.describe());
+    assert_eq!(
+        outcome.stderr_txt.matches(SHELL_STARTED).count(),
+        2,
+        "the shell was not started again after it died\n{}",
+        outcome.describe()
+    );
+    assert_nothing_left(&task, &engine);
+}
+
+/// Windows builds without BOINC's headers use hand-written declarations of
+/// the shim (boinc-sys/src/declarations.rs): they must name every function
+/// of csrc/shim.h with as many parameters.
+#[test]
+fn windows_declarations_match_the_shim_header() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("boinc-sys");
+    let header = std::fs::read_to_string(root.join("csrc/shim.h")).unwrap();
+    let declarations = std::fs::read_to_string(root.join("src/declarations.rs")).unwrap();
+    let shim = functions(&header, |name| name.starts_with("dw_"));
+    let declared = functions(&declarations, |name| name.starts_with("dw_"));
+    assert!(!shim.is_empty());
+    assert_eq!(declared, shim);
+    for name in ["boinc_finish", "boinc_is_standalone"] {
+        assert!(declarations.contains(&format!("pub fn {name}(")), "{name} is not declared");
+    }
+}
+
+/// `name(params)` of every function whose name passes `wanted`, with its
+/// parameter count, from C or Rust declarations.
+fn functions(text: &str, wanted: impl Fn(&str) -> bool) -> Vec<(String, usize)> {
+    let mut found = Vec::new();
+    for (at, _) in text.match_indices('(') {
+        let name: String = text[..at].chars().rev().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        let name: String = name.chars().rev().collect();
+        if !wanted(&name) {
+            continue;
+        }
+        let params = &text[at + 1..at + text[at..].find(')').unwrap()];
+        let params = params.trim();
+        let count = if params.is_empty() || params == "void" { 0 } else { params.trim_end_matches(',').split(',').count() };
+        found.push((name, count));
+    }
+    found.sort();
+    found.dedup();
+    found
+}
