@@ -3,6 +3,7 @@
 //! The API keeps global state (shared memory with the client, a 10 Hz timer
 //! that reads client messages), so these are free functions over that state.
 use std::ffi::CString;
+use std::time::{Duration, Instant};
 
 use boinc_sys as sys;
 
@@ -86,6 +87,29 @@ pub fn finish(status: i32) -> ! {
     // boinc_finish does not return; make sure of it.
     std::process::exit(status)
 }
+
+/// Like `finish`, without the API's fixed 2 s pause: `boinc_finish` sleeps
+/// so that its timer thread can send final messages, but a wrapper sends its
+/// own. Waits (at most `max_wait`) until the client has read the last
+/// status report, then writes the finish file as `boinc_finish` does.
+pub fn finish_promptly(status: i32, max_wait: Duration) -> ! {
+    let deadline = Instant::now() + max_wait;
+    // SAFETY: reads a flag in the shared memory segment the API set up.
+    while unsafe { sys::dw_status_pending() } != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    log::info!("called boinc_finish({status})");
+    if std::fs::write(FINISH_FILE, format!("{status}\n")).is_err() {
+        // Let the API try (and report) it the usual way.
+        finish(status)
+    }
+    // SAFETY: ends the process; nothing runs after it.
+    unsafe { sys::dw_exit(status) };
+    std::process::exit(status)
+}
+
+/// The file whose presence tells the client the app finished on purpose.
+const FINISH_FILE: &str = "boinc_finish_called";
 
 /// Asks the client to restart us after `delay_secs`, with a reason shown to
 /// the volunteer, and exits the process. No work is lost.

@@ -75,7 +75,7 @@ fn main() -> ExitCode {
         }
     }
     match task::run(cli, config, standalone, terminated) {
-        Ok(Outcome::Finished(code)) => boinc::finish(code),
+        Ok(Outcome::Finished(code)) => boinc::finish_promptly(code, FINAL_REPORT_WAIT),
         Ok(Outcome::TemporaryExit(reason)) => {
             log::warn!("{reason}; asking the client to retry later");
             boinc::temporary_exit(task::RETRY_DELAY_SECS, &reason, false)
@@ -94,6 +94,9 @@ fn config_path(name: &std::path::Path) -> Result<std::path::PathBuf, String> {
     }
     slot_files::resolve(&slot, name)
 }
+
+/// How long to wait for the client to read the final status report.
+const FINAL_REPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Logs the reason and reports the task failed during set-up.
 fn fail(message: &str) -> ! {

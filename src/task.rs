@@ -23,9 +23,13 @@ use crate::slot_files;
 use crate::supervisor::{self, Action, Event, Found, StartPlan, State};
 use crate::usage::Accounting;
 
-/// How often the loop looks at the client's status; with the API's own
-/// 10 Hz message polling this keeps suspend -> paused near 100 ms.
-const TICK: Duration = Duration::from_millis(50);
+/// How often the loop looks at the client's status. The API reads the
+/// client's messages at 10 Hz; matching it keeps suspend -> paused near
+/// 100 ms for about a millisecond of CPU a second.
+const TICK: Duration = Duration::from_millis(100);
+/// Attempts at pausing: runc's freezer can fail transiently ("unable to
+/// freeze") while the job's processes are forking.
+const PAUSE_ATTEMPTS: u32 = 4;
 /// How often CPU time, memory and fraction done go to the client.
 const REPORT_PERIOD: Duration = Duration::from_secs(1);
 /// Delay before the client restarts us after a temporary exit.
@@ -201,7 +205,7 @@ impl Task {
         if let Some(journal) = &journal {
             *self.image.borrow_mut() = journal.image.clone();
         }
-        let found = found(self.engine.inspect(&self.container)?);
+        let found = found(self.engine.find(&self.container)?);
         let plan = supervisor::plan_start(journal.as_ref(), &found, os::boot_time());
         log::debug!("found {found:?}, journal {journal:?}: {plan:?}");
         let client_cpu = self.init.wu_cpu_time.max(journal.as_ref().map_or(0.0, |j| j.cpu_time));
@@ -467,11 +471,14 @@ impl Task {
                 if state == State::Running {
                     accounting.update();
                 }
+                // The final report (sent before the clean-up, so the client has
+                // read it by the time we exit) says done, as boinc_finish does.
+                let ended = matches!(event, Event::ContainerExited { .. });
                 boinc::report(&TaskReport {
                     cpu_time: accounting.cpu_time(),
                     // The container keeps its state across quits: all CPU time so far is kept work.
                     checkpoint_cpu_time: accounting.cpu_time(),
-                    fraction_done: read_fraction_done(&self.fraction_done()),
+                    fraction_done: if ended { 1.0 } else { read_fraction_done(&self.fraction_done()) },
                     working_set_size: accounting.memory_bytes(),
                 });
                 next_report = Instant::now() + REPORT_PERIOD;
@@ -487,13 +494,18 @@ impl Task {
     fn perform(&self, action: &Action, cpu_time: f64) -> Result<Option<Outcome>> {
         match action {
             Action::Pause => {
-                self.engine.pause(&self.container)?;
-                log::info!("suspended: container paused");
+                match self.pause() {
+                    Ok(()) => log::info!("suspended: container paused"),
+                    // Losing the task over it would be worse than a job running on.
+                    Err(err) => log::warn!("the container could not be paused; it keeps running: {err}"),
+                }
                 Ok(None)
             }
             Action::Unpause => {
-                self.engine.unpause(&self.container)?;
-                log::info!("resumed: container unpaused");
+                match self.engine.unpause(&self.container) {
+                    Ok(()) => log::info!("resumed: container unpaused"),
+                    Err(err) => log::warn!("unpause failed (the container may not have been paused): {err}"),
+                }
                 Ok(None)
             }
             Action::KeepForRestart { reason, already_paused } => {
@@ -515,21 +527,46 @@ impl Task {
         }
     }
 
+    /// Pauses with a few retries, backing off.
+    fn pause(&self) -> Result<(), EngineError> {
+        let mut delay = Duration::from_millis(100);
+        let mut attempt = 1;
+        loop {
+            match self.engine.pause(&self.container) {
+                Ok(()) => return Ok(()),
+                Err(err) if attempt >= PAUSE_ATTEMPTS => return Err(err),
+                Err(err) => log::debug!("pause attempt {attempt} failed: {err}"),
+            }
+            std::thread::sleep(delay);
+            delay *= 3;
+            attempt += 1;
+        }
+    }
+
     /// Pauses or stops the container as job.toml says; the phase to journal.
+    /// A container that cannot be paused is stopped, so it never runs on
+    /// unsupervised while the task is suspended or the client is down.
     fn keep_for_restart(&self, already_paused: bool) -> Phase {
-        let (result, phase) = match self.config.quit_action {
-            QuitAction::Pause if already_paused => (Ok(()), Phase::KeptPaused),
-            QuitAction::Pause => (self.engine.pause(&self.container), Phase::KeptPaused),
-            QuitAction::Stop => {
-                let grace = Duration::from_secs(self.config.stop_grace_secs);
-                (self.engine.stop(&self.container, grace), Phase::KeptStopped)
+        let grace = Duration::from_secs(self.config.stop_grace_secs);
+        let stop = || match self.engine.stop(&self.container, grace) {
+            Ok(()) => Phase::KeptStopped,
+            Err(err) => {
+                // The restarted wrapper re-attaches to whatever state it finds.
+                log::warn!("the container could not be stopped either: {err}");
+                Phase::Running
             }
         };
-        // The restarted wrapper reconciles whatever state the container is in.
-        if let Err(err) = result {
-            log::warn!("{err}");
+        match self.config.quit_action {
+            QuitAction::Pause if already_paused => Phase::KeptPaused,
+            QuitAction::Pause => match self.pause() {
+                Ok(()) => Phase::KeptPaused,
+                Err(err) => {
+                    log::warn!("the container could not be paused ({err}); stopping it instead");
+                    stop()
+                }
+            },
+            QuitAction::Stop => stop(),
         }
-        phase
     }
 
     /// Container log into stderr.txt, container removed (the image stays

@@ -174,7 +174,7 @@ impl Accounting {
     /// `client_cpu`: the task's CPU time when this run started.
     pub fn new(pid: u32, client_cpu: f64) -> Accounting {
         let cgroup = if pid > 0 { Cgroup::of_process(pid) } else { None };
-        if cgroup.is_none() {
+        if cgroup.is_none() && pid > 0 {
             log::warn!("no readable cgroup for the container: CPU time and memory are not reported");
         }
         let start = cgroup.as_ref().and_then(Cgroup::sample).map_or(0.0, |s| s.cpu_secs);

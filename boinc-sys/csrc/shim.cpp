@@ -2,6 +2,12 @@
 // BOINC versions are decided at compile time from DW_BOINC_8 (set by build.rs
 // when boinc_api.h declares the 8.x sporadic API).
 #include <cstring>
+#include <cstdio>
+#include <cstdlib>
+#ifndef _WIN32
+#include <sys/time.h>
+#include <unistd.h>
+#endif
 #include "boinc_api.h"
 #include "network.h"
 #include "version.h"
@@ -17,7 +23,16 @@ int dw_init_wrapper(void) {
     // container; the API must not suspend or kill this process by itself.
     options.direct_process_action = 0;
     options.send_status_msgs = 0;
-    return boinc_init_options(&options);
+    int retval = boinc_init_options(&options);
+#ifndef _WIN32
+    // The API's 10 Hz SIGALRM interval timer only measures and suspends a
+    // worker thread, which a wrapper does not have (direct_process_action
+    // is off); each tick would wake the wrapper for nothing.
+    struct itimerval off;
+    memset(&off, 0, sizeof(off));
+    setitimer(ITIMER_REAL, &off, NULL);
+#endif
+    return retval;
 }
 
 void dw_get_status(dw_status* out) {
@@ -79,6 +94,22 @@ int dw_sporadic_dir(const char* dir) {
     (void)dir;
     return -1;
 #endif
+}
+
+void dw_exit(int status) {
+    boinc_disable_timer_thread = true;
+    fflush(NULL);
+#ifdef _WIN32
+    exit(status);
+#else
+    // No atexit handlers while the timer thread may still be running.
+    _exit(status);
+#endif
+}
+
+int dw_status_pending(void) {
+    if (!app_client_shm || !app_client_shm->shm) return 0;
+    return app_client_shm->shm->app_status.has_msg() ? 1 : 0;
 }
 
 int dw_boinc_version(void) {

@@ -43,6 +43,13 @@ int dw_has_sporadic(void);
 /* Create the sporadic-app files in dir. -1 when unsupported. */
 int dw_sporadic_dir(const char* dir);
 
+/* Stops the API's timer thread, flushes stdio and ends the process at once
+ * (as boinc_exit does after boinc_finish). Never returns. */
+void dw_exit(int status);
+
+/* 1 while the last app_status message has not been read by the client. */
+int dw_status_pending(void);
+
 /* Version of the BOINC headers this shim was compiled against, e.g. 72005. */
 int dw_boinc_version(void);
 

@@ -29,5 +29,7 @@ unsafe extern "C" {
     pub fn dw_get_port(is_remote: ::std::os::raw::c_int, port: *mut ::std::os::raw::c_int) -> ::std::os::raw::c_int;
     pub fn dw_has_sporadic() -> ::std::os::raw::c_int;
     pub fn dw_sporadic_dir(dir: *const ::std::os::raw::c_char) -> ::std::os::raw::c_int;
+    pub fn dw_exit(status: ::std::os::raw::c_int);
+    pub fn dw_status_pending() -> ::std::os::raw::c_int;
     pub fn dw_boinc_version() -> ::std::os::raw::c_int;
 }

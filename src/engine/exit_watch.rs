@@ -40,7 +40,13 @@ enum Watch {
     WaitChild,
     /// `inspect` every STATE_POLL; the exit code once seen.
     State { next_check: Instant, exit_code: Option<i32>, failures: u32 },
+    /// The container had exited before the watch began.
+    AlreadyExited,
 }
+
+/// How long to ask `inspect` for the exit the kernel already reported,
+/// before falling back to `wait`: the engine records it a moment later.
+const RECORD_WAIT: Duration = Duration::from_secs(5);
 
 impl<'a> ExitWatch<'a> {
     /// Watches the container whose init process has host pid `pid` (0 = unknown).
@@ -52,13 +58,16 @@ impl<'a> ExitWatch<'a> {
             return Ok(watch(state, None));
         }
         #[cfg(unix)]
-        if pid > 0 {
-            if let Some(handle) = os::process_exit_handle(pid) {
-                log::debug!("watching container pid {pid}");
-                return Ok(watch(Watch::Handle(handle), None));
-            }
-            // Already gone, or no pidfd: the wait child covers both.
+        if pid == 0 || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            // A job can end between `start` and the inspect that gave its pid.
+            return Ok(watch(Watch::AlreadyExited, None));
         }
+        #[cfg(unix)]
+        if let Some(handle) = os::process_exit_handle(pid) {
+            log::debug!("watching container pid {pid}");
+            return Ok(watch(Watch::Handle(handle), None));
+        }
+        // No pidfd (old kernel): the wait child covers it.
         #[cfg(not(unix))]
         let _ = pid;
         let child = engine.spawn_wait(container)?;
@@ -73,6 +82,7 @@ impl<'a> ExitWatch<'a> {
     /// Waits up to `timeout`; true once the container has exited.
     pub fn wait_exited(&mut self, timeout: Duration) -> bool {
         match &mut self.watch {
+            Watch::AlreadyExited => true,
             #[cfg(unix)]
             Watch::Handle(handle) => !os::wait_readable(&[&*handle], timeout).is_empty(),
             Watch::WaitChild => {
@@ -123,8 +133,16 @@ impl<'a> ExitWatch<'a> {
                 }
             }
         }
-        // The pid is gone; the engine records the exit a moment later, and
-        // `wait` returns as soon as it has.
+        // The pid is gone; the engine records the exit a moment later.
+        // `inspect` shows it without `podman wait`'s polling delay.
+        let deadline = Instant::now() + RECORD_WAIT;
+        while Instant::now() < deadline {
+            match engine.inspect(container)? {
+                Some(state) if state.has_exited() => return Ok(state.exit_code),
+                Some(_) => std::thread::sleep(Duration::from_millis(20)),
+                None => break,
+            }
+        }
         engine.wait(container)
     }
 }

@@ -314,6 +314,16 @@ impl Engine {
         })
     }
 
+    /// Like `inspect`, but asks whether the container exists first: one
+    /// command instead of two when it does not (every fresh start).
+    pub fn find(&self, container: &str) -> Result<Option<ContainerState>, EngineError> {
+        if self.container_exists(container)? {
+            self.inspect(container)
+        } else {
+            Ok(None)
+        }
+    }
+
     fn container_exists(&self, container: &str) -> Result<bool, EngineError> {
         let out = self.run(["ps", "-a", "--format", "{{.Names}}", "--filter", &format!("name=^{container}$")])?;
         Ok(out.stdout.lines().any(|name| name.trim() == container))
