@@ -1,1 +1,1033 @@
-fn main() {}
+//! Overhead, latency, memory and scale of the real wrapper binary, driven by
+//! the BOINC client emulator on Podman and Docker (DESIGN.md section 7).
+//!
+//! ```sh
+//! cargo build --release && cargo bench --bench wrapper
+//! cargo bench --bench wrapper -- --quick                       # short smoke run
+//! cargo bench --bench wrapper -- --engine podman --runs 10
+//! cargo bench --bench wrapper -- --wrapper old/docker_wrapper --wrapper target/release/docker_wrapper
+//! ```
+//!
+//! Options (after `--`):
+//! * `--engine podman|docker|both` (default both);
+//! * `--wrapper PATH`, repeatable: the binaries to compare (same job, same
+//!   emulator, same run); default the `docker_wrapper` cargo just built for
+//!   this bench (target/release/docker_wrapper);
+//! * `--runs N`: samples of each latency metric (default 5, 3 with --quick);
+//! * `--overhead-runs N`: concurrent overhead tasks per binary and engine (default 1);
+//! * `--quick`: a 10 s steady-state window instead of 60 s (CI smoke runs);
+//! * `--check`: exit with failure when a target is missed (by default only
+//!   when a measurement fails).
+//!
+//! Metrics, per engine and binary:
+//! * overhead: CPU seconds (the wrapper's CPU-time clock, the children it
+//!   reaped (cutime+cstime), its live descendants likewise) per hour of a task whose
+//!   job sleeps, over a steady window after start-up; engine commands per
+//!   minute in that window (the wrapper's "engine: " debug lines, `verbose = 2`).
+//!   The tasks of both engines run at the same time.
+//! * start: `Task::start` -> the job's first action (`touch started`) is seen
+//!   in the slot (polled every 2 ms), image cached (a warm-up task runs first);
+//! * suspend -> paused / resume -> running: from writing the control message
+//!   to the container's cgroup freezer saying FROZEN / THAWED (polled every
+//!   1 ms; `inspect` polling where there is no freezer file);
+//! * exit: the container's init process exits (pidfd) -> the wrapper exits (pidfd);
+//! * peak RSS: the wrapper's VmHWM, last value read before it exited; with
+//!   its RssAnon (private part: the rest is shared library pages) and PSS;
+//! * engine commands to start: "engine: " lines logged when the job started;
+//! * scale: 8 tasks of a new project in one data dir (one project dir, as
+//!   under one client: `TaskBuilder::shared_data_dir`) start at once:
+//!   all must finish with 0 after exactly one image build; their total CPU
+//!   (wrapper + children, read from each zombie wrapper) and the wall time.
+//!   The project's images are removed afterwards.
+//!
+//! Engine daemons (dockerd, containerd, conmon) are not children of the
+//! wrapper: their CPU is not counted.
+#[path = "../tests/emulator/mod.rs"]
+mod emulator;
+#[path = "wrapper/probe.rs"]
+mod probe;
+#[path = "wrapper/report.rs"]
+mod report;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::thread;
+use std::time::Instant;
+
+use emulator::*;
+use probe::*;
+use report::*;
+
+/// Project of every bench task but the scale ones: its image is built once by the warm-up.
+const PROJECT: &str = "bench.example.org_dw";
+const SCALE_TASKS: usize = 8;
+const START_TIMEOUT: Duration = Duration::from_secs(180);
+const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
+const SCALE_TIMEOUT: Duration = Duration::from_secs(900);
+/// Pause between start-up and the steady-state window.
+const SETTLE: Duration = Duration::from_secs(5);
+/// Exit latencies above this print the wrapper's log (diagnosis).
+const SLOW_EXIT_MS: f64 = 5000.0;
+const JOB_TOML: &str = "verbose = 2\n";
+
+const M_OVERHEAD: &str = "overhead (CPU-s/h)";
+const M_SPAWNS: &str = "engine commands (/min)";
+const M_START: &str = "start -> running (ms)";
+const M_START_COMMANDS: &str = "engine commands to start";
+const M_SUSPEND: &str = "suspend -> paused (ms)";
+const M_RESUME: &str = "resume -> running (ms)";
+const M_EXIT: &str = "container exit -> exit (ms)";
+const M_RSS: &str = "peak RSS (MiB)";
+const M_ANON: &str = "private RSS (MiB)";
+const M_PSS: &str = "PSS (MiB)";
+const M_SCALE_WALL: &str = "scale: wall time (s)";
+const M_SCALE_CPU: &str = "scale: total CPU (s)";
+const M_SCALE_TASK: &str = "scale: CPU per task (s)";
+
+struct Options {
+    engines: Vec<EngineKind>,
+    wrappers: Vec<PathBuf>,
+    runs: usize,
+    overhead_runs: usize,
+    window: Duration,
+    quick: bool,
+    /// Exit with failure when a target is missed, not only when a measurement fails.
+    check: bool,
+}
+
+const USAGE: &str = "usage: cargo bench --bench wrapper -- [--engine podman|docker|both] [--wrapper PATH]... [--quick] [--runs N] [--overhead-runs N] [--check]";
+
+fn parse_options() -> Result<Options, String> {
+    let mut engines = vec![EngineKind::Podman, EngineKind::Docker];
+    let mut wrappers = Vec::new();
+    let mut runs = None;
+    let mut overhead_runs = 1;
+    let mut quick = false;
+    let mut check = false;
+    let mut args = std::env::args().skip(1);
+    let number = |v: Option<String>, what: &str| -> Result<usize, String> {
+        v.as_deref()
+            .and_then(|s| s.parse().ok())
+            .filter(|n: &usize| *n >= 1)
+            .ok_or_else(|| format!("{what} takes a number >= 1\n{USAGE}"))
+    };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            // cargo bench passes --bench to every bench binary.
+            "--bench" => {}
+            "--engine" => {
+                engines = match args.next().as_deref() {
+                    Some("podman") => vec![EngineKind::Podman],
+                    Some("docker") => vec![EngineKind::Docker],
+                    Some("both") => vec![EngineKind::Podman, EngineKind::Docker],
+                    other => {
+                        return Err(format!(
+                            "--engine takes podman, docker or both, not {other:?}\n{USAGE}"
+                        ))
+                    }
+                }
+            }
+            "--wrapper" => {
+                let path = PathBuf::from(
+                    args.next()
+                        .ok_or(format!("--wrapper takes a path\n{USAGE}"))?,
+                );
+                let path = path
+                    .canonicalize()
+                    .map_err(|e| format!("--wrapper {}: {e}", path.display()))?;
+                if !path.is_file() {
+                    return Err(format!("--wrapper {}: not a file", path.display()));
+                }
+                wrappers.push(path);
+            }
+            "--runs" => runs = Some(number(args.next(), "--runs")?),
+            "--overhead-runs" => overhead_runs = number(args.next(), "--overhead-runs")?,
+            "--quick" => quick = true,
+            "--check" => check = true,
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    if wrappers.is_empty() {
+        wrappers.push(default_wrapper()?);
+    }
+    Ok(Options {
+        engines,
+        wrappers,
+        runs: runs.unwrap_or(if quick { 3 } else { 5 }),
+        overhead_runs,
+        window: Duration::from_secs(if quick { 10 } else { 60 }),
+        quick,
+        check,
+    })
+}
+
+/// The binary cargo built for this bench (`cargo bench` builds the package's
+/// binaries with the bench profile, i.e. into target/release).
+fn default_wrapper() -> Result<PathBuf, String> {
+    let built = PathBuf::from(env!("CARGO_BIN_EXE_docker_wrapper"));
+    if built.is_file() {
+        return Ok(built);
+    }
+    // The bench executable was moved away from its target dir: look next to it.
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let beside = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("docker_wrapper"));
+    match beside {
+        Some(p) if p.is_file() => Ok(p),
+        _ => Err(format!(
+            "{} not found: run `cargo build --release && cargo bench --bench wrapper`, or give --wrapper PATH",
+            built.display()
+        )),
+    }
+}
+
+fn main() -> ExitCode {
+    let options = match parse_options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    install_interrupt_handler();
+    match run(&options) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(options: &Options) -> Result<bool, String> {
+    let began = Instant::now();
+    let mut engines = Vec::new();
+    for kind in &options.engines {
+        engines.push(
+            TestEngine::get(*kind).map_err(|e| format!("{} is not usable: {e}", kind.name()))?,
+        );
+    }
+    print_setup(options, &engines);
+
+    // Warm-up: the bench project's image is built (or found) on every engine.
+    for engine in &engines {
+        for (w, wrapper) in options.wrappers.iter().enumerate() {
+            eprintln!(
+                "[{:6.1}s] warm-up: {} #{}",
+                began.elapsed().as_secs_f64(),
+                engine.kind().name(),
+                w + 1
+            );
+            if let Err(e) = warm_up(engine, wrapper) {
+                failure(format!(
+                    "warm-up of #{} on {} failed: {e}",
+                    w + 1,
+                    engine.kind().name()
+                ));
+            }
+        }
+    }
+
+    // Overhead: every binary on every engine at the same time (idle tasks).
+    eprintln!(
+        "[{:6.1}s] overhead: {} task(s), {:?} window",
+        began.elapsed().as_secs_f64(),
+        engines.len() * options.wrappers.len() * options.overhead_runs,
+        options.window
+    );
+    let mut overhead = Vec::new();
+    thread::scope(|s| {
+        let mut handles = Vec::new();
+        for engine in &engines {
+            for (w, wrapper) in options.wrappers.iter().enumerate() {
+                for _ in 0..options.overhead_runs {
+                    let h = s.spawn(move || overhead_run(engine, wrapper, options.window));
+                    handles.push((engine.kind(), w, h));
+                }
+            }
+        }
+        for (kind, w, h) in handles {
+            let result = h
+                .join()
+                .unwrap_or_else(|_| Err("the measuring thread panicked".into()));
+            overhead.push((kind, w, result));
+        }
+    });
+
+    let mut tables = Vec::new();
+    // (engine, wrapper, all tasks finished 0 after one build) of each scale run.
+    let mut scale_ok = Vec::new();
+    for engine in &engines {
+        if interrupted() {
+            break;
+        }
+        let rows = measure_engine(options, engine, &overhead, &mut scale_ok, began);
+        tables.push((engine.clone(), rows));
+    }
+
+    let removed: usize = engines
+        .iter()
+        .map(|e| remove_project_images(e, PROJECT))
+        .sum();
+    if interrupted() {
+        return Err(format!("interrupted; removed {removed} bench image(s)"));
+    }
+    eprintln!(
+        "[{:6.1}s] done; removed {removed} bench image(s)",
+        began.elapsed().as_secs_f64()
+    );
+
+    println!();
+    println!("wrappers:");
+    for (w, wrapper) in options.wrappers.iter().enumerate() {
+        println!("  #{} {}", w + 1, wrapper.display());
+    }
+    for (engine, rows) in &tables {
+        print_table(
+            &format!("== {} {} ==", engine.kind().name(), engine.version()),
+            rows,
+        );
+    }
+    let all_met = print_targets(options, &tables, &scale_ok);
+    println!();
+    println!(
+        "notes: CPU counts the wrapper and its descendants, not the engine daemons \
+         (dockerd, containerd, conmon); peak RSS includes shared library pages, PSS \
+         divides them among the processes sharing them."
+    );
+    let failures = FAILURES.load(std::sync::atomic::Ordering::SeqCst);
+    if failures > 0 {
+        println!("{failures} measurement(s) failed: see the messages above the tables");
+    }
+    println!();
+    println!(
+        "benchmark took {:.0} s ({}; load average now {})",
+        began.elapsed().as_secs_f64(),
+        if options.quick { "--quick" } else { "full run" },
+        loadavg()
+    );
+    Ok(failures == 0 && (all_met || !options.check))
+}
+
+/// Every metric but overhead on one engine, for each binary; the rows of its table.
+fn measure_engine(
+    options: &Options,
+    engine: &TestEngine,
+    overhead: &[(EngineKind, usize, Result<OverheadResult, String>)],
+    scale_ok: &mut Vec<(EngineKind, usize, bool)>,
+    began: Instant,
+) -> Vec<Row> {
+    let kind = engine.kind();
+    let mut rows = Vec::new();
+    // Per binary: VmHWM, RssAnon, Pss samples.
+    let mut memory: Vec<[Vec<f64>; 3]> = vec![Default::default(); options.wrappers.len()];
+    for (w, memory) in memory.iter_mut().enumerate() {
+        let mine: Vec<&Result<OverheadResult, String>> = overhead
+            .iter()
+            .filter(|(k, ww, _)| *k == kind && *ww == w)
+            .map(|(_, _, r)| r)
+            .collect();
+        let ok: Vec<&OverheadResult> = mine.iter().filter_map(|r| r.as_ref().ok()).collect();
+        let errors = report_errors(
+            &format!("overhead #{} on {}", w + 1, kind.name()),
+            mine.iter().copied(),
+        );
+        let window = ok.first().map(|r| r.window.as_secs_f64()).unwrap_or(0.0);
+        rows.push(Row::new(
+            M_OVERHEAD,
+            w,
+            ok.iter().map(|r| r.cpu_per_hour).collect(),
+            format!("over {window:.0} s of an idle task{errors}"),
+        ));
+        let spawns: Vec<f64> = ok.iter().filter_map(|r| r.commands_per_minute).collect();
+        let note = if spawns.is_empty() && !ok.is_empty() {
+            "no \"engine: \" lines in stderr.txt (not this wrapper's log?)".to_string()
+        } else {
+            format!("\"engine: \" lines in stderr.txt{errors}")
+        };
+        rows.push(Row::new(M_SPAWNS, w, spawns, note));
+        for r in &ok {
+            add_memory(memory, &r.mem);
+        }
+    }
+
+    // Start, exit and RSS: runs tasks per binary, interleaved.
+    let mut start: Vec<Vec<f64>> = vec![Vec::new(); options.wrappers.len()];
+    let mut exit: Vec<Vec<f64>> = vec![Vec::new(); options.wrappers.len()];
+    let mut start_commands: Vec<Vec<f64>> = vec![Vec::new(); options.wrappers.len()];
+    let mut start_errors = vec![0usize; options.wrappers.len()];
+    for run in 0..options.runs {
+        for (w, wrapper) in options.wrappers.iter().enumerate() {
+            eprintln!(
+                "[{:6.1}s] {} #{}: start/exit run {}/{}",
+                began.elapsed().as_secs_f64(),
+                kind.name(),
+                w + 1,
+                run + 1,
+                options.runs
+            );
+            match start_exit_run(engine, wrapper) {
+                Ok(r) => {
+                    start[w].push(r.start_ms);
+                    start_commands[w].push(r.start_commands as f64);
+                    exit[w].extend(r.exit_ms);
+                    add_memory(&mut memory[w], &r.mem);
+                }
+                Err(e) => {
+                    start_errors[w] += 1;
+                    failure(format!(
+                        "start/exit run of #{} on {} failed: {e}",
+                        w + 1,
+                        kind.name()
+                    ));
+                }
+            }
+        }
+    }
+    for w in 0..options.wrappers.len() {
+        let errors = if start_errors[w] > 0 {
+            format!("; {} run(s) failed", start_errors[w])
+        } else {
+            String::new()
+        };
+        rows.push(Row::new(
+            M_START,
+            w,
+            start[w].clone(),
+            format!("Task::start -> `started` in the slot{errors}"),
+        ));
+        rows.push(Row::new(
+            M_START_COMMANDS,
+            w,
+            start_commands[w].clone(),
+            "\"engine: \" lines logged by then",
+        ));
+        rows.push(Row::new(
+            M_EXIT,
+            w,
+            exit[w].clone(),
+            format!("pidfd of container init -> pidfd of wrapper{errors}"),
+        ));
+    }
+
+    // Suspend / resume: one task per binary, `runs` cycles.
+    for (w, wrapper) in options.wrappers.iter().enumerate() {
+        eprintln!(
+            "[{:6.1}s] {} #{}: suspend/resume",
+            began.elapsed().as_secs_f64(),
+            kind.name(),
+            w + 1
+        );
+        match suspend_run(engine, wrapper, options.runs) {
+            Ok(r) => {
+                rows.push(Row::new(
+                    M_SUSPEND,
+                    w,
+                    r.suspend_ms,
+                    format!("control message -> {}", r.method),
+                ));
+                rows.push(Row::new(
+                    M_RESUME,
+                    w,
+                    r.resume_ms,
+                    format!("control message -> {}", r.method),
+                ));
+                add_memory(&mut memory[w], &r.mem);
+            }
+            Err(e) => {
+                failure(format!(
+                    "suspend/resume of #{} on {} failed: {e}",
+                    w + 1,
+                    kind.name()
+                ));
+                rows.push(Row::new(M_SUSPEND, w, Vec::new(), "failed (see above)"));
+                rows.push(Row::new(M_RESUME, w, Vec::new(), "failed (see above)"));
+            }
+        }
+    }
+    for (w, [rss, anon, pss]) in memory.into_iter().enumerate() {
+        rows.push(Row::new(
+            M_RSS,
+            w,
+            rss,
+            "VmHWM, last read before exit (shared library pages included)",
+        ));
+        rows.push(Row::new(
+            M_ANON,
+            w,
+            anon,
+            "RssAnon (private memory), while running",
+        ));
+        rows.push(Row::new(
+            M_PSS,
+            w,
+            pss,
+            "Pss (shared pages divided among users), while running",
+        ));
+    }
+
+    // Scale: a new project, 8 tasks at once.
+    for (w, wrapper) in options.wrappers.iter().enumerate() {
+        eprintln!(
+            "[{:6.1}s] {} #{}: scale, {SCALE_TASKS} tasks",
+            began.elapsed().as_secs_f64(),
+            kind.name(),
+            w + 1
+        );
+        let project = format!(
+            "bench_scale_{}_{}_{}",
+            kind.name(),
+            std::process::id(),
+            w + 1
+        );
+        let result = scale_run(engine, wrapper, &project);
+        let removed = remove_project_images(engine, &project);
+        match result {
+            Ok(r) => {
+                let verdict = format!(
+                    "{}/{} finished 0, {} image build(s), {} removed",
+                    r.finished_ok, r.tasks, r.builds, removed
+                );
+                rows.push(Row::new(M_SCALE_WALL, w, vec![r.wall_s], verdict));
+                rows.push(Row::new(
+                    M_SCALE_CPU,
+                    w,
+                    vec![r.task_cpu_s.iter().sum()],
+                    "wrappers + children, incl. the build",
+                ));
+                rows.push(Row::new(
+                    M_SCALE_TASK,
+                    w,
+                    r.task_cpu_s.clone(),
+                    "wrapper + children",
+                ));
+                scale_ok.push((kind, w, r.finished_ok == r.tasks && r.builds == 1));
+            }
+            Err(e) => {
+                failure(format!(
+                    "scale run of #{} on {} failed: {e}",
+                    w + 1,
+                    kind.name()
+                ));
+                rows.push(Row::new(
+                    M_SCALE_WALL,
+                    w,
+                    Vec::new(),
+                    format!("failed (see above); {removed} image(s) removed"),
+                ));
+                scale_ok.push((kind, w, false));
+            }
+        }
+    }
+    rows.sort_by_key(|r| (metric_order(r.metric), r.wrapper));
+    rows
+}
+
+fn metric_order(metric: &str) -> usize {
+    [
+        M_OVERHEAD,
+        M_SPAWNS,
+        M_START,
+        M_START_COMMANDS,
+        M_SUSPEND,
+        M_RESUME,
+        M_EXIT,
+        M_RSS,
+        M_ANON,
+        M_PSS,
+        M_SCALE_WALL,
+        M_SCALE_CPU,
+        M_SCALE_TASK,
+    ]
+    .iter()
+    .position(|m| *m == metric)
+    .unwrap_or(usize::MAX)
+}
+
+fn print_setup(options: &Options, engines: &[TestEngine]) {
+    let ncpu = thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    println!(
+        "docker_wrapper benchmark ({})",
+        if options.quick { "--quick" } else { "full" }
+    );
+    println!(
+        "machine: {ncpu} CPUs, kernel {}, cgroup {}, load average {}",
+        kernel(),
+        cgroup_layout(),
+        loadavg()
+    );
+    for engine in engines {
+        println!(
+            "engine: {} {} ({})",
+            engine.kind().name(),
+            engine.version(),
+            engine.cli().display()
+        );
+    }
+    for (w, wrapper) in options.wrappers.iter().enumerate() {
+        let modified = fs::metadata(wrapper)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .map(|d| format!("built {:.0} min ago", d.as_secs_f64() / 60.0))
+            .unwrap_or_default();
+        println!("wrapper #{}: {} ({modified})", w + 1, wrapper.display());
+    }
+    println!(
+        "runs: {} per latency metric, {} overhead task(s) per binary and engine over {} s, scale {SCALE_TASKS} tasks",
+        options.runs,
+        options.overhead_runs,
+        options.window.as_secs()
+    );
+}
+
+/// Prints each design target per engine and binary; true when all were met.
+fn print_targets(
+    options: &Options,
+    tables: &[(TestEngine, Vec<Row>)],
+    scale: &[(EngineKind, usize, bool)],
+) -> bool {
+    println!();
+    println!("targets (shared/DESIGN.md section 7):");
+    let mut all = true;
+    for (engine, rows) in tables {
+        let kind = engine.kind();
+        for w in 0..options.wrappers.len() {
+            let row = |metric: &str| rows.iter().find(|r| r.metric == metric && r.wrapper == w);
+            let median = |metric: &str| row(metric).and_then(Row::median);
+            let max = |metric: &str| row(metric).and_then(Row::max);
+            let checks: Vec<(String, Option<f64>, Option<bool>)> = vec![
+                (
+                    "overhead <= 2 CPU-s/h (median)".into(),
+                    median(M_OVERHEAD),
+                    median(M_OVERHEAD).map(|v| v <= 2.0),
+                ),
+                (
+                    "exit p50 <= 500 ms".into(),
+                    median(M_EXIT),
+                    median(M_EXIT).map(|v| v <= 500.0),
+                ),
+                (
+                    "suspend p50 <= 150 ms".into(),
+                    median(M_SUSPEND),
+                    median(M_SUSPEND).map(|v| v <= 150.0),
+                ),
+                (
+                    "resume p50 <= 150 ms".into(),
+                    median(M_RESUME),
+                    median(M_RESUME).map(|v| v <= 150.0),
+                ),
+                (
+                    "cached start <= 1000 ms (median)".into(),
+                    median(M_START),
+                    median(M_START).map(|v| v <= 1000.0),
+                ),
+                (
+                    "RSS <= 4 MiB (max)".into(),
+                    max(M_RSS),
+                    max(M_RSS).map(|v| v <= 4.0),
+                ),
+                (
+                    format!("{SCALE_TASKS} concurrent tasks correct, one build"),
+                    None,
+                    scale
+                        .iter()
+                        .find(|(k, ww, _)| *k == kind && *ww == w)
+                        .map(|(_, _, ok)| *ok),
+                ),
+            ];
+            for (target, value, met) in checks {
+                all &= met == Some(true);
+                let value = value.map(|v| show(Some(v))).unwrap_or_default();
+                println!(
+                    "  {:<7} #{} {:<40} {:>8}  {}",
+                    kind.name(),
+                    w + 1,
+                    target,
+                    value,
+                    verdict(met)
+                );
+            }
+        }
+    }
+    all
+}
+
+/// Measurements that failed (each printed when it happened).
+static FAILURES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn failure(message: String) {
+    FAILURES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    eprintln!("{message}");
+}
+
+/// Prints the failures of some runs; a note for the table.
+fn report_errors<'a>(
+    what: &str,
+    results: impl Iterator<Item = &'a Result<OverheadResult, String>>,
+) -> String {
+    let mut failed = 0;
+    for r in results {
+        if let Err(e) = r {
+            failure(format!("{what} failed: {e}"));
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        format!("; {failed} run(s) failed")
+    } else {
+        String::new()
+    }
+}
+
+fn add_memory(samples: &mut [Vec<f64>; 3], mem: &Memory) {
+    for (v, kib) in samples
+        .iter_mut()
+        .zip([mem.hwm_kib, mem.anon_kib, mem.pss_kib])
+    {
+        v.extend(kib.map(|k| k as f64 / 1024.0));
+    }
+}
+
+fn builder(label: &str, wrapper: &Path, engine: &TestEngine, script: &str) -> TaskBuilder {
+    Task::builder(&format!("bench_{label}_{}", engine.kind().name()), wrapper)
+        .program_exact(wrapper)
+        .engine(engine)
+        .project_dir_name(PROJECT)
+        .job(TestJob::shell(script).job_toml(JOB_TOML))
+}
+
+fn with_logs(task: &Task, error: String) -> String {
+    format!("{error}\n{}", task.logs_tail(30))
+}
+
+/// Waits for the wrapper to exit; Err unless it finished with 0.
+fn expect_success(task: &mut Task) -> Result<(), String> {
+    let outcome = task.wait_exit(EXIT_TIMEOUT)?;
+    if outcome.finish_code() == Some(0) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the task did not finish with 0: {}",
+            outcome.describe()
+        ))
+    }
+}
+
+fn release(task: &Task) -> Result<(), String> {
+    fs::write(task.slot_dir().join("go"), "").map_err(|e| format!("cannot write go: {e}"))
+}
+
+fn wrapper_pid(task: &Task) -> Result<(u32, Pidfd), String> {
+    let pid = task.pid().ok_or("the wrapper is not running")?;
+    let fd = Pidfd::open(pid).map_err(|e| format!("pidfd_open({pid}): {e}"))?;
+    Ok((pid, fd))
+}
+
+fn warm_up(engine: &TestEngine, wrapper: &Path) -> Result<(), String> {
+    let mut task = builder("warmup", wrapper, engine, "exit 0").start()?;
+    expect_success(&mut task)
+}
+
+struct OverheadResult {
+    cpu_per_hour: f64,
+    commands_per_minute: Option<f64>,
+    mem: Memory,
+    window: Duration,
+}
+
+fn overhead_run(
+    engine: &TestEngine,
+    wrapper: &Path,
+    window: Duration,
+) -> Result<OverheadResult, String> {
+    let script = "touch started; while [ ! -f go ]; do sleep 1; done";
+    let mut task = builder("overhead", wrapper, engine, script).start()?;
+    let (pid, fd) = wrapper_pid(&task)?;
+    let mut mem = Memory::default();
+    let started = task.slot_dir().join("started");
+    wait_for_file(&started, Instant::now(), START_TIMEOUT, &fd, pid, &mut mem)
+        .map_err(|e| with_logs(&task, e))?;
+    sleep(SETTLE)?;
+
+    let snapshot = |task: &Task| -> Result<(Instant, f64, usize), String> {
+        let cpu = tree_cpu_secs(pid).ok_or("cannot read /proc/<wrapper>/stat")?;
+        Ok((
+            Instant::now(),
+            cpu,
+            engine_command_lines(&task.stderr_txt()),
+        ))
+    };
+    let (t0, cpu0, lines0) = snapshot(&task)?;
+    while t0.elapsed() < window {
+        if poll_exits(&[&fd], Duration::from_millis(200))[0] {
+            return Err(with_logs(
+                &task,
+                "the wrapper exited during the window".into(),
+            ));
+        }
+        if interrupted() {
+            return Err("interrupted".into());
+        }
+    }
+    let (t1, cpu1, lines1) = snapshot(&task)?;
+    mem.sample_full(pid);
+    release(&task)?;
+    expect_success(&mut task)?;
+
+    let secs = (t1 - t0).as_secs_f64();
+    let cpu = (cpu1 - cpu0).max(0.0);
+    Ok(OverheadResult {
+        cpu_per_hour: cpu * 3600.0 / secs,
+        commands_per_minute: (lines1 > 0).then(|| (lines1 - lines0) as f64 * 60.0 / secs),
+        mem,
+        window: t1 - t0,
+    })
+}
+
+struct StartExit {
+    start_ms: f64,
+    /// Engine commands the wrapper had run when the job started.
+    start_commands: usize,
+    exit_ms: Option<f64>,
+    mem: Memory,
+}
+
+fn start_exit_run(engine: &TestEngine, wrapper: &Path) -> Result<StartExit, String> {
+    let script = "touch started; while [ ! -f go ]; do sleep 0.05; done; exit 0";
+    let mut task = builder("start_exit", wrapper, engine, script).prepare()?;
+    let t0 = Instant::now();
+    task.start()?;
+    let (pid, wfd) = wrapper_pid(&task)?;
+    let mut mem = Memory::default();
+    let started = task.slot_dir().join("started");
+    let start = wait_for_file(&started, t0, START_TIMEOUT, &wfd, pid, &mut mem)
+        .map_err(|e| with_logs(&task, e))?;
+    let start_commands = engine_command_lines(&task.stderr_txt());
+
+    let name = task.container_name();
+    let cpid = container_pid(engine, &name)
+        .ok_or_else(|| with_logs(&task, format!("no pid for container {name}")))?;
+    let cfd = Pidfd::open(cpid).map_err(|e| format!("pidfd_open({cpid}) of the container: {e}"))?;
+    // Let the wrapper reach its steady loop before the job ends.
+    sleep(Duration::from_secs(1))?;
+    mem.sample_full(pid);
+    release(&task)?;
+
+    let released = Instant::now();
+    let (mut container_exit, mut wrapper_exit) = (None, None);
+    while wrapper_exit.is_none() {
+        let ready = poll_exits(&[&cfd, &wfd], Duration::from_millis(2));
+        let now = Instant::now();
+        if ready[0] && container_exit.is_none() {
+            container_exit = Some(now);
+        }
+        if ready[1] {
+            wrapper_exit = Some(now);
+        } else {
+            mem.sample(pid);
+        }
+        if released.elapsed() > EXIT_TIMEOUT {
+            return Err(with_logs(
+                &task,
+                format!("the wrapper did not exit within {EXIT_TIMEOUT:?} of `go`"),
+            ));
+        }
+        if interrupted() {
+            return Err("interrupted".into());
+        }
+    }
+    let exit_ms = match (container_exit, wrapper_exit) {
+        (Some(c), Some(w)) => Some(w.saturating_duration_since(c).as_secs_f64() * 1000.0),
+        _ => {
+            eprintln!(
+                "warning: the wrapper exited before its container's init process (pid {cpid})"
+            );
+            None
+        }
+    };
+    expect_success(&mut task)?;
+    if let Some(ms) = exit_ms.filter(|ms| *ms > SLOW_EXIT_MS) {
+        // Seconds-resolution timestamps, but enough to see which step took long.
+        let log = task.stderr_txt();
+        let from = log.rfind("watching container").unwrap_or(0);
+        let tail: Vec<&str> = log[from..]
+            .lines()
+            .filter(|l| l.contains("docker_wrapper"))
+            .take(20)
+            .collect();
+        eprintln!(
+            "slow exit ({ms:.0} ms) of {}; wrapper log from the exit on:\n{}",
+            task.container_name(),
+            tail.join("\n")
+        );
+    }
+    Ok(StartExit {
+        start_ms: start.as_secs_f64() * 1000.0,
+        start_commands,
+        exit_ms,
+        mem,
+    })
+}
+
+struct SuspendResume {
+    suspend_ms: Vec<f64>,
+    resume_ms: Vec<f64>,
+    method: &'static str,
+    mem: Memory,
+}
+
+fn suspend_run(
+    engine: &TestEngine,
+    wrapper: &Path,
+    cycles: usize,
+) -> Result<SuspendResume, String> {
+    let script = "touch started; while [ ! -f go ]; do sleep 0.2; done; exit 0";
+    let mut task = builder("suspend", wrapper, engine, script).start()?;
+    let (pid, wfd) = wrapper_pid(&task)?;
+    let mut mem = Memory::default();
+    let started = task.slot_dir().join("started");
+    wait_for_file(&started, Instant::now(), START_TIMEOUT, &wfd, pid, &mut mem)
+        .map_err(|e| with_logs(&task, e))?;
+    let name = task.container_name();
+    let cpid = container_pid(engine, &name)
+        .ok_or_else(|| with_logs(&task, format!("no pid for container {name}")))?;
+    let freezer = Freezer::find(cpid, engine, &name);
+    let timeout = Duration::from_secs(15);
+    let (mut suspend_ms, mut resume_ms) = (Vec::new(), Vec::new());
+    for _ in 0..cycles {
+        sleep(Duration::from_secs(1))?;
+        let sent = task.try_send_control(Control::Suspend, Duration::from_secs(10))?;
+        let took = freezer
+            .wait_for(true, sent, timeout)
+            .map_err(|e| with_logs(&task, e))?;
+        suspend_ms.push(took.as_secs_f64() * 1000.0);
+        sleep(Duration::from_secs(1))?;
+        let sent = task.try_send_control(Control::Resume, Duration::from_secs(10))?;
+        let took = freezer
+            .wait_for(false, sent, timeout)
+            .map_err(|e| with_logs(&task, e))?;
+        resume_ms.push(took.as_secs_f64() * 1000.0);
+    }
+    mem.sample_full(pid);
+    release(&task)?;
+    expect_success(&mut task)?;
+    Ok(SuspendResume {
+        suspend_ms,
+        resume_ms,
+        method: freezer.method(),
+        mem,
+    })
+}
+
+struct Scale {
+    tasks: usize,
+    finished_ok: usize,
+    builds: usize,
+    wall_s: f64,
+    task_cpu_s: Vec<f64>,
+}
+
+/// SCALE_TASKS tasks of a new project in one data dir (slots 0..N, one
+/// project dir: the build lock and image-use markers live there), started at once.
+fn scale_run(engine: &TestEngine, wrapper: &Path, project: &str) -> Result<Scale, String> {
+    let shared =
+        TempDir::new("bench_scale").map_err(|e| format!("cannot create the data dir: {e}"))?;
+    let data_dir = shared.path().join("boinc_data");
+    let script = "touch started; sleep 2; exit 0";
+    let mut tasks = Vec::new();
+    for i in 0..SCALE_TASKS {
+        let task = builder(&format!("scale{i}"), wrapper, engine, script)
+            .project_dir_name(project)
+            .shared_data_dir(&data_dir)
+            .prepare()?;
+        tasks.push(task);
+    }
+    let project_dirs: std::collections::BTreeSet<&Path> =
+        tasks.iter().map(|t| t.project_dir()).collect();
+    if project_dirs.len() != 1 {
+        return Err(format!(
+            "the tasks do not share one project dir: {project_dirs:?}"
+        ));
+    }
+    let t0 = Instant::now();
+    let mut watched = Vec::new();
+    for task in &mut tasks {
+        task.start()?;
+        watched.push(wrapper_pid(task)?);
+    }
+    let mut cpu: Vec<Option<f64>> = vec![None; tasks.len()];
+    let mut last_exit = t0;
+    while cpu.iter().any(Option::is_none) {
+        let fds: Vec<&Pidfd> = watched.iter().map(|(_, fd)| fd).collect();
+        let ready = poll_exits(&fds, Duration::from_millis(100));
+        for (i, r) in ready.iter().enumerate() {
+            if *r && cpu[i].is_none() {
+                last_exit = Instant::now();
+                // The wrapper is a zombie until the emulator reaps it: its counters are still there.
+                cpu[i] = Some(tree_cpu_secs(watched[i].0).unwrap_or(f64::NAN));
+            }
+        }
+        if t0.elapsed() > SCALE_TIMEOUT {
+            let done = cpu.iter().filter(|c| c.is_some()).count();
+            return Err(format!(
+                "only {done} of {} wrappers exited within {SCALE_TIMEOUT:?}",
+                tasks.len()
+            ));
+        }
+        if interrupted() {
+            return Err("interrupted".into());
+        }
+    }
+    let wall_s = (last_exit - t0).as_secs_f64();
+    let (mut finished_ok, mut builds) = (0, 0);
+    for (i, task) in tasks.iter_mut().enumerate() {
+        let outcome = task.wait_exit(EXIT_TIMEOUT)?;
+        builds += outcome
+            .stderr_txt
+            .lines()
+            .filter(|l| l.contains("building image"))
+            .count();
+        if outcome.finish_code() == Some(0) {
+            finished_ok += 1;
+        } else {
+            eprintln!(
+                "scale task {i} did not finish with 0: {}",
+                outcome.describe()
+            );
+        }
+    }
+    drop(tasks);
+    Ok(Scale {
+        tasks: SCALE_TASKS,
+        finished_ok,
+        builds,
+        wall_s,
+        task_cpu_s: cpu.into_iter().flatten().collect(),
+    })
+}
+
+/// Removes the images of `boinc_wrapper/<project>` (any tag); how many.
+fn remove_project_images(engine: &TestEngine, project: &str) -> usize {
+    let repository = format!("boinc_wrapper/{project}:");
+    let Ok(out) = engine.run(["images", "--format", "{{.Repository}}:{{.Tag}}"]) else {
+        return 0;
+    };
+    let tags: Vec<String> = out
+        .stdout
+        .lines()
+        .map(str::trim)
+        .filter(|t| t.trim_start_matches("localhost/").starts_with(&repository))
+        .map(String::from)
+        .collect();
+    tags.iter()
+        .filter(|t| engine.remove_image(t).is_ok())
+        .count()
+}

@@ -39,6 +39,8 @@ pub struct TaskBuilder {
     test_name: String,
     program: PathBuf,
     data_dir_name: String,
+    /// An existing data dir to add a slot to, instead of a fresh one.
+    shared_data_dir: Option<PathBuf>,
     project_dir_name: String,
     slot: u32,
     wu_name: Option<String>,
@@ -70,6 +72,7 @@ impl TaskBuilder {
             test_name: test_name.to_string(),
             program,
             data_dir_name: DEFAULT_DATA_DIR_NAME.to_string(),
+            shared_data_dir: None,
             project_dir_name: DEFAULT_PROJECT_DIR_NAME.to_string(),
             slot: 0,
             wu_name: None,
@@ -99,6 +102,16 @@ impl TaskBuilder {
     /// Name of the data dir inside the temp dir; see `slot::ODD_DATA_DIR_NAME`.
     pub fn data_dir_name(mut self, name: &str) -> Self {
         self.data_dir_name = name.to_string();
+        self
+    }
+
+    /// Puts the task into this existing data dir (created if missing) instead
+    /// of a fresh one, in the first unused slot from `slot(n)` up: tasks built
+    /// with the same dir and project share the project dir, as tasks of one
+    /// client do. The caller owns the dir (e.g. a `TempDir`'s path) and removes
+    /// it; `data_dir_name` is ignored.
+    pub fn shared_data_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.shared_data_dir = Some(dir.as_ref().to_path_buf());
         self
     }
 
@@ -285,12 +298,22 @@ impl TaskBuilder {
 
     /// Lays out the data dir, project dir and slot, without starting anything.
     pub fn prepare(mut self) -> Result<Task, String> {
-        let dirs = BoincDirs::create(
-            &self.test_name,
-            &self.data_dir_name,
-            &self.project_dir_name,
-            self.slot,
-        )
+        let dirs = match &self.shared_data_dir {
+            Some(data_dir) => std::fs::create_dir_all(data_dir).and_then(|()| {
+                BoincDirs::in_shared_data_dir(
+                    &self.test_name,
+                    data_dir,
+                    &self.project_dir_name,
+                    self.slot,
+                )
+            }),
+            None => BoincDirs::create(
+                &self.test_name,
+                &self.data_dir_name,
+                &self.project_dir_name,
+                self.slot,
+            ),
+        }
         .map_err(|e| format!("cannot create the BOINC dirs: {e}"))?;
         self.install_app_files(&dirs)?;
         self.install_project_files(&dirs)?;

@@ -25,7 +25,8 @@ pub enum LinkKind {
     Copy,
 }
 
-/// A fresh data dir with one project dir and one slot dir, removed on drop.
+/// A fresh data dir with one project dir and one slot dir, removed on drop;
+/// or (`in_shared_data_dir`) a new slot in a data dir other tasks use too.
 #[derive(Debug)]
 pub struct BoincDirs {
     data_dir: PathBuf,
@@ -60,7 +61,44 @@ impl BoincDirs {
         })
     }
 
-    /// The temp dir holding the data dir; room for test files outside BOINC's tree.
+    /// A new slot in an existing data dir, as the client runs several tasks in
+    /// one data dir: the project dir is created if missing and shared with the
+    /// other tasks of that project (build lock, image cache markers); the slot
+    /// is the first unused number from `first_slot` up. The data dir belongs to
+    /// the caller, who removes it; `root()` is a fresh temp dir of this task's own.
+    pub fn in_shared_data_dir(
+        label: &str,
+        data_dir: &Path,
+        project_dir_name: &str,
+        first_slot: u32,
+    ) -> io::Result<BoincDirs> {
+        let root = TempDir::new(label)?;
+        let data_dir = data_dir.canonicalize()?;
+        let project_dir = data_dir.join("projects").join(project_dir_name);
+        fs::create_dir_all(&project_dir)?;
+        let slots = data_dir.join("slots");
+        fs::create_dir_all(&slots)?;
+        let mut slot = first_slot;
+        let slot_dir = loop {
+            let candidate = slots.join(slot.to_string());
+            match fs::create_dir(&candidate) {
+                Ok(()) => break candidate,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => slot += 1,
+                Err(e) => return Err(e),
+            }
+        };
+        Ok(BoincDirs {
+            data_dir,
+            project_dir,
+            slot_dir,
+            project_dir_name: project_dir_name.to_string(),
+            slot,
+            root,
+        })
+    }
+
+    /// The temp dir holding the data dir (this task's own temp dir when the
+    /// data dir is shared); room for test files outside BOINC's tree.
     pub fn root(&self) -> &Path {
         self.root.path()
     }

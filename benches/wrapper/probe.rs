@@ -1,0 +1,405 @@
+//! What the benchmark observes from outside the wrapper: CPU time and memory
+//! from /proc, process exits through pidfds, and a container's freezer state.
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::emulator::TestEngine;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Ctrl-C / SIGTERM end every wait early with an error, so the tasks are
+/// dropped (wrappers killed, containers removed) instead of left behind.
+pub fn install_interrupt_handler() {
+    let handler = on_interrupt as extern "C" fn(libc::c_int);
+    // SAFETY: the handler only stores to an atomic (async-signal-safe).
+    unsafe {
+        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
+    }
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Sleeps, but returns Err at once when the benchmark is interrupted.
+pub fn sleep(d: Duration) -> Result<(), String> {
+    let end = Instant::now() + d;
+    loop {
+        if interrupted() {
+            return Err("interrupted".into());
+        }
+        let now = Instant::now();
+        if now >= end {
+            return Ok(());
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(100)));
+    }
+}
+
+/// Clock ticks per second of the utime/stime fields in /proc/<pid>/stat.
+pub fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// The fields of /proc/<pid>/stat the benchmark uses.
+#[derive(Clone, Copy, Debug)]
+pub struct ProcStat {
+    pub ppid: u32,
+    /// utime + stime of the process (all its threads).
+    pub own_ticks: u64,
+    /// cutime + cstime: children it has reaped (and theirs).
+    pub children_ticks: u64,
+}
+
+pub fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and ')': split after the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // f[0] is field 3 (state): field n is f[n - 3].
+    let num = |n: usize| -> Option<u64> { f.get(n - 3)?.parse().ok() };
+    Some(ProcStat {
+        ppid: num(4)? as u32,
+        own_ticks: num(14)? + num(15)?,
+        children_ticks: num(16)? + num(17)?,
+    })
+}
+
+/// CPU seconds of a whole process (all its threads, exited ones too), to the
+/// nanosecond: its CPU-time clock. None when it cannot be read (e.g. a zombie).
+pub fn process_cpu_secs(pid: u32) -> Option<f64> {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: plain calls writing into the locals given.
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe {
+        if libc::clock_getcpuclockid(pid as libc::pid_t, &mut clock) != 0
+            || libc::clock_gettime(clock, &mut ts) != 0
+        {
+            return None;
+        }
+    }
+    Some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+}
+
+/// CPU seconds of `pid` and everything it started: its own time (ns-precise
+/// CPU clock, else utime+stime), its reaped children's (cutime+cstime, clock
+/// ticks), and the same for its descendants still alive (e.g. a long-lived
+/// `podman wait`). Works on a zombie not yet reaped (its counters stay).
+pub fn tree_cpu_secs(pid: u32) -> Option<f64> {
+    let tck = clk_tck();
+    let secs = |p: u32, s: &ProcStat| -> f64 {
+        process_cpu_secs(p).unwrap_or(s.own_ticks as f64 / tck) + s.children_ticks as f64 / tck
+    };
+    let root = proc_stat(pid)?;
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    let mut stats = HashMap::new();
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let Some(p) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if p == pid {
+            continue;
+        }
+        if let Some(s) = proc_stat(p) {
+            children.entry(s.ppid).or_default().push(p);
+            stats.insert(p, s);
+        }
+    }
+    let mut total = secs(pid, &root);
+    let mut stack = children.get(&pid).cloned().unwrap_or_default();
+    while let Some(p) = stack.pop() {
+        if let Some(s) = stats.get(&p) {
+            total += secs(p, s);
+        }
+        if let Some(more) = children.get(&p) {
+            stack.extend(more);
+        }
+    }
+    Some(total)
+}
+
+/// Memory of the wrapper, from /proc/<pid>/status, KiB.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Memory {
+    /// VmHWM: peak resident set (shared library pages included).
+    pub hwm_kib: Option<u64>,
+    /// RssAnon: private (anonymous) resident memory, current.
+    pub anon_kib: Option<u64>,
+    /// Pss: resident memory with shared pages divided among their users, current.
+    pub pss_kib: Option<u64>,
+}
+
+impl Memory {
+    /// Reads a live process; keeps the last values once it has exited (a
+    /// zombie has no memory lines left).
+    pub fn sample(&mut self, pid: u32) {
+        let Ok(text) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+            return;
+        };
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        };
+        if let Some(v) = field("VmHWM:") {
+            self.hwm_kib = Some(v);
+        }
+        if let Some(v) = field("RssAnon:") {
+            self.anon_kib = Some(v);
+        }
+    }
+
+    /// `sample` plus the PSS (smaps_rollup walks the page tables: not for tight loops).
+    pub fn sample_full(&mut self, pid: u32) {
+        self.sample(pid);
+        let Ok(text) = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
+            return;
+        };
+        let pss = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Pss:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+        if pss.is_some() {
+            self.pss_kib = pss;
+        }
+    }
+}
+
+/// A pidfd: readable once the process has exited (zombie or reaped).
+pub struct Pidfd(OwnedFd);
+
+impl Pidfd {
+    pub fn open(pid: u32) -> io::Result<Pidfd> {
+        // SAFETY: pidfd_open takes a pid and flags; it returns a new fd or -1.
+        let fd =
+            unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh fd that nothing else owns.
+        Ok(Pidfd(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+    }
+}
+
+/// Waits up to `timeout` for any of `fds`; returns which are readable.
+pub fn poll_exits(fds: &[&Pidfd], timeout: Duration) -> Vec<bool> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|f| libc::pollfd {
+            fd: f.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: pfds is a valid array of pfds.len() pollfd structs.
+    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    if n <= 0 {
+        return vec![false; fds.len()];
+    }
+    pfds.iter().map(|p| p.revents != 0).collect()
+}
+
+/// The host pid of a container's init process (0 or None when not running).
+pub fn container_pid(engine: &TestEngine, name: &str) -> Option<u32> {
+    engine
+        .inspect_container(name, "{{.State.Pid}}")?
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+}
+
+/// How a container's paused / running state is observed.
+pub enum Freezer {
+    /// cgroup v1 freezer.state: FROZEN / FREEZING / THAWED.
+    V1(PathBuf),
+    /// cgroup v2 cgroup.events: "frozen 1" / "frozen 0".
+    V2(PathBuf),
+    /// `<engine> inspect` status "paused" / "running" (slow: one CLI call per look).
+    Inspect { engine: TestEngine, name: String },
+}
+
+impl Freezer {
+    /// The freezer of the cgroup of `pid`, else `inspect` of `name`.
+    pub fn find(pid: u32, engine: &TestEngine, name: &str) -> Freezer {
+        let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let root = Path::new("/sys/fs/cgroup");
+        for line in cgroups.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (Some(_), Some(controllers), Some(path)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let rel = path.trim_start_matches('/');
+            if controllers.split(',').any(|c| c == "freezer") {
+                let file = root.join(controllers).join(rel).join("freezer.state");
+                if file.is_file() {
+                    return Freezer::V1(file);
+                }
+            }
+        }
+        for line in cgroups.lines() {
+            if let Some(path) = line.strip_prefix("0::") {
+                let rel = path.trim_start_matches('/');
+                for base in [root.to_path_buf(), root.join("unified")] {
+                    let dir = base.join(rel);
+                    if dir.join("cgroup.freeze").is_file() {
+                        return Freezer::V2(dir.join("cgroup.events"));
+                    }
+                }
+            }
+        }
+        Freezer::Inspect {
+            engine: engine.clone(),
+            name: name.to_string(),
+        }
+    }
+
+    pub fn method(&self) -> &'static str {
+        match self {
+            Freezer::V1(_) => "cgroup v1 freezer.state",
+            Freezer::V2(_) => "cgroup v2 cgroup.events",
+            Freezer::Inspect { .. } => "inspect polling",
+        }
+    }
+
+    /// Some(true) frozen, Some(false) running, None in between or unknown.
+    pub fn frozen(&self) -> Option<bool> {
+        match self {
+            Freezer::V1(file) => match fs::read_to_string(file).ok()?.trim() {
+                "FROZEN" => Some(true),
+                "THAWED" => Some(false),
+                _ => None,
+            },
+            Freezer::V2(file) => {
+                let text = fs::read_to_string(file).ok()?;
+                text.lines()
+                    .find_map(|l| l.strip_prefix("frozen "))
+                    .map(|v| v.trim() == "1")
+            }
+            Freezer::Inspect { engine, name } => match engine.container_state(name)?.as_str() {
+                "paused" => Some(true),
+                "running" => Some(false),
+                _ => None,
+            },
+        }
+    }
+
+    /// Polls (every ~1 ms for cgroup files) until the state is `frozen`; the
+    /// time since `since`.
+    pub fn wait_for(
+        &self,
+        frozen: bool,
+        since: Instant,
+        timeout: Duration,
+    ) -> Result<Duration, String> {
+        loop {
+            if self.frozen() == Some(frozen) {
+                return Ok(since.elapsed());
+            }
+            if interrupted() {
+                return Err("interrupted".into());
+            }
+            if since.elapsed() > timeout {
+                let want = if frozen { "frozen" } else { "thawed" };
+                return Err(format!(
+                    "the container was not {want} within {timeout:?} ({})",
+                    self.method()
+                ));
+            }
+            if !matches!(self, Freezer::Inspect { .. }) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+/// Polls every ~2 ms until `path` exists; the time since `since`. Err when
+/// the process behind `alive` exits first or the timeout passes. Samples the
+/// wrapper's memory on the way.
+pub fn wait_for_file(
+    path: &Path,
+    since: Instant,
+    timeout: Duration,
+    wrapper: &Pidfd,
+    wrapper_pid: u32,
+    mem: &mut Memory,
+) -> Result<Duration, String> {
+    loop {
+        if path.exists() {
+            return Ok(since.elapsed());
+        }
+        mem.sample(wrapper_pid);
+        if poll_exits(&[wrapper], Duration::ZERO)[0] {
+            return Err(format!(
+                "the wrapper exited before {} appeared",
+                path.display()
+            ));
+        }
+        if interrupted() {
+            return Err("interrupted".into());
+        }
+        if since.elapsed() > timeout {
+            return Err(format!(
+                "{} did not appear within {timeout:?}",
+                path.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Lines of the wrapper's log naming an engine command it ran.
+pub fn engine_command_lines(stderr_txt: &str) -> usize {
+    stderr_txt
+        .lines()
+        .filter(|l| l.contains("engine: "))
+        .count()
+}
+
+pub fn kernel() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+pub fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+pub fn cgroup_layout() -> &'static str {
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").is_file() {
+        "v2 (unified)"
+    } else if root.join("unified").is_dir() {
+        "v1 (hybrid)"
+    } else {
+        "v1"
+    }
+}

@@ -1,0 +1,613 @@
+//! The image cache on real Podman and real Docker: workunits with the same
+//! build inputs share one image, concurrent tasks build it once, garbage
+//! collection keeps the limit by evicting the least recently used image,
+//! never an image a container uses, and never anyone else's image.
+//!
+//! Every test has a project of its own (engine, test and pid in its name), so
+//! its cache is isolated from the tests running beside it; all its tasks share
+//! one data dir, hence one project dir (build lock, last-use markers), as the
+//! tasks of one client do.
+#[macro_use]
+mod emulator;
+
+use std::collections::BTreeSet;
+
+use emulator::jobs::{default_dockerfile, BUSYBOX_PATH, DEFAULT_WORKDIR};
+use emulator::*;
+
+const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
+/// Bounds a whole task, image build included.
+const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+/// The label the wrapper puts on every cache image: the project it belongs to.
+const PROJECT_LABEL: &str = "boinc.docker_wrapper.project";
+const INPUTS_LABEL: &str = "boinc.docker_wrapper.inputs";
+const TAIL: usize = 40;
+
+on_both_engines!(
+    two_workunits_share_one_build,
+    four_concurrent_tasks_build_once,
+    lru_eviction_keeps_the_limit,
+    an_image_in_use_is_never_removed,
+    other_images_are_untouched,
+);
+
+/// The default test Dockerfile with `ENV DWTEST_PROJECT=<project>` right
+/// after `FROM`, then `extra`. No two tests share a build step, so no build
+/// uses a cached step another test's image removal may delete meanwhile, and
+/// each test's first build really builds.
+fn project_dockerfile(project: &Project, extra: &str) -> String {
+    let from = "FROM scratch\n";
+    let default = default_dockerfile(DEFAULT_WORKDIR);
+    assert!(default.starts_with(from), "{default}");
+    let unique = format!("{from}ENV DWTEST_PROJECT={}\n", project.name);
+    format!("{}{extra}", default.replacen(from, &unique, 1))
+}
+
+/// A job that marks its start in the slot (`STARTED`) and finishes at once.
+/// (The script is read from the slot at run time: it does not change the image.)
+fn fresh_job(project: &Project) -> TestJob {
+    TestJob::shell(&format!("touch {STARTED}; echo job done"))
+        .dockerfile(&project_dockerfile(project, ""))
+}
+
+/// The file `fresh_job` creates first.
+const STARTED: &str = "job_started";
+
+/// A job whose image differs from every other variant's (one more ENV line).
+fn variant(project: &Project, n: u32, job_toml: &str) -> TestJob {
+    variant_job(project, n, "echo variant job done", job_toml)
+}
+
+fn variant_job(project: &Project, n: u32, script: &str, job_toml: &str) -> TestJob {
+    let dockerfile = project_dockerfile(project, &format!("ENV VARIANT={n}\n"));
+    TestJob::shell(script)
+        .dockerfile(&dockerfile)
+        .job_toml(job_toml)
+}
+
+/// job.toml with this image limit; debug logging makes stderr.txt say why
+/// garbage collection kept an image.
+fn cache_limit(images: usize) -> String {
+    format!("image_cache_max_images = {images}\nverbose = 2\n")
+}
+
+/// One test's BOINC project on one engine: a data dir its tasks share and the
+/// cache images carrying its label, removed at the start (leftovers of an
+/// interrupted run) and when dropped (even when the test fails).
+struct Project {
+    engine: TestEngine,
+    /// The project dir name; chosen so that it is also the label value (the
+    /// wrapper lower-cases it and replaces odd characters).
+    name: String,
+    data_dir: TempDir,
+}
+
+impl Project {
+    fn new(engine: &TestEngine, test: &str) -> Project {
+        let name = format!(
+            "dwtest_img_{test}_{}_{}",
+            engine.kind().name(),
+            std::process::id()
+        );
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "{name} would be renamed by the wrapper"
+        );
+        let project = Project {
+            engine: engine.clone(),
+            data_dir: TempDir::new(&name).expect("cannot create the shared data dir"),
+            name,
+        };
+        project.remove_images();
+        project
+    }
+
+    /// A task of this project in the shared data dir (a slot of its own).
+    fn task(&self, wu_name: &str, job: TestJob) -> TaskBuilder {
+        Task::builder(&self.name, WRAPPER)
+            .engine(&self.engine)
+            .shared_data_dir(self.data_dir.path().join("boinc_data"))
+            .project_dir_name(&self.name)
+            .wu_name(wu_name)
+            .job(job)
+    }
+
+    /// Runs a task to its end; it must succeed and leave no container behind.
+    fn run(&self, wu_name: &str, job: TestJob) -> (Task, Outcome) {
+        let mut task = self.task(wu_name, job).start().unwrap();
+        let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+        assert_eq!(
+            outcome.finish_code(),
+            Some(0),
+            "{wu_name}: {}",
+            outcome.describe()
+        );
+        assert_no_container(&task, &self.engine);
+        (task, outcome)
+    }
+
+    /// Like `run`, and also measures the time from starting the wrapper until
+    /// the job has started (its `STARTED` file appears; polled every 5 ms).
+    fn run_timed(&self, wu_name: &str, job: TestJob) -> (Task, Outcome, Duration) {
+        let mut task = self.task(wu_name, job).prepare().unwrap();
+        let started_file = task.slot_dir().join(STARTED);
+        let start = std::time::Instant::now();
+        task.start().unwrap();
+        let job_start = loop {
+            if started_file.exists() {
+                break Some(start.elapsed());
+            }
+            if !task.is_running() || start.elapsed() > TASK_TIMEOUT {
+                // Started after all if the file is there now (time unknown).
+                break started_file.exists().then(|| start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+        assert_eq!(
+            outcome.finish_code(),
+            Some(0),
+            "{wu_name}: {}",
+            outcome.describe()
+        );
+        assert_no_container(&task, &self.engine);
+        let job_start = job_start
+            .unwrap_or_else(|| panic!("{wu_name}: the job never started\n{}", outcome.describe()));
+        (task, outcome, job_start)
+    }
+
+    /// The project's cache images: `repository:tag` (without Podman's
+    /// `localhost/`) of every tagged image with its label.
+    fn images(&self) -> BTreeSet<String> {
+        let listed = self.labelled_images();
+        let tagged = listed
+            .into_iter()
+            .filter(|(name, _)| !name.contains("<none>"));
+        tagged.map(|(name, _)| normalize(&name)).collect()
+    }
+
+    /// `(repository:tag, id)` of every image with this project's label, tagged
+    /// or not. Podman puts the label on a build's intermediate images too, and
+    /// now and then one is left untagged (dangling) when images are removed
+    /// while other builds run: it is no cache entry, but it is removed at the end.
+    fn labelled_images(&self) -> Vec<(String, String)> {
+        let filter = format!("label={PROJECT_LABEL}={}", self.name);
+        let args = [
+            "images",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.Repository}}:{{.Tag}} {{.ID}}",
+        ];
+        // Podman's listing fails ("image not known") when another test removes
+        // an image meanwhile: try again.
+        let mut attempts = 0;
+        let out = loop {
+            let out = self.engine.run(args).unwrap();
+            attempts += 1;
+            if out.success() || attempts == 5 {
+                break out;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert!(
+            out.success(),
+            "listing the images failed {attempts} times: {}",
+            out.stderr
+        );
+        out.stdout
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .map(|(name, id)| (name.to_string(), id.trim().to_string()))
+            .collect()
+    }
+
+    /// No container of this project is left on the engine (its images are
+    /// removed when the project is dropped).
+    fn assert_nothing_left(&self) {
+        let containers = self
+            .engine
+            .containers_matching(&format!("boinc__{}__", self.name));
+        assert!(
+            containers.is_empty(),
+            "containers left behind: {containers:?}"
+        );
+    }
+
+    /// Removes the tagged images by name, then the untagged ones by id.
+    fn remove_images(&self) {
+        let (untagged, tagged): (Vec<_>, Vec<_>) = self
+            .labelled_images()
+            .into_iter()
+            .partition(|(name, _)| name.contains("<none>"));
+        if !untagged.is_empty() {
+            println!(
+                "{}: untagged images with the label of {}: {untagged:?}",
+                self.engine.kind().name(),
+                self.name
+            );
+        }
+        let references = tagged.into_iter().map(|(name, _)| name);
+        for reference in references.chain(untagged.into_iter().map(|(_, id)| id)) {
+            if let Err(e) = self.engine.remove_image(&reference) {
+                eprintln!("warning: cannot remove test image {reference}: {e}");
+            }
+        }
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        self.remove_images();
+    }
+}
+
+/// Images a test made itself, directly with the engine, removed when dropped.
+struct ForeignImages {
+    engine: TestEngine,
+    tags: Vec<String>,
+}
+
+impl ForeignImages {
+    /// Builds `FROM scratch` + busybox as `tag`, with these labels.
+    fn build(&mut self, tag: &str, labels: &[(&str, &str)]) {
+        let _ = self.engine.remove_image(tag);
+        self.tags.push(tag.to_string());
+        let dir = TempDir::new("foreign_image").unwrap();
+        std::fs::copy(BUSYBOX_PATH, dir.path().join("busybox")).unwrap();
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\nCMD [\"/bin/busybox\", \"true\"]\n",
+        )
+        .unwrap();
+        let mut cmd = self.engine.command(["build", "-t", tag]);
+        for (key, value) in labels {
+            cmd.arg("--label").arg(format!("{key}={value}"));
+        }
+        // Debian's docker.io has no buildx: use the classic builder.
+        cmd.arg(dir.path()).env("DOCKER_BUILDKIT", "0");
+        let out = run_with_timeout(cmd, TASK_TIMEOUT).unwrap();
+        assert!(
+            out.success(),
+            "cannot build {tag}: {}\n{}",
+            out.stdout,
+            out.stderr
+        );
+        assert!(
+            self.engine.image_exists(tag),
+            "{tag} is missing right after its build"
+        );
+    }
+}
+
+impl Drop for ForeignImages {
+    fn drop(&mut self) {
+        for tag in &self.tags {
+            if let Err(e) = self.engine.remove_image(tag) {
+                eprintln!("warning: cannot remove test image {tag}: {e}");
+            }
+        }
+    }
+}
+
+/// Podman shows local images as `localhost/<name>`; compare without it.
+fn normalize(image: &str) -> String {
+    image.trim_start_matches("localhost/").to_string()
+}
+
+fn assert_no_container(task: &Task, engine: &TestEngine) {
+    let name = task.container_name();
+    assert_eq!(
+        engine.container_state(&name),
+        None,
+        "container {name} was left behind"
+    );
+}
+
+/// How many times the task's wrapper built an image.
+fn builds(outcome: &Outcome) -> usize {
+    outcome.stderr_txt.matches("building image ").count()
+}
+
+/// The cache image the wrapper's log says the task used (built, cached or
+/// built by another task), without `localhost/`.
+fn image_in_log(stderr_txt: &str) -> Option<String> {
+    stderr_txt
+        .lines()
+        .filter(|line| {
+            line.contains("building image ")
+                || line.ends_with(" is cached")
+                || line.ends_with(" was built by another task")
+        })
+        .flat_map(str::split_whitespace)
+        .find(|word| normalize(word).starts_with("boinc_wrapper/"))
+        .map(normalize)
+}
+
+/// `describe()` plus every line of stderr.txt about images (build, cache,
+/// garbage collection), which may be older than the tail `describe` shows.
+fn explain(outcome: &Outcome) -> String {
+    let image_lines: Vec<&str> = outcome
+        .stderr_txt
+        .lines()
+        .filter(|l| l.contains("image"))
+        .collect();
+    format!(
+        "{}\n--- image lines of stderr.txt ---\n{}",
+        outcome.describe(),
+        image_lines.join("\n")
+    )
+}
+
+fn image_of(outcome: &Outcome) -> String {
+    image_in_log(&outcome.stderr_txt)
+        .unwrap_or_else(|| panic!("no cache image in the log\n{}", outcome.describe()))
+}
+
+/// Runs a variant that must build its own image; returns that image and how
+/// the task ended (its log says what garbage collection removed).
+fn run_building(project: &Project, wu_name: &str, job: TestJob) -> (String, Outcome) {
+    let (_task, outcome) = project.run(wu_name, job);
+    assert_eq!(
+        builds(&outcome),
+        1,
+        "{wu_name} should have built its image\n{}",
+        explain(&outcome)
+    );
+    (image_of(&outcome), outcome)
+}
+
+fn set(images: &[&String]) -> BTreeSet<String> {
+    images.iter().map(|s| s.to_string()).collect()
+}
+
+fn two_workunits_share_one_build(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let project = Project::new(&engine, "share");
+    let (_first, first, first_start) = project.run_timed("wu_first", fresh_job(&project));
+    let (_second, second, second_start) = project.run_timed("wu_second", fresh_job(&project));
+
+    assert_eq!(
+        builds(&first),
+        1,
+        "the first workunit should build\n{}",
+        first.describe()
+    );
+    assert_eq!(
+        builds(&second),
+        0,
+        "the second workunit rebuilt\n{}",
+        second.describe()
+    );
+    assert!(
+        second.stderr_txt.contains(" is cached"),
+        "{}",
+        second.describe()
+    );
+    let image = image_of(&first);
+    assert_eq!(
+        image_of(&second),
+        image,
+        "the workunits used different images"
+    );
+    assert_eq!(
+        project.images(),
+        set(&[&image]),
+        "exactly one project image expected"
+    );
+    // Timing varies with the host's load: reported, not asserted.
+    println!(
+        "{}: job started after {:.3} s / task took {:.3} s for the first workunit (build); \
+         {:.3} s / {:.3} s for the second (cached image)",
+        kind.name(),
+        first_start.as_secs_f64(),
+        first.elapsed.as_secs_f64(),
+        second_start.as_secs_f64(),
+        second.elapsed.as_secs_f64()
+    );
+    project.assert_nothing_left();
+}
+
+fn four_concurrent_tasks_build_once(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let project = Project::new(&engine, "concurrent");
+    let mut tasks: Vec<Task> = (1..=4)
+        .map(|i| {
+            project
+                .task(&format!("wu_{i}"), fresh_job(&project))
+                .prepare()
+                .unwrap()
+        })
+        .collect();
+    for task in &mut tasks {
+        task.start().unwrap();
+    }
+    let outcomes: Vec<Outcome> = tasks
+        .iter_mut()
+        .map(|t| t.wait_exit(TASK_TIMEOUT).unwrap())
+        .collect();
+
+    for (task, outcome) in tasks.iter().zip(&outcomes) {
+        assert_eq!(
+            outcome.finish_code(),
+            Some(0),
+            "{}: {}",
+            task.wu_name(),
+            outcome.describe()
+        );
+        assert_no_container(task, &engine);
+    }
+    let all_logs = || {
+        let logs = outcomes.iter().map(explain);
+        logs.collect::<Vec<_>>().join("\n=====\n")
+    };
+    let total_builds: usize = outcomes.iter().map(builds).sum();
+    assert_eq!(
+        total_builds,
+        1,
+        "4 concurrent tasks should build once\n{}",
+        all_logs()
+    );
+    let image = outcomes
+        .iter()
+        .find(|o| builds(o) == 1)
+        .map(image_of)
+        .unwrap();
+    for outcome in outcomes.iter().filter(|o| builds(o) == 0) {
+        let reused = outcome.stderr_txt.contains("was built by another task")
+            || outcome.stderr_txt.contains(" is cached");
+        assert!(
+            reused,
+            "a task neither built nor reused the image\n{}",
+            outcome.describe()
+        );
+        assert_eq!(image_of(outcome), image, "{}", outcome.describe());
+    }
+    assert_eq!(
+        project.images(),
+        set(&[&image]),
+        "exactly one project image expected"
+    );
+    project.assert_nothing_left();
+}
+
+fn lru_eviction_keeps_the_limit(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let project = Project::new(&engine, "lru");
+    let limit = cache_limit(2);
+    let (v1, _) = run_building(&project, "wu_v1", variant(&project, 1, &limit));
+    let (v2, _) = run_building(&project, "wu_v2", variant(&project, 2, &limit));
+    let (v3, third) = run_building(&project, "wu_v3", variant(&project, 3, &limit));
+    assert_eq!(
+        project.images(),
+        set(&[&v2, &v3]),
+        "after 3 builds with a limit of 2, the least recently used ({v1}) should be gone\n{}",
+        explain(&third)
+    );
+
+    // Variant 2 used again: variant 3 is now the least recently used.
+    let (_task, again) = project.run("wu_v2_again", variant(&project, 2, &limit));
+    assert_eq!(
+        builds(&again),
+        0,
+        "variant 2 should be cached\n{}",
+        explain(&again)
+    );
+    assert_eq!(image_of(&again), v2, "{}", explain(&again));
+    let (v4, fourth) = run_building(&project, "wu_v4", variant(&project, 4, &limit));
+    assert_eq!(
+        project.images(),
+        set(&[&v2, &v4]),
+        "variant 3 ({v3}) was the least recently used and should be the one evicted\n{}",
+        explain(&fourth)
+    );
+    project.assert_nothing_left();
+}
+
+fn an_image_in_use_is_never_removed(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let project = Project::new(&engine, "in_use");
+    let limit = cache_limit(1);
+    let waits_for_go = "while [ ! -f go ]; do sleep 0.1; done; echo released";
+    let mut a = project
+        .task("wu_a", variant_job(&project, 1, waits_for_go, &limit))
+        .start()
+        .unwrap();
+    let a_container = a.container_name();
+    let running = engine.wait_for_container_state(&a_container, "running", TASK_TIMEOUT);
+    assert!(running.is_ok(), "{running:?}\n{}", a.logs_tail(TAIL));
+    let a_image = image_in_log(&a.stderr_txt())
+        .unwrap_or_else(|| panic!("no cache image in A's log\n{}", a.logs_tail(TAIL)));
+
+    // B's build runs garbage collection with a limit of 1: A's image is the
+    // least recently used, but A's container uses it.
+    let (b_image, b) = run_building(&project, "wu_b", variant(&project, 2, &limit));
+    assert_eq!(
+        engine.container_state(&a_container).as_deref(),
+        Some("running"),
+        "A should still run\n{}",
+        a.logs_tail(TAIL)
+    );
+    assert!(
+        engine.image_exists(&a_image),
+        "A's image {a_image} was removed while A runs\n{}",
+        explain(&b)
+    );
+    assert_eq!(
+        project.images(),
+        set(&[&a_image, &b_image]),
+        "{}",
+        explain(&b)
+    );
+    // Not vacuous: B's garbage collection did try A's image (its debug lines
+    // after the build name it).
+    let after_build = b
+        .stderr_txt
+        .split_once("image built")
+        .map_or("", |(_, rest)| rest);
+    let a_hash = a_image.rsplit(':').next().unwrap();
+    assert!(
+        after_build.contains(a_hash),
+        "B's garbage collection never tried to remove A's image {a_image}\n{}",
+        explain(&b)
+    );
+
+    std::fs::write(a.slot_dir().join("go"), "").unwrap();
+    let outcome = a.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert!(
+        outcome.stderr_txt.contains("released"),
+        "{}",
+        outcome.describe()
+    );
+    assert_no_container(&a, &engine);
+    project.assert_nothing_left();
+}
+
+fn other_images_are_untouched(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let project = Project::new(&engine, "others");
+    let mut foreign = ForeignImages {
+        engine: engine.clone(),
+        tags: Vec::new(),
+    };
+    // An image of another program: no labels at all.
+    let unrelated = format!("dwtest-unrelated-{}:1", std::process::id());
+    foreign.build(&unrelated, &[]);
+    // A cache image of another project whose name starts with ours: exactly
+    // what our garbage collection would see if it matched names loosely. It
+    // has no last-use marker, so it would be the first evicted.
+    let other_project = format!("{}_b", project.name);
+    let other = format!(
+        "boinc_wrapper/{other_project}:{}",
+        "0123456789abcdef01234567"
+    );
+    foreign.build(
+        &other,
+        &[
+            (PROJECT_LABEL, &other_project),
+            (INPUTS_LABEL, "0123456789abcdef"),
+        ],
+    );
+
+    let limit = cache_limit(1);
+    run_building(&project, "wu_v1", variant(&project, 1, &limit));
+    let (v2, second) = run_building(&project, "wu_v2", variant(&project, 2, &limit));
+    let log = explain(&second);
+    // Garbage collection did run: the project is back to its limit.
+    assert_eq!(
+        project.images(),
+        set(&[&v2]),
+        "the project should keep only its newest image\n{log}"
+    );
+    assert!(
+        engine.image_exists(&unrelated),
+        "the unrelated image {unrelated} was removed\n{log}"
+    );
+    assert!(
+        engine.image_exists(&other),
+        "another project's image {other} was removed\n{log}"
+    );
+    project.assert_nothing_left();
+}
