@@ -72,6 +72,13 @@ fn cpu_time_counts_every_thread(kind: EngineKind) {
     // The report matches what the job's processes really used (both threads)...
     assert!((reported - truth).abs() <= 0.2 * truth + 1.0, "reported {reported:.2} s, processes used {truth:.2} s");
     // ...and counts both threads: one thread alone can never exceed 1x wall
-    // time; with the machine to themselves the two reach about 2x.
-    assert!(ratio > 1.2 && ratio < 2.5, "CPU time / wall time = {ratio:.2}");
+    // time; with the machine to themselves the two reach about 2x. On a
+    // machine busy with other work the threads get less, so only a run that
+    // had the cores can show it.
+    let truth_ratio = truth / wall;
+    if truth_ratio > 1.2 {
+        assert!(ratio > 1.2 && ratio < 2.5, "CPU time / wall time = {ratio:.2}");
+    } else {
+        println!("{}: the threads got only {truth_ratio:.2} CPUs (machine busy): the 2x check needs a quiet machine", kind.name());
+    }
 }
