@@ -41,6 +41,7 @@ enum Watch {
     /// `inspect` every STATE_POLL; the exit code once seen.
     State { next_check: Instant, exit_code: Option<i32>, failures: u32 },
     /// The container had exited before the watch began.
+    #[cfg(unix)]
     AlreadyExited,
 }
 
@@ -82,6 +83,7 @@ impl<'a> ExitWatch<'a> {
     /// Waits up to `timeout`; true once the container has exited.
     pub fn wait_exited(&mut self, timeout: Duration) -> bool {
         match &mut self.watch {
+            #[cfg(unix)]
             Watch::AlreadyExited => true,
             #[cfg(unix)]
             Watch::Handle(handle) => !os::wait_readable(&[&*handle], timeout).is_empty(),
