@@ -1,0 +1,52 @@
+//! An app version that ships its image as an archive (`docker save` /
+//! `podman save`, gzip-compressed) and no Dockerfile: the wrapper loads it,
+//! caches it by the archive's hash, and needs no registry.
+#[macro_use]
+mod emulator;
+
+use emulator::*;
+
+const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
+const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+
+on_both_engines!(an_archive_only_app_version_runs_without_a_dockerfile);
+
+fn an_archive_only_app_version_runs_without_a_dockerfile(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let work = TempDir::new(&format!("archive_{}", kind.name())).unwrap();
+    let source_tag = format!("dwtest-archive-{}-{}:1", kind.name(), std::process::id());
+    // Build an image the way a project would, save it, and forget it.
+    TestJob::shell("unused").write_to(work.path()).unwrap();
+    let built = engine.run(["build", "-t", &source_tag, &work.path().to_string_lossy()]);
+    assert!(built.as_ref().is_ok_and(|o| o.success()), "{built:?}");
+    let tar = work.path().join("image.tar");
+    let saved = engine.run(["save", "-o", &tar.to_string_lossy(), &source_tag]);
+    assert!(saved.as_ref().is_ok_and(|o| o.success()), "{saved:?}");
+    let gz = std::process::Command::new("gzip").arg("-f").arg(&tar).status().unwrap();
+    assert!(gz.success());
+    let _ = engine.remove_image(&source_tag);
+    let archive = std::fs::read(work.path().join("image.tar.gz")).unwrap();
+
+    let mut task = Task::builder(&format!("archive_{}", kind.name()), WRAPPER)
+        .engine(&engine)
+        .job(TestJob::shell("echo from the archived image > out.txt"))
+        .prepare()
+        .unwrap();
+    std::fs::remove_file(task.slot_dir().join("Dockerfile")).unwrap();
+    std::fs::write(task.slot_dir().join("image.tar.gz"), &archive).unwrap();
+    task.start().unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert_eq!(task.read_slot_file("out.txt").as_deref(), Some("from the archived image\n"));
+    assert!(outcome.stderr_txt.contains("loading image archive image.tar.gz"), "{}", outcome.describe());
+    let image = outcome
+        .stderr_txt
+        .lines()
+        .find_map(|l| l.split("image ").nth(1).and_then(|r| r.split_whitespace().next()).filter(|t| t.starts_with("boinc_wrapper/")))
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(engine.container_state(&task.container_name()), None);
+    if !image.is_empty() {
+        let _ = engine.remove_image(&image);
+    }
+}
