@@ -16,19 +16,10 @@ on_both_engines!(
     a_link_outside_the_data_dir_is_refused,
 );
 
-fn builder(name: &str, engine: &TestEngine) -> TaskBuilder {
-    Task::builder(&format!("{name}_{}", engine.kind().name()), WRAPPER).engine(engine)
-}
-
-fn assert_no_container(task: &Task, engine: &TestEngine) {
-    let name = task.container_name();
-    assert_eq!(engine.container_state(&name), None, "container {name} was left behind");
-}
-
 fn soft_linked_input_and_output_reach_the_project_dir(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let script = "tr a-z A-Z < in.txt > out.txt; echo appended >> out.txt";
-    let mut task = builder("softlinks", &engine)
+    let mut task = TaskBuilder::on_engine("softlinks", WRAPPER, &engine)
         .job(TestJob::shell(script))
         .input_file("in.txt", "hello input\n")
         .output_file("out.txt", "result_out_0")
@@ -39,12 +30,12 @@ fn soft_linked_input_and_output_reach_the_project_dir(kind: EngineKind) {
     let uploaded = task.read_project_file("result_out_0").map(|b| String::from_utf8_lossy(&b).into_owned());
     assert_eq!(uploaded.as_deref(), Some("HELLO INPUT\nappended\n"), "{}", outcome.describe());
     assert_eq!(task.read_project_file("in_in.txt").as_deref(), Some(&b"hello input\n"[..]), "input changed");
-    assert_no_container(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn symlinked_files_work_too(kind: EngineKind) {
     let engine = TestEngine::require(kind);
-    let mut task = builder("symlinks", &engine)
+    let mut task = TaskBuilder::on_engine("symlinks", WRAPPER, &engine)
         .job(TestJob::shell("cat data.bin > copy.txt"))
         .project_file("data.bin", "proj_data_1", "symlinked bytes", LinkKind::Symlink)
         .start()
@@ -52,7 +43,7 @@ fn symlinked_files_work_too(kind: EngineKind) {
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert_eq!(task.read_slot_file("copy.txt").as_deref(), Some("symlinked bytes"));
-    assert_no_container(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 /// BUDA sends the Dockerfile, job.toml and the science app as workunit
@@ -60,22 +51,22 @@ fn symlinked_files_work_too(kind: EngineKind) {
 fn app_files_delivered_as_soft_links_work(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let job = TestJob::shell("echo from linked main.sh > result.txt").job_toml("verbose = 2\n");
-    let mut task = builder("buda", &engine).job(job).app_files_as(LinkKind::SoftLinkFile).start().unwrap();
+    let mut task = TaskBuilder::on_engine("buda", WRAPPER, &engine).job(job).app_files_as(LinkKind::SoftLinkFile).start().unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert_eq!(task.read_slot_file("result.txt").as_deref(), Some("from linked main.sh\n"));
     assert!(outcome.stderr_txt.contains("debug"), "job.toml (verbose = 2) was not read through its link");
-    assert_no_container(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn a_link_outside_the_data_dir_is_refused(kind: EngineKind) {
     let engine = TestEngine::require(kind);
-    let mut task = builder("evil_link", &engine).job(TestJob::shell("cat passwd")).prepare().unwrap();
+    let mut task = TaskBuilder::on_engine("evil_link", WRAPPER, &engine).job(TestJob::shell("cat passwd")).prepare().unwrap();
     std::fs::write(task.slot_dir().join("passwd"), "<soft_link>/etc/passwd</soft_link>\n").unwrap();
     task.start().unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
     assert!(outcome.stderr_txt.contains("outside the BOINC data directory"), "{}", outcome.describe());
     assert!(!outcome.stderr_txt.contains("root:x:0"), "the file leaked into the log");
-    assert_no_container(&task, &engine);
+    engine.assert_no_container(&task);
 }

@@ -123,7 +123,7 @@ impl Project {
             "{wu_name}: {}",
             outcome.describe()
         );
-        assert_no_container(&task, &self.engine);
+        self.engine.assert_no_container(&task);
         (task, outcome)
     }
 
@@ -151,7 +151,7 @@ impl Project {
             "{wu_name}: {}",
             outcome.describe()
         );
-        assert_no_container(&task, &self.engine);
+        self.engine.assert_no_container(&task);
         let job_start = job_start
             .unwrap_or_else(|| panic!("{wu_name}: the job never started\n{}", outcome.describe()));
         (task, outcome, job_start)
@@ -296,15 +296,6 @@ fn normalize(image: &str) -> String {
     image.trim_start_matches("localhost/").to_string()
 }
 
-fn assert_no_container(task: &Task, engine: &TestEngine) {
-    let name = task.container_name();
-    assert_eq!(
-        engine.container_state(&name),
-        None,
-        "container {name} was left behind"
-    );
-}
-
 /// How many times the task's wrapper built an image.
 fn builds(outcome: &Outcome) -> usize {
     outcome.stderr_txt.matches("building image ").count()
@@ -436,7 +427,7 @@ fn four_concurrent_tasks_build_once(kind: EngineKind) {
             task.wu_name(),
             outcome.describe()
         );
-        assert_no_container(task, &engine);
+        engine.assert_no_container(task);
     }
     let all_logs = || {
         let logs = outcomes.iter().map(explain);
@@ -561,7 +552,7 @@ fn an_image_in_use_is_never_removed(kind: EngineKind) {
         "{}",
         outcome.describe()
     );
-    assert_no_container(&a, &engine);
+    engine.assert_no_container(&a);
     project.assert_nothing_left();
 }
 

@@ -18,10 +18,6 @@ on_both_engines!(
     web_graphics_url_reaches_the_client_and_the_port_answers,
 );
 
-fn builder(name: &str, engine: &TestEngine) -> TaskBuilder {
-    Task::builder(&format!("{name}_{}", engine.kind().name()), WRAPPER).engine(engine)
-}
-
 /// A job that appends a growing counter to count.txt every 0.2 s until the
 /// file `go` appears; "start" marks each time the job itself started.
 const COUNTER_JOB: &str = "echo start >> starts.txt; i=0; \
@@ -41,14 +37,9 @@ fn release_and_finish(task: &mut Task) -> Outcome {
     task.wait_exit(TASK_TIMEOUT).unwrap()
 }
 
-fn assert_no_container(task: &Task, engine: &TestEngine) {
-    let name = task.container_name();
-    assert_eq!(engine.container_state(&name), None, "container {name} was left behind");
-}
-
 fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
     let engine = TestEngine::require(kind);
-    let mut task = builder("quit", &engine).job(TestJob::shell(COUNTER_JOB)).start().unwrap();
+    let mut task = TaskBuilder::on_engine("quit", WRAPPER, &engine).job(TestJob::shell(COUNTER_JOB)).start().unwrap();
     let before = wait_for_count(&task, 3);
     task.send_control(Control::Quit);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
@@ -62,13 +53,13 @@ fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
     let outcome = release_and_finish(&mut task);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert_eq!(task.read_slot_file("starts.txt").as_deref(), Some("start\n"), "the job started over");
-    assert_no_container(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn quit_with_stop_restarts_the_container(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let job = TestJob::shell(COUNTER_JOB).job_toml("quit_action = \"stop\"\nstop_grace_secs = 2\n");
-    let mut task = builder("quit_stop", &engine).job(job).start().unwrap();
+    let mut task = TaskBuilder::on_engine("quit_stop", WRAPPER, &engine).job(job).start().unwrap();
     wait_for_count(&task, 2);
     task.send_control(Control::Quit);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
@@ -83,12 +74,12 @@ fn quit_with_stop_restarts_the_container(kind: EngineKind) {
     assert!(starts.is_some(), "the stopped container was not started again\n{}", task.logs_tail(30));
     let outcome = release_and_finish(&mut task);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_no_container(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn sigterm_keeps_the_container_for_a_restart(kind: EngineKind) {
     let engine = TestEngine::require(kind);
-    let mut task = builder("sigterm", &engine).job(TestJob::shell(COUNTER_JOB)).start().unwrap();
+    let mut task = TaskBuilder::on_engine("sigterm", WRAPPER, &engine).job(TestJob::shell(COUNTER_JOB)).start().unwrap();
     let before = wait_for_count(&task, 2);
     task.signal(libc::SIGTERM).unwrap();
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
@@ -99,13 +90,13 @@ fn sigterm_keeps_the_container_for_a_restart(kind: EngineKind) {
     let outcome = release_and_finish(&mut task);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert_eq!(task.read_slot_file("starts.txt").as_deref(), Some("start\n"));
-    assert_no_container(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn a_job_that_finished_while_the_wrapper_was_dead_is_reported_not_rerun(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let script = "echo start >> starts.txt; while [ ! -f go ]; do sleep 0.1; done; exit 7";
-    let mut task = builder("killed", &engine).job(TestJob::shell(script)).start().unwrap();
+    let mut task = TaskBuilder::on_engine("killed", WRAPPER, &engine).job(TestJob::shell(script)).start().unwrap();
     let name = task.container_name();
     engine.wait_for_container_state(&name, "running", TASK_TIMEOUT).unwrap();
     task.kill();
@@ -116,26 +107,26 @@ fn a_job_that_finished_while_the_wrapper_was_dead_is_reported_not_rerun(kind: En
     let outcome = task.wait_exit(Duration::from_secs(60)).unwrap();
     assert_eq!(outcome.finish_code(), Some(7), "{}", outcome.describe());
     assert_eq!(task.read_slot_file("starts.txt").as_deref(), Some("start\n"), "the job was rerun");
-    assert_no_container(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn abort_removes_the_container_promptly(kind: EngineKind) {
     let engine = TestEngine::require(kind);
-    let mut task = builder("abort", &engine).job(TestJob::shell("sleep 600")).start().unwrap();
+    let mut task = TaskBuilder::on_engine("abort", WRAPPER, &engine).job(TestJob::shell("sleep 600")).start().unwrap();
     engine.wait_for_container_state(&task.container_name(), "running", TASK_TIMEOUT).unwrap();
     let sent = task.send_control(Control::Abort);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
     let took = sent.elapsed();
     assert!(took < Duration::from_secs(5), "abort took {took:?}\n{}", outcome.describe());
     assert!(!outcome.finished, "{}", outcome.describe());
-    assert_no_container(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn out_of_memory_is_reported_with_the_limit(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     // Holds ~200 MB in a shell variable under a 64 MiB limit.
     let script = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived ${#x}";
-    let mut task = builder("oom", &engine)
+    let mut task = TaskBuilder::on_engine("oom", WRAPPER, &engine)
         .memory_bound(64.0 * MIB)
         .job(TestJob::shell(script))
         .start()
@@ -143,7 +134,7 @@ fn out_of_memory_is_reported_with_the_limit(kind: EngineKind) {
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(198), "{}", outcome.describe());
     assert!(outcome.stderr_txt.contains("out of memory (limit 64 MiB)"), "{}", outcome.describe());
-    assert_no_container(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn web_graphics_url_reaches_the_client_and_the_port_answers(kind: EngineKind) {
@@ -151,7 +142,7 @@ fn web_graphics_url_reaches_the_client_and_the_port_answers(kind: EngineKind) {
     let script = "mkdir -p www; echo graphics-ok > www/index.html; httpd -f -p 8080 -h www & \
                   while [ ! -f go ]; do sleep 0.1; done; kill %1";
     let job = TestJob::shell(script).job_toml("web_graphics_guest_port = 8080\n");
-    let mut task = builder("graphics", &engine).job(job).start().unwrap();
+    let mut task = TaskBuilder::on_engine("graphics", WRAPPER, &engine).job(job).start().unwrap();
     let url = wait_until(Duration::from_secs(60), || task.web_graphics_url());
     let url = url.unwrap_or_else(|| panic!("no web graphics URL\n{}", task.logs_tail(30)));
     let port: u16 = url.rsplit(':').next().unwrap().trim_end_matches('/').parse().unwrap();
@@ -160,7 +151,7 @@ fn web_graphics_url_reaches_the_client_and_the_port_answers(kind: EngineKind) {
     assert!(body.is_some(), "nothing served on {url}\n{}", task.logs_tail(30));
     let outcome = release_and_finish(&mut task);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_no_container(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn http_get(port: u16) -> Option<String> {

@@ -19,19 +19,9 @@ on_both_engines!(
     project_dir_and_mounts_are_mounted,
 );
 
-fn builder(name: &str, engine: &TestEngine) -> TaskBuilder {
-    Task::builder(&format!("{name}_{}", engine.kind().name()), WRAPPER).engine(engine)
-}
-
-/// The task's container is gone.
-fn assert_nothing_left(task: &Task, engine: &TestEngine) {
-    let name = task.container_name();
-    assert_eq!(engine.container_state(&name), None, "container {name} was left behind");
-}
-
 fn success_writes_output_into_the_slot(kind: EngineKind) {
     let engine = TestEngine::require(kind);
-    let mut task = builder("success", &engine)
+    let mut task = TaskBuilder::on_engine("success", WRAPPER, &engine)
         .job(TestJob::shell("echo hello from the job; echo result > output.txt"))
         .start()
         .unwrap();
@@ -39,24 +29,24 @@ fn success_writes_output_into_the_slot(kind: EngineKind) {
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert_eq!(task.read_slot_file("output.txt").as_deref(), Some("result\n"));
     assert!(outcome.stderr_txt.contains("hello from the job"), "{}", outcome.describe());
-    assert_nothing_left(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn exit_code_is_forwarded_with_the_log(kind: EngineKind) {
     let engine = TestEngine::require(kind);
-    let mut task = builder("exit3", &engine)
+    let mut task = TaskBuilder::on_engine("exit3", WRAPPER, &engine)
         .job(TestJob::shell("echo about to fail >&2; exit 3"))
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(3), "{}", outcome.describe());
     assert!(outcome.stderr_txt.contains("about to fail"), "{}", outcome.describe());
-    assert_nothing_left(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn suspend_pauses_and_resume_unpauses(kind: EngineKind) {
     let engine = TestEngine::require(kind);
-    let mut task = builder("suspend", &engine)
+    let mut task = TaskBuilder::on_engine("suspend", WRAPPER, &engine)
         .job(TestJob::shell("while [ ! -f go ]; do sleep 0.1; done; echo finished"))
         .start()
         .unwrap();
@@ -71,7 +61,7 @@ fn suspend_pauses_and_resume_unpauses(kind: EngineKind) {
     std::fs::write(task.slot_dir().join("go"), "").unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_nothing_left(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn progress_and_cpu_time_reach_the_client(kind: EngineKind) {
@@ -79,7 +69,7 @@ fn progress_and_cpu_time_reach_the_client(kind: EngineKind) {
     // Burns CPU for a while, then reports half done and waits to be released.
     let script = "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; echo 0.5 > fraction_done; \
                   while [ ! -f go ]; do sleep 0.1; done";
-    let mut task = builder("progress", &engine).job(TestJob::shell(script)).start().unwrap();
+    let mut task = TaskBuilder::on_engine("progress", WRAPPER, &engine).job(TestJob::shell(script)).start().unwrap();
     let status = task.wait_for_status(TASK_TIMEOUT, |s| s.fraction_done == Some(0.5) && s.current_cpu_time > 0.2);
     assert!(status.is_ok(), "{status:?}\n{}", task.logs_tail(30));
     let status = status.unwrap();
@@ -88,13 +78,13 @@ fn progress_and_cpu_time_reach_the_client(kind: EngineKind) {
     std::fs::write(task.slot_dir().join("go"), "").unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_nothing_left(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn args_reach_the_job_intact(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let args = ["plain", "with space", "it's \"quoted\"", "$(touch /tmp/pwned)", "`id`;ls", "ünï"];
-    let mut task = builder("args", &engine)
+    let mut task = TaskBuilder::on_engine("args", WRAPPER, &engine)
         .job(TestJob::shell("printf '%s' \"$ARGS\" > args.txt"))
         .args(args)
         .start()
@@ -102,12 +92,12 @@ fn args_reach_the_job_intact(kind: EngineKind) {
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert_eq!(task.read_slot_file("args.txt").unwrap(), args.join(" "));
-    assert_nothing_left(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn slot_path_with_a_space_works(kind: EngineKind) {
     let engine = TestEngine::require(kind);
-    let mut task = builder("space", &engine)
+    let mut task = TaskBuilder::on_engine("space", WRAPPER, &engine)
         .data_dir_name(ODD_DATA_DIR_NAME)
         .job(TestJob::shell("echo ok > out.txt"))
         .start()
@@ -116,7 +106,7 @@ fn slot_path_with_a_space_works(kind: EngineKind) {
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert_eq!(task.read_slot_file("out.txt").as_deref(), Some("ok\n"));
-    assert_nothing_left(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn project_dir_and_mounts_are_mounted(kind: EngineKind) {
@@ -128,7 +118,7 @@ fn project_dir_and_mounts_are_mounted(kind: EngineKind) {
         extra.path().display()
     );
     let script = "cat /project/shared.txt /extra/data.txt > seen.txt";
-    let mut task = builder("mounts", &engine)
+    let mut task = TaskBuilder::on_engine("mounts", WRAPPER, &engine)
         .job(TestJob::shell(script).job_toml(&job_toml))
         .project_file("shared.txt", "shared.txt", "project data\n", LinkKind::Copy)
         .start()
@@ -136,5 +126,5 @@ fn project_dir_and_mounts_are_mounted(kind: EngineKind) {
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert_eq!(task.read_slot_file("seen.txt").as_deref(), Some("project data\nextra data\n"));
-    assert_nothing_left(&task, &engine);
+    engine.assert_no_container(&task);
 }

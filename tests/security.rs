@@ -17,15 +17,6 @@ on_both_engines!(
     names_with_odd_characters_work,
 );
 
-fn builder(name: &str, engine: &TestEngine) -> TaskBuilder {
-    Task::builder(&format!("{name}_{}", engine.kind().name()), WRAPPER).engine(engine)
-}
-
-fn assert_no_container(task: &Task, engine: &TestEngine) {
-    let name = task.container_name();
-    assert_eq!(engine.container_state(&name), None, "container {name} was left behind");
-}
-
 fn status_field(status: &str, field: &str) -> String {
     status
         .lines()
@@ -36,7 +27,7 @@ fn status_field(status: &str, field: &str) -> String {
 
 fn the_job_has_no_capabilities_and_cannot_gain_privileges(kind: EngineKind) {
     let engine = TestEngine::require(kind);
-    let mut task = builder("caps", &engine)
+    let mut task = TaskBuilder::on_engine("caps", WRAPPER, &engine)
         .job(TestJob::shell("cat /proc/self/status > status.txt"))
         .start()
         .unwrap();
@@ -46,13 +37,13 @@ fn the_job_has_no_capabilities_and_cannot_gain_privileges(kind: EngineKind) {
     assert_eq!(status_field(&status, "CapEff:"), "0000000000000000", "{status}");
     assert_eq!(status_field(&status, "CapBnd:"), "0000000000000000", "{status}");
     assert_eq!(status_field(&status, "NoNewPrivs:"), "1", "{status}");
-    assert_no_container(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn published_ports_listen_on_loopback_only(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let job = TestJob::shell("while [ ! -f go ]; do sleep 0.1; done").job_toml("portmap = [\"18080:80\"]\n");
-    let mut task = builder("ports", &engine).job(job).start().unwrap();
+    let mut task = TaskBuilder::on_engine("ports", WRAPPER, &engine).job(job).start().unwrap();
     let name = task.container_name();
     engine.wait_for_container_state(&name, "running", TASK_TIMEOUT).unwrap();
     let ports = engine.inspect_container(&name, "{{json .HostConfig.PortBindings}}").unwrap_or_default();
@@ -61,7 +52,7 @@ fn published_ports_listen_on_loopback_only(kind: EngineKind) {
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert!(ports.contains("127.0.0.1") && ports.contains("18080"), "port bindings: {ports}");
     assert!(!ports.contains("0.0.0.0"), "port bindings: {ports}");
-    assert_no_container(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn a_fork_bomb_stops_at_the_pids_limit(kind: EngineKind) {
@@ -69,13 +60,13 @@ fn a_fork_bomb_stops_at_the_pids_limit(kind: EngineKind) {
     // Starts sleepers until fork fails (the shell then dies of it), counting them.
     let script = "n=0; while [ $n -lt 5000 ]; do sleep 30 & n=$((n+1)); echo $n > forks.txt; done";
     let job = TestJob::shell(script).job_toml("pids_limit = 64\n");
-    let mut task = builder("forks", &engine).job(job).start().unwrap();
+    let mut task = TaskBuilder::on_engine("forks", WRAPPER, &engine).job(job).start().unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     // The job fails (its shell cannot fork any more); the task ends normally with that code.
     assert!(matches!(outcome.finish_code(), Some(code) if code != 0), "{}", outcome.describe());
     let forks: u32 = task.read_slot_file("forks.txt").unwrap_or_default().trim().parse().unwrap_or(0);
     assert!(forks > 0 && forks < 64, "the job started {forks} processes under a limit of 64");
-    assert_no_container(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn huge_output_is_copied_bounded(kind: EngineKind) {
@@ -83,23 +74,23 @@ fn huge_output_is_copied_bounded(kind: EngineKind) {
     // About 20 MB on stderr; only the tail may reach stderr.txt.
     let script = "i=0; while [ $i -lt 200000 ]; do echo \"line $i of a very chatty job .......................................\" >&2; i=$((i+1)); done; echo last line >&2";
     let job = TestJob::shell(script).job_toml("log_tail_bytes = 100000\n");
-    let mut task = builder("chatty", &engine).job(job).start().unwrap();
+    let mut task = TaskBuilder::on_engine("chatty", WRAPPER, &engine).job(job).start().unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert!(outcome.stderr_txt.len() < 150_000, "stderr.txt has {} bytes", outcome.stderr_txt.len());
     assert!(outcome.stderr_txt.contains("last line"), "the tail is missing");
-    assert_no_container(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn unsafe_create_args_are_refused(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     for bad in ["create_args = \"--privileged\"", "create_args = \"--network=host\"", "mount = [\"/:/host\"]"] {
         let job = TestJob::shell("exit 0").job_toml(&format!("{bad}\n"));
-        let mut task = builder("unsafe", &engine).job(job).start().unwrap();
+        let mut task = TaskBuilder::on_engine("unsafe", WRAPPER, &engine).job(job).start().unwrap();
         let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
         assert_eq!(outcome.finish_code(), Some(206), "{bad}: {}", outcome.describe());
         assert!(outcome.stderr_txt.contains("allow_unsafe"), "{bad}: {}", outcome.describe());
-        assert_no_container(&task, &engine);
+        engine.assert_no_container(&task);
     }
 }
 
@@ -107,7 +98,7 @@ fn names_with_odd_characters_work(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let long = "x".repeat(300);
     for result in ["wu with space's \"q\"; $(id)_0", "ünïcödé_wü_0", long.as_str()] {
-        let mut task = builder("odd_names", &engine)
+        let mut task = TaskBuilder::on_engine("odd_names", WRAPPER, &engine)
             .wu_name(&format!("wu {result}"))
             .result_name(result)
             .job(TestJob::shell("echo ok > ok.txt"))

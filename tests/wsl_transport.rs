@@ -34,11 +34,6 @@ fn builder(name: &str, engine: &TestEngine) -> TaskBuilder {
         .env("DOCKER_WRAPPER_SHELL", "sh")
 }
 
-fn assert_nothing_left(task: &Task, engine: &TestEngine) {
-    let name = task.container_name();
-    assert_eq!(engine.container_state(&name), None, "container {name} was left behind");
-}
-
 fn assert_went_through_the_shell(outcome: &Outcome) {
     assert!(outcome.stderr_txt.contains(SHELL_STARTED), "{}", outcome.describe());
 }
@@ -54,7 +49,7 @@ fn success_writes_output_into_the_slot(kind: EngineKind) {
     assert_went_through_the_shell(&outcome);
     assert_eq!(task.read_slot_file("output.txt").as_deref(), Some("result\n"));
     assert!(outcome.stderr_txt.contains("hello from the job"), "{}", outcome.describe());
-    assert_nothing_left(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn exit_code_is_forwarded_with_the_log(kind: EngineKind) {
@@ -67,7 +62,7 @@ fn exit_code_is_forwarded_with_the_log(kind: EngineKind) {
     assert_eq!(outcome.finish_code(), Some(3), "{}", outcome.describe());
     assert_went_through_the_shell(&outcome);
     assert!(outcome.stderr_txt.contains("about to fail"), "{}", outcome.describe());
-    assert_nothing_left(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 /// ARGS travels as `-e ARGS=...` of `create`: through the shell's quoting.
@@ -94,7 +89,7 @@ fn args_reach_the_job_intact(kind: EngineKind) {
     assert_went_through_the_shell(&outcome);
     assert_eq!(task.read_slot_file("args.txt").unwrap(), args.join(" "));
     assert!(!Path::new("/tmp/pwned_by_shell_transport").exists());
-    assert_nothing_left(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn suspend_pauses_and_resume_unpauses(kind: EngineKind) {
@@ -115,7 +110,7 @@ fn suspend_pauses_and_resume_unpauses(kind: EngineKind) {
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert_went_through_the_shell(&outcome);
-    assert_nothing_left(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 /// Appends a growing counter to count.txt until the file `go` appears;
@@ -149,7 +144,7 @@ fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert_went_through_the_shell(&outcome);
     assert_eq!(task.read_slot_file("starts.txt").as_deref(), Some("start\n"), "the job started over");
-    assert_nothing_left(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn abort_removes_the_container_promptly(kind: EngineKind) {
@@ -162,7 +157,7 @@ fn abort_removes_the_container_promptly(kind: EngineKind) {
     assert!(took < Duration::from_secs(5), "abort took {took:?}\n{}", outcome.describe());
     assert!(!outcome.finished, "{}", outcome.describe());
     assert_went_through_the_shell(&outcome);
-    assert_nothing_left(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 /// A script named like the engine that runs the real CLI, except that
@@ -196,7 +191,7 @@ fn a_hanging_engine_command_times_out_and_the_next_one_works(kind: EngineKind) {
     assert!(outcome.stderr_txt.contains("did not finish within 5s"), "{}", outcome.describe());
     assert!(!outcome.finished, "{}", outcome.describe());
     assert_went_through_the_shell(&outcome);
-    assert_nothing_left(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 fn a_shell_that_dies_is_restarted_for_the_next_command(kind: EngineKind) {
@@ -219,7 +214,7 @@ fn a_shell_that_dies_is_restarted_for_the_next_command(kind: EngineKind) {
         "the shell was not started again after it died\n{}",
         outcome.describe()
     );
-    assert_nothing_left(&task, &engine);
+    engine.assert_no_container(&task);
 }
 
 /// Windows builds without BOINC's headers use hand-written declarations of
