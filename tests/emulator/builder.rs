@@ -61,13 +61,13 @@ pub struct TaskBuilder {
 }
 
 impl TaskBuilder {
-    /// `wrapper_bin` is normally `env!("CARGO_BIN_EXE_docker_wrapper")`;
-    /// `DW_WRAPPER_BIN` replaces it when set.
     /// A task of test `test_name` on `engine`, named after both.
     pub fn on_engine(test_name: &str, wrapper_bin: impl AsRef<Path>, engine: &TestEngine) -> TaskBuilder {
         TaskBuilder::new(&format!("{test_name}_{}", engine.kind().name()), wrapper_bin).engine(engine)
     }
 
+    /// `wrapper_bin` is normally `env!("CARGO_BIN_EXE_docker_wrapper")`;
+    /// `DW_WRAPPER_BIN` replaces it when set.
     pub fn new(test_name: &str, wrapper_bin: impl AsRef<Path>) -> TaskBuilder {
         let program = std::env::var_os(WRAPPER_BIN_VAR)
             .filter(|v| !v.is_empty())

@@ -81,3 +81,17 @@ pub fn describe(cmd: &Command) -> String {
     parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
     format!("`{}`", parts.join(" "))
 }
+
+/// Calls `probe` every 50 ms until it returns Some or the timeout passes.
+pub fn wait_until<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}

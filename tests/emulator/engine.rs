@@ -135,13 +135,13 @@ impl TestEngine {
         out.success().then(|| out.stdout.trim().to_string())
     }
 
-    /// "created", "running", "paused", "exited", ...; None if there is no such container.
     /// Fails the test when the task's container is still there.
     pub fn assert_no_container(&self, task: &super::Task) {
         let name = task.container_name();
         assert_eq!(self.container_state(&name), None, "container {name} was left behind");
     }
 
+    /// "created", "running", "paused", "exited", ...; None if there is no such container.
     pub fn container_state(&self, name: &str) -> Option<String> {
         self.inspect_container(name, "{{.State.Status}}")
     }

@@ -58,12 +58,12 @@ pub mod tempdir;
 
 pub use builder::TaskBuilder;
 pub use client::AppStatus;
-pub use command::{run_with_timeout, CommandOutput};
+pub use command::{run_with_timeout, wait_until, CommandOutput};
 pub use engine::{EngineKind, TestEngine};
 pub use init_data::{ClientVersion, DockerHostInfo, DockerType, InitData, GIB, MIB};
 pub use jobs::TestJob;
 pub use shm::{Channel, SharedMemory};
 pub use slot::{BoincDirs, LinkKind, ODD_DATA_DIR_NAME};
 pub use std::time::Duration;
-pub use task::{container_name, wait_until, Control, Outcome, Task};
+pub use task::{container_name, Control, Outcome, Task};
 pub use tempdir::TempDir;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::builder::TaskBuilder;
 use super::client::{AppStatus, ClientThread};
-use super::command::wait_or_kill;
+use super::command::{wait_or_kill, wait_until};
 use super::engine::TestEngine;
 use super::init_data::{InitData, INIT_DATA_FILE_NAME};
 use super::shm::{Channel, SharedMemory, MMAP_FILE_NAME};
@@ -526,19 +526,6 @@ pub fn container_name(project_dir_name: &str, result_name: &str) -> String {
     format!("boinc__{}__{}", clean(project_dir_name), clean(result_name))
 }
 
-/// Calls `probe` every 50 ms until it returns Some or the timeout passes.
-pub fn wait_until<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe() {
-            return Some(value);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The client prepends the project dir, the slot dir and the data dir.
 fn client_library_path(project_dir_name: &str) -> OsString {

@@ -34,10 +34,12 @@
 #![allow(dead_code)]
 
 pub mod client;
+#[path = "../emulator/command.rs"]
 pub mod command;
 pub mod data_dir;
 pub mod engine;
 pub mod state;
+#[path = "../emulator/tempdir.rs"]
 pub mod tempdir;
 
 pub use client::RealClient;
