@@ -310,3 +310,132 @@ mod tests {
         assert_eq!(quote_word("it's"), r"'it'\''s'");
     }
 }
+
+/// Property tests: any text splits or gives a reason, and an argument vector
+/// quoted by the documented rules splits back into itself.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::init_data::props::{check_message, config};
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    /// Characters with a meaning to the splitter or to a shell, and others.
+    fn any_char() -> impl Strategy<Value = char> {
+        prop_oneof![
+            3 => any::<char>(),
+            4 => select(vec![
+                ' ', '\t', '\n', '\r', '\'', '"', '\\', '$', '`', '(', ')', ';', '*', '#', '~',
+                '\0', '\u{a0}', 'é',
+            ]),
+            3 => prop::char::range('a', 'z'),
+        ]
+    }
+
+    fn word() -> impl Strategy<Value = String> {
+        vec(any_char(), 0..12).prop_map(|c| c.into_iter().collect())
+    }
+
+    /// The ways the module documentation allows to write a piece of a word.
+    #[derive(Debug, Clone, Copy)]
+    enum Quoting {
+        /// `quote_word`'s choice.
+        QuoteWord,
+        /// `'...'`, with `'` written as `'\''`.
+        Single,
+        /// `"..."`, with `"`, `\`, `$` and backtick escaped.
+        Double,
+        /// A backslash before each character; newline and carriage return
+        /// (which would make a line continuation) in single quotes.
+        Backslashes,
+    }
+
+    fn quote(piece: &str, how: Quoting) -> String {
+        match how {
+            Quoting::QuoteWord => quote_word(piece),
+            Quoting::Single => format!("'{}'", piece.replace('\'', r"'\''")),
+            Quoting::Double => {
+                let mut out = String::from("\"");
+                for c in piece.chars() {
+                    if escapable_in_double_quotes(c) {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out.push('"');
+                out
+            }
+            Quoting::Backslashes if piece.is_empty() => "''".to_string(),
+            Quoting::Backslashes => piece
+                .chars()
+                .map(|c| match c {
+                    '\n' | '\r' => format!("'{c}'"),
+                    c => format!("\\{c}"),
+                })
+                .collect(),
+        }
+    }
+
+    fn quoting() -> impl Strategy<Value = Quoting> {
+        select(vec![
+            Quoting::QuoteWord,
+            Quoting::Single,
+            Quoting::Double,
+            Quoting::Backslashes,
+        ])
+    }
+
+    /// A word cut into pieces, each quoted its own way; adjacent pieces join.
+    fn quoted_word() -> impl Strategy<Value = (String, String)> {
+        vec((word(), quoting()), 1..4).prop_map(|pieces| {
+            let word: String = pieces.iter().map(|(p, _)| p.as_str()).collect();
+            let quoted = pieces.iter().map(|(p, how)| quote(p, *how)).collect();
+            (word, quoted)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(config(4096))]
+
+        #[test]
+        fn any_text_splits_or_says_why(text in prop_oneof![
+            any::<String>(),
+            vec(any_char(), 0..64).prop_map(|c| c.into_iter().collect()),
+        ]) {
+            match split_words(&text) {
+                Ok(words) => {
+                    // Splitting only removes characters, never adds any.
+                    let kept: usize = words.iter().map(|w| w.chars().count()).sum();
+                    prop_assert!(kept <= text.chars().count());
+                }
+                Err(e) => check_message(&e.to_string())?,
+            }
+        }
+
+        #[test]
+        fn join_words_splits_back(words in vec(word(), 0..8)) {
+            let joined = join_words(&words);
+            prop_assert_eq!(split_words(&joined), Ok(words), "joined as {}", joined);
+        }
+
+        #[test]
+        fn quoted_argv_splits_back(
+            words in vec(quoted_word(), 0..8),
+            separators in vec(select(vec![" ", "  ", "\t", "\n", "\r\n", " \\\n "]), 8),
+            lead in select(vec!["", " ", "\n"]),
+            trail in select(vec!["", " ", "\n", "\\\n"]),
+        ) {
+            let mut text = lead.to_string();
+            for (i, (_, quoted)) in words.iter().enumerate() {
+                if i > 0 {
+                    text.push_str(separators[i - 1]);
+                }
+                text.push_str(quoted);
+            }
+            text.push_str(trail);
+            let argv: Vec<String> = words.into_iter().map(|(w, _)| w).collect();
+            prop_assert_eq!(split_words(&text), Ok(argv), "from {:?}", text);
+        }
+    }
+}

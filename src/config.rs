@@ -457,7 +457,7 @@ fn check_consistency(config: &JobConfig) -> Result<(), ConfigError> {
         if dir.trim_end_matches('/') == config.workdir.trim_end_matches('/') {
             return Err(ConfigError::BadValue {
                 key: "project_dir_mount".to_string(),
-                expected: format!("a path other than workdir ({})", config.workdir),
+                expected: format!("a path other than workdir ({})", shorten(&config.workdir)),
                 found: describe_value(&Value::String(dir.clone())),
             });
         }
@@ -1228,5 +1228,444 @@ mod tests {
         ));
 
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// Property tests: any text gives a config or an error naming the key, never
+/// a panic; every valid value of every key reads back as written.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::init_data::props::{check_message, config};
+    use proptest::collection::{btree_set, vec};
+    use proptest::prelude::*;
+    use proptest::sample::select;
+    use std::rc::Rc;
+
+    /// The TOML type a key wants.
+    #[derive(Debug, Clone)]
+    enum Kind {
+        Boolean,
+        Integer(RangeInclusive<i64>),
+        String,
+        StringArray,
+    }
+
+    impl Kind {
+        /// Whether `value` has this type (valid or not).
+        fn has_type(&self, value: &Value) -> bool {
+            match (self, value) {
+                (Kind::Boolean, Value::Boolean(_))
+                | (Kind::Integer(_), Value::Integer(_))
+                | (Kind::String, Value::String(_)) => true,
+                (Kind::StringArray, Value::Array(a)) => a.iter().all(Value::is_str),
+                _ => false,
+            }
+        }
+    }
+
+    /// One `key = value` line and its effect on the config.
+    #[derive(Clone)]
+    struct Setting {
+        key: &'static str,
+        value: Value,
+        set: Rc<dyn Fn(&mut JobConfig)>,
+    }
+
+    impl fmt::Debug for Setting {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "{} = {}", self.key, self.value)
+        }
+    }
+
+    /// A key, its type, and its valid values.
+    struct KeyGen {
+        key: &'static str,
+        kind: Kind,
+        settings: BoxedStrategy<Setting>,
+    }
+
+    fn key_gen<T, S>(
+        key: &'static str,
+        kind: Kind,
+        values: S,
+        to_value: fn(&T) -> Value,
+        set: fn(&mut JobConfig, T),
+    ) -> KeyGen
+    where
+        T: Clone + fmt::Debug + 'static,
+        S: Strategy<Value = T> + 'static,
+    {
+        let settings = values
+            .prop_map(move |v| Setting {
+                key,
+                value: to_value(&v),
+                set: Rc::new(move |c| set(c, v.clone())),
+            })
+            .boxed();
+        KeyGen {
+            key,
+            kind,
+            settings,
+        }
+    }
+
+    fn boolean(name: &'static str, set: fn(&mut JobConfig, bool)) -> KeyGen {
+        key_gen(name, Kind::Boolean, any::<bool>(), |b| Value::Boolean(*b), set)
+    }
+
+    fn integer(
+        name: &'static str,
+        range: RangeInclusive<i64>,
+        set: fn(&mut JobConfig, i64),
+    ) -> KeyGen {
+        // The limits themselves are the likeliest to be wrong.
+        let values = prop_oneof![Just(*range.start()), Just(*range.end()), range.clone()];
+        key_gen(name, Kind::Integer(range), values, |n| Value::Integer(*n), set)
+    }
+
+    fn text<S: Strategy<Value = String> + 'static>(
+        name: &'static str,
+        values: S,
+        set: fn(&mut JobConfig, String),
+    ) -> KeyGen {
+        key_gen(name, Kind::String, values, |s| Value::String(s.clone()), set)
+    }
+
+    /// A string where "" means unset.
+    fn optional<S: Strategy<Value = String> + 'static>(
+        name: &'static str,
+        values: S,
+        set: fn(&mut JobConfig, Option<String>),
+    ) -> KeyGen {
+        let values = prop_oneof![Just(String::new()), values]
+            .prop_map(|s| (!s.is_empty()).then_some(s));
+        key_gen(
+            name,
+            Kind::String,
+            values,
+            |s| Value::String(s.clone().unwrap_or_default()),
+            set,
+        )
+    }
+
+    fn array<S: Strategy<Value = String> + 'static>(
+        name: &'static str,
+        element: S,
+        set: fn(&mut JobConfig, Vec<String>),
+    ) -> KeyGen {
+        let to_value =
+            |v: &Vec<String>| Value::Array(v.iter().cloned().map(Value::String).collect());
+        key_gen(name, Kind::StringArray, vec(element, 0..4), to_value, set)
+    }
+
+    /// Arguments with everything a shell would interpret (except NUL), as one
+    /// string in the wrapper's own quoting.
+    fn args(name: &'static str, set: fn(&mut JobConfig, Vec<String>)) -> KeyGen {
+        let special = vec![
+            ' ', '\t', '\n', '\r', '\'', '"', '\\', '$', '`', '(', ')', ';', '*', '#', '~',
+        ];
+        let c = prop_oneof![
+            3 => any::<char>(),
+            3 => select(special),
+            4 => prop::char::range('a', 'z'),
+        ]
+        .prop_filter("no NUL", |c| *c != '\0');
+        let words = vec(vec(c, 0..12).prop_map(|w| w.into_iter().collect()), 0..6);
+        let to_value = |w: &Vec<String>| Value::String(argv::join_words(w));
+        key_gen(name, Kind::String, words, to_value, set)
+    }
+
+    // Valid values, written from the rules each key documents.
+
+    fn container_path() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "/[a-z0-9_. -]{0,10}[a-z0-9]/?([a-z0-9_. -]{0,10}/?){0,3}",
+            "/[^:/\\p{Cc}]{1,20}(/[^:\\p{Cc}]{0,20}){0,3}",
+        ]
+    }
+
+    fn image_name() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9._/:@][a-zA-Z0-9._/:@-]{0,200}"
+    }
+
+    fn mount_spec() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "/[a-z/ ]{1,20}:/[a-z/]{1,20}(:ro)?",
+            "[^-\\p{Cc}][^\\p{Cc}]{0,40}",
+        ]
+    }
+
+    fn port_spec() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[0-9]{1,5}:[0-9]{1,5}(/udp)?",
+            "[a-zA-Z0-9.:\\[\\]/][a-zA-Z0-9.:\\[\\]/-]{0,20}",
+        ]
+    }
+
+    fn file_name() -> impl Strategy<Value = String> {
+        prop_oneof!["[a-z0-9_.-]{1,20}", "[^/\\\\\\p{Cc}]{1,40}"]
+            .prop_filter("not . or ..", |s| s != "." && s != "..")
+    }
+
+    fn capability() -> impl Strategy<Value = String> {
+        "(CAP_)?[A-Z_]{1,28}".prop_filter("a capability that may be added", |s| {
+            let name = s.trim_start_matches("CAP_");
+            !name.is_empty() && name != "ALL" && name != "SYS_ADMIN"
+        })
+    }
+
+    /// Every key of [`KEYS`], in its order (`every_key_has_a_generator`).
+    fn keys() -> Vec<KeyGen> {
+        vec![
+            text("workdir", container_path(), |c, s| c.workdir = s),
+            optional("project_dir_mount", container_path(), |c, s| {
+                c.project_dir_mount = s
+            }),
+            optional("image_name", image_name(), |c, s| c.image_name = s),
+            boolean("use_gpu", |c, b| c.use_gpu = b),
+            integer("web_graphics_guest_port", 0..=65535, |c, n| {
+                c.web_graphics_guest_port = (n != 0).then_some(n as u16)
+            }),
+            array("mount", mount_spec(), |c, v| c.mounts = v),
+            array("portmap", port_spec(), |c, v| c.portmaps = v),
+            args("build_args", |c, w| c.build_args = w),
+            args("create_args", |c, w| c.create_args = w),
+            integer("verbose", 0..=2, |c, n| c.verbose = n as u8),
+            text("fraction_done_file", file_name(), |c, s| {
+                c.fraction_done_file = s
+            }),
+            integer("cpu_shares", 2..=262_144, |c, n| c.cpu_shares = n as u32),
+            boolean("idle_priority", |c, b| c.idle_priority = b),
+            integer("pids_limit", 16..=4_194_304, |c, n| c.pids_limit = n as u32),
+            boolean("network", |c, b| c.network = b),
+            text("quit_action", "pause|stop", |c, s| {
+                c.quit_action = if s == "stop" {
+                    QuitAction::Stop
+                } else {
+                    QuitAction::Pause
+                }
+            }),
+            integer("stop_grace_secs", 1..=3600, |c, n| c.stop_grace_secs = n as u64),
+            integer("command_timeout_secs", 5..=3600, |c, n| {
+                c.command_timeout_secs = n as u64
+            }),
+            integer("build_timeout_secs", 10..=86_400, |c, n| {
+                c.build_timeout_secs = n as u64
+            }),
+            boolean("allow_unsafe", |c, b| c.allow_unsafe = b),
+            array("cap_add", capability(), |c, v| c.cap_add = v),
+            boolean("run_as_wrapper_user", |c, b| c.run_as_wrapper_user = b),
+            optional("image_archive", file_name(), |c, s| c.image_archive = s),
+            integer("image_cache_max_images", 1..=1000, |c, n| {
+                c.image_cache_max_images = n as u32
+            }),
+            integer("image_cache_max_mb", 64..=100_000_000, |c, n| {
+                c.image_cache_max_mb = n as u64
+            }),
+            integer("log_tail_bytes", 0..=16 * 1024 * 1024, |c, n| {
+                c.log_tail_bytes = n as u64
+            }),
+        ]
+    }
+
+    /// Some keys, each at most once, in any order.
+    fn settings() -> impl Strategy<Value = Vec<Setting>> {
+        let each: Vec<_> = keys()
+            .into_iter()
+            .map(|k| prop::option::of(k.settings))
+            .collect();
+        each.prop_map(|s| s.into_iter().flatten().collect::<Vec<_>>())
+            .prop_shuffle()
+    }
+
+    fn expected(settings: &[Setting]) -> JobConfig {
+        let mut c = JobConfig::default();
+        for s in settings {
+            (s.set)(&mut c);
+        }
+        c
+    }
+
+    /// A TOML basic string, used as a quoted key.
+    fn quoted(key: &str) -> String {
+        let mut out = String::from("\"");
+        for c in key.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    fn render(settings: &[Setting], quote_keys: bool) -> String {
+        let line = |s: &Setting| {
+            let key = if quote_keys {
+                quoted(s.key)
+            } else {
+                s.key.to_string()
+            };
+            format!("{key} = {}\n# comment\n", s.value)
+        };
+        settings.iter().map(line).collect()
+    }
+
+    /// Values of every TOML type.
+    fn any_value() -> impl Strategy<Value = Value> {
+        let datetime: toml::value::Datetime = "1979-05-27T07:32:00Z".parse().unwrap();
+        prop_oneof![
+            any::<bool>().prop_map(Value::Boolean),
+            any::<i64>().prop_map(Value::Integer),
+            any::<f64>().prop_map(Value::Float),
+            "\\PC{0,20}".prop_map(Value::String),
+            Just(Value::Datetime(datetime)),
+            vec(any::<i64>().prop_map(Value::Integer), 0..3).prop_map(Value::Array),
+            ("\\PC{0,5}", any::<bool>())
+                .prop_map(|(s, b)| Value::Array(vec![Value::String(s), Value::Boolean(b)])),
+            Just(Value::Table(Table::new())),
+        ]
+    }
+
+    /// A key and a value it refuses: of another type, or out of range.
+    fn refused_value() -> impl Strategy<Value = (&'static str, Value)> {
+        let kinds: Vec<(&'static str, Kind)> =
+            keys().into_iter().map(|k| (k.key, k.kind)).collect();
+        (select(kinds), any_value()).prop_filter_map(
+            "a value the key takes",
+            |((key, kind), value)| {
+                let out_of_range = matches!(
+                    (&kind, &value),
+                    (Kind::Integer(range), Value::Integer(n)) if !range.contains(n)
+                );
+                (out_of_range || !kind.has_type(&value)).then_some((key, value))
+            },
+        )
+    }
+
+    /// Pieces of TOML syntax, so that random input gets past the first line.
+    const TOKENS: &[&str] = &[
+        "=", "\"", "'", "\"\"\"", "'''", "[", "]", "[[", "]]", "{", "}", ",", ".", "#", "\\", "\\u",
+        "\n", "\r\n", " ", "\t", "true", "1", "-0", "1.5e3", "inf", "nan", "0x1F", "1979-05-27",
+        "07:32:00", "T", "Z", "_", "verbose", "mount", "workdir", "build_args", "\0", "\u{feff}",
+        "é",
+    ];
+
+    // Case counts from each block's measured cost (see `config`).
+    proptest! {
+        #![proptest_config(config(4096))]
+
+        #[test]
+        fn arbitrary_text_never_panics(text in prop_oneof![
+            any::<String>(),
+            vec(select(TOKENS), 0..80).prop_map(|t| t.concat()),
+        ]) {
+            match JobConfig::from_toml(&text) {
+                Ok((c, warnings)) => {
+                    for w in &warnings {
+                        check_message(w)?;
+                    }
+                    let _ = c.describe();
+                }
+                Err(e) => check_message(&e.to_string())?,
+            }
+        }
+
+        #[test]
+        fn refused_values_name_the_key((key, value) in refused_value()) {
+            let text = format!("{key} = {value}");
+            let message = JobConfig::from_toml(&text).unwrap_err().to_string();
+            check_message(&message)?;
+            prop_assert!(
+                message.starts_with(&format!("job.toml: key '{key}' must be "))
+                    && message.contains(", found "),
+                "{} gave {}", text, message
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config(1024))]
+
+        #[test]
+        fn valid_settings_read_back(settings in settings(), quote_keys in any::<bool>()) {
+            let text = render(&settings, quote_keys);
+            let want = expected(&settings);
+            match (check_consistency(&want), JobConfig::from_toml(&text)) {
+                (Ok(()), Ok((got, warnings))) => {
+                    prop_assert_eq!(got, want, "from {}", text);
+                    prop_assert!(warnings.is_empty(), "{:?}", warnings);
+                }
+                // project_dir_mount happened to be workdir.
+                (Err(_), Err(e)) => {
+                    let message = e.to_string();
+                    check_message(&message)?;
+                    prop_assert!(message.contains("'project_dir_mount'"), "{}", message);
+                }
+                (want, got) => {
+                    prop_assert!(false, "expected {:?}, got {:?} from {}", want, got, text)
+                }
+            }
+        }
+
+        #[test]
+        fn unknown_keys_are_warnings_naming_the_key(
+            unknown in btree_set(prop_oneof!["[a-z_]{1,12}", any::<String>()], 1..4),
+            settings in settings()
+                .prop_filter("consistent", |s| check_consistency(&expected(s)).is_ok()),
+        ) {
+            let unknown: Vec<String> = unknown
+                .into_iter()
+                .filter(|k| !KEYS.iter().any(|(known, _)| known == k))
+                .collect();
+            let mut text = render(&settings, false);
+            for key in &unknown {
+                text.push_str(&format!("{} = 1\n", quoted(key)));
+            }
+            let (got, warnings) = JobConfig::from_toml(&text)
+                .map_err(|e| TestCaseError::fail(format!("{e} from {text}")))?;
+            prop_assert_eq!(got, expected(&settings));
+            // Warnings come in key order, as the (sorted) set of keys does.
+            prop_assert_eq!(warnings.len(), unknown.len(), "{:?}", warnings);
+            for (key, warning) in unknown.iter().zip(&warnings) {
+                check_message(warning)?;
+                let named = format!("'{}'", shorten(key));
+                prop_assert!(warning.contains(&named), "{}: {}", key, warning);
+            }
+        }
+
+        #[test]
+        fn project_dir_mount_over_workdir_names_the_key(path in prop_oneof![
+            container_path(),
+            "/[a-z]{2000,3000}",
+        ]) {
+            let text = format!(
+                "workdir = {}\nproject_dir_mount = {}",
+                Value::String(path.clone()),
+                Value::String(format!("{path}/"))
+            );
+            let message = JobConfig::from_toml(&text).unwrap_err().to_string();
+            check_message(&message)?;
+            prop_assert!(message.contains("'project_dir_mount'"), "{}", message);
+        }
+    }
+
+    /// The input that once made a message quote all of workdir.
+    #[test]
+    fn a_long_workdir_is_shortened_in_messages() {
+        let path = format!("/{}", "w".repeat(5000));
+        let text = format!("workdir = \"{path}\"\nproject_dir_mount = \"{path}/\"");
+        let message = JobConfig::from_toml(&text).unwrap_err().to_string();
+        check_message(&message).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn every_key_has_a_generator() {
+        let generated: Vec<&str> = keys().iter().map(|k| k.key).collect();
+        let known: Vec<&str> = KEYS.iter().map(|(key, _)| *key).collect();
+        assert_eq!(generated, known);
     }
 }

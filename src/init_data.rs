@@ -570,7 +570,10 @@ impl<'a> Cursor<'a> {
                 Ok(event) => event,
                 Err(e) => {
                     let at = self.reader.error_position();
-                    return Err(self.malformed_at(at, &e.to_string()));
+                    // quick-xml's messages quote tag names, which can be
+                    // anything; keep room for the words around them.
+                    let what = echo(&e.to_string(), 4 * MAX_ECHOED_CHARS);
+                    return Err(self.malformed_at(at, &what));
                 }
             };
             return Ok(match event {
@@ -693,13 +696,20 @@ impl<'a> Cursor<'a> {
         if close == open.name {
             Ok(())
         } else {
-            let what = format!("found </{close}> where </{}> was expected", open.name);
+            let what = format!(
+                "found </{}> where </{}> was expected",
+                echo(close, MAX_ECHOED_CHARS),
+                echo(&open.name, MAX_ECHOED_CHARS)
+            );
             Err(self.malformed_at(self.item_start, &what))
         }
     }
 
     fn truncated(&self, open: &Elem) -> InitDataError {
-        let what = format!("the file ends before </{}> (is it truncated?)", open.name);
+        let what = format!(
+            "the file ends before </{}> (is it truncated?)",
+            echo(&open.name, MAX_ECHOED_CHARS)
+        );
         self.malformed_at(self.src.len() as u64, &what)
     }
 
@@ -719,6 +729,23 @@ fn bad_value(elem: &Elem, text: &str, expected: &'static str) -> InitDataError {
         value,
         expected,
     }
+}
+
+/// Input text as an error message shows it: at most `max` characters, control
+/// characters escaped, so that no input makes a long or multi-line message.
+fn echo(text: &str, max: usize) -> String {
+    let mut shown = String::new();
+    for c in text.chars().take(max) {
+        if c.is_control() {
+            shown.extend(c.escape_debug());
+        } else {
+            shown.push(c);
+        }
+    }
+    if text.chars().nth(max).is_some() {
+        shown.push('…');
+    }
+    shown
 }
 
 fn lossy(bytes: &[u8]) -> String {
@@ -832,7 +859,7 @@ mod tests {
     /// What a Debian 12 boinc-client 7.20.5 writes on Linux: no plan class,
     /// no Docker fields, an always-present (empty) proxy block, nested
     /// preferences and coprocessors.
-    const SAMPLE_7_20_LINUX: &str = r#"<app_init_data>
+    pub(super) const SAMPLE_7_20_LINUX: &str = r#"<app_init_data>
 <major_version>7</major_version>
 <minor_version>20</minor_version>
 <release>5</release>
@@ -952,7 +979,7 @@ mod tests {
 
     /// An 8.x Linux client with Podman: Docker fields inside <host_info>,
     /// proxy block absent (no proxy configured).
-    const SAMPLE_8_LINUX: &str = r#"<app_init_data>
+    pub(super) const SAMPLE_8_LINUX: &str = r#"<app_init_data>
 <major_version>8</major_version>
 <minor_version>2</minor_version>
 <release>4</release>
@@ -1003,7 +1030,7 @@ mod tests {
 
     /// An 8.x Windows client: <comm_obj_name> instead of <shm_key>, a <wsl>
     /// list, and an HTTP proxy with authentication.
-    const SAMPLE_8_WINDOWS: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+    pub(super) const SAMPLE_8_WINDOWS: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <!-- written by hand after write_init_data_file -->
 <app_init_data>
 <major_version>8</major_version>
@@ -1074,7 +1101,7 @@ mod tests {
 </app_init_data>
 "#;
 
-    fn wrap(body: &str) -> String {
+    pub(super) fn wrap(body: &str) -> String {
         format!("<app_init_data>\n{body}\n</app_init_data>\n")
     }
 
@@ -1646,6 +1673,739 @@ mod tests {
         match result {
             Err(InitDataError::TooLarge { bytes, .. }) => assert_eq!(bytes, 5 << 20),
             other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Property tests: hostile or damaged input never panics and every error is a
+/// short one-line message; what a client writes reads back unchanged.
+#[cfg(test)]
+pub(crate) mod props {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use proptest::sample::{select, Index};
+    use proptest::test_runner::contextualize_config;
+
+    /// Longest error message (bytes) any input may produce.
+    pub(crate) const MAX_MESSAGE_BYTES: usize = 2048;
+
+    /// Proptest settings for the crate's property tests: `cases` is chosen per
+    /// property so that all of them together take about 20 s in
+    /// `cargo test --release` on two cores. Applying proptest's environment
+    /// variables last lets PROPTEST_CASES (and the others) still override it.
+    pub(crate) fn config(cases: u32) -> ProptestConfig {
+        contextualize_config(ProptestConfig {
+            cases,
+            ..ProptestConfig::default()
+        })
+    }
+
+    /// An error message a person can read: not empty, one line, no terminal
+    /// control characters, and short whatever the input was.
+    pub(crate) fn check_message(message: &str) -> std::result::Result<(), TestCaseError> {
+        prop_assert!(!message.trim().is_empty(), "empty message");
+        prop_assert!(
+            message.len() < MAX_MESSAGE_BYTES,
+            "message of {} bytes: {:.300}...",
+            message.len(),
+            message
+        );
+        prop_assert!(
+            !message.chars().any(char::is_control),
+            "control character in {message:?}"
+        );
+        Ok(())
+    }
+
+    /// Bytes of text the parsed values hold; decoding never expands input,
+    /// so this stays within the input's size.
+    fn text_bytes(d: &InitData) -> usize {
+        let h = &d.host_info;
+        let strings = [
+            &d.app_name,
+            &d.plan_class,
+            &d.project_dir,
+            &d.boinc_dir,
+            &d.wu_name,
+            &d.result_name,
+            &d.gpu_type,
+            &h.os_name,
+            &h.os_version,
+            &h.docker_version,
+            &h.docker_compose_version,
+        ];
+        let distros = h.wsl_distros.iter().flat_map(|w| {
+            [
+                &w.distro_name,
+                &w.os_name,
+                &w.os_version,
+                &w.docker_version,
+                &w.docker_compose_version,
+            ]
+        });
+        let proxy = d.proxy_info.iter().flat_map(|p| {
+            [
+                &p.socks_server_name,
+                &p.http_server_name,
+                &p.socks5_user_name,
+                &p.socks5_user_passwd,
+                &p.http_user_name,
+                &p.http_user_passwd,
+                &p.no_proxy,
+            ]
+        });
+        strings
+            .into_iter()
+            .chain(distros)
+            .chain(proxy)
+            .chain(&d.app_files)
+            .map(String::len)
+            .sum()
+    }
+
+    /// Parses `xml` and checks what any input must give: a value no larger
+    /// than the input, or a readable error.
+    fn check_parse(xml: &str) -> std::result::Result<(), TestCaseError> {
+        match InitData::parse(xml) {
+            Ok(d) => prop_assert!(text_bytes(&d) <= xml.len()),
+            Err(e) => check_message(&e.to_string())?,
+        }
+        Ok(())
+    }
+
+    // ---- damaged input ----------------------------------------------------
+
+    /// Pieces of XML syntax, so that random input gets past the first '<'.
+    const TOKENS: &[&str] = &[
+        "<", ">", "</", "/>", "&", ";", "&#", "&#x", "&amp;", "&#195;", "&#xFFFFFFFF;", "=\"", "\"",
+        "'", "<![CDATA[", "]]>", "<!--", "-->", "<?", "?>", "<!DOCTYPE x>", "<app_init_data>",
+        "</app_init_data>", "<slot>", "</slot>", "<ncpus>", "<host_info>", "</host_info>", "<wsl>",
+        "<distro>", "</distro>", "<proxy_info>", "<use_http_proxy/>", "<app_file>", "<x a='1'>",
+        "</x>", "1", "-2.5e3", "nan", " ", "\n", "\r\n", "\t", "\0", "\u{feff}", "é", "\u{10FFFF}",
+    ];
+
+    fn token_soup() -> impl Strategy<Value = String> {
+        vec(select(TOKENS), 0..120).prop_map(|t| t.concat())
+    }
+
+    /// Bytes to insert: raw bytes, or a few syntax tokens.
+    fn insertion() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            vec(any::<u8>(), 1..8),
+            vec(select(TOKENS), 1..4).prop_map(|t| t.concat().into_bytes()),
+        ]
+    }
+
+    /// Large constructs a parser might choke on.
+    #[derive(Debug, Clone, Copy)]
+    enum Huge {
+        Text,
+        Attribute,
+        TagName,
+        EndTagName,
+        References,
+        UnclosedComment,
+        UnclosedCData,
+    }
+
+    fn huge(kind: Huge, n: usize) -> String {
+        match kind {
+            Huge::Text => "a &amp; é ".repeat(n / 10),
+            Huge::Attribute => format!("<big attr=\"{}\">x</big>", "v".repeat(n)),
+            Huge::TagName => format!("<{}>", "t".repeat(n)),
+            Huge::EndTagName => format!("</{}\n>", "t".repeat(n)),
+            Huge::References => "&#128512;&#xE9;".repeat(n / 15),
+            Huge::UnclosedComment => format!("<!--{}", "-".repeat(n)),
+            Huge::UnclosedCData => format!("<![CDATA[{}", "]".repeat(n)),
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Insert(Index, Vec<u8>),
+        Delete(Index, usize),
+        Replace(Index, u8),
+        Truncate(Index),
+        /// Repeats `count` lines from a line onwards (duplicated tags,
+        /// possibly unbalanced).
+        DuplicateLines(Index, usize, usize),
+        /// `depth` nested elements, closed or not.
+        Nest(Index, usize, bool),
+        Huge(Index, Huge, usize),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        let huge_kind = select(vec![
+            Huge::Text,
+            Huge::Attribute,
+            Huge::TagName,
+            Huge::EndTagName,
+            Huge::References,
+            Huge::UnclosedComment,
+            Huge::UnclosedCData,
+        ]);
+        prop_oneof![
+            4 => (any::<Index>(), insertion()).prop_map(|(i, b)| Mutation::Insert(i, b)),
+            3 => (any::<Index>(), 1..20usize).prop_map(|(i, n)| Mutation::Delete(i, n)),
+            3 => (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Mutation::Replace(i, b)),
+            1 => any::<Index>().prop_map(Mutation::Truncate),
+            2 => (any::<Index>(), 1..6usize, 1..4usize)
+                .prop_map(|(i, n, times)| Mutation::DuplicateLines(i, n, times)),
+            1 => (any::<Index>(), 1..20_000usize, any::<bool>())
+                .prop_map(|(i, d, closed)| Mutation::Nest(i, d, closed)),
+            1 => (any::<Index>(), huge_kind, 1_000..100_000usize)
+                .prop_map(|(i, k, n)| Mutation::Huge(i, k, n)),
+        ]
+    }
+
+    fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
+        let at = |i: &Index, len: usize| i.index(len + 1);
+        match m {
+            Mutation::Insert(i, b) => {
+                let p = at(i, bytes.len());
+                bytes.splice(p..p, b.iter().copied());
+            }
+            Mutation::Delete(i, n) => {
+                let p = at(i, bytes.len());
+                bytes.drain(p..(p + n).min(bytes.len()));
+            }
+            Mutation::Replace(i, b) => {
+                if !bytes.is_empty() {
+                    let p = i.index(bytes.len());
+                    bytes[p] = *b;
+                }
+            }
+            Mutation::Truncate(i) => bytes.truncate(at(i, bytes.len())),
+            Mutation::DuplicateLines(i, n, times) => {
+                let starts: Vec<usize> = std::iter::once(0)
+                    .chain(bytes.iter().enumerate().filter(|(_, &b)| b == b'\n').map(|(p, _)| p + 1))
+                    .collect();
+                let first = i.index(starts.len());
+                let start = starts[first];
+                let end = starts.get(first + n).copied().unwrap_or(bytes.len());
+                let lines = bytes[start..end].repeat(*times);
+                bytes.splice(end..end, lines);
+            }
+            Mutation::Nest(i, depth, closed) => {
+                let mut s = "<x>".repeat(*depth);
+                if *closed {
+                    s.push_str(&"</x>".repeat(*depth));
+                }
+                let p = at(i, bytes.len());
+                bytes.splice(p..p, s.into_bytes());
+            }
+            Mutation::Huge(i, kind, n) => {
+                let p = at(i, bytes.len());
+                bytes.splice(p..p, huge(*kind, *n).into_bytes());
+            }
+        }
+    }
+
+    fn sample() -> impl Strategy<Value = &'static str> {
+        select(vec![
+            tests::SAMPLE_7_20_LINUX,
+            tests::SAMPLE_8_LINUX,
+            tests::SAMPLE_8_WINDOWS,
+        ])
+    }
+
+    // ---- valid documents --------------------------------------------------
+
+    fn tricky_char() -> impl Strategy<Value = char> {
+        prop_oneof![
+            3 => any::<char>(),
+            3 => select(vec![
+                '<', '>', '&', '"', '\'', ';', '#', 'x', '/', '!', '[', ']', '?', '-', '=', ' ',
+                '\t', '\n', '\r', '\0', '\u{7f}', '\u{a0}', '\u{feff}', 'é', 'Ã', '©', 'ÿ', '€',
+                '\u{1F600}', '\u{10FFFF}',
+            ]),
+            4 => prop::char::range('a', 'z'),
+        ]
+    }
+
+    /// A field value as the parser returns it (trimmed): empty, short and
+    /// odd, or long.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            8 => vec(tricky_char(), 0..30),
+            1 => vec(tricky_char(), 300..3000),
+        ]
+        .prop_map(|chars| chars.into_iter().collect::<String>().trim().to_string())
+    }
+
+    fn number() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<f64>().prop_filter("finite", |x| x.is_finite()),
+            -1e6..1e6f64,
+            Just(0.0),
+        ]
+    }
+
+    fn docker_type() -> impl Strategy<Value = DockerType> {
+        select(vec![DockerType::None, DockerType::Docker, DockerType::Podman])
+    }
+
+    fn distro() -> impl Strategy<Value = WslDistro> {
+        (
+            (text(), text(), text(), text(), text()),
+            (any::<i32>(), any::<i32>(), any::<bool>(), any::<bool>()),
+            (docker_type(), docker_type()),
+        )
+            .prop_map(|((name, os, ver, dv, dcv), (wv, bv, def, dis), (dt, dct))| WslDistro {
+                distro_name: name,
+                os_name: os,
+                os_version: ver,
+                wsl_version: wv,
+                boinc_buda_runner_version: bv,
+                is_default: def,
+                disallowed: dis,
+                docker_version: dv,
+                docker_type: dt,
+                docker_compose_version: dcv,
+                docker_compose_type: dct,
+            })
+    }
+
+    fn host_info() -> impl Strategy<Value = HostInfo> {
+        (
+            (any::<i32>(), number()),
+            (text(), text(), text(), text()),
+            (docker_type(), docker_type()),
+            vec(distro(), 0..3),
+        )
+            .prop_map(|((nc, mb), (os, ov, dv, dcv), (dt, dct), wsl)| HostInfo {
+                p_ncpus: nc,
+                m_nbytes: mb,
+                os_name: os,
+                os_version: ov,
+                docker_type: dt,
+                docker_version: dv,
+                docker_compose_type: dct,
+                docker_compose_version: dcv,
+                wsl_distros: wsl,
+            })
+    }
+
+    fn proxy_info() -> impl Strategy<Value = ProxyInfo> {
+        (
+            (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
+            (any::<i32>(), any::<i32>()),
+            (text(), text(), text(), text(), text(), text(), text()),
+        )
+            .prop_map(|((h, s, a, rd), (sp, hp), (sn, hn, su, spw, hu, hpw, np))| ProxyInfo {
+                use_http_proxy: h,
+                use_socks_proxy: s,
+                use_http_auth: a,
+                socks_server_name: sn,
+                socks_server_port: sp,
+                http_server_name: hn,
+                http_server_port: hp,
+                socks5_user_name: su,
+                socks5_user_passwd: spw,
+                socks5_remote_dns: rd,
+                http_user_name: hu,
+                http_user_passwd: hpw,
+                no_proxy: np,
+            })
+    }
+
+    fn init_data() -> impl Strategy<Value = InitData> {
+        (
+            (text(), text(), text(), text(), text(), text(), text()),
+            (any::<i32>(), any::<i32>(), any::<Option<i32>>(), any::<i32>(), any::<i32>()),
+            (number(), number(), number(), number(), number(), number(), number()),
+            (host_info(), prop::option::of(proxy_info()), vec(text(), 0..4)),
+        )
+            .prop_map(
+                |(
+                    (app, plan, pdir, bdir, wu, result, gpu),
+                    (slot, pid, shm, gdev, gocl),
+                    (cpu, elapsed, ckpt, ncpus, mem, disk, gpu_usage),
+                    (host_info, proxy_info, app_files),
+                )| InitData {
+                    app_name: app,
+                    plan_class: plan,
+                    project_dir: pdir,
+                    boinc_dir: bdir,
+                    wu_name: wu,
+                    result_name: result,
+                    slot,
+                    client_pid: pid,
+                    shm_key: shm,
+                    wu_cpu_time: cpu,
+                    starting_elapsed_time: elapsed,
+                    checkpoint_period: ckpt,
+                    ncpus,
+                    rsc_memory_bound: mem,
+                    rsc_disk_bound: disk,
+                    gpu_type: gpu,
+                    gpu_device_num: gdev,
+                    gpu_opencl_dev_index: gocl,
+                    gpu_usage,
+                    host_info,
+                    proxy_info,
+                    app_files,
+                },
+            )
+    }
+
+    /// Writes documents the ways clients and hand-written files do; each
+    /// choice (escaping, layout, field order, how a boolean looks) comes from
+    /// `choices`, so shrinking leads to the plainest document.
+    struct Writer {
+        choices: Vec<u8>,
+        next: usize,
+    }
+
+    /// Skippable content the parser must step over at any level.
+    const JUNK: &[&str] = &[
+        "",
+        "\n",
+        "<!-- a comment with <tags> & stuff -->",
+        "<future_thing a=\"1\"><slot>99</slot><deeper><ncpus>abc</ncpus></deeper></future_thing>",
+        "<x/>",
+        "<?pi x?>",
+        "<project_preferences><a><b></a></b><c/></project_preferences>",
+        "stray text &amp; &bogus;",
+        "<![CDATA[<slot>1</slot>]]>",
+    ];
+
+    impl Writer {
+        fn choose(&mut self, n: usize) -> usize {
+            let c = self.choices[self.next % self.choices.len()];
+            self.next += 1;
+            usize::from(c) % n
+        }
+
+        /// Text content, escaped one of the ways a writer may.
+        fn text(&mut self, s: &str) -> String {
+            let escaped = match self.choose(5) {
+                // Only what must be escaped.
+                0 => s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;"),
+                // BOINC's xml_escape: every byte outside printable ASCII is
+                // its own reference.
+                1 => s
+                    .bytes()
+                    .map(|b| match b {
+                        b'<' => "&lt;".to_string(),
+                        b'>' => "&gt;".to_string(),
+                        b'&' => "&amp;".to_string(),
+                        b'"' => "&quot;".to_string(),
+                        b'\'' => "&apos;".to_string(),
+                        b if b < 32 || b >= 128 => format!("&#{b};"),
+                        b => char::from(b).to_string(),
+                    })
+                    .collect(),
+                // XML code points, decimal or hex, for control characters
+                // and everything above Latin-1 (Latin-1 references would be
+                // read as UTF-8 bytes, as BOINC writes them).
+                n @ (2 | 3) => s
+                    .chars()
+                    .map(|c| match c {
+                        '<' => "&lt;".to_string(),
+                        '&' => "&amp;".to_string(),
+                        c if (c as u32) < 32 || (c as u32) >= 256 => {
+                            if n == 2 {
+                                format!("&#{};", c as u32)
+                            } else {
+                                format!("&#x{:X};", c as u32)
+                            }
+                        }
+                        c => c.to_string(),
+                    })
+                    .collect(),
+                _ => format!("<![CDATA[{}]]>", s.replace("]]>", "]]]]><![CDATA[>")),
+            };
+            let pad = ["", " ", "\n  ", "\t"][self.choose(4)];
+            format!("{pad}{escaped}{pad}")
+        }
+
+        fn element(&self, tag: &str, content: &str) -> String {
+            format!("<{tag}>{content}</{tag}>")
+        }
+
+        fn string(&mut self, tag: &str, s: &str) -> String {
+            if s.is_empty() && self.choose(2) == 0 {
+                return format!("<{tag}/>");
+            }
+            let content = self.text(s);
+            self.element(tag, &content)
+        }
+
+        fn integer(&mut self, tag: &str, n: i32) -> String {
+            let text = match self.choose(2) {
+                0 => format!("{n}"),
+                _ => format!(" {n}\n"),
+            };
+            self.element(tag, &text)
+        }
+
+        fn number(&mut self, tag: &str, x: f64) -> String {
+            let text = match self.choose(3) {
+                0 => format!("{x}"),
+                1 => format!("{x:e}"),
+                _ => format!(" {x}\n"),
+            };
+            self.element(tag, &text)
+        }
+
+        fn boolean(&mut self, tag: &str, b: bool) -> Option<String> {
+            Some(match (b, self.choose(4)) {
+                (false, 0 | 1) => return None,
+                (false, _) => self.element(tag, "0"),
+                (true, 0) => format!("<{tag}/>"),
+                (true, 1) => self.element(tag, ""),
+                (true, 2) => self.element(tag, "1"),
+                (true, _) => self.element(tag, " -3 "),
+            })
+        }
+
+        fn docker_type(&mut self, tag: &str, t: DockerType) -> Option<String> {
+            let code = match t {
+                DockerType::None if self.choose(2) == 0 => return None,
+                DockerType::None => "0",
+                DockerType::Docker => "1",
+                DockerType::Podman => "2",
+            };
+            Some(self.element(tag, code))
+        }
+
+        /// `<tag>` with junk between its `children`, which are fields in
+        /// any order unless `ordered`.
+        fn block(&mut self, tag: &str, children: Vec<String>, ordered: bool) -> String {
+            let mut children = children;
+            if !ordered && !children.is_empty() {
+                let by = self.choose(children.len());
+                children.rotate_left(by);
+            }
+            if children.is_empty() && self.choose(2) == 0 {
+                return format!("<{tag}/>");
+            }
+            let mut out = format!("<{tag}>");
+            for child in children {
+                out.push_str(JUNK[self.choose(JUNK.len())]);
+                out.push_str(&child);
+            }
+            out.push_str(JUNK[self.choose(JUNK.len())]);
+            out.push_str(&format!("</{tag}>"));
+            out
+        }
+
+        fn distro(&mut self, w: &WslDistro) -> String {
+            let mut c = vec![
+                self.string("distro_name", &w.distro_name),
+                self.string("os_name", &w.os_name),
+                self.string("os_version", &w.os_version),
+                self.integer("wsl_version", w.wsl_version),
+                self.integer("distro_version", w.boinc_buda_runner_version),
+                self.string("docker_version", &w.docker_version),
+                self.string("docker_compose_version", &w.docker_compose_version),
+            ];
+            c.extend(self.boolean("is_default", w.is_default));
+            c.extend(self.boolean("disallowed", w.disallowed));
+            c.extend(self.docker_type("docker_type", w.docker_type));
+            c.extend(self.docker_type("docker_compose_type", w.docker_compose_type));
+            self.block("distro", c, false)
+        }
+
+        fn host_info(&mut self, h: &HostInfo) -> String {
+            let mut c = vec![
+                self.integer("p_ncpus", h.p_ncpus),
+                self.number("m_nbytes", h.m_nbytes),
+                self.string("os_name", &h.os_name),
+                self.string("os_version", &h.os_version),
+                self.string("docker_version", &h.docker_version),
+                self.string("docker_compose_version", &h.docker_compose_version),
+            ];
+            c.extend(self.docker_type("docker_type", h.docker_type));
+            c.extend(self.docker_type("docker_compose_type", h.docker_compose_type));
+            if !h.wsl_distros.is_empty() || self.choose(2) == 0 {
+                let distros = h.wsl_distros.iter().map(|w| self.distro(w)).collect();
+                c.push(self.block("wsl", distros, true));
+            }
+            self.block("host_info", c, false)
+        }
+
+        fn proxy_info(&mut self, p: &ProxyInfo) -> String {
+            let mut c = vec![
+                self.string("socks_server_name", &p.socks_server_name),
+                self.integer("socks_server_port", p.socks_server_port),
+                self.string("http_server_name", &p.http_server_name),
+                self.integer("http_server_port", p.http_server_port),
+                self.string("socks5_user_name", &p.socks5_user_name),
+                self.string("socks5_user_passwd", &p.socks5_user_passwd),
+                self.string("http_user_name", &p.http_user_name),
+                self.string("http_user_passwd", &p.http_user_passwd),
+                self.string("no_proxy", &p.no_proxy),
+            ];
+            c.extend(self.boolean("use_http_proxy", p.use_http_proxy));
+            c.extend(self.boolean("use_socks_proxy", p.use_socks_proxy));
+            c.extend(self.boolean("use_http_auth", p.use_http_auth));
+            c.extend(self.boolean("socks5_remote_dns", p.socks5_remote_dns));
+            self.block("proxy_info", c, false)
+        }
+
+        fn document(&mut self, d: &InitData) -> String {
+            let mut c = vec![
+                self.string("app_name", &d.app_name),
+                self.string("plan_class", &d.plan_class),
+                self.string("project_dir", &d.project_dir),
+                self.string("boinc_dir", &d.boinc_dir),
+                self.string("wu_name", &d.wu_name),
+                self.string("result_name", &d.result_name),
+                self.integer("slot", d.slot),
+                self.integer("client_pid", d.client_pid),
+                self.number("wu_cpu_time", d.wu_cpu_time),
+                self.number("starting_elapsed_time", d.starting_elapsed_time),
+                self.number("checkpoint_period", d.checkpoint_period),
+                self.number("ncpus", d.ncpus),
+                self.number("rsc_memory_bound", d.rsc_memory_bound),
+                self.number("rsc_disk_bound", d.rsc_disk_bound),
+                self.string("gpu_type", &d.gpu_type),
+                self.integer("gpu_device_num", d.gpu_device_num),
+                self.integer("gpu_opencl_dev_index", d.gpu_opencl_dev_index),
+                self.number("gpu_usage", d.gpu_usage),
+                self.host_info(&d.host_info),
+            ];
+            c.extend(d.shm_key.map(|k| self.integer("shm_key", k)));
+            c.extend(d.proxy_info.as_ref().map(|p| self.proxy_info(p)));
+            // The order of <app_file>s is kept, so they are not rotated.
+            let mut doc = self.block("app_init_data", c, false);
+            let files: String = d.app_files.iter().map(|f| self.string("app_file", f)).collect();
+            doc.insert_str(doc.len() - "</app_init_data>".len(), &files);
+            let prolog = [
+                "",
+                "\u{feff}",
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- hi -->\n",
+                " \n",
+            ][self.choose(4)];
+            let trailer = ["", "\n", "\n<junk>\0\u{1}"][self.choose(3)];
+            format!("{prolog}{doc}{trailer}")
+        }
+    }
+
+    /// Every non-text field with the path errors give for it.
+    const TYPED_FIELDS: &[&str] = &[
+        "slot",
+        "client_pid",
+        "shm_key",
+        "wu_cpu_time",
+        "starting_elapsed_time",
+        "checkpoint_period",
+        "ncpus",
+        "rsc_memory_bound",
+        "rsc_disk_bound",
+        "gpu_device_num",
+        "gpu_opencl_dev_index",
+        "gpu_usage",
+        "host_info/p_ncpus",
+        "host_info/m_nbytes",
+        "host_info/docker_type",
+        "host_info/docker_compose_type",
+        "host_info/wsl/distro/wsl_version",
+        "host_info/wsl/distro/distro_version",
+        "host_info/wsl/distro/is_default",
+        "host_info/wsl/distro/disallowed",
+        "host_info/wsl/distro/docker_type",
+        "host_info/wsl/distro/docker_compose_type",
+        "proxy_info/use_http_proxy",
+        "proxy_info/use_socks_proxy",
+        "proxy_info/use_http_auth",
+        "proxy_info/socks_server_port",
+        "proxy_info/http_server_port",
+        "proxy_info/socks5_remote_dns",
+    ];
+
+    // Case counts: each block's cost measured, so that all the crate's
+    // property tests together take a few seconds (see `config`).
+    proptest! {
+        #![proptest_config(config(4096))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in vec(any::<u8>(), 0..2048)) {
+            check_parse(&String::from_utf8_lossy(&bytes))?;
+        }
+
+        #[test]
+        fn arbitrary_text_in_the_root_never_panics(body in any::<String>()) {
+            check_parse(&tests::wrap(&body))?;
+        }
+
+        #[test]
+        fn xml_token_soup_never_panics(soup in token_soup(), rooted in any::<bool>()) {
+            let xml = if rooted { tests::wrap(&soup) } else { soup };
+            check_parse(&xml)?;
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config(2048))]
+
+        #[test]
+        fn damaged_samples_parse_or_give_a_readable_error(
+            sample in sample(),
+            mutations in vec(mutation(), 1..6),
+        ) {
+            let mut bytes = sample.as_bytes().to_vec();
+            for m in &mutations {
+                apply(&mut bytes, m);
+            }
+            // As `load` reads a file: bytes that are not UTF-8 are replaced.
+            check_parse(&String::from_utf8_lossy(&bytes))?;
+        }
+
+        #[test]
+        fn bad_typed_values_name_their_tag(
+            path in select(TYPED_FIELDS),
+            garbage in "[a-zA-Z][a-zA-Z ]{0,200}",
+        ) {
+            let names: Vec<&str> = path.split('/').collect();
+            let opens: String = names.iter().map(|n| format!("<{n}>")).collect();
+            let closes: String = names.iter().rev().map(|n| format!("</{n}>")).collect();
+            let xml = tests::wrap(&format!("{opens}{garbage}{closes}"));
+            let err = InitData::parse(&xml).unwrap_err();
+            prop_assert!(
+                matches!(&err, InitDataError::BadValue { tag, .. } if tag == path),
+                "{err:?}"
+            );
+            let message = err.to_string();
+            check_message(&message)?;
+            prop_assert!(message.contains(&format!("<{}>", names[names.len() - 1])), "{message}");
+        }
+    }
+
+    proptest! {
+        // About 4 ms a case, most of it generating long strings.
+        #![proptest_config(config(512))]
+
+        #[test]
+        fn written_documents_read_back(
+            d in init_data(),
+            choices in vec(any::<u8>(), 1..64),
+        ) {
+            let xml = Writer { choices, next: 0 }.document(&d);
+            match InitData::parse(&xml) {
+                Ok(parsed) => prop_assert_eq!(parsed, d, "from {}", xml),
+                Err(e) => prop_assert!(false, "{} in {}", e, xml),
+            }
+        }
+    }
+
+    /// The inputs that once made unbounded or multi-line messages.
+    #[test]
+    fn echoed_tag_names_are_short_and_on_one_line() {
+        let long = "t".repeat(10_000);
+        for xml in [
+            format!("</{long}>"),
+            format!("<app_init_data><slot>1</{long}></app_init_data>"),
+            format!("<app_init_data><{long}>"),
+            format!("<app_init_data><slot><{long}>"),
+            "<app_init_data><slot>1</a\nb></app_init_data>".to_string(),
+            "</a\nb>".to_string(),
+        ] {
+            let message = InitData::parse(&xml).unwrap_err().to_string();
+            check_message(&message).unwrap_or_else(|e| panic!("{e}"));
         }
     }
 }

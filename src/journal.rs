@@ -14,7 +14,8 @@ pub const FILE_NAME: &str = "docker_wrapper_journal.toml";
 pub enum Phase {
     /// Created and started; being supervised.
     Running,
-    /// Paused for a quit (or lost heartbeat, or SIGTERM): unpause on restart.
+    /// Paused for a quit (or lost heartbeat, or SIGTERM): unpause on restart
+    /// (or SIGCONT, where the engine could not pause it).
     KeptPaused,
     /// Stopped for a quit (`quit_action = "stop"`): start it again on restart.
     KeptStopped,

@@ -9,9 +9,12 @@ mod image;
 mod init_data;
 mod journal;
 mod logging;
+mod network;
 mod os;
+mod process_tree;
 mod slot_files;
 mod supervisor;
+mod suspend;
 mod task;
 mod usage;
 

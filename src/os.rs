@@ -31,6 +31,24 @@ mod unix {
         true
     }
 
+    /// Stops (SIGSTOP) or continues (SIGCONT) one process. False when it is
+    /// gone or not ours to signal.
+    pub fn stop_or_continue(pid: u32, stop: bool) -> bool {
+        let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else { return false };
+        let signal = if stop { Signal::STOP } else { Signal::CONT };
+        rustix::process::kill_process(pid, signal).is_ok()
+    }
+
+    /// Units of the CPU times in /proc/PID/stat.
+    pub fn clock_ticks_per_second() -> u64 {
+        rustix::param::clock_ticks_per_second()
+    }
+
+    /// Unit of the resident set size in /proc/PID/stat.
+    pub fn page_size() -> usize {
+        rustix::param::page_size()
+    }
+
     /// A handle that becomes readable when the process exits, without polling
     /// the process table (Linux 5.3+). None when the process is already gone or
     /// the kernel has no pidfd.
@@ -99,6 +117,19 @@ mod windows {
     /// No process groups or signals: false tells the caller to kill at once.
     pub fn signal_group(_pgid: u32, _kill: bool) -> bool {
         false
+    }
+
+    /// Container processes live inside WSL, out of reach.
+    pub fn stop_or_continue(_pid: u32, _stop: bool) -> bool {
+        false
+    }
+
+    pub fn clock_ticks_per_second() -> u64 {
+        100
+    }
+
+    pub fn page_size() -> usize {
+        4096
     }
 
     /// Engine commands run as root inside the WSL distro (`wsl -u root`).

@@ -134,6 +134,8 @@ mod tests {
         assert_eq!(plan_start(None, &Found::Absent, None), StartPlan::CreateAndStart);
         assert_eq!(plan_start(None, &Found::Running, None), StartPlan::Reattach);
         assert_eq!(plan_start(Some(&journal(Phase::KeptPaused, None)), &Found::Paused, None), StartPlan::Unpause);
+        let kept_by_signals = plan_start(Some(&journal(Phase::KeptPaused, None)), &Found::Running, None);
+        assert_eq!(kept_by_signals, StartPlan::ContinueStopped);
         assert!(matches!(plan_start(None, &Found::Created, None), StartPlan::Start { .. }));
     }
 
@@ -178,6 +180,9 @@ pub enum StartPlan {
     Unpause,
     /// Running already (the previous wrapper died): watch it.
     Reattach,
+    /// The engine says running, but the journal says paused for a quit: the
+    /// engine could not pause it, and its processes were stopped with SIGSTOP.
+    ContinueStopped,
     /// The job already ended: report its exit code, never rerun it.
     Report { code: i32, oom_killed: bool },
 }
@@ -210,6 +215,7 @@ pub fn plan_start(journal: Option<&Journal>, found: &Found, boot_time: Option<i6
             _ => StartPlan::CreateAndStart,
         },
         Found::Created => StartPlan::Start { reason: "the container was created but never started" },
+        Found::Running if phase == Some(Phase::KeptPaused) => StartPlan::ContinueStopped,
         Found::Running => StartPlan::Reattach,
         Found::Paused => StartPlan::Unpause,
         Found::Other => StartPlan::Start { reason: "the container is in an unexpected state" },

@@ -18,18 +18,17 @@ use crate::engine::{self, gpu, names, policy, ContainerState, Engine, EngineErro
 use crate::image::{CacheLimits, ImageCache, ImageError};
 use crate::init_data::{DockerType, InitData};
 use crate::journal::{Journal, Phase};
+use crate::network::ContainerNetwork;
 use crate::os;
 use crate::slot_files;
 use crate::supervisor::{self, Action, Event, Found, StartPlan, State};
+use crate::suspend::{self, Paused};
 use crate::usage::Accounting;
 
 /// How often the loop looks at the client's status. The API reads the
 /// client's messages at 10 Hz; matching it keeps suspend -> paused near
 /// 100 ms for about a millisecond of CPU a second.
 const TICK: Duration = Duration::from_millis(100);
-/// Attempts at pausing: runc's freezer can fail transiently ("unable to
-/// freeze") while the job's processes are forking.
-const PAUSE_ATTEMPTS: u32 = 4;
 /// How often CPU time, memory and fraction done go to the client.
 const REPORT_PERIOD: Duration = Duration::from_secs(1);
 /// Delay before the client restarts us after a temporary exit.
@@ -71,6 +70,10 @@ struct Task {
     terminated: Arc<AtomicBool>,
     /// Host port of the job's web graphics, once allocated.
     web_graphics_port: Cell<Option<u16>>,
+    /// Host pid of the container's init, once running.
+    container_pid: Cell<u32>,
+    /// How the container was paused, while it is.
+    paused: Cell<Option<Paused>>,
 }
 
 /// Runs the task. Errors are set-up failures: the caller reports them and
@@ -113,6 +116,8 @@ pub fn run(cli: Cli, config: JobConfig, standalone: bool, terminated: Arc<Atomic
         engine,
         terminated,
         web_graphics_port: Cell::new(None),
+        container_pid: Cell::new(0),
+        paused: Cell::new(None),
     };
     match task.run() {
         Err(err) => match err.downcast_ref::<EngineError>() {
@@ -215,8 +220,7 @@ impl Task {
                 if let Some(outcome) = self.ensure_image()? {
                     return Ok(outcome);
                 }
-                self.engine.create(&self.create_spec()?).context("cannot create the container")?;
-                self.engine.start(&self.container).context("cannot start the container")?;
+                self.create_and_start()?;
                 log::info!("container started");
             }
             StartPlan::Start { reason } => {
@@ -228,6 +232,7 @@ impl Task {
                 self.engine.unpause(&self.container)?;
             }
             StartPlan::Reattach => log::info!("container is already running: re-attaching"),
+            StartPlan::ContinueStopped => log::info!("container processes were stopped for a quit: continuing them"),
             StartPlan::Report { code, oom_killed } => {
                 log::info!("the job ended (code {code}) while the wrapper was away: reporting it");
                 return Ok(self.finish(code, oom_killed, found != Found::Absent, client_cpu));
@@ -236,7 +241,11 @@ impl Task {
         self.announce_web_graphics();
         self.save_journal(Phase::Running, client_cpu, None);
         let state = self.engine.inspect(&self.container)?.context("the container vanished after start")?;
-        self.supervise(state.pid, client_cpu)
+        if plan == StartPlan::ContinueStopped {
+            suspend::continue_processes(state.pid);
+        }
+        self.container_pid.set(state.pid);
+        self.supervise(&state, client_cpu)
     }
 
     /// Gets the image: from the cache, or built. Some(outcome) when the
@@ -284,6 +293,30 @@ impl Task {
         ImageCache::new(&self.engine, project, &state_dir, limits, build_timeout)
     }
 
+    /// Creates and starts the container. An engine that refuses the cgroup
+    /// limits (no delegated controllers for a rootless user, a kernel without
+    /// them) gets the container without them, with one warning.
+    fn create_and_start(&self) -> Result<()> {
+        let spec = self.create_spec()?;
+        let create_then_start = |spec: &CreateSpec| -> Result<()> {
+            self.engine.create(spec).context("cannot create the container")?;
+            self.engine.start(&self.container).context("cannot start the container")
+        };
+        let err = match create_then_start(&spec) {
+            Ok(()) => return Ok(()),
+            Err(err) => err,
+        };
+        if !refuses_limits(&format!("{err:#}")) {
+            return Err(err);
+        }
+        log::warn!("the engine refused the resource limits, so the job runs without them: {err:#}");
+        // A refusal at start leaves the created container in the way.
+        if let Err(err) = self.engine.remove(&self.container) {
+            log::debug!("{err}");
+        }
+        create_then_start(&CreateSpec { resource_limits: false, ..spec })
+    }
+
     fn labels(&self) -> Vec<(String, String)> {
         vec![
             ("boinc.docker_wrapper".into(), env!("CARGO_PKG_VERSION").into()),
@@ -327,7 +360,10 @@ impl Task {
             mounts,
             portmaps,
             env,
-            cpus: self.init.ncpus,
+            resource_limits: true,
+            // Docker refuses more CPUs than the host has; the client's ncpus
+            // can exceed them (a volunteer's <ncpus> override).
+            cpus: self.init.ncpus.min(host_cpus()),
             memory_bytes,
             cpu_shares: self.config.cpu_shares,
             pids_limit: self.config.pids_limit,
@@ -445,10 +481,11 @@ impl Task {
     }
 
     /// The main loop: client messages and container exit until the end.
-    fn supervise(&self, pid: u32, client_cpu: f64) -> Result<Outcome> {
-        let mut watch = ExitWatch::start(&self.engine, &self.container, pid)?;
-        let mut accounting = Accounting::new(pid, client_cpu);
+    fn supervise(&self, container: &ContainerState, client_cpu: f64) -> Result<Outcome> {
+        let mut watch = ExitWatch::start(&self.engine, &self.container, container.pid)?;
+        let mut accounting = Accounting::new(container.pid, &container.id, client_cpu);
         let mut state = State::Running;
+        let mut network = ContainerNetwork::new(&self.engine, &self.container, self.config.network);
         let mut next_report = Instant::now();
         loop {
             let event = if watch.wait_exited(TICK) {
@@ -463,6 +500,10 @@ impl Task {
                 Event::Client(boinc::status())
             };
             let (next, actions) = supervisor::transition(state, &event);
+            // The next wrapper process would not know which networks were taken.
+            if actions.iter().any(|a| matches!(a, Action::KeepForRestart { .. })) {
+                network.restore();
+            }
             if next != state {
                 log::debug!("{state:?} -> {next:?}");
             }
@@ -488,6 +529,9 @@ impl Task {
                     return Ok(outcome);
                 }
             }
+            if let Event::Client(status) = &event {
+                network.follow(status.network_suspended, state == State::Running);
+            }
         }
     }
 
@@ -495,14 +539,16 @@ impl Task {
         match action {
             Action::Pause => {
                 match self.pause() {
-                    Ok(()) => log::info!("suspended: container paused"),
+                    Ok(Paused::ByEngine) => log::info!("suspended: container paused"),
+                    Ok(Paused::BySignals) => log::info!("suspended: container processes stopped"),
                     // Losing the task over it would be worse than a job running on.
                     Err(err) => log::warn!("the container could not be paused; it keeps running: {err}"),
                 }
                 Ok(None)
             }
             Action::Unpause => {
-                match self.engine.unpause(&self.container) {
+                let how = self.paused.take().unwrap_or(Paused::ByEngine);
+                match suspend::resume(&self.engine, &self.container, self.container_pid.get(), how) {
                     Ok(()) => log::info!("resumed: container unpaused"),
                     Err(err) => log::warn!("unpause failed (the container may not have been paused): {err}"),
                 }
@@ -527,20 +573,10 @@ impl Task {
         }
     }
 
-    /// Pauses with a few retries, backing off.
-    fn pause(&self) -> Result<(), EngineError> {
-        let mut delay = Duration::from_millis(100);
-        let mut attempt = 1;
-        loop {
-            match self.engine.pause(&self.container) {
-                Ok(()) => return Ok(()),
-                Err(err) if attempt >= PAUSE_ATTEMPTS => return Err(err),
-                Err(err) => log::debug!("pause attempt {attempt} failed: {err}"),
-            }
-            std::thread::sleep(delay);
-            delay *= 3;
-            attempt += 1;
-        }
+    fn pause(&self) -> Result<Paused, EngineError> {
+        let how = suspend::pause(&self.engine, &self.container, self.container_pid.get())?;
+        self.paused.set(Some(how));
+        Ok(how)
     }
 
     /// Pauses or stops the container as job.toml says; the phase to journal.
@@ -548,24 +584,34 @@ impl Task {
     /// unsupervised while the task is suspended or the client is down.
     fn keep_for_restart(&self, already_paused: bool) -> Phase {
         let grace = Duration::from_secs(self.config.stop_grace_secs);
-        let stop = || match self.engine.stop(&self.container, grace) {
-            Ok(()) => Phase::KeptStopped,
-            Err(err) => {
-                // The restarted wrapper re-attaches to whatever state it finds.
-                log::warn!("the container could not be stopped either: {err}");
-                Phase::Running
+        let stop = || {
+            // A stopped process would not see the SIGTERM until SIGKILL.
+            if self.paused.get() == Some(Paused::BySignals) {
+                suspend::continue_processes(self.container_pid.get());
             }
+            self.stop_for_restart(grace)
         };
         match self.config.quit_action {
             QuitAction::Pause if already_paused => Phase::KeptPaused,
             QuitAction::Pause => match self.pause() {
-                Ok(()) => Phase::KeptPaused,
+                Ok(_) => Phase::KeptPaused,
                 Err(err) => {
                     log::warn!("the container could not be paused ({err}); stopping it instead");
                     stop()
                 }
             },
             QuitAction::Stop => stop(),
+        }
+    }
+
+    fn stop_for_restart(&self, grace: Duration) -> Phase {
+        match self.engine.stop(&self.container, grace) {
+            Ok(()) => Phase::KeptStopped,
+            Err(err) => {
+                // The restarted wrapper re-attaches to whatever state it finds.
+                log::warn!("the container could not be stopped either: {err}");
+                Phase::Running
+            }
         }
     }
 
@@ -613,6 +659,19 @@ impl Task {
     }
 }
 
+fn host_cpus() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+}
+
+/// Whether an engine's error is about cgroup limits it cannot apply, as
+/// Docker, Podman, runc and crun word it.
+fn refuses_limits(error: &str) -> bool {
+    let error = error.to_lowercase();
+    ["cgroup", "controller", "does not support", "memory limit", "cpu limit", "pids limit", "nanocpus", "cpu cfs"]
+        .iter()
+        .any(|phrase| error.contains(phrase))
+}
+
 /// The container's state as the start plan sees it.
 fn found(state: Option<ContainerState>) -> Found {
     let Some(state) = state else { return Found::Absent };
@@ -653,6 +712,15 @@ fn read_fraction_done(path: &Path) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limit_refusals_are_told_apart_from_other_failures() {
+        assert!(refuses_limits("crun: the requested cgroup controller `pids` is not available: OCI runtime error"));
+        assert!(refuses_limits("Error response from daemon: NanoCPUs can not be set, as your kernel does not support CPU CFS scheduler or the cgroup is not mounted"));
+        assert!(refuses_limits("Your kernel does not support memory limit capabilities or the cgroup is not mounted. Limitation discarded."));
+        assert!(!refuses_limits("Error: image not known"));
+        assert!(!refuses_limits("Error: creating container storage: the container name \"x\" is already in use"));
+    }
 
     #[test]
     fn fraction_done_is_read_and_clamped() {

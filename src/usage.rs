@@ -1,7 +1,15 @@
 //! CPU time and memory of the container, read from its cgroup: cumulative
-//! (right for multi-threaded jobs) and free of engine CLI calls.
+//! (right for multi-threaded jobs) and free of engine CLI calls. Where the
+//! container has no cgroup of its own, from its processes in /proc.
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::process_tree;
+
+/// How often the /proc fallback reads: on kernels without children files it
+/// walks the host's whole process table, far more than two cgroup files.
+const PROCESS_SAMPLE_PERIOD: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
@@ -61,6 +69,18 @@ impl Cgroup {
             }
         }
         None
+    }
+
+    /// Whether this cgroup is the container's own. Engines name it after the
+    /// container id (`docker/<id>`, `libpod-<id>.scope`, ...); without a cgroup
+    /// of its own (rootless Podman on cgroup v1) the container's processes sit
+    /// in a shared one whose counters include everything else in it.
+    pub fn belongs_to(&self, container_id: &str) -> bool {
+        let path = match self {
+            Cgroup::V1 { cpuacct, .. } => cpuacct,
+            Cgroup::V2 { dir } => dir,
+        };
+        container_id.len() >= 12 && path.to_string_lossy().contains(container_id)
     }
 
     /// OOM kills in this cgroup so far (v1 memory.oom_control, v2 memory.events).
@@ -153,50 +173,95 @@ mod tests {
     }
 
     #[test]
+    fn a_cgroup_is_the_containers_only_when_named_after_it() {
+        let id = "698360a1f06460acebc08dd8c6b9192d1b5bf5578699ba689ae4caa12167d282";
+        let own = Cgroup::V2 { dir: PathBuf::from(format!("/sys/fs/cgroup/machine.slice/libpod-{id}.scope")) };
+        let shared = Cgroup::V1 { cpuacct: PathBuf::from("/sys/fs/cgroup/cpuacct/"), memory: None };
+        assert!(own.belongs_to(id));
+        assert!(!shared.belongs_to(id));
+        assert!(!own.belongs_to(""), "an unknown id proves nothing");
+    }
+
+    #[test]
     fn no_cgroup_is_none() {
         assert_eq!(Cgroup::from_proc_cgroup("garbage", Path::new("/nonexistent")), None);
     }
 }
 
+/// Where the container's counters come from.
+enum Source {
+    Cgroup(Cgroup),
+    /// The container's init process and its descendants, read at most every
+    /// PROCESS_SAMPLE_PERIOD.
+    Processes { root: u32, next_read: Instant },
+    None,
+}
+
+impl Source {
+    fn find(pid: u32, container_id: &str) -> Source {
+        if pid == 0 {
+            return Source::None;
+        }
+        match Cgroup::of_process(pid) {
+            Some(cgroup) if cgroup.belongs_to(container_id) => Source::Cgroup(cgroup),
+            _ => {
+                log::warn!("the container has no cgroup of its own: CPU time and memory are summed from its processes");
+                Source::Processes { root: pid, next_read: Instant::now() }
+            }
+        }
+    }
+
+    fn sample(&mut self) -> Option<Sample> {
+        match self {
+            Source::Cgroup(cgroup) => cgroup.sample(),
+            Source::Processes { root, next_read } => {
+                if Instant::now() < *next_read {
+                    return None;
+                }
+                *next_read = Instant::now() + PROCESS_SAMPLE_PERIOD;
+                process_tree::sample(*root)
+            }
+            Source::None => None,
+        }
+    }
+
+    fn oom_kills(&self) -> Option<u64> {
+        match self {
+            Source::Cgroup(cgroup) => cgroup.oom_kills(),
+            _ => None,
+        }
+    }
+}
+
 /// CPU time of the task across wrapper restarts: what the client had
-/// already counted when we started, plus what the container's cgroup has
-/// counted since.
+/// already counted when we started, plus what the container has used since.
 pub struct Accounting {
-    cgroup: Option<Cgroup>,
+    source: Source,
     base_cpu: f64,
-    cgroup_cpu_at_start: f64,
+    cpu_at_start: f64,
     cpu_time: f64,
     memory_bytes: f64,
     oom_kills: u64,
 }
 
 impl Accounting {
-    /// `client_cpu`: the task's CPU time when this run started.
-    pub fn new(pid: u32, client_cpu: f64) -> Accounting {
-        let cgroup = if pid > 0 { Cgroup::of_process(pid) } else { None };
-        if cgroup.is_none() && pid > 0 {
-            log::warn!("no readable cgroup for the container: CPU time and memory are not reported");
-        }
-        let start = cgroup.as_ref().and_then(Cgroup::sample).map_or(0.0, |s| s.cpu_secs);
-        Accounting {
-            cgroup,
-            base_cpu: client_cpu,
-            cgroup_cpu_at_start: start,
-            cpu_time: client_cpu,
-            memory_bytes: 0.0,
-            oom_kills: 0,
-        }
+    /// `pid`: the container's init on the host; `client_cpu`: the task's CPU
+    /// time when this run started.
+    pub fn new(pid: u32, container_id: &str, client_cpu: f64) -> Accounting {
+        let mut source = Source::find(pid, container_id);
+        let start = source.sample().map_or(0.0, |s| s.cpu_secs);
+        Accounting { source, base_cpu: client_cpu, cpu_at_start: start, cpu_time: client_cpu, memory_bytes: 0.0, oom_kills: 0 }
     }
 
-    /// Reads the counters (cheap: two small files).
+    /// Reads the counters (cheap: two small files, or nothing between /proc reads).
     pub fn update(&mut self) {
-        if let Some(sample) = self.cgroup.as_ref().and_then(Cgroup::sample) {
-            let cpu = self.base_cpu + (sample.cpu_secs - self.cgroup_cpu_at_start).max(0.0);
+        if let Some(sample) = self.source.sample() {
+            let cpu = self.base_cpu + (sample.cpu_secs - self.cpu_at_start).max(0.0);
             // Never report less than before (a counter reset would look like that).
             self.cpu_time = self.cpu_time.max(cpu);
             self.memory_bytes = sample.memory_bytes;
         }
-        if let Some(kills) = self.cgroup.as_ref().and_then(Cgroup::oom_kills) {
+        if let Some(kills) = self.source.oom_kills() {
             self.oom_kills = kills;
         }
     }
@@ -205,7 +270,7 @@ impl Accounting {
     /// counter now or, if the cgroup is already gone, as last read. Podman
     /// on cgroup v1 does not report OOM kills in `inspect`.
     pub fn oom_killed(&mut self) -> bool {
-        if let Some(kills) = self.cgroup.as_ref().and_then(Cgroup::oom_kills) {
+        if let Some(kills) = self.source.oom_kills() {
             self.oom_kills = kills;
         }
         self.oom_kills > 0

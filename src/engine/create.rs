@@ -20,6 +20,9 @@ pub struct CreateSpec {
     /// `portmap` entries of job.toml.
     pub portmaps: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Whether to ask for the cgroup limits below at all: false where the
+    /// engine refused them (see `task.rs`).
+    pub resource_limits: bool,
     pub cpus: f64,
     pub memory_bytes: Option<u64>,
     pub cpu_shares: u32,
@@ -73,6 +76,9 @@ pub fn create_args(kind: EngineKind, spec: &CreateSpec) -> Vec<String> {
 }
 
 fn resource_limits(spec: &CreateSpec) -> Vec<String> {
+    if !spec.resource_limits {
+        return Vec::new();
+    }
     let cpus = if spec.cpus > 0.0 { spec.cpus } else { 1.0 };
     let mut args = vec![
         "--cpus".into(),
@@ -151,6 +157,7 @@ mod tests {
             mounts: vec![],
             portmaps: vec![],
             env: vec![("ARGS".into(), "a 'b' $(c)".into())],
+            resource_limits: true,
             cpus: 1.0,
             memory_bytes: Some(512 << 20),
             cpu_shares: 2,
@@ -198,6 +205,19 @@ mod tests {
         let args = create_args(EngineKind::Podman, &s);
         assert_eq!(pair(&args, "--cpus"), vec!["2.5"]);
         assert!(pair(&args, "--memory").is_empty());
+    }
+
+    #[test]
+    fn limits_the_engine_refused_are_left_out() {
+        let mut s = spec();
+        s.memory_bytes = Some(1 << 30);
+        s.cgroup_parent = Some("/boinc_wrapper".into());
+        s.resource_limits = false;
+        let args = create_args(EngineKind::Podman, &s);
+        for flag in ["--cpus", "--cpu-shares", "--pids-limit", "--memory", "--memory-swap", "--cgroup-parent"] {
+            assert!(pair(&args, flag).is_empty(), "{flag} in {args:?}");
+        }
+        assert_eq!(pair(&args, "--cap-drop"), vec!["ALL"], "security options stay");
     }
 
     #[test]

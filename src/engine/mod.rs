@@ -91,6 +91,8 @@ pub struct ContainerState {
     pub pid: u32,
     /// Unix time of the last exit, when there was one.
     pub finished_at: Option<i64>,
+    /// The engine's full container id.
+    pub id: String,
 }
 
 impl ContainerState {
@@ -101,7 +103,8 @@ impl ContainerState {
         let oom_killed = fields.next()?.trim() == "true";
         let pid = fields.next()?.trim().parse().unwrap_or(0);
         let finished_at = fields.next().and_then(time::parse_unix_time);
-        Some(ContainerState { status, exit_code, oom_killed, pid, finished_at })
+        let id = fields.next().unwrap_or_default().trim().to_string();
+        Some(ContainerState { status, exit_code, oom_killed, pid, finished_at, id })
     }
 
     /// Exited or stopped: the process is gone and will not come back by itself.
@@ -111,7 +114,7 @@ impl ContainerState {
 }
 
 const STATE_FORMAT: &str =
-    "{{.State.Status}}|{{.State.ExitCode}}|{{.State.OOMKilled}}|{{.State.Pid}}|{{.State.FinishedAt}}";
+    "{{.State.Status}}|{{.State.ExitCode}}|{{.State.OOMKilled}}|{{.State.Pid}}|{{.State.FinishedAt}}|{{.Id}}";
 
 /// Output kept from ordinary commands; logs and builds choose their own.
 const COMMAND_CAPTURE: usize = 64 * 1024;
@@ -339,6 +342,23 @@ impl Engine {
 
     pub fn unpause(&self, container: &str) -> Result<(), EngineError> {
         self.run(["unpause", container]).map(|_| ())
+    }
+
+    /// Names of the engine networks the container is attached to. Empty for
+    /// network modes without one (Podman's none, host, slirp4netns, pasta);
+    /// Docker lists its "none" and "host" modes as networks of those names.
+    pub fn networks(&self, container: &str) -> Result<Vec<String>, EngineError> {
+        let format = "{{range $name, $net := .NetworkSettings.Networks}}{{println $name}}{{end}}";
+        let out = self.run(["container", "inspect", "--format", format, container])?;
+        Ok(out.stdout.lines().map(str::trim).filter(|n| !n.is_empty()).map(String::from).collect())
+    }
+
+    pub fn network_disconnect(&self, container: &str, network: &str) -> Result<(), EngineError> {
+        self.run(["network", "disconnect", network, container]).map(|_| ())
+    }
+
+    pub fn network_connect(&self, container: &str, network: &str) -> Result<(), EngineError> {
+        self.run(["network", "connect", network, container]).map(|_| ())
     }
 
     /// SIGTERM, then SIGKILL after `grace`.

@@ -9,14 +9,20 @@ const MAX_NAME: usize = 200;
 /// `boinc__<project>__<result>`: the container of one task, named as the
 /// C++ wrapper names it, so the BOINC client's cleanup recognises it.
 pub fn task_container(project_dir_name: &str, result_name: &str) -> String {
-    shorten(format!("boinc__{}__{}", component(project_dir_name), component(result_name)))
+    shorten(format!("boinc__{}__{}", sanitize(project_dir_name), sanitize(result_name)))
+}
+
+/// [`sanitize`]d, and shortened like a container name when longer, so that
+/// an image reference made from it stays within the engines' 255 characters.
+pub fn component(text: &str) -> String {
+    shorten(sanitize(text))
 }
 
 /// Lower-cases like the C++ wrapper and replaces what an image reference
 /// cannot hold: any run of characters other than [a-z0-9] that is not a
 /// valid separator (".", "_", "__" or dashes) becomes a single "-".
 /// BOINC's own names ([A-Za-z0-9_.-]) come out exactly as C++ makes them.
-pub fn component(text: &str) -> String {
+fn sanitize(text: &str) -> String {
     let lower = text.to_lowercase();
     let mut out = String::with_capacity(lower.len());
     let mut separator = String::new();
@@ -106,5 +112,99 @@ mod tests {
         assert!(a.len() <= MAX_NAME && b.len() <= MAX_NAME);
         assert_ne!(a, b);
         assert!(is_valid_component(&a));
+    }
+}
+
+/// Property tests: whatever the input, names are valid for both engines,
+/// bounded, stable, and distinct where the input's kept characters differ.
+#[cfg(test)]
+pub(crate) mod props {
+    use super::*;
+    use crate::init_data::props::config;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+    use regex::Regex;
+
+    /// Docker's container name rule (Podman's allows one character less).
+    pub(crate) const CONTAINER_NAME: &str = "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$";
+    /// A path component of an image reference (distribution/reference).
+    pub(crate) const PATH_COMPONENT: &str = "^[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*$";
+
+    pub(crate) fn matches(grammar: &str, s: &str) -> bool {
+        Regex::new(grammar).unwrap().is_match(s)
+    }
+
+    /// Text with what a shell, a path or an engine would stumble on.
+    pub(crate) fn hostile_text() -> impl Strategy<Value = String> {
+        let c = prop_oneof![
+            3 => any::<char>(),
+            4 => select(vec![
+                ' ', '"', '\'', ';', '$', '(', ')', '`', '\0', '/', '\\', ':', '@', '.', '_', '-',
+                '\n', 'A', 'Z', 'İ', 'K', 'é', '\u{feff}',
+            ]),
+            3 => prop::char::range('a', 'z'),
+        ];
+        prop_oneof![
+            8 => vec(c.clone(), 0..40),
+            1 => vec(c, 300..600),
+        ]
+        .prop_map(|c| c.into_iter().collect())
+    }
+
+    /// Names already in the image grammar, short or long.
+    fn clean_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9]{1,8}((\\.|_|__|-{1,3})[a-z0-9]{1,8}){0,4}",
+            "[a-z0-9]{1,8}((\\.|_|__|-{1,3})[a-z0-9]{1,8}){40,60}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config(1024))]
+
+        #[test]
+        fn task_containers_are_valid_bounded_and_stable(
+            project in hostile_text(),
+            result in hostile_text(),
+        ) {
+            let name = task_container(&project, &result);
+            prop_assert!(matches(CONTAINER_NAME, &name), "{:?}", name);
+            // The BOINC client's cleanup also treats it as an image name.
+            prop_assert!(matches(PATH_COMPONENT, &name), "{:?}", name);
+            prop_assert!(name.starts_with("boinc__"), "{:?}", name);
+            prop_assert!(name.len() <= MAX_NAME, "{} bytes", name.len());
+            prop_assert_eq!(task_container(&project, &result), name);
+        }
+
+        #[test]
+        fn components_are_valid_bounded_and_stable(text in hostile_text()) {
+            let c = component(&text);
+            prop_assert!(matches(PATH_COMPONENT, &c), "{:?}", c);
+            prop_assert!(c.len() <= MAX_NAME, "{} bytes", c.len());
+            prop_assert_eq!(component(&text), c);
+        }
+
+        #[test]
+        fn clean_names_are_kept_or_stay_distinct(a in clean_name(), b in clean_name()) {
+            prop_assume!(a != b);
+            if a.len() <= MAX_NAME {
+                prop_assert_eq!(component(&a), a.clone());
+            }
+            prop_assert_ne!(component(&a), component(&b));
+            prop_assert_ne!(task_container("p", &a), task_container("p", &b));
+            prop_assert_ne!(task_container(&a, "r"), task_container(&b, "r"));
+        }
+    }
+
+    /// The input that once gave a component too long for an image name.
+    #[test]
+    fn long_components_are_shortened() {
+        let a = component(&"a".repeat(300));
+        let b = component(&format!("{}b", "a".repeat(299)));
+        assert!(a.len() <= MAX_NAME && matches(PATH_COMPONENT, &a), "{a}");
+        assert_ne!(a, b);
+        // Up to the limit, nothing changes.
+        assert_eq!(component(&"a".repeat(MAX_NAME)), "a".repeat(MAX_NAME));
     }
 }

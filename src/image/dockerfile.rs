@@ -116,3 +116,30 @@ mod tests {
         assert_eq!(context_sources("COPY . /app"), ["."]);
     }
 }
+
+/// Property test: no Dockerfile text makes the source scan panic.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::init_data::props::config;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    const TOKENS: &[&str] = &[
+        "COPY ", "add ", "FROM x\n", "RUN y\n", "[", "]", "\"", "'", "\\", "\\\n", ",", " ", "\n",
+        "\r\n", "#", "--from=a ", "--chown=1 ", "a", "b/c", "https://x/y", "git@h:r", "é", "\0",
+    ];
+
+    proptest! {
+        #![proptest_config(config(2048))]
+
+        #[test]
+        fn any_dockerfile_can_be_scanned(text in prop_oneof![
+            any::<String>(),
+            vec(select(TOKENS), 0..60).prop_map(|t| t.concat()),
+        ]) {
+            let _ = context_sources(&text);
+        }
+    }
+}

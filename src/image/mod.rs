@@ -306,3 +306,46 @@ impl<'a> ImageCache<'a> {
 fn same_image(a: &str, b: &str) -> bool {
     a.trim_start_matches("localhost/") == b.trim_start_matches("localhost/")
 }
+
+/// Property tests: cache image references are valid for both engines
+/// whatever the project's name.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::engine::names::props::{hostile_text, matches, PATH_COMPONENT};
+    use crate::init_data::props::config;
+    use proptest::prelude::*;
+
+    /// An image tag (Go's `\w` is ASCII).
+    const TAG: &str = "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$";
+    /// The engines' limit on a reference's name (without the tag).
+    const MAX_NAME: usize = 255;
+
+    proptest! {
+        #![proptest_config(config(1024))]
+
+        #[test]
+        fn cache_tags_are_valid_references(
+            project in hostile_text(),
+            hash in "[0-9a-f]{64}",
+            podman in any::<bool>(),
+        ) {
+            let kind = if podman { EngineKind::Podman } else { EngineKind::Docker };
+            let timeout = Duration::from_secs(1);
+            let engine = Engine::new(kind, PathBuf::from("engine"), timeout, timeout);
+            let limits = CacheLimits { max_images: 1, max_bytes: 1 };
+            let cache = ImageCache::new(&engine, &project, Path::new("/state"), limits, timeout);
+            let reference = cache.cache_tag(&hash);
+
+            let (name, tag) = reference.rsplit_once(':').unwrap();
+            prop_assert!(matches(TAG, tag), "{:?}", reference);
+            prop_assert!(name.split('/').all(|c| matches(PATH_COMPONENT, c)), "{:?}", reference);
+            // Podman stores it as localhost/<name>.
+            prop_assert!(
+                format!("localhost/{name}").len() <= MAX_NAME,
+                "{} bytes: {:?}", name.len(), reference
+            );
+            prop_assert_eq!(cache.cache_tag(&hash), reference);
+        }
+    }
+}

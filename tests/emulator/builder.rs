@@ -328,6 +328,10 @@ impl TaskBuilder {
         }
         let shm = SharedMemory::create(&dirs.slot_file(MMAP_FILE_NAME))
             .map_err(|e| format!("cannot create {MMAP_FILE_NAME}: {e}"))?;
+        if let Some(user) = self.engine.as_ref().and_then(TestEngine::user) {
+            user.own_tree(dirs.root())
+                .map_err(|e| format!("cannot give {} to {}: {e}", dirs.root().display(), user.name))?;
+        }
         let launch = Launch {
             program: self.program,
             args: self.args,

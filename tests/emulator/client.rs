@@ -186,7 +186,10 @@ pub fn heartbeat_text(app_pid: u32, network_suspended: bool) -> String {
         c_e(available_ram_bytes())
     );
     if network_suspended {
-        text.push_str("<network_suspended/>");
+        // The client (7.20 and 8.x) sends <network_suspended/>, and the 8.x API
+        // library looks for it; the 7.20 library looks for <suspend_network/>
+        // instead. Both, so the wrapper's handling is testable with either.
+        text.push_str("<network_suspended/><suspend_network/>");
     }
     text
 }

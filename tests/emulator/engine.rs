@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::command::{run_with_timeout, CommandOutput};
 use super::init_data::{DockerHostInfo, DockerType};
 use super::tempdir::test_tmp_root;
+use super::user::{HostUser, BOINC_USER};
 
 const INFO_TIMEOUT: Duration = Duration::from_secs(20);
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
@@ -51,6 +52,8 @@ pub struct TestEngine {
     version: String,
     /// Variables set for every CLI call here and for the wrapper under test.
     env: Vec<(OsString, OsString)>,
+    /// The user the CLI and the wrapper run as; None: this process's (root).
+    user: Option<HostUser>,
 }
 
 impl TestEngine {
@@ -64,6 +67,31 @@ impl TestEngine {
     pub fn docker() -> Result<TestEngine, String> {
         static DOCKER: OnceLock<Result<TestEngine, String>> = OnceLock::new();
         DOCKER.get_or_init(find_docker).clone()
+    }
+
+    /// The engine as the BOINC user sees it: rootless Podman, or Docker
+    /// through the docker group. Checked once per test process.
+    pub fn unprivileged(kind: EngineKind) -> Result<TestEngine, String> {
+        static PODMAN: OnceLock<Result<TestEngine, String>> = OnceLock::new();
+        static DOCKER: OnceLock<Result<TestEngine, String>> = OnceLock::new();
+        let cell = match kind {
+            EngineKind::Docker => &DOCKER,
+            EngineKind::Podman => &PODMAN,
+        };
+        cell.get_or_init(|| {
+            let user = HostUser::find(BOINC_USER)?;
+            let engine = TestEngine { user: Some(user), ..TestEngine::get(kind)? };
+            check_answers(&engine).map_err(|e| {
+                format!("{e}\n{} as user {BOINC_USER}: run `bash .ci/setup` (subordinate ids, docker group, runtime dir)", kind.name())
+            })?;
+            Ok(engine)
+        })
+        .clone()
+    }
+
+    /// `unprivileged`, or a panic that says what the host lacks.
+    pub fn require_unprivileged(kind: EngineKind) -> TestEngine {
+        TestEngine::unprivileged(kind).unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub fn get(kind: EngineKind) -> Result<TestEngine, String> {
@@ -96,6 +124,16 @@ impl TestEngine {
         &self.env
     }
 
+    pub fn user(&self) -> Option<&HostUser> {
+        self.user.as_ref()
+    }
+
+    /// Rootless Podman here has no usable network (slirp4netns cannot open
+    /// /dev/net/tun): jobs and builds must do without one.
+    pub fn lacks_network(&self) -> bool {
+        self.kind == EngineKind::Podman && self.user.is_some()
+    }
+
     /// The docker fields an 8.x client would write into init_data.xml for this engine.
     pub fn docker_host_info(&self) -> DockerHostInfo {
         DockerHostInfo {
@@ -110,7 +148,10 @@ impl TestEngine {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut cmd = Command::new(&self.cli);
+        let mut cmd = match &self.user {
+            Some(user) => user.command(&self.cli),
+            None => Command::new(&self.cli),
+        };
         cmd.args(args);
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -230,6 +271,7 @@ fn find_podman() -> Result<TestEngine, String> {
         version: String::new(),
         cli,
         env,
+        user: None,
     };
     check_answers(&engine).map_err(|e| {
         format!(
@@ -250,6 +292,7 @@ fn find_docker() -> Result<TestEngine, String> {
         version: String::new(),
         cli,
         env: Vec::new(),
+        user: None,
     };
     check_answers(&engine).map_err(|e| {
         format!(

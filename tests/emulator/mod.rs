@@ -55,6 +55,7 @@ pub mod shm;
 pub mod slot;
 pub mod task;
 pub mod tempdir;
+pub mod user;
 
 pub use builder::TaskBuilder;
 pub use client::AppStatus;
@@ -67,3 +68,4 @@ pub use slot::{BoincDirs, LinkKind, ODD_DATA_DIR_NAME};
 pub use std::time::Duration;
 pub use task::{container_name, Control, Outcome, Task};
 pub use tempdir::TempDir;
+pub use user::{HostUser, BOINC_USER};

@@ -206,7 +206,10 @@ impl Task {
         let output_too = output
             .try_clone()
             .map_err(|e| format!("cannot dup {WRAPPER_OUTPUT_FILE}: {e}"))?;
-        let mut cmd = Command::new(&self.launch.program);
+        let mut cmd = match self.engine.as_ref().and_then(TestEngine::user) {
+            Some(user) => user.command(&self.launch.program),
+            None => Command::new(&self.launch.program),
+        };
         cmd.args(&self.launch.args)
             .current_dir(self.dirs.slot_dir())
             .stdin(Stdio::null())
@@ -379,8 +382,9 @@ impl Task {
         self.client.set_heartbeats(on);
     }
 
-    /// Adds `<network_suspended/>` to the heartbeats (the 7.20 API library ignores it:
-    /// it looks for `suspend_network`).
+    /// Marks the network suspended in the heartbeats, in both spellings: the
+    /// client's `<network_suspended/>` (which the 8.x API library reads) and
+    /// `<suspend_network/>` (which the 7.20 library reads).
     pub fn set_network_suspended(&self, on: bool) {
         self.client.set_network_suspended(on);
     }

@@ -69,13 +69,16 @@ impl RealClient {
         }
         let permit = Permit::acquire();
         let created = Instant::now();
-        let root = TempDir::new(&format!("{label}-{}", engine.kind().name()))
+        let root = TempDir::new(&format!("{label}-{}", engine.label()))
             .map_err(|e| format!("cannot create a temp dir: {e}"))?;
         let data_dir = root.path().join("boinc_data");
         fs::create_dir(&data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
-        let names = Names::new(&format!("{label}_{}", engine.kind().name()));
+        let names = Names::new(&format!("{label}_{}", engine.label()));
         let password = random_hex(16)?;
         write_data_dir(&data_dir, job, &names, &wrapper_program(), &password)?;
+        if let Some(user) = engine.user() {
+            user.own_tree(&data_dir).map_err(|e| format!("cannot give the data dir to {}: {e}", user.name))?;
+        }
         let mut client = RealClient {
             engine: engine.clone(),
             names,
@@ -116,7 +119,10 @@ impl RealClient {
                     .open(self.data_dir.join(name))
                     .map_err(|e| format!("cannot open {name}: {e}"))
             };
-            let mut cmd = Command::new(client_program());
+            let mut cmd = match self.engine.user() {
+                Some(user) => user.command(client_program()),
+                None => Command::new(client_program()),
+            };
             cmd.arg("--dir")
                 .arg(&self.data_dir)
                 .arg("--gui_rpc_port")

@@ -40,6 +40,8 @@ pub const DOCKERFILE: &str = "FROM scratch\n\
     ENV ARGS=\"\"\n\
     CMD [\"/bin/sh\", \"-c\", \"exec /bin/sh ./main.sh $ARGS\"]\n";
 pub const JOB_TOML: &str = "# real-client test job\nverbose = 1\n";
+/// For engines without a usable network here (rootless Podman).
+const NO_NETWORK_TOML: &str = "network = false\nbuild_args = \"--network none\"\n";
 
 /// The job of one test: main.sh, the workunit's command line, its input files
 /// and the result's output files (by open name), and the one preference tests vary.
@@ -50,6 +52,7 @@ pub struct Job {
     pub(super) inputs: Vec<(String, Vec<u8>)>,
     pub(super) outputs: Vec<String>,
     pub(super) leave_apps_in_memory: bool,
+    pub(super) no_network: bool,
 }
 
 impl Job {
@@ -61,6 +64,7 @@ impl Job {
             inputs: Vec::new(),
             outputs: Vec::new(),
             leave_apps_in_memory: false,
+            no_network: false,
         }
     }
 
@@ -86,6 +90,12 @@ impl Job {
     /// fresh client: then a task that checkpointed is quit, not suspended).
     pub fn leave_apps_in_memory(mut self, on: bool) -> Job {
         self.leave_apps_in_memory = on;
+        self
+    }
+
+    /// job.toml turns the container's network off, and the build's.
+    pub fn without_network(mut self) -> Job {
+        self.no_network = true;
         self
     }
 }
@@ -159,7 +169,7 @@ pub fn write_data_dir(
             put_file(
                 &project_dir,
                 &format!("job_{VERSION_NUM}.toml"),
-                Source::Bytes(JOB_TOML.as_bytes()),
+                Source::Bytes(format!("{JOB_TOML}{}", if job.no_network { NO_NETWORK_TOML } else { "" }).as_bytes()),
                 false,
             )?,
             "job.toml",

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::command::{run_with_timeout, CommandOutput};
 use super::tempdir::test_tmp_root;
+use super::user::{HostUser, BOINC_USER};
 
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 /// Debian's docker.io client; `/usr/local/bin/docker` on the project machines
@@ -42,6 +43,9 @@ pub struct Engine {
     cli: PathBuf,
     /// Set for our CLI calls and in the client's environment (so the wrapper gets it).
     env: Vec<(OsString, OsString)>,
+    /// The user the client (and so the wrapper) and our CLI calls run as;
+    /// None: this process's (root).
+    user: Option<HostUser>,
 }
 
 impl Engine {
@@ -57,8 +61,53 @@ impl Engine {
         found.clone().unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The engine as the BOINC user sees it (rootless Podman, or Docker
+    /// through the docker group), checked once per test process.
+    pub fn require_unprivileged(kind: EngineKind) -> Engine {
+        static PODMAN: OnceLock<Result<Engine, String>> = OnceLock::new();
+        static DOCKER: OnceLock<Result<Engine, String>> = OnceLock::new();
+        let cell = match kind {
+            EngineKind::Podman => &PODMAN,
+            EngineKind::Docker => &DOCKER,
+        };
+        let found = cell.get_or_init(|| {
+            let engine = Engine { user: Some(HostUser::find(BOINC_USER)?), ..Engine::require(kind) };
+            check_answers(&engine).map_err(|e| format!("{e}\nas user {BOINC_USER}: run `bash .ci/setup`"))?;
+            Ok(engine)
+        });
+        found.clone().unwrap_or_else(|e| panic!("{e}"))
+    }
+
     pub fn kind(&self) -> EngineKind {
         self.kind
+    }
+
+    pub fn user(&self) -> Option<&HostUser> {
+        self.user.as_ref()
+    }
+
+    /// "podman", "docker", "podman_as_boinc", ...: for reports.
+    pub fn label(&self) -> String {
+        match &self.user {
+            Some(user) => format!("{}_as_{}", self.kind.name(), user.name),
+            None => self.kind.name().to_string(),
+        }
+    }
+
+    /// Rootless Podman here has no usable network (slirp4netns cannot open
+    /// /dev/net/tun) and no cgroup to freeze: the wrapper stops a suspended
+    /// job's processes with SIGSTOP, and inspect still says "running".
+    pub fn is_rootless_podman(&self) -> bool {
+        self.kind == EngineKind::Podman && self.user.is_some()
+    }
+
+    /// What inspect says of a suspended task's container.
+    pub fn suspended_state(&self) -> &'static str {
+        if self.is_rootless_podman() {
+            "running"
+        } else {
+            "paused"
+        }
     }
 
     /// `DOCKER_WRAPPER_ENGINE` for the wrapper: a 7.20 client reports no engine.
@@ -80,7 +129,10 @@ impl Engine {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut cmd = Command::new(&self.cli);
+        let mut cmd = match &self.user {
+            Some(user) => user.command(&self.cli),
+            None => Command::new(&self.cli),
+        };
         cmd.args(args);
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -127,6 +179,7 @@ fn find_podman() -> Result<Engine, String> {
         kind: EngineKind::Podman,
         cli,
         env,
+        user: None,
     };
     check_answers(&engine)
         .map_err(|e| format!("{e}\n{install} On cgroup v1 hosts it needs runtime \"runc\" and explicit ulimits."))?;
@@ -144,6 +197,7 @@ fn find_docker() -> Result<Engine, String> {
         kind: EngineKind::Docker,
         cli,
         env: Vec::new(),
+        user: None,
     };
     check_answers(&engine).map_err(|e| {
         format!(

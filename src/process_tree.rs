@@ -1,0 +1,197 @@
+//! A container's processes as the host's /proc shows them: its init process
+//! and every descendant. Used where the engine gives the container no cgroup
+//! of its own (rootless Podman on cgroup v1): CPU time and memory are summed
+//! over these processes, and suspending stops each of them with SIGSTOP.
+use std::collections::HashMap;
+use std::fs;
+
+use crate::os;
+use crate::usage::Sample;
+
+/// One process's line of /proc/PID/stat, the fields we use.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ProcStat {
+    ppid: u32,
+    /// utime + stime of the process and of its waited-for children, in clock ticks.
+    cpu_ticks: u64,
+    rss_pages: u64,
+}
+
+impl ProcStat {
+    /// The command name (field 2) may hold spaces and parentheses: the
+    /// fields we want come after its last ')'.
+    fn parse(text: &str) -> Option<ProcStat> {
+        let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+        // fields[0] is field 3 (state) of proc(5).
+        let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
+        Some(ProcStat {
+            ppid: u32::try_from(field(4)?).ok()?,
+            cpu_ticks: field(14)? + field(15)? + field(16)? + field(17)?,
+            rss_pages: field(24)?,
+        })
+    }
+
+    fn read(pid: u32) -> Option<ProcStat> {
+        ProcStat::parse(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    }
+}
+
+/// `pid`'s children from /proc/PID/task/*/children (each thread has its
+/// own list); None when the kernel has no such files (CONFIG_PROC_CHILDREN).
+fn children(pid: u32) -> Option<Vec<u32>> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut found = Vec::new();
+    for task in tasks.flatten() {
+        let text = fs::read_to_string(task.path().join("children")).ok()?;
+        found.extend(text.split_whitespace().filter_map(|n| n.parse::<u32>().ok()));
+    }
+    Some(found)
+}
+
+/// `root`'s tree and the stat of each member: through the children files,
+/// which cost a few reads for a small tree, else from a walk of all of /proc.
+fn tree_stats(root: u32) -> HashMap<u32, ProcStat> {
+    let mut stats = HashMap::new();
+    let mut pending = vec![root];
+    while let Some(pid) = pending.pop() {
+        let Some(kids) = children(pid) else {
+            let processes = all_processes();
+            return tree(root, &processes).into_iter().filter_map(|p| Some((p, *processes.get(&p)?))).collect();
+        };
+        if let Some(stat) = ProcStat::read(pid) {
+            stats.insert(pid, stat);
+            pending.extend(kids.into_iter().filter(|kid| !stats.contains_key(kid)));
+        }
+    }
+    stats
+}
+
+/// `root`'s tree, parents before children.
+fn members(root: u32) -> Vec<u32> {
+    tree(root, &tree_stats(root))
+}
+
+/// Every live process of the host, by pid.
+fn all_processes() -> HashMap<u32, ProcStat> {
+    let Ok(entries) = fs::read_dir("/proc") else { return HashMap::new() };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, ProcStat::read(pid)?)))
+        .collect()
+}
+
+/// `root` and its descendants, parents before children.
+fn tree(root: u32, processes: &HashMap<u32, ProcStat>) -> Vec<u32> {
+    let mut members = Vec::new();
+    if !processes.contains_key(&root) {
+        return members;
+    }
+    members.push(root);
+    let mut next = 0;
+    while next < members.len() {
+        let parent = members[next];
+        let mut children: Vec<u32> = processes.iter().filter(|(_, s)| s.ppid == parent).map(|(pid, _)| *pid).collect();
+        children.sort_unstable();
+        members.extend(children.into_iter().filter(|pid| *pid != root));
+        next += 1;
+    }
+    members
+}
+
+/// CPU time and resident memory of `root`'s tree. CPU time includes children
+/// already reaped inside the tree, as the kernel adds theirs to the parent's.
+/// None when `root` is gone.
+pub fn sample(root: u32) -> Option<Sample> {
+    let stats = tree_stats(root);
+    if stats.is_empty() {
+        return None;
+    }
+    let (ticks, pages) = stats.values().fold((0u64, 0u64), |(t, p), s| (t + s.cpu_ticks, p + s.rss_pages));
+    Some(Sample {
+        cpu_secs: ticks as f64 / os::clock_ticks_per_second() as f64,
+        memory_bytes: (pages * os::page_size() as u64) as f64,
+    })
+}
+
+/// What signalling a tree did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Signalled {
+    pub done: usize,
+    /// Processes we may not signal (another user's, in the container's id map).
+    pub refused: usize,
+}
+
+/// Stops (SIGSTOP) or continues (SIGCONT) every process of `root`'s tree.
+/// Stopping goes parents first and looks again for children forked in the
+/// meantime.
+pub fn stop_or_continue(root: u32, stop: bool) -> Signalled {
+    let mut signalled = std::collections::HashSet::new();
+    let mut result = Signalled::default();
+    for _pass in 0..3 {
+        let fresh: Vec<u32> = members(root).into_iter().filter(|pid| !signalled.contains(pid)).collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for pid in fresh {
+            if os::stop_or_continue(pid, stop) {
+                result.done += 1;
+            } else {
+                result.refused += 1;
+            }
+            signalled.insert(pid);
+        }
+        if !stop {
+            break;
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_lines_with_odd_command_names() {
+        let line = "4767 (a) b (c)) R 4757 4767 4767 0 -1 4194560 100 0 0 0 250 50 7 3 20 0 1 0 123 5000000 300 \
+                    18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+        assert_eq!(ProcStat::parse(line), Some(ProcStat { ppid: 4757, cpu_ticks: 310, rss_pages: 300 }));
+        assert_eq!(ProcStat::parse("12 (short) R 1"), None);
+        assert_eq!(ProcStat::parse("garbage"), None);
+    }
+
+    #[test]
+    fn tree_holds_the_root_and_its_descendants_only() {
+        let stat = |ppid| ProcStat { ppid, cpu_ticks: 1, rss_pages: 1 };
+        let processes: HashMap<u32, ProcStat> =
+            [(1, stat(0)), (10, stat(1)), (11, stat(10)), (12, stat(11)), (13, stat(10)), (20, stat(1))].into();
+        assert_eq!(tree(10, &processes), vec![10, 11, 13, 12]);
+        assert_eq!(tree(99, &processes), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn samples_and_stops_a_real_process_tree() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 10 & while :; do :; done"])
+            .spawn()
+            .unwrap();
+        let root = child.id();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(members(root).len(), 2, "sh and its sleep");
+        assert_eq!(tree(root, &all_processes()).len(), 2, "the same from all of /proc");
+        let before = sample(root).unwrap();
+        assert!(before.cpu_secs > 0.0 && before.memory_bytes > 0.0, "{before:?}");
+        assert_eq!(stop_or_continue(root, true), Signalled { done: 2, refused: 0 });
+        let state = |pid: u32| fs::read_to_string(format!("/proc/{pid}/stat")).unwrap().rsplit_once(')').unwrap().1[1..2].to_string();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(state(root), "T");
+        let stopped = sample(root).unwrap().cpu_secs;
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(sample(root).unwrap().cpu_secs - stopped < 0.05, "a stopped tree uses no CPU");
+        assert_eq!(stop_or_continue(root, false).done, 2);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_ne!(state(root), "T");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}

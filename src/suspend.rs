@@ -1,0 +1,87 @@
+//! Suspending the container: the engine's pause (the cgroup freezer), or,
+//! where the engine cannot freeze it (rootless Podman on cgroup v1 gives the
+//! container no cgroup), SIGSTOP to each of its processes.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::engine::{Engine, EngineError};
+use crate::process_tree;
+
+/// Attempts at pausing: runc's freezer can fail transiently ("unable to
+/// freeze") while the job's processes are forking.
+const PAUSE_ATTEMPTS: u32 = 4;
+
+/// How the container was suspended, so that resuming undoes the same thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paused {
+    ByEngine,
+    BySignals,
+}
+
+/// Pauses the container whose init is host process `pid`.
+pub fn pause(engine: &Engine, container: &str, pid: u32) -> Result<Paused, EngineError> {
+    // Set once the engine said it can never pause this container.
+    static CANNOT_PAUSE: AtomicBool = AtomicBool::new(false);
+    let engine_error = if CANNOT_PAUSE.load(Ordering::Relaxed) {
+        None
+    } else {
+        match pause_with_retries(engine, container) {
+            Ok(()) => return Ok(Paused::ByEngine),
+            Err(err) => Some(err),
+        }
+    };
+    let signalled = process_tree::stop_or_continue(pid, true);
+    if signalled.done == 0 {
+        return Err(engine_error.unwrap_or_else(|| EngineError::Failed {
+            command: "SIGSTOP to the container's processes".into(),
+            detail: "none could be stopped".into(),
+        }));
+    }
+    if let Some(err) = engine_error {
+        CANNOT_PAUSE.store(cannot_ever_pause(&err), Ordering::Relaxed);
+        log::warn!("the engine cannot pause the container ({err}); its processes are stopped with SIGSTOP instead");
+    }
+    if signalled.refused > 0 {
+        log::warn!("{} of the container's processes are not ours to stop: they keep running", signalled.refused);
+    }
+    Ok(Paused::BySignals)
+}
+
+/// Undoes `pause`.
+pub fn resume(engine: &Engine, container: &str, pid: u32, how: Paused) -> Result<(), EngineError> {
+    match how {
+        Paused::ByEngine => engine.unpause(container),
+        Paused::BySignals => {
+            continue_processes(pid);
+            Ok(())
+        }
+    }
+}
+
+/// SIGCONT to the container's processes: also for a restarted wrapper that
+/// finds a container an earlier run stopped this way.
+pub fn continue_processes(pid: u32) {
+    let signalled = process_tree::stop_or_continue(pid, false);
+    log::debug!("SIGCONT to {} processes", signalled.done);
+}
+
+fn pause_with_retries(engine: &Engine, container: &str) -> Result<(), EngineError> {
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        match engine.pause(container) {
+            Ok(()) => return Ok(()),
+            Err(err) if attempt >= PAUSE_ATTEMPTS || cannot_ever_pause(&err) => return Err(err),
+            Err(err) => log::debug!("pause attempt {attempt} failed: {err}"),
+        }
+        std::thread::sleep(delay);
+        delay *= 3;
+        attempt += 1;
+    }
+}
+
+/// Podman's refusal for containers without a cgroup: retrying cannot help.
+fn cannot_ever_pause(err: &EngineError) -> bool {
+    let text = err.to_string();
+    text.contains("does not have a cgroup") || text.contains("rootless containers with cgroup V1")
+}

@@ -1,0 +1,171 @@
+//! The emulator suite's core, with the wrapper and the engine CLI running as
+//! the unprivileged user `boinc`, as under a volunteer's BOINC client: rootless
+//! Podman, and Docker through the `docker` group. The data dir belongs to
+//! `boinc`. Rootless Podman on this cgroup v1 host gives containers no cgroup
+//! and no network (slirp4netns cannot open /dev/net/tun here), so its jobs run
+//! with `network = false`, and the wrapper stops their processes with SIGSTOP
+//! instead of pausing and reads their CPU time from /proc.
+#[macro_use]
+mod emulator;
+
+use std::os::unix::fs::MetadataExt;
+
+use emulator::*;
+
+const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
+const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+
+on_both_engines!(
+    output_is_written_and_owned_by_boinc,
+    exit_code_is_forwarded,
+    suspend_stops_the_job_and_resume_continues_it,
+    quit_and_restart_continue_the_same_container,
+    abort_removes_the_container,
+    malformed_job_toml_is_an_error_naming_the_file,
+    cpu_time_reaches_the_client,
+);
+
+/// A job for `engine`: without a network where it has none.
+fn job(engine: &TestEngine, script: &str, extra_toml: &str) -> TestJob {
+    let mut toml = extra_toml.to_string();
+    if engine.lacks_network() {
+        toml.push_str("network = false\nbuild_args = \"--network none\"\n");
+    }
+    TestJob::shell(script).job_toml(&toml)
+}
+
+fn start(engine: &TestEngine, name: &str, job: TestJob) -> Task {
+    TaskBuilder::on_engine(&format!("boinc_{name}"), WRAPPER, engine).job(job).start().unwrap()
+}
+
+/// A counter the job bumps every 0.2 s until `go` appears.
+const COUNTER_JOB: &str = "echo start >> starts.txt; i=0; \
+    while [ ! -f go ]; do i=$((i+1)); echo $i > count.txt; sleep 0.2; done";
+
+fn count(task: &Task) -> u64 {
+    task.read_slot_file("count.txt").and_then(|t| t.trim().parse().ok()).unwrap_or(0)
+}
+
+fn wait_for_count(task: &Task, above: u64) -> u64 {
+    wait_until(Duration::from_secs(90), || Some(count(task)).filter(|c| *c > above))
+        .unwrap_or_else(|| panic!("count stayed at {}\n{}", count(task), task.logs_tail(30)))
+}
+
+/// The counter stands still for a second: the job is stopped.
+fn wait_until_stopped(task: &Task) -> Result<u64, String> {
+    let mut last = count(task);
+    wait_until(Duration::from_secs(10), || {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = count(task);
+        let stopped = now == last;
+        last = now;
+        stopped.then_some(now)
+    })
+    .ok_or_else(|| format!("the job kept counting\n{}", task.logs_tail(30)))
+}
+
+fn release_and_finish(task: &mut Task) -> Outcome {
+    std::fs::write(task.slot_dir().join("go"), "").unwrap();
+    task.wait_exit(TASK_TIMEOUT).unwrap()
+}
+
+fn boinc_uid(engine: &TestEngine) -> u32 {
+    engine.user().expect("an unprivileged engine has a user").uid
+}
+
+fn output_is_written_and_owned_by_boinc(kind: EngineKind) {
+    let engine = TestEngine::require_unprivileged(kind);
+    let script = "echo hello from the job; mkdir -p out; echo result > out/output.txt";
+    let mut task = start(&engine, "success", job(&engine, script, ""));
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert_eq!(task.read_slot_file("out/output.txt").as_deref(), Some("result\n"));
+    assert!(outcome.stderr_txt.contains("hello from the job"), "{}", outcome.describe());
+    // The client, as boinc, must be able to delete everything in the slot.
+    for name in ["out", "out/output.txt"] {
+        let owner = std::fs::metadata(task.slot_dir().join(name)).unwrap().uid();
+        assert_eq!(owner, boinc_uid(&engine), "{name} belongs to uid {owner}");
+    }
+    engine.assert_no_container(&task);
+}
+
+fn exit_code_is_forwarded(kind: EngineKind) {
+    let engine = TestEngine::require_unprivileged(kind);
+    let mut task = start(&engine, "exit3", job(&engine, "echo about to fail >&2; exit 3", ""));
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(3), "{}", outcome.describe());
+    assert!(outcome.stderr_txt.contains("about to fail"), "{}", outcome.describe());
+    engine.assert_no_container(&task);
+}
+
+fn suspend_stops_the_job_and_resume_continues_it(kind: EngineKind) {
+    let engine = TestEngine::require_unprivileged(kind);
+    let mut task = start(&engine, "suspend", job(&engine, COUNTER_JOB, ""));
+    let before = wait_for_count(&task, 2);
+    task.send_control(Control::Suspend);
+    let stopped_at = wait_until_stopped(&task).unwrap();
+    assert!(stopped_at >= before);
+    task.send_control(Control::Resume);
+    wait_for_count(&task, stopped_at);
+    let outcome = release_and_finish(&mut task);
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    if engine.lacks_network() {
+        // Rootless Podman on cgroup v1 cannot pause: the fallback says so once.
+        let warnings = outcome.stderr_txt.matches("stopped with SIGSTOP instead").count();
+        assert_eq!(warnings, 1, "{}", outcome.describe());
+    }
+    engine.assert_no_container(&task);
+}
+
+fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
+    let engine = TestEngine::require_unprivileged(kind);
+    let mut task = start(&engine, "quit", job(&engine, COUNTER_JOB, ""));
+    wait_for_count(&task, 3);
+    task.send_control(Control::Quit);
+    let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
+    assert!(!outcome.finished, "quit must not finish the task: {}", outcome.describe());
+    let journal = task.read_slot_file("docker_wrapper_journal.toml").unwrap_or_default();
+    assert!(journal.contains("kept_paused"), "{journal}");
+    // Kept, and not running on unsupervised.
+    let stopped_at = wait_until_stopped(&task).unwrap();
+
+    task.restart().unwrap();
+    wait_for_count(&task, stopped_at);
+    let outcome = release_and_finish(&mut task);
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert_eq!(task.read_slot_file("starts.txt").as_deref(), Some("start\n"), "the job started over");
+    engine.assert_no_container(&task);
+}
+
+fn abort_removes_the_container(kind: EngineKind) {
+    let engine = TestEngine::require_unprivileged(kind);
+    let mut task = start(&engine, "abort", job(&engine, "sleep 600", ""));
+    engine.wait_for_container_state(&task.container_name(), "running", TASK_TIMEOUT).unwrap();
+    let sent = task.send_control(Control::Abort);
+    let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
+    assert!(sent.elapsed() < Duration::from_secs(5), "abort took {:?}\n{}", sent.elapsed(), outcome.describe());
+    assert!(!outcome.finished, "{}", outcome.describe());
+    engine.assert_no_container(&task);
+}
+
+fn malformed_job_toml_is_an_error_naming_the_file(kind: EngineKind) {
+    let engine = TestEngine::require_unprivileged(kind);
+    let mut task = start(&engine, "bad_toml", TestJob::shell("exit 0").job_toml("workdir = [unclosed\n"));
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
+    assert!(outcome.stderr_txt.contains("job.toml"), "{}", outcome.describe());
+    engine.assert_no_container(&task);
+}
+
+fn cpu_time_reaches_the_client(kind: EngineKind) {
+    let engine = TestEngine::require_unprivileged(kind);
+    let script = "while [ ! -f go ]; do :; done";
+    // At normal priority: an idle container gets no CPU while other tests run.
+    let mut task = start(&engine, "cpu", job(&engine, script, "idle_priority = false\n"));
+    // (The 7.20 API sends no working set size; memory is covered by the unit tests.)
+    let status = task.wait_for_status(Duration::from_secs(90), |s| s.current_cpu_time > 2.0);
+    assert!(status.is_ok(), "{status:?}\n{}", task.logs_tail(30));
+    let outcome = release_and_finish(&mut task);
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    engine.assert_no_container(&task);
+}
