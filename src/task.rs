@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::background;
+use crate::host_user;
 use crate::boinc::{self, ClientStatus, TaskReport};
 use crate::cli::Cli;
 use crate::config::{JobConfig, QuitAction};
@@ -101,8 +102,13 @@ pub fn run(cli: Cli, config: JobConfig, standalone: bool, terminated: Arc<Atomic
     };
     match engine.version() {
         Ok(version) => log::info!("using {} {version} ({})", engine.kind, engine.cli().display()),
-        Err(err) => return Ok(Outcome::TemporaryExit(err.to_string())),
+        Err(err) => {
+            let why = err.to_string();
+            let hint = host_user::access_hint(engine.kind, &why).map(|h| format!("; {h}")).unwrap_or_default();
+            return Ok(Outcome::TemporaryExit(format!("{why}{hint}")));
+        }
     }
+    host_user::check(engine.kind);
     let container = container_name(&init, standalone);
     let task = Task {
         slot_dir,

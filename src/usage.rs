@@ -205,7 +205,10 @@ impl Source {
         match Cgroup::of_process(pid) {
             Some(cgroup) if cgroup.belongs_to(container_id) => Source::Cgroup(cgroup),
             _ => {
-                log::warn!("the container has no cgroup of its own: CPU time and memory are summed from its processes");
+                log::warn!(
+                    "the container has no cgroup of its own (rootless Podman on cgroup v1): its memory, CPU and \
+                     process limits are not enforced, and CPU time and memory are summed from its processes"
+                );
                 Source::Processes { root: pid, next_read: Instant::now() }
             }
         }
