@@ -8,7 +8,7 @@
 #[macro_use]
 mod emulator;
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use emulator::*;
 
@@ -23,6 +23,7 @@ on_both_engines!(
     abort_removes_the_container,
     malformed_job_toml_is_an_error_naming_the_file,
     cpu_time_reaches_the_client,
+    limits_the_engine_refuses_are_dropped_with_one_warning,
 );
 
 /// A job for `engine`: without a network where it has none.
@@ -167,5 +168,40 @@ fn cpu_time_reaches_the_client(kind: EngineKind) {
     assert!(status.is_ok(), "{status:?}\n{}", task.logs_tail(30));
     let outcome = release_and_finish(&mut task);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    engine.assert_no_container(&task);
+}
+
+/// An engine CLI that refuses `create` with a memory limit, as Podman with
+/// crun does where the user has no delegated memory controller, and passes
+/// everything else to the real CLI.
+fn engine_refusing_limits(engine: &TestEngine, dir: &TempDir) -> std::path::PathBuf {
+    let path = dir.path().join(engine.kind().name());
+    let script = format!(
+        "#!/bin/sh\n\
+         if [ \"$1\" = create ]; then for arg in \"$@\"; do if [ \"$arg\" = --memory ]; then\n\
+           echo 'Error: OCI runtime error: crun: the requested cgroup controller `memory` is not available' >&2; exit 126\n\
+         fi; done; fi\n\
+         exec {} \"$@\"\n",
+        engine.cli().display()
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn limits_the_engine_refuses_are_dropped_with_one_warning(kind: EngineKind) {
+    let engine = TestEngine::require_unprivileged(kind);
+    let fake = TempDir::new("refusing_engine").unwrap();
+    let cli = engine_refusing_limits(&engine, &fake);
+    let mut task = TaskBuilder::on_engine("boinc_refused_limits", WRAPPER, &engine)
+        .memory_bound(256.0 * MIB)
+        .env("DOCKER_WRAPPER_ENGINE", &cli)
+        .job(job(&engine, "echo ran without limits", ""))
+        .start()
+        .unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert_eq!(outcome.stderr_txt.matches("refused the resource limits").count(), 1, "{}", outcome.describe());
+    assert!(outcome.stderr_txt.contains("ran without limits"), "{}", outcome.describe());
     engine.assert_no_container(&task);
 }
