@@ -1311,7 +1311,13 @@ mod props {
     }
 
     fn boolean(name: &'static str, set: fn(&mut JobConfig, bool)) -> KeyGen {
-        key_gen(name, Kind::Boolean, any::<bool>(), |b| Value::Boolean(*b), set)
+        key_gen(
+            name,
+            Kind::Boolean,
+            any::<bool>(),
+            |b| Value::Boolean(*b),
+            set,
+        )
     }
 
     fn integer(
@@ -1321,7 +1327,13 @@ mod props {
     ) -> KeyGen {
         // The limits themselves are the likeliest to be wrong.
         let values = prop_oneof![Just(*range.start()), Just(*range.end()), range.clone()];
-        key_gen(name, Kind::Integer(range), values, |n| Value::Integer(*n), set)
+        key_gen(
+            name,
+            Kind::Integer(range),
+            values,
+            |n| Value::Integer(*n),
+            set,
+        )
     }
 
     fn text<S: Strategy<Value = String> + 'static>(
@@ -1329,7 +1341,13 @@ mod props {
         values: S,
         set: fn(&mut JobConfig, String),
     ) -> KeyGen {
-        key_gen(name, Kind::String, values, |s| Value::String(s.clone()), set)
+        key_gen(
+            name,
+            Kind::String,
+            values,
+            |s| Value::String(s.clone()),
+            set,
+        )
     }
 
     /// A string where "" means unset.
@@ -1338,8 +1356,8 @@ mod props {
         values: S,
         set: fn(&mut JobConfig, Option<String>),
     ) -> KeyGen {
-        let values = prop_oneof![Just(String::new()), values]
-            .prop_map(|s| (!s.is_empty()).then_some(s));
+        let values =
+            prop_oneof![Just(String::new()), values].prop_map(|s| (!s.is_empty()).then_some(s));
         key_gen(
             name,
             Kind::String,
@@ -1446,7 +1464,9 @@ mod props {
                     QuitAction::Pause
                 }
             }),
-            integer("stop_grace_secs", 1..=3600, |c, n| c.stop_grace_secs = n as u64),
+            integer("stop_grace_secs", 1..=3600, |c, n| {
+                c.stop_grace_secs = n as u64
+            }),
             integer("command_timeout_secs", 5..=3600, |c, n| {
                 c.command_timeout_secs = n as u64
             }),
@@ -1548,9 +1568,44 @@ mod props {
 
     /// Pieces of TOML syntax, so that random input gets past the first line.
     const TOKENS: &[&str] = &[
-        "=", "\"", "'", "\"\"\"", "'''", "[", "]", "[[", "]]", "{", "}", ",", ".", "#", "\\", "\\u",
-        "\n", "\r\n", " ", "\t", "true", "1", "-0", "1.5e3", "inf", "nan", "0x1F", "1979-05-27",
-        "07:32:00", "T", "Z", "_", "verbose", "mount", "workdir", "build_args", "\0", "\u{feff}",
+        "=",
+        "\"",
+        "'",
+        "\"\"\"",
+        "'''",
+        "[",
+        "]",
+        "[[",
+        "]]",
+        "{",
+        "}",
+        ",",
+        ".",
+        "#",
+        "\\",
+        "\\u",
+        "\n",
+        "\r\n",
+        " ",
+        "\t",
+        "true",
+        "1",
+        "-0",
+        "1.5e3",
+        "inf",
+        "nan",
+        "0x1F",
+        "1979-05-27",
+        "07:32:00",
+        "T",
+        "Z",
+        "_",
+        "verbose",
+        "mount",
+        "workdir",
+        "build_args",
+        "\0",
+        "\u{feff}",
         "é",
     ];
 

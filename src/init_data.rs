@@ -1778,11 +1778,53 @@ pub(crate) mod props {
 
     /// Pieces of XML syntax, so that random input gets past the first '<'.
     const TOKENS: &[&str] = &[
-        "<", ">", "</", "/>", "&", ";", "&#", "&#x", "&amp;", "&#195;", "&#xFFFFFFFF;", "=\"", "\"",
-        "'", "<![CDATA[", "]]>", "<!--", "-->", "<?", "?>", "<!DOCTYPE x>", "<app_init_data>",
-        "</app_init_data>", "<slot>", "</slot>", "<ncpus>", "<host_info>", "</host_info>", "<wsl>",
-        "<distro>", "</distro>", "<proxy_info>", "<use_http_proxy/>", "<app_file>", "<x a='1'>",
-        "</x>", "1", "-2.5e3", "nan", " ", "\n", "\r\n", "\t", "\0", "\u{feff}", "é", "\u{10FFFF}",
+        "<",
+        ">",
+        "</",
+        "/>",
+        "&",
+        ";",
+        "&#",
+        "&#x",
+        "&amp;",
+        "&#195;",
+        "&#xFFFFFFFF;",
+        "=\"",
+        "\"",
+        "'",
+        "<![CDATA[",
+        "]]>",
+        "<!--",
+        "-->",
+        "<?",
+        "?>",
+        "<!DOCTYPE x>",
+        "<app_init_data>",
+        "</app_init_data>",
+        "<slot>",
+        "</slot>",
+        "<ncpus>",
+        "<host_info>",
+        "</host_info>",
+        "<wsl>",
+        "<distro>",
+        "</distro>",
+        "<proxy_info>",
+        "<use_http_proxy/>",
+        "<app_file>",
+        "<x a='1'>",
+        "</x>",
+        "1",
+        "-2.5e3",
+        "nan",
+        " ",
+        "\n",
+        "\r\n",
+        "\t",
+        "\0",
+        "\u{feff}",
+        "é",
+        "\u{10FFFF}",
     ];
 
     fn token_soup() -> impl Strategy<Value = String> {
@@ -1879,7 +1921,13 @@ pub(crate) mod props {
             Mutation::Truncate(i) => bytes.truncate(at(i, bytes.len())),
             Mutation::DuplicateLines(i, n, times) => {
                 let starts: Vec<usize> = std::iter::once(0)
-                    .chain(bytes.iter().enumerate().filter(|(_, &b)| b == b'\n').map(|(p, _)| p + 1))
+                    .chain(
+                        bytes
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, &b)| b == b'\n')
+                            .map(|(p, _)| p + 1),
+                    )
                     .collect();
                 let first = i.index(starts.len());
                 let start = starts[first];
@@ -1943,7 +1991,11 @@ pub(crate) mod props {
     }
 
     fn docker_type() -> impl Strategy<Value = DockerType> {
-        select(vec![DockerType::None, DockerType::Docker, DockerType::Podman])
+        select(vec![
+            DockerType::None,
+            DockerType::Docker,
+            DockerType::Podman,
+        ])
     }
 
     fn distro() -> impl Strategy<Value = WslDistro> {
@@ -1952,19 +2004,21 @@ pub(crate) mod props {
             (any::<i32>(), any::<i32>(), any::<bool>(), any::<bool>()),
             (docker_type(), docker_type()),
         )
-            .prop_map(|((name, os, ver, dv, dcv), (wv, bv, def, dis), (dt, dct))| WslDistro {
-                distro_name: name,
-                os_name: os,
-                os_version: ver,
-                wsl_version: wv,
-                boinc_buda_runner_version: bv,
-                is_default: def,
-                disallowed: dis,
-                docker_version: dv,
-                docker_type: dt,
-                docker_compose_version: dcv,
-                docker_compose_type: dct,
-            })
+            .prop_map(
+                |((name, os, ver, dv, dcv), (wv, bv, def, dis), (dt, dct))| WslDistro {
+                    distro_name: name,
+                    os_name: os,
+                    os_version: ver,
+                    wsl_version: wv,
+                    boinc_buda_runner_version: bv,
+                    is_default: def,
+                    disallowed: dis,
+                    docker_version: dv,
+                    docker_type: dt,
+                    docker_compose_version: dcv,
+                    docker_compose_type: dct,
+                },
+            )
     }
 
     fn host_info() -> impl Strategy<Value = HostInfo> {
@@ -1993,29 +2047,49 @@ pub(crate) mod props {
             (any::<i32>(), any::<i32>()),
             (text(), text(), text(), text(), text(), text(), text()),
         )
-            .prop_map(|((h, s, a, rd), (sp, hp), (sn, hn, su, spw, hu, hpw, np))| ProxyInfo {
-                use_http_proxy: h,
-                use_socks_proxy: s,
-                use_http_auth: a,
-                socks_server_name: sn,
-                socks_server_port: sp,
-                http_server_name: hn,
-                http_server_port: hp,
-                socks5_user_name: su,
-                socks5_user_passwd: spw,
-                socks5_remote_dns: rd,
-                http_user_name: hu,
-                http_user_passwd: hpw,
-                no_proxy: np,
-            })
+            .prop_map(
+                |((h, s, a, rd), (sp, hp), (sn, hn, su, spw, hu, hpw, np))| ProxyInfo {
+                    use_http_proxy: h,
+                    use_socks_proxy: s,
+                    use_http_auth: a,
+                    socks_server_name: sn,
+                    socks_server_port: sp,
+                    http_server_name: hn,
+                    http_server_port: hp,
+                    socks5_user_name: su,
+                    socks5_user_passwd: spw,
+                    socks5_remote_dns: rd,
+                    http_user_name: hu,
+                    http_user_passwd: hpw,
+                    no_proxy: np,
+                },
+            )
     }
 
     fn init_data() -> impl Strategy<Value = InitData> {
         (
             (text(), text(), text(), text(), text(), text(), text()),
-            (any::<i32>(), any::<i32>(), any::<Option<i32>>(), any::<i32>(), any::<i32>()),
-            (number(), number(), number(), number(), number(), number(), number()),
-            (host_info(), prop::option::of(proxy_info()), vec(text(), 0..4)),
+            (
+                any::<i32>(),
+                any::<i32>(),
+                any::<Option<i32>>(),
+                any::<i32>(),
+                any::<i32>(),
+            ),
+            (
+                number(),
+                number(),
+                number(),
+                number(),
+                number(),
+                number(),
+                number(),
+            ),
+            (
+                host_info(),
+                prop::option::of(proxy_info()),
+                vec(text(), 0..4),
+            ),
         )
             .prop_map(
                 |(
@@ -2082,7 +2156,10 @@ pub(crate) mod props {
         fn text(&mut self, s: &str) -> String {
             let escaped = match self.choose(5) {
                 // Only what must be escaped.
-                0 => s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;"),
+                0 => s
+                    .replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;"),
                 // BOINC's xml_escape: every byte outside printable ASCII is
                 // its own reference.
                 1 => s
@@ -2272,7 +2349,11 @@ pub(crate) mod props {
             c.extend(d.proxy_info.as_ref().map(|p| self.proxy_info(p)));
             // The order of <app_file>s is kept, so they are not rotated.
             let mut doc = self.block("app_init_data", c, false);
-            let files: String = d.app_files.iter().map(|f| self.string("app_file", f)).collect();
+            let files: String = d
+                .app_files
+                .iter()
+                .map(|f| self.string("app_file", f))
+                .collect();
             doc.insert_str(doc.len() - "</app_init_data>".len(), &files);
             let prolog = [
                 "",

@@ -127,8 +127,29 @@ mod props {
     use proptest::sample::select;
 
     const TOKENS: &[&str] = &[
-        "COPY ", "add ", "FROM x\n", "RUN y\n", "[", "]", "\"", "'", "\\", "\\\n", ",", " ", "\n",
-        "\r\n", "#", "--from=a ", "--chown=1 ", "a", "b/c", "https://x/y", "git@h:r", "é", "\0",
+        "COPY ",
+        "add ",
+        "FROM x\n",
+        "RUN y\n",
+        "[",
+        "]",
+        "\"",
+        "'",
+        "\\",
+        "\\\n",
+        ",",
+        " ",
+        "\n",
+        "\r\n",
+        "#",
+        "--from=a ",
+        "--chown=1 ",
+        "a",
+        "b/c",
+        "https://x/y",
+        "git@h:r",
+        "é",
+        "\0",
     ];
 
     proptest! {
