@@ -14,6 +14,7 @@ mod network;
 mod os;
 mod process_tree;
 mod slot_files;
+mod slot_usage;
 mod supervisor;
 mod suspend;
 mod task;

@@ -22,6 +22,7 @@ use crate::journal::{Journal, Phase};
 use crate::network::ContainerNetwork;
 use crate::os;
 use crate::slot_files;
+use crate::slot_usage::DiskWatch;
 use crate::supervisor::{self, Action, Event, Found, StartPlan, State};
 use crate::suspend::{self, Paused};
 use crate::usage::Accounting;
@@ -53,6 +54,8 @@ pub enum Outcome {
 pub const EXIT_INIT_FAILURE: i32 = 206;
 /// BOINC's exit code for a task that exceeded its memory limit.
 pub const EXIT_MEM_LIMIT_EXCEEDED: i32 = 198;
+/// BOINC's exit code for a task that exceeded its disk bound.
+pub const EXIT_DISK_LIMIT_EXCEEDED: i32 = 196;
 
 /// Names and paths of this task.
 struct Task {
@@ -492,6 +495,7 @@ impl Task {
         let mut accounting = Accounting::new(container.pid, &container.id, client_cpu);
         let mut state = State::Running;
         let mut network = ContainerNetwork::new(&self.engine, &self.container, self.config.network);
+        let mut disk = DiskWatch::new(&self.slot_dir, self.init.rsc_disk_bound);
         let mut next_report = Instant::now();
         loop {
             let event = if watch.wait_exited(TICK) {
@@ -529,6 +533,13 @@ impl Task {
                     working_set_size: accounting.memory_bytes(),
                 });
                 next_report = Instant::now() + REPORT_PERIOD;
+            }
+            if state == State::Running && actions.is_empty() {
+                if let Some(disk) = disk.as_mut() {
+                    if let Some(used) = disk.over_bound() {
+                        return Ok(self.end_over_disk_bound(used, disk.bound(), accounting.cpu_time()));
+                    }
+                }
             }
             for action in actions {
                 if let Some(outcome) = self.perform(&action, accounting.cpu_time())? {
@@ -619,6 +630,19 @@ impl Task {
                 Phase::Running
             }
         }
+    }
+
+    /// Ends a job that filled the slot past the workunit's disk bound, as
+    /// the client would (only much later).
+    fn end_over_disk_bound(&self, used: u64, bound: u64, cpu_time: f64) -> Outcome {
+        let mb = |bytes: u64| bytes / 1_000_000;
+        log::error!(
+            "the job wrote at least {} MB into the slot, past the workunit's disk bound of {} MB: stopping it",
+            mb(used),
+            mb(bound)
+        );
+        self.engine.kill(&self.container);
+        self.finish(EXIT_DISK_LIMIT_EXCEEDED, false, true, cpu_time)
     }
 
     /// Container log into stderr.txt, container removed (the image stays

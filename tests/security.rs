@@ -13,6 +13,7 @@ on_both_engines!(
     published_ports_listen_on_loopback_only,
     a_fork_bomb_stops_at_the_pids_limit,
     huge_output_is_copied_bounded,
+    a_job_filling_the_slot_is_stopped_at_the_disk_bound,
     unsafe_create_args_are_refused,
     names_with_odd_characters_work,
 );
@@ -66,6 +67,26 @@ fn a_fork_bomb_stops_at_the_pids_limit(kind: EngineKind) {
     assert!(matches!(outcome.finish_code(), Some(code) if code != 0), "{}", outcome.describe());
     let forks: u32 = task.read_slot_file("forks.txt").unwrap_or_default().trim().parse().unwrap_or(0);
     assert!(forks > 0 && forks < 64, "the job started {forks} processes under a limit of 64");
+    engine.assert_no_container(&task);
+}
+
+/// 10 GB into the slot under a 50 MB disk bound: the wrapper measures the
+/// slot every 2 s (the client only every 5 min) and ends the task with
+/// EXIT_DISK_LIMIT_EXCEEDED long before the job is through.
+fn a_job_filling_the_slot_is_stopped_at_the_disk_bound(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let script = "dd if=/dev/zero of=big bs=1M count=10240 2>/dev/null; echo wrote all 10 GB";
+    let mut task =
+        TaskBuilder::on_engine("disk_hog", WRAPPER, &engine).disk_bound(50.0 * 1e6).job(TestJob::shell(script)).start().unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    let written = std::fs::metadata(task.slot_dir().join("big")).map_or(0, |m| m.len());
+    // The slot is emptied at once, as the client would on the task's end.
+    let _ = std::fs::remove_file(task.slot_dir().join("big"));
+    assert_eq!(outcome.finish_code(), Some(196), "{}", outcome.describe());
+    assert!(outcome.stderr_txt.contains("past the workunit's disk bound of 50 MB"), "{}", outcome.describe());
+    assert!(!outcome.stderr_txt.contains("wrote all 10 GB"), "{}", outcome.describe());
+    assert!(written < 10 << 30, "the job wrote {written} bytes");
+    println!("{}: stopped after {} MB, {:?}", kind.name(), written / 1_000_000, outcome.elapsed);
     engine.assert_no_container(&task);
 }
 

@@ -14,8 +14,15 @@ pub fn task_container(project_dir_name: &str, result_name: &str) -> String {
 
 /// [`sanitize`]d, and shortened like a container name when longer, so that
 /// an image reference made from it stays within the engines' 255 characters.
+/// A name that sanitising changed gets a hash of the original, so that two
+/// projects whose names differ only in case or in replaced characters never
+/// share an image repository (and one's cache collection the other's images).
 pub fn component(text: &str) -> String {
-    shorten(sanitize(text))
+    let clean = sanitize(text);
+    if clean == text {
+        return shorten(clean);
+    }
+    shorten(format!("{clean}-{:08x}", fnv1a(text.as_bytes()) as u32))
 }
 
 /// Lower-cases like the C++ wrapper and replaces what an image reference
@@ -186,6 +193,12 @@ pub(crate) mod props {
         }
 
         #[test]
+        fn distinct_names_give_distinct_components(a in hostile_text(), b in hostile_text()) {
+            prop_assume!(a != b);
+            prop_assert_ne!(component(&a), component(&b));
+        }
+
+        #[test]
         fn clean_names_are_kept_or_stay_distinct(a in clean_name(), b in clean_name()) {
             prop_assume!(a != b);
             if a.len() <= MAX_NAME {
@@ -195,6 +208,14 @@ pub(crate) mod props {
             prop_assert_ne!(task_container("p", &a), task_container("p", &b));
             prop_assert_ne!(task_container(&a, "r"), task_container(&b, "r"));
         }
+    }
+
+    #[test]
+    fn names_that_differ_only_in_replaced_characters_stay_apart() {
+        let names = ["a b", "a;b", "a..b", "a-b", "A-b", "", "x", "é"];
+        let components: std::collections::HashSet<String> = names.iter().map(|n| component(n)).collect();
+        assert_eq!(components.len(), names.len(), "{components:?}");
+        assert_eq!(component("a-b"), "a-b", "valid names are kept");
     }
 
     /// The input that once gave a component too long for an image name.
