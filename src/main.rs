@@ -63,7 +63,10 @@ fn main() -> ExitCode {
         }
         Err(err) => fail(&err.to_string()),
     };
-    let standalone = boinc::is_standalone();
+    // The library also says standalone when init_data.xml exists but does not
+    // parse (e.g. empty): that is a slot with a damaged file, not a plain
+    // directory, and reading it gives the error.
+    let standalone = boinc::is_standalone() && !std::path::Path::new("init_data.xml").exists();
     logging::set_verbosity(if cli.verbose || standalone { 2 } else { config.verbose });
     log::debug!("{}", config.describe());
     if standalone {

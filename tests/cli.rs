@@ -67,6 +67,18 @@ fn malformed_init_data_is_an_error_naming_the_file() {
     assert!(outcome.stderr_txt.contains("ncpus"), "{}", outcome.describe());
 }
 
+/// An empty init_data.xml (a client that crashed while writing it): the
+/// BOINC library cannot parse it and says standalone, but this is a slot
+/// with a damaged file, not a plain directory: an error naming the file,
+/// before any engine call.
+#[test]
+fn empty_init_data_is_an_error_naming_the_file() {
+    let outcome = run_task("empty_init_data", |b| b.raw_init_data(""));
+    assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
+    assert!(outcome.stderr_txt.contains("init_data.xml"), "{}", outcome.describe());
+    assert!(!outcome.stderr_txt.contains("are named 'boinc'"), "not run standalone: {}", outcome.describe());
+}
+
 #[test]
 fn missing_config_file_given_on_the_command_line_is_an_error() {
     let outcome = run_task("missing_config", |b| b.args(["--config", "nope.toml"]));
