@@ -1,7 +1,7 @@
 //! The few operating-system calls the wrapper needs beyond std, through
 //! rustix's safe wrappers. On Windows the engine runs inside WSL, beyond the
 //! reach of these calls: the stand-ins say "not available" and callers fall
-//! back (the shell transport polls, no cgroup accounting).
+//! back (the shell transport polls, accounting asks the engine's `stats`).
 #[cfg(unix)]
 pub use unix::*;
 #[cfg(windows)]

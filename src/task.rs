@@ -492,7 +492,10 @@ impl Task {
     /// The main loop: client messages and container exit until the end.
     fn supervise(&self, container: &ContainerState, client_cpu: f64) -> Result<Outcome> {
         let mut watch = ExitWatch::start(&self.engine, &self.container, container.pid)?;
-        let mut accounting = Accounting::new(container.pid, &container.id, client_cpu);
+        // Through a shell into WSL, the pid is the distro's, not ours.
+        let host_pid = self.engine.transport().is_local().then_some(container.pid);
+        let read_stats = Box::new(|| self.engine.stats(&self.container).map_err(|err| log::debug!("{err}")).ok());
+        let mut accounting = Accounting::new(host_pid, &container.id, client_cpu, read_stats);
         let mut state = State::Running;
         let mut network = ContainerNetwork::new(&self.engine, &self.container, self.config.network);
         let mut disk = DiskWatch::new(&self.slot_dir, self.init.rsc_disk_bound);

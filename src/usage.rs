@@ -1,15 +1,22 @@
 //! CPU time and memory of the container, read from its cgroup: cumulative
 //! (right for multi-threaded jobs) and free of engine CLI calls. Where the
-//! container has no cgroup of its own, from its processes in /proc.
+//! container has no cgroup of its own, from its processes in /proc; where
+//! neither is visible (the engine in a WSL distro), from the engine's `stats`.
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::engine::stats::{CpuFigure, Stats};
 use crate::process_tree;
 
 /// How often the /proc fallback reads: on kernels without children files it
 /// walks the host's whole process table, far more than two cgroup files.
 const PROCESS_SAMPLE_PERIOD: Duration = Duration::from_secs(2);
+/// How often the `stats` fallback asks the engine (Docker's takes a second).
+const STATS_PERIOD: Duration = Duration::from_secs(15);
+
+/// Asks the engine for the container's `stats`.
+pub type StatsReader<'a> = Box<dyn FnMut() -> Option<Stats> + 'a>;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
@@ -189,19 +196,24 @@ mod tests {
 }
 
 /// Where the container's counters come from.
-enum Source {
+enum Source<'a> {
     Cgroup(Cgroup),
     /// The container's init process and its descendants, read at most every
     /// PROCESS_SAMPLE_PERIOD.
     Processes { root: u32, next_read: Instant },
-    None,
+    /// The engine's `stats` every STATS_PERIOD: Podman's CPU total, or
+    /// Docker's percentage summed over time into `integrated`.
+    Stats { read: StatsReader<'a>, next_read: Instant, integrated: f64, last_read: Option<Instant> },
 }
 
-impl Source {
-    fn find(pid: u32, container_id: &str) -> Source {
-        if pid == 0 {
-            return Source::None;
-        }
+impl<'a> Source<'a> {
+    /// `host_pid`: the container's init as this process sees it, if it can.
+    fn find(host_pid: Option<u32>, container_id: &str, read_stats: StatsReader<'a>) -> Source<'a> {
+        let stats = Source::Stats { read: read_stats, next_read: Instant::now(), integrated: 0.0, last_read: None };
+        let Some(pid) = host_pid.filter(|pid| *pid > 0) else {
+            log::info!("the container's processes are out of sight: CPU time and memory come from the engine's stats");
+            return stats;
+        };
         match Cgroup::of_process(pid) {
             Some(cgroup) if cgroup.belongs_to(container_id) => Source::Cgroup(cgroup),
             _ => {
@@ -224,7 +236,24 @@ impl Source {
                 *next_read = Instant::now() + PROCESS_SAMPLE_PERIOD;
                 process_tree::sample(*root)
             }
-            Source::None => None,
+            Source::Stats { read, next_read, integrated, last_read } => {
+                let now = Instant::now();
+                if now < *next_read {
+                    return None;
+                }
+                *next_read = now + STATS_PERIOD;
+                let stats = read()?;
+                let cpu_secs = match stats.cpu {
+                    CpuFigure::Total(secs) => secs,
+                    CpuFigure::Percent(percent) => {
+                        let since = last_read.map_or(0.0, |last| now.duration_since(last).as_secs_f64());
+                        *integrated += percent / 100.0 * since;
+                        *integrated
+                    }
+                };
+                *last_read = Some(now);
+                Some(Sample { cpu_secs, memory_bytes: stats.memory_bytes })
+            }
         }
     }
 
@@ -238,8 +267,8 @@ impl Source {
 
 /// CPU time of the task across wrapper restarts: what the client had
 /// already counted when we started, plus what the container has used since.
-pub struct Accounting {
-    source: Source,
+pub struct Accounting<'a> {
+    source: Source<'a>,
     base_cpu: f64,
     cpu_at_start: f64,
     cpu_time: f64,
@@ -247,11 +276,12 @@ pub struct Accounting {
     oom_kills: u64,
 }
 
-impl Accounting {
-    /// `pid`: the container's init on the host; `client_cpu`: the task's CPU
-    /// time when this run started.
-    pub fn new(pid: u32, container_id: &str, client_cpu: f64) -> Accounting {
-        let mut source = Source::find(pid, container_id);
+impl<'a> Accounting<'a> {
+    /// `host_pid`: the container's init as this process sees it (None when
+    /// the engine runs elsewhere); `client_cpu`: the task's CPU time when
+    /// this run started.
+    pub fn new(host_pid: Option<u32>, container_id: &str, client_cpu: f64, read_stats: StatsReader<'a>) -> Accounting<'a> {
+        let mut source = Source::find(host_pid, container_id, read_stats);
         let start = source.sample().map_or(0.0, |s| s.cpu_secs);
         Accounting { source, base_cpu: client_cpu, cpu_at_start: start, cpu_time: client_cpu, memory_bytes: 0.0, oom_kills: 0 }
     }

@@ -24,6 +24,7 @@ on_both_engines!(
     suspend_pauses_and_resume_unpauses,
     quit_and_restart_continue_the_same_container,
     abort_removes_the_container_promptly,
+    cpu_time_comes_from_the_engines_stats,
     a_hanging_engine_command_times_out_and_the_next_one_works,
     a_shell_that_dies_is_restarted_for_the_next_command,
 );
@@ -32,6 +33,21 @@ fn builder(name: &str, engine: &TestEngine) -> TaskBuilder {
     Task::builder(&format!("shell_{name}_{}", engine.kind().name()), WRAPPER)
         .engine(engine)
         .env("DOCKER_WRAPPER_SHELL", "sh")
+}
+
+/// Through the shell (as through WSL) the container's processes and cgroup
+/// are out of the wrapper's sight: CPU time comes from `stats` every 15 s.
+fn cpu_time_comes_from_the_engines_stats(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let job = TestJob::shell("while [ ! -f go ]; do :; done").job_toml("idle_priority = false\n");
+    let mut task = builder("stats", &engine).job(job).start().unwrap();
+    let status = task.wait_for_status(Duration::from_secs(90), |s| s.current_cpu_time > 3.0);
+    assert!(status.is_ok(), "{status:?}\n{}", task.logs_tail(30));
+    std::fs::write(task.slot_dir().join("go"), "").unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert!(outcome.stderr_txt.contains("come from the engine's stats"), "{}", outcome.describe());
+    engine.assert_no_container(&task);
 }
 
 fn assert_went_through_the_shell(outcome: &Outcome) {

@@ -11,6 +11,7 @@ pub mod names;
 pub mod policy;
 pub mod process;
 pub mod shell;
+pub mod stats;
 pub mod time;
 pub mod transport;
 pub mod wsl;
