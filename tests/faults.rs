@@ -72,6 +72,9 @@ fn a_dockerfile_that_fails_to_build_reports_its_output(kind: EngineKind) {
     assert!(outcome.stderr_txt.contains("image build failed"), "{}", outcome.describe());
     assert!(outcome.stderr_txt.contains("compiling the science code"), "{}", outcome.describe());
     assert_eq!(engine.container_state(&task.container_name()), None);
+    // Nor the build's own container of the failed step.
+    let failed_step = engine.run(["ps", "-a", "--no-trunc", "--filter", "status=exited", "--format", "{{.Command}}"]).unwrap();
+    assert!(!failed_step.stdout.contains("compiling the science code"), "left behind: {}", failed_step.stdout);
 }
 
 fn a_missing_dockerfile_is_an_error(kind: EngineKind) {

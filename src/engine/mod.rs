@@ -245,6 +245,11 @@ impl Engine {
             // No registry retries: a FROM that cannot be pulled fails at once.
             argv = argv.args(["--retry", "0"]);
         }
+        // Docker's classic builder keeps the container of a failed RUN step
+        // unless told otherwise (Podman removes it by default).
+        if self.kind == EngineKind::Docker {
+            argv = argv.arg("--force-rm");
+        }
         if self.kind == EngineKind::Docker && self.docker_needs_classic_builder() {
             argv = argv.env("DOCKER_BUILDKIT", "0");
         }
