@@ -75,6 +75,10 @@ fn a_dockerfile_that_fails_to_build_reports_its_output(kind: EngineKind) {
     // Nor the build's own container of the failed step.
     let failed_step = engine.run(["ps", "-a", "--no-trunc", "--filter", "status=exited", "--format", "{{.Command}}"]).unwrap();
     assert!(!failed_step.stdout.contains("compiling the science code"), "left behind: {}", failed_step.stdout);
+    // Nor images of the steps that worked, labelled with the build's inputs.
+    let inputs_label = "label=boinc.docker_wrapper.project=example.org_test";
+    let images = engine.run(["images", "-a", "-q", "--filter", inputs_label, "--filter", "dangling=true"]).unwrap();
+    assert_eq!(images.stdout.trim(), "", "images left by the failed build");
 }
 
 fn a_missing_dockerfile_is_an_error(kind: EngineKind) {

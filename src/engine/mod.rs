@@ -243,7 +243,9 @@ impl Engine {
         }
         if self.kind == EngineKind::Podman {
             // No registry retries: a FROM that cannot be pulled fails at once.
-            argv = argv.args(["--retry", "0"]);
+            // No intermediate images: the cache is by content of the whole
+            // build, and a failed build then leaves no images behind.
+            argv = argv.args(["--retry", "0", "--layers=false"]);
         }
         // Docker's classic builder keeps the container of a failed RUN step
         // unless told otherwise (Podman removes it by default).
