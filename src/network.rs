@@ -103,9 +103,23 @@ impl<'a> ContainerNetwork<'a> {
         self.tracker.retry_at = None;
         self.reconnect();
         if paused_in_podman {
-            if let Err(err) = self.engine.pause(self.container) {
-                log::warn!("the container could not be paused again after reconnecting it: {err}");
+            self.pause_again();
+        }
+    }
+
+    /// The freezer can fail while the job forks: a few attempts, backing off.
+    fn pause_again(&self) {
+        let mut delay = Duration::from_millis(100);
+        for attempt in 1..=3 {
+            match self.engine.pause(self.container) {
+                Ok(()) => return,
+                Err(err) if attempt == 3 => {
+                    return log::warn!("the container could not be paused again after reconnecting it: {err}");
+                }
+                Err(err) => log::debug!("pause attempt {attempt} failed: {err}"),
             }
+            std::thread::sleep(delay);
+            delay *= 3;
         }
     }
 
@@ -128,7 +142,10 @@ impl<'a> ContainerNetwork<'a> {
     }
 
     fn give_up(&mut self, why: &str) {
-        log::warn!("the client suspended the network, but the container cannot be disconnected: {why}; the job keeps its network");
+        log::warn!(
+            "the client suspended the network, but the container cannot be disconnected: {why}; \
+             the job keeps its network"
+        );
         self.tracker.gave_up = true;
     }
 
@@ -151,7 +168,8 @@ impl<'a> ContainerNetwork<'a> {
                 log::info!("network resumed: container reconnected to {}", wanted.join(", "));
             }
             Some(err) => {
-                log::warn!("cannot reconnect the container to {} (retrying in {RECONNECT_RETRY:?}): {err}", failed.join(", "));
+                let networks = failed.join(", ");
+                log::warn!("cannot reconnect the container to {networks} (retrying in {RECONNECT_RETRY:?}): {err}");
                 self.tracker.detached = failed;
                 self.tracker.retry_at = Some(Instant::now() + RECONNECT_RETRY);
             }

@@ -68,7 +68,8 @@ fn release_and_finish(task: &mut Task) -> Outcome {
 
 fn suspended_network_is_disconnected_and_resume_reconnects(kind: EngineKind) {
     let engine = TestEngine::require(kind);
-    let mut task = TaskBuilder::on_engine("net_suspend", WRAPPER, &engine).job(TestJob::shell(NET_WATCH_JOB)).start().unwrap();
+    let job = TestJob::shell(NET_WATCH_JOB);
+    let mut task = TaskBuilder::on_engine("net_suspend", WRAPPER, &engine).job(job).start().unwrap();
     wait_job_sees(&task, "up", TASK_TIMEOUT);
     assert_eq!(networks(&engine, &task), default_network(kind));
 
@@ -115,12 +116,14 @@ fn a_job_without_network_is_left_alone(kind: EngineKind) {
 }
 
 /// The hardest path: network suspended, then the task suspended (container
-/// paused), then quit. The kept container gets its networks back (the next
-/// wrapper would not know they were taken); the restarted wrapper takes
-/// them again while the client still says suspended, and gives them back on resume.
+/// paused), then quit. The kept container gets its networks back before the
+/// wrapper exits (the next wrapper would not know they were taken), as a
+/// real interface, not only in the engine's records (Podman changes a
+/// paused container's records only).
 fn quit_while_disconnected_keeps_the_container_with_its_network(kind: EngineKind) {
     let engine = TestEngine::require(kind);
-    let mut task = TaskBuilder::on_engine("net_quit", WRAPPER, &engine).job(TestJob::shell(NET_WATCH_JOB)).start().unwrap();
+    let job = TestJob::shell(NET_WATCH_JOB);
+    let mut task = TaskBuilder::on_engine("net_quit", WRAPPER, &engine).job(job).start().unwrap();
     let name = task.container_name();
     wait_job_sees(&task, "up", TASK_TIMEOUT);
     task.set_network_suspended(true);
@@ -135,13 +138,9 @@ fn quit_while_disconnected_keeps_the_container_with_its_network(kind: EngineKind
     assert_eq!(engine.container_state(&name).as_deref(), Some("paused"));
     assert_eq!(networks(&engine, &task), default_network(kind), "kept without its network");
 
-    // The client still says suspended: the restarted wrapper disconnects again.
-    task.restart().unwrap();
-    let gone = wait_until(NETWORK_CHANGE_TIMEOUT, || networks(&engine, &task).is_empty().then_some(()));
-    assert!(gone.is_some(), "not disconnected after the restart\n{}", task.logs_tail(30));
-    wait_job_sees(&task, "down", NETWORK_CHANGE_TIMEOUT);
-
+    // Nothing tells the restarted wrapper about the earlier disconnect.
     task.set_network_suspended(false);
+    task.restart().unwrap();
     wait_job_sees(&task, "up", NETWORK_CHANGE_TIMEOUT);
     assert_eq!(networks(&engine, &task), default_network(kind));
     let outcome = release_and_finish(&mut task);
