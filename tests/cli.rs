@@ -85,3 +85,18 @@ fn missing_config_file_given_on_the_command_line_is_an_error() {
     assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
     assert!(outcome.stderr_txt.contains("nope.toml"), "{}", outcome.describe());
 }
+
+/// `--sporadic` needs BOINC 8's API (boinc_sporadic_dir); built against an
+/// older library the wrapper says so and fails the task, before any engine call.
+#[test]
+fn sporadic_without_a_boinc_8_library_says_so() {
+    let version = Command::new(WRAPPER).arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&version.stdout).to_string();
+    let outcome = run_task("sporadic", |b| b.arg("--sporadic"));
+    if version.contains("BOINC API 7.") {
+        assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
+        assert!(outcome.stderr_txt.contains("--sporadic needs a BOINC 8 API library"), "{}", outcome.describe());
+    } else {
+        assert!(!outcome.stderr_txt.contains("sporadic"), "with {version}: {}", outcome.describe());
+    }
+}
