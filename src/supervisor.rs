@@ -234,7 +234,7 @@ pub fn plan_start(journal: Option<&Journal>, found: &Found, boot_time: Option<i6
 /// A job that ended by a signal before this boot was ended by the shutdown,
 /// not by itself. One that exited normally, or after boot, really finished.
 fn killed_by_shutdown(code: i32, finished_at: Option<i64>, boot_time: Option<i64>) -> bool {
-    let by_signal = code >= 128 || code < 0;
+    let by_signal = !(0..128).contains(&code);
     match (finished_at, boot_time) {
         (Some(finished), Some(boot)) => by_signal && finished <= boot,
         _ => false,
