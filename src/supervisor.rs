@@ -1,5 +1,5 @@
 //! The task's life as a state machine: (state, event) -> (state, actions).
-//! No I/O here; `task.rs` performs the actions.
+//! No I/O here; `task/supervise.rs` performs the actions.
 use crate::boinc::ClientStatus;
 use crate::journal::{Journal, Phase};
 

@@ -21,7 +21,7 @@ pub struct CreateSpec {
     pub portmaps: Vec<String>,
     pub env: Vec<(String, String)>,
     /// Whether to ask for the cgroup limits below at all: false where the
-    /// engine refused them (see `task.rs`).
+    /// engine refused them (see `task/container_spec.rs`).
     pub resource_limits: bool,
     pub cpus: f64,
     pub memory_bytes: Option<u64>,
