@@ -2,7 +2,7 @@
 //! the BOINC client's poll loop does: heartbeats out, status and graphics in.
 
 use std::fs;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -25,6 +25,9 @@ pub struct AppStatus {
     pub working_set_size: Option<f64>,
     pub want_network: Option<bool>,
     pub other_pid: Option<i32>,
+    /// A sporadic app's wish (`<sporadic_ac>`, BOINC 8): 1 don't want to
+    /// compute, 2 want to compute. Absent while it has none.
+    pub sporadic_ac: Option<i32>,
     /// The message as received.
     pub raw: String,
 }
@@ -38,6 +41,7 @@ impl AppStatus {
             working_set_size: tag_number(text, "wss"),
             want_network: tag_number(text, "want_network").map(|v| v != 0.0),
             other_pid: tag_text(text, "other_pid").and_then(|v| v.trim().parse().ok()),
+            sporadic_ac: tag_text(text, "sporadic_ac").and_then(|v| v.trim().parse().ok()),
             raw: text.to_string(),
         }
     }
@@ -71,6 +75,8 @@ struct Shared {
     stop: AtomicBool,
     heartbeats_enabled: AtomicBool,
     network_suspended: AtomicBool,
+    /// The client's state for a sporadic app (`<sporadic_ca>`); 0: not sent.
+    sporadic_ca: AtomicI32,
     /// pid of the running app, 0 when none: the client sends heartbeats only to a live process.
     app_pid: AtomicU32,
     heartbeats_sent: AtomicU64,
@@ -113,6 +119,10 @@ impl ClientThread {
 
     pub fn set_network_suspended(&self, on: bool) {
         self.shared.network_suspended.store(on, Ordering::SeqCst);
+    }
+
+    pub fn set_sporadic_ca(&self, state: i32) {
+        self.shared.sporadic_ca.store(state, Ordering::SeqCst);
     }
 
     pub fn heartbeats_sent(&self) -> u64 {
@@ -171,7 +181,12 @@ fn send_heartbeat(shm: &SharedMemory, shared: &Shared) {
     if pid == 0 || !shared.heartbeats_enabled.load(Ordering::SeqCst) {
         return;
     }
-    let text = heartbeat_text(pid, shared.network_suspended.load(Ordering::SeqCst));
+    let mut text = heartbeat_text(pid, shared.network_suspended.load(Ordering::SeqCst));
+    let sporadic_ca = shared.sporadic_ca.load(Ordering::SeqCst);
+    if sporadic_ca != 0 {
+        // A BOINC 8 client tells a sporadic app whether it may compute.
+        text.push_str(&format!("<sporadic_ca>{sporadic_ca}</sporadic_ca>"));
+    }
     // Like the client: if the app has not read the previous heartbeat, skip this one.
     if let Ok(true) = shm.try_send(Channel::Heartbeat, &text) {
         shared.heartbeats_sent.fetch_add(1, Ordering::SeqCst);

@@ -389,6 +389,12 @@ impl Task {
         self.client.set_network_suspended(on);
     }
 
+    /// For a sporadic app: the client's state in the heartbeats (BOINC 8's
+    /// `<sporadic_ca>`: 1 don't compute, 2 could compute, 3 computing).
+    pub fn set_sporadic_ca(&self, state: i32) {
+        self.client.set_sporadic_ca(state);
+    }
+
     pub fn heartbeats_sent(&self) -> u64 {
         self.client.heartbeats_sent()
     }
