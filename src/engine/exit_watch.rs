@@ -15,14 +15,14 @@ use std::os::fd::OwnedFd;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use super::{Engine, EngineError};
+use super::{ContainerState, Engine, EngineError};
 #[cfg(unix)]
 use crate::os;
 
 /// How often the container's state is read when there is nothing to watch.
 const STATE_POLL: Duration = Duration::from_secs(1);
 /// Failed state reads in a row after which the engine counts as gone; the
-/// caller then learns why from `exit_code`.
+/// caller then learns why from `exit`.
 const MAX_FAILED_POLLS: u32 = 30;
 
 pub struct ExitWatch<'a> {
@@ -39,7 +39,7 @@ enum Watch {
     /// The `wait` child, polled (no pidfd for it).
     WaitChild,
     /// `inspect` every STATE_POLL; the exit code once seen.
-    State { next_check: Instant, exit_code: Option<i32>, failures: u32 },
+    State { next_check: Instant, exit: Option<Exit>, failures: u32 },
     /// The container had exited before the watch began.
     #[cfg(unix)]
     AlreadyExited,
@@ -55,7 +55,7 @@ impl<'a> ExitWatch<'a> {
         let watch = |watch, wait_child| ExitWatch { engine, container, watch, wait_child };
         if !engine.transport().is_local() {
             log::debug!("watching the container's state every {}s", STATE_POLL.as_secs());
-            let state = Watch::State { next_check: Instant::now() + STATE_POLL, exit_code: None, failures: 0 };
+            let state = Watch::State { next_check: Instant::now() + STATE_POLL, exit: None, failures: 0 };
             return Ok(watch(state, None));
         }
         #[cfg(unix)]
@@ -91,7 +91,7 @@ impl<'a> ExitWatch<'a> {
                 std::thread::sleep(timeout);
                 self.wait_child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
             }
-            Watch::State { next_check, exit_code, failures } => {
+            Watch::State { next_check, exit, failures } => {
                 std::thread::sleep(timeout);
                 if Instant::now() < *next_check {
                     return false;
@@ -99,14 +99,14 @@ impl<'a> ExitWatch<'a> {
                 *next_check = Instant::now() + STATE_POLL;
                 match self.engine.inspect(self.container) {
                     Ok(Some(state)) if state.has_exited() => {
-                        *exit_code = Some(state.exit_code);
+                        *exit = Some(Exit::from(&state));
                         true
                     }
                     Ok(Some(_)) => {
                         *failures = 0;
                         false
                     }
-                    // Removed behind our back: `exit_code` reports it.
+                    // Removed behind our back: `exit` reports it.
                     Ok(None) => true,
                     Err(err) => {
                         *failures += 1;
@@ -118,10 +118,10 @@ impl<'a> ExitWatch<'a> {
         }
     }
 
-    /// The container's exit code, once `wait_exited` said so.
-    pub fn exit_code(&mut self, engine: &Engine, container: &str) -> Result<i32, EngineError> {
-        if let Watch::State { exit_code: Some(code), .. } = self.watch {
-            return Ok(code);
+    /// How the container ended, once `wait_exited` said so.
+    pub fn exit(&mut self, engine: &Engine, container: &str) -> Result<Exit, EngineError> {
+        if let Watch::State { exit: Some(exit), .. } = self.watch {
+            return Ok(exit);
         }
         if let Some(mut child) = self.wait_child.take() {
             let mut out = String::new();
@@ -131,7 +131,7 @@ impl<'a> ExitWatch<'a> {
             let status = child.wait();
             if let (Ok(status), Some(code)) = (status, out.trim().lines().last().and_then(|l| l.trim().parse().ok())) {
                 if status.success() {
-                    return Ok(code);
+                    return Ok(Exit { code, oom_killed: None });
                 }
             }
         }
@@ -140,12 +140,26 @@ impl<'a> ExitWatch<'a> {
         let deadline = Instant::now() + RECORD_WAIT;
         while Instant::now() < deadline {
             match engine.inspect(container)? {
-                Some(state) if state.has_exited() => return Ok(state.exit_code),
+                Some(state) if state.has_exited() => return Ok(Exit::from(&state)),
                 Some(_) => std::thread::sleep(Duration::from_millis(20)),
                 None => break,
             }
         }
-        engine.wait(container)
+        Ok(Exit { code: engine.wait(container)?, oom_killed: None })
+    }
+}
+
+/// The container's exit code, and the engine's OOM flag when the answer
+/// came from `inspect` (saves asking again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    pub code: i32,
+    pub oom_killed: Option<bool>,
+}
+
+impl From<&ContainerState> for Exit {
+    fn from(state: &ContainerState) -> Exit {
+        Exit { code: state.exit_code, oom_killed: Some(state.oom_killed) }
     }
 }
 

@@ -41,9 +41,12 @@ impl Task {
             let event = if watch.wait_exited(TICK) {
                 // Read the cgroup's OOM counter at once, before the engine removes the cgroup.
                 let cgroup_oom = accounting.oom_killed();
-                let code = watch.exit_code(&self.engine, &self.container)?;
-                let engine_oom = self.engine.inspect(&self.container)?.is_some_and(|s| s.oom_killed);
-                Event::ContainerExited { code, oom_killed: engine_oom || (cgroup_oom && code == 137) }
+                let exit = watch.exit(&self.engine, &self.container)?;
+                let engine_oom = match exit.oom_killed {
+                    Some(oom_killed) => oom_killed,
+                    None => self.engine.inspect(&self.container)?.is_some_and(|s| s.oom_killed),
+                };
+                Event::ContainerExited { code: exit.code, oom_killed: engine_oom || (cgroup_oom && exit.code == 137) }
             } else if self.terminated.load(Ordering::Relaxed) {
                 Event::Terminated
             } else {
