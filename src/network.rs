@@ -11,6 +11,7 @@
 //! know they were taken (and engines keep a disconnect across restarts).
 use std::time::{Duration, Instant};
 
+use crate::boinc;
 use crate::engine::{Engine, EngineKind};
 
 /// Names Docker lists as networks that are network modes nobody can leave.
@@ -74,6 +75,13 @@ impl<'a> ContainerNetwork<'a> {
     /// `job_has_network`: job.toml's `network`; false means there is nothing
     /// to take away, and nothing is ever done.
     pub fn new(engine: &'a Engine, container: &'a str, job_has_network: bool) -> ContainerNetwork<'a> {
+        if job_has_network && !library_sees_network_suspension(&boinc::library_version()) {
+            log::info!(
+                "BOINC API {} does not see the client's network suspension (its heartbeat tag changed in 8.2): \
+                 the container keeps its network when the client suspends network use",
+                boinc::library_version()
+            );
+        }
         ContainerNetwork { engine, container, tracker: Tracker::new(job_has_network) }
     }
 
@@ -88,9 +96,11 @@ impl<'a> ContainerNetwork<'a> {
     }
 
     /// Gives the networks back before the container is kept for a restart.
-    pub fn restore(&mut self) {
+    /// False when it had to unpause the container
+    /// for that and could not pause it again.
+    pub fn restore(&mut self) -> bool {
         if self.tracker.detached.is_empty() {
-            return;
+            return true;
         }
         // Docker reconnects a paused container; Podman must see it running.
         let paused_in_podman = self.engine.kind == EngineKind::Podman
@@ -102,25 +112,25 @@ impl<'a> ContainerNetwork<'a> {
         }
         self.tracker.retry_at = None;
         self.reconnect();
-        if paused_in_podman {
-            self.pause_again();
-        }
+        !paused_in_podman || self.pause_again()
     }
 
     /// The freezer can fail while the job forks: a few attempts, backing off.
-    fn pause_again(&self) {
+    fn pause_again(&self) -> bool {
         let mut delay = Duration::from_millis(100);
         for attempt in 1..=3 {
             match self.engine.pause(self.container) {
-                Ok(()) => return,
+                Ok(()) => return true,
                 Err(err) if attempt == 3 => {
-                    return log::warn!("the container could not be paused again after reconnecting it: {err}");
+                    log::warn!("the container could not be paused again after reconnecting it: {err}");
+                    return false;
                 }
                 Err(err) => log::debug!("pause attempt {attempt} failed: {err}"),
             }
             std::thread::sleep(delay);
             delay *= 3;
         }
+        false
     }
 
     fn disconnect(&mut self) {
@@ -177,9 +187,26 @@ impl<'a> ContainerNetwork<'a> {
     }
 }
 
+/// Libraries before 8.2 look for `<suspend_network/>` in the heartbeat,
+/// while the client sends `<network_suspended/>`: they never report it.
+fn library_sees_network_suspension(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (8, 2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_libraries_from_8_2_see_the_clients_flag() {
+        assert!(!library_sees_network_suspension("7.20.5"));
+        assert!(!library_sees_network_suspension("8.0.4"));
+        assert!(library_sees_network_suspension("8.2.15"));
+        assert!(library_sees_network_suspension("8.3.0"));
+        assert!(!library_sees_network_suspension("garbage"));
+    }
 
     fn detached(networks: &[&str]) -> Tracker {
         Tracker { detached: networks.iter().map(|n| n.to_string()).collect(), ..Tracker::new(true) }

@@ -37,13 +37,18 @@ impl ProcStat {
 }
 
 /// `pid`'s children from /proc/PID/task/*/children (each thread has its
-/// own list); None when the kernel has no such files (CONFIG_PROC_CHILDREN).
+/// own list); none for a process or thread that is gone. None when the
+/// kernel has no such files (CONFIG_PROC_CHILDREN).
 fn children(pid: u32) -> Option<Vec<u32>> {
-    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     let mut found = Vec::new();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return Some(found) };
     for task in tasks.flatten() {
-        let text = fs::read_to_string(task.path().join("children")).ok()?;
-        found.extend(text.split_whitespace().filter_map(|n| n.parse::<u32>().ok()));
+        match fs::read_to_string(task.path().join("children")) {
+            Ok(text) => found.extend(text.split_whitespace().filter_map(|n| n.parse::<u32>().ok())),
+            // A thread that just exited has no directory left either.
+            Err(_) if !task.path().exists() => {}
+            Err(_) => return None,
+        }
     }
     Some(found)
 }
@@ -102,6 +107,9 @@ fn tree(root: u32, processes: &HashMap<u32, ProcStat>) -> Vec<u32> {
 /// already reaped inside the tree, as the kernel adds theirs to the parent's.
 /// None when `root` is gone.
 pub fn sample(root: u32) -> Option<Sample> {
+    if root == 0 {
+        return None;
+    }
     let stats = tree_stats(root);
     if stats.is_empty() {
         return None;
@@ -125,6 +133,9 @@ pub struct Signalled {
 /// Stopping goes parents first and looks again for children forked in the
 /// meantime.
 pub fn stop_or_continue(root: u32, stop: bool) -> Signalled {
+    if root == 0 {
+        return Signalled::default();
+    }
     let mut signalled = std::collections::HashSet::new();
     let mut result = Signalled::default();
     for _pass in 0..3 {

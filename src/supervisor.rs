@@ -26,8 +26,8 @@ pub enum Action {
     Pause,
     Unpause,
     /// Keep the container's work and exit so the client can restart us:
-    /// pause it (unless already paused) or stop it, as job.toml says.
-    KeepForRestart { reason: &'static str, already_paused: bool },
+    /// pause it (unless it is paused) or stop it, as job.toml says.
+    KeepForRestart { reason: &'static str },
     /// Kill and remove the container, then exit.
     Abort,
     /// Copy the log, remove the container, report the exit code.
@@ -38,26 +38,24 @@ pub fn transition(state: State, event: &Event) -> (State, Vec<Action>) {
     if state == State::Done {
         return (State::Done, vec![]);
     }
-    let paused = state == State::Suspended;
     match event {
         Event::ContainerExited { code, oom_killed } => {
             (State::Done, vec![Action::Finish { code: *code, oom_killed: *oom_killed }])
         }
-        Event::Terminated => (State::Done, vec![keep("the wrapper was terminated", paused)]),
+        Event::Terminated => (State::Done, vec![keep("the wrapper was terminated")]),
         Event::Client(status) => client_transition(state, status),
     }
 }
 
 fn client_transition(state: State, status: &ClientStatus) -> (State, Vec<Action>) {
-    let paused = state == State::Suspended;
     if status.abort_request {
         return (State::Done, vec![Action::Abort]);
     }
     if status.quit_request {
-        return (State::Done, vec![keep("the client asked us to quit", paused)]);
+        return (State::Done, vec![keep("the client asked us to quit")]);
     }
     if status.no_heartbeat {
-        return (State::Done, vec![keep("no heartbeat from the client", paused)]);
+        return (State::Done, vec![keep("no heartbeat from the client")]);
     }
     match (state, status.suspended) {
         (State::Running, true) => (State::Suspended, vec![Action::Pause]),
@@ -66,8 +64,8 @@ fn client_transition(state: State, status: &ClientStatus) -> (State, Vec<Action>
     }
 }
 
-fn keep(reason: &'static str, already_paused: bool) -> Action {
-    Action::KeepForRestart { reason, already_paused }
+fn keep(reason: &'static str) -> Action {
+    Action::KeepForRestart { reason }
 }
 
 #[cfg(test)]
@@ -106,9 +104,9 @@ mod tests {
     fn quit_and_lost_heartbeat_keep_the_work() {
         let (s, a) = transition(State::Running, &client(|c| c.quit_request = true));
         assert_eq!(s, State::Done);
-        assert!(matches!(a[..], [Action::KeepForRestart { already_paused: false, .. }]));
+        assert!(matches!(a[..], [Action::KeepForRestart { .. }]));
         let (_, a) = transition(State::Suspended, &client(|c| c.no_heartbeat = true));
-        assert!(matches!(a[..], [Action::KeepForRestart { already_paused: true, .. }]));
+        assert!(matches!(a[..], [Action::KeepForRestart { .. }]));
         let (_, a) = transition(State::Running, &Event::Terminated);
         assert!(matches!(a[..], [Action::KeepForRestart { .. }]));
     }
@@ -135,7 +133,7 @@ mod tests {
         assert_eq!(plan_start(None, &Found::Running, None), StartPlan::Reattach);
         assert_eq!(plan_start(Some(&journal(Phase::KeptPaused, None)), &Found::Paused, None), StartPlan::Unpause);
         let kept_by_signals = plan_start(Some(&journal(Phase::KeptPaused, None)), &Found::Running, None);
-        assert_eq!(kept_by_signals, StartPlan::ContinueStopped);
+        assert_eq!(kept_by_signals, StartPlan::Reattach);
         assert!(matches!(plan_start(None, &Found::Created, None), StartPlan::Start { .. }));
     }
 
@@ -178,11 +176,9 @@ pub enum StartPlan {
     /// The container exists but is not running: start it.
     Start { reason: &'static str },
     Unpause,
-    /// Running already (the previous wrapper died): watch it.
+    /// Running already (the previous wrapper died, or the engine could not
+    /// pause it and its processes were stopped with SIGSTOP): watch it.
     Reattach,
-    /// The engine says running, but the journal says paused for a quit: the
-    /// engine could not pause it, and its processes were stopped with SIGSTOP.
-    ContinueStopped,
     /// The job already ended: report its exit code, never rerun it.
     Report { code: i32, oom_killed: bool },
 }
@@ -215,7 +211,6 @@ pub fn plan_start(journal: Option<&Journal>, found: &Found, boot_time: Option<i6
             _ => StartPlan::CreateAndStart,
         },
         Found::Created => StartPlan::Start { reason: "the container was created but never started" },
-        Found::Running if phase == Some(Phase::KeptPaused) => StartPlan::ContinueStopped,
         Found::Running => StartPlan::Reattach,
         Found::Paused => StartPlan::Unpause,
         Found::Other => StartPlan::Start { reason: "the container is in an unexpected state" },

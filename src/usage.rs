@@ -270,7 +270,9 @@ impl<'a> Source<'a> {
 pub struct Accounting<'a> {
     source: Source<'a>,
     base_cpu: f64,
-    cpu_at_start: f64,
+    /// The container's own counter when this run first read it: only CPU
+    /// time after that is new to the client.
+    cpu_at_start: Option<f64>,
     cpu_time: f64,
     memory_bytes: f64,
     oom_kills: u64,
@@ -282,14 +284,16 @@ impl<'a> Accounting<'a> {
     /// this run started.
     pub fn new(host_pid: Option<u32>, container_id: &str, client_cpu: f64, read_stats: StatsReader<'a>) -> Accounting<'a> {
         let mut source = Source::find(host_pid, container_id, read_stats);
-        let start = source.sample().map_or(0.0, |s| s.cpu_secs);
+        let start = source.sample().map(|s| s.cpu_secs);
         Accounting { source, base_cpu: client_cpu, cpu_at_start: start, cpu_time: client_cpu, memory_bytes: 0.0, oom_kills: 0 }
     }
 
     /// Reads the counters (cheap: two small files, or nothing between /proc reads).
     pub fn update(&mut self) {
         if let Some(sample) = self.source.sample() {
-            let cpu = self.base_cpu + (sample.cpu_secs - self.cpu_at_start).max(0.0);
+            // A first reading that failed must not count the whole past again.
+            let start = *self.cpu_at_start.get_or_insert(sample.cpu_secs);
+            let cpu = self.base_cpu + (sample.cpu_secs - start).max(0.0);
             // Never report less than before (a counter reset would look like that).
             self.cpu_time = self.cpu_time.max(cpu);
             self.memory_bytes = sample.memory_bytes;

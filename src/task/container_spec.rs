@@ -169,13 +169,21 @@ fn host_cpus() -> f64 {
     std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
 }
 
-/// Whether an engine's error is about cgroup limits it cannot apply, as
-/// Docker, Podman, runc and crun word it.
+/// Whether an engine's error says the host cannot apply cgroup limits, in
+/// the words of Docker, Podman, runc and crun. Only these exact refusals
+/// (a host without the controllers, e.g. a rootless user without delegated
+/// ones, or a kernel booted without the memory controller) drop the limits;
+/// any other failure stays a failure.
 fn refuses_limits(error: &str) -> bool {
+    const REFUSALS: &[&str] = &[
+        "requested cgroup controller",
+        "could not join or create cgroup",
+        "cgroup is not mounted",
+        "kernel does not support",
+        "nanocpus can not be set",
+    ];
     let error = error.to_lowercase();
-    ["cgroup", "controller", "does not support", "memory limit", "cpu limit", "pids limit", "nanocpus", "cpu cfs"]
-        .iter()
-        .any(|phrase| error.contains(phrase))
+    REFUSALS.iter().any(|phrase| error.contains(phrase))
 }
 
 #[cfg(test)]
@@ -188,6 +196,8 @@ mod tests {
         assert!(refuses_limits("Error response from daemon: NanoCPUs can not be set, as your kernel does not support CPU CFS scheduler or the cgroup is not mounted"));
         assert!(refuses_limits("Your kernel does not support memory limit capabilities or the cgroup is not mounted. Limitation discarded."));
         assert!(!refuses_limits("Error: image not known"));
+        assert!(!refuses_limits("Error: invalid device cgroup rule 'bogus'"));
+        assert!(!refuses_limits("Error: the cgroup controller is mentioned but nothing was refused"));
         assert!(!refuses_limits("Error: creating container storage: the container name \"x\" is already in use"));
     }
 }

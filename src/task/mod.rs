@@ -64,7 +64,8 @@ struct Task {
     terminated: Arc<AtomicBool>,
     /// Host port of the job's web graphics, once allocated.
     web_graphics_port: Cell<Option<u16>>,
-    /// Host pid of the container's init, once running.
+    /// Host pid of the container's init, once running; 0 when it is not a
+    /// pid of this host (the engine in WSL).
     container_pid: Cell<u32>,
     /// How the container was paused, while it is.
     paused: Cell<Option<Paused>>,
@@ -89,6 +90,12 @@ pub fn run(cli: Cli, config: JobConfig, standalone: bool, terminated: Arc<Atomic
     } else {
         InitData::load(&slot_dir.join("init_data.xml")).map_err(anyhow::Error::new)?
     };
+    if !standalone && boinc::is_standalone() {
+        // init_data.xml reads well, yet the library could not attach to the
+        // client (its shared memory): running on would be deaf to suspend,
+        // quit and abort.
+        return Ok(Outcome::TemporaryExit("the BOINC library could not attach to the client's shared memory".into()));
+    }
     let engine = match pick_engine(&init, &config, standalone) {
         Ok(engine) => engine,
         Err(why) => return Ok(Outcome::TemporaryExit(why)),
@@ -231,7 +238,6 @@ impl Task {
                 self.engine.unpause(&self.container)?;
             }
             StartPlan::Reattach => log::info!("container is already running: re-attaching"),
-            StartPlan::ContinueStopped => log::info!("container processes were stopped for a quit: continuing them"),
             StartPlan::Report { code, oom_killed } => {
                 log::info!("the job ended (code {code}) while the wrapper was away: reporting it");
                 return Ok(self.finish(code, oom_killed, found != Found::Absent, client_cpu));
@@ -240,10 +246,14 @@ impl Task {
         self.announce_web_graphics();
         self.save_journal(Phase::Running, client_cpu, None);
         let state = self.engine.inspect(&self.container)?.context("the container vanished after start")?;
-        if plan == StartPlan::ContinueStopped {
-            suspend::continue_processes(state.pid);
+        // Through a shell into WSL, the pid is the distro's, out of our reach.
+        let host_pid = if self.engine.transport().is_local() { state.pid } else { 0 };
+        self.container_pid.set(host_pid);
+        if plan == StartPlan::Reattach && host_pid > 0 {
+            // An earlier run may have stopped its processes (SIGSTOP, where the
+            // engine cannot pause) and died before continuing them.
+            suspend::continue_processes(host_pid);
         }
-        self.container_pid.set(state.pid);
         self.supervise(&state, client_cpu)
     }
 

@@ -29,8 +29,7 @@ impl Task {
     /// The main loop: client messages and container exit until the end.
     pub(super) fn supervise(&self, container: &ContainerState, client_cpu: f64) -> Result<Outcome> {
         let mut watch = ExitWatch::start(&self.engine, &self.container, container.pid)?;
-        // Through a shell into WSL, the pid is the distro's, not ours.
-        let host_pid = self.engine.transport().is_local().then_some(container.pid);
+        let host_pid = Some(self.container_pid.get()).filter(|pid| *pid > 0);
         let read_stats = Box::new(|| self.engine.stats(&self.container).map_err(|err| log::debug!("{err}")).ok());
         let mut accounting = Accounting::new(host_pid, &container.id, client_cpu, read_stats);
         let mut state = State::Running;
@@ -54,8 +53,9 @@ impl Task {
             };
             let (next, actions) = supervisor::transition(state, &event);
             // The next wrapper process would not know which networks were taken.
-            if actions.iter().any(|a| matches!(a, Action::KeepForRestart { .. })) {
-                network.restore();
+            if actions.iter().any(|a| matches!(a, Action::KeepForRestart { .. })) && !network.restore() {
+                // Unpaused to reconnect and not paused again: it runs.
+                self.paused.set(None);
             }
             if next != state {
                 log::debug!("{state:?} -> {next:?}");
@@ -114,9 +114,9 @@ impl Task {
                 }
                 Ok(None)
             }
-            Action::KeepForRestart { reason, already_paused } => {
+            Action::KeepForRestart { reason } => {
                 log::info!("{reason}: keeping the container for a restart");
-                let phase = self.keep_for_restart(*already_paused);
+                let phase = self.keep_for_restart();
                 self.save_journal(phase, cpu_time, None);
                 Ok(Some(Outcome::KeepForRestart))
             }
@@ -142,7 +142,7 @@ impl Task {
     /// Pauses or stops the container as job.toml says; the phase to journal.
     /// A container that cannot be paused is stopped, so it never runs on
     /// unsupervised while the task is suspended or the client is down.
-    fn keep_for_restart(&self, already_paused: bool) -> Phase {
+    fn keep_for_restart(&self) -> Phase {
         let grace = Duration::from_secs(self.config.stop_grace_secs);
         let stop = || {
             // A stopped process would not see the SIGTERM until SIGKILL.
@@ -152,7 +152,8 @@ impl Task {
             self.stop_for_restart(grace)
         };
         match self.config.quit_action {
-            QuitAction::Pause if already_paused => Phase::KeptPaused,
+            // Paused as far as we know: a failed pause or re-pause cleared it.
+            QuitAction::Pause if self.paused.get().is_some() => Phase::KeptPaused,
             QuitAction::Pause => match self.pause() {
                 Ok(_) => Phase::KeptPaused,
                 Err(err) => {

@@ -201,9 +201,10 @@ pub fn heartbeat_text(app_pid: u32, network_suspended: bool) -> String {
         c_e(available_ram_bytes())
     );
     if network_suspended {
-        // The client (7.20 and 8.x) sends <network_suspended/>, and the 8.x API
-        // library looks for it; the 7.20 library looks for <suspend_network/>
-        // instead. Both, so the wrapper's handling is testable with either.
+        // The client (7.20 and 8.x) sends <network_suspended/>, which API
+        // libraries from 8.2 on look for; older ones (7.20, 8.0) look for
+        // <suspend_network/> and so never see a real client's flag. Both, so
+        // the wrapper's handling is testable with either library.
         text.push_str("<network_suspended/><suspend_network/>");
     }
     text

@@ -383,8 +383,8 @@ impl Task {
     }
 
     /// Marks the network suspended in the heartbeats, in both spellings: the
-    /// client's `<network_suspended/>` (which the 8.x API library reads) and
-    /// `<suspend_network/>` (which the 7.20 library reads).
+    /// client's `<network_suspended/>` (which API libraries from 8.2 on read)
+    /// and `<suspend_network/>` (which 7.20 and 8.0 read).
     pub fn set_network_suspended(&self, on: bool) {
         self.client.set_network_suspended(on);
     }
