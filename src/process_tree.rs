@@ -180,29 +180,47 @@ mod tests {
         assert_eq!(tree(99, &processes), Vec::<u32>::new());
     }
 
+    /// `sh` busy with a `sleep` child; continued and killed on drop, so a
+    /// failed assertion leaves no stopped process behind.
+    struct BusyTree(std::process::Child);
+
+    impl Drop for BusyTree {
+        fn drop(&mut self) {
+            for pid in members(self.0.id()) {
+                os::stop_or_continue(pid, false);
+                let _ = std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            }
+            let _ = self.0.wait();
+        }
+    }
+
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    fn state(pid: u32) -> String {
+        fs::read_to_string(format!("/proc/{pid}/stat")).unwrap().rsplit_once(')').unwrap().1[1..2].to_string()
+    }
+
     #[test]
     fn samples_and_stops_a_real_process_tree() {
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 10 & while :; do :; done"])
-            .spawn()
-            .unwrap();
-        let root = child.id();
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        assert_eq!(members(root).len(), 2, "sh and its sleep");
+        let tree_root = BusyTree(
+            std::process::Command::new("sh").args(["-c", "sleep 30 & while :; do :; done"]).spawn().unwrap(),
+        );
+        let root = tree_root.0.id();
+        wait_for("sh and its sleep", || members(root).len() == 2);
         assert_eq!(tree(root, &all_processes()).len(), 2, "the same from all of /proc");
-        let before = sample(root).unwrap();
-        assert!(before.cpu_secs > 0.0 && before.memory_bytes > 0.0, "{before:?}");
+        wait_for("some CPU time", || sample(root).is_some_and(|s| s.cpu_secs > 0.0 && s.memory_bytes > 0.0));
         assert_eq!(stop_or_continue(root, true), Signalled { done: 2, refused: 0 });
-        let state = |pid: u32| fs::read_to_string(format!("/proc/{pid}/stat")).unwrap().rsplit_once(')').unwrap().1[1..2].to_string();
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        assert_eq!(state(root), "T");
+        wait_for("the stop", || state(root) == "T");
         let stopped = sample(root).unwrap().cpu_secs;
         std::thread::sleep(std::time::Duration::from_millis(300));
         assert!(sample(root).unwrap().cpu_secs - stopped < 0.05, "a stopped tree uses no CPU");
         assert_eq!(stop_or_continue(root, false).done, 2);
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        assert_ne!(state(root), "T");
-        child.kill().unwrap();
-        child.wait().unwrap();
+        wait_for("the continue", || state(root) != "T");
     }
 }

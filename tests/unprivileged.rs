@@ -52,17 +52,20 @@ fn wait_for_count(task: &Task, above: u64) -> u64 {
         .unwrap_or_else(|| panic!("count stayed at {}\n{}", count(task), task.logs_tail(30)))
 }
 
-/// The counter stands still for a second: the job is stopped.
-fn wait_until_stopped(task: &Task) -> Result<u64, String> {
-    let mut last = count(task);
-    wait_until(Duration::from_secs(10), || {
-        std::thread::sleep(Duration::from_secs(1));
-        let now = count(task);
-        let stopped = now == last;
-        last = now;
-        stopped.then_some(now)
-    })
-    .ok_or_else(|| format!("the job kept counting\n{}", task.logs_tail(30)))
+/// The job is suspended (paused, or its processes stopped), and its counter
+/// then stands still for 1.5 s.
+fn wait_until_stopped(engine: &TestEngine, task: &Task) -> Result<u64, String> {
+    let name = task.container_name();
+    wait_until(Duration::from_secs(10), || engine.is_suspended(&name).then_some(()))
+        .ok_or_else(|| format!("the job was not suspended\n{}", task.logs_tail(30)))?;
+    let before = count(task);
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = count(task);
+    if after == before {
+        Ok(after)
+    } else {
+        Err(format!("the job counted from {before} to {after} while suspended\n{}", task.logs_tail(30)))
+    }
 }
 
 fn release_and_finish(task: &mut Task) -> Outcome {
@@ -101,16 +104,16 @@ fn exit_code_is_forwarded(kind: EngineKind) {
 
 fn suspend_stops_the_job_and_resume_continues_it(kind: EngineKind) {
     let engine = TestEngine::require_unprivileged(kind);
-    let mut task = start(&engine, "suspend", job(&engine, COUNTER_JOB, ""));
+    let mut task = start(&engine, "suspend", job(&engine, COUNTER_JOB, "idle_priority = false\n"));
     let before = wait_for_count(&task, 2);
     task.send_control(Control::Suspend);
-    let stopped_at = wait_until_stopped(&task).unwrap();
+    let stopped_at = wait_until_stopped(&engine, &task).unwrap();
     assert!(stopped_at >= before);
     task.send_control(Control::Resume);
     wait_for_count(&task, stopped_at);
     let outcome = release_and_finish(&mut task);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    if engine.lacks_network() {
+    if engine.cannot_pause() {
         // Rootless Podman on cgroup v1 cannot pause: the fallback says so once.
         let warnings = outcome.stderr_txt.matches("stopped with SIGSTOP instead").count();
         assert_eq!(warnings, 1, "{}", outcome.describe());
@@ -120,7 +123,7 @@ fn suspend_stops_the_job_and_resume_continues_it(kind: EngineKind) {
 
 fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
     let engine = TestEngine::require_unprivileged(kind);
-    let mut task = start(&engine, "quit", job(&engine, COUNTER_JOB, ""));
+    let mut task = start(&engine, "quit", job(&engine, COUNTER_JOB, "idle_priority = false\n"));
     wait_for_count(&task, 3);
     task.send_control(Control::Quit);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
@@ -128,7 +131,7 @@ fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
     let journal = task.read_slot_file("docker_wrapper_journal.toml").unwrap_or_default();
     assert!(journal.contains("kept_paused"), "{journal}");
     // Kept, and not running on unsupervised.
-    let stopped_at = wait_until_stopped(&task).unwrap();
+    let stopped_at = wait_until_stopped(&engine, &task).unwrap();
 
     task.restart().unwrap();
     wait_for_count(&task, stopped_at);

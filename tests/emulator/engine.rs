@@ -134,6 +134,12 @@ impl TestEngine {
         self.kind == EngineKind::Podman && self.user.is_some()
     }
 
+    /// Rootless Podman on this cgroup v1 host gives containers no cgroup to
+    /// freeze: the wrapper stops their processes instead.
+    pub fn cannot_pause(&self) -> bool {
+        self.kind == EngineKind::Podman && self.user.is_some()
+    }
+
     /// The docker fields an 8.x client would write into init_data.xml for this engine.
     pub fn docker_host_info(&self) -> DockerHostInfo {
         DockerHostInfo {
@@ -180,6 +186,13 @@ impl TestEngine {
     pub fn assert_no_container(&self, task: &super::Task) {
         let name = task.container_name();
         assert_eq!(self.container_state(&name), None, "container {name} was left behind");
+    }
+
+    /// Paused by the engine, or its processes stopped by the wrapper (where
+    /// the engine cannot pause, e.g. rootless Podman on cgroup v1).
+    pub fn is_suspended(&self, name: &str) -> bool {
+        self.inspect_container(name, "{{.State.Status}} {{.State.Pid}}")
+            .is_some_and(|state| super::procfs::is_suspended(&state))
     }
 
     /// "created", "running", "paused", "exited", ...; None if there is no such container.

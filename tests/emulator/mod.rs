@@ -51,6 +51,7 @@ pub mod command;
 pub mod engine;
 pub mod init_data;
 pub mod jobs;
+pub mod procfs;
 pub mod shm;
 pub mod slot;
 pub mod task;

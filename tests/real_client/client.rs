@@ -348,6 +348,11 @@ impl RealClient {
             .contains(&format!("[checkpoint] result {} checkpointed", self.names.result))
     }
 
+    /// See `Engine::is_suspended`.
+    pub fn is_suspended(&self) -> bool {
+        self.engine.is_suspended(&self.container_name())
+    }
+
     pub fn container_state(&self) -> Option<String> {
         self.engine.container_state(&self.container_name())
     }

@@ -95,19 +95,9 @@ impl Engine {
     }
 
     /// Rootless Podman here has no usable network (slirp4netns cannot open
-    /// /dev/net/tun) and no cgroup to freeze: the wrapper stops a suspended
-    /// job's processes with SIGSTOP, and inspect still says "running".
+    /// /dev/net/tun): its jobs and builds do without one.
     pub fn is_rootless_podman(&self) -> bool {
         self.kind == EngineKind::Podman && self.user.is_some()
-    }
-
-    /// What inspect says of a suspended task's container.
-    pub fn suspended_state(&self) -> &'static str {
-        if self.is_rootless_podman() {
-            "running"
-        } else {
-            "paused"
-        }
     }
 
     /// `DOCKER_WRAPPER_ENGINE` for the wrapper: a 7.20 client reports no engine.
@@ -138,6 +128,13 @@ impl Engine {
             cmd.env(k, v);
         }
         run_with_timeout(cmd, CLI_TIMEOUT)
+    }
+
+    /// Paused by the engine, or its processes stopped by the wrapper (where
+    /// the engine cannot pause, e.g. rootless Podman on cgroup v1).
+    pub fn is_suspended(&self, name: &str) -> bool {
+        let state = self.run(["container", "inspect", "--format", "{{.State.Status}} {{.State.Pid}}", name]);
+        state.is_ok_and(|out| out.success() && super::procfs::is_suspended(&out.stdout))
     }
 
     /// "running", "paused", "exited", ...; None when there is no such container.

@@ -41,6 +41,8 @@ pub mod engine;
 pub mod state;
 #[path = "../emulator/tempdir.rs"]
 pub mod tempdir;
+#[path = "../emulator/procfs.rs"]
+pub mod procfs;
 #[path = "../emulator/user.rs"]
 pub mod user;
 
