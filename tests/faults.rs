@@ -64,8 +64,18 @@ fn a_hanging_engine_is_a_temporary_exit_within_the_timeout() {
 
 fn a_dockerfile_that_fails_to_build_reports_its_output(kind: EngineKind) {
     let engine = TestEngine::require(kind);
-    let dockerfile = "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo compiling the science code; exit 7\"]\n";
-    let job = TestJob::shell("exit 0").dockerfile(dockerfile);
+    // A step of its own (never cached) succeeds before the failing one.
+    let stamp = format!("{:?}", std::time::SystemTime::now());
+    let dockerfile = format!(
+        "FROM scratch\nCOPY busybox /bin/busybox\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo '{stamp}' > /stamp\"]\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo compiling the science code; exit 7\"]\n"
+    );
+    let job = TestJob::shell("exit 0").dockerfile(&dockerfile);
+    let images = || -> std::collections::BTreeSet<String> {
+        engine.run(["images", "-a", "-q"]).unwrap().stdout.lines().map(str::to_string).collect()
+    };
+    let images_before = images();
     let mut task = Task::builder(&format!("bad_build_{}", kind.name()), WRAPPER).engine(&engine).job(job).start().unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
@@ -75,10 +85,9 @@ fn a_dockerfile_that_fails_to_build_reports_its_output(kind: EngineKind) {
     // Nor the build's own container of the failed step.
     let failed_step = engine.run(["ps", "-a", "--no-trunc", "--filter", "status=exited", "--format", "{{.Command}}"]).unwrap();
     assert!(!failed_step.stdout.contains("compiling the science code"), "left behind: {}", failed_step.stdout);
-    // Nor images of the steps that worked, labelled with the build's inputs.
-    let inputs_label = "label=boinc.docker_wrapper.project=example.org_test";
-    let images = engine.run(["images", "-a", "-q", "--filter", inputs_label, "--filter", "dangling=true"]).unwrap();
-    assert_eq!(images.stdout.trim(), "", "images left by the failed build");
+    // Nor images of the steps that worked.
+    let left: Vec<String> = images().difference(&images_before).cloned().collect();
+    assert!(left.is_empty(), "images left by the failed build: {left:?}");
 }
 
 fn a_missing_dockerfile_is_an_error(kind: EngineKind) {

@@ -261,8 +261,32 @@ impl Engine {
         if out.success() {
             return Ok(());
         }
+        if self.kind == EngineKind::Docker {
+            self.remove_failed_build_steps(&out.stdout);
+        }
         let tail = process::last_lines(&format!("{}\n{}", out.stdout, out.stderr), 20);
         Err(EngineError::Failed { command: argv.display(), detail: format!("{}\n{tail}", out.status) })
+    }
+
+    /// Docker's classic builder keeps an image of every step that worked,
+    /// even when a later one fails. Removes those the failed build left
+    /// untagged and unused (` ---> <id>` in its output); `rmi` without force
+    /// also takes their untagged parents and leaves images others use.
+    fn remove_failed_build_steps(&self, output: &str) {
+        let steps: Vec<&str> = output
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("---> "))
+            .filter(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .collect();
+        if steps.is_empty() {
+            return;
+        }
+        let Ok(dangling) = self.run(["images", "-a", "-q", "--filter", "dangling=true"]) else { return };
+        for id in steps.iter().filter(|id| dangling.stdout.lines().any(|line| line.trim() == **id)) {
+            if let Err(err) = self.run(["rmi", id]) {
+                log::debug!("{err}");
+            }
+        }
     }
 
     /// Loads an image archive (`docker save` format, gzip or not).
