@@ -1,7 +1,8 @@
-//! The slot's disk usage against the workunit's bound (`rsc_disk_bound`).
-//! The client measures it only every five minutes or more, long enough for a
-//! runaway job to fill a volunteer's disk; the wrapper looks every few
-//! seconds and ends the task as the client would (EXIT_DISK_LIMIT_EXCEEDED).
+//! The task's disk usage against the workunit's bound (`rsc_disk_bound`):
+//! the slot plus the output files, as the client counts it. The client
+//! measures it only every five minutes or more, long enough for a runaway
+//! job to fill a volunteer's disk; the wrapper looks every few seconds and
+//! ends the task as the client would (EXIT_DISK_LIMIT_EXCEEDED).
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,15 +14,27 @@ const SLOWNESS_FACTOR: u32 = 200;
 
 pub struct DiskWatch {
     slot_dir: PathBuf,
+    /// The real files behind the slot's links (in the project dir), with
+    /// their sizes when watching began: output files are mounted there, so
+    /// what the job writes into them is their growth (inputs do not grow).
+    linked: Vec<(PathBuf, u64)>,
     bound: u64,
     next_check: Instant,
 }
 
 impl DiskWatch {
-    /// None when the workunit sets no bound.
-    pub fn new(slot_dir: &Path, bound_bytes: f64) -> Option<DiskWatch> {
+    /// None when the workunit sets no bound. `linked`: the targets of the
+    /// slot's link files.
+    pub fn new(slot_dir: &Path, linked: Vec<PathBuf>, bound_bytes: f64) -> Option<DiskWatch> {
         (bound_bytes >= 1.0).then(|| DiskWatch {
             slot_dir: slot_dir.to_path_buf(),
+            linked: linked
+                .into_iter()
+                .map(|path| {
+                    let size = file_size(&path);
+                    (path, size)
+                })
+                .collect(),
             bound: bound_bytes as u64,
             next_check: Instant::now() + MIN_INTERVAL,
         })
@@ -37,10 +50,15 @@ impl DiskWatch {
         if now < self.next_check {
             return None;
         }
-        let used = size_up_to(&self.slot_dir, self.bound + 1);
+        let grown: u64 = self.linked.iter().map(|(path, start)| file_size(path).saturating_sub(*start)).sum();
+        let used = grown.saturating_add(size_up_to(&self.slot_dir, (self.bound + 1).saturating_sub(grown)));
         self.next_check = Instant::now() + MIN_INTERVAL.max(now.elapsed() * SLOWNESS_FACTOR);
         (used > self.bound).then_some(used)
     }
+}
+
+fn file_size(path: &Path) -> u64 {
+    fs::metadata(path).map_or(0, |m| m.len())
 }
 
 /// The sizes of the files under `dir` (symlinks not followed), as the client
@@ -78,11 +96,22 @@ mod tests {
         fs::write(dir.join("a/b/two"), vec![0u8; 3000]).unwrap();
         assert_eq!(size_up_to(&dir, u64::MAX), 4000);
         assert!(size_up_to(&dir, 1500) >= 1500);
-        let mut watch = DiskWatch::new(&dir, 3500.0).unwrap();
+        let mut watch = DiskWatch::new(&dir, Vec::new(), 3500.0).unwrap();
         assert_eq!(watch.over_bound(), None, "not due yet");
         watch.next_check = Instant::now();
         assert_eq!(watch.over_bound(), Some(4000));
-        assert!(DiskWatch::new(&dir, 0.0).is_none());
+        assert!(DiskWatch::new(&dir, Vec::new(), 0.0).is_none());
+
+        // An output file elsewhere counts by what it grew while watched.
+        let output = dir.with_extension("output");
+        fs::write(&output, vec![0u8; 100]).unwrap();
+        let mut watch = DiskWatch::new(&dir, vec![output.clone()], 4500.0).unwrap();
+        watch.next_check = Instant::now();
+        assert_eq!(watch.over_bound(), None, "4000 in the slot, the output has not grown");
+        fs::write(&output, vec![0u8; 700]).unwrap();
+        watch.next_check = Instant::now();
+        assert_eq!(watch.over_bound(), Some(4600));
+        fs::remove_file(&output).unwrap();
         fs::remove_dir_all(&dir).unwrap();
     }
 }

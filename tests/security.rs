@@ -14,6 +14,7 @@ on_both_engines!(
     a_fork_bomb_stops_at_the_pids_limit,
     huge_output_is_copied_bounded,
     a_job_filling_the_slot_is_stopped_at_the_disk_bound,
+    a_job_filling_an_output_file_is_stopped_at_the_disk_bound,
     unsafe_create_args_are_refused,
     names_with_odd_characters_work,
 );
@@ -70,14 +71,23 @@ fn a_fork_bomb_stops_at_the_pids_limit(kind: EngineKind) {
     engine.assert_no_container(&task);
 }
 
+/// A runaway job: 10 GB in 1 MB appends at up to ~100 MB/s (so that the
+/// test itself writes little before the wrapper stops it).
+fn writes_10_gb_into(file: &str) -> String {
+    format!(
+        "i=0; while [ $i -lt 10240 ]; do dd if=/dev/zero bs=1M count=1 2>/dev/null >> {file}; sleep 0.01; i=$((i+1)); done; \
+         echo wrote all 10 GB"
+    )
+}
+
 /// 10 GB into the slot under a 50 MB disk bound: the wrapper measures the
 /// slot every 2 s (the client only every 5 min) and ends the task with
 /// EXIT_DISK_LIMIT_EXCEEDED long before the job is through.
 fn a_job_filling_the_slot_is_stopped_at_the_disk_bound(kind: EngineKind) {
     let engine = TestEngine::require(kind);
-    let script = "dd if=/dev/zero of=big bs=1M count=10240 2>/dev/null; echo wrote all 10 GB";
+    let script = writes_10_gb_into("big");
     let mut task =
-        TaskBuilder::on_engine("disk_hog", WRAPPER, &engine).disk_bound(50.0 * 1e6).job(TestJob::shell(script)).start().unwrap();
+        TaskBuilder::on_engine("disk_hog", WRAPPER, &engine).disk_bound(50.0 * 1e6).job(TestJob::shell(&script)).start().unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     let written = std::fs::metadata(task.slot_dir().join("big")).map_or(0, |m| m.len());
     // The slot is emptied at once, as the client would on the task's end.
@@ -85,8 +95,30 @@ fn a_job_filling_the_slot_is_stopped_at_the_disk_bound(kind: EngineKind) {
     assert_eq!(outcome.finish_code(), Some(196), "{}", outcome.describe());
     assert!(outcome.stderr_txt.contains("past the workunit's disk bound of 50 MB"), "{}", outcome.describe());
     assert!(!outcome.stderr_txt.contains("wrote all 10 GB"), "{}", outcome.describe());
-    assert!(written < 10 << 30, "the job wrote {written} bytes");
+    assert!(written < 1 << 30, "the job wrote {written} bytes before it was stopped");
     println!("{}: stopped after {} MB, {:?}", kind.name(), written / 1_000_000, outcome.elapsed);
+    engine.assert_no_container(&task);
+}
+
+/// The same through an output file, which the client counts too but which
+/// lives in the project dir (mounted into the container at its open name).
+fn a_job_filling_an_output_file_is_stopped_at_the_disk_bound(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let script = writes_10_gb_into("result.dat");
+    let mut task = TaskBuilder::on_engine("output_hog", WRAPPER, &engine)
+        .disk_bound(50.0 * 1e6)
+        .output_file("result.dat", "result_physical.dat")
+        .job(TestJob::shell(&script))
+        .start()
+        .unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    let output = task.project_dir().join("result_physical.dat");
+    let written = std::fs::metadata(&output).map_or(0, |m| m.len());
+    let _ = std::fs::write(&output, "");
+    assert_eq!(outcome.finish_code(), Some(196), "{}", outcome.describe());
+    assert!(outcome.stderr_txt.contains("past the workunit's disk bound of 50 MB"), "{}", outcome.describe());
+    assert!(written < 1 << 30, "the job wrote {written} bytes before it was stopped");
+    println!("{}: output stopped after {} MB, {:?}", kind.name(), written / 1_000_000, outcome.elapsed);
     engine.assert_no_container(&task);
 }
 

@@ -13,6 +13,7 @@ use crate::engine::exit_watch::ExitWatch;
 use crate::engine::{ContainerState, EngineError};
 use crate::journal::Phase;
 use crate::network::ContainerNetwork;
+use crate::slot_files;
 use crate::slot_usage::DiskWatch;
 use crate::supervisor::{self, Action, Event, State};
 use crate::suspend::{self, Paused};
@@ -34,7 +35,8 @@ impl Task {
         let mut accounting = Accounting::new(host_pid, &container.id, client_cpu, read_stats);
         let mut state = State::Running;
         let mut network = ContainerNetwork::new(&self.engine, &self.container, self.config.network);
-        let mut disk = DiskWatch::new(&self.slot_dir, self.init.rsc_disk_bound);
+        let linked = slot_files::linked_files(&self.slot_dir).map(|files| files.into_iter().map(|f| f.target).collect());
+        let mut disk = DiskWatch::new(&self.slot_dir, linked.unwrap_or_default(), self.init.rsc_disk_bound);
         let mut next_report = Instant::now();
         loop {
             let event = if watch.wait_exited(TICK) {
