@@ -4,6 +4,7 @@
 //! over these processes, and suspending stops each of them with SIGSTOP.
 use std::collections::HashMap;
 use std::fs;
+use std::path::Path;
 
 use crate::os;
 use crate::usage::Sample;
@@ -146,7 +147,8 @@ pub fn stop_or_continue(root: u32, stop: bool) -> Signalled {
         for pid in fresh {
             if os::stop_or_continue(pid, stop) {
                 result.done += 1;
-            } else {
+            } else if Path::new(&format!("/proc/{pid}")).exists() {
+                // Still there, so not ours (gone in the meantime is no refusal).
                 result.refused += 1;
             }
             signalled.insert(pid);
