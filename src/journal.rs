@@ -31,9 +31,6 @@ pub struct Journal {
     /// CPU seconds of the task so far, as last reported to the client.
     pub cpu_time: f64,
     pub exit_code: Option<i32>,
-    /// Host port mapped to the job's web graphics port, to tell the client again.
-    #[serde(default)]
-    pub web_graphics_port: Option<u16>,
 }
 
 impl Journal {
@@ -95,7 +92,6 @@ mod tests {
             phase: Phase::KeptPaused,
             cpu_time: 12.5,
             exit_code: None,
-            web_graphics_port: Some(31416),
         };
         journal.save(&dir);
         assert_eq!(Journal::load(&dir), Some(journal));

@@ -120,7 +120,7 @@ mod tests {
     }
 
     fn journal(phase: Phase, exit_code: Option<i32>) -> Journal {
-        Journal { container: "c".into(), image: "i".into(), phase, cpu_time: 0.0, exit_code, web_graphics_port: None }
+        Journal { container: "c".into(), image: "i".into(), phase, cpu_time: 0.0, exit_code }
     }
 
     fn exited(code: i32, finished_at: i64) -> Found {
@@ -160,6 +160,15 @@ mod tests {
         assert!(matches!(plan_start(None, &exited(255, 900), boot), StartPlan::Start { .. }));
         // Without times we cannot tell: report rather than rerun.
         assert!(matches!(plan_start(None, &Found::Exited { code: 137, oom_killed: false, finished_at: None }, boot), StartPlan::Report { .. }));
+    }
+
+    #[test]
+    fn the_journal_cpu_time_counts_only_as_far_as_the_container_could_have_used() {
+        assert_eq!(trusted_cpu_time(100.0, Some(130.0), 2.0, Some(3600.0)), 130.0);
+        assert_eq!(trusted_cpu_time(100.0, Some(1e9), 2.0, Some(60.0)), 220.0, "a job-written figure is bounded");
+        assert_eq!(trusted_cpu_time(100.0, Some(50.0), 2.0, Some(60.0)), 100.0, "never below the client's");
+        assert_eq!(trusted_cpu_time(100.0, Some(1e9), 2.0, None), 100.0, "no container, no claim");
+        assert_eq!(trusted_cpu_time(100.0, None, 2.0, Some(60.0)), 100.0);
     }
 
     #[test]
@@ -224,6 +233,18 @@ pub fn plan_start(journal: Option<&Journal>, found: &Found, boot_time: Option<i6
             StartPlan::Report { code: *code, oom_killed: *oom_killed }
         }
     }
+}
+
+/// The task's CPU time so far, for a wrapper that starts again. The client's
+/// own figure (`wu_cpu_time`) may lag the journal's by the time since its
+/// last checkpoint, but the journal lies in the slot, where the job can
+/// write: its figure counts only as far as the container could have used
+/// CPU since it was created (`ncpus` times its age), and not at all
+/// without a container to vouch for it.
+pub fn trusted_cpu_time(client: f64, journal: Option<f64>, ncpus: f64, container_age_secs: Option<f64>) -> f64 {
+    let (Some(journal), Some(age)) = (journal, container_age_secs) else { return client };
+    let possible = client + ncpus.max(1.0) * age.max(0.0);
+    client.max(journal.min(possible))
 }
 
 /// A job that ended by a signal before this boot was ended by the shutdown,

@@ -16,6 +16,7 @@ on_both_engines!(
     abort_removes_the_container_promptly,
     out_of_memory_is_reported_with_the_limit,
     web_graphics_url_reaches_the_client_and_the_port_answers,
+    a_journal_written_by_the_job_cannot_inflate_cpu_time,
 );
 
 /// A job that appends a growing counter to count.txt every 0.2 s until the
@@ -149,6 +150,15 @@ fn web_graphics_url_reaches_the_client_and_the_port_answers(kind: EngineKind) {
     assert!(url.starts_with("http://localhost:"), "{url}");
     let body = wait_until(Duration::from_secs(30), || http_get(port).filter(|b| b.contains("graphics-ok")));
     assert!(body.is_some(), "nothing served on {url}\n{}", task.logs_tail(30));
+
+    // A restarted wrapper tells the client the same URL again (from the
+    // engine's port mapping, not from the job-writable journal).
+    task.take_web_graphics_url();
+    task.send_control(Control::Quit);
+    task.wait_exit(Duration::from_secs(30)).unwrap();
+    task.restart().unwrap();
+    let again = wait_until(Duration::from_secs(60), || task.web_graphics_url());
+    assert_eq!(again.as_deref(), Some(url.as_str()), "{}", task.logs_tail(30));
     let outcome = release_and_finish(&mut task);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     engine.assert_no_container(&task);
@@ -162,4 +172,32 @@ fn http_get(port: u16) -> Option<String> {
     let mut body = String::new();
     stream.read_to_string(&mut body).ok()?;
     Some(body)
+}
+
+/// The journal lies in the slot, where the job can write: a CPU time it
+/// claims beyond what the container could have used is not reported.
+fn a_journal_written_by_the_job_cannot_inflate_cpu_time(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let mut task = TaskBuilder::on_engine("journal_cpu", WRAPPER, &engine).job(TestJob::shell(COUNTER_JOB)).start().unwrap();
+    let before = wait_for_count(&task, 3);
+    task.send_control(Control::Quit);
+    let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
+    assert!(!outcome.finished, "{}", outcome.describe());
+    let journal_path = task.slot_dir().join("docker_wrapper_journal.toml");
+    let journal = std::fs::read_to_string(&journal_path).unwrap();
+    let forged: String = journal
+        .lines()
+        .map(|line| if line.starts_with("cpu_time") { "cpu_time = 1000000000.0".to_string() } else { line.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&journal_path, forged).unwrap();
+
+    task.restart().unwrap();
+    wait_for_count(&task, before);
+    let status = task.wait_for_status(Duration::from_secs(30), |s| s.current_cpu_time > 0.0).unwrap();
+    assert!(status.current_cpu_time < 1e6, "the forged CPU time was reported: {status:?}");
+    let outcome = release_and_finish(&mut task);
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert!(outcome.stderr_txt.contains("the journal claims 1000000000 s of CPU time"), "{}", outcome.describe());
+    engine.assert_no_container(&task);
 }

@@ -94,6 +94,8 @@ pub struct ContainerState {
     pub finished_at: Option<i64>,
     /// The engine's full container id.
     pub id: String,
+    /// Unix time of the container's creation.
+    pub created: Option<i64>,
 }
 
 impl ContainerState {
@@ -105,7 +107,8 @@ impl ContainerState {
         let pid = fields.next()?.trim().parse().unwrap_or(0);
         let finished_at = fields.next().and_then(time::parse_unix_time);
         let id = fields.next().unwrap_or_default().trim().to_string();
-        Some(ContainerState { status, exit_code, oom_killed, pid, finished_at, id })
+        let created = fields.next().and_then(time::parse_unix_time);
+        Some(ContainerState { status, exit_code, oom_killed, pid, finished_at, id, created })
     }
 
     /// Exited or stopped: the process is gone and will not come back by itself.
@@ -115,7 +118,7 @@ impl ContainerState {
 }
 
 const STATE_FORMAT: &str =
-    "{{.State.Status}}|{{.State.ExitCode}}|{{.State.OOMKilled}}|{{.State.Pid}}|{{.State.FinishedAt}}|{{.Id}}";
+    "{{.State.Status}}|{{.State.ExitCode}}|{{.State.OOMKilled}}|{{.State.Pid}}|{{.State.FinishedAt}}|{{.Id}}|{{.Created}}";
 
 /// Output kept from ordinary commands; logs and builds choose their own.
 const COMMAND_CAPTURE: usize = 64 * 1024;
@@ -366,6 +369,12 @@ impl Engine {
 
     pub fn start(&self, container: &str) -> Result<(), EngineError> {
         self.run(["start", container]).map(|_| ())
+    }
+
+    /// The loopback host port published for the container's `guest` port.
+    pub fn published_port(&self, container: &str, guest: u16) -> Option<u16> {
+        let out = self.run(["port", container, &guest.to_string()]).ok()?;
+        out.stdout.lines().find_map(|line| line.trim().rsplit_once(':')?.1.parse().ok())
     }
 
     pub fn pause(&self, container: &str) -> Result<(), EngineError> {

@@ -216,11 +216,22 @@ impl Task {
         if let Some(journal) = &journal {
             *self.image.borrow_mut() = journal.image.clone();
         }
-        let found = found(self.engine.find(&self.container)?);
+        let existing = self.engine.find(&self.container)?;
+        let container_age = existing.as_ref().and_then(|s| s.created).and_then(|created| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+            Some(now as f64 - created as f64)
+        });
+        let found = found(existing);
         let plan = supervisor::plan_start(journal.as_ref(), &found, os::boot_time());
         log::debug!("found {found:?}, journal {journal:?}: {plan:?}");
-        let client_cpu = self.init.wu_cpu_time.max(journal.as_ref().map_or(0.0, |j| j.cpu_time));
-        self.web_graphics_port.set(journal.as_ref().and_then(|j| j.web_graphics_port));
+        let journal_cpu = journal.as_ref().map(|j| j.cpu_time);
+        let client_cpu = supervisor::trusted_cpu_time(self.init.wu_cpu_time, journal_cpu, self.init.ncpus, container_age);
+        if journal_cpu.is_some_and(|claimed| claimed > client_cpu + 1.0) {
+            log::warn!(
+                "the journal claims {:.0} s of CPU time, more than the container can have used: reporting {client_cpu:.0} s",
+                journal_cpu.unwrap_or_default()
+            );
+        }
         match plan {
             StartPlan::CreateAndStart => {
                 if let Some(outcome) = self.ensure_image()? {
@@ -241,6 +252,12 @@ impl Task {
             StartPlan::Report { code, oom_killed } => {
                 log::info!("the job ended (code {code}) while the wrapper was away: reporting it");
                 return Ok(self.finish(code, oom_killed, found != Found::Absent, client_cpu));
+            }
+        }
+        if plan != StartPlan::CreateAndStart {
+            // Asked of the engine, not of the job-writable journal.
+            if let Some(guest) = self.config.web_graphics_guest_port {
+                self.web_graphics_port.set(self.engine.published_port(&self.container, guest));
             }
         }
         self.announce_web_graphics();
@@ -315,7 +332,6 @@ impl Task {
             phase,
             cpu_time,
             exit_code,
-            web_graphics_port: self.web_graphics_port.get(),
         };
         journal.save(&self.slot_dir);
     }

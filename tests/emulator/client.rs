@@ -141,6 +141,11 @@ impl ClientThread {
         self.observed().web_graphics_url.clone()
     }
 
+    /// The URL last received, which is then forgotten (to see a new one arrive).
+    pub fn take_web_graphics_url(&self) -> Option<String> {
+        self.observed().web_graphics_url.take()
+    }
+
     pub fn trickle_up_messages(&self) -> Vec<String> {
         self.observed().trickle_up.clone()
     }

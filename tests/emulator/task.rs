@@ -412,6 +412,11 @@ impl Task {
         self.client.web_graphics_url()
     }
 
+    /// The URL last received, which is then forgotten (to see a new one arrive).
+    pub fn take_web_graphics_url(&self) -> Option<String> {
+        self.client.take_web_graphics_url()
+    }
+
     pub fn trickle_up_messages(&self) -> Vec<String> {
         self.client.trickle_up_messages()
     }
