@@ -217,21 +217,10 @@ impl Task {
             *self.image.borrow_mut() = journal.image.clone();
         }
         let existing = self.engine.find(&self.container)?;
-        let container_age = existing.as_ref().and_then(|s| s.created).and_then(|created| {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
-            Some(now as f64 - created as f64)
-        });
+        let client_cpu = self.cpu_time_so_far(journal.as_ref(), existing.as_ref());
         let found = found(existing);
         let plan = supervisor::plan_start(journal.as_ref(), &found, os::boot_time());
         log::debug!("found {found:?}, journal {journal:?}: {plan:?}");
-        let journal_cpu = journal.as_ref().map(|j| j.cpu_time);
-        let client_cpu = supervisor::trusted_cpu_time(self.init.wu_cpu_time, journal_cpu, self.init.ncpus, container_age);
-        if journal_cpu.is_some_and(|claimed| claimed > client_cpu + 1.0) {
-            log::warn!(
-                "the journal claims {:.0} s of CPU time, more than the container can have used: reporting {client_cpu:.0} s",
-                journal_cpu.unwrap_or_default()
-            );
-        }
         match plan {
             StartPlan::CreateAndStart => {
                 if let Some(outcome) = self.ensure_image()? {
@@ -272,6 +261,23 @@ impl Task {
             suspend::continue_processes(host_pid);
         }
         self.supervise(&state, client_cpu)
+    }
+
+    /// The task's CPU time when this run starts: the client's figure, or the
+    /// journal's as far as the container can vouch for it.
+    fn cpu_time_so_far(&self, journal: Option<&Journal>, container: Option<&ContainerState>) -> f64 {
+        let age = container.and_then(|c| c.created).and_then(|created| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+            Some(now as f64 - created as f64)
+        });
+        let claimed = journal.map(|j| j.cpu_time);
+        let trusted = supervisor::trusted_cpu_time(self.init.wu_cpu_time, claimed, self.init.ncpus, age);
+        if let Some(claimed) = claimed.filter(|claimed| *claimed > trusted + 1.0) {
+            log::warn!(
+                "the journal claims {claimed:.0} s of CPU time, more than the container can have used: reporting {trusted:.0} s"
+            );
+        }
+        trusted
     }
 
     /// Gets the image: from the cache, or built. Some(outcome) when the
