@@ -182,16 +182,17 @@ mod tests {
         assert_eq!(tree(99, &processes), Vec::<u32>::new());
     }
 
-    /// `sh` busy with a `sleep` child; continued and killed on drop, so a
-    /// failed assertion leaves no stopped process behind.
+    /// `timeout` with a busy `yes` child (no shell: argv only); continued
+    /// and killed on drop, so a failed assertion leaves no stopped process
+    /// behind. `timeout` leads its own process group, `yes` included.
     struct BusyTree(std::process::Child);
 
     impl Drop for BusyTree {
         fn drop(&mut self) {
             for pid in members(self.0.id()) {
                 os::stop_or_continue(pid, false);
-                let _ = std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status();
             }
+            os::signal_group(self.0.id(), true);
             let _ = self.0.wait();
         }
     }
@@ -211,10 +212,14 @@ mod tests {
     #[test]
     fn samples_and_stops_a_real_process_tree() {
         let tree_root = BusyTree(
-            std::process::Command::new("sh").args(["-c", "sleep 30 & while :; do :; done"]).spawn().unwrap(),
+            std::process::Command::new("timeout")
+                .args(["30", "yes"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
         );
         let root = tree_root.0.id();
-        wait_for("sh and its sleep", || members(root).len() == 2);
+        wait_for("timeout and its yes", || members(root).len() == 2);
         assert_eq!(tree(root, &all_processes()).len(), 2, "the same from all of /proc");
         wait_for("some CPU time", || sample(root).is_some_and(|s| s.cpu_secs > 0.0 && s.memory_bytes > 0.0));
         assert_eq!(stop_or_continue(root, true), Signalled { done: 2, refused: 0 });
