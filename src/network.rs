@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::boinc;
 use crate::engine::{Engine, EngineKind};
+use crate::suspend;
 
 /// Names Docker lists as networks that are network modes nobody can leave.
 const MODES: &[&str] = &["none", "host"];
@@ -117,20 +118,13 @@ impl<'a> ContainerNetwork<'a> {
 
     /// The freezer can fail while the job forks: a few attempts, backing off.
     fn pause_again(&self) -> bool {
-        let mut delay = Duration::from_millis(100);
-        for attempt in 1..=3 {
-            match self.engine.pause(self.container) {
-                Ok(()) => return true,
-                Err(err) if attempt == 3 => {
-                    log::warn!("the container could not be paused again after reconnecting it: {err}");
-                    return false;
-                }
-                Err(err) => log::debug!("pause attempt {attempt} failed: {err}"),
+        match suspend::pause_with_retries(self.engine, self.container, 3) {
+            Ok(()) => true,
+            Err(err) => {
+                log::warn!("the container could not be paused again after reconnecting it: {err}");
+                false
             }
-            std::thread::sleep(delay);
-            delay *= 3;
         }
-        false
     }
 
     fn disconnect(&mut self) {

@@ -25,7 +25,7 @@ pub fn pause(engine: &Engine, container: &str, pid: u32) -> Result<Paused, Engin
     let engine_error = if CANNOT_PAUSE.load(Ordering::Relaxed) {
         None
     } else {
-        match pause_with_retries(engine, container) {
+        match pause_with_retries(engine, container, PAUSE_ATTEMPTS) {
             Ok(()) => return Ok(Paused::ByEngine),
             Err(err) => Some(err),
         }
@@ -65,13 +65,14 @@ pub fn continue_processes(pid: u32) {
     log::debug!("SIGCONT to {} processes", signalled.done);
 }
 
-fn pause_with_retries(engine: &Engine, container: &str) -> Result<(), EngineError> {
+/// The engine's pause, tried up to `attempts` times, backing off.
+pub fn pause_with_retries(engine: &Engine, container: &str, attempts: u32) -> Result<(), EngineError> {
     let mut delay = Duration::from_millis(100);
     let mut attempt = 1;
     loop {
         match engine.pause(container) {
             Ok(()) => return Ok(()),
-            Err(err) if attempt >= PAUSE_ATTEMPTS || cannot_ever_pause(&err) => return Err(err),
+            Err(err) if attempt >= attempts || cannot_ever_pause(&err) => return Err(err),
             Err(err) => log::debug!("pause attempt {attempt} failed: {err}"),
         }
         std::thread::sleep(delay);
