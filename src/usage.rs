@@ -198,18 +198,17 @@ mod tests {
 /// Where the container's counters come from.
 enum Source<'a> {
     Cgroup(Cgroup),
-    /// The container's init process and its descendants, read at most every
-    /// PROCESS_SAMPLE_PERIOD.
-    Processes { root: u32, next_read: Instant },
-    /// The engine's `stats` every STATS_PERIOD: Podman's CPU total, or
-    /// Docker's percentage summed over time into `integrated`.
-    Stats { read: StatsReader<'a>, next_read: Instant, integrated: f64, last_read: Option<Instant> },
+    /// The container's init process and its descendants.
+    Processes { root: u32 },
+    /// The engine's `stats`: Podman's CPU total, or Docker's percentage
+    /// summed over time into `integrated`.
+    Stats { read: StatsReader<'a>, integrated: f64, last_read: Option<Instant> },
 }
 
 impl<'a> Source<'a> {
     /// `host_pid`: the container's init as this process sees it, if it can.
     fn find(host_pid: Option<u32>, container_id: &str, read_stats: StatsReader<'a>) -> Source<'a> {
-        let stats = Source::Stats { read: read_stats, next_read: Instant::now(), integrated: 0.0, last_read: None };
+        let stats = Source::Stats { read: read_stats, integrated: 0.0, last_read: None };
         let Some(pid) = host_pid.filter(|pid| *pid > 0) else {
             log::info!("the container's processes are out of sight: CPU time and memory come from the engine's stats");
             return stats;
@@ -221,27 +220,27 @@ impl<'a> Source<'a> {
                     "the container has no cgroup of its own (rootless Podman on cgroup v1): its memory, CPU and \
                      process limits are not enforced, and CPU time and memory are summed from its processes"
                 );
-                Source::Processes { root: pid, next_read: Instant::now() }
+                Source::Processes { root: pid }
             }
+        }
+    }
+
+    /// Least time between two readings: a cgroup's two small files are read
+    /// at every report, the costlier sources less often.
+    fn period(&self) -> Duration {
+        match self {
+            Source::Cgroup(_) => Duration::ZERO,
+            Source::Processes { .. } => PROCESS_SAMPLE_PERIOD,
+            Source::Stats { .. } => STATS_PERIOD,
         }
     }
 
     fn sample(&mut self) -> Option<Sample> {
         match self {
             Source::Cgroup(cgroup) => cgroup.sample(),
-            Source::Processes { root, next_read } => {
-                if Instant::now() < *next_read {
-                    return None;
-                }
-                *next_read = Instant::now() + PROCESS_SAMPLE_PERIOD;
-                process_tree::sample(*root)
-            }
-            Source::Stats { read, next_read, integrated, last_read } => {
+            Source::Processes { root } => process_tree::sample(*root),
+            Source::Stats { read, integrated, last_read } => {
                 let now = Instant::now();
-                if now < *next_read {
-                    return None;
-                }
-                *next_read = now + STATS_PERIOD;
                 let stats = read()?;
                 let cpu_secs = match stats.cpu {
                     CpuFigure::Total(secs) => secs,
@@ -269,6 +268,8 @@ impl<'a> Source<'a> {
 /// already counted when we started, plus what the container has used since.
 pub struct Accounting<'a> {
     source: Source<'a>,
+    /// When the source may be read again (see `Source::period`).
+    next_sample: Instant,
     base_cpu: f64,
     /// The container's own counter when this run first read it: only CPU
     /// time after that is new to the client.
@@ -283,14 +284,33 @@ impl<'a> Accounting<'a> {
     /// the engine runs elsewhere); `client_cpu`: the task's CPU time when
     /// this run started.
     pub fn new(host_pid: Option<u32>, container_id: &str, client_cpu: f64, read_stats: StatsReader<'a>) -> Accounting<'a> {
-        let mut source = Source::find(host_pid, container_id, read_stats);
-        let start = source.sample().map(|s| s.cpu_secs);
-        Accounting { source, base_cpu: client_cpu, cpu_at_start: start, cpu_time: client_cpu, memory_bytes: 0.0, oom_kills: 0 }
+        let source = Source::find(host_pid, container_id, read_stats);
+        let mut accounting = Accounting {
+            source,
+            next_sample: Instant::now(),
+            base_cpu: client_cpu,
+            cpu_at_start: None,
+            cpu_time: client_cpu,
+            memory_bytes: 0.0,
+            oom_kills: 0,
+        };
+        accounting.cpu_at_start = accounting.sample().map(|s| s.cpu_secs);
+        accounting
+    }
+
+    /// A reading of the source, when its period allows one.
+    fn sample(&mut self) -> Option<Sample> {
+        let now = Instant::now();
+        if now < self.next_sample {
+            return None;
+        }
+        self.next_sample = now + self.source.period();
+        self.source.sample()
     }
 
     /// Reads the counters (cheap: two small files, or nothing between /proc reads).
     pub fn update(&mut self) {
-        if let Some(sample) = self.source.sample() {
+        if let Some(sample) = self.sample() {
             // A first reading that failed must not count the whole past again.
             let start = *self.cpu_at_start.get_or_insert(sample.cpu_secs);
             let cpu = self.base_cpu + (sample.cpu_secs - start).max(0.0);
