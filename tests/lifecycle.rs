@@ -19,29 +19,13 @@ on_both_engines!(
     a_journal_written_by_the_job_cannot_inflate_cpu_time,
 );
 
-/// A job that appends a growing counter to count.txt every 0.2 s until the
-/// file `go` appears; "start" marks each time the job itself started.
-const COUNTER_JOB: &str = "echo start >> starts.txt; i=0; \
-    while [ ! -f go ]; do i=$((i+1)); echo $i > count.txt; sleep 0.2; done; echo finished";
-
-fn count(task: &Task) -> u64 {
-    task.read_slot_file("count.txt").and_then(|t| t.trim().parse().ok()).unwrap_or(0)
-}
-
-fn wait_for_count(task: &Task, above: u64) -> u64 {
-    wait_until(Duration::from_secs(60), || Some(count(task)).filter(|c| *c > above))
-        .unwrap_or_else(|| panic!("count stayed at {}\n{}", count(task), task.logs_tail(30)))
-}
-
-fn release_and_finish(task: &mut Task) -> Outcome {
-    std::fs::write(task.slot_dir().join("go"), "").unwrap();
-    task.wait_exit(TASK_TIMEOUT).unwrap()
-}
+/// How long a running job may take to count on.
+const COUNT_WAIT: Duration = Duration::from_secs(60);
 
 fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let mut task = TaskBuilder::on_engine("quit", WRAPPER, &engine).job(TestJob::shell(COUNTER_JOB)).start().unwrap();
-    let before = wait_for_count(&task, 3);
+    let before = task.wait_for_counter_above(3, COUNT_WAIT);
     task.send_control(Control::Quit);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
     assert!(!outcome.finished, "quit must not finish the task: {}", outcome.describe());
@@ -50,8 +34,8 @@ fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
     assert!(journal.contains("kept_paused"), "{journal}");
 
     task.restart().unwrap();
-    wait_for_count(&task, before);
-    let outcome = release_and_finish(&mut task);
+    task.wait_for_counter_above(before, COUNT_WAIT);
+    let outcome = task.release_and_wait(TASK_TIMEOUT);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert_eq!(task.read_slot_file("starts.txt").as_deref(), Some("start\n"), "the job started over");
     engine.assert_no_container(&task);
@@ -61,7 +45,7 @@ fn quit_with_stop_restarts_the_container(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let job = TestJob::shell(COUNTER_JOB).job_toml("quit_action = \"stop\"\nstop_grace_secs = 2\n");
     let mut task = TaskBuilder::on_engine("quit_stop", WRAPPER, &engine).job(job).start().unwrap();
-    wait_for_count(&task, 2);
+    task.wait_for_counter_above(2, COUNT_WAIT);
     task.send_control(Control::Quit);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
     assert!(!outcome.finished, "{}", outcome.describe());
@@ -73,7 +57,7 @@ fn quit_with_stop_restarts_the_container(kind: EngineKind) {
         task.read_slot_file("starts.txt").filter(|s| s.lines().count() == 2)
     });
     assert!(starts.is_some(), "the stopped container was not started again\n{}", task.logs_tail(30));
-    let outcome = release_and_finish(&mut task);
+    let outcome = task.release_and_wait(TASK_TIMEOUT);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     engine.assert_no_container(&task);
 }
@@ -81,14 +65,14 @@ fn quit_with_stop_restarts_the_container(kind: EngineKind) {
 fn sigterm_keeps_the_container_for_a_restart(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let mut task = TaskBuilder::on_engine("sigterm", WRAPPER, &engine).job(TestJob::shell(COUNTER_JOB)).start().unwrap();
-    let before = wait_for_count(&task, 2);
+    let before = task.wait_for_counter_above(2, COUNT_WAIT);
     task.signal(libc::SIGTERM).unwrap();
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
     assert!(!outcome.finished, "{}", outcome.describe());
     assert_eq!(engine.container_state(&task.container_name()).as_deref(), Some("paused"));
     task.restart().unwrap();
-    wait_for_count(&task, before);
-    let outcome = release_and_finish(&mut task);
+    task.wait_for_counter_above(before, COUNT_WAIT);
+    let outcome = task.release_and_wait(TASK_TIMEOUT);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert_eq!(task.read_slot_file("starts.txt").as_deref(), Some("start\n"));
     engine.assert_no_container(&task);
@@ -159,7 +143,7 @@ fn web_graphics_url_reaches_the_client_and_the_port_answers(kind: EngineKind) {
     task.restart().unwrap();
     let again = wait_until(Duration::from_secs(60), || task.web_graphics_url());
     assert_eq!(again.as_deref(), Some(url.as_str()), "{}", task.logs_tail(30));
-    let outcome = release_and_finish(&mut task);
+    let outcome = task.release_and_wait(TASK_TIMEOUT);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     engine.assert_no_container(&task);
 }
@@ -179,7 +163,7 @@ fn http_get(port: u16) -> Option<String> {
 fn a_journal_written_by_the_job_cannot_inflate_cpu_time(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let mut task = TaskBuilder::on_engine("journal_cpu", WRAPPER, &engine).job(TestJob::shell(COUNTER_JOB)).start().unwrap();
-    let before = wait_for_count(&task, 3);
+    let before = task.wait_for_counter_above(3, COUNT_WAIT);
     task.send_control(Control::Quit);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
     assert!(!outcome.finished, "{}", outcome.describe());
@@ -193,10 +177,10 @@ fn a_journal_written_by_the_job_cannot_inflate_cpu_time(kind: EngineKind) {
     std::fs::write(&journal_path, forged).unwrap();
 
     task.restart().unwrap();
-    wait_for_count(&task, before);
+    task.wait_for_counter_above(before, COUNT_WAIT);
     let status = task.wait_for_status(Duration::from_secs(30), |s| s.current_cpu_time > 0.0).unwrap();
     assert!(status.current_cpu_time < 1e6, "the forged CPU time was reported: {status:?}");
-    let outcome = release_and_finish(&mut task);
+    let outcome = task.release_and_wait(TASK_TIMEOUT);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert!(outcome.stderr_txt.contains("the journal claims 1000000000 s of CPU time"), "{}", outcome.describe());
     engine.assert_no_container(&task);

@@ -61,11 +61,6 @@ fn default_network(kind: EngineKind) -> &'static str {
     }
 }
 
-fn release_and_finish(task: &mut Task) -> Outcome {
-    std::fs::write(task.slot_dir().join("go"), "").unwrap();
-    task.wait_exit(TASK_TIMEOUT).unwrap()
-}
-
 fn suspended_network_is_disconnected_and_resume_reconnects(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let job = TestJob::shell(NET_WATCH_JOB);
@@ -83,7 +78,7 @@ fn suspended_network_is_disconnected_and_resume_reconnects(kind: EngineKind) {
     eprintln!("{kind:?}: network resumed -> the job sees the network: {took:?}");
     assert_eq!(networks(&engine, &task), default_network(kind), "not the same networks as before");
 
-    let outcome = release_and_finish(&mut task);
+    let outcome = task.release_and_wait(TASK_TIMEOUT);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert_eq!(task.read_slot_file("net_log.txt").as_deref(), Some("up\ndown\nup\n"));
     assert!(outcome.stderr_txt.contains("container disconnected from"), "{}", outcome.describe());
@@ -107,7 +102,7 @@ fn a_job_without_network_is_left_alone(kind: EngineKind) {
         assert!(more.is_some(), "no heartbeats reach the wrapper\n{}", task.logs_tail(30));
     }
 
-    let outcome = release_and_finish(&mut task);
+    let outcome = task.release_and_wait(TASK_TIMEOUT);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert_eq!(task.read_slot_file("net_log.txt").as_deref(), Some("down\n"), "the job had a network");
     let stderr = outcome.stderr_txt.to_lowercase();
@@ -143,7 +138,7 @@ fn quit_while_disconnected_keeps_the_container_with_its_network(kind: EngineKind
     task.restart().unwrap();
     wait_job_sees(&task, "up", NETWORK_CHANGE_TIMEOUT);
     assert_eq!(networks(&engine, &task), default_network(kind));
-    let outcome = release_and_finish(&mut task);
+    let outcome = task.release_and_wait(TASK_TIMEOUT);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     engine.assert_no_container(&task);
 }

@@ -39,18 +39,8 @@ fn start(engine: &TestEngine, name: &str, job: TestJob) -> Task {
     TaskBuilder::on_engine(&format!("boinc_{name}"), WRAPPER, engine).job(job).start().unwrap()
 }
 
-/// A counter the job bumps every 0.2 s until `go` appears.
-const COUNTER_JOB: &str = "echo start >> starts.txt; i=0; \
-    while [ ! -f go ]; do i=$((i+1)); echo $i > count.txt; sleep 0.2; done";
-
-fn count(task: &Task) -> u64 {
-    task.read_slot_file("count.txt").and_then(|t| t.trim().parse().ok()).unwrap_or(0)
-}
-
-fn wait_for_count(task: &Task, above: u64) -> u64 {
-    wait_until(Duration::from_secs(90), || Some(count(task)).filter(|c| *c > above))
-        .unwrap_or_else(|| panic!("count stayed at {}\n{}", count(task), task.logs_tail(30)))
-}
+/// How long a running job may take to count on (rootless builds are slower).
+const COUNT_WAIT: Duration = Duration::from_secs(90);
 
 /// The job is suspended (paused, or its processes stopped), and its counter
 /// then stands still for 1.5 s.
@@ -58,19 +48,14 @@ fn wait_until_stopped(engine: &TestEngine, task: &Task) -> Result<u64, String> {
     let name = task.container_name();
     wait_until(Duration::from_secs(10), || engine.is_suspended(&name).then_some(()))
         .ok_or_else(|| format!("the job was not suspended\n{}", task.logs_tail(30)))?;
-    let before = count(task);
+    let before = task.counter();
     std::thread::sleep(Duration::from_millis(1500));
-    let after = count(task);
+    let after = task.counter();
     if after == before {
         Ok(after)
     } else {
         Err(format!("the job counted from {before} to {after} while suspended\n{}", task.logs_tail(30)))
     }
-}
-
-fn release_and_finish(task: &mut Task) -> Outcome {
-    std::fs::write(task.slot_dir().join("go"), "").unwrap();
-    task.wait_exit(TASK_TIMEOUT).unwrap()
 }
 
 fn boinc_uid(engine: &TestEngine) -> u32 {
@@ -105,13 +90,13 @@ fn exit_code_is_forwarded(kind: EngineKind) {
 fn suspend_stops_the_job_and_resume_continues_it(kind: EngineKind) {
     let engine = TestEngine::require_unprivileged(kind);
     let mut task = start(&engine, "suspend", job(&engine, COUNTER_JOB, "idle_priority = false\n"));
-    let before = wait_for_count(&task, 2);
+    let before = task.wait_for_counter_above(2, COUNT_WAIT);
     task.send_control(Control::Suspend);
     let stopped_at = wait_until_stopped(&engine, &task).unwrap();
     assert!(stopped_at >= before);
     task.send_control(Control::Resume);
-    wait_for_count(&task, stopped_at);
-    let outcome = release_and_finish(&mut task);
+    task.wait_for_counter_above(stopped_at, COUNT_WAIT);
+    let outcome = task.release_and_wait(TASK_TIMEOUT);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     if engine.cannot_pause() {
         // Rootless Podman on cgroup v1 cannot pause: the fallback says so once.
@@ -124,7 +109,7 @@ fn suspend_stops_the_job_and_resume_continues_it(kind: EngineKind) {
 fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
     let engine = TestEngine::require_unprivileged(kind);
     let mut task = start(&engine, "quit", job(&engine, COUNTER_JOB, "idle_priority = false\n"));
-    wait_for_count(&task, 3);
+    task.wait_for_counter_above(3, COUNT_WAIT);
     task.send_control(Control::Quit);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
     assert!(!outcome.finished, "quit must not finish the task: {}", outcome.describe());
@@ -134,8 +119,8 @@ fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
     let stopped_at = wait_until_stopped(&engine, &task).unwrap();
 
     task.restart().unwrap();
-    wait_for_count(&task, stopped_at);
-    let outcome = release_and_finish(&mut task);
+    task.wait_for_counter_above(stopped_at, COUNT_WAIT);
+    let outcome = task.release_and_wait(TASK_TIMEOUT);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert_eq!(task.read_slot_file("starts.txt").as_deref(), Some("start\n"), "the job started over");
     engine.assert_no_container(&task);
@@ -169,7 +154,7 @@ fn cpu_time_reaches_the_client(kind: EngineKind) {
     // (The 7.20 API sends no working set size; memory is covered by the unit tests.)
     let status = task.wait_for_status(Duration::from_secs(90), |s| s.current_cpu_time > 2.0);
     assert!(status.is_ok(), "{status:?}\n{}", task.logs_tail(30));
-    let outcome = release_and_finish(&mut task);
+    let outcome = task.release_and_wait(TASK_TIMEOUT);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     engine.assert_no_container(&task);
 }

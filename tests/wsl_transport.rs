@@ -129,24 +129,13 @@ fn suspend_pauses_and_resume_unpauses(kind: EngineKind) {
     engine.assert_no_container(&task);
 }
 
-/// Appends a growing counter to count.txt until the file `go` appears;
-/// "start" marks each time the job itself started.
-const COUNTER_JOB: &str = "echo start >> starts.txt; i=0; \
-    while [ ! -f go ]; do i=$((i+1)); echo $i > count.txt; sleep 0.2; done; echo finished";
-
-fn count(task: &Task) -> u64 {
-    task.read_slot_file("count.txt").and_then(|t| t.trim().parse().ok()).unwrap_or(0)
-}
-
-fn wait_for_count(task: &Task, above: u64) -> u64 {
-    wait_until(Duration::from_secs(60), || Some(count(task)).filter(|c| *c > above))
-        .unwrap_or_else(|| panic!("count stayed at {}\n{}", count(task), task.logs_tail(30)))
-}
+/// How long a running job may take to count on.
+const COUNT_WAIT: Duration = Duration::from_secs(60);
 
 fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let mut task = builder("quit", &engine).job(TestJob::shell(COUNTER_JOB)).start().unwrap();
-    let before = wait_for_count(&task, 3);
+    let before = task.wait_for_counter_above(3, COUNT_WAIT);
     task.send_control(Control::Quit);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
     assert!(!outcome.finished, "quit must not finish the task: {}", outcome.describe());
@@ -154,7 +143,7 @@ fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
     assert_eq!(state.as_deref(), Some("paused"), "{}", outcome.describe());
 
     task.restart().unwrap();
-    wait_for_count(&task, before);
+    task.wait_for_counter_above(before, COUNT_WAIT);
     std::fs::write(task.slot_dir().join("go"), "").unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());

@@ -9,6 +9,12 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+/// A job that writes a growing counter to count.txt every 0.2 s until the
+/// file `go` appears in the slot; "start" in starts.txt marks each time the
+/// job itself started. See `Task::counter` and `Task::release_and_wait`.
+pub const COUNTER_JOB: &str = "echo start >> starts.txt; i=0; \
+    while [ ! -f go ]; do i=$((i+1)); echo $i > count.txt; sleep 0.2; done; echo finished";
+
 /// Debian's `busybox-static` installs a static binary here.
 pub const BUSYBOX_PATH: &str = "/bin/busybox";
 pub const DEFAULT_WORKDIR: &str = "/app";

@@ -63,7 +63,7 @@ pub use client::AppStatus;
 pub use command::{run_with_timeout, wait_until, CommandOutput};
 pub use engine::{EngineKind, TestEngine};
 pub use init_data::{ClientVersion, DockerHostInfo, DockerType, InitData, GIB, MIB};
-pub use jobs::TestJob;
+pub use jobs::{TestJob, COUNTER_JOB};
 pub use shm::{Channel, SharedMemory};
 pub use slot::{BoincDirs, LinkKind, ODD_DATA_DIR_NAME};
 pub use std::time::Duration;

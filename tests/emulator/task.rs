@@ -497,6 +497,24 @@ impl Task {
         read_lossy(&self.dirs.slot_file(name))
     }
 
+    /// The value a `COUNTER_JOB` last wrote (0 before its first).
+    pub fn counter(&self) -> u64 {
+        self.read_slot_file("count.txt").and_then(|t| t.trim().parse().ok()).unwrap_or(0)
+    }
+
+    /// Waits until the counter passes `above`; returns its value. Panics with
+    /// the logs when it does not within `timeout`.
+    pub fn wait_for_counter_above(&self, above: u64, timeout: Duration) -> u64 {
+        wait_until(timeout, || Some(self.counter()).filter(|c| *c > above))
+            .unwrap_or_else(|| panic!("count stayed at {}\n{}", self.counter(), self.logs_tail(30)))
+    }
+
+    /// Creates the slot file `go` (which ends a `COUNTER_JOB`), then waits for the wrapper's exit.
+    pub fn release_and_wait(&mut self, timeout: Duration) -> Outcome {
+        fs::write(self.dirs.slot_file("go"), "").expect("cannot write the slot file go");
+        self.wait_exit(timeout).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     pub fn read_project_file(&self, name: &str) -> Option<Vec<u8>> {
         fs::read(self.dirs.project_dir().join(name)).ok()
     }
