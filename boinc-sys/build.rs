@@ -18,7 +18,7 @@
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process;
+use std::process::{self, Command};
 
 /// api/ sources compiled in source mode. graphics2_util.cpp, which upstream
 /// also puts in libboinc_api, only serves graphics apps and is left out.
@@ -65,7 +65,10 @@ const SYSTEM_LIB_DIRS: &[&str] = &[
 
 fn main() {
     println!("cargo:rerun-if-changed=csrc");
-    let include_dirs = if target_is_windows() {
+    // Source mode and Windows libraries make the binary a project ships:
+    // the C++ runtime goes into it too. Debian's shared BOINC libraries
+    // need the shared libstdc++ anyway.
+    let (include_dirs, self_contained) = if target_is_windows() {
         if env_path("BOINC_SRC_DIR").is_some() {
             fail(
                 "BOINC_SRC_DIR compiles the API from Linux's lib/ files and cannot target Windows.\n  \
@@ -74,17 +77,20 @@ fn main() {
             );
         }
         match env_path("BOINC_INCLUDE_DIR") {
-            Some(includes) => link_windows_libraries(env::split_paths(&includes).collect()),
+            Some(includes) => (
+                link_windows_libraries(env::split_paths(&includes).collect()),
+                true,
+            ),
             None => return declarations_without_library(),
         }
     } else {
         match env_path("BOINC_SRC_DIR") {
-            Some(src) => link_from_source(&src),
-            None => link_system(),
+            Some(src) => (link_from_source(&src), true),
+            None => (link_system(), false),
         }
     };
     let boinc8 = declares_sporadic_api(&include_dirs);
-    compile_shim(&include_dirs, boinc8);
+    compile_shim(&include_dirs, boinc8, self_contained);
     generate_bindings(&include_dirs);
 }
 
@@ -149,6 +155,11 @@ fn link_windows_libraries(includes: Vec<PathBuf>) -> Vec<PathBuf> {
             "{missing} not found in BOINC_LIB_DIR={}.",
             lib_dir.display()
         ));
+    }
+    // The archives are bundled into this crate's rlib: a rebuilt BOINC
+    // library must rebuild the crate.
+    for file in files {
+        println!("cargo:rerun-if-changed={}", lib_dir.join(file).display());
     }
     println!("cargo:rustc-link-search=native={}", lib_dir.display());
     for library in libraries {
@@ -242,8 +253,9 @@ fn link_from_source(src: &Path) -> Vec<PathBuf> {
         .include(&api)
         .include(&lib)
         .files(&files);
+    link_cxx_runtime_statically(&mut build);
     build.compile("boinc_api_static");
-    // cc already links libstdc++. The API starts a timer thread
+    // The API starts a timer thread
     // (pthread_create), which needs libpthread on glibc older than 2.34.
     println!("cargo:rustc-link-lib=dylib=pthread");
     vec![src.to_path_buf(), api, lib]
@@ -289,9 +301,12 @@ fn declares_sporadic_api(include_dirs: &[PathBuf]) -> bool {
         .any(|text| text.contains("boinc_sporadic_dir"))
 }
 
-fn compile_shim(include_dirs: &[PathBuf], boinc8: bool) {
+fn compile_shim(include_dirs: &[PathBuf], boinc8: bool, self_contained: bool) {
     let mut build = cc::Build::new();
     build.cpp(true).file("csrc/shim.cpp").include("csrc");
+    if self_contained {
+        link_cxx_runtime_statically(&mut build);
+    }
     for dir in include_dirs {
         build.include(dir);
     }
@@ -299,6 +314,32 @@ fn compile_shim(include_dirs: &[PathBuf], boinc8: bool) {
         build.define("DW_BOINC_8", None);
     }
     build.compile("boinc_shim");
+}
+
+/// Links the C++ runtime into the binary when the compiler has it as a static
+/// library (g++ and MinGW: libstdc++.a), so that volunteers' hosts need no
+/// particular libstdc++. A compiler without one (zig's c++, whose libc++ it
+/// always links statically itself) keeps cc's usual `-lstdc++`.
+fn link_cxx_runtime_statically(build: &mut cc::Build) {
+    let compiler = build.get_compiler();
+    let printed = Command::new(compiler.path())
+        .args(compiler.args())
+        .arg("-print-file-name=libstdc++.a")
+        .output();
+    let archive = match printed {
+        Ok(out) if out.status.success() => {
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        }
+        _ => return,
+    };
+    if !(archive.is_absolute() && archive.is_file()) {
+        return;
+    }
+    let dir = archive.parent().expect("an absolute file path has a parent");
+    build.cpp_link_stdlib(None);
+    println!("cargo:rustc-link-search=native={}", dir.display());
+    // Not bundled into the rlib: the final link takes it from the search path.
+    println!("cargo:rustc-link-lib=static:-bundle=stdc++");
 }
 
 fn generate_bindings(include_dirs: &[PathBuf]) {

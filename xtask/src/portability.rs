@@ -1,0 +1,229 @@
+//! What makes a release file self-contained, checked on the built file with
+//! binutils (readelf, objdump), so that a regression fails the build:
+//!
+//! * Linux: for the expected machine; dynamic dependencies at most the C
+//!   library's own (libc, libm, libgcc_s, the loader), or none (static);
+//!   no glibc symbol version above 2.17 (RHEL 7 era: every glibc Linux
+//!   volunteers run).
+//! * Windows: a PE for x86-64 importing only DLLs that ship with Windows
+//!   (no libstdc++-6.dll, libgcc_s_seh-1.dll or libwinpthread-1.dll).
+use crate::run::output;
+use anyhow::{bail, Result};
+use std::path::Path;
+use std::process::Command;
+
+pub const MAX_GLIBC: (u32, u32) = (2, 17);
+
+const ALLOWED_ELF_NEEDED: &[&str] = &[
+    "libc.so.6",
+    "libm.so.6",
+    "libgcc_s.so.1",
+    "ld-linux-x86-64.so.2",
+    "ld-linux-aarch64.so.1",
+];
+
+/// DLLs every Windows 10+ has (compared without case, as Windows does).
+const WINDOWS_SYSTEM_DLLS: &[&str] = &[
+    "kernel32.dll",
+    "advapi32.dll",
+    "msvcrt.dll",
+    "ntdll.dll",
+    "shell32.dll",
+    "user32.dll",
+    "ws2_32.dll",
+    "psapi.dll",
+    "userenv.dll",
+    "bcrypt.dll",
+    "bcryptprimitives.dll",
+];
+
+/// What a check found out about one file.
+pub struct Report {
+    pub size: u64,
+    /// Shared libraries (ELF NEEDED) or DLLs it imports.
+    pub dependencies: Vec<String>,
+    /// The highest `GLIBC_x.y` symbol version, if it uses glibc at all.
+    pub max_glibc: Option<(u32, u32)>,
+}
+
+impl Report {
+    pub fn dependencies_text(&self) -> String {
+        if self.dependencies.is_empty() {
+            "none (static)".to_string()
+        } else {
+            self.dependencies.join(", ")
+        }
+    }
+
+    pub fn glibc_text(&self) -> String {
+        match self.max_glibc {
+            Some((major, minor)) => format!("GLIBC_{major}.{minor}"),
+            None => "none".to_string(),
+        }
+    }
+}
+
+pub fn check_linux(file: &Path, elf_machine: &str) -> Result<Report> {
+    let header = output(Command::new("readelf").arg("-h").arg(file))?;
+    let machine = header
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Machine:"))
+        .map(str::trim);
+    if machine != Some(elf_machine) {
+        bail!("{} is not built for {elf_machine}", file.display());
+    }
+    let dynamic = output(Command::new("readelf").arg("-d").arg(file))?;
+    let symbols = output(Command::new("readelf").args(["-W", "--dyn-syms"]).arg(file))?;
+    let report = Report {
+        size: file.metadata()?.len(),
+        dependencies: elf_needed(&dynamic),
+        max_glibc: max_glibc_version(&symbols),
+    };
+    let problems = linux_problems(&report);
+    if !problems.is_empty() {
+        bail!(
+            "{} is not self-contained: {}",
+            file.display(),
+            problems.join("; ")
+        );
+    }
+    Ok(report)
+}
+
+pub fn check_windows(file: &Path, mingw_prefix: &str) -> Result<Report> {
+    let headers = output(
+        Command::new(format!("{mingw_prefix}-objdump"))
+            .arg("-p")
+            .arg(file),
+    )?;
+    if !headers.contains("file format pei-x86-64") {
+        bail!("{} is not a PE file for x86-64", file.display());
+    }
+    let report = Report {
+        size: file.metadata()?.len(),
+        dependencies: dll_names(&headers),
+        max_glibc: None,
+    };
+    let foreign: Vec<&String> = report
+        .dependencies
+        .iter()
+        .filter(|dll| !is_windows_system_dll(dll))
+        .collect();
+    if !foreign.is_empty() {
+        bail!(
+            "{} needs DLLs that Windows does not ship: {foreign:?} (the C++ runtime must be linked statically)",
+            file.display()
+        );
+    }
+    Ok(report)
+}
+
+fn linux_problems(report: &Report) -> Vec<String> {
+    let mut problems: Vec<String> = report
+        .dependencies
+        .iter()
+        .filter(|lib| !ALLOWED_ELF_NEEDED.contains(&lib.as_str()))
+        .map(|lib| format!("needs {lib}"))
+        .collect();
+    if let Some(version) = report.max_glibc.filter(|v| *v > MAX_GLIBC) {
+        problems.push(format!(
+            "uses GLIBC_{}.{} symbols (at most GLIBC_{}.{} allowed)",
+            version.0, version.1, MAX_GLIBC.0, MAX_GLIBC.1
+        ));
+    }
+    problems
+}
+
+/// `0x...1 (NEEDED)  Shared library: [libc.so.6]` lines of `readelf -d`.
+fn elf_needed(readelf_dynamic: &str) -> Vec<String> {
+    readelf_dynamic
+        .lines()
+        .filter(|line| line.contains("(NEEDED)"))
+        .filter_map(|line| {
+            let start = line.find('[')? + 1;
+            let end = line[start..].find(']')? + start;
+            Some(line[start..end].to_string())
+        })
+        .collect()
+}
+
+/// The highest `@GLIBC_x.y` (or `@@GLIBC_x.y`) in `readelf --dyn-syms`.
+fn max_glibc_version(readelf_symbols: &str) -> Option<(u32, u32)> {
+    readelf_symbols
+        .split_whitespace()
+        .filter_map(|word| word.split_once("@GLIBC_").map(|(_, v)| v))
+        .filter_map(|version| {
+            let mut parts = version.split('.');
+            let major = parts.next()?.parse().ok()?;
+            let minor = parts.next().map_or(Some(0), |m| m.parse().ok())?;
+            Some((major, minor))
+        })
+        .max()
+}
+
+/// `DLL Name: KERNEL32.dll` lines of `objdump -p`.
+fn dll_names(objdump_headers: &str) -> Vec<String> {
+    objdump_headers
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("DLL Name:"))
+        .map(|name| name.trim().to_string())
+        .collect()
+}
+
+/// Windows' own DLLs, including the API sets (`api-ms-win-*`), which
+/// Windows resolves itself.
+fn is_windows_system_dll(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.starts_with("api-ms-win-") || WINDOWS_SYSTEM_DLLS.contains(&name.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DYNAMIC: &str = "\nDynamic section at offset 0x7dd8 contains 26 entries:\n  Tag        Type                         Name/Value\n 0x0000000000000001 (NEEDED)             Shared library: [libstdc++.so.6]\n 0x0000000000000001 (NEEDED)             Shared library: [libc.so.6]\n 0x000000000000000c (INIT)               0x2000\n";
+
+    #[test]
+    fn needed_libraries_are_read_from_readelf() {
+        assert_eq!(elf_needed(DYNAMIC), ["libstdc++.so.6", "libc.so.6"]);
+        assert!(elf_needed("\nThere is no dynamic section in this file.\n").is_empty());
+    }
+
+    #[test]
+    fn the_highest_glibc_version_wins_numerically() {
+        let symbols = "     1: 0 0 FUNC GLOBAL DEFAULT UND free@GLIBC_2.2.5 (2)\n\
+                       2: 0 0 FUNC GLOBAL DEFAULT UND memcpy@GLIBC_2.14 (3)\n\
+                       3: 0 0 FUNC GLOBAL DEFAULT UND fcntl64@GLIBC_2.28 (4)\n\
+                       4: 0 0 FUNC GLOBAL DEFAULT UND __cxa_atexit@@GLIBC_2.3 (5)\n";
+        assert_eq!(max_glibc_version(symbols), Some((2, 28)));
+        assert_eq!(max_glibc_version("no symbols"), None);
+    }
+
+    #[test]
+    fn linux_files_may_need_only_the_c_library() {
+        let ok = Report {
+            size: 1,
+            dependencies: vec!["libc.so.6".into(), "libgcc_s.so.1".into()],
+            max_glibc: Some((2, 17)),
+        };
+        assert!(linux_problems(&ok).is_empty());
+        let bad = Report {
+            size: 1,
+            dependencies: vec!["libc.so.6".into(), "libboinc_api.so.7".into()],
+            max_glibc: Some((2, 34)),
+        };
+        let problems = linux_problems(&bad);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("libboinc_api.so.7"));
+        assert!(problems[1].contains("GLIBC_2.34"));
+    }
+
+    #[test]
+    fn windows_files_may_import_only_system_dlls() {
+        let headers = "\tDLL Name: KERNEL32.dll\n\tDLL Name: api-ms-win-core-synch-l1-2-0.dll\n\tDLL Name: libstdc++-6.dll\n";
+        let dlls = dll_names(headers);
+        assert_eq!(dlls.len(), 3);
+        let foreign: Vec<&String> = dlls.iter().filter(|d| !is_windows_system_dll(d)).collect();
+        assert_eq!(foreign, ["libstdc++-6.dll"]);
+    }
+}
