@@ -3,6 +3,7 @@
 #[macro_use]
 mod emulator;
 
+use emulator::scenarios::{self, Wrapper};
 use emulator::*;
 
 const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
@@ -23,22 +24,7 @@ on_both_engines!(
 const COUNT_WAIT: Duration = Duration::from_secs(60);
 
 fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
-    let engine = TestEngine::require(kind);
-    let mut task = TaskBuilder::on_engine("quit", WRAPPER, &engine).job(TestJob::shell(COUNTER_JOB)).start().unwrap();
-    let before = task.wait_for_counter_above(3, COUNT_WAIT);
-    task.send_control(Control::Quit);
-    let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
-    assert!(!outcome.finished, "quit must not finish the task: {}", outcome.describe());
-    assert_eq!(engine.container_state(&task.container_name()).as_deref(), Some("paused"));
-    let journal = task.read_slot_file("docker_wrapper_journal.toml").unwrap_or_default();
-    assert!(journal.contains("kept_paused"), "{journal}");
-
-    task.restart().unwrap();
-    task.wait_for_counter_above(before, COUNT_WAIT);
-    let outcome = task.release_and_wait(TASK_TIMEOUT);
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_eq!(task.read_slot_file("starts.txt").as_deref(), Some("start\n"), "the job started over");
-    engine.assert_no_container(&task);
+    scenarios::quit_and_restart_continue_the_same_container(&Wrapper::built(WRAPPER), kind);
 }
 
 fn quit_with_stop_restarts_the_container(kind: EngineKind) {
@@ -96,15 +82,7 @@ fn a_job_that_finished_while_the_wrapper_was_dead_is_reported_not_rerun(kind: En
 }
 
 fn abort_removes_the_container_promptly(kind: EngineKind) {
-    let engine = TestEngine::require(kind);
-    let mut task = TaskBuilder::on_engine("abort", WRAPPER, &engine).job(TestJob::shell("sleep 600")).start().unwrap();
-    engine.wait_for_container_state(&task.container_name(), "running", TASK_TIMEOUT).unwrap();
-    let sent = task.send_control(Control::Abort);
-    let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
-    let took = sent.elapsed();
-    assert!(took < Duration::from_secs(5), "abort took {took:?}\n{}", outcome.describe());
-    assert!(!outcome.finished, "{}", outcome.describe());
-    engine.assert_no_container(&task);
+    scenarios::abort_removes_the_container_promptly(&Wrapper::built(WRAPPER), kind);
 }
 
 fn out_of_memory_is_reported_with_the_limit(kind: EngineKind) {

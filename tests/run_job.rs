@@ -3,6 +3,7 @@
 #[macro_use]
 mod emulator;
 
+use emulator::scenarios::{self, Wrapper};
 use emulator::*;
 
 const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
@@ -20,48 +21,15 @@ on_both_engines!(
 );
 
 fn success_writes_output_into_the_slot(kind: EngineKind) {
-    let engine = TestEngine::require(kind);
-    let mut task = TaskBuilder::on_engine("success", WRAPPER, &engine)
-        .job(TestJob::shell("echo hello from the job; echo result > output.txt"))
-        .start()
-        .unwrap();
-    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_eq!(task.read_slot_file("output.txt").as_deref(), Some("result\n"));
-    assert!(outcome.stderr_txt.contains("hello from the job"), "{}", outcome.describe());
-    engine.assert_no_container(&task);
+    scenarios::output_reaches_the_slot(&Wrapper::built(WRAPPER), kind);
 }
 
 fn exit_code_is_forwarded_with_the_log(kind: EngineKind) {
-    let engine = TestEngine::require(kind);
-    let mut task = TaskBuilder::on_engine("exit3", WRAPPER, &engine)
-        .job(TestJob::shell("echo about to fail >&2; exit 3"))
-        .start()
-        .unwrap();
-    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(3), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("about to fail"), "{}", outcome.describe());
-    engine.assert_no_container(&task);
+    scenarios::exit_code_is_forwarded(&Wrapper::built(WRAPPER), kind);
 }
 
 fn suspend_pauses_and_resume_unpauses(kind: EngineKind) {
-    let engine = TestEngine::require(kind);
-    let mut task = TaskBuilder::on_engine("suspend", WRAPPER, &engine)
-        .job(TestJob::shell("while [ ! -f go ]; do sleep 0.1; done; echo finished"))
-        .start()
-        .unwrap();
-    let name = task.container_name();
-    engine.wait_for_container_state(&name, "running", TASK_TIMEOUT).unwrap();
-    task.send_control(Control::Suspend);
-    let paused = engine.wait_for_container_state(&name, "paused", Duration::from_secs(10));
-    assert!(paused.is_ok(), "not paused: {paused:?}\n{}", task.logs_tail(30));
-    task.send_control(Control::Resume);
-    let running = engine.wait_for_container_state(&name, "running", Duration::from_secs(10));
-    assert!(running.is_ok(), "not resumed: {running:?}\n{}", task.logs_tail(30));
-    std::fs::write(task.slot_dir().join("go"), "").unwrap();
-    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    engine.assert_no_container(&task);
+    scenarios::suspend_pauses_and_resume_unpauses(&Wrapper::built(WRAPPER), kind);
 }
 
 fn progress_and_cpu_time_reach_the_client(kind: EngineKind) {

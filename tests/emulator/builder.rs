@@ -38,6 +38,8 @@ type InitDataEdit = Box<dyn FnOnce(&mut InitData)>;
 pub struct TaskBuilder {
     test_name: String,
     program: PathBuf,
+    /// Runs the program through this one (e.g. qemu-user for another CPU).
+    runner: Option<PathBuf>,
     data_dir_name: String,
     /// An existing data dir to add a slot to, instead of a fresh one.
     shared_data_dir: Option<PathBuf>,
@@ -76,6 +78,7 @@ impl TaskBuilder {
         TaskBuilder {
             test_name: test_name.to_string(),
             program,
+            runner: None,
             data_dir_name: DEFAULT_DATA_DIR_NAME.to_string(),
             shared_data_dir: None,
             project_dir_name: DEFAULT_PROJECT_DIR_NAME.to_string(),
@@ -101,6 +104,14 @@ impl TaskBuilder {
     /// Runs exactly this program, ignoring `DW_WRAPPER_BIN` (for tests of the emulator itself).
     pub fn program_exact(mut self, program: impl AsRef<Path>) -> Self {
         self.program = program.as_ref().to_path_buf();
+        self
+    }
+
+    /// Starts the program as `runner program args...`: qemu-user runs a
+    /// wrapper built for another CPU in the same process, so the client's
+    /// pid and signals still reach the wrapper.
+    pub fn runner(mut self, runner: impl AsRef<Path>) -> Self {
+        self.runner = Some(runner.as_ref().to_path_buf());
         self
     }
 
@@ -334,6 +345,7 @@ impl TaskBuilder {
         }
         let launch = Launch {
             program: self.program,
+            runner: self.runner,
             args: self.args,
             env: self.env,
             client_priority: self.client_priority,

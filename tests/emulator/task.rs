@@ -111,6 +111,7 @@ impl Outcome {
 /// How the wrapper is started (kept for restarts).
 pub(super) struct Launch {
     pub(super) program: PathBuf,
+    pub(super) runner: Option<PathBuf>,
     pub(super) args: Vec<OsString>,
     pub(super) env: Vec<(OsString, Option<OsString>)>,
     pub(super) client_priority: bool,
@@ -206,10 +207,14 @@ impl Task {
         let output_too = output
             .try_clone()
             .map_err(|e| format!("cannot dup {WRAPPER_OUTPUT_FILE}: {e}"))?;
+        let first = self.launch.runner.as_ref().unwrap_or(&self.launch.program);
         let mut cmd = match self.engine.as_ref().and_then(TestEngine::user) {
-            Some(user) => user.command(&self.launch.program),
-            None => Command::new(&self.launch.program),
+            Some(user) => user.command(first),
+            None => Command::new(first),
         };
+        if self.launch.runner.is_some() {
+            cmd.arg(&self.launch.program);
+        }
         cmd.args(&self.launch.args)
             .current_dir(self.dirs.slot_dir())
             .stdin(Stdio::null())

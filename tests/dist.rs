@@ -1,0 +1,87 @@
+//! The self-contained release files from `cargo xtask dist`, run as a
+//! volunteer's host would run them, under the client emulator: the x86_64
+//! Linux file on Podman and on Docker, the aarch64 Linux file under
+//! qemu-user (the engine stays native) on Podman. Each runs the key
+//! scenarios: output, exit code, suspend/resume, quit and restart, abort.
+//!
+//! The files are looked up in `dist/` (or `DW_DIST_DIR`); a missing file
+//! fails the test with the command that builds it. The Windows file is
+//! tested under Wine in tests/windows_exe.rs.
+#![cfg(target_os = "linux")]
+
+mod emulator;
+
+use emulator::scenarios::{self, Wrapper};
+use emulator::EngineKind;
+use std::path::{Path, PathBuf};
+
+const QEMU_AARCH64: &str = "qemu-aarch64-static";
+
+/// The release file whose name ends in `suffix`.
+fn release_file(suffix: &str) -> PathBuf {
+    let dir = std::env::var_os("DW_DIST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("dist"));
+    let found = std::fs::read_dir(&dir).ok().and_then(|entries| {
+        entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                name.starts_with("docker_wrapper_") && name.ends_with(suffix)
+            })
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "no docker_wrapper_*{suffix} in {}: build the release files with `cargo xtask dist` \
+             (or set DW_DIST_DIR)",
+            dir.display()
+        )
+    })
+}
+
+fn x86_64() -> Wrapper {
+    Wrapper::exact("dist_x86_64", &release_file("_x86_64-pc-linux-gnu"), None)
+}
+
+fn aarch64() -> Wrapper {
+    let qemu = which_qemu();
+    Wrapper::exact("dist_aarch64", &release_file("_aarch64-unknown-linux-gnu"), Some(&qemu))
+}
+
+fn which_qemu() -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(QEMU_AARCH64))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{QEMU_AARCH64} not found: apt-get install qemu-user-static"))
+}
+
+/// `<scenario>::{x86_64_podman, x86_64_docker, aarch64_podman}`.
+macro_rules! on_each_release_file {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            #[test]
+            fn x86_64_podman() {
+                scenarios::$name(&x86_64(), EngineKind::Podman);
+            }
+            #[test]
+            fn x86_64_docker() {
+                scenarios::$name(&x86_64(), EngineKind::Docker);
+            }
+            #[test]
+            fn aarch64_podman() {
+                scenarios::$name(&aarch64(), EngineKind::Podman);
+            }
+        }
+    )*};
+}
+
+on_each_release_file!(
+    output_reaches_the_slot,
+    exit_code_is_forwarded,
+    suspend_pauses_and_resume_unpauses,
+    quit_and_restart_continue_the_same_container,
+    abort_removes_the_container_promptly,
+);
