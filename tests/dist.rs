@@ -13,30 +13,13 @@ mod emulator;
 
 use emulator::scenarios::{self, Wrapper};
 use emulator::EngineKind;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 const QEMU_AARCH64: &str = "qemu-aarch64-static";
 
 /// The release file whose name ends in `suffix`.
 fn release_file(suffix: &str) -> PathBuf {
-    let dir = std::env::var_os("DW_DIST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("dist"));
-    let found = std::fs::read_dir(&dir).ok().and_then(|entries| {
-        entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| {
-                let name = p.file_name().unwrap_or_default().to_string_lossy();
-                name.starts_with("docker_wrapper_") && name.ends_with(suffix)
-            })
-    });
-    found.unwrap_or_else(|| {
-        panic!(
-            "no docker_wrapper_*{suffix} in {}: build the release files with `cargo xtask dist` \
-             (or set DW_DIST_DIR)",
-            dir.display()
-        )
-    })
+    emulator::release::release_file(suffix).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn x86_64() -> Wrapper {

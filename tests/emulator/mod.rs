@@ -52,6 +52,7 @@ pub mod engine;
 pub mod init_data;
 pub mod jobs;
 pub mod procfs;
+pub mod release;
 pub mod scenarios;
 pub mod shm;
 pub mod slot;
