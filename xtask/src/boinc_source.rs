@@ -36,10 +36,7 @@ impl BoincSource {
     /// Finds the source (see the module comment), unpacks and prepares it.
     pub fn prepare(workspace: &Path) -> Result<BoincSource> {
         let origin = find_origin(workspace)?;
-        let build_dir = std::env::var_os("DW_BOINC_BUILD_DIR")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace.join("target/boinc-build"));
+        let build_dir = env_path("DW_BOINC_BUILD_DIR").unwrap_or_else(|| default_build_dir(workspace));
         let home = build_dir.join(key(&origin)?);
         let pristine = home.join("source");
         if !pristine.join(DONE_MARKER).exists() {
@@ -128,6 +125,16 @@ fn find_origin(workspace: &Path) -> Result<Origin> {
             vendor.display()
         ),
     }
+}
+
+/// Outside the clone, so that a fresh clone (CI) reuses the configured
+/// trees: `$XDG_CACHE_HOME/docker_wrapper/boinc-build`, else `~/.cache/...`,
+/// else `target/boinc-build`.
+fn default_build_dir(workspace: &Path) -> PathBuf {
+    env_path("XDG_CACHE_HOME")
+        .or_else(|| env_path("HOME").map(|home| home.join(".cache")))
+        .map(|cache| cache.join("docker_wrapper/boinc-build"))
+        .unwrap_or_else(|| workspace.join("target/boinc-build"))
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {

@@ -10,7 +10,7 @@
 //! The BOINC tree comes from `BOINC_SRC_DIR` (a checkout) or
 //! `BOINC_SRC_TARBALL`, else `../shared/vendor/boinc-*.tar.xz` beside the
 //! project. Unpacked and configured trees are kept, keyed by the source's
-//! hash, under `DW_BOINC_BUILD_DIR` (default `target/boinc-build`).
+//! hash, under `DW_BOINC_BUILD_DIR` (default `~/.cache/docker_wrapper/boinc-build`).
 mod app_version;
 mod boinc_source;
 mod client;
@@ -39,8 +39,8 @@ Environment:
   BOINC_SRC_DIR       a BOINC source checkout to build from
   BOINC_SRC_TARBALL   a BOINC source tarball (.tar.xz/.tar.gz) to build from
                       (default: ../shared/vendor/boinc-*.tar.xz beside the project)
-  DW_BOINC_BUILD_DIR  where unpacked and configured BOINC trees are kept
-                      (default: target/boinc-build)";
+  DW_BOINC_BUILD_DIR  where unpacked and configured BOINC trees are kept, by
+                      source hash (default: ~/.cache/docker_wrapper/boinc-build)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
