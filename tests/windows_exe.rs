@@ -136,6 +136,9 @@ fn a_standalone_job_runs_through_the_wsl_shell() {
     ] {
         assert!(stderr_txt.contains(&expected), "stderr.txt lacks `{expected}`:\n{context}");
     }
+    // This host's cgroups are not the engine's on Windows (they are in WSL's VM).
+    assert!(stderr_txt.contains("no idle parent cgroup: the engine runs in WSL"), "{context}");
+    assert!(!stderr_txt.contains("--cgroup-parent"), "{context}");
     let output = fs::read_to_string(slot.join("output.txt")).unwrap_or_default();
     assert_eq!(output, "done after 2 steps\n", "{context}");
     let launches = fs::read_to_string(&wsl_log).unwrap_or_default();

@@ -131,6 +131,12 @@ impl Task {
         if !self.config.idle_priority {
             return None;
         }
+        // Windows: the engine's cgroups are inside WSL's VM, not under this
+        // host's /sys/fs/cgroup (README: not available there).
+        if cfg!(windows) {
+            log::debug!("no idle parent cgroup: the engine runs in WSL");
+            return None;
+        }
         // Rootless Podman has no cgroup hierarchy of its own to place us in.
         if self.engine.kind == EngineKind::Podman && os::user_and_group().0 != 0 {
             return None;
