@@ -318,9 +318,13 @@ fn compile_shim(include_dirs: &[PathBuf], boinc8: bool, self_contained: bool) {
 
 /// Links the C++ runtime into the binary when the compiler has it as a static
 /// library (g++ and MinGW: libstdc++.a), so that volunteers' hosts need no
-/// particular libstdc++. A compiler without one (zig's c++, whose libc++ it
-/// always links statically itself) keeps cc's usual `-lstdc++`.
+/// particular libstdc++. musl targets are linked statically as a whole, with
+/// their compiler's own C++ library (zig's libc++): they keep cc's usual
+/// `-lstdc++` (zig's clang would even name the host's glibc libstdc++.a).
 fn link_cxx_runtime_statically(build: &mut cc::Build) {
+    if env::var("CARGO_CFG_TARGET_ENV").is_ok_and(|e| e == "musl") {
+        return;
+    }
     let compiler = build.get_compiler();
     let printed = Command::new(compiler.path())
         .args(compiler.args())
