@@ -3,34 +3,52 @@
 //! `<soft_link>../../projects/URL/FILE</soft_link>` naming the real file.
 use std::fs;
 use std::io::Read;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
+
+use crate::host_path;
 
 /// Soft-link files are one short line; anything longer is real data.
 const MAX_LINK_FILE: u64 = 1024;
 
 /// Where the data of the slot file `name` really is. Soft-link files and
-/// symlinks must point inside the BOINC data dir (two levels above the slot).
+/// symlinks must lead inside the BOINC data dir (two levels above the slot),
+/// judged on the real path: every symlink on the way is followed, since the
+/// job can plant them in the slot and, with `project_dir_mount`, in the
+/// project dir. A project dir the volunteer moved elsewhere with a symlink
+/// is still the project dir.
 pub fn resolve(slot_dir: &Path, name: &Path) -> Result<PathBuf, String> {
     let path = slot_dir.join(name);
     let meta = fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let target = if meta.file_type().is_symlink() {
+    let written = if meta.file_type().is_symlink() {
         let link = fs::read_link(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        normalize(&path.parent().unwrap_or(slot_dir).join(link))
+        path.parent().unwrap_or(slot_dir).join(link)
     } else if let Some(link) = soft_link_target(&path, meta.len()) {
-        normalize(&slot_dir.join(link))
+        slot_dir.join(link)
     } else {
-        return Ok(path);
+        path.clone()
     };
-    let data_dir = normalize(&slot_dir.join("../.."));
-    if !target.starts_with(&data_dir) {
+    let fail = |e: std::io::Error| format!("{}: {e}", name.display());
+    let target = host_path::resolve(slot_dir, &written).map_err(fail)?;
+    let data_dir = host_path::resolve(slot_dir, Path::new("../..")).map_err(fail)?;
+    let project_dir = project_dir_of(&host_path::normalize(&written), &host_path::normalize(&slot_dir.join("../..")));
+    let project_dir = project_dir.map(|dir| host_path::resolve(slot_dir, &dir)).transpose().map_err(fail)?;
+    if !target.starts_with(&data_dir) && !project_dir.is_some_and(|dir| target.starts_with(dir)) {
         return Err(format!(
-            "{} links to {}, outside the BOINC data directory {}: refused",
+            "{} leads to {}, outside the BOINC data directory {}: refused",
             name.display(),
             target.display(),
             data_dir.display()
         ));
     }
-    Ok(target)
+    // A plain slot file keeps its name: the slot is mounted as a whole.
+    Ok(if written == path { path } else { target })
+}
+
+/// `<data dir>/projects/<name>` when `written` (normalised) names a file in it.
+fn project_dir_of(written: &Path, data_dir: &Path) -> Option<PathBuf> {
+    let rest = written.strip_prefix(data_dir.join("projects")).ok()?;
+    let name = rest.components().next()?;
+    Some(data_dir.join("projects").join(name))
 }
 
 /// The path in a soft-link file, if `path` is one.
@@ -44,22 +62,6 @@ fn soft_link_target(path: &Path, len: u64) -> Option<String> {
     let (target, _) = rest.split_once("</soft_link>")?;
     let target = target.trim();
     (!target.is_empty()).then(|| target.to_string())
-}
-
-/// Removes `.` and `..` without touching the file system (the target of an
-/// output link does not exist yet).
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// A slot entry that stands for a file elsewhere (a soft-link file or a symlink).
@@ -153,6 +155,47 @@ mod tests {
         assert!(err.contains("outside the BOINC data directory"), "{err}");
         assert!(resolve(&d.slot, Path::new("evil2")).is_err());
         fs::remove_dir_all(&d.root).unwrap();
+    }
+
+    #[test]
+    fn links_through_a_symlink_in_the_project_dir_are_refused() {
+        let d = dirs("through");
+        let project = d.root.join("projects/example.org");
+        std::os::unix::fs::symlink("/etc", project.join("sub")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", project.join("file")).unwrap();
+        fs::write(d.slot.join("a"), "<soft_link>../../projects/example.org/sub/passwd</soft_link>").unwrap();
+        fs::write(d.slot.join("b"), "<soft_link>../../projects/example.org/file</soft_link>").unwrap();
+        std::os::unix::fs::symlink("../../projects/example.org/sub/passwd", d.slot.join("c")).unwrap();
+        for name in ["a", "b", "c"] {
+            let err = resolve(&d.slot, Path::new(name)).unwrap_err();
+            assert!(err.contains("leads to /etc/passwd, outside the BOINC data directory"), "{name}: {err}");
+        }
+        assert!(linked_files(&d.slot).is_err());
+        fs::remove_dir_all(&d.root).unwrap();
+    }
+
+    #[test]
+    fn a_slot_dir_symlink_does_not_lead_out() {
+        let d = dirs("slotdir");
+        std::os::unix::fs::symlink("/etc", d.slot.join("conf")).unwrap();
+        let err = resolve(&d.slot, Path::new("conf/passwd")).unwrap_err();
+        assert!(err.contains("outside the BOINC data directory"), "{err}");
+        fs::remove_dir_all(&d.root).unwrap();
+    }
+
+    #[test]
+    fn a_project_dir_moved_elsewhere_by_the_volunteer_still_works() {
+        let d = dirs("moved");
+        let elsewhere = d.root.with_extension("elsewhere");
+        let _ = fs::remove_dir_all(&elsewhere);
+        fs::create_dir_all(&elsewhere).unwrap();
+        fs::write(elsewhere.join("in_1"), "data").unwrap();
+        fs::remove_dir(d.root.join("projects/example.org")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, d.root.join("projects/example.org")).unwrap();
+        fs::write(d.slot.join("in.txt"), "<soft_link>../../projects/example.org/in_1</soft_link>").unwrap();
+        assert_eq!(resolve(&d.slot, Path::new("in.txt")).unwrap(), elsewhere.join("in_1"));
+        fs::remove_dir_all(&d.root).unwrap();
+        fs::remove_dir_all(&elsewhere).unwrap();
     }
 
     #[test]

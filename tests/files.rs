@@ -14,6 +14,7 @@ on_both_engines!(
     symlinked_files_work_too,
     app_files_delivered_as_soft_links_work,
     a_link_outside_the_data_dir_is_refused,
+    a_link_through_a_symlink_in_the_project_dir_is_refused,
 );
 
 fn soft_linked_input_and_output_reach_the_project_dir(kind: EngineKind) {
@@ -68,5 +69,28 @@ fn a_link_outside_the_data_dir_is_refused(kind: EngineKind) {
     assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
     assert!(outcome.stderr_txt.contains("outside the BOINC data directory"), "{}", outcome.describe());
     assert!(!outcome.stderr_txt.contains("root:x:0"), "the file leaked into the log");
+    engine.assert_no_container(&task);
+}
+
+/// The link text stays inside the data dir, but a directory on its way (in
+/// the project dir, which a job with `project_dir_mount` can write) is a
+/// symlink to a directory outside: the real file is what counts.
+fn a_link_through_a_symlink_in_the_project_dir_is_refused(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let outside = TempDir::new("outside_secret").unwrap();
+    std::fs::write(outside.path().join("secret"), "host secret 7d1f\n").unwrap();
+    let mut task = TaskBuilder::on_engine("through_link", WRAPPER, &engine)
+        .job(TestJob::shell("cat secret.txt > seen.txt; cat symlinked.txt >> seen.txt"))
+        .prepare()
+        .unwrap();
+    let project = task.project_dir().to_path_buf();
+    std::os::unix::fs::symlink(outside.path(), project.join("sub")).unwrap();
+    let link = format!("<soft_link>../../projects/{}/sub/secret</soft_link>\n", task.project_dir_name());
+    std::fs::write(task.slot_dir().join("secret.txt"), link).unwrap();
+    task.start().unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
+    assert!(outcome.stderr_txt.contains("outside the BOINC data directory"), "{}", outcome.describe());
+    assert!(!task.read_slot_file("seen.txt").unwrap_or_default().contains("host secret"), "the job read the file");
     engine.assert_no_container(&task);
 }
