@@ -16,6 +16,8 @@ on_both_engines!(
     a_job_filling_the_slot_is_stopped_at_the_disk_bound,
     a_job_filling_an_output_file_is_stopped_at_the_disk_bound,
     unsafe_create_args_are_refused,
+    other_spellings_of_unsafe_flags_and_mounts_are_refused,
+    harmless_create_args_still_work,
     names_with_odd_characters_work,
 );
 
@@ -145,6 +147,50 @@ fn unsafe_create_args_are_refused(kind: EngineKind) {
         assert!(outcome.stderr_txt.contains("allow_unsafe"), "{bad}: {}", outcome.describe());
         engine.assert_no_container(&task);
     }
+}
+
+/// Short, attached, `=` and combined spellings, namespace joins, and paths
+/// that lead to `/` or `/etc` without saying so: each is refused by name.
+fn other_spellings_of_unsafe_flags_and_mounts_are_refused(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    for (bad, named) in [
+        ("create_args = \"-v/:/host\"", "'-v/:/host'"),
+        ("create_args = \"-itv /:/x\"", "'-itv /:/x'"),
+        ("create_args = \"--volume=/etc:/e\"", "'--volume=/etc:/e'"),
+        ("create_args = \"--mount type=bind,src=/proc/self/root,dst=/x\"", "'--mount type=bind,src=/proc/self/root,dst=/x'"),
+        ("create_args = \"--network ns:/proc/1/ns/net\"", "'--network ns:/proc/1/ns/net'"),
+        ("create_args = \"--pid container:other\"", "'--pid container:other'"),
+        ("create_args = \"--cap-add=all\"", "'--cap-add=all'"),
+        ("create_args = \"--security-opt label:disable\"", "'--security-opt label:disable'"),
+        ("create_args = \"--privileged=true\"", "'--privileged=true'"),
+        ("create_args = \"--frobnicate\"", "'--frobnicate'"),
+        ("build_args = \"--network=host\"", "'--network=host'"),
+        ("mount = [\"/.:/host\"]", "'/.:/host'"),
+        ("mount = [\"//etc:/e\"]", "'//etc:/e'"),
+        ("mount = [\"/etc/../etc:/e\"]", "'/etc/../etc:/e'"),
+        ("mount = [\"/etc/shadow:/s:ro\"]", "'/etc/shadow:/s:ro'"),
+    ] {
+        let job = TestJob::shell("echo ran > ran.txt").job_toml(&format!("{bad}\n"));
+        let mut task = TaskBuilder::on_engine("unsafe_spelling", WRAPPER, &engine).job(job).start().unwrap();
+        let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+        assert_eq!(outcome.finish_code(), Some(206), "{bad}: {}", outcome.describe());
+        assert!(outcome.stderr_txt.contains(named), "{bad}: the message does not name {named}: {}", outcome.describe());
+        assert!(outcome.stderr_txt.contains("allow_unsafe"), "{bad}: {}", outcome.describe());
+        assert_eq!(task.read_slot_file("ran.txt"), None, "{bad}: the job ran");
+        engine.assert_no_container(&task);
+    }
+}
+
+fn harmless_create_args_still_work(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let toml = "create_args = \"--env A=one -e B=two --label x=y --tmpfs /scratch\"\n";
+    let script = "echo \"$A $B\" > env.txt; grep -q ' /scratch tmpfs ' /proc/mounts && echo tmpfs >> env.txt";
+    let mut task =
+        TaskBuilder::on_engine("harmless_args", WRAPPER, &engine).job(TestJob::shell(script).job_toml(toml)).start().unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert_eq!(task.read_slot_file("env.txt").as_deref(), Some("one two\ntmpfs\n"));
+    engine.assert_no_container(&task);
 }
 
 fn names_with_odd_characters_work(kind: EngineKind) {

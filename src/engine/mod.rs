@@ -5,8 +5,10 @@
 //! from exit status and `--format` templates, never from human-readable text.
 pub mod create;
 pub mod exit_watch;
+pub mod flags;
 pub mod gpu;
 pub mod info;
+pub mod mount_policy;
 pub mod names;
 pub mod policy;
 pub mod process;

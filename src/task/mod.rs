@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use crate::boinc::{self, ClientStatus};
 use crate::cli::Cli;
 use crate::config::JobConfig;
+use crate::engine::flags::Command;
 use crate::engine::{self, names, policy, ContainerState, Engine, EngineError, EngineKind};
 use crate::host_user;
 use crate::image::{CacheLimits, ImageCache, ImageError};
@@ -75,8 +76,6 @@ struct Task {
 /// finishes with EXIT_INIT_FAILURE.
 pub fn run(cli: Cli, config: JobConfig, standalone: bool, terminated: Arc<AtomicBool>) -> Result<Outcome> {
     let slot_dir = std::env::current_dir().context("cannot read the current directory")?;
-    // Checked before anything else so a broken app version fails at once.
-    check_security(&config)?;
     let archive = image_archive(&slot_dir, &config)?;
     let dockerfile = slot_dir.join(&cli.dockerfile);
     if config.image_name.is_none() && archive.is_none() && !dockerfile.is_file() {
@@ -100,6 +99,9 @@ pub fn run(cli: Cli, config: JobConfig, standalone: bool, terminated: Arc<Atomic
         Ok(engine) => engine,
         Err(why) => return Ok(Outcome::TemporaryExit(why)),
     };
+    // Before the engine is asked anything: a broken app version fails at
+    // once. The flags are read as this engine reads them.
+    check_security(&config, engine.kind, &slot_dir)?;
     match engine.version() {
         Ok(version) => log::info!("using {} {version} ({})", engine.kind, engine.cli().display()),
         Err(err) => {
@@ -168,14 +170,16 @@ fn pick_engine(init: &InitData, config: &JobConfig, standalone: bool) -> Result<
 
 /// Refuses job.toml settings that undo the security defaults, unless
 /// `allow_unsafe` says the project means it.
-fn check_security(config: &JobConfig) -> Result<()> {
+fn check_security(config: &JobConfig, kind: EngineKind, slot_dir: &Path) -> Result<()> {
     if config.allow_unsafe {
         return Ok(());
     }
-    let problem = policy::unsafe_arg(&config.create_args)
+    let problem = policy::unsafe_args(kind, Command::Create, &config.create_args, slot_dir)
         .map(|why| format!("create_args: {why}"))
-        .or_else(|| policy::unsafe_arg(&config.build_args).map(|why| format!("build_args: {why}")))
-        .or_else(|| config.mounts.iter().find_map(|m| policy::unsafe_mount(m)).map(|why| format!("mount: {why}")));
+        .or_else(|| {
+            policy::unsafe_args(kind, Command::Build, &config.build_args, slot_dir).map(|why| format!("build_args: {why}"))
+        })
+        .or_else(|| config.mounts.iter().find_map(|m| policy::unsafe_mount(m, slot_dir)).map(|why| format!("mount {why}")));
     match problem {
         Some(why) => anyhow::bail!("job.toml {why}; refused (set allow_unsafe = true to allow it)"),
         None => Ok(()),
