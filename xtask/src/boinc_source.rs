@@ -36,7 +36,8 @@ impl BoincSource {
     /// Finds the source (see the module comment), unpacks and prepares it.
     pub fn prepare(workspace: &Path) -> Result<BoincSource> {
         let origin = find_origin(workspace)?;
-        let build_dir = env_path("DW_BOINC_BUILD_DIR").unwrap_or_else(|| default_build_dir(workspace));
+        let build_dir =
+            env_path("DW_BOINC_BUILD_DIR").unwrap_or_else(|| default_build_dir(workspace));
         let home = build_dir.join(key(&origin)?);
         let pristine = home.join("source");
         if !pristine.join(DONE_MARKER).exists() {

@@ -4,10 +4,12 @@ use crate::app_version;
 use crate::boinc_source::BoincSource;
 use crate::platforms::{Build, Platform, PLATFORMS};
 use crate::portability::{self, Report};
+use crate::toolchain;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 
 pub fn run(workspace: &Path, names: &[String]) -> Result<()> {
     let platforms = chosen(names)?;
@@ -17,7 +19,20 @@ pub fn run(workspace: &Path, names: &[String]) -> Result<()> {
     let dist = workspace.join("dist");
     fs::create_dir_all(&dist)?;
     for platform in &platforms {
-        let built = platform.build(workspace, &source)?;
+        toolchain::require_rust_target(platform.rust_target)?;
+    }
+    let commands: Vec<Result<Command>> = std::thread::scope(|scope| {
+        let preparing: Vec<_> = platforms
+            .iter()
+            .map(|platform| scope.spawn(|| platform.prepare(&source)))
+            .collect();
+        preparing
+            .into_iter()
+            .map(|handle| handle.join().expect("preparing a platform does not panic"))
+            .collect()
+    });
+    for (platform, cargo) in platforms.iter().zip(commands) {
+        let built = platform.build(workspace, cargo?)?;
         let shipped = dist.join(platform.file_name(&version));
         fs::copy(&built, &shipped)
             .with_context(|| format!("cannot copy {} to dist/", built.display()))?;

@@ -71,13 +71,18 @@ impl Platform {
         PLATFORMS.iter().find(|p| p.boinc_name == name)
     }
 
-    /// Builds the wrapper for this platform; returns the built file.
-    pub fn build(&self, workspace: &Path, source: &BoincSource) -> Result<PathBuf> {
-        toolchain::require_rust_target(self.rust_target)?;
-        let mut cargo = match self.how {
-            Build::LinuxStatic { zig_target, .. } => self.build_linux(source, zig_target)?,
-            Build::WindowsMingw { prefix } => self.build_windows(source, prefix)?,
-        };
+    /// Readies BOINC for this platform (configure or make: slow and mostly
+    /// single-threaded, so `dist` runs the platforms' side by side) and
+    /// returns the cargo command that builds the wrapper against it.
+    pub fn prepare(&self, source: &BoincSource) -> Result<Command> {
+        match self.how {
+            Build::LinuxStatic { zig_target, .. } => self.prepare_linux(source, zig_target),
+            Build::WindowsMingw { prefix } => self.prepare_windows(source, prefix),
+        }
+    }
+
+    /// Runs the command from `prepare`; returns the built file.
+    pub fn build(&self, workspace: &Path, mut cargo: Command) -> Result<PathBuf> {
         cargo.current_dir(workspace).args([
             "--release",
             "--package",
@@ -101,7 +106,7 @@ impl Platform {
     /// Configures a BOINC tree for the target (config.h must describe musl,
     /// not the host's glibc) and returns the cargo command that compiles the
     /// API from it (boinc-sys's source mode).
-    fn build_linux(&self, source: &BoincSource, zig_target: &str) -> Result<Command> {
+    fn prepare_linux(&self, source: &BoincSource, zig_target: &str) -> Result<Command> {
         toolchain::require_cargo_zigbuild()?;
         let zig = toolchain::zig()?;
         let log = source.log(&format!("configure-{}", self.boinc_name));
@@ -135,7 +140,7 @@ impl Platform {
 
     /// Builds BOINC's static Windows libraries with its Makefile.mingw and
     /// returns the cargo command that links them.
-    fn build_windows(&self, source: &BoincSource, prefix: &str) -> Result<Command> {
+    fn prepare_windows(&self, source: &BoincSource, prefix: &str) -> Result<Command> {
         toolchain::require_mingw(prefix)?;
         let log = source.log(&format!("make-{}", self.boinc_name));
         let tree = source.tree_for(self.boinc_name, |tree| {
