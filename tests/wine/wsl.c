@@ -103,15 +103,21 @@ static int append_quoted(wchar_t *line, size_t size, const wchar_t *arg)
     return 1;
 }
 
+/* One line of UTF-8 with the arguments, separated by spaces. */
 static void log_arguments(int argc, wchar_t **argv)
 {
     const wchar_t *path = _wgetenv(L"DW_WSL_LOG");
     FILE *log;
-    if (!path || !(log = _wfopen(path, L"a")))
+    char text[4096];
+    if (!path || !(log = _wfopen(path, L"ab")))
         return;
-    for (int i = 1; i < argc; i++)
-        fwprintf(log, L"%ls%ls", i > 1 ? L" " : L"", argv[i]);
-    fputwc(L'\n', log);
+    for (int i = 1; i < argc; i++) {
+        if (i > 1)
+            fputc(' ', log);
+        if (WideCharToMultiByte(CP_UTF8, 0, argv[i], -1, text, sizeof text, NULL, NULL))
+            fputs(text, log);
+    }
+    fputc('\n', log);
     fclose(log);
 }
 
