@@ -6,10 +6,12 @@
 //! * A standalone job (no init_data.xml, as a project admin runs it) goes all
 //!   the way through the WSL transport: the .exe starts
 //!   `wsl -d boinc-buda-runner -u root --exec /bin/sh` and writes every engine
-//!   command to that shell, which runs Podman on this host; the image is
-//!   built, the container runs with the slot mounted by its WSL path
-//!   (`Z:\tmp\...` as `/mnt/z/tmp/...`), the output file appears, the exit
-//!   code is 0 and the container is removed.
+//!   command to that shell (one shell for the whole task), which runs Podman
+//!   on this host; the image is built (or found cached), the container runs
+//!   with the slot mounted by its WSL path (`Z:\tmp\...` as
+//!   `/mnt/z/tmp/...`) and without an idle parent cgroup, its exit is seen
+//!   by `inspect`, the output file appears, the exit code is 0 and the
+//!   container is removed.
 //!
 //! What stands in for Windows here:
 //!
@@ -36,8 +38,9 @@
 //!   test makes the symlink `/mnt/z -> /` when there is none (as root) and
 //!   removes it afterwards.
 //!
-//! Not covered: the client (init_data.xml with WSL distros, shared memory),
-//! which `tests/wsl_transport.rs` covers on Linux through
+//! Not covered: the client (init_data.xml with WSL distros, shared memory:
+//! suspend, resume, quit, abort), timeouts and kills through the second
+//! shell, which `tests/wsl_transport.rs` covers on Linux through
 //! `DOCKER_WRAPPER_SHELL=sh`; Docker; a real WSL VM.
 //!
 //! Needs: `wine` (Debian 12: `apt-get install wine wine64`, Wine 8.0),
