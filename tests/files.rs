@@ -80,7 +80,7 @@ fn a_link_through_a_symlink_in_the_project_dir_is_refused(kind: EngineKind) {
     let outside = TempDir::new("outside_secret").unwrap();
     std::fs::write(outside.path().join("secret"), "host secret 7d1f\n").unwrap();
     let mut task = TaskBuilder::on_engine("through_link", WRAPPER, &engine)
-        .job(TestJob::shell("cat secret.txt > seen.txt; cat symlinked.txt >> seen.txt"))
+        .job(TestJob::shell("cat secret.txt > seen.txt"))
         .prepare()
         .unwrap();
     let project = task.project_dir().to_path_buf();

@@ -266,6 +266,24 @@ mod tests {
         fs::remove_dir_all(root).unwrap();
     }
 
+    /// A link into the project dir whose target there is a symlinked
+    /// directory outside: its files must not reach the build context.
+    #[test]
+    fn files_under_a_linked_directory_outside_are_refused() {
+        let (root, slot) = slot("linked_dir");
+        let outside = root.with_extension("outside");
+        let _ = fs::remove_dir_all(&outside);
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("secret"), "host secret").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("projects/p/data")).unwrap();
+        std::os::unix::fs::symlink("../../projects/p/data", slot.join("data")).unwrap();
+        fs::write(slot.join("Dockerfile"), "FROM scratch\nCOPY data /data\n").unwrap();
+        let err = BuildInputs::collect(&slot, Path::new("Dockerfile"), &[]).unwrap_err();
+        assert!(err.contains("outside the BOINC data directory"), "{err}");
+        fs::remove_dir_all(root).unwrap();
+        fs::remove_dir_all(outside).unwrap();
+    }
+
     #[test]
     fn wildcards() {
         assert!(wildcard_match("*.sh", "main.sh"));
