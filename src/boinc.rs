@@ -3,9 +3,12 @@
 //! The API keeps global state (shared memory with the client, a 10 Hz timer
 //! that reads client messages), so these are free functions over that state.
 use std::ffi::CString;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use boinc_sys as sys;
+
+use crate::slot_io;
 
 /// What the client has asked of us, as last read from shared memory.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -33,6 +36,7 @@ pub struct TaskReport {
 /// and heartbeat loss in the status instead of acting on this process.
 /// Without an `init_data.xml` in the current dir the API runs standalone.
 pub fn init_wrapper() -> Result<(), i32> {
+    LIBRARY_START_FILES.iter().for_each(|name| clear_library_file(name));
     // SAFETY: no arguments; the API initialises its own global state once.
     match unsafe { sys::dw_init_wrapper() } {
         0 => Ok(()),
@@ -82,6 +86,9 @@ pub fn report(report: &TaskReport) {
 
 /// Reports the task finished with `status` (0 = success) and exits the process.
 pub fn finish(status: i32) -> ! {
+    // The library writes the finish file with fopen, which would follow a
+    // link the job planted under that name.
+    clear_library_file(FINISH_FILE);
     // SAFETY: boinc_finish writes the finish file and calls exit().
     unsafe { sys::boinc_finish(status) };
     // boinc_finish does not return; make sure of it.
@@ -99,7 +106,8 @@ pub fn finish_promptly(status: i32, max_wait: Duration) -> ! {
         std::thread::sleep(Duration::from_millis(10));
     }
     log::info!("called boinc_finish({status})");
-    if std::fs::write(FINISH_FILE, format!("{status}\n")).is_err() {
+    if let Err(err) = slot_io::replace(Path::new(FINISH_FILE), format!("{status}\n").as_bytes(), false) {
+        log::warn!("cannot write {FINISH_FILE}: {err}");
         // Let the API try (and report) it the usual way.
         finish(status)
     }
@@ -110,10 +118,26 @@ pub fn finish_promptly(status: i32, max_wait: Duration) -> ! {
 
 /// The file whose presence tells the client the app finished on purpose.
 const FINISH_FILE: &str = "boinc_finish_called";
+/// Where the library writes a temporary exit's delay and reason.
+const TEMPORARY_EXIT_FILE: &str = "boinc_temporary_exit";
+/// Slot files the library opens by name at start-up (the lock file, and
+/// stderr/stdout with their rotated copies) and writes through any link.
+const LIBRARY_START_FILES: [&str; 5] = ["boinc_lockfile", "stderr.txt", "stdout.txt", "stderr.old", "stdout.old"];
+
+/// The library opens some slot files itself, following symlinks; the job
+/// may have replaced one by a link to a host file (or by a FIFO, on which
+/// the open would block). Removing what is not a regular file makes the
+/// library create a fresh one.
+fn clear_library_file(name: &str) {
+    if let Err(err) = slot_io::remove_unless_regular(Path::new(name)) {
+        log::warn!("{name}: {err}");
+    }
+}
 
 /// Asks the client to restart us after `delay_secs`, with a reason shown to
 /// the volunteer, and exits the process. No work is lost.
 pub fn temporary_exit(delay_secs: i32, reason: &str, is_notice: bool) -> ! {
+    clear_library_file(TEMPORARY_EXIT_FILE);
     let reason = c_string(reason);
     // SAFETY: `reason` is a valid NUL-terminated string that outlives the call.
     unsafe { sys::dw_temporary_exit(delay_secs, reason.as_ptr(), i32::from(is_notice)) };

@@ -8,7 +8,6 @@
 //! that a job.toml written for a newer wrapper still runs.
 
 use std::fmt;
-use std::io::Read;
 use std::ops::RangeInclusive;
 use std::path::Path;
 
@@ -525,25 +524,12 @@ fn edit_distance(a: &str, b: &str) -> usize {
     previous[b.len()]
 }
 
-/// Reads a regular file of at most [`MAX_FILE_BYTES`].
+/// Reads a regular file of at most [`MAX_FILE_BYTES`] (job.toml may sit in
+/// the slot, where the job of an earlier run could have replaced it).
 fn read_small_file(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::{Error, ErrorKind};
-    // Checked before opening: opening a FIFO would block.
-    let metadata = std::fs::metadata(path)?;
-    if !metadata.is_file() {
-        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
-    }
-    let too_big = || Error::new(ErrorKind::InvalidData, "file is larger than 1 MiB");
-    if metadata.len() > MAX_FILE_BYTES {
-        return Err(too_big());
-    }
-    let mut bytes = Vec::new();
-    // The limit also holds if the file grows after the size check.
-    std::fs::File::open(path)?
-        .take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)?;
+    let bytes = crate::slot_io::read_prefix(path, MAX_FILE_BYTES + 1)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(too_big());
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "file is larger than 1 MiB"));
     }
     Ok(bytes)
 }

@@ -22,7 +22,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -254,7 +253,9 @@ impl InitData {
             path: path.to_path_buf(),
             bytes,
         };
-        let file = File::open(path).map_err(io_err)?;
+        // The client writes it before each start, but into the slot, where
+        // the job may have left a FIFO or a link under that name.
+        let file = crate::slot_io::open_regular(path).map_err(io_err)?;
         let declared = file.metadata().map_err(io_err)?.len();
         if declared > MAX_FILE_BYTES {
             return Err(too_large(declared));

@@ -1,12 +1,15 @@
 //! A small state file in the slot, so a restarted wrapper knows what the
 //! previous one did with the container. Written atomically (temp + rename).
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::slot_io;
+
 pub const FILE_NAME: &str = "docker_wrapper_journal.toml";
+
+/// Ours are a few hundred bytes; a larger one is not ours.
+const MAX_BYTES: u64 = 64 * 1024;
 
 /// What the wrapper last did with the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +45,7 @@ impl Journal {
     /// (the container's own state is still inspected).
     pub fn load(slot_dir: &Path) -> Option<Journal> {
         let path = Self::path(slot_dir);
-        let text = match fs::read_to_string(&path) {
+        let text = match slot_io::read_text(&path, MAX_BYTES) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
             Err(err) => {
@@ -67,19 +70,15 @@ impl Journal {
 
     fn try_save(&self, slot_dir: &Path) -> std::io::Result<()> {
         let text = toml::to_string(self).map_err(std::io::Error::other)?;
-        let path = Self::path(slot_dir);
-        let temp = path.with_extension("toml.tmp");
-        let mut file = fs::File::create(&temp)?;
-        file.write_all(text.as_bytes())?;
         // The journal decides whether a job is rerun: it must survive a power cut.
-        file.sync_all()?;
-        fs::rename(&temp, &path)
+        slot_io::replace(&Self::path(slot_dir), text.as_bytes(), true)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn round_trip_and_damage() {

@@ -15,6 +15,7 @@ mod network;
 mod os;
 mod process_tree;
 mod slot_files;
+mod slot_io;
 mod slot_usage;
 mod supervisor;
 mod suspend;

@@ -2,10 +2,9 @@
 //! symlinks (projects with `use_symlinks`), or small "soft-link" text files
 //! `<soft_link>../../projects/URL/FILE</soft_link>` naming the real file.
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::host_path;
+use crate::{host_path, slot_io};
 
 /// Soft-link files are one short line; anything longer is real data.
 const MAX_LINK_FILE: u64 = 1024;
@@ -56,8 +55,7 @@ fn soft_link_target(path: &Path, len: u64) -> Option<String> {
     if len > MAX_LINK_FILE {
         return None;
     }
-    let mut text = String::new();
-    fs::File::open(path).ok()?.take(MAX_LINK_FILE).read_to_string(&mut text).ok()?;
+    let text = String::from_utf8(slot_io::read_prefix(path, MAX_LINK_FILE).ok()?).ok()?;
     let rest = text.trim_start().strip_prefix("<soft_link>")?;
     let (target, _) = rest.split_once("</soft_link>")?;
     let target = target.trim();
@@ -95,9 +93,7 @@ pub fn linked_files(slot_dir: &Path) -> Result<Vec<LinkedFile>, String> {
 /// Reads a (small) slot file through its link, e.g. job.toml or the Dockerfile.
 pub fn read(slot_dir: &Path, name: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
     let path = resolve(slot_dir, name)?;
-    let file = fs::File::open(&path).map_err(|e| format!("{}: {e}", name.display()))?;
-    let mut bytes = Vec::new();
-    file.take(max_bytes + 1).read_to_end(&mut bytes).map_err(|e| format!("{}: {e}", name.display()))?;
+    let bytes = slot_io::read_prefix(&path, max_bytes + 1).map_err(|e| format!("{}: {e}", name.display()))?;
     if bytes.len() as u64 > max_bytes {
         return Err(format!("{} is larger than {max_bytes} bytes", name.display()));
     }

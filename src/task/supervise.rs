@@ -14,6 +14,7 @@ use crate::engine::{ContainerState, EngineError};
 use crate::journal::Phase;
 use crate::network::ContainerNetwork;
 use crate::slot_files;
+use crate::slot_io;
 use crate::slot_usage::DiskWatch;
 use crate::supervisor::{self, Action, Event, State};
 use crate::suspend::{self, Paused};
@@ -235,10 +236,14 @@ impl Task {
     }
 }
 
+/// A number and some white space; the job may write anything, of any size.
+const FRACTION_DONE_MAX_BYTES: u64 = 256;
+
 /// The first number in the job's fraction_done file, clamped to 0..1.
 fn read_fraction_done(path: &Path) -> f64 {
-    let Ok(text) = std::fs::read_to_string(path) else { return 0.0 };
-    text.split_whitespace()
+    let Ok(bytes) = slot_io::read_prefix(path, FRACTION_DONE_MAX_BYTES) else { return 0.0 };
+    String::from_utf8_lossy(&bytes)
+        .split_whitespace()
         .next()
         .and_then(|w| w.parse::<f64>().ok())
         .filter(|f| f.is_finite())
@@ -258,6 +263,18 @@ mod tests {
         for (text, want) in [("0.25\n", 0.25), ("7", 1.0), ("-1", 0.0), ("nan", 0.0), ("abc", 0.0), ("0.5 extra", 0.5)] {
             std::fs::write(&file, text).unwrap();
             assert_eq!(read_fraction_done(&file), want, "{text:?}");
+        }
+        // Whatever the job puts there costs at most a short read.
+        std::fs::write(&file, format!("0.75{}", " ".repeat(1 << 20))).unwrap();
+        assert_eq!(read_fraction_done(&file), 0.75);
+        std::fs::remove_file(&file).unwrap();
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/dev/zero", &file).unwrap();
+            assert_eq!(read_fraction_done(&file), 0.0);
+            std::fs::remove_file(&file).unwrap();
+            rustix::fs::mkfifoat(rustix::fs::CWD, &file, rustix::fs::Mode::from_raw_mode(0o644)).unwrap();
+            assert_eq!(read_fraction_done(&file), 0.0);
         }
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -1,0 +1,169 @@
+//! The job shares the slot with the wrapper and can put anything there: the
+//! wrapper's reads of slot files must stay small and never block, and its
+//! writes must never go through a link the job planted.
+#[macro_use]
+mod emulator;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use emulator::*;
+
+const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
+const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+/// The wrapper's peak RSS is about 6 MiB; reading a slot file whole costs its size.
+const MAX_WRAPPER_RSS_KIB: u64 = 32 * 1024;
+
+on_both_engines!(
+    fraction_done_linked_to_dev_zero_is_not_read,
+    fraction_done_as_a_fifo_does_not_block,
+    a_huge_fraction_done_costs_no_memory,
+    a_link_at_the_journal_temp_file_is_not_followed,
+    a_link_at_boinc_finish_called_is_not_followed,
+    a_link_at_stderr_txt_is_not_followed_after_a_restart,
+);
+
+/// A runner that starts the wrapper with its data size limited (RLIMIT_DATA: the engines' Go
+/// CLIs, its children, reserve far more address space than they use), so that
+/// a wrapper reading without bound fails at once instead of taking the
+/// test machine's memory.
+fn memory_limited_runner(dir: &Path) -> PathBuf {
+    let runner = dir.join("limit_memory");
+    std::fs::write(&runner, "#!/bin/sh\nulimit -d 1048576\nexec \"$@\"\n").unwrap();
+    std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(0o755)).unwrap();
+    runner
+}
+
+/// Runs `script` as the job and returns how the task ended and the
+/// wrapper's peak RSS (KiB), sampled while it ran.
+fn run_measured(kind: EngineKind, name: &str, script: &str, disk_bound: f64) -> (Outcome, u64, Task) {
+    let engine = TestEngine::require(kind);
+    let dir = TempDir::new(name).unwrap();
+    let mut task = TaskBuilder::on_engine(name, WRAPPER, &engine)
+        .runner(memory_limited_runner(dir.path()))
+        .disk_bound(disk_bound)
+        .job(TestJob::shell(script))
+        .start()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut peak = 0;
+    while task.is_running() && started.elapsed() < TASK_TIMEOUT {
+        if let Some(hwm) = task.pid().and_then(peak_rss_kib) {
+            peak = peak.max(hwm);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let outcome = task.wait_exit(Duration::from_secs(1)).unwrap();
+    eprintln!("{name}: wrapper peak RSS {peak} KiB, ran {:?}", outcome.elapsed);
+    (outcome, peak, task)
+}
+
+/// VmHWM of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn fraction_done_linked_to_dev_zero_is_not_read(kind: EngineKind) {
+    let (outcome, peak, task) = run_measured(
+        kind,
+        "fd_dev_zero",
+        "ln -s /dev/zero fraction_done; sleep 4; echo done",
+        GIB,
+    );
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert!(peak > 0 && peak < MAX_WRAPPER_RSS_KIB, "peak RSS {peak} KiB\n{}", outcome.describe());
+    TestEngine::require(kind).assert_no_container(&task);
+}
+
+fn fraction_done_as_a_fifo_does_not_block(kind: EngineKind) {
+    let (outcome, _, task) = run_measured(kind, "fd_fifo", "mkfifo fraction_done; sleep 4; echo done", GIB);
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert!(outcome.stderr_txt.contains("done"), "{}", outcome.describe());
+    TestEngine::require(kind).assert_no_container(&task);
+}
+
+fn a_huge_fraction_done_costs_no_memory(kind: EngineKind) {
+    let (outcome, peak, task) = run_measured(
+        kind,
+        "fd_huge",
+        "echo 0.5 > fraction_done; dd if=/dev/zero bs=1M count=128 >> fraction_done 2>/dev/null; sleep 4",
+        4.0 * GIB,
+    );
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert!(peak > 0 && peak < MAX_WRAPPER_RSS_KIB, "peak RSS {peak} KiB\n{}", outcome.describe());
+    // The number at the start of the file is still read.
+    let reported = task.status_history().iter().any(|(_, s)| s.fraction_done == Some(0.5));
+    assert!(reported, "fraction 0.5 never reported\n{}", outcome.describe());
+    TestEngine::require(kind).assert_no_container(&task);
+}
+
+/// A file outside the slot that a job links to; it must stay as it was.
+struct Outside {
+    _dir: TempDir,
+    file: PathBuf,
+}
+
+const PRECIOUS: &str = "a host file the job must not change\n";
+
+impl Outside {
+    fn new(label: &str) -> Outside {
+        let dir = TempDir::new(label).unwrap();
+        let file = dir.path().join("precious.txt");
+        std::fs::write(&file, PRECIOUS).unwrap();
+        Outside { _dir: dir, file }
+    }
+
+    fn assert_unchanged(&self, outcome: &Outcome) {
+        let now = std::fs::read_to_string(&self.file).unwrap_or_else(|e| format!("unreadable: {e}"));
+        assert_eq!(now, PRECIOUS, "the wrapper wrote through the job's link\n{}", outcome.describe());
+    }
+}
+
+/// The job links `name` in the slot to a host file outside it, then exits 0.
+fn planted_link_at(kind: EngineKind, label: &str, name: &str) {
+    let engine = TestEngine::require(kind);
+    let outside = Outside::new(label);
+    let script = format!("rm -f {name}; ln -s {} {name}; echo planted", outside.file.display());
+    let mut task = TaskBuilder::on_engine(label, WRAPPER, &engine)
+        .job(TestJob::shell(&script))
+        .start()
+        .unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert!(outcome.stderr_txt.contains("planted"), "{}", outcome.describe());
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outside.assert_unchanged(&outcome);
+    engine.assert_no_container(&task);
+}
+
+fn a_link_at_the_journal_temp_file_is_not_followed(kind: EngineKind) {
+    planted_link_at(kind, "link_journal_tmp", "docker_wrapper_journal.toml.tmp");
+}
+
+fn a_link_at_boinc_finish_called_is_not_followed(kind: EngineKind) {
+    planted_link_at(kind, "link_finish_called", "boinc_finish_called");
+}
+
+/// The BOINC library opens stderr.txt itself when the wrapper starts again
+/// after a quit: a link the job left there must not lead it to a host file.
+fn a_link_at_stderr_txt_is_not_followed_after_a_restart(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let outside = Outside::new("link_stderr");
+    let script = format!("rm -f stderr.txt; ln -s {} stderr.txt; {COUNTER_JOB}", outside.file.display());
+    let mut task = TaskBuilder::on_engine("link_stderr", WRAPPER, &engine)
+        .job(TestJob::shell(&script))
+        .start()
+        .unwrap();
+    task.wait_for_counter_above(2, Duration::from_secs(120));
+    task.send_control(Control::Quit);
+    let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
+    assert!(!outcome.finished, "{}", outcome.describe());
+    task.restart().unwrap();
+    task.wait_for_counter_above(task.counter() + 2, Duration::from_secs(60));
+    let outcome = task.release_and_wait(TASK_TIMEOUT);
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outside.assert_unchanged(&outcome);
+    assert!(outcome.stderr_txt.contains("docker_wrapper"), "{}", outcome.describe());
+    engine.assert_no_container(&task);
+}
