@@ -5,6 +5,7 @@ mod boinc;
 mod cli;
 mod config;
 mod engine;
+mod host_limits;
 mod host_path;
 mod host_user;
 mod image;

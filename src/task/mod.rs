@@ -13,6 +13,7 @@ use crate::cli::Cli;
 use crate::config::JobConfig;
 use crate::engine::flags::Command;
 use crate::engine::{self, names, policy, ContainerState, Engine, EngineError, EngineKind};
+use crate::host_limits;
 use crate::host_user;
 use crate::image::{CacheLimits, ImageCache, ImageError};
 use crate::init_data::{DockerType, InitData};
@@ -84,11 +85,14 @@ pub fn run(cli: Cli, config: JobConfig, standalone: bool, terminated: Arc<Atomic
             dockerfile.display()
         );
     }
-    let init = if standalone {
+    let mut init = if standalone {
         InitData { ncpus: 1.0, ..InitData::default() }
     } else {
         InitData::load(&slot_dir.join("init_data.xml")).map_err(anyhow::Error::new)?
     };
+    for note in host_limits::clamp(&mut init, &host_limits::Host::measure(&slot_dir)) {
+        log::warn!("{note}");
+    }
     if !standalone && boinc::is_standalone() {
         // init_data.xml reads well, yet the library could not attach to the
         // client (its shared memory): running on would be deaf to suspend,

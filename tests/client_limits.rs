@@ -1,0 +1,34 @@
+//! Resource numbers in init_data.xml beyond what the host has: the task
+//! runs with the host's own figures and stderr.txt says so.
+#[macro_use]
+mod emulator;
+
+use emulator::*;
+
+const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
+const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+
+on_both_engines!(out_of_range_numbers_are_lowered_to_the_hosts);
+
+fn out_of_range_numbers_are_lowered_to_the_hosts(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let mut task = TaskBuilder::on_engine("huge_bounds", WRAPPER, &engine)
+        .memory_bound(1e30)
+        .ncpus(1e6)
+        .disk_bound(1e30)
+        .job(TestJob::shell("echo the job ran"))
+        .start()
+        .unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert!(outcome.stderr_txt.contains("the job ran"), "{}", outcome.describe());
+    for said in [
+        "rsc_memory_bound of 1e30 bytes is more than this host's memory",
+        "the client asked for 1000000 CPUs",
+        "rsc_disk_bound of 1e30 bytes is more than this host's disk",
+    ] {
+        let lines = outcome.stderr_txt.lines().filter(|l| l.contains(said)).count();
+        assert_eq!(lines, 1, "{said:?}\n{}", outcome.describe());
+    }
+    engine.assert_no_container(&task);
+}
