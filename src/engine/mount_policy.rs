@@ -29,6 +29,12 @@ pub fn unsafe_source(source: &str, base: &Path) -> Option<String> {
         Ok(path) => path,
         Err(e) => return Some(format!("'{source}' cannot be resolved on the host ({e})")),
     };
+    // The slot is the job's own (it is mounted whole), wherever the
+    // volunteer keeps the BOINC data directory, even under /home.
+    let slot = host_path::resolve(base, Path::new(".")).ok().filter(|slot| slot != Path::new("/"));
+    if slot.is_some_and(|slot| resolved.starts_with(slot)) {
+        return None;
+    }
     let shown = if resolved == Path::new(source) { String::new() } else { format!(" (it leads to {})", resolved.display()) };
     if resolved == Path::new("/") {
         return Some(format!("'{source}' is the host's root directory{shown}"));
@@ -149,6 +155,16 @@ mod tests {
         let why = unsafe_source(&format!("{}/cfg/passwd", dir.display()), &dir).unwrap();
         assert!(why.contains("leads to /etc/passwd"), "{why}");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn paths_in_the_slot_pass_wherever_the_slot_is() {
+        let slot = Path::new("/home/volunteer/BOINC/slots/2");
+        assert_eq!(unsafe_volume("./data:/data", slot), None);
+        assert_eq!(unsafe_source("/home/volunteer/BOINC/slots/2/x", slot), None);
+        assert!(unsafe_source("../../gui_rpc_auth.cfg", slot).is_some());
+        assert!(unsafe_source("/home/volunteer", slot).is_some());
+        assert!(unsafe_source("/etc", Path::new("/")).is_some(), "a slot at / must not allow everything");
     }
 
     #[test]
