@@ -1,14 +1,17 @@
-//! End to end under the real BOINC client (Debian's boinc-client 7.20.5), on
-//! Podman and on Docker, and with the client running as the unprivileged
-//! user `boinc` on rootless Podman, as on a volunteer's Linux host: input and
-//! output files as the client delivers them, exit codes, suspend/resume,
-//! abort, and a client restart mid-task.
+//! End to end under the real BOINC clients, as on a volunteer's Linux host:
+//! Debian's boinc-client 7.20.5 on Podman and on Docker as root and on
+//! rootless Podman as the user `boinc`; and BOINC 8.2.15, the client
+//! volunteers run for Docker apps (built with `cargo xtask client`, or found
+//! in `DW_BOINC8_CLIENT_DIR`), on the same three and on Docker as `boinc`
+//! (through the docker group). Input and output files as the client
+//! delivers them, exit codes, suspend/resume, abort, and a client restart
+//! mid-task after a quit and after a crash.
 //!
 //! `cargo test --release --test real_client -- --test-threads 2 --nocapture`
-//! prints, per scenario and engine, the result state and exit status the
-//! client recorded and the wall time.
+//! prints, per scenario, client and engine, the result state and exit status
+//! the client recorded and the wall time.
 //!
-//! Linux only: the real client is Debian's `boinc-client`.
+//! Linux only: the real clients are Linux builds.
 #![cfg(target_os = "linux")]
 
 #[path = "real_client/mod.rs"]
@@ -16,23 +19,47 @@ mod harness;
 
 use harness::*;
 
-/// Generates `<scenario>::podman`, `<scenario>::docker` (client as root) and
-/// `<scenario>::podman_as_boinc` from `fn scenario(engine)`.
+/// Generates from `fn scenario(variant)` the tests, under the 7.20 client,
+/// `<scenario>::podman`, `<scenario>::docker` (client as root) and
+/// `<scenario>::podman_as_boinc`, and under the 8.2 client
+/// `<scenario>::boinc8::{podman, docker, podman_as_boinc, docker_as_boinc}`.
 macro_rules! on_each_engine {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
-            use super::harness::{Engine, EngineKind};
+            use super::harness::{ClientVersion::V7_20, EngineKind::{Docker, Podman}};
+            use super::{as_boinc, as_root};
             #[test]
             fn podman() {
-                super::$name(Engine::require(EngineKind::Podman));
+                super::$name(as_root(V7_20, Podman));
             }
             #[test]
             fn docker() {
-                super::$name(Engine::require(EngineKind::Docker));
+                super::$name(as_root(V7_20, Docker));
             }
             #[test]
             fn podman_as_boinc() {
-                super::$name(Engine::require_unprivileged(EngineKind::Podman));
+                super::$name(as_boinc(V7_20, Podman));
+            }
+            /// Under the BOINC 8.2.15 client.
+            mod boinc8 {
+                use super::super::harness::{ClientVersion::V8_2, EngineKind::{Docker, Podman}};
+                use super::super::{as_boinc, as_root};
+                #[test]
+                fn podman() {
+                    super::super::$name(as_root(V8_2, Podman));
+                }
+                #[test]
+                fn docker() {
+                    super::super::$name(as_root(V8_2, Docker));
+                }
+                #[test]
+                fn podman_as_boinc() {
+                    super::super::$name(as_boinc(V8_2, Podman));
+                }
+                #[test]
+                fn docker_as_boinc() {
+                    super::super::$name(as_boinc(V8_2, Docker));
+                }
             }
         }
     )*};
@@ -45,7 +72,18 @@ on_each_engine!(
     suspend_resume_in_memory,
     abort_removes_the_container,
     client_restart_continues_the_task,
+    client_killed_continues_the_task,
 );
+
+/// The client runs as root, and so do the wrapper and the engine CLI.
+fn as_root(client: ClientVersion, kind: EngineKind) -> Variant {
+    Variant::new(client, Engine::require(kind))
+}
+
+/// The client runs as the user `boinc`: rootless Podman, or Docker through the group.
+fn as_boinc(client: ClientVersion, kind: EngineKind) -> Variant {
+    Variant::new(client, Engine::require_unprivileged(kind))
+}
 
 /// Covers the first start (including an image build when the cache is cold).
 const RUNNING_TIMEOUT: Duration = Duration::from_secs(90);
@@ -61,9 +99,9 @@ const COUNTER_JOB: &str = "echo start >> starts.txt\n\
     while [ ! -f go ]; do i=$((i+1)); echo $i > count.txt; sleep 0.2; done\n\
     echo \"job finished after $i steps\"";
 
-fn start(label: &str, engine: &Engine, job: &Job) -> RealClient {
-    let job = if engine.is_rootless_podman() { job.clone().without_network() } else { job.clone() };
-    RealClient::start(label, engine, &job).unwrap_or_else(|e| panic!("{label} on {}: {e}", engine.label()))
+fn start(label: &str, variant: &Variant, job: &Job) -> RealClient {
+    let job = if variant.engine.is_rootless_podman() { job.clone().without_network() } else { job.clone() };
+    RealClient::start(label, variant, &job).unwrap_or_else(|e| panic!("{label} on {}: {e}", variant.label()))
 }
 
 fn count(client: &RealClient) -> u64 {
@@ -136,11 +174,26 @@ fn assert_one_start(client: &RealClient) {
     );
 }
 
-/// The line the issue's closing note quotes: state, exit status, wall time.
-fn report(scenario: &str, engine: &Engine, result: &ResultRecord, client: &RealClient, details: &str) {
+/// The wrapper ran the job on the variant's engine: its log (in the
+/// result's stderr) names the engine it chose.
+fn assert_ran_on_the_engine(variant: &Variant, client: &RealClient, result: &ResultRecord) {
+    let (wanted, other) = match variant.engine.kind() {
+        EngineKind::Podman => ("using Podman ", "using Docker "),
+        EngineKind::Docker => ("using Docker ", "using Podman "),
+    };
+    assert!(
+        result.stderr_out.contains(wanted) && !result.stderr_out.contains(other),
+        "the wrapper's log does not say {wanted:?} (and only that):\n{}\n{}",
+        result.stderr_out,
+        client.diagnostics()
+    );
+}
+
+/// The line the table of results is made of: state, exit status, wall time.
+fn report(scenario: &str, variant: &Variant, result: &ResultRecord, client: &RealClient, details: &str) {
     println!(
         "real_client {scenario}::{}: {result}, wall time {:.1} s{}{details}",
-        engine.label(),
+        variant.label(),
         client.age().as_secs_f64(),
         if details.is_empty() { "" } else { "; " }
     );
@@ -148,7 +201,7 @@ fn report(scenario: &str, engine: &Engine, result: &ResultRecord, client: &RealC
 
 /// An input file arrives in the slot as a `<soft_link>` file, the job reads
 /// the real data and writes an output file that the client keeps.
-fn input_to_output(engine: Engine) {
+fn input_to_output(variant: Variant) {
     let job = Job::shell(
         "echo \"job started, arguments: $*\"\n\
          while [ ! -f go ]; do sleep 0.1; done\n\
@@ -158,7 +211,7 @@ fn input_to_output(engine: Engine) {
     .command_line("alpha beta")
     .input("in.txt", "hello from the workunit\n")
     .output("out.txt");
-    let client = start("input_to_output", &engine, &job);
+    let client = start("input_to_output", &variant, &job);
 
     // The job waits for `go`, so the slot can be looked at as the client made it.
     let link = wait_until(RUNNING_TIMEOUT, || client.read_slot_file("in.txt"))
@@ -168,10 +221,19 @@ fn input_to_output(engine: Engine) {
         "the client delivered in.txt as {link:?}, not as a soft-link file"
     );
     wait_for_container_state(&client, Some("running"), RUNNING_TIMEOUT);
+    // What the client found, as the wrapper reads it (none from 7.20).
+    let docker_type = client.slot_docker_type();
+    assert_eq!(
+        docker_type,
+        variant.expected_docker_type(),
+        "host_info/docker_type in the slot's init_data.xml\n{}",
+        client.diagnostics()
+    );
     release(&client);
 
     let result = client.wait_final(FINAL_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     assert_done(&client, &result);
+    assert_ran_on_the_engine(&variant, &client, &result);
     let output = std::fs::read_to_string(client.output_path("out.txt"))
         .unwrap_or_else(|e| panic!("output file missing in the project dir: {e}\n{}", client.diagnostics()));
     assert_eq!(output, "args: alpha beta\nHELLO FROM THE WORKUNIT\n");
@@ -183,17 +245,20 @@ fn input_to_output(engine: Engine) {
     assert_eq!(client.container_state(), None, "the container was left behind");
     report(
         "input_to_output",
-        &engine,
+        &variant,
         &result,
         &client,
-        "output file present with the expected content",
+        &format!(
+            "output file present with the expected content; init_data.xml docker_type {}",
+            docker_type.map_or_else(|| "absent".to_string(), |t| t.to_string())
+        ),
     );
 }
 
 /// Exit status 3 -> compute error 3, with the job's own output in stderr_out.
-fn exit_code_is_a_compute_error(engine: Engine) {
+fn exit_code_is_a_compute_error(variant: Variant) {
     let line = "the job prints this line, then exits with status 3";
-    let client = start("exit_code", &engine, &Job::shell(&format!("echo \"{line}\"\nexit 3")));
+    let client = start("exit_code", &variant, &Job::shell(&format!("echo \"{line}\"\nexit 3")));
     let result = client.wait_final(FINAL_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         (result.state, result.exit_status),
@@ -207,15 +272,16 @@ fn exit_code_is_a_compute_error(engine: Engine) {
         result.stderr_out
     );
     assert_eq!(client.container_state(), None, "the container was left behind");
-    report("exit_code_is_a_compute_error", &engine, &result, &client, "");
+    assert_ran_on_the_engine(&variant, &client, &result);
+    report("exit_code_is_a_compute_error", &variant, &result, &client, "");
 }
 
-fn suspend_resume(engine: Engine) {
-    suspend_then_resume("suspend_resume", &engine, false);
+fn suspend_resume(variant: Variant) {
+    suspend_then_resume("suspend_resume", &variant, false);
 }
 
-fn suspend_resume_in_memory(engine: Engine) {
-    suspend_then_resume("suspend_resume_in_memory", &engine, true);
+fn suspend_resume_in_memory(variant: Variant) {
+    suspend_then_resume("suspend_resume_in_memory", &variant, true);
 }
 
 /// `boinccmd --task ... suspend` -> the container is paused (inspect), the
@@ -223,11 +289,11 @@ fn suspend_resume_in_memory(engine: Engine) {
 /// With "leave applications in memory" off the client sends `<quit/>` to a
 /// task that has checkpointed (the wrapper keeps the container paused and
 /// exits; the client starts it again on resume); with it on, `<suspend/>`.
-fn suspend_then_resume(scenario: &str, engine: &Engine, in_memory: bool) {
+fn suspend_then_resume(scenario: &str, variant: &Variant, in_memory: bool) {
     let job = Job::shell(COUNTER_JOB)
         .output("starts.txt")
         .leave_apps_in_memory(in_memory);
-    let client = start(scenario, engine, &job);
+    let client = start(scenario, variant, &job);
     wait_for_count(&client, 5, RUNNING_TIMEOUT);
     // Once the wrapper has reported a checkpoint, the client's choice between
     // <quit/> and <suspend/> depends on the preference alone.
@@ -294,9 +360,10 @@ fn suspend_then_resume(scenario: &str, engine: &Engine, in_memory: bool) {
     assert_done(&client, &result);
     assert_one_start(&client);
     assert_eq!(client.container_state(), None, "the container was left behind");
+    assert_ran_on_the_engine(variant, &client, &result);
     report(
         scenario,
-        &engine,
+        variant,
         &result,
         &client,
         &format!(
@@ -309,8 +376,8 @@ fn suspend_then_resume(scenario: &str, engine: &Engine, in_memory: bool) {
 
 /// `boinccmd --task ... abort` -> the result is aborted, the wrapper exits
 /// promptly and the container is gone.
-fn abort_removes_the_container(engine: Engine) {
-    let client = start("abort", &engine, &Job::shell(COUNTER_JOB));
+fn abort_removes_the_container(variant: Variant) {
+    let client = start("abort", &variant, &Job::shell(COUNTER_JOB));
     wait_for_count(&client, 3, RUNNING_TIMEOUT);
 
     let aborted = Instant::now();
@@ -345,7 +412,7 @@ fn abort_removes_the_container(engine: Engine) {
     );
     report(
         "abort_removes_the_container",
-        &engine,
+        &variant,
         &result,
         &client,
         &format!(
@@ -359,20 +426,16 @@ fn abort_removes_the_container(engine: Engine) {
 /// `boinccmd --quit` mid-task: the wrapper keeps the container (paused) and
 /// exits with the client; the client started again restarts the task, which
 /// goes on in the same container and completes: one start of the job.
-fn client_restart_continues_the_task(engine: Engine) {
+fn client_restart_continues_the_task(variant: Variant) {
     let job = Job::shell(COUNTER_JOB).output("starts.txt");
-    let mut client = start("client_restart", &engine, &job);
+    let mut client = start("client_restart", &variant, &job);
     wait_for_count(&client, 5, RUNNING_TIMEOUT);
+    let container = task_container_id(&client);
 
     let quit_took = client
         .quit()
         .unwrap_or_else(|e| panic!("{e}\n{}", client.diagnostics()));
-    assert!(
-        client.is_suspended(),
-        "after the client quit the container is {:?}, not suspended\n{}",
-        client.container_state(),
-        client.diagnostics()
-    );
+    assert_left_suspended(&client, "the client quit");
     assert_frozen(&client);
     let before = count(&client);
 
@@ -380,15 +443,17 @@ fn client_restart_continues_the_task(engine: Engine) {
     client.restart().unwrap_or_else(|e| panic!("restart: {e}"));
     wait_for_count(&client, before, RUNNING_TIMEOUT);
     let to_counting = restarted.elapsed();
+    assert_same_container(&client, &container);
     release(&client);
 
     let result = client.wait_final(FINAL_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     assert_done(&client, &result);
     assert_one_start(&client);
     assert_eq!(client.container_state(), None, "the container was left behind");
+    assert_ran_on_the_engine(&variant, &client, &result);
     report(
         "client_restart_continues_the_task",
-        &engine,
+        &variant,
         &result,
         &client,
         &format!(
@@ -397,4 +462,125 @@ fn client_restart_continues_the_task(engine: Engine) {
             to_counting.as_secs_f64()
         ),
     );
+}
+
+/// The client dies (SIGKILL, as in a crash) mid-task and is started again:
+/// the wrapper notices its client is gone, keeps the container (paused) and
+/// exits; the restarted client restarts the task, whose job goes on in the
+/// same container (same ID, one start of the job). Before the restart a
+/// stray `boinc__` container of the project that belongs to no task is
+/// created: the 8.2 client's startup cleanup removes it, and must leave the
+/// active task's container alone; the 7.20 client has no such cleanup.
+fn client_killed_continues_the_task(variant: Variant) {
+    let job = Job::shell(COUNTER_JOB).output("starts.txt");
+    let mut client = start("client_killed", &variant, &job);
+    wait_for_count(&client, 5, RUNNING_TIMEOUT);
+    let container = task_container_id(&client);
+
+    client.kill_client_only();
+    let wrapper_exited = client
+        .wait_apps_gone()
+        .unwrap_or_else(|e| panic!("{e}\n{}", client.diagnostics()));
+    assert_left_suspended(&client, "its client died and the wrapper exited");
+    assert_frozen(&client);
+    let before = count(&client);
+
+    let stray = StrayContainer::create(&variant.engine, &format!("{}_stray", client.container_name()));
+    let restarted = Instant::now();
+    client.restart().unwrap_or_else(|e| panic!("restart: {e}"));
+    wait_for_count(&client, before, RUNNING_TIMEOUT);
+    let to_counting = restarted.elapsed();
+    assert_same_container(&client, &container);
+    assert!(
+        !client.removed_by_cleanup(&client.container_name()),
+        "the client's startup cleanup removed the task's container\n{}",
+        client.diagnostics()
+    );
+    let stray_removed = variant.engine.container_state(&stray.name).is_none();
+    match variant.client {
+        ClientVersion::V8_2 => assert!(
+            stray_removed && client.removed_by_cleanup(&stray.name),
+            "the 8.2 client did not remove the stray container {} at startup\n{}",
+            stray.name,
+            client.diagnostics()
+        ),
+        ClientVersion::V7_20 => assert!(
+            !stray_removed,
+            "the stray container {} is gone, yet a 7.20 client has no Docker cleanup\n{}",
+            stray.name,
+            client.diagnostics()
+        ),
+    }
+    release(&client);
+
+    let result = client.wait_final(FINAL_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert_done(&client, &result);
+    assert_one_start(&client);
+    assert_eq!(client.container_state(), None, "the container was left behind");
+    assert_ran_on_the_engine(&variant, &client, &result);
+    report(
+        "client_killed_continues_the_task",
+        &variant,
+        &result,
+        &client,
+        &format!(
+            "client killed, wrapper exited {:.1} s later with the container paused; counting again {:.1} s after \
+             the client restarted, same container; stray boinc__ container {}",
+            wrapper_exited.as_secs_f64(),
+            to_counting.as_secs_f64(),
+            if stray_removed { "removed by the client" } else { "left alone" }
+        ),
+    );
+}
+
+/// The wrapper left the job suspended when it exited: paused by the engine,
+/// or its processes stopped (a SIGSTOP reaches a process only when it leaves
+/// the kernel, so on a busy host that can take a moment after the exit).
+fn assert_left_suspended(client: &RealClient, after: &str) {
+    let suspended = wait_until(Duration::from_secs(5), || client.is_suspended().then_some(()));
+    assert!(
+        suspended.is_some(),
+        "after {after} the container is {:?}, not suspended\n{}",
+        client.container_state(),
+        client.diagnostics()
+    );
+}
+
+fn task_container_id(client: &RealClient) -> String {
+    client
+        .container_id()
+        .unwrap_or_else(|| panic!("the task has no container {}\n{}", client.container_name(), client.diagnostics()))
+}
+
+/// The job runs in the container it started in, not in a new one.
+fn assert_same_container(client: &RealClient, id: &str) {
+    assert_eq!(
+        client.container_id().as_deref(),
+        Some(id),
+        "the task's container was replaced\n{}",
+        client.diagnostics()
+    );
+}
+
+/// A container named like a task's that belongs to no task; removed on drop.
+struct StrayContainer {
+    engine: Engine,
+    name: String,
+}
+
+impl StrayContainer {
+    fn create(engine: &Engine, name: &str) -> StrayContainer {
+        engine
+            .create_idle_container(name)
+            .unwrap_or_else(|e| panic!("cannot create the stray container: {e}"));
+        StrayContainer { engine: engine.clone(), name: name.to_string() }
+    }
+}
+
+impl Drop for StrayContainer {
+    fn drop(&mut self) {
+        if let Err(e) = self.engine.remove_container(&self.name) {
+            eprintln!("warning: cannot remove {}: {e}", self.name);
+        }
+    }
 }

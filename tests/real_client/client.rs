@@ -1,5 +1,5 @@
-//! The real BOINC client (Debian's 7.20 `boinc`) running one task of the
-//! wrapper in a data dir of its own, driven with `boinccmd`.
+//! The real BOINC client (Debian's 7.20 `boinc`, or 8.2.15) running one
+//! task of the wrapper in a data dir of its own, driven with `boinccmd`.
 //!
 //! What "done" means here: the result's output files have no upload URL and
 //! are `<sticky/>`. When the app finishes with status 0 the client
@@ -22,12 +22,11 @@ use std::time::{Duration, Instant};
 use super::command::{run_with_timeout, wait_or_kill, wait_until, CommandOutput};
 use super::data_dir::{random_hex, write_data_dir, Job, Names, PROJECT_DIR_NAME, PROJECT_URL};
 use super::engine::Engine;
+use super::engine_lock::EngineLock;
 use super::state::{find_result, ResultRecord};
 use super::tempdir::TempDir;
+use super::variant::{ClientVersion, Variant};
 
-/// Overrides for the client programs (defaults: Debian's boinc-client).
-pub const CLIENT_VAR: &str = "DW_BOINC_CLIENT";
-pub const BOINCCMD_VAR: &str = "DW_BOINCCMD";
 /// The wrapper under test; default: the binary cargo built for this test.
 pub const WRAPPER_VAR: &str = "DW_WRAPPER_BIN";
 /// How many clients (tasks) run at once in this test process (default 2), so
@@ -38,11 +37,23 @@ const BOINCCMD_TIMEOUT: Duration = Duration::from_secs(15);
 const RPC_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The client asks apps to quit and waits for them before it exits.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(40);
+/// How long a test waits for other tests to leave its engine's containers
+/// (see `engine_lock`): about the longest a whole run keeps one engine busy.
+const ENGINE_LOCK_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// An app notices that its client died (client_pid gone) within seconds,
+/// or after the 30 s heartbeat timeout at the latest.
+const ORPHAN_EXIT_TIMEOUT: Duration = Duration::from_secs(45);
+/// How long an 8.2 client's start waits for other programs' task containers
+/// to go (see `wait_for_foreign_containers`).
+const FOREIGN_CONTAINERS_TIMEOUT: Duration = Duration::from_secs(180);
 const CLIENT_STDOUT: &str = "client_stdout.txt";
 const CLIENT_STDERR: &str = "client_stderr.txt";
 
 pub struct RealClient {
     engine: Engine,
+    client_version: ClientVersion,
+    client_bin: PathBuf,
+    boinccmd_bin: PathBuf,
     names: Names,
     data_dir: PathBuf,
     password: String,
@@ -51,36 +62,50 @@ pub struct RealClient {
     starts: u32,
     created: Instant,
     _permit: Permit,
+    _engine_lock: EngineLock,
     // Last: removed after the client stopped and the container is gone.
     _root: TempDir,
 }
 
 impl RealClient {
-    /// Writes a fresh data dir for `job` and starts the client on it.
-    pub fn start(label: &str, engine: &Engine, job: &Job) -> Result<RealClient, String> {
-        let client_bin = client_program();
-        if !client_bin.is_file() || !boinccmd_program().is_file() {
-            return Err(format!(
-                "the BOINC client is not installed ({} / {} missing): `apt-get install -y boinc-client` \
-                 (or run `bash .ci/setup`)",
-                client_bin.display(),
-                boinccmd_program().display()
-            ));
+    /// Writes a fresh data dir for `job` and starts the variant's client on it.
+    pub fn start(label: &str, variant: &Variant, job: &Job) -> Result<RealClient, String> {
+        let (client_bin, boinccmd_bin) = variant.client.programs()?;
+        let engine = &variant.engine;
+        if variant.client == ClientVersion::V8_2 {
+            // Without it the client reports no engine and never runs a Docker app.
+            engine.ensure_hello_world()?;
         }
+        // Other tests' containers must be safe from an 8.2 client's startup cleanup.
+        let engine_lock = EngineLock::acquire(
+            &engine.namespace(),
+            variant.client == ClientVersion::V8_2,
+            ENGINE_LOCK_TIMEOUT,
+        )?;
         let permit = Permit::acquire();
         let created = Instant::now();
-        let root = TempDir::new(&format!("{label}-{}", engine.label()))
+        let root = TempDir::new(&format!("{label}-{}", variant.name_part()))
             .map_err(|e| format!("cannot create a temp dir: {e}"))?;
         let data_dir = root.path().join("boinc_data");
         fs::create_dir(&data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
-        let names = Names::new(&format!("{label}_{}", engine.label()));
+        let names = Names::new(&format!("{label}_{}", variant.name_part()));
         let password = random_hex(16)?;
-        write_data_dir(&data_dir, job, &names, &wrapper_program(), &password)?;
+        write_data_dir(
+            &data_dir,
+            job,
+            &names,
+            &wrapper_program(),
+            &password,
+            variant.client.allow_multiple_clients(),
+        )?;
         if let Some(user) = engine.user() {
             user.own_tree(&data_dir).map_err(|e| format!("cannot give the data dir to {}: {e}", user.name))?;
         }
         let mut client = RealClient {
             engine: engine.clone(),
+            client_version: variant.client,
+            client_bin,
+            boinccmd_bin,
             names,
             data_dir,
             password,
@@ -89,6 +114,7 @@ impl RealClient {
             starts: 0,
             created,
             _permit: permit,
+            _engine_lock: engine_lock,
             _root: root,
         };
         client.launch()?;
@@ -106,8 +132,17 @@ impl RealClient {
     /// `boinc --dir <data dir> --gui_rpc_port <free loopback port>` in the
     /// foreground (no --daemon), output appended to files in the data dir; the
     /// GUI RPC socket binds 127.0.0.1 only (no --allow_remote_gui_rpc, no
-    /// remote_hosts.cfg). Returns once `boinccmd` gets answers.
+    /// remote_hosts.cfg). Returns once `boinccmd` gets answers (the 8.2
+    /// client has detected the engine and cleaned up containers by then:
+    /// it does both before it opens the GUI RPC socket).
     fn launch(&mut self) -> Result<(), String> {
+        let client_path = match self.client_version {
+            ClientVersion::V7_20 => None,
+            ClientVersion::V8_2 => {
+                self.wait_for_foreign_containers();
+                self.engine.client_path()?
+            }
+        };
         let mut last_error = String::new();
         for _attempt in 0..3 {
             self.port = free_loopback_port()?;
@@ -120,26 +155,40 @@ impl RealClient {
                     .map_err(|e| format!("cannot open {name}: {e}"))
             };
             let mut cmd = match self.engine.user() {
-                Some(user) => user.command(client_program()),
-                None => Command::new(client_program()),
+                Some(user) => user.command(&self.client_bin),
+                None => Command::new(&self.client_bin),
             };
             cmd.arg("--dir")
                 .arg(&self.data_dir)
                 .arg("--gui_rpc_port")
                 .arg(self.port.to_string())
-                .arg("--allow_multiple_clients")
                 .current_dir(&self.data_dir)
                 .stdin(Stdio::null())
                 .stdout(log(CLIENT_STDOUT)?)
-                .stderr(log(CLIENT_STDERR)?)
+                .stderr(log(CLIENT_STDERR)?);
+            if self.client_version.allow_multiple_clients() {
+                cmd.arg("--allow_multiple_clients");
+            }
+            match self.client_version {
                 // A 7.20 client reports no container engine: the wrapper takes it from here.
-                .env("DOCKER_WRAPPER_ENGINE", self.engine.wrapper_engine_value());
+                ClientVersion::V7_20 => {
+                    cmd.env("DOCKER_WRAPPER_ENGINE", self.engine.wrapper_engine_value());
+                }
+                // The 8.2 client reports the engine it found (docker_type): the
+                // wrapper must take it from there, as on a volunteer's host.
+                ClientVersion::V8_2 => {
+                    cmd.env_remove("DOCKER_WRAPPER_ENGINE");
+                    if let Some(path) = &client_path {
+                        cmd.env("PATH", path);
+                    }
+                }
+            }
             for (k, v) in self.engine.env() {
                 cmd.env(k, v);
             }
             let child = cmd
                 .spawn()
-                .map_err(|e| format!("cannot start {}: {e}", client_program().display()))?;
+                .map_err(|e| format!("cannot start {}: {e}", self.client_bin.display()))?;
             self.child = Some(child);
             match self.wait_rpc_ready() {
                 Ok(()) => return Ok(()),
@@ -157,6 +206,51 @@ impl RealClient {
             }
         }
         Err(format!("{last_error}\n{}", self.diagnostics()))
+    }
+
+    /// The 8.2 client removes at startup every `boinc__` container that is
+    /// none of its tasks'. The engine lock keeps this harness's other tests
+    /// out of its way; other test programs on the same engine (run at the
+    /// same time on a shared machine) take no such lock, so their task
+    /// containers are waited for, for a bounded time, after which they are
+    /// taken for leftovers (and left to the client, once per process).
+    fn wait_for_foreign_containers(&self) {
+        static GIVEN_UP: Mutex<Vec<String>> = Mutex::new(Vec::new());
+        let start = Instant::now();
+        let mut said = false;
+        loop {
+            let foreign: Vec<String> = match self.engine.foreign_task_containers() {
+                Ok(names) => {
+                    let given_up = GIVEN_UP.lock().unwrap_or_else(|e| e.into_inner());
+                    names.into_iter().filter(|n| !given_up.contains(n)).collect()
+                }
+                Err(e) => {
+                    eprintln!("warning: cannot list the {} containers: {e}", self.engine.label());
+                    return;
+                }
+            };
+            if foreign.is_empty() {
+                return;
+            }
+            if start.elapsed() >= FOREIGN_CONTAINERS_TIMEOUT {
+                eprintln!(
+                    "warning: after {FOREIGN_CONTAINERS_TIMEOUT:?} these {} containers are still there; \
+                     the BOINC 8.2 client will remove them: {foreign:?}",
+                    self.engine.label()
+                );
+                GIVEN_UP.lock().unwrap_or_else(|e| e.into_inner()).extend(foreign);
+                return;
+            }
+            if !said {
+                eprintln!(
+                    "{}: waiting for other programs' task containers to go before starting a BOINC 8.2 client \
+                     (it would remove them): {foreign:?}",
+                    self.names.result
+                );
+                said = true;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
     }
 
     fn wait_rpc_ready(&mut self) -> Result<(), String> {
@@ -183,7 +277,7 @@ impl RealClient {
 
     /// `boinccmd --host 127.0.0.1:PORT --passwd PW <args>` with a timeout.
     pub fn boinccmd(&self, args: &[&str]) -> Result<CommandOutput, String> {
-        let mut cmd = Command::new(boinccmd_program());
+        let mut cmd = Command::new(&self.boinccmd_bin);
         cmd.arg("--host")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--passwd")
@@ -231,6 +325,31 @@ impl RealClient {
             let _ = child.wait();
             kill_processes_in(&self.data_dir);
         }
+    }
+
+    /// SIGKILL for the client alone, as in a crash: its apps run on until
+    /// they notice (see `wait_apps_gone`).
+    pub fn kill_client_only(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits (bounded) until no app the client started runs any more (no
+    /// process runs a program from the data dir: the wrapper runs from the
+    /// project dir; the engine's container monitor, which lives on with the
+    /// container, runs in the slot but not from it); returns how long that took.
+    pub fn wait_apps_gone(&self) -> Result<Duration, String> {
+        let start = Instant::now();
+        wait_until(ORPHAN_EXIT_TIMEOUT, || apps_from(&self.data_dir).is_empty().then_some(()))
+            .map(|()| start.elapsed())
+            .ok_or_else(|| {
+                format!(
+                    "processes {:?} still run {ORPHAN_EXIT_TIMEOUT:?} after the client died",
+                    apps_from(&self.data_dir)
+                )
+            })
     }
 
     /// Time since this client's data dir was made (the scenario's wall time).
@@ -357,6 +476,26 @@ impl RealClient {
         self.engine.container_state(&self.container_name())
     }
 
+    pub fn container_id(&self) -> Option<String> {
+        self.engine.container_id(&self.container_name())
+    }
+
+    /// `host_info/docker_type` in the slot's init_data.xml (None: not there).
+    pub fn slot_docker_type(&self) -> Option<u32> {
+        let xml = self.read_slot_file("init_data.xml")?;
+        let host_info = &xml[xml.find("<host_info>")?..];
+        let start = host_info.find("<docker_type>")? + "<docker_type>".len();
+        let len = host_info[start..].find("</docker_type>")?;
+        host_info[start..start + len].trim().parse().ok()
+    }
+
+    /// The client's log line for a container its startup cleanup removed.
+    pub fn removed_by_cleanup(&self, container: &str) -> bool {
+        self.client_log()
+            .lines()
+            .any(|l| l.trim_end().ends_with(&format!("Removed unused Docker container: {container}")))
+    }
+
     /// Everything the client printed so far.
     pub fn client_log(&self) -> String {
         let mut text = fs::read_to_string(self.data_dir.join(CLIENT_STDOUT)).unwrap_or_default();
@@ -403,18 +542,6 @@ impl Drop for RealClient {
     }
 }
 
-fn client_program() -> PathBuf {
-    std::env::var_os(CLIENT_VAR)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/boinc"))
-}
-
-fn boinccmd_program() -> PathBuf {
-    std::env::var_os(BOINCCMD_VAR)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/boinccmd"))
-}
-
 fn wrapper_program() -> PathBuf {
     std::env::var_os(WRAPPER_VAR)
         .filter(|v| !v.is_empty())
@@ -425,18 +552,36 @@ fn wrapper_program() -> PathBuf {
 /// SIGKILL to every process whose working directory lies in `dir`. Only apps
 /// our own client started there can have one: `dir` is a fresh temp dir.
 fn kill_processes_in(dir: &Path) {
-    let Ok(entries) = fs::read_dir("/proc") else { return };
-    for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        if fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir)) {
-            // SAFETY: kill(2) with a pid read from /proc and a valid signal number.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
+    for pid in processes_in(dir) {
+        // SAFETY: kill(2) with a pid read from /proc and a valid signal number.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
         }
     }
+}
+
+/// The processes whose working directory lies in `dir`.
+fn processes_in(dir: &Path) -> Vec<i32> {
+    processes_with(|proc_dir| fs::read_link(proc_dir.join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir)))
+}
+
+/// The processes running a program from `dir`, with its path.
+fn apps_from(dir: &Path) -> Vec<(i32, PathBuf)> {
+    processes_with(|proc_dir| fs::read_link(proc_dir.join("exe")).is_ok_and(|exe| exe.starts_with(dir)))
+        .into_iter()
+        .map(|pid| (pid, fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default()))
+        .collect()
+}
+
+fn processes_with(wanted: impl Fn(&Path) -> bool) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            wanted(&entry.path()).then_some(pid)
+        })
+        .collect()
 }
 
 /// A place among the `DW_REAL_CLIENT_PARALLEL` clients that may run at once.

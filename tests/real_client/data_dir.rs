@@ -4,7 +4,10 @@
 //! file, `cc_config.xml`, `global_prefs_override.xml` and `gui_rpc_auth.cfg`.
 //! The formats follow the 7.20 client's parsers (client/cs_statefile.cpp,
 //! client/client_types.cpp, client/result.cpp, client/project.cpp,
-//! lib/cc_config.cpp).
+//! lib/cc_config.cpp), which the 8.2 client reads alike. The plan class
+//! contains `docker`, as a real project's Docker app version does: the 8.2
+//! client runs such an app only when it found Podman or Docker, and counts its
+//! containers as a task's at startup.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -137,12 +140,14 @@ struct FileInfo {
 }
 
 /// Writes the whole data dir into `data_dir` (which exists and is empty).
+/// `allow_multiple_clients` goes into cc_config.xml.
 pub fn write_data_dir(
     data_dir: &Path,
     job: &Job,
     names: &Names,
     wrapper_bin: &Path,
     gui_rpc_password: &str,
+    allow_multiple_clients: bool,
 ) -> Result<(), String> {
     let project_dir = data_dir.join("projects").join(PROJECT_DIR_NAME);
     fs::create_dir_all(&project_dir).map_err(|e| format!("cannot create {}: {e}", project_dir.display()))?;
@@ -318,7 +323,7 @@ pub fn write_data_dir(
             random_hex(16)?
         ),
     )?;
-    write(data_dir, "cc_config.xml", CC_CONFIG)?;
+    write(data_dir, "cc_config.xml", &cc_config(allow_multiple_clients))?;
     write(
         data_dir,
         "global_prefs_override.xml",
@@ -332,8 +337,12 @@ pub fn write_data_dir(
 
 /// No GPU detection, no benchmarks, no network: the client only runs our task.
 /// The log flags explain scheduling decisions (quit vs suspend, restarts) in
-/// the client's output when a test fails.
-const CC_CONFIG: &str = "<cc_config>\n\
+/// the client's output when a test fails. Docker stays allowed (no
+/// `dont_use_docker`). `allow_multiple_clients` also turns off the 8.2
+/// client's removal of other `boinc__` containers at startup.
+fn cc_config(allow_multiple_clients: bool) -> String {
+    format!(
+        "<cc_config>\n\
 <log_flags>\n<task/>\n<task_debug/>\n<cpu_sched/>\n<cpu_sched_debug/>\n<checkpoint_debug/>\n</log_flags>\n\
 <options>\n\
 <skip_cpu_benchmarks>1</skip_cpu_benchmarks>\n\
@@ -343,8 +352,11 @@ const CC_CONFIG: &str = "<cc_config>\n\
 <no_gpus>1</no_gpus>\n\
 <dont_use_vbox>1</dont_use_vbox>\n\
 <dont_use_wsl>1</dont_use_wsl>\n\
-<allow_multiple_clients>1</allow_multiple_clients>\n\
-</options>\n</cc_config>\n";
+<allow_multiple_clients>{}</allow_multiple_clients>\n\
+</options>\n</cc_config>\n",
+        u8::from(allow_multiple_clients)
+    )
+}
 
 /// Preferences that let the task run at once and stay running: no
 /// activity-based suspension, no CPU throttling (the throttle applies even in

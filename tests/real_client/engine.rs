@@ -1,5 +1,6 @@
 //! The container engine a test runs the wrapper on, driven through its CLI
-//! only to inspect and clean up the task's container.
+//! to inspect and clean up the task's container and to give the BOINC 8.2
+//! client what it needs to detect the engine (a local `hello-world` image).
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -9,7 +10,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::command::{run_with_timeout, CommandOutput};
-use super::tempdir::test_tmp_root;
+use super::data_dir::PROJECT_DIR_NAME;
+use super::tempdir::{test_tmp_root, TempDir};
 use super::user::{HostUser, BOINC_USER};
 
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
@@ -21,6 +23,23 @@ const DEBIAN_DOCKER_CLI: &str = "/usr/bin/docker";
 /// environment) with `CONTAINERS_CONF` when the caller did not set it.
 const PODMAN_CONTAINERS_CONF: &str =
     "[engine]\nruntime = \"runc\"\n[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n";
+/// Rootless Podman here has no user-mode network (slirp4netns cannot open
+/// /dev/net/tun): containers default to no network, so that a plain
+/// `podman run` (the BOINC 8.2 client's `run --rm hello-world`) works. The
+/// wrapper's jobs run with `network = false` there anyway.
+const ROOTLESS_PODMAN_CONTAINERS_CONF: &str = "[engine]\nruntime = \"runc\"\n[containers]\n\
+    default_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\nnetns = \"none\"\n";
+/// The image the BOINC 8.2 client runs (`<engine> run --rm hello-world`) to
+/// believe an engine works, under the names each engine resolves
+/// `hello-world` to. No registry is reachable here, so the harness builds it.
+const PODMAN_HELLO_WORLD: &str = "docker.io/library/hello-world:latest";
+const DOCKER_HELLO_WORLD: &str = "hello-world:latest";
+/// FROM scratch with the static busybox; the client looks for "Hello" in the output.
+const HELLO_WORLD_DOCKERFILE: &str = "FROM scratch\n\
+    COPY busybox /bin/busybox\n\
+    CMD [\"/bin/busybox\", \"echo\", \"Hello from the local hello-world image of docker_wrapper's tests\"]\n";
+/// Debian's busybox-static.
+const BUSYBOX: &str = "/bin/busybox";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EngineKind {
@@ -71,7 +90,11 @@ impl Engine {
             EngineKind::Docker => &DOCKER,
         };
         let found = cell.get_or_init(|| {
-            let engine = Engine { user: Some(HostUser::find(BOINC_USER)?), ..Engine::require(kind) };
+            let mut engine = Engine { user: Some(HostUser::find(BOINC_USER)?), ..Engine::require(kind) };
+            if kind == EngineKind::Podman && std::env::var_os("CONTAINERS_CONF").is_none() {
+                let conf = write_containers_conf("rootless", ROOTLESS_PODMAN_CONTAINERS_CONF)?;
+                engine.env = vec![(OsString::from("CONTAINERS_CONF"), conf)];
+            }
             check_answers(&engine).map_err(|e| format!("{e}\nas user {BOINC_USER}: run `bash .ci/setup`"))?;
             Ok(engine)
         });
@@ -114,7 +137,130 @@ impl Engine {
         &self.env
     }
 
+    /// The set of containers this engine's CLI sees: root's Podman, each
+    /// user's rootless Podman, or the one Docker daemon (root and the docker
+    /// group alike). A BOINC 8.2 client starting on it removes every
+    /// `boinc__` container that is not one of its own tasks'.
+    pub fn namespace(&self) -> String {
+        match (self.kind, &self.user) {
+            (EngineKind::Docker, _) => "docker".to_string(),
+            (EngineKind::Podman, None) => "podman".to_string(),
+            (EngineKind::Podman, Some(user)) => format!("podman_as_{}", user.name),
+        }
+    }
+
+    /// `docker_type` as the BOINC 8.2 client writes it into host_info
+    /// (lib/common_defs.h DOCKER_TYPE: 1 Docker, 2 Podman).
+    pub fn docker_type(&self) -> u32 {
+        match self.kind {
+            EngineKind::Docker => 1,
+            EngineKind::Podman => 2,
+        }
+    }
+
+    /// The `PATH` for a BOINC 8.2 client that must find this engine, or None
+    /// when the test process's own PATH does. The client tries `podman` first
+    /// and takes `docker` only when Podman fails its check, both by name in
+    /// PATH (client/hostinfo_unix.cpp), and the wrapper then runs the CLI the
+    /// client reported, again by name. For Docker this is a directory holding
+    /// only `docker` (Debian's client, which matches the daemon) and
+    /// `setpriv` (which starts clients as another user), then /usr/sbin and
+    /// /sbin: Podman is not to be found in it.
+    pub fn client_path(&self) -> Result<Option<OsString>, String> {
+        if self.kind == EngineKind::Podman {
+            return Ok(None);
+        }
+        static DOCKER_ONLY: OnceLock<Result<OsString, String>> = OnceLock::new();
+        DOCKER_ONLY
+            .get_or_init(|| {
+                let dir = test_tmp_root().join("docker_wrapper_real_client_docker_only_path");
+                fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                let setpriv = find_in_path("setpriv").ok_or("setpriv is not in PATH (util-linux)")?;
+                for (name, target) in [("docker", self.cli.as_path()), ("setpriv", setpriv.as_path())] {
+                    symlink_atomically(target, &dir.join(name))
+                        .map_err(|e| format!("cannot link {} in {}: {e}", name, dir.display()))?;
+                }
+                std::env::join_paths([dir.as_path(), Path::new("/usr/sbin"), Path::new("/sbin")])
+                    .map_err(|e| format!("PATH for Docker: {e}"))
+            })
+            .clone()
+            .map(Some)
+    }
+
+    /// Makes `<engine> run --rm hello-world`, as this engine's user, print a
+    /// line with "Hello", as the BOINC 8.2 client requires before it runs
+    /// Docker apps: uses the image when it is there and works, else builds
+    /// it (FROM scratch, the static busybox). Once per engine and process.
+    pub fn ensure_hello_world(&self) -> Result<(), String> {
+        static DONE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        let key = self.label();
+        let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+        if done.contains(&key) {
+            return Ok(());
+        }
+        if self.hello_world_says_hello().is_err() {
+            self.build_hello_world()?;
+            self.hello_world_says_hello().map_err(|out| {
+                format!(
+                    "`{} run --rm hello-world` as {} does not print Hello after building the image, \
+                     so the BOINC 8.2 client would not use this engine:\n{out}",
+                    self.kind.name(),
+                    self.user.as_ref().map_or("root", |u| u.name.as_str())
+                )
+            })?;
+        }
+        done.push(key);
+        Ok(())
+    }
+
+    /// Ok when `run --rm hello-world` prints "Hello"; Err holds what it printed.
+    fn hello_world_says_hello(&self) -> Result<(), String> {
+        let out = self.run(["run", "--rm", "hello-world"])?;
+        if out.stdout.lines().any(|l| l.contains("Hello")) {
+            Ok(())
+        } else {
+            Err(format!("{}\n{}\n{}", out.status, out.stdout.trim(), out.stderr.trim()))
+        }
+    }
+
+    fn build_hello_world(&self) -> Result<(), String> {
+        if !Path::new(BUSYBOX).is_file() {
+            return Err(format!("{BUSYBOX} is missing: `apt-get install -y busybox-static` (or run `bash .ci/setup`)"));
+        }
+        let context = TempDir::new("hello-world").map_err(|e| format!("cannot create a build context: {e}"))?;
+        fs::copy(BUSYBOX, context.path().join("busybox")).map_err(|e| format!("cannot copy {BUSYBOX}: {e}"))?;
+        fs::write(context.path().join("Dockerfile"), HELLO_WORLD_DOCKERFILE)
+            .map_err(|e| format!("cannot write the Dockerfile: {e}"))?;
+        if let Some(user) = &self.user {
+            user.own_tree(context.path()).map_err(|e| format!("cannot give the build context to {}: {e}", user.name))?;
+        }
+        let tag = match self.kind {
+            EngineKind::Podman => PODMAN_HELLO_WORLD,
+            EngineKind::Docker => DOCKER_HELLO_WORLD,
+        };
+        let mut args: Vec<OsString> = vec!["build".into(), "--tag".into(), tag.into()];
+        if self.kind == EngineKind::Podman {
+            args.extend(["--network".into(), "none".into()]);
+        }
+        args.push(context.path().as_os_str().to_owned());
+        // The classic builder: Debian's Docker 20.10 may have no buildx.
+        let out = self.run_with_env(args, &[("DOCKER_BUILDKIT", "0")])?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(format!("{} build of {tag} failed: {}\n{}", self.kind.name(), out.stdout.trim(), out.stderr.trim()))
+        }
+    }
+
     pub fn run<I, S>(&self, args: I) -> Result<CommandOutput, String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.run_with_env(args, &[])
+    }
+
+    fn run_with_env<I, S>(&self, args: I, extra_env: &[(&str, &str)]) -> Result<CommandOutput, String>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -127,7 +273,44 @@ impl Engine {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
         run_with_timeout(cmd, CLI_TIMEOUT)
+    }
+
+    /// Containers named as BOINC tasks' (`boinc__...`) that are not of this
+    /// harness's project: other test programs' tasks, or what they left.
+    pub fn foreign_task_containers(&self) -> Result<Vec<String>, String> {
+        let out = self.run(["ps", "--all", "--format", "{{.Names}}"])?;
+        if !out.success() {
+            return Err(format!("{} ps --all: {}", self.kind.name(), out.stderr.trim()));
+        }
+        let ours = format!("boinc__{PROJECT_DIR_NAME}__").to_lowercase();
+        Ok(out
+            .stdout
+            .lines()
+            .map(str::trim)
+            .filter(|name| name.starts_with("boinc__") && !name.starts_with(&ours))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// The container's ID; None when there is no such container.
+    pub fn container_id(&self, name: &str) -> Option<String> {
+        let out = self.run(["container", "inspect", "--format", "{{.Id}}", name]).ok()?;
+        out.success().then(|| out.stdout.trim().to_string())
+    }
+
+    /// Creates (does not start) a container named `name` from the hello-world image.
+    pub fn create_idle_container(&self, name: &str) -> Result<(), String> {
+        self.ensure_hello_world()?;
+        let out = self.run(["create", "--name", name, "hello-world"])?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(format!("{} create --name {name} hello-world: {}", self.kind.name(), out.stderr.trim()))
+        }
     }
 
     /// Paused by the engine, or its processes stopped by the wrapper (where
@@ -168,9 +351,7 @@ fn find_podman() -> Result<Engine, String> {
     let cli = find_in_path("podman").ok_or_else(|| format!("podman is not in PATH. {install}"))?;
     let mut env = Vec::new();
     if std::env::var_os("CONTAINERS_CONF").is_none() {
-        let path = test_tmp_root().join("docker_wrapper_real_client_containers.conf");
-        write_atomically(&path, PODMAN_CONTAINERS_CONF).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        env.push((OsString::from("CONTAINERS_CONF"), path.into_os_string()));
+        env.push((OsString::from("CONTAINERS_CONF"), write_containers_conf("root", PODMAN_CONTAINERS_CONF)?));
     }
     let engine = Engine {
         kind: EngineKind::Podman,
@@ -212,6 +393,25 @@ fn check_answers(engine: &Engine) -> Result<(), String> {
     } else {
         Err(format!("`{} info` failed: {}", engine.cli.display(), out.stderr.trim()))
     }
+}
+
+/// Writes a containers.conf for Podman calls made by (and for) the tests.
+fn write_containers_conf(kind: &str, contents: &str) -> Result<OsString, String> {
+    let name = match kind {
+        "root" => "docker_wrapper_real_client_containers.conf".to_string(),
+        other => format!("docker_wrapper_real_client_containers_{other}.conf"),
+    };
+    let path = test_tmp_root().join(name);
+    write_atomically(&path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path.into_os_string())
+}
+
+/// `link` -> `target`, replacing whatever `link` was in one step.
+fn symlink_atomically(target: &Path, link: &Path) -> std::io::Result<()> {
+    let tmp = link.with_extension(format!("tmp.{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)?;
+    fs::rename(&tmp, link)
 }
 
 fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {

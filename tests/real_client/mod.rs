@@ -1,12 +1,13 @@
 //! A harness that runs the wrapper under the real BOINC client (Debian's
-//! `boinc-client`, 7.20.5) with no project server.
+//! `boinc-client`, 7.20.5, or 8.2.15 built from BOINC's tree; see `variant`)
+//! with no project server.
 //!
 //! Each test gets a fresh client data dir under a temp dir (kept when
 //! `DW_KEEP_TEST_DIRS` is set): a hand-written `client_state.xml` whose app
 //! version has a copy of the built `docker_wrapper` as main program and the
 //! Dockerfile, job.toml, main.sh and a static busybox as app-version files, a
 //! workunit with input files and a command line, and a result ready to run
-//! (see `data_dir`). `RealClient` starts `/usr/bin/boinc` on it with a free
+//! (see `data_dir`). `RealClient` starts the client on it with a free
 //! loopback GUI RPC port and its own password, drives it with `boinccmd`
 //! (every call with a timeout), reads the result's state, exit status and
 //! stderr from `client_state.xml`, and on drop stops the client (`--quit`,
@@ -15,9 +16,9 @@
 //! all tests on an engine.
 //!
 //! ```ignore
-//! let engine = Engine::require(EngineKind::Podman);
+//! let variant = Variant::new(ClientVersion::V8_2, Engine::require(EngineKind::Podman));
 //! let job = Job::shell("echo hello; exit 3");
-//! let client = RealClient::start("exit", &engine, &job).unwrap();
+//! let client = RealClient::start("exit", &variant, &job).unwrap();
 //! let result = client.wait_final(Duration::from_secs(120)).unwrap();
 //! assert_eq!((result.state, result.exit_status), (RESULT_COMPUTE_ERROR, 3));
 //! ```
@@ -31,6 +32,20 @@
 //!   is suspended, and is started again on resume;
 //! * `--quit` makes the client send `<quit/>` to its apps and wait for them;
 //!   on the next start it restarts the task in the same slot.
+//!
+//! What the 8.2 client does besides (read in its sources and seen here):
+//! * at startup it runs `podman --version` and `podman run --rm hello-world`,
+//!   and only if Podman fails, the same with `docker`, each found in PATH;
+//!   an engine counts only if hello-world prints "Hello". The harness builds
+//!   a local hello-world image (no registry here) and, for Docker, gives the
+//!   client a PATH without podman (`Engine::client_path`). The engine found
+//!   goes into every init_data.xml (`host_info/docker_type`), from which the
+//!   wrapper takes it (no `DOCKER_WRAPPER_ENGINE` for 8.2 clients);
+//! * apps whose plan class contains `docker` run only when it found an
+//!   engine, and at startup it removes every `boinc__` container that is no
+//!   active task's, unless `allow_multiple_clients` is set. The 8.2 clients
+//!   run without it, as volunteers' do, and hold their engine's containers
+//!   to themselves meanwhile (`engine_lock`).
 #![allow(dead_code)]
 
 pub mod client;
@@ -38,6 +53,7 @@ pub mod client;
 pub mod command;
 pub mod data_dir;
 pub mod engine;
+pub mod engine_lock;
 pub mod state;
 #[path = "../emulator/tempdir.rs"]
 pub mod tempdir;
@@ -45,10 +61,12 @@ pub mod tempdir;
 pub mod procfs;
 #[path = "../emulator/user.rs"]
 pub mod user;
+pub mod variant;
 
 pub use client::RealClient;
 pub use command::wait_until;
 pub use data_dir::Job;
 pub use engine::{Engine, EngineKind};
 pub use state::*;
+pub use variant::{ClientVersion, Variant};
 pub use std::time::{Duration, Instant};
