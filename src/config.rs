@@ -190,7 +190,7 @@ const PORT: &str = "an integer port from 1 to 65535 (0 means none)";
 const FILE_NAME: &str =
     "a plain file name (not empty, not '.' or '..', no '/', '\\' or control characters, at most 255 characters)";
 const QUIT_ACTION: &str = "\"pause\" or \"stop\"";
-const CAPABILITY: &str = "an array of capability names like \"NET_BIND_SERVICE\" (letters and '_'; not ALL or SYS_ADMIN)";
+const CAPABILITY: &str = "an array of capability names like \"NET_BIND_SERVICE\" (letters and '_'; not ALL, SYS_ADMIN, SYS_MODULE, SYS_RAWIO, DAC_READ_SEARCH, SYS_PTRACE or SYS_BOOT)";
 
 /// Every key job.toml may contain: the C++ wrapper's keys first, then ours.
 const KEYS: &[(&str, Apply)] = &[
@@ -709,15 +709,14 @@ fn is_plain_file_name(s: &str) -> bool {
         && !has_control(s)
 }
 
-/// A Linux capability name, with or without the CAP_ prefix; the two that
-/// amount to full control of the host are not accepted here.
+/// A Linux capability name, with or without the CAP_ prefix; those that
+/// amount to the host (`policy::is_host_capability`) are not accepted here.
 fn is_capability(s: &str) -> bool {
     let name = s.trim_start_matches("CAP_");
     !name.is_empty()
         && name.len() <= 32
         && name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
-        && name != "ALL"
-        && name != "SYS_ADMIN"
+        && !crate::engine::policy::is_host_capability(name)
 }
 
 #[cfg(test)]
@@ -879,6 +878,15 @@ mod tests {
             config("cpu_shares = 2\nstop_grace_secs = 1\nbuild_timeout_secs = 10").cpu_shares,
             2
         );
+    }
+
+    #[test]
+    fn capabilities_that_amount_to_the_host_are_refused() {
+        for cap in ["ALL", "SYS_ADMIN", "CAP_SYS_ADMIN", "DAC_READ_SEARCH", "CAP_DAC_READ_SEARCH", "SYS_MODULE", "SYS_RAWIO", "SYS_PTRACE"] {
+            let err = error(&format!("cap_add = [\"{cap}\"]"));
+            assert!(err.contains("'cap_add'") && err.contains(cap), "{cap}: {err}");
+        }
+        assert_eq!(config("cap_add = [\"CAP_CHOWN\", \"NET_RAW\"]").cap_add, ["CAP_CHOWN", "NET_RAW"]);
     }
 
     #[test]
@@ -1415,7 +1423,7 @@ mod props {
     fn capability() -> impl Strategy<Value = String> {
         "(CAP_)?[A-Z_]{1,28}".prop_filter("a capability that may be added", |s| {
             let name = s.trim_start_matches("CAP_");
-            !name.is_empty() && name != "ALL" && name != "SYS_ADMIN"
+            !name.is_empty() && !crate::engine::policy::is_host_capability(name)
         })
     }
 

@@ -30,6 +30,13 @@ pub fn unsafe_mount(spec: &str, base: &Path) -> Option<String> {
 /// reading any file by handle (the "shocker" escape), tracing the engine.
 const HOST_CAPABILITIES: &[&str] = &["ALL", "SYS_ADMIN", "SYS_MODULE", "SYS_RAWIO", "DAC_READ_SEARCH", "SYS_PTRACE", "SYS_BOOT"];
 
+/// Whether the capability `name` (any case, with or without `CAP_`) is one
+/// of those; job.toml's `cap_add` refuses them too.
+pub fn is_host_capability(name: &str) -> bool {
+    let upper = name.trim().to_ascii_uppercase();
+    HOST_CAPABILITIES.contains(&upper.trim_start_matches("CAP_"))
+}
+
 fn judge(command: Command, flag: &Flag, base: &Path) -> Option<String> {
     let value = flag.value.as_deref().unwrap_or("");
     let lower = value.to_ascii_lowercase();
@@ -44,10 +51,7 @@ fn judge(command: Command, flag: &Flag, base: &Path) -> Option<String> {
         "network" | "net" => return network(&lower).map(String::from),
         "pid" | "ipc" | "uts" | "userns" | "cgroupns" => return namespace(&lower).map(String::from),
         "cap-add" => {
-            let admin = lower.split(',').map(|c| c.trim().to_ascii_uppercase()).any(|c| {
-                HOST_CAPABILITIES.contains(&c.trim_start_matches("CAP_"))
-            });
-            if !admin {
+            if !lower.split(',').any(is_host_capability) {
                 return None;
             }
             "gives the job capabilities that amount to the host (name narrower ones in job.toml's cap_add)"
