@@ -106,11 +106,11 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Creates `path` exclusively, removing what is there first (a leftover
-/// temporary file or anything the job put under that name). Exclusive
-/// creation never follows a symlink: if the job puts one back in between,
-/// this fails rather than write through it.
-fn create_new(path: &Path) -> io::Result<File> {
+/// Creates `path` as a new, empty regular file for writing, removing what
+/// is there first (a leftover temporary file or anything the job put under
+/// that name). Exclusive creation never follows a symlink: if the job puts
+/// one back in between, this fails rather than write through it.
+pub fn create_new(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -218,6 +218,18 @@ mod tests {
         assert!(!d.0.join("journal.tmp").exists());
         replace(&file, b"newer", false).unwrap();
         assert_eq!(fs::read_to_string(&file).unwrap(), "newer");
+    }
+
+    #[test]
+    fn create_new_replaces_a_planted_link() {
+        let d = Dir::new("create");
+        let outside = d.0.join("outside");
+        fs::write(&outside, "precious").unwrap();
+        let file = d.0.join("unpacked.tar");
+        symlink(&outside, &file).unwrap();
+        create_new(&file).unwrap().write_all(b"data").unwrap();
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "precious");
+        assert_eq!(fs::read_to_string(&file).unwrap(), "data");
     }
 
     #[test]

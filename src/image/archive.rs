@@ -2,11 +2,12 @@
 //! gzip-compressed), shipped with an app version so volunteers need no
 //! registry. We read the image ID out of the archive's manifest.json, so
 //! the loaded image is found without parsing `load`'s human output.
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use flate2::read::GzDecoder;
+
+use crate::slot_io;
 
 /// manifest.json is small; anything bigger is not a save archive.
 const MAX_MANIFEST: u64 = 1024 * 1024;
@@ -14,7 +15,7 @@ const BLOCK: usize = 512;
 
 /// `sha256:<hex>` of the (first) image in the archive.
 pub fn image_id(path: &Path) -> Result<String, String> {
-    let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let file = slot_io::open_regular(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let mut reader = BufReader::new(file);
     let head = reader.fill_buf().map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let gzip = head.starts_with(&[0x1f, 0x8b]);
@@ -29,14 +30,15 @@ pub fn image_id(path: &Path) -> Result<String, String> {
 
 pub fn is_gzip(path: &Path) -> bool {
     let mut magic = [0u8; 2];
-    File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == [0x1f, 0x8b]
+    slot_io::open_regular(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == [0x1f, 0x8b]
 }
 
 /// Writes the decompressed archive to `target` (Podman 4 cannot load
 /// gzip-compressed docker archives).
 pub fn gunzip(path: &Path, target: &Path) -> Result<(), String> {
-    let input = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let mut output = File::create(target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+    let input = slot_io::open_regular(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // The target is in the slot, where the job may have planted a link.
+    let mut output = slot_io::create_new(target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
     std::io::copy(&mut GzDecoder::new(BufReader::new(input)), &mut output)
         .map(|_| ())
         .map_err(|e| format!("cannot decompress {}: {e}", path.display()))

@@ -19,6 +19,7 @@ use context::BuildInputs;
 use lock::{BuildLock, LockError};
 
 use crate::engine::{names, Engine, EngineError, EngineKind};
+use crate::slot_io;
 
 /// Label on every cache image: the project it belongs to.
 pub const PROJECT_LABEL: &str = "boinc.docker_wrapper.project";
@@ -255,7 +256,9 @@ impl<'a> ImageCache<'a> {
         if let Some(dir) = marker.parent() {
             let _ = fs::create_dir_all(dir);
         }
-        if let Err(err) = fs::write(&marker, tag) {
+        // A new file each time: its mtime is the time of use, and in a
+        // standalone run the state dir is the slot.
+        if let Err(err) = slot_io::replace(&marker, tag.as_bytes(), false) {
             log::debug!("cannot record use of {tag}: {err}");
         }
     }
