@@ -162,29 +162,18 @@ impl Engine {
     /// when the test process's own PATH does. The client tries `podman` first
     /// and takes `docker` only when Podman fails its check, both by name in
     /// PATH (client/hostinfo_unix.cpp), and the wrapper then runs the CLI the
-    /// client reported, again by name. For Docker this is a directory holding
-    /// only `docker` (Debian's client, which matches the daemon) and
-    /// `setpriv` (which starts clients as another user), then /usr/sbin and
-    /// /sbin: Podman is not to be found in it.
+    /// client reported, again by name. For Docker it is the PATH of this host
+    /// without Podman: a directory of links to everything in /usr/bin but
+    /// `podman*` (the client also runs `stat`, `lsb_release`, ...; `docker`
+    /// there is Debian's client, which matches the daemon), then /usr/sbin
+    /// and /sbin.
     pub fn client_path(&self) -> Result<Option<OsString>, String> {
         if self.kind == EngineKind::Podman {
             return Ok(None);
         }
-        static DOCKER_ONLY: OnceLock<Result<OsString, String>> = OnceLock::new();
-        DOCKER_ONLY
-            .get_or_init(|| {
-                let dir = test_tmp_root().join("docker_wrapper_real_client_docker_only_path");
-                fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                let setpriv = find_in_path("setpriv").ok_or("setpriv is not in PATH (util-linux)")?;
-                for (name, target) in [("docker", self.cli.as_path()), ("setpriv", setpriv.as_path())] {
-                    symlink_atomically(target, &dir.join(name))
-                        .map_err(|e| format!("cannot link {} in {}: {e}", name, dir.display()))?;
-                }
-                std::env::join_paths([dir.as_path(), Path::new("/usr/sbin"), Path::new("/sbin")])
-                    .map_err(|e| format!("PATH for Docker: {e}"))
-            })
-            .clone()
-            .map(Some)
+        static WITHOUT_PODMAN: OnceLock<Result<OsString, String>> = OnceLock::new();
+        let cli = self.cli.clone();
+        WITHOUT_PODMAN.get_or_init(|| path_without_podman(&cli)).clone().map(Some)
     }
 
     /// Makes `<engine> run --rm hello-world`, as this engine's user, print a
@@ -406,9 +395,38 @@ fn write_containers_conf(kind: &str, contents: &str) -> Result<OsString, String>
     Ok(path.into_os_string())
 }
 
+/// See `Engine::client_path`. The directory is shared by test processes and
+/// kept: links are added or replaced one by one, atomically.
+fn path_without_podman(docker_cli: &Path) -> Result<OsString, String> {
+    const BIN: &str = "/usr/bin";
+    let sbins = [Path::new("/usr/sbin"), Path::new("/sbin")];
+    if let Some(podman) = sbins.iter().map(|d| d.join("podman")).find(|p| p.exists()) {
+        return Err(format!("{} exists: a PATH without Podman cannot include its directory", podman.display()));
+    }
+    let dir = test_tmp_root().join("docker_wrapper_real_client_bin_without_podman");
+    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let entries = fs::read_dir(BIN).map_err(|e| format!("cannot list {BIN}: {e}"))?;
+    let mut links: Vec<(OsString, PathBuf)> = entries
+        .flatten()
+        .map(|e| (e.file_name(), e.path()))
+        .filter(|(name, _)| !name.to_string_lossy().starts_with("podman"))
+        .collect();
+    links.push((OsString::from("docker"), docker_cli.to_path_buf()));
+    for (name, target) in links {
+        let link = dir.join(&name);
+        if fs::read_link(&link).is_ok_and(|t| t == target) {
+            continue;
+        }
+        symlink_atomically(&target, &link).map_err(|e| format!("cannot link {}: {e}", link.display()))?;
+    }
+    std::env::join_paths([dir.as_path(), sbins[0], sbins[1]]).map_err(|e| format!("PATH without Podman: {e}"))
+}
+
 /// `link` -> `target`, replacing whatever `link` was in one step.
 fn symlink_atomically(target: &Path, link: &Path) -> std::io::Result<()> {
-    let tmp = link.with_extension(format!("tmp.{}", std::process::id()));
+    let mut tmp = link.as_os_str().to_owned();
+    tmp.push(format!(".tmp.{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
     let _ = fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp)?;
     fs::rename(&tmp, link)
