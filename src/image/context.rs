@@ -183,7 +183,8 @@ pub fn file_hash(path: &Path) -> Result<String, String> {
 }
 
 fn file_digest(path: &Path) -> Result<[u8; 32], String> {
-    let mut file = fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    // Listed as a regular file, but the job may have swapped in a FIFO since.
+    let mut file = crate::slot_io::open_regular(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
