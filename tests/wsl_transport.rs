@@ -10,6 +10,7 @@ mod emulator;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use emulator::scenarios::{self, Wrapper};
 use emulator::*;
 
 const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
@@ -28,6 +29,10 @@ on_both_engines!(
     a_hanging_engine_command_times_out_and_the_next_one_works,
     a_shell_that_dies_is_restarted_for_the_next_command,
 );
+
+fn through_the_shell() -> Wrapper {
+    Wrapper::built(WRAPPER).labelled("shell").env("DOCKER_WRAPPER_SHELL", "sh")
+}
 
 fn builder(name: &str, engine: &TestEngine) -> TaskBuilder {
     Task::builder(&format!("shell_{name}_{}", engine.kind().name()), WRAPPER)
@@ -55,30 +60,11 @@ fn assert_went_through_the_shell(outcome: &Outcome) {
 }
 
 fn success_writes_output_into_the_slot(kind: EngineKind) {
-    let engine = TestEngine::require(kind);
-    let mut task = builder("success", &engine)
-        .job(TestJob::shell("echo hello from the job; echo result > output.txt"))
-        .start()
-        .unwrap();
-    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_went_through_the_shell(&outcome);
-    assert_eq!(task.read_slot_file("output.txt").as_deref(), Some("result\n"));
-    assert!(outcome.stderr_txt.contains("hello from the job"), "{}", outcome.describe());
-    engine.assert_no_container(&task);
+    assert_went_through_the_shell(&scenarios::output_reaches_the_slot(&through_the_shell(), kind));
 }
 
 fn exit_code_is_forwarded_with_the_log(kind: EngineKind) {
-    let engine = TestEngine::require(kind);
-    let mut task = builder("exit3", &engine)
-        .job(TestJob::shell("echo about to fail >&2; exit 3"))
-        .start()
-        .unwrap();
-    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(3), "{}", outcome.describe());
-    assert_went_through_the_shell(&outcome);
-    assert!(outcome.stderr_txt.contains("about to fail"), "{}", outcome.describe());
-    engine.assert_no_container(&task);
+    assert_went_through_the_shell(&scenarios::exit_code_is_forwarded(&through_the_shell(), kind));
 }
 
 /// ARGS travels as `-e ARGS=...` of `create`: through the shell's quoting.
@@ -109,60 +95,15 @@ fn args_reach_the_job_intact(kind: EngineKind) {
 }
 
 fn suspend_pauses_and_resume_unpauses(kind: EngineKind) {
-    let engine = TestEngine::require(kind);
-    let mut task = builder("suspend", &engine)
-        .job(TestJob::shell("while [ ! -f go ]; do sleep 0.1; done; echo finished"))
-        .start()
-        .unwrap();
-    let name = task.container_name();
-    engine.wait_for_container_state(&name, "running", TASK_TIMEOUT).unwrap();
-    task.send_control(Control::Suspend);
-    let paused = engine.wait_for_container_state(&name, "paused", Duration::from_secs(10));
-    assert!(paused.is_ok(), "not paused: {paused:?}\n{}", task.logs_tail(30));
-    task.send_control(Control::Resume);
-    let running = engine.wait_for_container_state(&name, "running", Duration::from_secs(10));
-    assert!(running.is_ok(), "not resumed: {running:?}\n{}", task.logs_tail(30));
-    std::fs::write(task.slot_dir().join("go"), "").unwrap();
-    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_went_through_the_shell(&outcome);
-    engine.assert_no_container(&task);
+    assert_went_through_the_shell(&scenarios::suspend_pauses_and_resume_unpauses(&through_the_shell(), kind));
 }
 
-/// How long a running job may take to count on.
-const COUNT_WAIT: Duration = Duration::from_secs(60);
-
 fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
-    let engine = TestEngine::require(kind);
-    let mut task = builder("quit", &engine).job(TestJob::shell(COUNTER_JOB)).start().unwrap();
-    let before = task.wait_for_counter_above(3, COUNT_WAIT);
-    task.send_control(Control::Quit);
-    let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
-    assert!(!outcome.finished, "quit must not finish the task: {}", outcome.describe());
-    let state = engine.container_state(&task.container_name());
-    assert_eq!(state.as_deref(), Some("paused"), "{}", outcome.describe());
-
-    task.restart().unwrap();
-    task.wait_for_counter_above(before, COUNT_WAIT);
-    std::fs::write(task.slot_dir().join("go"), "").unwrap();
-    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_went_through_the_shell(&outcome);
-    assert_eq!(task.read_slot_file("starts.txt").as_deref(), Some("start\n"), "the job started over");
-    engine.assert_no_container(&task);
+    assert_went_through_the_shell(&scenarios::quit_and_restart_continue_the_same_container(&through_the_shell(), kind));
 }
 
 fn abort_removes_the_container_promptly(kind: EngineKind) {
-    let engine = TestEngine::require(kind);
-    let mut task = builder("abort", &engine).job(TestJob::shell("sleep 600")).start().unwrap();
-    engine.wait_for_container_state(&task.container_name(), "running", TASK_TIMEOUT).unwrap();
-    let sent = task.send_control(Control::Abort);
-    let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
-    let took = sent.elapsed();
-    assert!(took < Duration::from_secs(5), "abort took {took:?}\n{}", outcome.describe());
-    assert!(!outcome.finished, "{}", outcome.describe());
-    assert_went_through_the_shell(&outcome);
-    engine.assert_no_container(&task);
+    assert_went_through_the_shell(&scenarios::abort_removes_the_container_promptly(&through_the_shell(), kind));
 }
 
 /// A script named like the engine that runs the real CLI, except that

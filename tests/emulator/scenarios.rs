@@ -1,10 +1,12 @@
 //! The key task scenarios (output, exit code, suspend/resume, quit and
 //! restart, abort), written once and run against any build of the wrapper:
 //! the build under test (tests/run_job.rs, tests/lifecycle.rs) and the
-//! self-contained release files (tests/dist.rs).
+//! self-contained release files (tests/dist.rs), the shell transport
+//! (tests/wsl_transport.rs). Each returns the task's last outcome, for
+//! checks of its own.
 use std::path::{Path, PathBuf};
 
-use super::{Control, EngineKind, TaskBuilder, TestEngine, TestJob, COUNTER_JOB};
+use super::{Control, EngineKind, Outcome, TaskBuilder, TestEngine, TestJob, COUNTER_JOB};
 use std::time::Duration;
 
 /// Bounds a whole task, image build included.
@@ -19,12 +21,31 @@ pub struct Wrapper {
     exact: bool,
     /// Keeps the tasks of different wrappers apart (names, containers).
     label: String,
+    env: Vec<(String, String)>,
 }
 
 impl Wrapper {
     /// The build under test; `DW_WRAPPER_BIN` replaces it when set.
     pub fn built(program: &str) -> Wrapper {
-        Wrapper { program: PathBuf::from(program), runner: None, exact: false, label: String::new() }
+        Wrapper {
+            program: PathBuf::from(program),
+            runner: None,
+            exact: false,
+            label: String::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// Names its tasks `<label>_<test>`.
+    pub fn labelled(mut self, label: &str) -> Wrapper {
+        self.label = format!("{label}_");
+        self
+    }
+
+    /// Starts it with this environment variable.
+    pub fn env(mut self, name: &str, value: &str) -> Wrapper {
+        self.env.push((name.to_string(), value.to_string()));
+        self
     }
 
     /// Exactly this file (a release file), started through `runner` if given.
@@ -34,6 +55,7 @@ impl Wrapper {
             runner: runner.map(Path::to_path_buf),
             exact: true,
             label: format!("{label}_"),
+            env: Vec::new(),
         }
     }
 
@@ -43,6 +65,9 @@ impl Wrapper {
         if self.exact {
             builder = builder.program_exact(&self.program);
         }
+        for (name, value) in &self.env {
+            builder = builder.env(name, value);
+        }
         match &self.runner {
             Some(runner) => builder.runner(runner),
             None => builder,
@@ -50,7 +75,7 @@ impl Wrapper {
     }
 }
 
-pub fn output_reaches_the_slot(wrapper: &Wrapper, kind: EngineKind) {
+pub fn output_reaches_the_slot(wrapper: &Wrapper, kind: EngineKind) -> Outcome {
     let engine = TestEngine::require(kind);
     let mut task = wrapper
         .task("success", &engine)
@@ -62,9 +87,10 @@ pub fn output_reaches_the_slot(wrapper: &Wrapper, kind: EngineKind) {
     assert_eq!(task.read_slot_file("output.txt").as_deref(), Some("result\n"));
     assert!(outcome.stderr_txt.contains("hello from the job"), "{}", outcome.describe());
     engine.assert_no_container(&task);
+    outcome
 }
 
-pub fn exit_code_is_forwarded(wrapper: &Wrapper, kind: EngineKind) {
+pub fn exit_code_is_forwarded(wrapper: &Wrapper, kind: EngineKind) -> Outcome {
     let engine = TestEngine::require(kind);
     let mut task = wrapper
         .task("exit3", &engine)
@@ -75,9 +101,10 @@ pub fn exit_code_is_forwarded(wrapper: &Wrapper, kind: EngineKind) {
     assert_eq!(outcome.finish_code(), Some(3), "{}", outcome.describe());
     assert!(outcome.stderr_txt.contains("about to fail"), "{}", outcome.describe());
     engine.assert_no_container(&task);
+    outcome
 }
 
-pub fn suspend_pauses_and_resume_unpauses(wrapper: &Wrapper, kind: EngineKind) {
+pub fn suspend_pauses_and_resume_unpauses(wrapper: &Wrapper, kind: EngineKind) -> Outcome {
     let engine = TestEngine::require(kind);
     let mut task = wrapper
         .task("suspend", &engine)
@@ -96,9 +123,10 @@ pub fn suspend_pauses_and_resume_unpauses(wrapper: &Wrapper, kind: EngineKind) {
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     engine.assert_no_container(&task);
+    outcome
 }
 
-pub fn quit_and_restart_continue_the_same_container(wrapper: &Wrapper, kind: EngineKind) {
+pub fn quit_and_restart_continue_the_same_container(wrapper: &Wrapper, kind: EngineKind) -> Outcome {
     let engine = TestEngine::require(kind);
     let mut task = wrapper.task("quit", &engine).job(TestJob::shell(COUNTER_JOB)).start().unwrap();
     let before = task.wait_for_counter_above(3, COUNT_WAIT);
@@ -115,9 +143,10 @@ pub fn quit_and_restart_continue_the_same_container(wrapper: &Wrapper, kind: Eng
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert_eq!(task.read_slot_file("starts.txt").as_deref(), Some("start\n"), "the job started over");
     engine.assert_no_container(&task);
+    outcome
 }
 
-pub fn abort_removes_the_container_promptly(wrapper: &Wrapper, kind: EngineKind) {
+pub fn abort_removes_the_container_promptly(wrapper: &Wrapper, kind: EngineKind) -> Outcome {
     let engine = TestEngine::require(kind);
     let mut task = wrapper.task("abort", &engine).job(TestJob::shell("sleep 600")).start().unwrap();
     engine.wait_for_container_state(&task.container_name(), "running", TASK_TIMEOUT).unwrap();
@@ -127,4 +156,5 @@ pub fn abort_removes_the_container_promptly(wrapper: &Wrapper, kind: EngineKind)
     assert!(took < Duration::from_secs(5), "abort took {took:?}\n{}", outcome.describe());
     assert!(!outcome.finished, "{}", outcome.describe());
     engine.assert_no_container(&task);
+    outcome
 }
