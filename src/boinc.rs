@@ -171,6 +171,12 @@ pub fn supports_sporadic() -> bool {
 
 /// Creates the sporadic-app communication files in `dir`.
 pub fn sporadic_dir(dir: &str) -> Result<(), i32> {
+    // The library opens both by name (following links; `ac` for reading,
+    // which blocks on a FIFO) and keeps them open, so clearing them once
+    // here is enough.
+    for name in ["ac", "ca"] {
+        clear_library_file(&Path::new(dir).join(name).to_string_lossy());
+    }
     let dir = c_string(dir);
     // SAFETY: `dir` is a valid NUL-terminated string that outlives the call.
     match unsafe { sys::dw_sporadic_dir(dir.as_ptr()) } {
