@@ -26,10 +26,6 @@ const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 /// BOINC's SPORADIC_AC_STATE / SPORADIC_CA_STATE values (lib/common_defs.h).
 const AC_WANT_COMPUTE: i32 = 2;
 const CA_COMPUTING: i32 = 3;
-/// Where `cargo xtask dist` writes the binaries it ships.
-const DIST_DIR_VAR: &str = "DW_DIST_DIR";
-/// The file name suffix of the x86_64 Linux binary in the dist directory.
-const DIST_LINUX_SUFFIX: &str = "_x86_64-pc-linux-gnu";
 
 mod the_job_and_the_client_exchange_states {
     use super::emulator::EngineKind;
@@ -44,45 +40,16 @@ mod the_job_and_the_client_exchange_states {
 }
 
 /// The wrapper linked against BOINC 8's API: `DW_WRAPPER_BIN`, else the
-/// x86_64 Linux binary in the dist directory (this version's, or the only
-/// one there). Panics, saying how to get one, when there is none.
+/// x86_64 Linux release file. Panics, saying how to get one, when there is none.
 fn boinc8_wrapper() -> PathBuf {
     if let Some(bin) = std::env::var_os(WRAPPER_BIN_VAR).filter(|v| !v.is_empty()) {
         return PathBuf::from(bin);
     }
-    let dir = std::env::var_os(DIST_DIR_VAR)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dist"));
-    let this_version = dir.join(format!("docker_wrapper_{}{DIST_LINUX_SUFFIX}", env!("CARGO_PKG_VERSION")));
-    if this_version.is_file() {
-        return this_version;
-    }
-    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.is_file() && p.to_string_lossy().ends_with(DIST_LINUX_SUFFIX))
-                .collect()
-        })
-        .unwrap_or_default();
-    match found.len() {
-        1 => found.remove(0),
-        0 => panic!(
-            "sporadic apps need a wrapper linked against BOINC 8's API and there is none: \
-             no *{DIST_LINUX_SUFFIX} binary in {} ({DIST_DIR_VAR} overrides the directory) and \
-             {WRAPPER_BIN_VAR} is not set. Build it with `cargo xtask dist`.",
-            dir.display()
-        ),
-        _ => panic!(
-            "{} holds several *{DIST_LINUX_SUFFIX} binaries and none of version {}: {:?}. \
-             Run `cargo xtask dist` again or set {WRAPPER_BIN_VAR}.",
-            dir.display(),
-            env!("CARGO_PKG_VERSION"),
-            found
-        ),
-    }
+    emulator::release::release_file("_x86_64-pc-linux-gnu").unwrap_or_else(|e| {
+        panic!(
+            "sporadic apps need a wrapper linked against BOINC 8's API and there is none              ({WRAPPER_BIN_VAR} is not set): {e}"
+        )
+    })
 }
 
 /// The job says it wants to compute (`ac`), waits until the client says
