@@ -47,7 +47,8 @@ fn boinc8_wrapper() -> PathBuf {
     }
     emulator::release::release_file("_x86_64-pc-linux-gnu").unwrap_or_else(|e| {
         panic!(
-            "sporadic apps need a wrapper linked against BOINC 8's API and there is none              ({WRAPPER_BIN_VAR} is not set): {e}"
+            "sporadic apps need a wrapper linked against BOINC 8's API and there is none \
+             ({WRAPPER_BIN_VAR} is not set): {e}"
         )
     })
 }
