@@ -4,8 +4,9 @@
 //! * system (default): the distro's BOINC app libraries, e.g. Debian's
 //!   `libboinc-app-dev` (headers in /usr/include/boinc, shared libraries).
 //! * source: `BOINC_SRC_DIR` names a configured BOINC source tree; the API
-//!   and the lib/ files it needs are compiled here and linked statically, so
-//!   the binary has no runtime dependency on BOINC libraries.
+//!   and the lib/ files it needs are compiled here and linked statically,
+//!   with the C++ runtime, so the binary has no runtime dependency on BOINC
+//!   or C++ libraries (`cargo xtask dist` builds the release files this way).
 //!
 //! `BOINC_INCLUDE_DIR` and `BOINC_LIB_DIR` override where system mode looks.
 //!
@@ -255,8 +256,8 @@ fn link_from_source(src: &Path) -> Vec<PathBuf> {
         .files(&files);
     link_cxx_runtime_statically(&mut build);
     build.compile("boinc_api_static");
-    // The API starts a timer thread
-    // (pthread_create), which needs libpthread on glibc older than 2.34.
+    // The API starts a timer thread (pthread_create), which needs
+    // libpthread on glibc older than 2.34.
     println!("cargo:rustc-link-lib=dylib=pthread");
     vec![src.to_path_buf(), api, lib]
 }
