@@ -154,6 +154,19 @@ fn release(client: &RealClient) {
         .unwrap_or_else(|e| panic!("{e}\n{}", client.diagnostics()));
 }
 
+/// Lets a counter job that went through a suspension or restart finish,
+/// and checks it did so in one run: done, started once, its container gone,
+/// on the variant's engine.
+fn release_and_check_one_run(variant: &Variant, client: &RealClient) -> ResultRecord {
+    release(client);
+    let result = client.wait_final(FINAL_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert_done(client, &result);
+    assert_one_start(client);
+    assert_eq!(client.container_state(), None, "the container was left behind");
+    assert_ran_on_the_engine(variant, client, &result);
+    result
+}
+
 fn assert_done(client: &RealClient, result: &ResultRecord) {
     assert_eq!(
         (result.state, result.exit_status),
@@ -354,13 +367,7 @@ fn suspend_then_resume(scenario: &str, variant: &Variant, in_memory: bool) {
     let resumed = Instant::now();
     wait_for_count(&client, frozen_at, CONTROL_TIMEOUT);
     let to_counting = resumed.elapsed();
-    release(&client);
-
-    let result = client.wait_final(FINAL_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
-    assert_done(&client, &result);
-    assert_one_start(&client);
-    assert_eq!(client.container_state(), None, "the container was left behind");
-    assert_ran_on_the_engine(variant, &client, &result);
+    let result = release_and_check_one_run(variant, &client);
     report(
         scenario,
         variant,
@@ -444,13 +451,7 @@ fn client_restart_continues_the_task(variant: Variant) {
     wait_for_count(&client, before, RUNNING_TIMEOUT);
     let to_counting = restarted.elapsed();
     assert_same_container(&client, &container);
-    release(&client);
-
-    let result = client.wait_final(FINAL_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
-    assert_done(&client, &result);
-    assert_one_start(&client);
-    assert_eq!(client.container_state(), None, "the container was left behind");
-    assert_ran_on_the_engine(&variant, &client, &result);
+    let result = release_and_check_one_run(&variant, &client);
     report(
         "client_restart_continues_the_task",
         &variant,
@@ -511,13 +512,7 @@ fn client_killed_continues_the_task(variant: Variant) {
             client.diagnostics()
         ),
     }
-    release(&client);
-
-    let result = client.wait_final(FINAL_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
-    assert_done(&client, &result);
-    assert_one_start(&client);
-    assert_eq!(client.container_state(), None, "the container was left behind");
-    assert_ran_on_the_engine(&variant, &client, &result);
+    let result = release_and_check_one_run(&variant, &client);
     report(
         "client_killed_continues_the_task",
         &variant,
