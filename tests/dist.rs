@@ -32,11 +32,7 @@ fn aarch64() -> Wrapper {
 }
 
 fn which_qemu() -> PathBuf {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(QEMU_AARCH64))
-        .find(|p| p.is_file())
+    emulator::engine::find_in_path(QEMU_AARCH64)
         .unwrap_or_else(|| panic!("{QEMU_AARCH64} not found: apt-get install qemu-user-static"))
 }
 

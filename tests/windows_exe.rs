@@ -195,8 +195,8 @@ struct Wine {
 
 impl Wine {
     fn new(label: &str) -> Wine {
-        let wine = find_program("wine").unwrap_or_else(|| panic!("wine is not installed: {WINE_INSTALL}"));
-        let compiler = find_program(COMPILER).unwrap_or_else(|| panic!("{COMPILER} is not installed: {COMPILER_INSTALL}"));
+        let wine = emulator::engine::find_in_path("wine").unwrap_or_else(|| panic!("wine is not installed: {WINE_INSTALL}"));
+        let compiler = emulator::engine::find_in_path(COMPILER).unwrap_or_else(|| panic!("{COMPILER} is not installed: {COMPILER_INSTALL}"));
         let dir = TempDir::new(&format!("wine_{label}")).unwrap();
         let build = dir.path().join("build");
         fs::create_dir(&build).unwrap();
@@ -344,10 +344,3 @@ fn compile(compiler: &Path, source: &Path, output: &Path, flags: &[&str], librar
     assert!(out.success(), "cannot compile {}:\n{}{}", source.display(), out.stdout, out.stderr);
 }
 
-fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| {
-        use std::os::unix::fs::PermissionsExt;
-        fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
-}

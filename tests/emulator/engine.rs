@@ -370,7 +370,8 @@ fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
     fs::rename(&tmp, path)
 }
 
-fn find_in_path(program: &str) -> Option<PathBuf> {
+/// The executable `program` in PATH, as a shell would find it.
+pub fn find_in_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
