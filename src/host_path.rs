@@ -41,7 +41,7 @@ pub fn resolve(base: &Path, path: &Path) -> io::Result<PathBuf> {
             Ok(meta) if meta.file_type().is_symlink() => {
                 links += 1;
                 if links > MAX_LINKS {
-                    return Err(io::Error::new(io::ErrorKind::Other, format!("{}: too many symlinks", full.display())));
+                    return Err(io::Error::other(format!("{}: too many symlinks", full.display())));
                 }
                 let target = fs::read_link(&candidate)?;
                 if target.is_absolute() {

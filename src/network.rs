@@ -118,7 +118,7 @@ impl<'a> ContainerNetwork<'a> {
 
     /// The freezer can fail while the job forks: a few attempts, backing off.
     fn pause_again(&self) -> bool {
-        match suspend::pause_with_retries(self.engine, self.container, 3) {
+        match suspend::pause_with_retries(self.engine, self.container, 3, &mut || false) {
             Ok(()) => true,
             Err(err) => {
                 log::warn!("the container could not be paused again after reconnecting it: {err}");

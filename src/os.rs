@@ -13,6 +13,12 @@ pub fn boot_time() -> Option<i64> {
     stat.lines().find_map(|line| line.strip_prefix("btime ")?.trim().parse().ok())
 }
 
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_time_now() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX)
+}
+
 #[cfg(unix)]
 mod unix {
     use std::os::fd::OwnedFd;

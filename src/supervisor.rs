@@ -112,6 +112,18 @@ mod tests {
     }
 
     #[test]
+    fn a_container_of_another_slot_is_never_adopted() {
+        assert_eq!(owner("/s/1", "/s/1", false, Some(9999)), Owner::ThisSlot);
+        // Containers made before the label existed.
+        assert_eq!(owner("/s/1", "", false, Some(9999)), Owner::ThisSlot);
+        assert_eq!(owner("/s/1", "/s/2", true, Some(9999)), Owner::OtherSlot);
+        // Its task may still be starting there.
+        assert_eq!(owner("/s/1", "/s/2", false, Some(10)), Owner::OtherSlot);
+        assert_eq!(owner("/s/1", "/s/2", false, None), Owner::OtherSlot);
+        assert_eq!(owner("/s/1", "/s/2", false, Some(STARTING_UP_SECS)), Owner::Orphan);
+    }
+
+    #[test]
     fn container_exit_finishes_with_its_code() {
         let e = Event::ContainerExited { code: 3, oom_killed: false };
         assert_eq!(transition(State::Running, &e), (State::Done, vec![Action::Finish { code: 3, oom_killed: false }]));
@@ -232,6 +244,35 @@ pub fn plan_start(journal: Option<&Journal>, found: &Found, boot_time: Option<i6
             }
             StartPlan::Report { code: *code, oom_killed: *oom_killed }
         }
+    }
+}
+
+/// Whose a container with the task's name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// This slot's (or made before containers recorded their slot).
+    ThisSlot,
+    /// Another slot's task still holds it: a second wrapper for the same
+    /// result (a client bug, a copied slot) must leave it alone.
+    OtherSlot,
+    /// Its slot no longer holds it: left behind, to be removed.
+    Orphan,
+}
+
+/// A container younger than this may belong to a task that is still
+/// starting in its slot, before its journal names the container.
+pub const STARTING_UP_SECS: i64 = 120;
+
+/// `recorded_slot`: the slot on the container's label; `claimed_there`:
+/// that slot's journal names the container and the job has not ended;
+/// `age_secs`: since the container was created, when known.
+pub fn owner(this_slot: &str, recorded_slot: &str, claimed_there: bool, age_secs: Option<i64>) -> Owner {
+    if recorded_slot.is_empty() || recorded_slot == this_slot {
+        Owner::ThisSlot
+    } else if claimed_there || !age_secs.is_some_and(|age| age >= STARTING_UP_SECS) {
+        Owner::OtherSlot
+    } else {
+        Owner::Orphan
     }
 }
 

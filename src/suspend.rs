@@ -18,15 +18,17 @@ pub enum Paused {
     BySignals,
 }
 
-/// Pauses the container whose init is host process `pid`.
-pub fn pause(engine: &Engine, container: &str, pid: u32) -> Result<Paused, EngineError> {
+/// Pauses the container whose init is host process `pid`. `cancel` ends
+/// the engine's attempt early (the client wants something else now).
+pub fn pause(engine: &Engine, container: &str, pid: u32, cancel: &mut dyn FnMut() -> bool) -> Result<Paused, EngineError> {
     // Set once the engine said it can never pause this container.
     static CANNOT_PAUSE: AtomicBool = AtomicBool::new(false);
     let engine_error = if CANNOT_PAUSE.load(Ordering::Relaxed) {
         None
     } else {
-        match pause_with_retries(engine, container, PAUSE_ATTEMPTS) {
+        match pause_with_retries(engine, container, PAUSE_ATTEMPTS, cancel) {
             Ok(()) => return Ok(Paused::ByEngine),
+            Err(EngineError::Cancelled) => return Err(EngineError::Cancelled),
             Err(err) => Some(err),
         }
     };
@@ -65,15 +67,23 @@ pub fn continue_processes(pid: u32) {
     log::debug!("SIGCONT to {} processes", signalled.done);
 }
 
-/// The engine's pause, tried up to `attempts` times, backing off.
-pub fn pause_with_retries(engine: &Engine, container: &str, attempts: u32) -> Result<(), EngineError> {
+/// The engine's pause, tried up to `attempts` times, backing off. Only a
+/// refusal is retried: an engine that hung or is gone has had its chance.
+pub fn pause_with_retries(
+    engine: &Engine,
+    container: &str,
+    attempts: u32,
+    cancel: &mut dyn FnMut() -> bool,
+) -> Result<(), EngineError> {
     let mut delay = Duration::from_millis(100);
     let mut attempt = 1;
     loop {
-        match engine.pause(container) {
+        match engine.pause(container, cancel) {
             Ok(()) => return Ok(()),
-            Err(err) if attempt >= attempts || cannot_ever_pause(&err) => return Err(err),
-            Err(err) => log::debug!("pause attempt {attempt} failed: {err}"),
+            Err(err @ EngineError::Failed { .. }) if attempt < attempts && !cannot_ever_pause(&err) => {
+                log::debug!("pause attempt {attempt} failed: {err}")
+            }
+            Err(err) => return Err(err),
         }
         std::thread::sleep(delay);
         delay *= 3;

@@ -118,6 +118,19 @@ impl<'a> ExitWatch<'a> {
         }
     }
 
+    /// Whether the exit is known already, without waiting and without an
+    /// engine command (safe to ask while another engine command runs).
+    pub fn exited_now(&mut self) -> bool {
+        match &mut self.watch {
+            #[cfg(unix)]
+            Watch::AlreadyExited => true,
+            #[cfg(unix)]
+            Watch::Handle(handle) => !os::wait_readable(&[&*handle], Duration::ZERO).is_empty(),
+            Watch::WaitChild => self.wait_child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_)))),
+            Watch::State { exit, .. } => exit.is_some(),
+        }
+    }
+
     /// How the container ended, once `wait_exited` said so.
     pub fn exit(&mut self, engine: &Engine, container: &str) -> Result<Exit, EngineError> {
         if let Watch::State { exit: Some(exit), .. } = self.watch {

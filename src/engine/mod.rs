@@ -98,11 +98,18 @@ pub struct ContainerState {
     pub id: String,
     /// Unix time of the container's creation.
     pub created: Option<i64>,
+    /// The slot recorded on the container (`names::SLOT_LABEL`); empty for
+    /// containers made without it.
+    pub slot: String,
 }
 
 impl ContainerState {
     fn parse(line: &str) -> Option<ContainerState> {
-        let mut fields = line.trim().split('|');
+        // The slot comes last and whole: a path may hold `|` or spaces.
+        let line = line.trim_start();
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let mut fields = line.splitn(8, '|');
         let status = fields.next()?.trim().to_lowercase();
         let exit_code = fields.next()?.trim().parse().ok()?;
         let oom_killed = fields.next()?.trim() == "true";
@@ -110,7 +117,8 @@ impl ContainerState {
         let finished_at = fields.next().and_then(time::parse_unix_time);
         let id = fields.next().unwrap_or_default().trim().to_string();
         let created = fields.next().and_then(time::parse_unix_time);
-        Some(ContainerState { status, exit_code, oom_killed, pid, finished_at, id, created })
+        let slot = fields.next().unwrap_or_default().to_string();
+        Some(ContainerState { status, exit_code, oom_killed, pid, finished_at, id, created, slot })
     }
 
     /// Exited or stopped: the process is gone and will not come back by itself.
@@ -119,8 +127,10 @@ impl ContainerState {
     }
 }
 
-const STATE_FORMAT: &str =
-    "{{.State.Status}}|{{.State.ExitCode}}|{{.State.OOMKilled}}|{{.State.Pid}}|{{.State.FinishedAt}}|{{.Id}}|{{.Created}}";
+const STATE_FORMAT: &str = concat!(
+    "{{.State.Status}}|{{.State.ExitCode}}|{{.State.OOMKilled}}|{{.State.Pid}}|{{.State.FinishedAt}}|{{.Id}}|{{.Created}}",
+    "|{{index .Config.Labels \"boinc.docker_wrapper.slot\"}}"
+);
 
 /// Output kept from ordinary commands; logs and builds choose their own.
 const COMMAND_CAPTURE: usize = 64 * 1024;
@@ -350,7 +360,7 @@ impl Engine {
         }
         ContainerState::parse(&out.stdout).map(Some).ok_or_else(|| EngineError::Failed {
             command: argv.display(),
-            detail: format!("unexpected inspect output {:?}", out.stdout.trim()),
+            detail: format!("unexpected inspect output {:?}", process::excerpt(out.stdout.trim(), process::MESSAGE_MAX_CHARS)),
         })
     }
 
@@ -379,8 +389,16 @@ impl Engine {
         out.stdout.lines().find_map(|line| line.trim().rsplit_once(':')?.1.parse().ok())
     }
 
-    pub fn pause(&self, container: &str) -> Result<(), EngineError> {
-        self.run(["pause", container]).map(|_| ())
+    /// Pauses the container; `cancel` is polled while the engine works, so
+    /// a hanging `pause` does not keep the caller from the client's requests.
+    pub fn pause(&self, container: &str, cancel: &mut dyn FnMut() -> bool) -> Result<(), EngineError> {
+        let argv = self.argv(["pause", container]);
+        let out = self.run_argv(&argv, self.limits(), cancel)?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(EngineError::Failed { command: argv.display(), detail: out.error_summary() })
+        }
     }
 
     pub fn unpause(&self, container: &str) -> Result<(), EngineError> {
@@ -578,6 +596,23 @@ mod tests {
         assert!(!s.has_exited());
         assert_eq!(s.pid, 4242);
         assert!(ContainerState::parse("garbage").is_none());
+    }
+
+    #[test]
+    fn the_slot_label_is_read_whole() {
+        assert!(STATE_FORMAT.contains(names::SLOT_LABEL));
+        let s = ContainerState::parse("running|0|false|1|||| /slots/a|b c \n").unwrap();
+        assert_eq!(s.slot, " /slots/a|b c ");
+        let s = ContainerState::parse("running|0|false|1|x|id|x|\n").unwrap();
+        assert_eq!(s.slot, "");
+        assert_eq!(ContainerState::parse("running|0|false|1").unwrap().slot, "");
+    }
+
+    #[test]
+    fn multibyte_garbage_is_no_state() {
+        for garbage in ["€".repeat(5000), "ü|ü|ü|ü|ü|ü|ü|ü".into(), "running|€|false".into(), "\u{1F600}".repeat(11)] {
+            assert!(ContainerState::parse(&garbage).is_none(), "{garbage}");
+        }
     }
 
     fn only(names: &'static [&'static str]) -> impl Fn(&str) -> Option<PathBuf> {

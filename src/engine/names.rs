@@ -6,6 +6,10 @@
 /// are refused; keep room for a registry prefix and a tag.
 const MAX_NAME: usize = 200;
 
+/// Label on a task's container: the slot directory of the task it belongs
+/// to, so that another slot's wrapper does not adopt it.
+pub const SLOT_LABEL: &str = "boinc.docker_wrapper.slot";
+
 /// `boinc__<project>__<result>`: the container of one task, named as the
 /// C++ wrapper names it, so the BOINC client's cleanup recognises it.
 pub fn task_container(project_dir_name: &str, result_name: &str) -> String {

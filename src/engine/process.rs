@@ -103,7 +103,7 @@ impl Output {
     pub fn error_summary(&self) -> String {
         let text = if self.stderr.trim().is_empty() { &self.stdout } else { &self.stderr };
         let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-        format!("{} ({})", last.trim(), self.status)
+        format!("{} ({})", excerpt(last.trim(), MESSAGE_MAX_CHARS), self.status)
     }
 }
 
@@ -170,7 +170,7 @@ pub fn run(argv: &Argv, limits: Limits, should_cancel: &mut dyn FnMut() -> bool)
         None => Err(RunError::TimedOut {
             command: argv.display(),
             after: limits.timeout,
-            stderr_tail: last_lines(&stderr, 3),
+            stderr_tail: excerpt(&last_lines(&stderr, 3), MESSAGE_MAX_CHARS),
         }),
     }
 }
@@ -272,6 +272,20 @@ pub fn exit_status(code: i32) -> ExitStatus {
     return std::os::windows::process::ExitStatusExt::from_raw(code as u32);
 }
 
+/// Characters of engine output quoted in one message: enough for any real
+/// error, while an engine that answers with megabytes of garbage cannot
+/// flood stderr.txt.
+pub const MESSAGE_MAX_CHARS: usize = 400;
+
+/// `text`, or its last `max_chars` characters after an ellipsis.
+pub fn excerpt(text: &str, max_chars: usize) -> String {
+    match text.char_indices().rev().nth(max_chars) {
+        // Cut after the character that is one too many: on a char boundary.
+        Some((index, c)) => format!("…{}", &text[index + c.len_utf8()..]),
+        None => text.to_string(),
+    }
+}
+
 pub fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
@@ -340,6 +354,21 @@ mod tests {
     fn a_missing_program_is_a_spawn_error() {
         let err = run(&Argv::new("/nonexistent/engine"), limits(1000), &mut || false).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/engine"));
+    }
+
+    #[test]
+    fn an_excerpt_keeps_the_tail_and_never_splits_a_character() {
+        assert_eq!(excerpt("short", 10), "short");
+        assert_eq!(excerpt("abcdef", 3), "…def");
+        assert_eq!(excerpt("ééééé", 2), "…éé");
+        let garbage = "€".repeat(100_000);
+        assert_eq!(excerpt(&garbage, MESSAGE_MAX_CHARS).chars().count(), MESSAGE_MAX_CHARS + 1);
+    }
+
+    #[test]
+    fn a_failure_summary_is_bounded() {
+        let out = Output { status: exit_status(1), stdout: String::new(), stderr: "x".repeat(1 << 20) };
+        assert!(out.error_summary().len() < MESSAGE_MAX_CHARS + 40, "{}", out.error_summary().len());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::Task;
 use crate::background;
 use crate::boinc;
 use crate::engine::create::CreateSpec;
-use crate::engine::{gpu, EngineKind};
+use crate::engine::{gpu, names, EngineKind};
 use crate::os;
 use crate::slot_files;
 
@@ -41,6 +41,7 @@ impl Task {
             ("boinc.project".into(), self.init.project_dir_name().into()),
             ("boinc.wu".into(), self.init.wu_name.clone()),
             ("boinc.result".into(), self.init.result_name.clone()),
+            (names::SLOT_LABEL.into(), self.slot_label()),
         ]
     }
 

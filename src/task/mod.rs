@@ -19,7 +19,7 @@ use crate::image::{CacheLimits, ImageCache, ImageError};
 use crate::init_data::{DockerType, InitData};
 use crate::journal::{Journal, Phase};
 use crate::os;
-use crate::supervisor::{self, Found, StartPlan};
+use crate::supervisor::{self, Found, Owner, StartPlan};
 use crate::suspend::{self, Paused};
 
 mod container_spec;
@@ -71,6 +71,9 @@ struct Task {
     container_pid: Cell<u32>,
     /// How the container was paused, while it is.
     paused: Cell<Option<Paused>>,
+    /// Set once the container with the task's name is known to be this
+    /// slot's (found so, or created here): only then may an error remove it.
+    owns_container: Cell<bool>,
 }
 
 /// Runs the task. Errors are set-up failures: the caller reports them and
@@ -130,11 +133,18 @@ pub fn run(cli: Cli, config: JobConfig, standalone: bool, terminated: Arc<Atomic
         web_graphics_port: Cell::new(None),
         container_pid: Cell::new(0),
         paused: Cell::new(None),
+        owns_container: Cell::new(false),
     };
     match task.run() {
         Err(err) => match err.downcast_ref::<EngineError>() {
+            // The engine is down or hangs: the container, if any, is kept
+            // for the retry, which finds it by name.
             Some(EngineError::Unavailable(why)) => Ok(Outcome::TemporaryExit(why.clone())),
-            _ => Err(err),
+            _ => {
+                // The task fails for good: its container is of no more use.
+                task.discard_container();
+                Err(err)
+            }
         },
         ok => ok,
     }
@@ -224,7 +234,24 @@ impl Task {
         if let Some(journal) = &journal {
             *self.image.borrow_mut() = journal.image.clone();
         }
-        let existing = self.engine.find(&self.container)?;
+        let existing = match self.engine.find(&self.container)? {
+            Some(state) => match self.owner_of(&state) {
+                Owner::ThisSlot => Some(state),
+                Owner::OtherSlot => {
+                    return Ok(Outcome::TemporaryExit(format!(
+                        "container {} belongs to the task in {}; not adopting it",
+                        self.container, state.slot
+                    )))
+                }
+                Owner::Orphan => {
+                    log::warn!("removing container {}, left behind by {}", self.container, state.slot);
+                    self.engine.remove(&self.container)?;
+                    None
+                }
+            },
+            None => None,
+        };
+        self.owns_container.set(true);
         let client_cpu = self.cpu_time_so_far(journal.as_ref(), existing.as_ref());
         let found = found(existing);
         let plan = supervisor::plan_start(journal.as_ref(), &found, os::boot_time());
@@ -271,13 +298,41 @@ impl Task {
         self.supervise(&state, client_cpu)
     }
 
+    /// Whether a container found under the task's name is this slot's.
+    fn owner_of(&self, state: &ContainerState) -> Owner {
+        let recorded = Path::new(&state.slot);
+        let claimed_there = || {
+            Journal::load(recorded).is_some_and(|j| j.container == self.container && j.phase != Phase::Finished)
+        };
+        let age = state.created.map(|created| os::unix_time_now() - created);
+        let this_slot = self.slot_label();
+        let recorded_elsewhere = !state.slot.is_empty() && state.slot != this_slot;
+        supervisor::owner(&this_slot, &state.slot, recorded_elsewhere && claimed_there(), age)
+    }
+
+    /// This slot, as recorded on the container.
+    fn slot_label(&self) -> String {
+        self.slot_dir.to_string_lossy().into_owned()
+    }
+
+    /// Kills and removes this slot's container after a failure that ends
+    /// the task: nothing is left running or forgotten, whatever the engine
+    /// said before.
+    fn discard_container(&self) {
+        if !self.owns_container.get() {
+            return;
+        }
+        self.engine.kill(&self.container);
+        match self.engine.remove(&self.container) {
+            Ok(()) => log::info!("container {} removed", self.container),
+            Err(err) => log::error!("cannot remove container {}: {err}", self.container),
+        }
+    }
+
     /// The task's CPU time when this run starts: the client's figure, or the
     /// journal's as far as the container can vouch for it.
     fn cpu_time_so_far(&self, journal: Option<&Journal>, container: Option<&ContainerState>) -> f64 {
-        let age = container.and_then(|c| c.created).and_then(|created| {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
-            Some(now as f64 - created as f64)
-        });
+        let age = container.and_then(|c| c.created).map(|created| (os::unix_time_now() - created) as f64);
         let claimed = journal.map(|j| j.cpu_time);
         let trusted = supervisor::trusted_cpu_time(self.init.wu_cpu_time, claimed, self.init.ncpus, age);
         if let Some(claimed) = claimed.filter(|claimed| *claimed > trusted + 1.0) {

@@ -46,7 +46,15 @@ impl Task {
                 let exit = watch.exit(&self.engine, &self.container)?;
                 let engine_oom = match exit.oom_killed {
                     Some(oom_killed) => oom_killed,
-                    None => self.engine.inspect(&self.container)?.is_some_and(|s| s.oom_killed),
+                    // The exit code is known: an engine that cannot say more
+                    // must not cost the task its result.
+                    None => match self.engine.inspect(&self.container) {
+                        Ok(state) => state.is_some_and(|s| s.oom_killed),
+                        Err(err) => {
+                            log::warn!("cannot ask the engine whether the job ran out of memory: {err}");
+                            false
+                        }
+                    },
                 };
                 Event::ContainerExited { code: exit.code, oom_killed: engine_oom || (cgroup_oom && exit.code == 137) }
             } else if self.terminated.load(Ordering::Relaxed) {
@@ -88,7 +96,10 @@ impl Task {
                 }
             }
             for action in actions {
-                if let Some(outcome) = self.perform(&action, accounting.cpu_time())? {
+                // A pause the client no longer wants, or an exit, must not
+                // wait for an engine that hangs.
+                let mut moot = || watch.exited_now() || self.pause_is_moot();
+                if let Some(outcome) = self.perform(&action, accounting.cpu_time(), &mut moot)? {
                     return Ok(outcome);
                 }
             }
@@ -98,12 +109,21 @@ impl Task {
         }
     }
 
-    fn perform(&self, action: &Action, cpu_time: f64) -> Result<Option<Outcome>> {
+    /// The client or a signal asks for something other than a suspended
+    /// task: resume, quit, abort, lost heartbeat, SIGTERM.
+    fn pause_is_moot(&self) -> bool {
+        let status = boinc::status();
+        !status.suspended || super::interruption(&status, self.terminated.load(Ordering::Relaxed)).is_some()
+    }
+
+    /// `moot` tells a pause in progress to give up.
+    fn perform(&self, action: &Action, cpu_time: f64, moot: &mut dyn FnMut() -> bool) -> Result<Option<Outcome>> {
         match action {
             Action::Pause => {
-                match self.pause() {
+                match self.pause(moot) {
                     Ok(Paused::ByEngine) => log::info!("suspended: container paused"),
                     Ok(Paused::BySignals) => log::info!("suspended: container processes stopped"),
+                    Err(EngineError::Cancelled) => log::info!("pause abandoned: the client or the job moved on"),
                     // Losing the task over it would be worse than a job running on.
                     Err(err) => log::warn!("the container could not be paused; it keeps running: {err}"),
                 }
@@ -136,8 +156,8 @@ impl Task {
         }
     }
 
-    fn pause(&self) -> Result<Paused, EngineError> {
-        let how = suspend::pause(&self.engine, &self.container, self.container_pid.get())?;
+    fn pause(&self, cancel: &mut dyn FnMut() -> bool) -> Result<Paused, EngineError> {
+        let how = suspend::pause(&self.engine, &self.container, self.container_pid.get(), cancel)?;
         self.paused.set(Some(how));
         Ok(how)
     }
@@ -157,7 +177,8 @@ impl Task {
         match self.config.quit_action {
             // Paused as far as we know: a failed pause or re-pause cleared it.
             QuitAction::Pause if self.paused.get().is_some() => Phase::KeptPaused,
-            QuitAction::Pause => match self.pause() {
+            // Only an abort makes keeping the work pointless.
+            QuitAction::Pause => match self.pause(&mut || boinc::status().abort_request) {
                 Ok(_) => Phase::KeptPaused,
                 Err(err) => {
                     log::warn!("the container could not be paused ({err}); stopping it instead");
