@@ -29,10 +29,7 @@ pub fn unsafe_source(source: &str, base: &Path) -> Option<String> {
         Ok(path) => path,
         Err(e) => return Some(format!("'{source}' cannot be resolved on the host ({e})")),
     };
-    // The slot is the job's own (it is mounted whole), wherever the
-    // volunteer keeps the BOINC data directory, even under /home.
-    let slot = host_path::resolve(base, Path::new(".")).ok().filter(|slot| slot != Path::new("/"));
-    if slot.is_some_and(|slot| resolved.starts_with(slot)) {
+    if in_slot(&resolved, base) {
         return None;
     }
     let shown = if resolved == Path::new(source) { String::new() } else { format!(" (it leads to {})", resolved.display()) };
@@ -53,6 +50,32 @@ pub fn unsafe_source(source: &str, base: &Path) -> Option<String> {
     None
 }
 
+/// The slot is the job's own (it is mounted whole), wherever the volunteer
+/// keeps the BOINC data directory, even under /home.
+fn in_slot(resolved: &Path, base: &Path) -> bool {
+    let slot = host_path::resolve(base, Path::new(".")).ok().filter(|slot| slot != Path::new("/"));
+    slot.is_some_and(|slot| resolved.starts_with(slot))
+}
+
+/// Mount options that change the host's files rather than the container's
+/// view of them: Podman's `U` chowns the source to the container's user,
+/// `z`/`Z` relabel it for SELinux (outside the slot, files other software
+/// relies on).
+fn unsafe_option(source: &str, option: &str, base: &Path) -> Option<String> {
+    let (key, value) = option.split_once('=').unwrap_or((option, "true"));
+    let key = key.trim();
+    let on = !value.trim().eq_ignore_ascii_case("false");
+    if on && (key == "U" || key.eq_ignore_ascii_case("chown")) {
+        return Some(format!("option '{option}' would give the host's files at '{source}' to the container's user"));
+    }
+    let relabel = key == "z" || key == "Z" || (key.eq_ignore_ascii_case("relabel") && on);
+    let in_the_slot = || host_path::resolve(base, Path::new(source)).is_ok_and(|resolved| in_slot(&resolved, base));
+    if relabel && !in_the_slot() {
+        return Some(format!("option '{option}' would relabel the host's files at '{source}'"));
+    }
+    None
+}
+
 #[cfg(unix)]
 fn is_socket(path: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
@@ -68,19 +91,26 @@ fn is_socket(_: &Path) -> bool {
 /// `[source:]target[:options]`. A source that is not a path names an
 /// engine volume, which holds no host files.
 pub fn unsafe_volume(spec: &str, base: &Path) -> Option<String> {
-    let (source, _) = spec.split_once(':')?;
-    is_host_path(source).then(|| unsafe_source(source, base)).flatten()
+    let (source, rest) = spec.split_once(':')?;
+    if !is_host_path(source) {
+        return None;
+    }
+    let options = rest.split_once(':').map_or("", |(_, options)| options);
+    unsafe_source(source, base)
+        .or_else(|| options.split(',').filter(|o| !o.is_empty()).find_map(|o| unsafe_option(source, o, base)))
 }
 
 /// A `--mount` value: `type=bind,source=/x,target=/y,...` (type volume by default).
 pub fn unsafe_mount_flag(spec: &str, base: &Path) -> Option<String> {
     let mut kind = "volume";
     let mut source = None;
+    let mut options = Vec::new();
     for field in spec.split(',') {
         let (key, value) = field.split_once('=').unwrap_or((field, ""));
         match key.trim().to_ascii_lowercase().as_str() {
             "type" => kind = value,
             "source" | "src" => source = Some(value),
+            "u" | "chown" | "relabel" => options.push(field),
             // The local volume driver binds any host path given as its device.
             key if key.starts_with("volume-opt") || key == "volume-driver" => {
                 return Some(format!("'{field}' lets the volume driver mount host paths"));
@@ -89,7 +119,10 @@ pub fn unsafe_mount_flag(spec: &str, base: &Path) -> Option<String> {
         }
     }
     match kind.to_ascii_lowercase().as_str() {
-        "bind" => unsafe_source(source.unwrap_or(""), base),
+        "bind" => {
+            let source = source.unwrap_or("");
+            unsafe_source(source, base).or_else(|| options.iter().find_map(|o| unsafe_option(source, o, base)))
+        }
         // Podman: every host file a pattern matches; judge the fixed part.
         "glob" => unsafe_source(&glob_prefix(source.unwrap_or("")), base),
         "volume" | "tmpfs" | "ramfs" | "devpts" | "image" => None,
@@ -175,6 +208,25 @@ mod tests {
         for good in ["/opt/data:/data:ro", "/data", "myvolume:/data", "cache:/var/cache"] {
             assert_eq!(unsafe_volume(good, &slot()), None, "{good}");
         }
+    }
+
+    #[test]
+    fn options_that_change_host_files_are_refused() {
+        let slot = std::env::temp_dir().join(format!("dw-mountopts-{}", std::process::id()));
+        fs::create_dir_all(slot.join("data")).unwrap();
+        for bad in ["/opt/data:/d:U", "/opt/data:/d:ro,z", "/opt/data:/d:Z", "./data:/d:rw,U"] {
+            assert!(unsafe_volume(bad, &slot).is_some(), "{bad}");
+        }
+        for good in ["./data:/d:z", "./data:/d:Z,ro", "/opt/data:/d:ro,noexec", "vol:/d:U"] {
+            assert_eq!(unsafe_volume(good, &slot), None, "{good}");
+        }
+        for bad in ["type=bind,src=/opt/data,dst=/d,U=true", "type=bind,src=/opt/data,dst=/d,relabel=private", "type=bind,src=./data,dst=/d,chown"] {
+            assert!(unsafe_mount_flag(bad, &slot).is_some(), "{bad}");
+        }
+        for good in ["type=bind,src=./data,dst=/d,relabel=shared", "type=bind,src=/opt/data,dst=/d,U=false"] {
+            assert_eq!(unsafe_mount_flag(good, &slot), None, "{good}");
+        }
+        fs::remove_dir_all(&slot).unwrap();
     }
 
     #[test]
