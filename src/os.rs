@@ -45,6 +45,12 @@ mod unix {
         rustix::process::kill_process(pid, signal).is_ok()
     }
 
+    /// SIGKILL to one process. False when it is gone or not ours to signal.
+    pub fn kill_process(pid: u32) -> bool {
+        let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else { return false };
+        rustix::process::kill_process(pid, Signal::KILL).is_ok()
+    }
+
     /// Units of the CPU times in /proc/PID/stat.
     pub fn clock_ticks_per_second() -> u64 {
         rustix::param::clock_ticks_per_second()
@@ -122,6 +128,10 @@ mod unix {
 mod windows {
     /// No process groups or signals: false tells the caller to kill at once.
     pub fn signal_group(_pgid: u32, _kill: bool) -> bool {
+        false
+    }
+
+    pub fn kill_process(_pid: u32) -> bool {
         false
     }
 

@@ -13,6 +13,8 @@ use crate::usage::Sample;
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct ProcStat {
     ppid: u32,
+    /// When the process started, in clock ticks after boot.
+    start_ticks: u64,
     /// utime + stime of the process and of its waited-for children, in clock ticks.
     cpu_ticks: u64,
     rss_pages: u64,
@@ -27,6 +29,7 @@ impl ProcStat {
         let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
         Some(ProcStat {
             ppid: u32::try_from(field(4)?).ok()?,
+            start_ticks: field(22)?,
             cpu_ticks: field(14)? + field(15)? + field(16)? + field(17)?,
             rss_pages: field(24)?,
         })
@@ -160,6 +163,66 @@ pub fn stop_or_continue(root: u32, stop: bool) -> Signalled {
     result
 }
 
+/// A process, told apart from a later one that reuses its pid by its start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessId {
+    pub pid: u32,
+    pub start_ticks: u64,
+}
+
+impl ProcessId {
+    /// The process `pid` is now; None when there is none.
+    pub fn of(pid: u32) -> Option<ProcessId> {
+        Some(ProcessId { pid, start_ticks: ProcStat::read(pid)?.start_ticks })
+    }
+
+    /// Whether this very process still exists.
+    pub fn is_alive(&self) -> bool {
+        ProcessId::of(self.pid) == Some(*self)
+    }
+
+    /// "<pid> <start>", as `Display` writes it.
+    pub fn parse(text: &str) -> Option<ProcessId> {
+        let (pid, start) = text.trim().split_once(' ')?;
+        Some(ProcessId { pid: pid.parse().ok().filter(|pid| *pid > 1)?, start_ticks: start.parse().ok()? })
+    }
+}
+
+impl std::fmt::Display for ProcessId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.pid, self.start_ticks)
+    }
+}
+
+/// The arguments `process` was started with; empty when it is gone.
+pub fn command_line(process: ProcessId) -> Vec<String> {
+    let Ok(raw) = fs::read(format!("/proc/{}/cmdline", process.pid)) else { return Vec::new() };
+    if !process.is_alive() {
+        return Vec::new();
+    }
+    raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+}
+
+/// `root`'s descendants as they are now (not `root` itself).
+pub fn descendants(root: u32) -> Vec<ProcessId> {
+    let stats = tree_stats(root);
+    stats
+        .iter()
+        .filter(|(pid, _)| **pid != root)
+        .map(|(pid, stat)| ProcessId { pid: *pid, start_ticks: stat.start_ticks })
+        .collect()
+}
+
+/// SIGKILLs each of `processes` that still runs. For helpers that left the
+/// process group of the command that started them: a container runtime
+/// makes the container's init a session of its own.
+pub fn kill_each(processes: &[ProcessId]) {
+    for process in processes.iter().filter(|p| p.is_alive()) {
+        log::debug!("killing process {} left by an ended command", process.pid);
+        os::kill_process(process.pid);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,14 +231,14 @@ mod tests {
     fn parses_stat_lines_with_odd_command_names() {
         let line = "4767 (a) b (c)) R 4757 4767 4767 0 -1 4194560 100 0 0 0 250 50 7 3 20 0 1 0 123 5000000 300 \
                     18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
-        assert_eq!(ProcStat::parse(line), Some(ProcStat { ppid: 4757, cpu_ticks: 310, rss_pages: 300 }));
+        assert_eq!(ProcStat::parse(line), Some(ProcStat { ppid: 4757, start_ticks: 123, cpu_ticks: 310, rss_pages: 300 }));
         assert_eq!(ProcStat::parse("12 (short) R 1"), None);
         assert_eq!(ProcStat::parse("garbage"), None);
     }
 
     #[test]
     fn tree_holds_the_root_and_its_descendants_only() {
-        let stat = |ppid| ProcStat { ppid, cpu_ticks: 1, rss_pages: 1 };
+        let stat = |ppid| ProcStat { ppid, start_ticks: 1, cpu_ticks: 1, rss_pages: 1 };
         let processes: HashMap<u32, ProcStat> =
             [(1, stat(0)), (10, stat(1)), (11, stat(10)), (12, stat(11)), (13, stat(10)), (20, stat(1))].into();
         assert_eq!(tree(10, &processes), vec![10, 11, 13, 12]);
@@ -207,6 +270,35 @@ mod tests {
 
     fn state(pid: u32) -> String {
         fs::read_to_string(format!("/proc/{pid}/stat")).unwrap().rsplit_once(')').unwrap().1[1..2].to_string()
+    }
+
+    #[test]
+    fn process_ids_round_trip_and_tell_a_reused_pid() {
+        let me = ProcessId::of(std::process::id()).unwrap();
+        assert!(me.is_alive());
+        assert!(!command_line(me).is_empty());
+        assert_eq!(ProcessId::parse(&me.to_string()), Some(me));
+        assert!(!ProcessId { start_ticks: me.start_ticks + 1, ..me }.is_alive());
+        for bad in ["", "1 5", "x 5", "12", "12 y"] {
+            assert_eq!(ProcessId::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn kill_each_ends_descendants_that_left_the_group() {
+        let tree_root = BusyTree(
+            std::process::Command::new("timeout")
+                .args(["30", "yes"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let root = tree_root.0.id();
+        wait_for("timeout and its yes", || members(root).len() == 2);
+        let helpers = descendants(root);
+        assert_eq!(helpers.len(), 1);
+        kill_each(&helpers);
+        wait_for("yes to die", || !helpers[0].is_alive() || state(helpers[0].pid) == "Z");
     }
 
     #[test]

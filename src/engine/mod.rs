@@ -3,6 +3,7 @@
 //! Every call is an argv vector with a timeout, run through the engine's
 //! transport (a child process, or a line for the WSL shell); results come
 //! from exit status and `--format` templates, never from human-readable text.
+pub mod build_trace;
 pub mod create;
 pub mod exit_watch;
 pub mod flags;
@@ -18,12 +19,13 @@ pub mod time;
 pub mod transport;
 pub mod wsl;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use build_trace::{BuildEvent, BuildTrace, Leftover};
 use process::{Argv, Limits, Output, RunError};
 use transport::Transport;
 
@@ -241,6 +243,10 @@ impl Engine {
 
     /// Builds `tag` from `dockerfile` (relative to `context`) in `context`.
     /// On failure the error carries the tail of the build output.
+    /// `event` hears of the build's process and of each container and step
+    /// image the build makes, as it makes them: what to stop and remove
+    /// should the build not finish (see `remove_build_leftovers`).
+    #[allow(clippy::too_many_arguments)]
     pub fn build(
         &self,
         context: &Path,
@@ -249,10 +255,16 @@ impl Engine {
         labels: &[(String, String)],
         build_args: &[String],
         cancel: &mut dyn FnMut() -> bool,
+        event: &mut dyn FnMut(BuildEvent),
     ) -> Result<(), EngineError> {
+        // Buildah names the working containers it creates only in its debug log.
+        let global: &[&str] = if self.kind == EngineKind::Podman { &["--log-level=debug"] } else { &[] };
         // Run in the context with relative paths: Podman parses `-f` values as
         // CSV, so quotes in an absolute slot path would break it.
-        let mut argv = self.argv(["build", "-t", tag, "-f"]).arg(dockerfile.as_os_str()).current_dir(context);
+        let mut argv = self
+            .argv(global.iter().chain(&["build", "-t", tag, "-f"]).copied())
+            .arg(dockerfile.as_os_str())
+            .current_dir(context);
         for (key, value) in labels {
             argv = argv.arg("--label").arg(format!("{key}={value}"));
         }
@@ -272,36 +284,71 @@ impl Engine {
         }
         argv = argv.args(build_args.iter().map(String::as_str)).arg(".");
         let limits = Limits { timeout: self.build_timeout, capture: 16 * 1024 };
-        let out = self.run_argv(&argv, limits, cancel)?;
+        let mut trace = BuildTrace::new(self.kind);
+        // Both callbacks report through `event`: one at a time.
+        let event = RefCell::new(event);
+        let mut line = |line: &str| {
+            if let Some(made) = trace.line(line) {
+                (event.borrow_mut())(BuildEvent::Made(made));
+            }
+        };
+        let mut spawned = |process| (event.borrow_mut())(BuildEvent::Started(process));
+        let watch = process::Watch {
+            line: &mut line,
+            keep: |line| !build_trace::is_debug_log(line),
+            spawned: &mut spawned,
+        };
+        log::debug!("engine: {}", argv.display());
+        let out = self.transport.run_watched(&argv, limits, cancel, watch)?;
         if out.success() {
             return Ok(());
-        }
-        if self.kind == EngineKind::Docker {
-            self.remove_failed_build_steps(&out.stdout);
         }
         let tail = process::last_lines(&format!("{}\n{}", out.stdout, out.stderr), 20);
         Err(EngineError::Failed { command: argv.display(), detail: format!("{}\n{tail}", out.status) })
     }
 
-    /// Docker's classic builder keeps an image of every step that worked,
-    /// even when a later one fails. Removes those the failed build left
-    /// untagged and unused (` ---> <id>` in its output); `rmi` without force
-    /// also takes their untagged parents and leaves images others use.
-    fn remove_failed_build_steps(&self, output: &str) {
-        let steps: Vec<&str> = output
-            .lines()
-            .filter_map(|line| line.trim().strip_prefix("---> "))
-            .filter(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()))
-            .collect();
-        if steps.is_empty() {
-            return;
-        }
-        let Ok(dangling) = self.run(["images", "-a", "-q", "--filter", "dangling=true"]) else { return };
-        for id in steps.iter().filter(|id| dangling.stdout.lines().any(|line| line.trim() == **id)) {
-            if let Err(err) = self.run(["rmi", id]) {
-                log::debug!("{err}");
+    /// Removes what an unfinished build left (its `leftover`s). Containers
+    /// go by id, whatever their state; step images only while they are
+    /// untagged, and without force, so an image that another image or a
+    /// container now uses (a later build took it from the cache) stays.
+    /// Fails only when the engine does not answer.
+    pub fn remove_build_leftovers(&self, leftovers: &[Leftover]) -> Result<(), EngineError> {
+        for leftover in leftovers {
+            if let Leftover::Container(id) = leftover {
+                // An absent one is fine: the engine may have removed it itself.
+                let out = self.run_argv(&self.argv(["rm", "-f", id]), self.limits(), &mut || false)?;
+                if !out.success() {
+                    log::debug!("build container {id}: {}", out.error_summary());
+                }
             }
         }
+        let images: Vec<&str> = leftovers
+            .iter()
+            .filter_map(|l| match l {
+                Leftover::Image(id) => Some(id.as_str()),
+                Leftover::Container(_) => None,
+            })
+            .collect();
+        if images.is_empty() {
+            return Ok(());
+        }
+        let dangling = match self.run(["images", "-a", "-q", "--no-trunc", "--filter", "dangling=true"]) {
+            Ok(out) => out.stdout,
+            Err(EngineError::Failed { detail, .. }) => {
+                log::debug!("build step images kept: cannot list untagged images: {detail}");
+                return Ok(());
+            }
+            Err(err) => return Err(err),
+        };
+        let is_dangling = |id: &str| dangling.lines().any(|line| line.trim().trim_start_matches("sha256:").starts_with(id));
+        // Children before their parents: each step's image is the next one's parent.
+        for id in images.into_iter().rev().filter(|id| is_dangling(id)) {
+            let out = self.run_argv(&self.argv(["rmi", id]), self.limits(), &mut || false)?;
+            if !out.success() {
+                log::debug!("build step image {id}: {}", out.error_summary());
+            }
+        }
+        Ok(())
     }
 
     /// Loads an image archive (`docker save` format, gzip or not).

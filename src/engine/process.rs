@@ -8,6 +8,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::process_tree::{self, ProcessId};
+
 /// Grace between SIGTERM and SIGKILL for a command that timed out.
 const KILL_GRACE: Duration = Duration::from_secs(2);
 #[cfg(windows)]
@@ -149,19 +151,74 @@ pub struct Limits {
 /// Runs `argv` to completion. `should_cancel` is polled while it runs, so a
 /// long build can be abandoned when the client asks us to quit or abort.
 pub fn run(argv: &Argv, limits: Limits, should_cancel: &mut dyn FnMut() -> bool) -> Result<Output, RunError> {
+    run_inner(argv, limits, should_cancel, None)
+}
+
+/// Follows a command's output while it runs.
+pub struct Watch<'a> {
+    /// Gets every line of stdout and stderr, soon after the command writes it.
+    pub line: &'a mut dyn FnMut(&str),
+    /// Lines for which this is false are left out of the captured output.
+    pub keep: fn(&str) -> bool,
+    /// Gets the command's process as soon as it started.
+    pub spawned: &'a mut dyn FnMut(ProcessId),
+}
+
+/// Like `run`, handing the output to `watch` line by line as it comes.
+pub fn run_watched(
+    argv: &Argv,
+    limits: Limits,
+    should_cancel: &mut dyn FnMut() -> bool,
+    watch: Watch<'_>,
+) -> Result<Output, RunError> {
+    run_inner(argv, limits, should_cancel, Some(watch))
+}
+
+fn run_inner(
+    argv: &Argv,
+    limits: Limits,
+    should_cancel: &mut dyn FnMut() -> bool,
+    watch: Option<Watch<'_>>,
+) -> Result<Output, RunError> {
     let mut cmd = argv.command();
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|source| RunError::Spawn {
         program: argv.program.to_string_lossy().into_owned(),
         source,
     })?;
-    let stdout = capture_tail(child.stdout.take(), limits.capture);
-    let stderr = capture_tail(child.stderr.take(), limits.capture);
-    let started = Instant::now();
-    let outcome = wait_until(&mut child, started + limits.timeout, should_cancel);
-    if outcome.is_none() {
-        terminate(&mut child);
-    }
+    let (stdout, stderr, outcome) = match watch {
+        None => {
+            let stdout = capture_tail(child.stdout.take(), limits.capture);
+            let stderr = capture_tail(child.stderr.take(), limits.capture);
+            let outcome = wait_until(&mut child, Instant::now() + limits.timeout, should_cancel);
+            if outcome.is_none() {
+                terminate(&mut child);
+            }
+            (stdout, stderr, outcome)
+        }
+        Some(Watch { line: on_line, keep, spawned }) => {
+            if let Some(process) = ProcessId::of(child.id()) {
+                spawned(process);
+            }
+            let (lines, seen) = mpsc::channel();
+            let stdout = capture_lines(child.stdout.take(), limits.capture, keep, lines.clone());
+            let stderr = capture_lines(child.stderr.take(), limits.capture, keep, lines);
+            let mut poll = || {
+                seen.try_iter().for_each(|line| on_line(&line));
+                should_cancel()
+            };
+            let outcome = wait_until(&mut child, Instant::now() + limits.timeout, &mut poll);
+            if outcome.is_none() {
+                terminate(&mut child);
+            }
+            // The rest, once the readers are done (bounded, as in `collect`).
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while let Ok(line) = seen.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                on_line(&line);
+            }
+            (stdout, stderr, outcome)
+        }
+    };
     let stdout = collect(stdout);
     let stderr = collect(stderr);
     match outcome {
@@ -203,11 +260,19 @@ fn wait_until(
     }
 }
 
-/// SIGTERM, a short grace, then SIGKILL; always reaps the child.
+/// SIGTERM, a short grace, then SIGKILL; always reaps the child. Its
+/// descendants that left its process group are killed too.
 pub fn terminate(child: &mut Child) {
     if let Ok(Some(_)) = child.try_wait() {
         return;
     }
+    // Seen before the child ends, while they are still its descendants.
+    let helpers = process_tree::descendants(child.id());
+    terminate_group(child);
+    process_tree::kill_each(&helpers);
+}
+
+fn terminate_group(child: &mut Child) {
     // The child is not reaped yet, so its pid (= its group id) cannot have been reused.
     let grace = if crate::os::signal_group(child.id(), false) { KILL_GRACE } else { Duration::ZERO };
     let deadline = Instant::now() + grace;
@@ -220,6 +285,26 @@ pub fn terminate(child: &mut Child) {
     crate::os::signal_group(child.id(), true);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Ends a command an earlier wrapper started and did not see to its end
+/// (it was killed): as `terminate`, for a process that is not our child.
+/// Commands lead their own process group (see `Argv::command`).
+pub fn terminate_orphan(process: ProcessId) {
+    if !process.is_alive() {
+        return;
+    }
+    let helpers = process_tree::descendants(process.pid);
+    if crate::os::signal_group(process.pid, false) {
+        let deadline = Instant::now() + KILL_GRACE;
+        while process.is_alive() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    if process.is_alive() {
+        crate::os::signal_group(process.pid, true);
+    }
+    process_tree::kill_each(&helpers);
 }
 
 /// Waits a little for a capture thread: a process that escaped the group
@@ -235,6 +320,57 @@ fn capture_tail<R: Read + Send + 'static>(pipe: Option<R>, limit: usize) -> mpsc
         let _ = sender.send(read_tail(pipe, limit));
     });
     receiver
+}
+
+/// Like `capture_tail`, and sends each line to `lines` as it is read; lines
+/// `keep` refuses are not captured. A line longer than `MAX_LINE` is cut.
+fn capture_lines<R: Read + Send + 'static>(
+    pipe: Option<R>,
+    limit: usize,
+    keep: fn(&str) -> bool,
+    lines: mpsc::Sender<String>,
+) -> mpsc::Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = sender.send(read_lines(pipe, limit, keep, &lines));
+    });
+    receiver
+}
+
+const MAX_LINE: usize = 64 * 1024;
+
+fn read_lines<R: Read>(pipe: Option<R>, limit: usize, keep: fn(&str) -> bool, lines: &mpsc::Sender<String>) -> String {
+    let Some(pipe) = pipe else { return String::new() };
+    let mut reader = std::io::BufReader::new(pipe);
+    let mut kept = String::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match std::io::BufRead::read_until(&mut (&mut reader).take(MAX_LINE as u64), b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+        let text = String::from_utf8_lossy(&line);
+        if keep(text.trim_end()) {
+            kept.push_str(&text);
+            if kept.len() > limit.saturating_mul(2).max(16384) {
+                kept = tail_of(&kept, limit).to_string();
+            }
+        }
+        let _ = lines.send(text.trim_end_matches(['\n', '\r']).to_string());
+    }
+    tail_of(&kept, limit).to_string()
+}
+
+/// The last `limit` bytes of `text` (or a little less, on a char boundary).
+fn tail_of(text: &str, limit: usize) -> &str {
+    let mut cut = text.len().saturating_sub(limit);
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    &text[cut..]
 }
 
 fn read_tail<R: Read>(pipe: Option<R>, limit: usize) -> String {
@@ -346,6 +482,44 @@ mod tests {
     fn output_is_bounded_to_its_tail() {
         let argv = Argv::new("sh").args(["-c", "i=0; while [ $i -lt 5000 ]; do echo line$i; i=$((i+1)); done"]);
         let out = run(&argv, limits(10_000), &mut || false).unwrap();
+        assert!(out.stdout.len() <= 1024);
+        assert!(out.stdout.ends_with("line4999\n"));
+    }
+
+    #[test]
+    fn watched_lines_arrive_and_unkept_ones_are_not_captured() {
+        let argv = Argv::new("sh").args(["-c", "echo one; echo debug two >&2; echo three"]);
+        let mut seen = Vec::new();
+        let watch = Watch {
+            line: &mut |line: &str| seen.push(line.to_string()),
+            keep: |line| !line.starts_with("debug"),
+            spawned: &mut |_| {},
+        };
+        let out = run_watched(&argv, limits(5000), &mut || false, watch).unwrap();
+        seen.sort();
+        assert_eq!(seen, ["debug two", "one", "three"]);
+        assert_eq!(out.stdout, "one\nthree\n");
+        assert_eq!(out.stderr, "");
+    }
+
+    #[test]
+    fn watched_lines_before_a_cancel_are_seen() {
+        let argv = Argv::new("sh").args(["-c", "echo started; exec sleep 30"]);
+        let mut seen = Vec::new();
+        let started = Instant::now();
+        let watch = Watch { line: &mut |line: &str| seen.push(line.to_string()), keep: |_| true, spawned: &mut |_| {} };
+        let err = run_watched(&argv, limits(30_000), &mut || started.elapsed() > Duration::from_millis(300), watch).unwrap_err();
+        assert!(matches!(err, RunError::Cancelled { .. }), "{err}");
+        assert_eq!(seen, ["started"]);
+    }
+
+    #[test]
+    fn a_watched_output_is_bounded_to_its_tail() {
+        let argv = Argv::new("sh").args(["-c", "i=0; while [ $i -lt 5000 ]; do echo line$i; i=$((i+1)); done"]);
+        let mut count = 0;
+        let watch = Watch { line: &mut |_: &str| count += 1, keep: |_| true, spawned: &mut |_| {} };
+        let out = run_watched(&argv, limits(10_000), &mut || false, watch).unwrap();
+        assert_eq!(count, 5000);
         assert!(out.stdout.len() <= 1024);
         assert!(out.stdout.ends_with("line4999\n"));
     }

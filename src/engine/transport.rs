@@ -59,6 +59,29 @@ impl Transport {
         }
     }
 
+    /// Like `run`, handing the output to `watch` line by line: as it comes
+    /// for a local command; all at the end through the shell, which returns
+    /// a command's output only once it has finished.
+    pub fn run_watched(
+        &self,
+        argv: &Argv,
+        limits: Limits,
+        cancel: &mut dyn FnMut() -> bool,
+        watch: process::Watch<'_>,
+    ) -> Result<Output, RunError> {
+        match self {
+            Transport::Local => process::run_watched(argv, limits, cancel, watch),
+            Transport::Shell(shell) => {
+                let mut out = shell.run(argv, limits, cancel)?;
+                for text in [&mut out.stdout, &mut out.stderr] {
+                    text.lines().for_each(|line| (watch.line)(line));
+                    *text = text.lines().filter(|line| (watch.keep)(line)).map(|line| format!("{line}\n")).collect();
+                }
+                Ok(out)
+            }
+        }
+    }
+
     /// A path of the wrapper's host as the engine sees it (for mounts, the
     /// build context, image archives).
     pub fn path_in_engine(&self, host: &Path) -> Result<PathBuf, String> {

@@ -7,6 +7,7 @@
 //! because the BOINC 8 client removes `boinc__*` images no running task
 //! owns, and our images outlive their tasks on purpose.
 pub mod archive;
+mod build_record;
 pub mod context;
 pub mod dockerfile;
 mod lock;
@@ -15,9 +16,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use build_record::BuildRecord;
 use context::BuildInputs;
 use lock::{BuildLock, LockError};
 
+use crate::engine::build_trace::{BuildEvent, Leftover};
 use crate::engine::{names, Engine, EngineError, EngineKind};
 use crate::slot_io;
 
@@ -217,6 +220,8 @@ impl<'a> ImageCache<'a> {
 
     /// Stages the context and builds; false when cancelled. Cache images
     /// (with their input `hash`) get the labels garbage collection looks for.
+    /// Called with the build lock held: no other build of the project runs,
+    /// so what an earlier one recorded is left over, not in use.
     fn build(
         &self,
         tag: &str,
@@ -232,17 +237,84 @@ impl<'a> ImageCache<'a> {
             Some(hash) => vec![(PROJECT_LABEL.to_string(), self.project.clone()), (HASH_LABEL.to_string(), hash.to_string())],
             None => Vec::new(),
         };
+        let record_path = BuildRecord::path(&self.state_dir);
+        self.remove_killed_build_leftovers(&record_path);
+        let mut record = BuildRecord::start(&record_path, self.engine.kind);
         let started = std::time::Instant::now();
-        let built = self.engine.build(&staging, Path::new(context::STAGED_DOCKERFILE), tag, &labels, build_args, cancel);
+        let built = self.engine.build(
+            &staging,
+            Path::new(context::STAGED_DOCKERFILE),
+            tag,
+            &labels,
+            build_args,
+            cancel,
+            &mut |event| match event {
+                BuildEvent::Started(process) => record.started(process),
+                BuildEvent::Made(leftover) => record.add(leftover),
+            },
+        );
         let _ = fs::remove_dir_all(&staging);
+        // A finished build's containers are gone and its step images are
+        // the image's own layers; an unfinished one's are litter.
+        let cleaned = match &built {
+            Ok(()) => true,
+            Err(err) => self.remove_unfinished_build(record.leftovers(), err),
+        };
+        if cleaned {
+            record.close();
+        }
         match built {
             Ok(()) => {
                 log::info!("image built in {:.1}s", started.elapsed().as_secs_f64());
                 Ok(true)
             }
-            Err(EngineError::Cancelled) => Ok(false),
-            Err(err) => Err(err.into()),
+            Err(err) => cancelled_or(err),
         }
+    }
+
+    /// Removes what a build that ended with `err` left; false when the
+    /// engine did not answer (the record then stays for the next build).
+    fn remove_unfinished_build(&self, leftovers: &[Leftover], err: &EngineError) -> bool {
+        if leftovers.is_empty() {
+            return true;
+        }
+        let why = if matches!(err, EngineError::Cancelled) { "stopped" } else { "failed" };
+        log::info!("build {why}: removing {}", describe(leftovers));
+        match self.engine.remove_build_leftovers(leftovers) {
+            Ok(()) => true,
+            Err(err) => {
+                log::warn!("cannot remove what the build left: {err}");
+                false
+            }
+        }
+    }
+
+    /// Whether `process` runs our engine's `build` (the record is a file;
+    /// the process it names must be the one it claims to be).
+    fn is_build_command(&self, process: crate::process_tree::ProcessId) -> bool {
+        let args = crate::process_tree::command_line(process);
+        let cli = self.engine.cli().file_name();
+        args.first().is_some_and(|program| Path::new(program).file_name() == cli) && args.iter().any(|a| a == "build")
+    }
+
+    /// A record left in the project dir means a build was killed before it
+    /// could clean up: stops its command if that still runs (it leads its
+    /// own process group, so it outlives a killed wrapper), then removes
+    /// exactly what the record names.
+    fn remove_killed_build_leftovers(&self, record: &Path) {
+        let Some(earlier) = BuildRecord::read(record, self.engine.kind) else { return };
+        if let Some(process) = earlier.process.filter(|p| self.is_build_command(*p)) {
+            log::info!("stopping the build an earlier task left running (pid {})", process.pid);
+            crate::engine::process::terminate_orphan(process);
+        }
+        let leftovers = earlier.leftovers;
+        if !leftovers.is_empty() {
+            log::info!("an earlier build of this project was interrupted: removing {}", describe(&leftovers));
+            if let Err(err) = self.engine.remove_build_leftovers(&leftovers) {
+                return log::warn!("cannot remove what the interrupted build left: {err}");
+            }
+        }
+        build_record::remove(record);
     }
 
     fn marker(&self, tag: &str) -> PathBuf {
@@ -305,9 +377,43 @@ impl<'a> ImageCache<'a> {
     }
 }
 
+/// false for a cancelled build, else the build's error.
+fn cancelled_or(err: EngineError) -> Result<bool, ImageError> {
+    match err {
+        EngineError::Cancelled => Ok(false),
+        err => Err(err.into()),
+    }
+}
+
+/// "1 build container and 2 build step images", for the log.
+fn describe(leftovers: &[Leftover]) -> String {
+    let containers = leftovers.iter().filter(|l| matches!(l, Leftover::Container(_))).count();
+    let images = leftovers.len() - containers;
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    match (containers, images) {
+        (c, 0) => plural(c, "build container"),
+        (0, i) => plural(i, "build step image"),
+        (c, i) => format!("{} and {}", plural(c, "build container"), plural(i, "build step image")),
+    }
+}
+
 /// Podman prefixes local images with "localhost/".
 fn same_image(a: &str, b: &str) -> bool {
     a.trim_start_matches("localhost/") == b.trim_start_matches("localhost/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftovers_are_counted_for_the_log() {
+        let container = Leftover::Container("3ca21ee4f2eb".into());
+        let image = Leftover::Image("7a30133db9aa".into());
+        assert_eq!(describe(std::slice::from_ref(&container)), "1 build container");
+        assert_eq!(describe(&[image.clone(), image.clone()]), "2 build step images");
+        assert_eq!(describe(&[container, image.clone(), image]), "1 build container and 2 build step images");
+    }
 }
 
 /// Property tests: cache image references are valid for both engines
