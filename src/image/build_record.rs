@@ -4,15 +4,18 @@
 //! however it ends, removes what it must and then its record; a record the
 //! next build finds means that build was killed, and lists exactly what it
 //! left. Only the project's build lock holder touches it.
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::engine::build_trace::Leftover;
 use crate::engine::EngineKind;
 use crate::process_tree::ProcessId;
+use crate::slot_io;
 
 const FILE_NAME: &str = "docker_wrapper_build.record";
+/// A build names a few dozen ids at most; anything longer is not ours.
+const MAX_BYTES: u64 = 64 * 1024;
 
 pub struct BuildRecord {
     path: PathBuf,
@@ -36,7 +39,9 @@ impl BuildRecord {
     /// What the build that wrote the record at `path` left, when it used
     /// `kind`; None when there is no record or another engine wrote it.
     pub fn read(path: &Path, kind: EngineKind) -> Option<Recorded> {
-        let text = fs::read_to_string(path).ok()?;
+        // The project dir may be mounted into a job's container: bounded,
+        // never through a link, never blocking.
+        let text = slot_io::read_text(path, MAX_BYTES).ok()?;
         parse(&text, kind)
     }
 
@@ -44,12 +49,7 @@ impl BuildRecord {
     /// read-only project dir) the build is still followed, but a killed
     /// one's leftovers go unnoticed.
     pub fn start(path: &Path, kind: EngineKind) -> BuildRecord {
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(path)
-            .and_then(|mut file| writeln!(file, "engine {}", kind.cli_name()).map(|()| file));
+        let file = slot_io::create_new(path).and_then(|mut file| writeln!(file, "engine {}", kind.cli_name()).map(|()| file));
         let file = file.map_err(|err| log::warn!("cannot record the build in {}: {err}", path.display())).ok();
         BuildRecord { path: path.to_path_buf(), file, leftovers: Vec::new() }
     }
