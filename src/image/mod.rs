@@ -10,6 +10,7 @@ pub mod archive;
 pub mod context;
 pub mod dockerfile;
 mod lock;
+pub mod sweep;
 
 use std::fs;
 use std::path::{Path, PathBuf};
