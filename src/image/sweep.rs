@@ -230,17 +230,27 @@ fn sweep_now(engine: &Engine, state: &State, projects_dir: &Path, keep: &str) ->
         .map(|entry| names::component(&entry.file_name().to_string_lossy()))
         .collect();
     let listed_at = SystemTime::now();
-    let listed = engine.images_in_repository(&format!("{REPOSITORY}/*")).map_err(|e| e.to_string())?;
+    let listed = engine.image_tags(&format!("{REPOSITORY}/*")).map_err(|e| e.to_string())?;
     let mut on_engine = HashSet::new();
-    let mut images = Vec::new();
-    for (reference, bytes) in listed {
+    let mut recorded = Vec::new();
+    for reference in listed {
         let Some((project, hash)) = cache_name(&reference) else { continue };
         on_engine.insert((project.to_string(), hash.to_string()));
         // Not recorded here: another client's, or from before records were kept.
-        let Some(last_used) = state.last_use(project, hash) else { continue };
-        images.push(CachedImage { project: project.to_string(), reference, bytes, last_used });
+        if state.last_use(project, hash).is_some() {
+            recorded.push(reference);
+        }
     }
     state.prune(&on_engine, listed_at);
+    let sized = engine.image_sizes(recorded).map_err(|e| e.to_string())?;
+    let images = sized
+        .into_iter()
+        .filter_map(|(reference, bytes)| {
+            let (project, hash) = cache_name(&reference)?;
+            let last_used = state.last_use(project, hash)?;
+            Some(CachedImage { project: project.to_string(), reference, bytes, last_used })
+        })
+        .collect();
     let removed = sweep(images, &live_projects, keep, HOST_MAX_BYTES, &mut |image, reason| {
         match engine.remove_image(&image.reference) {
             Ok(()) => {
