@@ -106,11 +106,15 @@ pub fn after_start(engine: &Engine, init: &InitData, image: &str, standalone: bo
         return log::debug!("no BOINC data dir with a projects dir found: image cache sweep skipped");
     };
     let state = State { dir: data_dir.join(STATE_DIR), engine: engine.kind.cli_name() };
-    if let Some((project, hash)) = cache_name(image) {
-        if let Err(err) = state.record_use(project, hash) {
-            // The lock and the stamp would fail the same way: one warning.
-            return log::warn!("image cache sweep skipped: cannot record the use of {image}: {err}");
-        }
+    // A fixed `image_name` is no cache image: nothing to record, but the
+    // sweep's dir must exist for its lock and stamp.
+    let ready = match cache_name(image) {
+        Some((project, hash)) => state.record_use(project, hash),
+        None => fs::create_dir_all(&state.dir),
+    };
+    if let Err(err) = ready {
+        // The lock and the stamp would fail the same way: one warning.
+        return log::warn!("image cache sweep skipped: cannot record the use of {image} in {}: {err}", state.dir.display());
     }
     if !state.due(SystemTime::now()) {
         return;
