@@ -505,23 +505,49 @@ impl Engine {
 
     /// Images of `repository` (any tag), with their sizes in bytes.
     pub fn images_in_repository(&self, repository: &str) -> Result<Vec<(String, u64)>, EngineError> {
-        let filter = format!("reference={repository}");
+        let tags = self.image_tags(repository)?;
+        self.image_sizes(tags)
+    }
+
+    /// Tagged images whose reference matches `pattern` (a name, or a glob
+    /// such as `repo/*`).
+    pub fn image_tags(&self, pattern: &str) -> Result<Vec<String>, EngineError> {
+        let filter = format!("reference={pattern}");
         let out = self.run(["images", "--filter", &filter, "--format", "{{.Repository}}:{{.Tag}}"])?;
-        let tags: Vec<String> = out
+        Ok(out
             .stdout
             .lines()
             .map(str::trim)
             .filter(|t| !t.is_empty() && !t.contains("<none>"))
             .map(String::from)
-            .collect();
-        if tags.is_empty() {
+            .collect())
+    }
+
+    /// Sizes in bytes of `images`, leaving out those removed since they were
+    /// listed (another task's clean-up): one `inspect` for all of them, and
+    /// one each only when that fails.
+    pub fn image_sizes(&self, images: Vec<String>) -> Result<Vec<(String, u64)>, EngineError> {
+        if images.is_empty() {
             return Ok(Vec::new());
         }
-        let mut args = vec!["image".to_string(), "inspect".into(), "--format".into(), "{{.Size}}".into()];
-        args.extend(tags.iter().cloned());
-        let sizes = self.run(args)?;
-        let sizes = sizes.stdout.lines().map(|l| l.trim().parse().unwrap_or(0));
-        Ok(tags.into_iter().zip(sizes).collect())
+        let size_args = |images: &[String]| {
+            let mut args = vec!["image".to_string(), "inspect".into(), "--format".into(), "{{.Size}}".into()];
+            args.extend(images.iter().cloned());
+            args
+        };
+        let parse = |line: &str| line.trim().parse().unwrap_or(0);
+        match self.run(size_args(&images)) {
+            Ok(out) => Ok(images.into_iter().zip(out.stdout.lines().map(parse)).collect()),
+            Err(EngineError::Failed { .. }) if images.len() > 1 => Ok(images
+                .into_iter()
+                .filter_map(|image| {
+                    let out = self.run(size_args(std::slice::from_ref(&image))).ok()?;
+                    let size = out.stdout.lines().next().map(parse)?;
+                    Some((image, size))
+                })
+                .collect()),
+            Err(err) => Err(err),
+        }
     }
 
     pub fn remove_image(&self, image: &str) -> Result<(), EngineError> {

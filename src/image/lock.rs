@@ -1,7 +1,9 @@
 //! The lock that makes concurrent tasks of a project build an image once:
 //! an advisory lock on a file in the project dir, released by the kernel
-//! even if its holder is killed.
+//! even if its holder is killed. The host-wide sweep takes one the same way,
+//! without waiting.
 use std::fs::{File, OpenOptions};
+use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -25,12 +27,7 @@ pub struct BuildLock {
 impl BuildLock {
     /// Waits up to `max_wait` for the lock; None if `cancel` says stop first.
     pub fn acquire(path: &Path, max_wait: Duration, cancel: &mut dyn FnMut() -> bool) -> Result<Option<BuildLock>, LockError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(|e| LockError::Failed(format!("cannot open the build lock {}: {e}", path.display())))?;
+        let file = open(path).map_err(|e| LockError::Failed(format!("cannot open the build lock {}: {e}", path.display())))?;
         let started = Instant::now();
         let mut next_progress = started + PROGRESS_EVERY;
         loop {
@@ -52,6 +49,25 @@ impl BuildLock {
             std::thread::sleep(RETRY);
         }
     }
+
+    /// The lock if no one holds it now; None if someone does.
+    pub fn try_acquire(path: &Path) -> io::Result<Option<BuildLock>> {
+        let file = open(path)?;
+        Ok(os::try_lock_exclusive(&file)?.then_some(BuildLock { _file: file }))
+    }
+}
+
+/// Opens (creating) the lock file. Never through a symlink: the project dir
+/// can be mounted writable into a job's container, which could plant one.
+fn open(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    }
+    options.open(path)
 }
 
 #[cfg(test)]
@@ -74,5 +90,24 @@ mod tests {
         drop(first);
         assert!(matches!(BuildLock::acquire(&path, Duration::from_secs(1), &mut || false), Ok(Some(_))));
         let _ = std::fs::remove_file(path);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn try_acquire_never_waits_nor_follows_a_symlink() {
+        let dir = std::env::temp_dir().join(format!("dw-try-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lock");
+        let held = BuildLock::try_acquire(&path).unwrap();
+        assert!(held.is_some());
+        assert!(BuildLock::try_acquire(&path).unwrap().is_none());
+        drop(held);
+        assert!(BuildLock::try_acquire(&path).unwrap().is_some());
+        let target = dir.join("target");
+        std::os::unix::fs::symlink(&target, dir.join("planted")).unwrap();
+        assert!(BuildLock::try_acquire(&dir.join("planted")).is_err());
+        assert!(!target.exists(), "the lock was created through the symlink");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -11,6 +11,7 @@ mod build_record;
 pub mod context;
 pub mod dockerfile;
 mod lock;
+pub mod sweep;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -263,6 +263,7 @@ impl Task {
                 }
                 self.create_and_start()?;
                 log::info!("container started");
+                crate::image::sweep::after_start(&self.engine, &self.init, &self.image.borrow(), self.standalone);
             }
             StartPlan::Start { reason } => {
                 log::info!("{reason}: starting it");
