@@ -250,6 +250,18 @@ mod tests {
     /// behind. `timeout` leads its own process group, `yes` included.
     struct BusyTree(std::process::Child);
 
+    impl BusyTree {
+        /// `timeout` with one child, `yes`, burning CPU for up to 30 s.
+        fn start() -> BusyTree {
+            let child = std::process::Command::new("timeout")
+                .args(["30", "yes"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            BusyTree(child)
+        }
+    }
+
     impl Drop for BusyTree {
         fn drop(&mut self) {
             for pid in members(self.0.id()) {
@@ -286,13 +298,7 @@ mod tests {
 
     #[test]
     fn kill_each_ends_descendants_that_left_the_group() {
-        let tree_root = BusyTree(
-            std::process::Command::new("timeout")
-                .args(["30", "yes"])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let tree_root = BusyTree::start();
         let root = tree_root.0.id();
         wait_for("timeout and its yes", || members(root).len() == 2);
         let helpers = descendants(root);
@@ -303,13 +309,7 @@ mod tests {
 
     #[test]
     fn samples_and_stops_a_real_process_tree() {
-        let tree_root = BusyTree(
-            std::process::Command::new("timeout")
-                .args(["30", "yes"])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let tree_root = BusyTree::start();
         let root = tree_root.0.id();
         wait_for("timeout and its yes", || members(root).len() == 2);
         assert_eq!(tree(root, &all_processes()).len(), 2, "the same from all of /proc");

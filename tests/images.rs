@@ -172,35 +172,11 @@ impl Project {
     /// now and then one is left untagged (dangling) when images are removed
     /// while other builds run: it is no cache entry, but it is removed at the end.
     fn labelled_images(&self) -> Vec<(String, String)> {
-        let filter = format!("label={PROJECT_LABEL}={}", self.name);
-        let args = [
-            "images",
-            "--filter",
-            &filter,
-            "--format",
-            "{{.Repository}}:{{.Tag}} {{.ID}}",
-        ];
-        // Podman's listing fails ("image not known") when another test removes
-        // an image meanwhile: try again.
-        let mut attempts = 0;
-        let out = loop {
-            let out = self.engine.run(args).unwrap();
-            attempts += 1;
-            if out.success() || attempts == 5 {
-                break out;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        assert!(
-            out.success(),
-            "listing the images failed {attempts} times: {}",
-            out.stderr
-        );
-        out.stdout
-            .lines()
-            .filter_map(|line| line.split_once(' '))
-            .map(|(name, id)| (name.to_string(), id.trim().to_string()))
-            .collect()
+        self.engine.labelled_images(&self.label()).unwrap()
+    }
+
+    fn label(&self) -> String {
+        format!("{PROJECT_LABEL}={}", self.name)
     }
 
     /// No container of this project is left on the engine (its images are
@@ -217,22 +193,9 @@ impl Project {
 
     /// Removes the tagged images by name, then the untagged ones by id.
     fn remove_images(&self) {
-        let (untagged, tagged): (Vec<_>, Vec<_>) = self
-            .labelled_images()
-            .into_iter()
-            .partition(|(name, _)| name.contains("<none>"));
+        let untagged = self.engine.remove_labelled_images(&self.label());
         if !untagged.is_empty() {
-            println!(
-                "{}: untagged images with the label of {}: {untagged:?}",
-                self.engine.kind().name(),
-                self.name
-            );
-        }
-        let references = tagged.into_iter().map(|(name, _)| name);
-        for reference in references.chain(untagged.into_iter().map(|(_, id)| id)) {
-            if let Err(e) = self.engine.remove_image(&reference) {
-                eprintln!("warning: cannot remove test image {reference}: {e}");
-            }
+            println!("{}: untagged images with the label of {}: {untagged:?}", self.engine.kind().name(), self.name);
         }
     }
 }

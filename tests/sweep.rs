@@ -161,26 +161,7 @@ impl Host {
 
     /// Every image with the project's label, tagged (by name) or not (by id).
     fn remove_images_of(&self, project: &str) {
-        let filter = format!("label={PROJECT_LABEL}={project}");
-        let format = "{{.Repository}}:{{.Tag}} {{.ID}}";
-        let Ok(out) = self
-            .engine
-            .run(["images", "--filter", &filter, "--format", format])
-        else {
-            return;
-        };
-        let (untagged, tagged): (Vec<_>, Vec<_>) = out
-            .stdout
-            .lines()
-            .filter_map(|line| line.split_once(' '))
-            .map(|(name, id)| (name.to_string(), id.trim().to_string()))
-            .partition(|(name, _)| name.contains("<none>"));
-        let references = tagged.into_iter().map(|(name, _)| name);
-        for reference in references.chain(untagged.into_iter().map(|(_, id)| id)) {
-            if let Err(e) = self.engine.remove_image(&reference) {
-                eprintln!("warning: cannot remove test image {reference}: {e}");
-            }
-        }
+        self.engine.remove_labelled_images(&format!("{PROJECT_LABEL}={project}"));
     }
 }
 

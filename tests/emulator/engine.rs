@@ -252,6 +252,49 @@ impl TestEngine {
         }
     }
 
+    /// `(repository:tag, id)` of every image with `label` (`key=value`).
+    /// Podman's listing fails ("image not known") when another test removes
+    /// an image meanwhile: it is tried again.
+    pub fn labelled_images(&self, label: &str) -> Result<Vec<(String, String)>, String> {
+        let filter = format!("label={label}");
+        let args = ["images", "--filter", &filter, "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"];
+        let mut attempts = 0;
+        let out = loop {
+            let out = self.run(args)?;
+            attempts += 1;
+            if out.success() || attempts == 5 {
+                break out;
+            }
+            thread::sleep(Duration::from_millis(200));
+        };
+        if !out.success() {
+            return Err(format!("listing the images failed {attempts} times: {}", out.stderr));
+        }
+        Ok(out
+            .stdout
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .map(|(name, id)| (name.to_string(), id.trim().to_string()))
+            .collect())
+    }
+
+    /// Removes every image with `label`: tagged ones by name, then untagged
+    /// ones by id. Returns the untagged ones it found.
+    pub fn remove_labelled_images(&self, label: &str) -> Vec<(String, String)> {
+        let images = self.labelled_images(label).unwrap_or_else(|e| {
+            eprintln!("warning: {e}");
+            Vec::new()
+        });
+        let (untagged, tagged): (Vec<_>, Vec<_>) = images.into_iter().partition(|(name, _)| name.contains("<none>"));
+        let references = tagged.into_iter().map(|(name, _)| name);
+        for reference in references.chain(untagged.iter().map(|(_, id)| id.clone())) {
+            if let Err(e) = self.remove_image(&reference) {
+                eprintln!("warning: cannot remove test image {reference}: {e}");
+            }
+        }
+        untagged
+    }
+
     /// Polls `inspect` until the container reaches `state`; returns how long that took.
     pub fn wait_for_container_state(
         &self,
