@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use crate::boinc;
-use crate::engine::{Engine, EngineKind};
+use crate::engine::{ContainerStatus, Engine, EngineKind};
 use crate::suspend;
 
 /// Names Docker lists as networks that are network modes nobody can leave.
@@ -105,7 +105,7 @@ impl<'a> ContainerNetwork<'a> {
         }
         // Docker reconnects a paused container; Podman must see it running.
         let paused_in_podman = self.engine.kind == EngineKind::Podman
-            && self.engine.inspect(self.container).ok().flatten().is_some_and(|s| s.status == "paused");
+            && self.engine.inspect(self.container).ok().flatten().is_some_and(|s| s.status == ContainerStatus::Paused);
         if paused_in_podman {
             if let Err(err) = self.engine.unpause(self.container) {
                 log::debug!("unpause to reconnect: {err}");

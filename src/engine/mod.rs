@@ -85,11 +85,35 @@ impl From<RunError> for EngineError {
     }
 }
 
+/// A container's status, in the words of neither engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerStatus {
+    /// Made but never started (Podman also says configured, initialized).
+    Created,
+    Running,
+    Paused,
+    /// Exited or stopped: the process is gone and will not come back by itself.
+    Exited,
+    /// Anything else (restarting, removing, ...), as the engine named it.
+    Other(String),
+}
+
+impl ContainerStatus {
+    fn parse(engine_word: &str) -> ContainerStatus {
+        match engine_word.trim().to_lowercase().as_str() {
+            "created" | "configured" | "initialized" => ContainerStatus::Created,
+            "running" => ContainerStatus::Running,
+            "paused" => ContainerStatus::Paused,
+            "exited" | "stopped" | "dead" => ContainerStatus::Exited,
+            other => ContainerStatus::Other(other.to_string()),
+        }
+    }
+}
+
 /// The state of a container, from `inspect`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerState {
-    /// "created", "running", "paused", "exited", ... as the engine names it.
-    pub status: String,
+    pub status: ContainerStatus,
     pub exit_code: i32,
     pub oom_killed: bool,
     /// Host pid of the container's init process; 0 when not running.
@@ -112,7 +136,7 @@ impl ContainerState {
         let line = line.strip_suffix('\n').unwrap_or(line);
         let line = line.strip_suffix('\r').unwrap_or(line);
         let mut fields = line.splitn(8, '|');
-        let status = fields.next()?.trim().to_lowercase();
+        let status = ContainerStatus::parse(fields.next()?);
         let exit_code = fields.next()?.trim().parse().ok()?;
         let oom_killed = fields.next()?.trim() == "true";
         let pid = fields.next()?.trim().parse().unwrap_or(0);
@@ -123,9 +147,8 @@ impl ContainerState {
         Some(ContainerState { status, exit_code, oom_killed, pid, finished_at, id, created, slot })
     }
 
-    /// Exited or stopped: the process is gone and will not come back by itself.
     pub fn has_exited(&self) -> bool {
-        matches!(self.status.as_str(), "exited" | "stopped" | "dead")
+        self.status == ContainerStatus::Exited
     }
 }
 
@@ -663,12 +686,29 @@ mod tests {
     fn parses_inspect_state() {
         let s = ContainerState::parse("exited|3|false|0|2026-11-23T12:00:00.1Z\n").unwrap();
         assert_eq!(s.finished_at, Some(1_795_435_200));
-        assert_eq!((s.status.as_str(), s.exit_code, s.oom_killed, s.pid), ("exited", 3, false, 0));
+        assert_eq!((&s.status, s.exit_code, s.oom_killed, s.pid), (&ContainerStatus::Exited, 3, false, 0));
         assert!(s.has_exited());
         let s = ContainerState::parse("running|0|false|4242").unwrap();
         assert!(!s.has_exited());
         assert_eq!(s.pid, 4242);
         assert!(ContainerState::parse("garbage").is_none());
+    }
+
+    #[test]
+    fn statuses_of_both_engines_map_to_one_set() {
+        for (word, status) in [
+            ("created", ContainerStatus::Created),
+            ("Configured", ContainerStatus::Created),
+            ("initialized", ContainerStatus::Created),
+            ("running", ContainerStatus::Running),
+            ("paused", ContainerStatus::Paused),
+            ("exited", ContainerStatus::Exited),
+            ("stopped", ContainerStatus::Exited),
+            ("dead", ContainerStatus::Exited),
+            (" restarting ", ContainerStatus::Other("restarting".into())),
+        ] {
+            assert_eq!(ContainerStatus::parse(word), status, "{word}");
+        }
     }
 
     #[test]

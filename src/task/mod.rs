@@ -12,7 +12,7 @@ use crate::boinc::{self, ClientStatus};
 use crate::cli::Cli;
 use crate::config::JobConfig;
 use crate::engine::flags::Command;
-use crate::engine::{self, names, policy, ContainerState, Engine, EngineError, EngineKind};
+use crate::engine::{self, names, policy, ContainerState, ContainerStatus, Engine, EngineError, EngineKind};
 use crate::host_limits;
 use crate::host_user;
 use crate::image::{CacheLimits, ImageCache, ImageError};
@@ -427,16 +427,16 @@ impl Task {
 /// The container's state as the start plan sees it.
 fn found(state: Option<ContainerState>) -> Found {
     let Some(state) = state else { return Found::Absent };
-    match state.status.as_str() {
-        "created" | "configured" | "initialized" => Found::Created,
-        "running" => Found::Running,
-        "paused" => Found::Paused,
-        _ if state.has_exited() => Found::Exited {
+    match state.status {
+        ContainerStatus::Created => Found::Created,
+        ContainerStatus::Running => Found::Running,
+        ContainerStatus::Paused => Found::Paused,
+        ContainerStatus::Exited => Found::Exited {
             code: state.exit_code,
             oom_killed: state.oom_killed,
             finished_at: state.finished_at,
         },
-        _ => Found::Other,
+        ContainerStatus::Other(_) => Found::Other,
     }
 }
 
