@@ -4,7 +4,7 @@
 //! subordinate ids for it in /etc/subuid and /etc/subgid.
 use std::fs;
 
-use crate::engine::EngineKind;
+use crate::engine::{EngineError, EngineKind, Failure};
 use crate::os;
 
 /// Checks the host for the engine about to be used; warns about what is
@@ -26,9 +26,9 @@ pub fn check(kind: EngineKind) {
 }
 
 /// A hint to add to an engine's "does not answer" error, when it says why.
-pub fn access_hint(kind: EngineKind, error: &str) -> Option<String> {
+pub fn access_hint(kind: EngineKind, error: &EngineError) -> Option<String> {
     let (uid, _) = os::user_and_group();
-    if kind != EngineKind::Docker || uid == 0 || !error.contains("permission denied") {
+    if kind != EngineKind::Docker || uid == 0 || error.failure() != Failure::PermissionDenied {
         return None;
     }
     let name = user_name(uid).unwrap_or_else(|| uid.to_string());

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, Failure};
 use crate::process_tree;
 
 /// Attempts at pausing: runc's freezer can fail transiently ("unable to
@@ -40,7 +40,7 @@ pub fn pause(engine: &Engine, container: &str, pid: u32, cancel: &mut dyn FnMut(
         }));
     }
     if let Some(err) = engine_error {
-        CANNOT_PAUSE.store(cannot_ever_pause(&err), Ordering::Relaxed);
+        CANNOT_PAUSE.store(err.failure() == Failure::CannotPause, Ordering::Relaxed);
         log::warn!("the engine cannot pause the container ({err}); its processes are stopped with SIGSTOP instead");
     }
     if signalled.refused > 0 {
@@ -80,7 +80,7 @@ pub fn pause_with_retries(
     loop {
         match engine.pause(container, cancel) {
             Ok(()) => return Ok(()),
-            Err(err @ EngineError::Failed { .. }) if attempt < attempts && !cannot_ever_pause(&err) => {
+            Err(err @ EngineError::Failed { .. }) if attempt < attempts && err.failure() != Failure::CannotPause => {
                 log::debug!("pause attempt {attempt} failed: {err}")
             }
             Err(err) => return Err(err),
@@ -91,8 +91,3 @@ pub fn pause_with_retries(
     }
 }
 
-/// Podman's refusal for containers without a cgroup: retrying cannot help.
-fn cannot_ever_pause(err: &EngineError) -> bool {
-    let text = err.to_string();
-    text.contains("does not have a cgroup") || text.contains("rootless containers with cgroup V1")
-}

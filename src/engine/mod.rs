@@ -6,6 +6,7 @@
 pub mod build_trace;
 pub mod create;
 pub mod exit_watch;
+mod failure;
 pub mod flags;
 pub mod gpu;
 pub mod info;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use build_trace::{BuildEvent, BuildTrace, Leftover};
+pub use failure::Failure;
 use process::{Argv, Limits, Output, RunError};
 use transport::Transport;
 

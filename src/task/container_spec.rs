@@ -6,7 +6,7 @@ use super::Task;
 use crate::background;
 use crate::boinc;
 use crate::engine::create::CreateSpec;
-use crate::engine::{gpu, names, EngineKind};
+use crate::engine::{gpu, names, EngineError, EngineKind, Failure};
 use crate::os;
 use crate::slot_files;
 
@@ -24,7 +24,8 @@ impl Task {
             Ok(()) => return Ok(()),
             Err(err) => err,
         };
-        if !refuses_limits(&format!("{err:#}")) {
+        let failure = err.downcast_ref::<EngineError>().map(EngineError::failure);
+        if failure != Some(Failure::LimitsRefused) {
             return Err(err);
         }
         log::warn!("the engine refused the resource limits, so the job runs without them: {err:#}");
@@ -174,37 +175,4 @@ impl Task {
 
 fn host_cpus() -> f64 {
     std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
-}
-
-/// Whether an engine's error says the host cannot apply cgroup limits, in
-/// the words of Docker, Podman, runc and crun. Only these exact refusals
-/// (a host without the controllers, e.g. a rootless user without delegated
-/// ones, or a kernel booted without the memory controller) drop the limits;
-/// any other failure stays a failure.
-fn refuses_limits(error: &str) -> bool {
-    const REFUSALS: &[&str] = &[
-        "requested cgroup controller",
-        "could not join or create cgroup",
-        "cgroup is not mounted",
-        "kernel does not support",
-        "nanocpus can not be set",
-    ];
-    let error = error.to_lowercase();
-    REFUSALS.iter().any(|phrase| error.contains(phrase))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn limit_refusals_are_told_apart_from_other_failures() {
-        assert!(refuses_limits("crun: the requested cgroup controller `pids` is not available: OCI runtime error"));
-        assert!(refuses_limits("Error response from daemon: NanoCPUs can not be set, as your kernel does not support CPU CFS scheduler or the cgroup is not mounted"));
-        assert!(refuses_limits("Your kernel does not support memory limit capabilities or the cgroup is not mounted. Limitation discarded."));
-        assert!(!refuses_limits("Error: image not known"));
-        assert!(!refuses_limits("Error: invalid device cgroup rule 'bogus'"));
-        assert!(!refuses_limits("Error: the cgroup controller is mentioned but nothing was refused"));
-        assert!(!refuses_limits("Error: creating container storage: the container name \"x\" is already in use"));
-    }
 }

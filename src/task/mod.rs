@@ -112,9 +112,8 @@ pub fn run(cli: Cli, config: JobConfig, standalone: bool, terminated: Arc<Atomic
     match engine.version() {
         Ok(version) => log::info!("using {} {version} ({})", engine.kind, engine.cli().display()),
         Err(err) => {
-            let why = err.to_string();
-            let hint = host_user::access_hint(engine.kind, &why).map(|h| format!("; {h}")).unwrap_or_default();
-            return Ok(Outcome::TemporaryExit(format!("{why}{hint}")));
+            let hint = host_user::access_hint(engine.kind, &err).map(|h| format!("; {h}")).unwrap_or_default();
+            return Ok(Outcome::TemporaryExit(format!("{err}{hint}")));
         }
     }
     host_user::check(engine.kind);
