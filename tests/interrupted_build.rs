@@ -15,6 +15,8 @@ use emulator::*;
 
 const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
 const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+/// What the engine may take to finish cleaning up by itself.
+const ENGINE_CLEANUP: Duration = Duration::from_secs(10);
 /// How long the build may take to reach its long step.
 const REACH_STEP: Duration = Duration::from_secs(120);
 
@@ -99,6 +101,20 @@ impl Build {
             .job(job)
     }
 
+    /// The leftovers once the engine has had `grace` to finish what it does
+    /// by itself: Docker's daemon cancels a build whose client is gone and
+    /// removes its step container a moment later.
+    fn leftovers_after(&self, grace: Duration) -> Vec<String> {
+        let started = std::time::Instant::now();
+        loop {
+            let left = self.leftovers();
+            if left.is_empty() || started.elapsed() >= grace {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     /// What builds of this test left: build containers (`container <id>`)
     /// and untagged images without children (`image <id>`) of its steps.
     fn leftovers(&self) -> Vec<String> {
@@ -131,7 +147,7 @@ impl Build {
                         "--filter",
                         &ancestor,
                         "--format",
-                        "{{.ID}} {{.Status}}",
+                        "{{.ID}} {{.Status}} {{.Command}}",
                     ])
                     .unwrap();
                 found.extend(
@@ -266,7 +282,7 @@ fn sigterm_stops_a_build_and_leaves_nothing(kind: EngineKind) {
         outcome.describe()
     );
     let still_sleeping = sleep_outlives(seconds, Duration::from_secs(10));
-    let left = build.leftovers();
+    let left = build.leftovers_after(ENGINE_CLEANUP);
     println!(
         "{}: after SIGTERM: {left:?}, build step still running: {still_sleeping}",
         kind.name()
@@ -304,7 +320,7 @@ fn the_next_build_removes_what_a_killed_build_left(kind: EngineKind) {
     let outcome = next.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     engine.assert_no_container(&next);
-    let left = build.leftovers();
+    let left = build.leftovers_after(ENGINE_CLEANUP);
     println!("{}: after the next task: {left:?}", kind.name());
     assert!(
         left.is_empty(),
