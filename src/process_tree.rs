@@ -7,7 +7,6 @@ use std::fs;
 use std::path::Path;
 
 use crate::os;
-use crate::usage::Sample;
 
 /// One process's line of /proc/PID/stat, the fields we use.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -105,6 +104,15 @@ fn tree(root: u32, processes: &HashMap<u32, ProcStat>) -> Vec<u32> {
         next += 1;
     }
     members
+}
+
+/// CPU time and memory of a container, however they were measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// CPU seconds used by the container since it started.
+    pub cpu_secs: f64,
+    /// Resident memory of the container, bytes.
+    pub memory_bytes: f64,
 }
 
 /// CPU time and resident memory of `root`'s tree. CPU time includes children

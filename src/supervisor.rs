@@ -68,6 +68,115 @@ fn keep(reason: &'static str) -> Action {
     Action::KeepForRestart { reason }
 }
 
+/// How to get the container going at start, given what a previous run left.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartPlan {
+    /// Nothing to continue: build/reuse the image, create, start.
+    CreateAndStart,
+    /// The container exists but is not running: start it.
+    Start { reason: &'static str },
+    Unpause,
+    /// Running already (the previous wrapper died, or the engine could not
+    /// pause it and its processes were stopped with SIGSTOP): watch it.
+    Reattach,
+    /// The job already ended: report its exit code, never rerun it.
+    Report { code: i32, oom_killed: bool },
+}
+
+/// What `inspect` says of the task's container.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Found {
+    Absent,
+    Created,
+    Running,
+    Paused,
+    Exited {
+        code: i32,
+        oom_killed: bool,
+        /// Unix time of the exit, when the engine knows it.
+        finished_at: Option<i64>,
+    },
+    /// Any other engine state (restarting, removing, ...).
+    Other,
+}
+
+/// Decides how to continue from the journal and the container's state.
+/// `boot_time` is when this host booted (Unix time).
+pub fn plan_start(journal: Option<&Journal>, found: &Found, boot_time: Option<i64>) -> StartPlan {
+    let phase = journal.map(|j| j.phase);
+    match found {
+        Found::Absent => match journal {
+            // The container was removed after the job ended, but the report was lost.
+            Some(j) if j.phase == Phase::Finished => StartPlan::Report { code: j.exit_code.unwrap_or(0), oom_killed: false },
+            _ => StartPlan::CreateAndStart,
+        },
+        Found::Created => StartPlan::Start { reason: "the container was created but never started" },
+        Found::Running => StartPlan::Reattach,
+        Found::Paused => StartPlan::Unpause,
+        Found::Other => StartPlan::Start { reason: "the container is in an unexpected state" },
+        Found::Exited { code, oom_killed, finished_at } => {
+            if phase == Some(Phase::KeptStopped) {
+                return StartPlan::Start { reason: "the container was stopped for a quit" };
+            }
+            if killed_by_shutdown(*code, *finished_at, boot_time) {
+                return StartPlan::Start { reason: "the container was killed when the host went down" };
+            }
+            StartPlan::Report { code: *code, oom_killed: *oom_killed }
+        }
+    }
+}
+
+/// Whose a container with the task's name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// This slot's (or made before containers recorded their slot).
+    ThisSlot,
+    /// Another slot's task still holds it: a second wrapper for the same
+    /// result (a client bug, a copied slot) must leave it alone.
+    OtherSlot,
+    /// Its slot no longer holds it: left behind, to be removed.
+    Orphan,
+}
+
+/// A container younger than this may belong to a task that is still
+/// starting in its slot, before its journal names the container.
+pub const STARTING_UP_SECS: i64 = 120;
+
+/// `recorded_slot`: the slot on the container's label; `claimed_there`:
+/// that slot's journal names the container and the job has not ended;
+/// `age_secs`: since the container was created, when known.
+pub fn owner(this_slot: &str, recorded_slot: &str, claimed_there: bool, age_secs: Option<i64>) -> Owner {
+    if recorded_slot.is_empty() || recorded_slot == this_slot {
+        Owner::ThisSlot
+    } else if claimed_there || !age_secs.is_some_and(|age| age >= STARTING_UP_SECS) {
+        Owner::OtherSlot
+    } else {
+        Owner::Orphan
+    }
+}
+
+/// The task's CPU time so far, for a wrapper that starts again. The client's
+/// own figure (`wu_cpu_time`) may lag the journal's by the time since its
+/// last checkpoint, but the journal lies in the slot, where the job can
+/// write: its figure counts only as far as the container could have used
+/// CPU since it was created (`ncpus` times its age), and not at all
+/// without a container to vouch for it.
+pub fn trusted_cpu_time(client: f64, journal: Option<f64>, ncpus: f64, container_age_secs: Option<f64>) -> f64 {
+    let (Some(journal), Some(age)) = (journal, container_age_secs) else { return client };
+    let possible = client + ncpus.max(1.0) * age.max(0.0);
+    client.max(journal.min(possible))
+}
+
+/// A job that ended by a signal before this boot was ended by the shutdown,
+/// not by itself. One that exited normally, or after boot, really finished.
+fn killed_by_shutdown(code: i32, finished_at: Option<i64>, boot_time: Option<i64>) -> bool {
+    let by_signal = !(0..128).contains(&code);
+    match (finished_at, boot_time) {
+        (Some(finished), Some(boot)) => by_signal && finished <= boot,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,114 +295,5 @@ mod tests {
     #[test]
     fn done_ignores_further_events() {
         assert_eq!(transition(State::Done, &client(|c| c.abort_request = true)), (State::Done, vec![]));
-    }
-}
-
-/// How to get the container going at start, given what a previous run left.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StartPlan {
-    /// Nothing to continue: build/reuse the image, create, start.
-    CreateAndStart,
-    /// The container exists but is not running: start it.
-    Start { reason: &'static str },
-    Unpause,
-    /// Running already (the previous wrapper died, or the engine could not
-    /// pause it and its processes were stopped with SIGSTOP): watch it.
-    Reattach,
-    /// The job already ended: report its exit code, never rerun it.
-    Report { code: i32, oom_killed: bool },
-}
-
-/// What `inspect` says of the task's container.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Found {
-    Absent,
-    Created,
-    Running,
-    Paused,
-    Exited {
-        code: i32,
-        oom_killed: bool,
-        /// Unix time of the exit, when the engine knows it.
-        finished_at: Option<i64>,
-    },
-    /// Any other engine state (restarting, removing, ...).
-    Other,
-}
-
-/// Decides how to continue from the journal and the container's state.
-/// `boot_time` is when this host booted (Unix time).
-pub fn plan_start(journal: Option<&Journal>, found: &Found, boot_time: Option<i64>) -> StartPlan {
-    let phase = journal.map(|j| j.phase);
-    match found {
-        Found::Absent => match journal {
-            // The container was removed after the job ended, but the report was lost.
-            Some(j) if j.phase == Phase::Finished => StartPlan::Report { code: j.exit_code.unwrap_or(0), oom_killed: false },
-            _ => StartPlan::CreateAndStart,
-        },
-        Found::Created => StartPlan::Start { reason: "the container was created but never started" },
-        Found::Running => StartPlan::Reattach,
-        Found::Paused => StartPlan::Unpause,
-        Found::Other => StartPlan::Start { reason: "the container is in an unexpected state" },
-        Found::Exited { code, oom_killed, finished_at } => {
-            if phase == Some(Phase::KeptStopped) {
-                return StartPlan::Start { reason: "the container was stopped for a quit" };
-            }
-            if killed_by_shutdown(*code, *finished_at, boot_time) {
-                return StartPlan::Start { reason: "the container was killed when the host went down" };
-            }
-            StartPlan::Report { code: *code, oom_killed: *oom_killed }
-        }
-    }
-}
-
-/// Whose a container with the task's name is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Owner {
-    /// This slot's (or made before containers recorded their slot).
-    ThisSlot,
-    /// Another slot's task still holds it: a second wrapper for the same
-    /// result (a client bug, a copied slot) must leave it alone.
-    OtherSlot,
-    /// Its slot no longer holds it: left behind, to be removed.
-    Orphan,
-}
-
-/// A container younger than this may belong to a task that is still
-/// starting in its slot, before its journal names the container.
-pub const STARTING_UP_SECS: i64 = 120;
-
-/// `recorded_slot`: the slot on the container's label; `claimed_there`:
-/// that slot's journal names the container and the job has not ended;
-/// `age_secs`: since the container was created, when known.
-pub fn owner(this_slot: &str, recorded_slot: &str, claimed_there: bool, age_secs: Option<i64>) -> Owner {
-    if recorded_slot.is_empty() || recorded_slot == this_slot {
-        Owner::ThisSlot
-    } else if claimed_there || !age_secs.is_some_and(|age| age >= STARTING_UP_SECS) {
-        Owner::OtherSlot
-    } else {
-        Owner::Orphan
-    }
-}
-
-/// The task's CPU time so far, for a wrapper that starts again. The client's
-/// own figure (`wu_cpu_time`) may lag the journal's by the time since its
-/// last checkpoint, but the journal lies in the slot, where the job can
-/// write: its figure counts only as far as the container could have used
-/// CPU since it was created (`ncpus` times its age), and not at all
-/// without a container to vouch for it.
-pub fn trusted_cpu_time(client: f64, journal: Option<f64>, ncpus: f64, container_age_secs: Option<f64>) -> f64 {
-    let (Some(journal), Some(age)) = (journal, container_age_secs) else { return client };
-    let possible = client + ncpus.max(1.0) * age.max(0.0);
-    client.max(journal.min(possible))
-}
-
-/// A job that ended by a signal before this boot was ended by the shutdown,
-/// not by itself. One that exited normally, or after boot, really finished.
-fn killed_by_shutdown(code: i32, finished_at: Option<i64>, boot_time: Option<i64>) -> bool {
-    let by_signal = !(0..128).contains(&code);
-    match (finished_at, boot_time) {
-        (Some(finished), Some(boot)) => by_signal && finished <= boot,
-        _ => false,
     }
 }

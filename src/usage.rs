@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::engine::stats::{CpuFigure, Stats};
-use crate::process_tree;
+use crate::process_tree::{self, Sample};
 
 /// How often the /proc fallback reads: on kernels without children files it
 /// walks the host's whole process table, far more than two cgroup files.
@@ -17,14 +17,6 @@ const STATS_PERIOD: Duration = Duration::from_secs(15);
 
 /// Asks the engine for the container's `stats`.
 pub type StatsReader<'a> = Box<dyn FnMut() -> Option<Stats> + 'a>;
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sample {
-    /// CPU seconds used by the container since it started.
-    pub cpu_secs: f64,
-    /// Resident memory of the container, bytes.
-    pub memory_bytes: f64,
-}
 
 /// Where a container's counters live.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,61 +130,6 @@ fn stat_field(path: &Path, key: &str) -> Option<f64> {
         let (k, v) = line.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok()).flatten()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fake_root(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("dw-cgroup-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        dir
-    }
-
-    #[test]
-    fn reads_cgroup_v1_hybrid() {
-        let root = fake_root("v1");
-        let cpu = root.join("cpu,cpuacct/docker/abc");
-        let mem = root.join("memory/docker/abc");
-        fs::create_dir_all(&cpu).unwrap();
-        fs::create_dir_all(&mem).unwrap();
-        fs::write(cpu.join("cpuacct.usage"), "2500000000\n").unwrap();
-        fs::write(mem.join("memory.stat"), "cache 10\nrss 5\ntotal_rss 4096\n").unwrap();
-        fs::write(mem.join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n").unwrap();
-        let text = "12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/docker/abc\n";
-        let cg = Cgroup::from_proc_cgroup(text, &root).unwrap();
-        assert_eq!(cg.sample(), Some(Sample { cpu_secs: 2.5, memory_bytes: 4096.0 }));
-        assert_eq!(cg.oom_kills(), Some(2));
-        fs::remove_dir_all(root).unwrap();
-    }
-
-    #[test]
-    fn reads_cgroup_v2() {
-        let root = fake_root("v2");
-        let dir = root.join("system.slice/libpod-abc.scope");
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("cpu.stat"), "usage_usec 1500000\nuser_usec 1\n").unwrap();
-        fs::write(dir.join("memory.current"), "8192\n").unwrap();
-        let cg = Cgroup::from_proc_cgroup("0::/system.slice/libpod-abc.scope\n", &root).unwrap();
-        assert_eq!(cg.sample(), Some(Sample { cpu_secs: 1.5, memory_bytes: 8192.0 }));
-        fs::remove_dir_all(root).unwrap();
-    }
-
-    #[test]
-    fn a_cgroup_is_the_containers_only_when_named_after_it() {
-        let id = "698360a1f06460acebc08dd8c6b9192d1b5bf5578699ba689ae4caa12167d282";
-        let own = Cgroup::V2 { dir: PathBuf::from(format!("/sys/fs/cgroup/machine.slice/libpod-{id}.scope")) };
-        let shared = Cgroup::V1 { cpuacct: PathBuf::from("/sys/fs/cgroup/cpuacct/"), memory: None };
-        assert!(own.belongs_to(id));
-        assert!(!shared.belongs_to(id));
-        assert!(!own.belongs_to(""), "an unknown id proves nothing");
-    }
-
-    #[test]
-    fn no_cgroup_is_none() {
-        assert_eq!(Cgroup::from_proc_cgroup("garbage", Path::new("/nonexistent")), None);
-    }
 }
 
 /// Where the container's counters come from.
@@ -339,5 +276,60 @@ impl<'a> Accounting<'a> {
 
     pub fn memory_bytes(&self) -> f64 {
         self.memory_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_root(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("dw-cgroup-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn reads_cgroup_v1_hybrid() {
+        let root = fake_root("v1");
+        let cpu = root.join("cpu,cpuacct/docker/abc");
+        let mem = root.join("memory/docker/abc");
+        fs::create_dir_all(&cpu).unwrap();
+        fs::create_dir_all(&mem).unwrap();
+        fs::write(cpu.join("cpuacct.usage"), "2500000000\n").unwrap();
+        fs::write(mem.join("memory.stat"), "cache 10\nrss 5\ntotal_rss 4096\n").unwrap();
+        fs::write(mem.join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n").unwrap();
+        let text = "12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/docker/abc\n";
+        let cg = Cgroup::from_proc_cgroup(text, &root).unwrap();
+        assert_eq!(cg.sample(), Some(Sample { cpu_secs: 2.5, memory_bytes: 4096.0 }));
+        assert_eq!(cg.oom_kills(), Some(2));
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn reads_cgroup_v2() {
+        let root = fake_root("v2");
+        let dir = root.join("system.slice/libpod-abc.scope");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("cpu.stat"), "usage_usec 1500000\nuser_usec 1\n").unwrap();
+        fs::write(dir.join("memory.current"), "8192\n").unwrap();
+        let cg = Cgroup::from_proc_cgroup("0::/system.slice/libpod-abc.scope\n", &root).unwrap();
+        assert_eq!(cg.sample(), Some(Sample { cpu_secs: 1.5, memory_bytes: 8192.0 }));
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_cgroup_is_the_containers_only_when_named_after_it() {
+        let id = "698360a1f06460acebc08dd8c6b9192d1b5bf5578699ba689ae4caa12167d282";
+        let own = Cgroup::V2 { dir: PathBuf::from(format!("/sys/fs/cgroup/machine.slice/libpod-{id}.scope")) };
+        let shared = Cgroup::V1 { cpuacct: PathBuf::from("/sys/fs/cgroup/cpuacct/"), memory: None };
+        assert!(own.belongs_to(id));
+        assert!(!shared.belongs_to(id));
+        assert!(!own.belongs_to(""), "an unknown id proves nothing");
+    }
+
+    #[test]
+    fn no_cgroup_is_none() {
+        assert_eq!(Cgroup::from_proc_cgroup("garbage", Path::new("/nonexistent")), None);
     }
 }
