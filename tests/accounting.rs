@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use emulator::*;
 
-const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 on_both_engines!(cpu_time_counts_every_thread);

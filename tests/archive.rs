@@ -6,7 +6,6 @@ mod emulator;
 
 use emulator::*;
 
-const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
 const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 
 on_both_engines!(an_archive_only_app_version_runs_without_a_dockerfile);

@@ -6,8 +6,6 @@ use std::process::Command;
 
 use emulator::*;
 
-const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
-
 #[test]
 fn help_lists_every_option() {
     let out = Command::new(WRAPPER).arg("--help").output().unwrap();

@@ -8,7 +8,6 @@ use std::os::unix::fs::PermissionsExt;
 
 use emulator::*;
 
-const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
 const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 
 on_both_engines!(a_dockerfile_that_fails_to_build_reports_its_output, a_missing_dockerfile_is_an_error);

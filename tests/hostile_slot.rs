@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 
 use emulator::*;
 
-const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
 const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 /// The wrapper's peak RSS is about 6 MiB; reading a slot file whole costs its size.
 const MAX_WRAPPER_RSS_KIB: u64 = 32 * 1024;

@@ -15,7 +15,6 @@ use std::collections::BTreeSet;
 use emulator::jobs::{default_dockerfile, BUSYBOX_PATH, DEFAULT_WORKDIR};
 use emulator::*;
 
-const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
 /// Bounds a whole task, image build included.
 const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 /// The label the wrapper puts on every cache image: the project it belongs to.

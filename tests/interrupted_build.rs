@@ -13,7 +13,6 @@ mod emulator;
 use emulator::jobs::{default_dockerfile, BUSYBOX_PATH, DEFAULT_WORKDIR};
 use emulator::*;
 
-const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
 const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 /// What the engine may take to finish cleaning up by itself.
 const ENGINE_CLEANUP: Duration = Duration::from_secs(10);

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use emulator::*;
 
-const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
 /// Bounds a whole task, image build included.
 const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 /// From the client's flag to the job seeing the change: a heartbeat a

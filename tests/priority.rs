@@ -11,7 +11,6 @@ use std::time::Instant;
 
 use emulator::*;
 
-const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
 const WINDOW: Duration = Duration::from_secs(5);
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 

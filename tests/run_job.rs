@@ -6,7 +6,6 @@ mod emulator;
 use emulator::scenarios::{self, Wrapper};
 use emulator::*;
 
-const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
 /// Bounds a whole task, image build included.
 const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 

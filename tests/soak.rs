@@ -18,7 +18,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use emulator::*;
 
-const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
 const TASKS_VAR: &str = "DW_SOAK_TASKS";
 /// The CI count; the full soak is 200 (README.md, Tests).
 const DEFAULT_TASKS: usize = 20;

@@ -7,8 +7,6 @@ use std::process::Command;
 
 use emulator::*;
 
-const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
-
 on_both_engines!(the_example_job_runs_from_a_plain_directory);
 
 fn the_example_job_runs_from_a_plain_directory(kind: EngineKind) {

@@ -16,7 +16,6 @@ use std::time::SystemTime;
 use emulator::jobs::{default_dockerfile, BUSYBOX_PATH, DEFAULT_WORKDIR};
 use emulator::*;
 
-const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
 /// Bounds a whole task, image build included.
 const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 const PROJECT_LABEL: &str = "boinc.docker_wrapper.project";

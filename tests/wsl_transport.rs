@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use emulator::scenarios::{self, Wrapper};
 use emulator::*;
 
-const WRAPPER: &str = env!("CARGO_BIN_EXE_docker_wrapper");
 const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 /// What the wrapper logs when it starts the shell (proves the path was taken).
 const SHELL_STARTED: &str = "engine commands go through one shell: sh";

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::command::{run_with_timeout, CommandOutput};
+use super::command::{last_lines, run_with_timeout, CommandOutput};
 use super::init_data::{DockerHostInfo, DockerType};
 use super::tempdir::test_tmp_root;
 use super::user::{HostUser, BOINC_USER};
@@ -426,9 +426,4 @@ fn is_executable(path: &Path) -> bool {
     fs::metadata(path)
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
-}
-
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.trim_end().lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -9,7 +9,7 @@
 //! use emulator::*;
 //!
 //! let engine = TestEngine::require(EngineKind::Podman);
-//! let mut task = Task::builder("exit_code", env!("CARGO_BIN_EXE_docker_wrapper"))
+//! let mut task = Task::builder("exit_code", WRAPPER)
 //!     .engine(&engine)
 //!     .job(TestJob::shell("echo hello; exit 3"))
 //!     .start()
@@ -26,6 +26,13 @@
 //!
 //! Each `tests/*.rs` compiles this module on its own and uses a part of it.
 #![allow(dead_code, unused_imports)]
+
+/// The wrapper binary cargo built for the test or benchmark being compiled;
+/// empty where cargo names none (examples).
+pub const WRAPPER: &str = match option_env!("CARGO_BIN_EXE_docker_wrapper") {
+    Some(path) => path,
+    None => "",
+};
 
 /// Generates `<name>::podman` and `<name>::docker` tests from one function
 /// `fn name(kind: EngineKind)`. Use with `#[macro_use] mod emulator;`.

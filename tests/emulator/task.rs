@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::builder::TaskBuilder;
 use super::client::{AppStatus, ClientThread};
-use super::command::{wait_or_kill, wait_until};
+use super::command::{last_lines, wait_or_kill, wait_until};
 use super::engine::TestEngine;
 use super::init_data::{InitData, INIT_DATA_FILE_NAME};
 use super::shm::{Channel, SharedMemory, MMAP_FILE_NAME};
@@ -590,11 +590,6 @@ fn read_lossy(path: &Path) -> Option<String> {
     fs::read(path)
         .ok()
         .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-}
-
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 fn logs_section(stderr_txt: &str, wrapper_output: &str, n: usize) -> String {

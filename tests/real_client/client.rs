@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::command::{run_with_timeout, wait_or_kill, wait_until, CommandOutput};
+use super::command::{last_lines, run_with_timeout, wait_or_kill, wait_until, CommandOutput};
 use super::data_dir::{random_hex, write_data_dir, Job, Names, PROJECT_DIR_NAME, PROJECT_URL};
 use super::engine::Engine;
 use super::engine_lock::EngineLock;
@@ -618,9 +618,4 @@ impl Drop for Permit {
 fn free_loopback_port() -> Result<u16, String> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("cannot bind a loopback port: {e}"))?;
     listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
-}
-
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.trim_end().lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
