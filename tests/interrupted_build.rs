@@ -52,13 +52,19 @@ impl Build {
         build
     }
 
-    /// `FROM scratch` + busybox with its applets, as `self.base`.
+    /// `FROM scratch` + busybox with its applets, as `self.base`. Its label
+    /// makes it an image of its own: two tests' bases with the same content
+    /// would be one image to Docker, and `ancestor=` would see both tests'
+    /// build containers.
     fn build_base(&self) {
         let dir = TempDir::new("interrupted_build_base").unwrap();
         std::fs::copy(BUSYBOX_PATH, dir.path().join("busybox")).unwrap();
         std::fs::write(
             dir.path().join("Dockerfile"),
-            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
+            format!(
+                "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nLABEL dwtest.base={}\n",
+                self.project
+            ),
         )
         .unwrap();
         let mut cmd = self.engine.command(["build", "-t", &self.base]);
