@@ -5,6 +5,7 @@ mod boinc;
 mod cli;
 mod config;
 mod engine;
+mod exit_code;
 mod host_limits;
 mod host_path;
 mod host_user;
@@ -29,7 +30,8 @@ use std::sync::Arc;
 
 use cli::CliAction;
 use config::JobConfig;
-use task::{Outcome, EXIT_INIT_FAILURE};
+use exit_code::WrapperExit;
+use task::Outcome;
 
 fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args_os().skip(1).collect()) {
@@ -112,7 +114,7 @@ const FINAL_REPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(2)
 /// Logs the reason and reports the task failed during set-up.
 fn fail(message: &str) -> ! {
     log::error!("{message}");
-    boinc::finish(EXIT_INIT_FAILURE)
+    boinc::finish(WrapperExit::InitFailure.code())
 }
 
 fn start_sporadic() {

@@ -42,13 +42,6 @@ pub enum Outcome {
     Aborted,
 }
 
-/// BOINC's exit code for a task whose set-up failed (error_numbers.h).
-pub const EXIT_INIT_FAILURE: i32 = 206;
-/// BOINC's exit code for a task that exceeded its memory limit.
-pub const EXIT_MEM_LIMIT_EXCEEDED: i32 = 198;
-/// BOINC's exit code for a task that exceeded its disk bound.
-pub const EXIT_DISK_LIMIT_EXCEEDED: i32 = 196;
-
 /// Names and paths of this task.
 struct Task {
     slot_dir: PathBuf,
@@ -77,7 +70,7 @@ struct Task {
 }
 
 /// Runs the task. Errors are set-up failures: the caller reports them and
-/// finishes with EXIT_INIT_FAILURE.
+/// finishes with `WrapperExit::InitFailure`.
 pub fn run(cli: Cli, config: JobConfig, standalone: bool, terminated: Arc<AtomicBool>) -> Result<Outcome> {
     let slot_dir = std::env::current_dir().context("cannot read the current directory")?;
     let archive = image_archive(&slot_dir, &config)?;

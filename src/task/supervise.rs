@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::{Outcome, Task, EXIT_DISK_LIMIT_EXCEEDED, EXIT_MEM_LIMIT_EXCEEDED};
+use super::{Outcome, Task};
+use crate::exit_code::WrapperExit;
 use crate::boinc::{self, TaskReport};
 use crate::config::QuitAction;
 use crate::engine::exit_watch::ExitWatch;
@@ -210,7 +211,7 @@ impl Task {
             mb(bound)
         );
         self.engine.kill(&self.container);
-        self.finish(EXIT_DISK_LIMIT_EXCEEDED, false, true, cpu_time)
+        self.finish(WrapperExit::DiskLimitExceeded.code(), false, true, cpu_time)
     }
 
     /// Container log into stderr.txt, container removed (the image stays
@@ -228,7 +229,7 @@ impl Task {
         if oom_killed {
             let limit = self.init.rsc_memory_bound / (1024.0 * 1024.0);
             log::error!("the job was killed: out of memory (limit {limit:.0} MiB)");
-            return Outcome::Finished(EXIT_MEM_LIMIT_EXCEEDED);
+            return Outcome::Finished(WrapperExit::MemLimitExceeded.code());
         }
         log::info!("the job exited with code {code}");
         Outcome::Finished(code)
