@@ -316,7 +316,7 @@ mod tests {
 #[cfg(test)]
 mod props {
     use super::*;
-    use crate::init_data::props::{check_message, config};
+    use crate::property_tests::{check_message, config};
     use proptest::collection::vec;
     use proptest::prelude::*;
     use proptest::sample::select;

@@ -1230,7 +1230,7 @@ mod tests {
 #[cfg(test)]
 mod props {
     use super::*;
-    use crate::init_data::props::{check_message, config};
+    use crate::property_tests::{check_message, config};
     use proptest::collection::{btree_set, vec};
     use proptest::prelude::*;
     use proptest::sample::select;

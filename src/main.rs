@@ -16,6 +16,8 @@ mod logging;
 mod network;
 mod os;
 mod process_tree;
+#[cfg(test)]
+mod property_tests;
 mod slot_files;
 mod slot_io;
 mod slot_usage;

@@ -131,7 +131,7 @@ mod tests {
 #[cfg(test)]
 pub(crate) mod props {
     use super::*;
-    use crate::init_data::props::config;
+    use crate::property_tests::config;
     use proptest::collection::vec;
     use proptest::prelude::*;
     use proptest::sample::select;

@@ -96,7 +96,7 @@ mod tests {
 
     mod props {
         use super::super::*;
-        use crate::init_data::props::config;
+        use crate::property_tests::config;
         use proptest::prelude::*;
 
         proptest! {

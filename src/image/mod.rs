@@ -423,7 +423,7 @@ mod tests {
 mod props {
     use super::*;
     use crate::engine::names::props::{hostile_text, matches, PATH_COMPONENT};
-    use crate::init_data::props::config;
+    use crate::property_tests::config;
     use proptest::prelude::*;
 
     /// An image tag (Go's `\w` is ASCII).
