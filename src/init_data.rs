@@ -2140,7 +2140,7 @@ mod props {
                         b'&' => "&amp;".to_string(),
                         b'"' => "&quot;".to_string(),
                         b'\'' => "&apos;".to_string(),
-                        b if b < 32 || b >= 128 => format!("&#{b};"),
+                        b if !(32..128).contains(&b) => format!("&#{b};"),
                         b => char::from(b).to_string(),
                     })
                     .collect(),

@@ -249,7 +249,7 @@ mod tests {
         fs::write(&outside, "precious").unwrap();
         fs::write(d.0.join("stderr.txt"), "log").unwrap();
         symlink(&outside, d.0.join("lock")).unwrap();
-        rustix::fs::mkfifoat(rustix::fs::CWD, &d.0.join("fifo"), rustix::fs::Mode::from_raw_mode(0o644)).unwrap();
+        rustix::fs::mkfifoat(rustix::fs::CWD, d.0.join("fifo"), rustix::fs::Mode::from_raw_mode(0o644)).unwrap();
         for name in ["stderr.txt", "lock", "fifo", "missing"] {
             remove_unless_regular(&d.0.join(name)).unwrap();
         }
