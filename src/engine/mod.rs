@@ -30,6 +30,7 @@ use build_trace::{BuildEvent, BuildTrace, Leftover};
 pub use failure::Failure;
 use process::{Argv, Limits, Output, RunError};
 use transport::Transport;
+use crate::init_data::WslDistro;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineKind {
@@ -637,6 +638,37 @@ impl Engine {
 
 /// Chooses the engine: an explicit override, else what the client found
 /// (BOINC 8 writes docker_type), else whichever CLI is installed, Podman first.
+/// What decides which engine a task uses, and how long its commands may take.
+pub struct Request<'a> {
+    /// The engine the client detected (BOINC 8.2 writes it), if any.
+    pub from_client: Option<EngineKind>,
+    /// The client's WSL distros (Windows); None in standalone mode, which
+    /// uses the default distro.
+    pub wsl_distros: Option<&'a [WslDistro]>,
+    pub timeout: Duration,
+    pub build_timeout: Duration,
+}
+
+/// The engine to use and how to reach it: on Windows inside a WSL distro,
+/// through one `wsl` shell; elsewhere the CLI in PATH, the one the client
+/// detected, or the one `DOCKER_WRAPPER_ENGINE` names.
+pub fn connect(request: &Request) -> Result<Engine, String> {
+    let (kind, cli, transport) = if cfg!(windows) {
+        let distro = match request.wsl_distros {
+            Some(distros) => wsl::choose_distro(distros)?,
+            None => wsl::standalone_distro(),
+        };
+        log::info!("using WSL distro {}", distro.name);
+        let launcher = wsl::launcher(&distro);
+        (distro.engine, PathBuf::from(distro.engine.cli_name()), Transport::wsl(launcher))
+    } else {
+        let forced = std::env::var("DOCKER_WRAPPER_ENGINE").ok();
+        let (kind, cli) = choose(forced.as_deref(), request.from_client, &|name| which::which(name).ok())?;
+        (kind, cli, Transport::from_env())
+    };
+    Ok(Engine::new(kind, cli, request.timeout, request.build_timeout).with_transport(transport))
+}
+
 pub fn choose(
     forced: Option<&str>,
     from_client: Option<EngineKind>,

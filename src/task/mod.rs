@@ -143,35 +143,18 @@ pub fn run(cli: Cli, config: JobConfig, standalone: bool, terminated: Arc<Atomic
 }
 
 fn pick_engine(init: &InitData, config: &JobConfig, standalone: bool) -> Result<Engine, String> {
-    let (kind, cli, transport) = if cfg!(windows) {
-        // The engine lives in a WSL distro, reached through one `wsl` shell.
-        let distro = if standalone {
-            engine::wsl::standalone_distro()
-        } else {
-            engine::wsl::choose_distro(&init.host_info.wsl_distros)?
-        };
-        log::info!("using WSL distro {}", distro.name);
-        let launcher = engine::wsl::launcher(&distro);
-        (distro.engine, PathBuf::from(distro.engine.cli_name()), engine::transport::Transport::wsl(launcher))
-    } else {
-        let forced = std::env::var("DOCKER_WRAPPER_ENGINE").ok();
-        let from_client = match init.host_info.docker_type {
-            DockerType::Docker => Some(EngineKind::Docker),
-            DockerType::Podman => Some(EngineKind::Podman),
-            // BOINC 7.20 clients write no docker fields; standalone is Podman-first too.
-            DockerType::None => None,
-        };
-        let from_client = if standalone { None } else { from_client };
-        let (kind, cli) = engine::choose(forced.as_deref(), from_client, &|name| which::which(name).ok())?;
-        (kind, cli, engine::transport::Transport::from_env())
+    let from_client = match init.host_info.docker_type {
+        DockerType::Docker => Some(EngineKind::Docker),
+        DockerType::Podman => Some(EngineKind::Podman),
+        // BOINC 7.20 clients write no docker fields; standalone is Podman-first too.
+        DockerType::None => None,
     };
-    let engine = Engine::new(
-        kind,
-        cli,
-        Duration::from_secs(config.command_timeout_secs),
-        Duration::from_secs(config.build_timeout_secs),
-    );
-    Ok(engine.with_transport(transport))
+    engine::connect(&engine::Request {
+        from_client: if standalone { None } else { from_client },
+        wsl_distros: if standalone { None } else { Some(&init.host_info.wsl_distros) },
+        timeout: Duration::from_secs(config.command_timeout_secs),
+        build_timeout: Duration::from_secs(config.build_timeout_secs),
+    })
 }
 
 /// Refuses job.toml settings that undo the security defaults, unless
