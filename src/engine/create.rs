@@ -20,6 +20,9 @@ pub struct CreateSpec {
     /// `portmap` entries of job.toml.
     pub portmaps: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The client's proxy settings as variables. Podman passes those of its
+    /// own environment on by itself; Docker gets them here.
+    pub proxy_env: Vec<(String, String)>,
     /// Whether to ask for the cgroup limits below at all: false where the
     /// engine refused them (see `task/container_spec.rs`).
     pub resource_limits: bool,
@@ -60,7 +63,8 @@ pub fn create_args(kind: EngineKind, spec: &CreateSpec) -> Vec<String> {
     for portmap in &spec.portmaps {
         args.extend(["-p".into(), loopback_portmap(portmap)]);
     }
-    for (key, value) in &spec.env {
+    let proxy_env = if kind == EngineKind::Docker { &spec.proxy_env[..] } else { &[] };
+    for (key, value) in spec.env.iter().chain(proxy_env) {
         args.extend(["-e".into(), format!("{key}={value}")]);
     }
     args.extend(resource_limits(spec));
@@ -157,6 +161,7 @@ mod tests {
             mounts: vec![],
             portmaps: vec![],
             env: vec![("ARGS".into(), "a 'b' $(c)".into())],
+            proxy_env: vec![("http_proxy".into(), "http://proxy:3128".into())],
             resource_limits: true,
             cpus: 1.0,
             memory_bytes: Some(512 << 20),
@@ -186,8 +191,16 @@ mod tests {
 
     #[test]
     fn args_env_is_passed_verbatim() {
-        let args = create_args(EngineKind::Docker, &spec());
+        let args = create_args(EngineKind::Podman, &spec());
         assert_eq!(pair(&args, "-e"), vec!["ARGS=a 'b' $(c)"]);
+    }
+
+    #[test]
+    fn docker_gets_the_proxy_variables_podman_passes_on_itself() {
+        let args = create_args(EngineKind::Docker, &spec());
+        assert_eq!(pair(&args, "-e"), vec!["ARGS=a 'b' $(c)", "http_proxy=http://proxy:3128"]);
+        let args = create_args(EngineKind::Podman, &spec());
+        assert!(!args.iter().any(|a| a.contains("proxy")), "{args:?}");
     }
 
     #[test]

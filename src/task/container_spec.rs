@@ -47,11 +47,7 @@ impl Task {
     }
 
     fn create_spec(&self) -> Result<CreateSpec> {
-        let mut env = vec![("ARGS".to_string(), self.cli.job_args.join(" "))];
-        if self.engine.kind == EngineKind::Docker {
-            // Podman passes the proxy variables of its environment on by itself.
-            env.extend(self.init.proxy_env());
-        }
+        let env = vec![("ARGS".to_string(), self.cli.job_args.join(" "))];
         let project_mount = match &self.config.project_dir_mount {
             Some(guest) => Some((self.engine_path(&self.project_dir()?)?, guest.clone())),
             None => None,
@@ -80,6 +76,7 @@ impl Task {
             mounts,
             portmaps,
             env,
+            proxy_env: self.init.proxy_env(),
             resource_limits: true,
             // Docker refuses more CPUs than the host has; the client's ncpus
             // can exceed them (a volunteer's <ncpus> override).
