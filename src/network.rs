@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use crate::boinc;
-use crate::engine::{ContainerStatus, Engine, EngineKind};
+use crate::engine::{ContainerStatus, Engine};
 use crate::suspend;
 
 /// Names Docker lists as networks that are network modes nobody can leave.
@@ -103,17 +103,16 @@ impl<'a> ContainerNetwork<'a> {
         if self.tracker.detached.is_empty() {
             return true;
         }
-        // Docker reconnects a paused container; Podman must see it running.
-        let paused_in_podman = self.engine.kind == EngineKind::Podman
+        let must_unpause = !self.engine.reconnects_paused_containers()
             && self.engine.inspect(self.container).ok().flatten().is_some_and(|s| s.status == ContainerStatus::Paused);
-        if paused_in_podman {
+        if must_unpause {
             if let Err(err) = self.engine.unpause(self.container) {
                 log::debug!("unpause to reconnect: {err}");
             }
         }
         self.tracker.retry_at = None;
         self.reconnect();
-        !paused_in_podman || self.pause_again()
+        !must_unpause || self.pause_again()
     }
 
     /// The freezer can fail while the job forks: a few attempts, backing off.

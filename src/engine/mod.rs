@@ -478,6 +478,12 @@ impl Engine {
         self.run(["unpause", container]).map(|_| ())
     }
 
+    /// Docker connects a paused container to a network; Podman must see
+    /// it running.
+    pub fn reconnects_paused_containers(&self) -> bool {
+        self.kind == EngineKind::Docker
+    }
+
     /// Names of the engine networks the container is attached to. Empty for
     /// network modes without one (Podman's none, host, slirp4netns, pasta);
     /// Docker lists its "none" and "host" modes as networks of those names.
