@@ -18,6 +18,7 @@ impl Task {
         let spec = self.create_spec()?;
         let create_then_start = |spec: &CreateSpec| -> Result<()> {
             self.engine.create(spec).context("cannot create the container")?;
+            self.owns_container.set(true);
             self.engine.start(&self.container).context("cannot start the container")
         };
         let err = match create_then_start(&spec) {

@@ -64,8 +64,8 @@ struct Task {
     container_pid: Cell<u32>,
     /// How the container was paused, while it is.
     paused: Cell<Option<Paused>>,
-    /// Set once the container with the task's name is known to be this
-    /// slot's (found so, or created here): only then may an error remove it.
+    /// Set once a container with the task's name exists and is this slot's
+    /// (found so, or created here): only then may an error remove it.
     owns_container: Cell<bool>,
 }
 
@@ -226,7 +226,7 @@ impl Task {
             },
             None => None,
         };
-        self.owns_container.set(true);
+        self.owns_container.set(existing.is_some());
         let client_cpu = self.cpu_time_so_far(journal.as_ref(), existing.as_ref());
         let found = found(existing);
         let plan = supervisor::plan_start(journal.as_ref(), &found, os::boot_time());
