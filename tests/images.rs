@@ -12,7 +12,7 @@ mod emulator;
 
 use std::collections::BTreeSet;
 
-use emulator::jobs::{default_dockerfile, BUSYBOX_PATH, DEFAULT_WORKDIR};
+use emulator::jobs::{default_dockerfile, BUSYBOX_ONLY_DOCKERFILE, DEFAULT_WORKDIR};
 use emulator::*;
 
 /// Bounds a whole task, image build included.
@@ -216,26 +216,7 @@ impl ForeignImages {
     fn build(&mut self, tag: &str, labels: &[(&str, &str)]) {
         let _ = self.engine.remove_image(tag);
         self.tags.push(tag.to_string());
-        let dir = TempDir::new("foreign_image").unwrap();
-        std::fs::copy(BUSYBOX_PATH, dir.path().join("busybox")).unwrap();
-        std::fs::write(
-            dir.path().join("Dockerfile"),
-            "FROM scratch\nCOPY busybox /bin/busybox\nCMD [\"/bin/busybox\", \"true\"]\n",
-        )
-        .unwrap();
-        let mut cmd = self.engine.command(["build", "-t", tag]);
-        for (key, value) in labels {
-            cmd.arg("--label").arg(format!("{key}={value}"));
-        }
-        // Debian's docker.io has no buildx: use the classic builder.
-        cmd.arg(dir.path()).env("DOCKER_BUILDKIT", "0");
-        let out = run_with_timeout(cmd, TASK_TIMEOUT).unwrap();
-        assert!(
-            out.success(),
-            "cannot build {tag}: {}\n{}",
-            out.stdout,
-            out.stderr
-        );
+        self.engine.build_busybox_image(tag, BUSYBOX_ONLY_DOCKERFILE, labels);
         assert!(
             self.engine.image_exists(tag),
             "{tag} is missing right after its build"

@@ -10,7 +10,7 @@
 #[macro_use]
 mod emulator;
 
-use emulator::jobs::{default_dockerfile, BUSYBOX_PATH, DEFAULT_WORKDIR};
+use emulator::jobs::{default_dockerfile, DEFAULT_WORKDIR};
 use emulator::*;
 
 const TASK_TIMEOUT: Duration = Duration::from_secs(180);
@@ -57,26 +57,11 @@ impl Build {
     /// would be one image to Docker, and `ancestor=` would see both tests'
     /// build containers.
     fn build_base(&self) {
-        let dir = TempDir::new("interrupted_build_base").unwrap();
-        std::fs::copy(BUSYBOX_PATH, dir.path().join("busybox")).unwrap();
-        std::fs::write(
-            dir.path().join("Dockerfile"),
-            format!(
-                "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nLABEL dwtest.base={}\n",
-                self.project
-            ),
-        )
-        .unwrap();
-        let mut cmd = self.engine.command(["build", "-t", &self.base]);
-        cmd.arg(dir.path()).env("DOCKER_BUILDKIT", "0");
-        let out = run_with_timeout(cmd, TASK_TIMEOUT).unwrap();
-        assert!(
-            out.success(),
-            "cannot build {}: {}\n{}",
-            self.base,
-            out.stdout,
-            out.stderr
+        let dockerfile = format!(
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nLABEL dwtest.base={}\n",
+            self.project
         );
+        self.engine.build_busybox_image(&self.base, &dockerfile, &[]);
     }
 
     /// A job whose build runs `sleep <seconds>` in its last step. `variant`

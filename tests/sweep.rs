@@ -13,7 +13,7 @@ mod emulator;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use emulator::jobs::{default_dockerfile, BUSYBOX_PATH, DEFAULT_WORKDIR};
+use emulator::jobs::{default_dockerfile, BUSYBOX_ONLY_DOCKERFILE, DEFAULT_WORKDIR};
 use emulator::*;
 
 /// Bounds a whole task, image build included.
@@ -138,24 +138,7 @@ impl Host {
     fn build_foreign(&mut self, tag: &str, project: &str) {
         let _ = self.engine.remove_image(tag);
         self.foreign.push(tag.to_string());
-        let dir = TempDir::new("sweep_foreign").unwrap();
-        std::fs::copy(BUSYBOX_PATH, dir.path().join("busybox")).unwrap();
-        std::fs::write(
-            dir.path().join("Dockerfile"),
-            "FROM scratch\nCOPY busybox /bin/busybox\nCMD [\"/bin/busybox\", \"true\"]\n",
-        )
-        .unwrap();
-        let mut cmd = self.engine.command(["build", "-t", tag, "--label"]);
-        cmd.arg(format!("{PROJECT_LABEL}={project}"));
-        // Debian's docker.io has no buildx: use the classic builder.
-        cmd.arg(dir.path()).env("DOCKER_BUILDKIT", "0");
-        let out = run_with_timeout(cmd, TASK_TIMEOUT).unwrap();
-        assert!(
-            out.success(),
-            "cannot build {tag}: {}\n{}",
-            out.stdout,
-            out.stderr
-        );
+        self.engine.build_busybox_image(tag, BUSYBOX_ONLY_DOCKERFILE, &[(PROJECT_LABEL, project)]);
     }
 
     /// Every image with the project's label, tagged (by name) or not (by id).

@@ -10,11 +10,14 @@ use std::time::{Duration, Instant};
 
 use super::command::{last_lines, run_with_timeout, CommandOutput};
 use super::init_data::{DockerHostInfo, DockerType};
-use super::tempdir::test_tmp_root;
+use super::jobs::BUSYBOX_PATH;
+use super::tempdir::{test_tmp_root, TempDir};
 use super::user::{HostUser, BOINC_USER};
 
 const INFO_TIMEOUT: Duration = Duration::from_secs(20);
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+/// A test image of a few steps; as long as a task may take.
+const IMAGE_BUILD_TIMEOUT: Duration = Duration::from_secs(180);
 /// Debian's docker.io client; `/usr/local/bin/docker` on the project machines is
 /// a newer client without its daemon.
 const DEBIAN_DOCKER_CLI: &str = "/usr/bin/docker";
@@ -250,6 +253,22 @@ impl TestEngine {
                 out.stderr.trim()
             ))
         }
+    }
+
+    /// Builds `tag` from `dockerfile`, with the static busybox in its context
+    /// as `busybox` and these labels, through the classic builder (Debian's
+    /// docker.io has no buildx). Fails the test with the engine's output.
+    pub fn build_busybox_image(&self, tag: &str, dockerfile: &str, labels: &[(&str, &str)]) {
+        let dir = TempDir::new("busybox_image").unwrap();
+        fs::copy(BUSYBOX_PATH, dir.path().join("busybox")).unwrap();
+        fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+        let mut cmd = self.command(["build", "-t", tag]);
+        for (key, value) in labels {
+            cmd.arg("--label").arg(format!("{key}={value}"));
+        }
+        cmd.arg(dir.path()).env("DOCKER_BUILDKIT", "0");
+        let out = run_with_timeout(cmd, IMAGE_BUILD_TIMEOUT).unwrap();
+        assert!(out.success(), "cannot build {tag}: {}\n{}", out.stdout, out.stderr);
     }
 
     /// `(repository:tag, id)` of every image with `label` (`key=value`).
