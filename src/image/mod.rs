@@ -25,6 +25,8 @@ use crate::engine::build_trace::{BuildEvent, Leftover};
 use crate::engine::{names, Engine, EngineError, EngineKind};
 use crate::slot_io;
 
+/// The first part of every cache image's name.
+const CACHE_REPOSITORY: &str = "boinc_wrapper";
 /// Label on every cache image: the project it belongs to.
 pub const PROJECT_LABEL: &str = "boinc.docker_wrapper.project";
 const HASH_LABEL: &str = "boinc.docker_wrapper.inputs";
@@ -167,7 +169,7 @@ impl<'a> ImageCache<'a> {
     }
 
     fn repository(&self) -> String {
-        format!("boinc_wrapper/{}", self.project)
+        format!("{CACHE_REPOSITORY}/{}", self.project)
     }
 
     fn cache_tag(&self, hash: &str) -> String {

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::lock::BuildLock;
-use super::same_image;
+use super::{same_image, CACHE_REPOSITORY};
 use crate::engine::{names, Engine};
 use crate::init_data::InitData;
 use crate::slot_io;
@@ -37,7 +37,6 @@ pub const HOST_MAX_BYTES: u64 = 3 * 10 * 1024 * 1024 * 1024;
 const SWEEP_EVERY: Duration = Duration::from_secs(24 * 3600);
 /// The wrapper's own files in the BOINC data dir.
 const STATE_DIR: &str = "docker_wrapper";
-const REPOSITORY: &str = "boinc_wrapper";
 
 /// A cache image this client's tasks used.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,7 +148,7 @@ fn data_dir(project_dir: &Path, boinc_dir: &Path) -> Option<PathBuf> {
 
 /// `(project, hash)` of a cache image reference; None for any other image.
 fn cache_name(reference: &str) -> Option<(&str, &str)> {
-    let name = reference.trim_start_matches("localhost/").strip_prefix(REPOSITORY)?.strip_prefix('/')?;
+    let name = reference.trim_start_matches("localhost/").strip_prefix(CACHE_REPOSITORY)?.strip_prefix('/')?;
     let (project, hash) = name.split_once(':')?;
     // As the engines allow them: starting with a letter or digit, so never
     // a path like "..".
@@ -234,7 +233,7 @@ fn sweep_now(engine: &Engine, state: &State, projects_dir: &Path, keep: &str) ->
         .map(|entry| names::component(&entry.file_name().to_string_lossy()))
         .collect();
     let listed_at = SystemTime::now();
-    let listed = engine.image_tags(&format!("{REPOSITORY}/*")).map_err(|e| e.to_string())?;
+    let listed = engine.image_tags(&format!("{CACHE_REPOSITORY}/*")).map_err(|e| e.to_string())?;
     let mut on_engine = HashSet::new();
     let mut recorded = Vec::new();
     for reference in listed {
