@@ -143,12 +143,18 @@ pub enum Owner {
 pub const STARTING_UP_SECS: i64 = 120;
 
 /// `recorded_slot`: the slot on the container's label; `claimed_there`:
-/// that slot's journal names the container and the job has not ended;
-/// `age_secs`: since the container was created, when known.
-pub fn owner(this_slot: &str, recorded_slot: &str, claimed_there: bool, age_secs: Option<i64>) -> Owner {
+/// whether that slot's journal names the container and the job has not
+/// ended (asked only of another slot); `age_secs`: since the container was
+/// created, when known.
+pub fn owner(
+    this_slot: &str,
+    recorded_slot: &str,
+    claimed_there: impl FnOnce() -> bool,
+    age_secs: Option<i64>,
+) -> Owner {
     if recorded_slot.is_empty() || recorded_slot == this_slot {
         Owner::ThisSlot
-    } else if claimed_there || !age_secs.is_some_and(|age| age >= STARTING_UP_SECS) {
+    } else if claimed_there() || !age_secs.is_some_and(|age| age >= STARTING_UP_SECS) {
         Owner::OtherSlot
     } else {
         Owner::Orphan
@@ -222,14 +228,15 @@ mod tests {
 
     #[test]
     fn a_container_of_another_slot_is_never_adopted() {
-        assert_eq!(owner("/s/1", "/s/1", false, Some(9999)), Owner::ThisSlot);
+        let unasked = || panic!("this slot's own container needs no look at another slot");
+        assert_eq!(owner("/s/1", "/s/1", unasked, Some(9999)), Owner::ThisSlot);
         // Containers made before the label existed.
-        assert_eq!(owner("/s/1", "", false, Some(9999)), Owner::ThisSlot);
-        assert_eq!(owner("/s/1", "/s/2", true, Some(9999)), Owner::OtherSlot);
+        assert_eq!(owner("/s/1", "", unasked, Some(9999)), Owner::ThisSlot);
+        assert_eq!(owner("/s/1", "/s/2", || true, Some(9999)), Owner::OtherSlot);
         // Its task may still be starting there.
-        assert_eq!(owner("/s/1", "/s/2", false, Some(10)), Owner::OtherSlot);
-        assert_eq!(owner("/s/1", "/s/2", false, None), Owner::OtherSlot);
-        assert_eq!(owner("/s/1", "/s/2", false, Some(STARTING_UP_SECS)), Owner::Orphan);
+        assert_eq!(owner("/s/1", "/s/2", || false, Some(10)), Owner::OtherSlot);
+        assert_eq!(owner("/s/1", "/s/2", || false, None), Owner::OtherSlot);
+        assert_eq!(owner("/s/1", "/s/2", || false, Some(STARTING_UP_SECS)), Owner::Orphan);
     }
 
     #[test]

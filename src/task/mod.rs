@@ -281,9 +281,7 @@ impl Task {
             Journal::load(recorded).is_some_and(|j| j.container == self.container && j.phase != Phase::Finished)
         };
         let age = state.created.map(|created| os::unix_time_now() - created);
-        let this_slot = self.slot_label();
-        let recorded_elsewhere = !state.slot.is_empty() && state.slot != this_slot;
-        supervisor::owner(&this_slot, &state.slot, recorded_elsewhere && claimed_there(), age)
+        supervisor::owner(&self.slot_label(), &state.slot, claimed_there, age)
     }
 
     /// This slot, as recorded on the container.
