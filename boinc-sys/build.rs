@@ -136,7 +136,9 @@ fn link_windows_libraries(includes: Vec<PathBuf>) -> Vec<PathBuf> {
     if !includes.iter().any(|dir| dir.join("boinc_api.h").is_file()) {
         fail(&format!(
             "no directory of BOINC_INCLUDE_DIR={} holds boinc_api.h.",
-            env::join_paths(&includes).unwrap_or_default().to_string_lossy()
+            env::join_paths(&includes)
+                .unwrap_or_default()
+                .to_string_lossy()
         ));
     }
     let lib_dir = env_path("BOINC_LIB_DIR").unwrap_or_else(|| {
@@ -340,7 +342,9 @@ fn link_cxx_runtime_statically(build: &mut cc::Build) {
     if !(archive.is_absolute() && archive.is_file()) {
         return;
     }
-    let dir = archive.parent().expect("an absolute file path has a parent");
+    let dir = archive
+        .parent()
+        .expect("an absolute file path has a parent");
     build.cpp_link_stdlib(None);
     println!("cargo:rustc-link-search=native={}", dir.display());
     // Not bundled into the rlib: the final link takes it from the search path.

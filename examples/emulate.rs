@@ -55,18 +55,28 @@ fn parse_options() -> Result<Options, String> {
         }
     }
     let job_dir = job_dir.ok_or("usage: emulate JOB_DIR [--engine podman|docker] [job args...]")?;
-    Ok(Options { job_dir, engine, job_args })
+    Ok(Options {
+        job_dir,
+        engine,
+        job_args,
+    })
 }
 
 /// The wrapper built by `cargo build --release`, next to this example's directory.
 fn wrapper_binary() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let profile_dir = exe.parent().and_then(Path::parent).ok_or("cannot locate the target directory")?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("cannot locate the target directory")?;
     let wrapper = profile_dir.join("docker_wrapper");
     if wrapper.is_file() {
         Ok(wrapper)
     } else {
-        Err(format!("{} not found: run `cargo build --release` first", wrapper.display()))
+        Err(format!(
+            "{} not found: run `cargo build --release` first",
+            wrapper.display()
+        ))
     }
 }
 
@@ -75,7 +85,8 @@ fn run() -> Result<ExitCode, String> {
     if !options.job_dir.join("Dockerfile").is_file() {
         return Err(format!("{} has no Dockerfile", options.job_dir.display()));
     }
-    let busybox = std::fs::read(BUSYBOX).map_err(|e| format!("{BUSYBOX}: {e} (apt-get install busybox-static)"))?;
+    let busybox = std::fs::read(BUSYBOX)
+        .map_err(|e| format!("{BUSYBOX}: {e} (apt-get install busybox-static)"))?;
     let engine = TestEngine::get(options.engine)?;
     println!("engine: {} {}", engine.kind().name(), engine.version());
     let mut task = Task::builder("emulate", wrapper_binary()?)
@@ -86,7 +97,8 @@ fn run() -> Result<ExitCode, String> {
         .prepare()?;
     // The client gives files the app version marks executable their x bit.
     let slot_busybox = task.slot_dir().join("busybox");
-    std::fs::set_permissions(&slot_busybox, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&slot_busybox, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
     task.start()?;
     println!("slot: {}", task.slot_dir().display());
     println!("container: {}", task.container_name());
@@ -101,8 +113,15 @@ fn run() -> Result<ExitCode, String> {
     }
     match outcome.finish_code() {
         Some(code) => {
-            println!("result: boinc_finish({code}) after {:.1}s", outcome.elapsed.as_secs_f64());
-            Ok(if code == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            println!(
+                "result: boinc_finish({code}) after {:.1}s",
+                outcome.elapsed.as_secs_f64()
+            );
+            Ok(if code == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         None => {
             println!("result: no boinc_finish; {}", outcome.describe());
@@ -121,7 +140,11 @@ fn watch(task: &mut Task, engine: &TestEngine) {
     while task.is_running() && started.elapsed() < TIMEOUT {
         let state = engine.container_state(&name);
         if state != last_state {
-            println!("{:6.1}s container: {}", started.elapsed().as_secs_f64(), state.as_deref().unwrap_or("(none)"));
+            println!(
+                "{:6.1}s container: {}",
+                started.elapsed().as_secs_f64(),
+                state.as_deref().unwrap_or("(none)")
+            );
             last_state = state;
         }
         if let Some(status) = task.last_status() {

@@ -62,12 +62,21 @@ fn cpu_controller_dir(root: &Path) -> Option<PathBuf> {
     if root.join("cgroup.controllers").is_file() {
         return Some(root.to_path_buf());
     }
-    ["cpu", "cpu,cpuacct", "cpuacct,cpu"].iter().map(|m| root.join(m)).find(|d| d.join("cpu.shares").is_file())
+    ["cpu", "cpu,cpuacct", "cpuacct,cpu"]
+        .iter()
+        .map(|m| root.join(m))
+        .find(|d| d.join("cpu.shares").is_file())
 }
 
 fn is_idle(dir: &Path) -> bool {
-    let read = |file: &str| fs::read_to_string(dir.join(file)).ok().map(|s| s.trim().to_string());
-    read("cpu.idle").as_deref() == Some("1") || read("cpu.weight").as_deref() == Some("1") || read("cpu.shares").as_deref() == Some("2")
+    let read = |file: &str| {
+        fs::read_to_string(dir.join(file))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    read("cpu.idle").as_deref() == Some("1")
+        || read("cpu.weight").as_deref() == Some("1")
+        || read("cpu.shares").as_deref() == Some("2")
 }
 
 /// cpu.idle where the kernel has it (5.15+), else the lowest weight.
@@ -96,8 +105,14 @@ mod tests {
         // A fake cgroup fs has no kernel-made files in new dirs: pretend cpu.idle exists.
         fs::create_dir_all(root.join("cpu/boinc_wrapper")).unwrap();
         fs::write(root.join("cpu/boinc_wrapper/cpu.idle"), "0").unwrap();
-        assert_eq!(idle_parent_in(&root, CgroupDriver::Cgroupfs).as_deref(), Some("/boinc_wrapper"));
-        assert_eq!(fs::read_to_string(root.join("cpu/boinc_wrapper/cpu.idle")).unwrap(), "1");
+        assert_eq!(
+            idle_parent_in(&root, CgroupDriver::Cgroupfs).as_deref(),
+            Some("/boinc_wrapper")
+        );
+        assert_eq!(
+            fs::read_to_string(root.join("cpu/boinc_wrapper/cpu.idle")).unwrap(),
+            "1"
+        );
         fs::remove_dir_all(root).unwrap();
     }
 
@@ -107,14 +122,23 @@ mod tests {
         assert_eq!(idle_parent_in(&root, CgroupDriver::Systemd), None);
         fs::create_dir_all(root.join("cpu/boinc_wrapper.slice")).unwrap();
         fs::write(root.join("cpu/boinc_wrapper.slice/cpu.shares"), "2").unwrap();
-        assert_eq!(idle_parent_in(&root, CgroupDriver::Systemd).as_deref(), Some("boinc_wrapper.slice"));
+        assert_eq!(
+            idle_parent_in(&root, CgroupDriver::Systemd).as_deref(),
+            Some("boinc_wrapper.slice")
+        );
         fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
     fn drivers() {
-        assert_eq!(CgroupDriver::parse("systemd\n"), Some(CgroupDriver::Systemd));
-        assert_eq!(CgroupDriver::parse("cgroupfs"), Some(CgroupDriver::Cgroupfs));
+        assert_eq!(
+            CgroupDriver::parse("systemd\n"),
+            Some(CgroupDriver::Systemd)
+        );
+        assert_eq!(
+            CgroupDriver::parse("cgroupfs"),
+            Some(CgroupDriver::Cgroupfs)
+        );
         assert_eq!(CgroupDriver::parse(""), None);
     }
 }

@@ -36,7 +36,9 @@ pub struct TaskReport {
 /// and heartbeat loss in the status instead of acting on this process.
 /// Without an `init_data.xml` in the current dir the API runs standalone.
 pub fn init_wrapper() -> Result<(), i32> {
-    LIBRARY_START_FILES.iter().for_each(|name| clear_library_file(name));
+    LIBRARY_START_FILES
+        .iter()
+        .for_each(|name| clear_library_file(name));
     // SAFETY: no arguments; the API initialises its own global state once.
     match unsafe { sys::dw_init_wrapper() } {
         0 => Ok(()),
@@ -106,7 +108,11 @@ pub fn finish_promptly(status: i32, max_wait: Duration) -> ! {
         std::thread::sleep(Duration::from_millis(10));
     }
     log::info!("called boinc_finish({status})");
-    if let Err(err) = slot_io::replace(Path::new(FINISH_FILE), format!("{status}\n").as_bytes(), false) {
+    if let Err(err) = slot_io::replace(
+        Path::new(FINISH_FILE),
+        format!("{status}\n").as_bytes(),
+        false,
+    ) {
         log::warn!("cannot write {FINISH_FILE}: {err}");
         // Let the API try (and report) it the usual way.
         finish(status)
@@ -122,7 +128,13 @@ const FINISH_FILE: &str = "boinc_finish_called";
 const TEMPORARY_EXIT_FILE: &str = "boinc_temporary_exit";
 /// Slot files the library opens by name at start-up (the lock file, and
 /// stderr/stdout with their rotated copies) and writes through any link.
-const LIBRARY_START_FILES: [&str; 5] = ["boinc_lockfile", "stderr.txt", "stdout.txt", "stderr.old", "stdout.old"];
+const LIBRARY_START_FILES: [&str; 5] = [
+    "boinc_lockfile",
+    "stderr.txt",
+    "stdout.txt",
+    "stderr.old",
+    "stdout.old",
+];
 
 /// The library opens some slot files itself, following symlinks; the job
 /// may have replaced one by a link to a host file (or by a FIFO, on which
@@ -204,7 +216,10 @@ mod tests {
     #[test]
     fn library_version_comes_from_the_linked_headers() {
         let version = library_version();
-        assert!(version.starts_with("7.") || version.starts_with("8."), "{version}");
+        assert!(
+            version.starts_with("7.") || version.starts_with("8."),
+            "{version}"
+        );
     }
 
     #[test]

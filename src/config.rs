@@ -294,10 +294,11 @@ const KEYS: &[(&str, Apply)] = &[
         Ok(())
     }),
     ("image_archive", |c, e| {
-        c.image_archive = match e.string_where(FILE_NAME, |s| s.is_empty() || is_plain_file_name(s))? {
-            "" => None,
-            name => Some(name.to_string()),
-        };
+        c.image_archive =
+            match e.string_where(FILE_NAME, |s| s.is_empty() || is_plain_file_name(s))? {
+                "" => None,
+                name => Some(name.to_string()),
+            };
         Ok(())
     }),
     ("image_cache_max_images", |c, e| {
@@ -305,7 +306,10 @@ const KEYS: &[(&str, Apply)] = &[
         Ok(())
     }),
     ("image_cache_max_mb", |c, e| {
-        c.image_cache_max_mb = e.integer_in(64..=100_000_000, "an integer number of MiB from 64 to 100000000")?;
+        c.image_cache_max_mb = e.integer_in(
+            64..=100_000_000,
+            "an integer number of MiB from 64 to 100000000",
+        )?;
         Ok(())
     }),
     ("log_tail_bytes", |c, e| {
@@ -410,7 +414,10 @@ impl JobConfig {
         if !self.cap_add.is_empty() {
             add("capabilities added", self.cap_add.join(", "));
         }
-        add("run as the wrapper's user (Docker)", yes_no(self.run_as_wrapper_user));
+        add(
+            "run as the wrapper's user (Docker)",
+            yes_no(self.run_as_wrapper_user),
+        );
         if self.allow_unsafe {
             add("allow unsafe engine arguments", yes_no(true));
         }
@@ -419,7 +426,10 @@ impl JobConfig {
         }
         add(
             "image cache",
-            format!("at most {} images, {} MiB", self.image_cache_max_images, self.image_cache_max_mb),
+            format!(
+                "at most {} images, {} MiB",
+                self.image_cache_max_images, self.image_cache_max_mb
+            ),
         );
         lines.join("\n")
     }
@@ -529,7 +539,10 @@ fn edit_distance(a: &str, b: &str) -> usize {
 fn read_small_file(path: &Path) -> std::io::Result<Vec<u8>> {
     let bytes = crate::slot_io::read_prefix(path, MAX_FILE_BYTES + 1)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "file is larger than 1 MiB"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "file is larger than 1 MiB",
+        ));
     }
     Ok(bytes)
 }
@@ -882,11 +895,26 @@ mod tests {
 
     #[test]
     fn capabilities_that_amount_to_the_host_are_refused() {
-        for cap in ["ALL", "SYS_ADMIN", "CAP_SYS_ADMIN", "DAC_READ_SEARCH", "CAP_DAC_READ_SEARCH", "SYS_MODULE", "SYS_RAWIO", "SYS_PTRACE"] {
+        for cap in [
+            "ALL",
+            "SYS_ADMIN",
+            "CAP_SYS_ADMIN",
+            "DAC_READ_SEARCH",
+            "CAP_DAC_READ_SEARCH",
+            "SYS_MODULE",
+            "SYS_RAWIO",
+            "SYS_PTRACE",
+        ] {
             let err = error(&format!("cap_add = [\"{cap}\"]"));
-            assert!(err.contains("'cap_add'") && err.contains(cap), "{cap}: {err}");
+            assert!(
+                err.contains("'cap_add'") && err.contains(cap),
+                "{cap}: {err}"
+            );
         }
-        assert_eq!(config("cap_add = [\"CAP_CHOWN\", \"NET_RAW\"]").cap_add, ["CAP_CHOWN", "NET_RAW"]);
+        assert_eq!(
+            config("cap_add = [\"CAP_CHOWN\", \"NET_RAW\"]").cap_add,
+            ["CAP_CHOWN", "NET_RAW"]
+        );
     }
 
     #[test]

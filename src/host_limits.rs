@@ -47,8 +47,18 @@ pub fn clamp(init: &mut InitData, host: &Host) -> Vec<String> {
             *value = have;
         }
     };
-    lower("rsc_memory_bound", &mut init.rsc_memory_bound, host.memory_bytes, "memory");
-    lower("rsc_disk_bound", &mut init.rsc_disk_bound, host.disk_bytes, "disk");
+    lower(
+        "rsc_memory_bound",
+        &mut init.rsc_memory_bound,
+        host.memory_bytes,
+        "memory",
+    );
+    lower(
+        "rsc_disk_bound",
+        &mut init.rsc_disk_bound,
+        host.disk_bytes,
+        "disk",
+    );
     notes
 }
 
@@ -90,17 +100,29 @@ mod tests {
     use super::*;
 
     const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
-    const HOST: Host = Host { cpus: 2.0, memory_bytes: Some(8.0 * GIB), disk_bytes: Some(100.0 * GIB) };
+    const HOST: Host = Host {
+        cpus: 2.0,
+        memory_bytes: Some(8.0 * GIB),
+        disk_bytes: Some(100.0 * GIB),
+    };
 
     fn init(ncpus: f64, memory: f64, disk: f64) -> InitData {
-        InitData { ncpus, rsc_memory_bound: memory, rsc_disk_bound: disk, ..InitData::default() }
+        InitData {
+            ncpus,
+            rsc_memory_bound: memory,
+            rsc_disk_bound: disk,
+            ..InitData::default()
+        }
     }
 
     #[test]
     fn numbers_within_the_host_are_kept() {
         let mut d = init(2.0, 512.0 * 1024.0 * 1024.0, 2.0 * GIB);
         assert!(clamp(&mut d, &HOST).is_empty());
-        assert_eq!((d.ncpus, d.rsc_memory_bound, d.rsc_disk_bound), (2.0, 512.0 * 1024.0 * 1024.0, 2.0 * GIB));
+        assert_eq!(
+            (d.ncpus, d.rsc_memory_bound, d.rsc_disk_bound),
+            (2.0, 512.0 * 1024.0 * 1024.0, 2.0 * GIB)
+        );
         // Zero means "not given"; it stays that way.
         let mut d = init(0.0, 0.0, 0.0);
         assert!(clamp(&mut d, &HOST).is_empty());
@@ -110,17 +132,31 @@ mod tests {
     fn numbers_beyond_the_host_are_lowered_and_said() {
         let mut d = init(64.0, 1e30, 1e300);
         let notes = clamp(&mut d, &HOST);
-        assert_eq!((d.ncpus, d.rsc_memory_bound, d.rsc_disk_bound), (2.0, 8.0 * GIB, 100.0 * GIB));
+        assert_eq!(
+            (d.ncpus, d.rsc_memory_bound, d.rsc_disk_bound),
+            (2.0, 8.0 * GIB, 100.0 * GIB)
+        );
         assert_eq!(notes.len(), 3, "{notes:?}");
-        assert_eq!(notes[0], "the client asked for 64 CPUs; this host has 2: using 2");
+        assert_eq!(
+            notes[0],
+            "the client asked for 64 CPUs; this host has 2: using 2"
+        );
         assert_eq!(notes[1], "rsc_memory_bound of 1e30 bytes is more than this host's memory (8192 MiB): using 8192 MiB");
-        assert!(notes[2].starts_with("rsc_disk_bound of 1e300 bytes"), "{}", notes[2]);
+        assert!(
+            notes[2].starts_with("rsc_disk_bound of 1e300 bytes"),
+            "{}",
+            notes[2]
+        );
         assert!(notes.iter().all(|n| !n.contains('\n')));
     }
 
     #[test]
     fn unknown_host_figures_change_nothing() {
-        let host = Host { cpus: 2.0, memory_bytes: None, disk_bytes: None };
+        let host = Host {
+            cpus: 2.0,
+            memory_bytes: None,
+            disk_bytes: None,
+        };
         let mut d = init(1.0, 1e30, 1e30);
         assert!(clamp(&mut d, &host).is_empty());
         assert_eq!(d.rsc_memory_bound, 1e30);
@@ -128,9 +164,14 @@ mod tests {
 
     #[test]
     fn reads_meminfo() {
-        assert_eq!(meminfo_total("MemTotal:        8036540 kB\nMemFree: 1 kB\n"), Some(8036540.0 * 1024.0));
+        assert_eq!(
+            meminfo_total("MemTotal:        8036540 kB\nMemFree: 1 kB\n"),
+            Some(8036540.0 * 1024.0)
+        );
         assert_eq!(meminfo_total("garbage"), None);
         #[cfg(target_os = "linux")]
-        assert!(Host::measure(std::path::Path::new("/")).memory_bytes.is_some_and(|m| m > 0.0));
+        assert!(Host::measure(std::path::Path::new("/"))
+            .memory_bytes
+            .is_some_and(|m| m > 0.0));
     }
 }

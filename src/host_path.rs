@@ -18,7 +18,11 @@ const MAX_LINKS: usize = 40;
 /// and what matters is where it would be created. Relative paths are taken
 /// from `base`.
 pub fn resolve(base: &Path, path: &Path) -> io::Result<PathBuf> {
-    let full = if path.is_absolute() { path.to_path_buf() } else { base.join(path) };
+    let full = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    };
     if cfg!(windows) {
         // The engine runs in WSL: its paths are not this host's to follow.
         return Ok(normalize(&full));
@@ -41,7 +45,10 @@ pub fn resolve(base: &Path, path: &Path) -> io::Result<PathBuf> {
             Ok(meta) if meta.file_type().is_symlink() => {
                 links += 1;
                 if links > MAX_LINKS {
-                    return Err(io::Error::other(format!("{}: too many symlinks", full.display())));
+                    return Err(io::Error::other(format!(
+                        "{}: too many symlinks",
+                        full.display()
+                    )));
                 }
                 let target = fs::read_link(&candidate)?;
                 if target.is_absolute() {
@@ -125,10 +132,22 @@ mod tests {
         symlink(dir.join("real"), dir.join("abs")).unwrap();
         symlink("real/../..", dir.join("up")).unwrap();
         symlink("/etc", dir.join("etc")).unwrap();
-        assert_eq!(resolve(&dir, Path::new("abs/x")).unwrap(), dir.join("real/x"));
-        assert_eq!(resolve(&dir, Path::new("up")).unwrap(), dir.parent().unwrap());
-        assert_eq!(resolve(&dir, Path::new("etc/not-there/../shadow")).unwrap(), Path::new("/etc/shadow"));
-        assert_eq!(resolve(&dir, Path::new("new/file")).unwrap(), dir.join("new/file"));
+        assert_eq!(
+            resolve(&dir, Path::new("abs/x")).unwrap(),
+            dir.join("real/x")
+        );
+        assert_eq!(
+            resolve(&dir, Path::new("up")).unwrap(),
+            dir.parent().unwrap()
+        );
+        assert_eq!(
+            resolve(&dir, Path::new("etc/not-there/../shadow")).unwrap(),
+            Path::new("/etc/shadow")
+        );
+        assert_eq!(
+            resolve(&dir, Path::new("new/file")).unwrap(),
+            dir.join("new/file")
+        );
         symlink("loop", dir.join("loop")).unwrap();
         assert!(resolve(&dir, Path::new("loop")).is_err());
         fs::remove_dir_all(&dir).unwrap();
@@ -138,7 +157,10 @@ mod tests {
     fn a_dangling_symlink_resolves_to_where_it_points() {
         let dir = temp("dangling");
         symlink("/etc/no-such-dir/x", dir.join("d")).unwrap();
-        assert_eq!(resolve(&dir, Path::new("d")).unwrap(), Path::new("/etc/no-such-dir/x"));
+        assert_eq!(
+            resolve(&dir, Path::new("d")).unwrap(),
+            Path::new("/etc/no-such-dir/x")
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -15,7 +15,9 @@ pub fn check(kind: EngineKind) {
         return;
     }
     let name = user_name(uid).unwrap_or_else(|| uid.to_string());
-    let has_ids = |file: &str| fs::read_to_string(file).is_ok_and(|text| has_subordinate_ids(&text, &name, uid));
+    let has_ids = |file: &str| {
+        fs::read_to_string(file).is_ok_and(|text| has_subordinate_ids(&text, &name, uid))
+    };
     if !has_ids("/etc/subuid") || !has_ids("/etc/subgid") {
         log::warn!(
             "user {name} has no subordinate ids in /etc/subuid and /etc/subgid: rootless Podman then maps only \
@@ -43,7 +45,10 @@ fn has_subordinate_ids(text: &str, name: &str, uid: u32) -> bool {
     text.lines().any(|line| {
         let mut fields = line.trim().split(':');
         let owner = fields.next().unwrap_or_default();
-        let count = fields.nth(1).and_then(|c| c.parse::<u64>().ok()).unwrap_or(0);
+        let count = fields
+            .nth(1)
+            .and_then(|c| c.parse::<u64>().ok())
+            .unwrap_or(0);
         (owner == name || owner == uid) && count > 0
     })
 }

@@ -56,7 +56,11 @@ impl Journal {
         match toml::from_str(&text) {
             Ok(journal) => Some(journal),
             Err(err) => {
-                log::warn!("{} is damaged ({}); ignoring it", path.display(), err.message());
+                log::warn!(
+                    "{} is damaged ({}); ignoring it",
+                    path.display(),
+                    err.message()
+                );
                 None
             }
         }

@@ -74,7 +74,11 @@ fn main() -> ExitCode {
     // parse (e.g. empty): that is a slot with a damaged file, not a plain
     // directory, and reading it gives the error.
     let standalone = boinc::is_standalone() && !std::path::Path::new("init_data.xml").exists();
-    logging::set_verbosity(if cli.verbose || standalone { 2 } else { config.verbose });
+    logging::set_verbosity(if cli.verbose || standalone {
+        2
+    } else {
+        config.verbose
+    });
     log::debug!("{}", config.describe());
     if standalone {
         log::info!("standalone mode (no init_data.xml): image and container are named 'boinc'");
@@ -84,7 +88,11 @@ fn main() -> ExitCode {
     }
     let terminated = Arc::new(AtomicBool::new(false));
     #[cfg(unix)]
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGQUIT] {
+    for signal in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGQUIT,
+    ] {
         if let Err(err) = signal_hook::flag::register(signal, Arc::clone(&terminated)) {
             log::warn!("cannot handle signal {signal}: {err}");
         }
@@ -103,7 +111,8 @@ fn main() -> ExitCode {
 /// job.toml may arrive as a BOINC soft-link file (BUDA sends it with the
 /// workunit); a missing one is left for the loader to report.
 fn config_path(name: &std::path::Path) -> Result<std::path::PathBuf, String> {
-    let slot = std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+    let slot =
+        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
     if std::fs::symlink_metadata(slot.join(name)).is_err() {
         return Ok(name.to_path_buf());
     }
@@ -127,7 +136,9 @@ fn start_sporadic() {
         ));
     }
     if let Err(code) = boinc::sporadic_dir(".") {
-        fail(&format!("cannot create the sporadic-app files (error {code})"));
+        fail(&format!(
+            "cannot create the sporadic-app files (error {code})"
+        ));
     }
 }
 

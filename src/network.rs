@@ -44,7 +44,12 @@ struct Tracker {
 
 impl Tracker {
     fn new(enabled: bool) -> Tracker {
-        Tracker { enabled, detached: Vec::new(), gave_up: false, retry_at: None }
+        Tracker {
+            enabled,
+            detached: Vec::new(),
+            gave_up: false,
+            retry_at: None,
+        }
     }
 
     fn step(&self, network_suspended: bool, running: bool, now: Instant) -> Step {
@@ -55,7 +60,11 @@ impl Tracker {
             // Once we gave up, networks taken before the failure go back.
             let wanted_back = !network_suspended || self.gave_up;
             let due = self.retry_at.map_or(true, |at| now >= at);
-            return if wanted_back && due { Step::Reconnect } else { Step::Nothing };
+            return if wanted_back && due {
+                Step::Reconnect
+            } else {
+                Step::Nothing
+            };
         }
         if network_suspended && !self.gave_up {
             Step::Disconnect
@@ -75,7 +84,11 @@ pub struct ContainerNetwork<'a> {
 impl<'a> ContainerNetwork<'a> {
     /// `job_has_network`: job.toml's `network`; false means there is nothing
     /// to take away, and nothing is ever done.
-    pub fn new(engine: &'a Engine, container: &'a str, job_has_network: bool) -> ContainerNetwork<'a> {
+    pub fn new(
+        engine: &'a Engine,
+        container: &'a str,
+        job_has_network: bool,
+    ) -> ContainerNetwork<'a> {
         if job_has_network && !library_sees_network_suspension(&boinc::library_version()) {
             log::info!(
                 "BOINC API {} does not see the client's network suspension (its heartbeat tag changed in 8.2): \
@@ -83,13 +96,20 @@ impl<'a> ContainerNetwork<'a> {
                 boinc::library_version()
             );
         }
-        ContainerNetwork { engine, container, tracker: Tracker::new(job_has_network) }
+        ContainerNetwork {
+            engine,
+            container,
+            tracker: Tracker::new(job_has_network),
+        }
     }
 
     /// Called with every client status; `running`: the container runs (not
     /// paused), so network changes take effect. Errors are logged, never fatal.
     pub fn follow(&mut self, network_suspended: bool, running: bool) {
-        match self.tracker.step(network_suspended, running, Instant::now()) {
+        match self
+            .tracker
+            .step(network_suspended, running, Instant::now())
+        {
             Step::Nothing => {}
             Step::Disconnect => self.disconnect(),
             Step::Reconnect => self.reconnect(),
@@ -104,7 +124,12 @@ impl<'a> ContainerNetwork<'a> {
             return true;
         }
         let must_unpause = !self.engine.reconnects_paused_containers()
-            && self.engine.inspect(self.container).ok().flatten().is_some_and(|s| s.status == ContainerStatus::Paused);
+            && self
+                .engine
+                .inspect(self.container)
+                .ok()
+                .flatten()
+                .is_some_and(|s| s.status == ContainerStatus::Paused);
         if must_unpause {
             if let Err(err) = self.engine.unpause(self.container) {
                 log::debug!("unpause to reconnect: {err}");
@@ -131,9 +156,14 @@ impl<'a> ContainerNetwork<'a> {
             Ok(networks) => networks,
             Err(err) => return self.give_up(&err.to_string()),
         };
-        let networks: Vec<String> = networks.into_iter().filter(|n| !MODES.contains(&n.as_str())).collect();
+        let networks: Vec<String> = networks
+            .into_iter()
+            .filter(|n| !MODES.contains(&n.as_str()))
+            .collect();
         if networks.is_empty() {
-            return self.give_up("it is on no engine network (network mode host, none, slirp4netns or pasta)");
+            return self.give_up(
+                "it is on no engine network (network mode host, none, slirp4netns or pasta)",
+            );
         }
         for network in networks {
             match self.engine.network_disconnect(self.container, &network) {
@@ -141,7 +171,10 @@ impl<'a> ContainerNetwork<'a> {
                 Err(err) => return self.give_up(&err.to_string()),
             }
         }
-        log::info!("network suspended by the client: container disconnected from {}", self.tracker.detached.join(", "));
+        log::info!(
+            "network suspended by the client: container disconnected from {}",
+            self.tracker.detached.join(", ")
+        );
     }
 
     fn give_up(&mut self, why: &str) {
@@ -168,7 +201,10 @@ impl<'a> ContainerNetwork<'a> {
         match last_error {
             None => {
                 self.tracker.retry_at = None;
-                log::info!("network resumed: container reconnected to {}", wanted.join(", "));
+                log::info!(
+                    "network resumed: container reconnected to {}",
+                    wanted.join(", ")
+                );
             }
             Some(err) => {
                 let networks = failed.join(", ");
@@ -202,7 +238,10 @@ mod tests {
     }
 
     fn detached(networks: &[&str]) -> Tracker {
-        Tracker { detached: networks.iter().map(|n| n.to_string()).collect(), ..Tracker::new(true) }
+        Tracker {
+            detached: networks.iter().map(|n| n.to_string()).collect(),
+            ..Tracker::new(true)
+        }
     }
 
     #[test]
@@ -212,7 +251,11 @@ mod tests {
         assert_eq!(t.step(false, true, now), Step::Nothing);
         assert_eq!(t.step(true, true, now), Step::Disconnect);
         let t = detached(&["bridge"]);
-        assert_eq!(t.step(true, true, now), Step::Nothing, "already disconnected");
+        assert_eq!(
+            t.step(true, true, now),
+            Step::Nothing,
+            "already disconnected"
+        );
         assert_eq!(t.step(false, true, now), Step::Reconnect);
     }
 
@@ -232,16 +275,25 @@ mod tests {
     #[test]
     fn after_giving_up_nothing_is_retried_but_taken_networks_go_back() {
         let now = Instant::now();
-        let t = Tracker { gave_up: true, ..Tracker::new(true) };
+        let t = Tracker {
+            gave_up: true,
+            ..Tracker::new(true)
+        };
         assert_eq!(t.step(true, true, now), Step::Nothing);
-        let t = Tracker { gave_up: true, ..detached(&["a"]) };
+        let t = Tracker {
+            gave_up: true,
+            ..detached(&["a"])
+        };
         assert_eq!(t.step(true, true, now), Step::Reconnect);
     }
 
     #[test]
     fn a_failed_reconnect_is_retried_later() {
         let now = Instant::now();
-        let t = Tracker { retry_at: Some(now + RECONNECT_RETRY), ..detached(&["bridge"]) };
+        let t = Tracker {
+            retry_at: Some(now + RECONNECT_RETRY),
+            ..detached(&["bridge"])
+        };
         assert_eq!(t.step(false, true, now), Step::Nothing);
         assert_eq!(t.step(false, true, now + RECONNECT_RETRY), Step::Reconnect);
     }

@@ -10,12 +10,15 @@ pub use windows::*;
 /// When this host booted (Unix time), from /proc/stat.
 pub fn boot_time() -> Option<i64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    stat.lines().find_map(|line| line.strip_prefix("btime ")?.trim().parse().ok())
+    stat.lines()
+        .find_map(|line| line.strip_prefix("btime ")?.trim().parse().ok())
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_time_now() -> i64 {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX)
 }
 
@@ -40,14 +43,18 @@ mod unix {
     /// Stops (SIGSTOP) or continues (SIGCONT) one process. False when it is
     /// gone or not ours to signal.
     pub fn stop_or_continue(pid: u32, stop: bool) -> bool {
-        let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else { return false };
+        let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+            return false;
+        };
         let signal = if stop { Signal::STOP } else { Signal::CONT };
         rustix::process::kill_process(pid, signal).is_ok()
     }
 
     /// SIGKILL to one process. False when it is gone or not ours to signal.
     pub fn kill_process(pid: u32) -> bool {
-        let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else { return false };
+        let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+            return false;
+        };
         rustix::process::kill_process(pid, Signal::KILL).is_ok()
     }
 
@@ -79,7 +86,10 @@ mod unix {
     /// Waits up to `timeout` for any of `handles` to become readable; returns the
     /// indexes that are. A signal (BOINC's timer) ends the wait early: callers loop.
     pub fn wait_readable(handles: &[&OwnedFd], timeout: Duration) -> Vec<usize> {
-        let mut fds: Vec<PollFd<'_>> = handles.iter().map(|h| PollFd::new(*h, PollFlags::IN)).collect();
+        let mut fds: Vec<PollFd<'_>> = handles
+            .iter()
+            .map(|h| PollFd::new(*h, PollFlags::IN))
+            .collect();
         let timeout = Timespec {
             tv_sec: timeout.as_secs() as _,
             tv_nsec: timeout.subsec_nanos() as _,
@@ -97,7 +107,10 @@ mod unix {
 
     /// The wrapper's user and group ids.
     pub fn user_and_group() -> (u32, u32) {
-        (rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw())
+        (
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+        )
     }
 
     /// Takes an exclusive advisory lock without waiting; false when another

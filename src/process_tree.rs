@@ -44,10 +44,15 @@ impl ProcStat {
 /// kernel has no such files (CONFIG_PROC_CHILDREN).
 fn children(pid: u32) -> Option<Vec<u32>> {
     let mut found = Vec::new();
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return Some(found) };
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Some(found);
+    };
     for task in tasks.flatten() {
         match fs::read_to_string(task.path().join("children")) {
-            Ok(text) => found.extend(text.split_whitespace().filter_map(|n| n.parse::<u32>().ok())),
+            Ok(text) => found.extend(
+                text.split_whitespace()
+                    .filter_map(|n| n.parse::<u32>().ok()),
+            ),
             // A thread that just exited has no directory left either.
             Err(_) if !task.path().exists() => {}
             Err(_) => return None,
@@ -64,7 +69,10 @@ fn tree_stats(root: u32) -> HashMap<u32, ProcStat> {
     while let Some(pid) = pending.pop() {
         let Some(kids) = children(pid) else {
             let processes = all_processes();
-            return tree(root, &processes).into_iter().filter_map(|p| Some((p, *processes.get(&p)?))).collect();
+            return tree(root, &processes)
+                .into_iter()
+                .filter_map(|p| Some((p, *processes.get(&p)?)))
+                .collect();
         };
         if let Some(stat) = ProcStat::read(pid) {
             stats.insert(pid, stat);
@@ -81,7 +89,9 @@ fn members(root: u32) -> Vec<u32> {
 
 /// Every live process of the host, by pid.
 fn all_processes() -> HashMap<u32, ProcStat> {
-    let Ok(entries) = fs::read_dir("/proc") else { return HashMap::new() };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return HashMap::new();
+    };
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(|pid| Some((pid, ProcStat::read(pid)?)))
@@ -98,7 +108,11 @@ fn tree(root: u32, processes: &HashMap<u32, ProcStat>) -> Vec<u32> {
     let mut next = 0;
     while next < members.len() {
         let parent = members[next];
-        let mut children: Vec<u32> = processes.iter().filter(|(_, s)| s.ppid == parent).map(|(pid, _)| *pid).collect();
+        let mut children: Vec<u32> = processes
+            .iter()
+            .filter(|(_, s)| s.ppid == parent)
+            .map(|(pid, _)| *pid)
+            .collect();
         children.sort_unstable();
         members.extend(children.into_iter().filter(|pid| *pid != root));
         next += 1;
@@ -126,7 +140,9 @@ pub fn sample(root: u32) -> Option<Sample> {
     if stats.is_empty() {
         return None;
     }
-    let (ticks, pages) = stats.values().fold((0u64, 0u64), |(t, p), s| (t + s.cpu_ticks, p + s.rss_pages));
+    let (ticks, pages) = stats
+        .values()
+        .fold((0u64, 0u64), |(t, p), s| (t + s.cpu_ticks, p + s.rss_pages));
     Some(Sample {
         cpu_secs: ticks as f64 / os::clock_ticks_per_second() as f64,
         memory_bytes: (pages * os::page_size() as u64) as f64,
@@ -151,7 +167,10 @@ pub fn stop_or_continue(root: u32, stop: bool) -> Signalled {
     let mut signalled = std::collections::HashSet::new();
     let mut result = Signalled::default();
     for _pass in 0..3 {
-        let fresh: Vec<u32> = members(root).into_iter().filter(|pid| !signalled.contains(pid)).collect();
+        let fresh: Vec<u32> = members(root)
+            .into_iter()
+            .filter(|pid| !signalled.contains(pid))
+            .collect();
         if fresh.is_empty() {
             break;
         }
@@ -181,7 +200,10 @@ pub struct ProcessId {
 impl ProcessId {
     /// The process `pid` is now; None when there is none.
     pub fn of(pid: u32) -> Option<ProcessId> {
-        Some(ProcessId { pid, start_ticks: ProcStat::read(pid)?.start_ticks })
+        Some(ProcessId {
+            pid,
+            start_ticks: ProcStat::read(pid)?.start_ticks,
+        })
     }
 
     /// Whether this very process still exists.
@@ -192,7 +214,10 @@ impl ProcessId {
     /// "<pid> <start>", as `Display` writes it.
     pub fn parse(text: &str) -> Option<ProcessId> {
         let (pid, start) = text.trim().split_once(' ')?;
-        Some(ProcessId { pid: pid.parse().ok().filter(|pid| *pid > 1)?, start_ticks: start.parse().ok()? })
+        Some(ProcessId {
+            pid: pid.parse().ok().filter(|pid| *pid > 1)?,
+            start_ticks: start.parse().ok()?,
+        })
     }
 }
 
@@ -204,11 +229,16 @@ impl std::fmt::Display for ProcessId {
 
 /// The arguments `process` was started with; empty when it is gone.
 pub fn command_line(process: ProcessId) -> Vec<String> {
-    let Ok(raw) = fs::read(format!("/proc/{}/cmdline", process.pid)) else { return Vec::new() };
+    let Ok(raw) = fs::read(format!("/proc/{}/cmdline", process.pid)) else {
+        return Vec::new();
+    };
     if !process.is_alive() {
         return Vec::new();
     }
-    raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+    raw.split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
 }
 
 /// `root`'s descendants as they are now (not `root` itself).
@@ -217,7 +247,10 @@ pub fn descendants(root: u32) -> Vec<ProcessId> {
     stats
         .iter()
         .filter(|(pid, _)| **pid != root)
-        .map(|(pid, stat)| ProcessId { pid: *pid, start_ticks: stat.start_ticks })
+        .map(|(pid, stat)| ProcessId {
+            pid: *pid,
+            start_ticks: stat.start_ticks,
+        })
         .collect()
 }
 
@@ -239,16 +272,36 @@ mod tests {
     fn parses_stat_lines_with_odd_command_names() {
         let line = "4767 (a) b (c)) R 4757 4767 4767 0 -1 4194560 100 0 0 0 250 50 7 3 20 0 1 0 123 5000000 300 \
                     18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
-        assert_eq!(ProcStat::parse(line), Some(ProcStat { ppid: 4757, start_ticks: 123, cpu_ticks: 310, rss_pages: 300 }));
+        assert_eq!(
+            ProcStat::parse(line),
+            Some(ProcStat {
+                ppid: 4757,
+                start_ticks: 123,
+                cpu_ticks: 310,
+                rss_pages: 300
+            })
+        );
         assert_eq!(ProcStat::parse("12 (short) R 1"), None);
         assert_eq!(ProcStat::parse("garbage"), None);
     }
 
     #[test]
     fn tree_holds_the_root_and_its_descendants_only() {
-        let stat = |ppid| ProcStat { ppid, start_ticks: 1, cpu_ticks: 1, rss_pages: 1 };
-        let processes: HashMap<u32, ProcStat> =
-            [(1, stat(0)), (10, stat(1)), (11, stat(10)), (12, stat(11)), (13, stat(10)), (20, stat(1))].into();
+        let stat = |ppid| ProcStat {
+            ppid,
+            start_ticks: 1,
+            cpu_ticks: 1,
+            rss_pages: 1,
+        };
+        let processes: HashMap<u32, ProcStat> = [
+            (1, stat(0)),
+            (10, stat(1)),
+            (11, stat(10)),
+            (12, stat(11)),
+            (13, stat(10)),
+            (20, stat(1)),
+        ]
+        .into();
         assert_eq!(tree(10, &processes), vec![10, 11, 13, 12]);
         assert_eq!(tree(99, &processes), Vec::<u32>::new());
     }
@@ -283,13 +336,21 @@ mod tests {
     fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !done() {
-            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
 
     fn state(pid: u32) -> String {
-        fs::read_to_string(format!("/proc/{pid}/stat")).unwrap().rsplit_once(')').unwrap().1[1..2].to_string()
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap()
+            .rsplit_once(')')
+            .unwrap()
+            .1[1..2]
+            .to_string()
     }
 
     #[test]
@@ -298,7 +359,11 @@ mod tests {
         assert!(me.is_alive());
         assert!(!command_line(me).is_empty());
         assert_eq!(ProcessId::parse(&me.to_string()), Some(me));
-        assert!(!ProcessId { start_ticks: me.start_ticks + 1, ..me }.is_alive());
+        assert!(!ProcessId {
+            start_ticks: me.start_ticks + 1,
+            ..me
+        }
+        .is_alive());
         for bad in ["", "1 5", "x 5", "12", "12 y"] {
             assert_eq!(ProcessId::parse(bad), None, "{bad:?}");
         }
@@ -312,7 +377,9 @@ mod tests {
         let helpers = descendants(root);
         assert_eq!(helpers.len(), 1);
         kill_each(&helpers);
-        wait_for("yes to die", || !helpers[0].is_alive() || state(helpers[0].pid) == "Z");
+        wait_for("yes to die", || {
+            !helpers[0].is_alive() || state(helpers[0].pid) == "Z"
+        });
     }
 
     #[test]
@@ -320,13 +387,28 @@ mod tests {
         let tree_root = BusyTree::start();
         let root = tree_root.0.id();
         wait_for("timeout and its yes", || members(root).len() == 2);
-        assert_eq!(tree(root, &all_processes()).len(), 2, "the same from all of /proc");
-        wait_for("some CPU time", || sample(root).is_some_and(|s| s.cpu_secs > 0.0 && s.memory_bytes > 0.0));
-        assert_eq!(stop_or_continue(root, true), Signalled { done: 2, refused: 0 });
+        assert_eq!(
+            tree(root, &all_processes()).len(),
+            2,
+            "the same from all of /proc"
+        );
+        wait_for("some CPU time", || {
+            sample(root).is_some_and(|s| s.cpu_secs > 0.0 && s.memory_bytes > 0.0)
+        });
+        assert_eq!(
+            stop_or_continue(root, true),
+            Signalled {
+                done: 2,
+                refused: 0
+            }
+        );
         wait_for("the stop", || state(root) == "T");
         let stopped = sample(root).unwrap().cpu_secs;
         std::thread::sleep(std::time::Duration::from_millis(300));
-        assert!(sample(root).unwrap().cpu_secs - stopped < 0.05, "a stopped tree uses no CPU");
+        assert!(
+            sample(root).unwrap().cpu_secs - stopped < 0.05,
+            "a stopped tree uses no CPU"
+        );
         assert_eq!(stop_or_continue(root, false).done, 2);
         wait_for("the continue", || state(root) != "T");
     }

@@ -29,8 +29,14 @@ pub fn resolve(slot_dir: &Path, name: &Path) -> Result<PathBuf, String> {
     let fail = |e: std::io::Error| format!("{}: {e}", name.display());
     let target = host_path::resolve(slot_dir, &written).map_err(fail)?;
     let data_dir = host_path::resolve(slot_dir, Path::new("../..")).map_err(fail)?;
-    let project_dir = project_dir_of(&host_path::normalize(&written), &host_path::normalize(&slot_dir.join("../..")));
-    let project_dir = project_dir.map(|dir| host_path::resolve(slot_dir, &dir)).transpose().map_err(fail)?;
+    let project_dir = project_dir_of(
+        &host_path::normalize(&written),
+        &host_path::normalize(&slot_dir.join("../..")),
+    );
+    let project_dir = project_dir
+        .map(|dir| host_path::resolve(slot_dir, &dir))
+        .transpose()
+        .map_err(fail)?;
     if !target.starts_with(&data_dir) && !project_dir.is_some_and(|dir| target.starts_with(dir)) {
         return Err(format!(
             "{} leads to {}, outside the BOINC data directory {}: refused",
@@ -74,11 +80,16 @@ pub struct LinkedFile {
 /// Every linked file at the top of the slot. A link leading outside the
 /// BOINC data dir is an error.
 pub fn linked_files(slot_dir: &Path) -> Result<Vec<LinkedFile>, String> {
-    let entries = fs::read_dir(slot_dir).map_err(|e| format!("cannot list {}: {e}", slot_dir.display()))?;
+    let entries =
+        fs::read_dir(slot_dir).map_err(|e| format!("cannot list {}: {e}", slot_dir.display()))?;
     let mut linked = Vec::new();
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if is_boinc_own(&name) || !entry.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()) {
+        if is_boinc_own(&name)
+            || !entry
+                .file_type()
+                .is_ok_and(|t| t.is_file() || t.is_symlink())
+        {
             continue;
         }
         let target = resolve(slot_dir, Path::new(&name))?;
@@ -93,9 +104,13 @@ pub fn linked_files(slot_dir: &Path) -> Result<Vec<LinkedFile>, String> {
 /// Reads a (small) slot file through its link, e.g. job.toml or the Dockerfile.
 pub fn read(slot_dir: &Path, name: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
     let path = resolve(slot_dir, name)?;
-    let bytes = slot_io::read_prefix(&path, max_bytes + 1).map_err(|e| format!("{}: {e}", name.display()))?;
+    let bytes = slot_io::read_prefix(&path, max_bytes + 1)
+        .map_err(|e| format!("{}: {e}", name.display()))?;
     if bytes.len() as u64 > max_bytes {
-        return Err(format!("{} is larger than {max_bytes} bytes", name.display()));
+        return Err(format!(
+            "{} is larger than {max_bytes} bytes",
+            name.display()
+        ));
     }
     Ok(bytes)
 }
@@ -106,7 +121,10 @@ pub fn is_boinc_own(name: &str) -> bool {
     name.starts_with("boinc_")
         || name.starts_with("docker_wrapper_")
         || name.starts_with(".docker_wrapper")
-        || matches!(name, "init_data.xml" | "stderr.txt" | "stdout.txt" | "wrapper_output.txt")
+        || matches!(
+            name,
+            "init_data.xml" | "stderr.txt" | "stdout.txt" | "wrapper_output.txt"
+        )
 }
 
 #[cfg(test)]
@@ -131,21 +149,33 @@ mod tests {
     fn soft_link_files_and_symlinks_resolve_to_the_project_file() {
         let d = dirs("links");
         fs::write(d.root.join("projects/example.org/in_1"), "data").unwrap();
-        fs::write(d.slot.join("in.txt"), "<soft_link>../../projects/example.org/in_1</soft_link>\n").unwrap();
-        std::os::unix::fs::symlink("../../projects/example.org/in_1", d.slot.join("sym.txt")).unwrap();
+        fs::write(
+            d.slot.join("in.txt"),
+            "<soft_link>../../projects/example.org/in_1</soft_link>\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("../../projects/example.org/in_1", d.slot.join("sym.txt"))
+            .unwrap();
         fs::write(d.slot.join("plain.txt"), "plain").unwrap();
         let want = d.root.join("projects/example.org/in_1");
         assert_eq!(resolve(&d.slot, Path::new("in.txt")).unwrap(), want);
         assert_eq!(resolve(&d.slot, Path::new("sym.txt")).unwrap(), want);
         assert_eq!(read(&d.slot, Path::new("in.txt"), 100).unwrap(), b"data");
-        assert_eq!(resolve(&d.slot, Path::new("plain.txt")).unwrap(), d.slot.join("plain.txt"));
+        assert_eq!(
+            resolve(&d.slot, Path::new("plain.txt")).unwrap(),
+            d.slot.join("plain.txt")
+        );
         fs::remove_dir_all(&d.root).unwrap();
     }
 
     #[test]
     fn links_outside_the_data_dir_are_refused() {
         let d = dirs("outside");
-        fs::write(d.slot.join("evil"), "<soft_link>../../../../../etc/passwd</soft_link>").unwrap();
+        fs::write(
+            d.slot.join("evil"),
+            "<soft_link>../../../../../etc/passwd</soft_link>",
+        )
+        .unwrap();
         std::os::unix::fs::symlink("/etc/passwd", d.slot.join("evil2")).unwrap();
         let err = resolve(&d.slot, Path::new("evil")).unwrap_err();
         assert!(err.contains("outside the BOINC data directory"), "{err}");
@@ -159,12 +189,24 @@ mod tests {
         let project = d.root.join("projects/example.org");
         std::os::unix::fs::symlink("/etc", project.join("sub")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", project.join("file")).unwrap();
-        fs::write(d.slot.join("a"), "<soft_link>../../projects/example.org/sub/passwd</soft_link>").unwrap();
-        fs::write(d.slot.join("b"), "<soft_link>../../projects/example.org/file</soft_link>").unwrap();
-        std::os::unix::fs::symlink("../../projects/example.org/sub/passwd", d.slot.join("c")).unwrap();
+        fs::write(
+            d.slot.join("a"),
+            "<soft_link>../../projects/example.org/sub/passwd</soft_link>",
+        )
+        .unwrap();
+        fs::write(
+            d.slot.join("b"),
+            "<soft_link>../../projects/example.org/file</soft_link>",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("../../projects/example.org/sub/passwd", d.slot.join("c"))
+            .unwrap();
         for name in ["a", "b", "c"] {
             let err = resolve(&d.slot, Path::new(name)).unwrap_err();
-            assert!(err.contains("leads to /etc/passwd, outside the BOINC data directory"), "{name}: {err}");
+            assert!(
+                err.contains("leads to /etc/passwd, outside the BOINC data directory"),
+                "{name}: {err}"
+            );
         }
         assert!(linked_files(&d.slot).is_err());
         fs::remove_dir_all(&d.root).unwrap();
@@ -188,8 +230,15 @@ mod tests {
         fs::write(elsewhere.join("in_1"), "data").unwrap();
         fs::remove_dir(d.root.join("projects/example.org")).unwrap();
         std::os::unix::fs::symlink(&elsewhere, d.root.join("projects/example.org")).unwrap();
-        fs::write(d.slot.join("in.txt"), "<soft_link>../../projects/example.org/in_1</soft_link>").unwrap();
-        assert_eq!(resolve(&d.slot, Path::new("in.txt")).unwrap(), elsewhere.join("in_1"));
+        fs::write(
+            d.slot.join("in.txt"),
+            "<soft_link>../../projects/example.org/in_1</soft_link>",
+        )
+        .unwrap();
+        assert_eq!(
+            resolve(&d.slot, Path::new("in.txt")).unwrap(),
+            elsewhere.join("in_1")
+        );
         fs::remove_dir_all(&d.root).unwrap();
         fs::remove_dir_all(&elsewhere).unwrap();
     }
@@ -198,8 +247,16 @@ mod tests {
     fn linked_files_lists_links_only() {
         let d = dirs("listing");
         fs::write(d.root.join("projects/example.org/in_1"), "data").unwrap();
-        fs::write(d.slot.join("in.txt"), "<soft_link>../../projects/example.org/in_1</soft_link>\n").unwrap();
-        fs::write(d.slot.join("out.txt"), "<soft_link>../../projects/example.org/out_1</soft_link>\n").unwrap();
+        fs::write(
+            d.slot.join("in.txt"),
+            "<soft_link>../../projects/example.org/in_1</soft_link>\n",
+        )
+        .unwrap();
+        fs::write(
+            d.slot.join("out.txt"),
+            "<soft_link>../../projects/example.org/out_1</soft_link>\n",
+        )
+        .unwrap();
         fs::write(d.slot.join("plain.txt"), "plain").unwrap();
         fs::write(d.slot.join("init_data.xml"), "<app_init_data/>").unwrap();
         let linked = linked_files(&d.slot).unwrap();
@@ -221,7 +278,13 @@ mod tests {
 
     #[test]
     fn boinc_files_are_recognised() {
-        for name in ["init_data.xml", "boinc_mmap_file", "boinc_lockfile", "stderr.txt", "docker_wrapper_journal.toml"] {
+        for name in [
+            "init_data.xml",
+            "boinc_mmap_file",
+            "boinc_lockfile",
+            "stderr.txt",
+            "docker_wrapper_journal.toml",
+        ] {
             assert!(is_boinc_own(name), "{name}");
         }
         assert!(!is_boinc_own("main.sh"));

@@ -20,8 +20,8 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     options.read(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::OpenOptionsExt;
         use rustix::fs::OFlags;
+        use std::os::unix::fs::OpenOptionsExt;
         // O_NONBLOCK: opening a FIFO that no one writes to would wait forever.
         // On a regular file it changes nothing.
         options.custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32);
@@ -65,8 +65,12 @@ pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
 
 /// Like `read_bounded`, as UTF-8 text.
 pub fn read_text(path: &Path, limit: u64) -> io::Result<String> {
-    String::from_utf8(read_bounded(path, limit)?)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{} is not UTF-8 text", path.display())))
+    String::from_utf8(read_bounded(path, limit)?).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not UTF-8 text", path.display()),
+        )
+    })
 }
 
 /// Replaces whatever is at `path` (a file, a planted symlink) by a new
@@ -75,7 +79,9 @@ pub fn read_text(path: &Path, limit: u64) -> io::Result<String> {
 pub fn replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     let temp = temp_path(path);
     let mut file = create_new(&temp)?;
-    let written = file.write_all(bytes).and_then(|()| if durable { file.sync_all() } else { Ok(()) });
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| if durable { file.sync_all() } else { Ok(()) });
     drop(file);
     match written.and_then(|()| fs::rename(&temp, path)) {
         Ok(()) => Ok(()),
@@ -116,7 +122,9 @@ pub fn create_new(path: &Path) -> io::Result<File> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o644).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+        options
+            .mode(0o644)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
     }
     const ATTEMPTS: usize = 3;
     let mut last = None;
@@ -134,7 +142,10 @@ pub fn create_new(path: &Path) -> io::Result<File> {
 }
 
 fn not_regular(path: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, format!("{} is not a regular file", path.display()))
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{} is not a regular file", path.display()),
+    )
 }
 
 #[cfg(all(test, unix))]
@@ -146,7 +157,8 @@ mod tests {
     struct Dir(PathBuf);
     impl Dir {
         fn new(label: &str) -> Dir {
-            let dir = std::env::temp_dir().join(format!("dw-slot-io-{label}-{}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("dw-slot-io-{label}-{}", std::process::id()));
             let _ = fs::remove_dir_all(&dir);
             fs::create_dir_all(&dir).unwrap();
             Dir(dir)
@@ -167,7 +179,10 @@ mod tests {
         assert_eq!(read_prefix(&file, 2).unwrap(), b"0.");
         assert!(read_bounded(&file, 3).is_err());
         assert_eq!(read_bounded(&file, 4).unwrap(), b"0.5\n");
-        assert_eq!(read_prefix(&d.0.join("missing"), 10).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(
+            read_prefix(&d.0.join("missing"), 10).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
     }
 
     #[test]
@@ -178,7 +193,10 @@ mod tests {
         symlink("/dev/zero", d.0.join("zero")).unwrap();
         for name in ["link", "zero"] {
             let err = read_prefix(&d.0.join(name), 10).unwrap_err();
-            assert!(err.to_string().contains("not a regular file"), "{name}: {err}");
+            assert!(
+                err.to_string().contains("not a regular file"),
+                "{name}: {err}"
+            );
         }
         assert!(read_prefix(Path::new("/dev/zero"), 10).is_err());
         assert!(read_prefix(&d.0, 10).is_err());
@@ -188,7 +206,12 @@ mod tests {
     fn a_fifo_is_refused_at_once() {
         let d = Dir::new("fifo");
         let fifo = d.0.join("fifo");
-        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o644)).unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
         let started = Instant::now();
         assert!(read_prefix(&fifo, 10).is_err());
         assert!(started.elapsed() < Duration::from_secs(1));
@@ -249,7 +272,12 @@ mod tests {
         fs::write(&outside, "precious").unwrap();
         fs::write(d.0.join("stderr.txt"), "log").unwrap();
         symlink(&outside, d.0.join("lock")).unwrap();
-        rustix::fs::mkfifoat(rustix::fs::CWD, d.0.join("fifo"), rustix::fs::Mode::from_raw_mode(0o644)).unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            d.0.join("fifo"),
+            rustix::fs::Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
         for name in ["stderr.txt", "lock", "fifo", "missing"] {
             remove_unless_regular(&d.0.join(name)).unwrap();
         }

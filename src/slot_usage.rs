@@ -50,8 +50,15 @@ impl DiskWatch {
         if now < self.next_check {
             return None;
         }
-        let grown: u64 = self.linked.iter().map(|(path, start)| file_size(path).saturating_sub(*start)).sum();
-        let used = grown.saturating_add(size_up_to(&self.slot_dir, (self.bound + 1).saturating_sub(grown)));
+        let grown: u64 = self
+            .linked
+            .iter()
+            .map(|(path, start)| file_size(path).saturating_sub(*start))
+            .sum();
+        let used = grown.saturating_add(size_up_to(
+            &self.slot_dir,
+            (self.bound + 1).saturating_sub(grown),
+        ));
         self.next_check = Instant::now() + MIN_INTERVAL.max(now.elapsed() * SLOWNESS_FACTOR);
         (used > self.bound).then_some(used)
     }
@@ -67,7 +74,9 @@ fn size_up_to(dir: &Path, limit: u64) -> u64 {
     let mut total = 0u64;
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let Ok(meta) = entry.metadata() else { continue };
             if meta.is_dir() {
@@ -107,7 +116,11 @@ mod tests {
         fs::write(&output, vec![0u8; 100]).unwrap();
         let mut watch = DiskWatch::new(&dir, vec![output.clone()], 4500.0).unwrap();
         watch.next_check = Instant::now();
-        assert_eq!(watch.over_bound(), None, "4000 in the slot, the output has not grown");
+        assert_eq!(
+            watch.over_bound(),
+            None,
+            "4000 in the slot, the output has not grown"
+        );
         fs::write(&output, vec![0u8; 700]).unwrap();
         watch.next_check = Instant::now();
         assert_eq!(watch.over_bound(), Some(4600));

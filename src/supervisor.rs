@@ -16,7 +16,10 @@ pub enum State {
 pub enum Event {
     /// The client's latest status (read every tick).
     Client(ClientStatus),
-    ContainerExited { code: i32, oom_killed: bool },
+    ContainerExited {
+        code: i32,
+        oom_killed: bool,
+    },
     /// SIGTERM/SIGINT reached the wrapper itself.
     Terminated,
 }
@@ -27,11 +30,16 @@ pub enum Action {
     Unpause,
     /// Keep the container's work and exit so the client can restart us:
     /// pause it (unless it is paused) or stop it, as job.toml says.
-    KeepForRestart { reason: &'static str },
+    KeepForRestart {
+        reason: &'static str,
+    },
     /// Kill and remove the container, then exit.
     Abort,
     /// Copy the log, remove the container, report the exit code.
-    Finish { code: i32, oom_killed: bool },
+    Finish {
+        code: i32,
+        oom_killed: bool,
+    },
 }
 
 pub fn transition(state: State, event: &Event) -> (State, Vec<Action>) {
@@ -39,9 +47,13 @@ pub fn transition(state: State, event: &Event) -> (State, Vec<Action>) {
         return (State::Done, vec![]);
     }
     match event {
-        Event::ContainerExited { code, oom_killed } => {
-            (State::Done, vec![Action::Finish { code: *code, oom_killed: *oom_killed }])
-        }
+        Event::ContainerExited { code, oom_killed } => (
+            State::Done,
+            vec![Action::Finish {
+                code: *code,
+                oom_killed: *oom_killed,
+            }],
+        ),
         Event::Terminated => (State::Done, vec![keep("the wrapper was terminated")]),
         Event::Client(status) => client_transition(state, status),
     }
@@ -74,13 +86,18 @@ pub enum StartPlan {
     /// Nothing to continue: build/reuse the image, create, start.
     CreateAndStart,
     /// The container exists but is not running: start it.
-    Start { reason: &'static str },
+    Start {
+        reason: &'static str,
+    },
     Unpause,
     /// Running already (the previous wrapper died, or the engine could not
     /// pause it and its processes were stopped with SIGSTOP): watch it.
     Reattach,
     /// The job already ended: report its exit code, never rerun it.
-    Report { code: i32, oom_killed: bool },
+    Report {
+        code: i32,
+        oom_killed: bool,
+    },
 }
 
 /// What `inspect` says of the task's container.
@@ -107,21 +124,39 @@ pub fn plan_start(journal: Option<&Journal>, found: &Found, boot_time: Option<i6
     match found {
         Found::Absent => match journal {
             // The container was removed after the job ended, but the report was lost.
-            Some(j) if j.phase == Phase::Finished => StartPlan::Report { code: j.exit_code.unwrap_or(0), oom_killed: false },
+            Some(j) if j.phase == Phase::Finished => StartPlan::Report {
+                code: j.exit_code.unwrap_or(0),
+                oom_killed: false,
+            },
             _ => StartPlan::CreateAndStart,
         },
-        Found::Created => StartPlan::Start { reason: "the container was created but never started" },
+        Found::Created => StartPlan::Start {
+            reason: "the container was created but never started",
+        },
         Found::Running => StartPlan::Reattach,
         Found::Paused => StartPlan::Unpause,
-        Found::Other => StartPlan::Start { reason: "the container is in an unexpected state" },
-        Found::Exited { code, oom_killed, finished_at } => {
+        Found::Other => StartPlan::Start {
+            reason: "the container is in an unexpected state",
+        },
+        Found::Exited {
+            code,
+            oom_killed,
+            finished_at,
+        } => {
             if phase == Some(Phase::KeptStopped) {
-                return StartPlan::Start { reason: "the container was stopped for a quit" };
+                return StartPlan::Start {
+                    reason: "the container was stopped for a quit",
+                };
             }
             if killed_by_shutdown(*code, *finished_at, boot_time) {
-                return StartPlan::Start { reason: "the container was killed when the host went down" };
+                return StartPlan::Start {
+                    reason: "the container was killed when the host went down",
+                };
             }
-            StartPlan::Report { code: *code, oom_killed: *oom_killed }
+            StartPlan::Report {
+                code: *code,
+                oom_killed: *oom_killed,
+            }
         }
     }
 }
@@ -167,8 +202,15 @@ pub fn owner(
 /// write: its figure counts only as far as the container could have used
 /// CPU since it was created (`ncpus` times its age), and not at all
 /// without a container to vouch for it.
-pub fn trusted_cpu_time(client: f64, journal: Option<f64>, ncpus: f64, container_age_secs: Option<f64>) -> f64 {
-    let (Some(journal), Some(age)) = (journal, container_age_secs) else { return client };
+pub fn trusted_cpu_time(
+    client: f64,
+    journal: Option<f64>,
+    ncpus: f64,
+    container_age_secs: Option<f64>,
+) -> f64 {
+    let (Some(journal), Some(age)) = (journal, container_age_secs) else {
+        return client;
+    };
     let possible = client + ncpus.max(1.0) * age.max(0.0);
     client.max(journal.min(possible))
 }
@@ -212,7 +254,10 @@ mod tests {
             c.quit_request = true;
             c.suspended = true;
         });
-        assert_eq!(transition(State::Suspended, &e), (State::Done, vec![Action::Abort]));
+        assert_eq!(
+            transition(State::Suspended, &e),
+            (State::Done, vec![Action::Abort])
+        );
     }
 
     #[test]
@@ -236,71 +281,184 @@ mod tests {
         // Its task may still be starting there.
         assert_eq!(owner("/s/1", "/s/2", || false, Some(10)), Owner::OtherSlot);
         assert_eq!(owner("/s/1", "/s/2", || false, None), Owner::OtherSlot);
-        assert_eq!(owner("/s/1", "/s/2", || false, Some(STARTING_UP_SECS)), Owner::Orphan);
+        assert_eq!(
+            owner("/s/1", "/s/2", || false, Some(STARTING_UP_SECS)),
+            Owner::Orphan
+        );
     }
 
     #[test]
     fn container_exit_finishes_with_its_code() {
-        let e = Event::ContainerExited { code: 3, oom_killed: false };
-        assert_eq!(transition(State::Running, &e), (State::Done, vec![Action::Finish { code: 3, oom_killed: false }]));
+        let e = Event::ContainerExited {
+            code: 3,
+            oom_killed: false,
+        };
+        assert_eq!(
+            transition(State::Running, &e),
+            (
+                State::Done,
+                vec![Action::Finish {
+                    code: 3,
+                    oom_killed: false
+                }]
+            )
+        );
         // A container can exit while paused only if killed from outside; still report it.
         assert_eq!(transition(State::Suspended, &e).0, State::Done);
     }
 
     fn journal(phase: Phase, exit_code: Option<i32>) -> Journal {
-        Journal { container: "c".into(), image: "i".into(), phase, cpu_time: 0.0, exit_code }
+        Journal {
+            container: "c".into(),
+            image: "i".into(),
+            phase,
+            cpu_time: 0.0,
+            exit_code,
+        }
     }
 
     fn exited(code: i32, finished_at: i64) -> Found {
-        Found::Exited { code, oom_killed: false, finished_at: Some(finished_at) }
+        Found::Exited {
+            code,
+            oom_killed: false,
+            finished_at: Some(finished_at),
+        }
     }
 
     #[test]
     fn start_plans_continue_the_same_container() {
-        assert_eq!(plan_start(None, &Found::Absent, None), StartPlan::CreateAndStart);
+        assert_eq!(
+            plan_start(None, &Found::Absent, None),
+            StartPlan::CreateAndStart
+        );
         assert_eq!(plan_start(None, &Found::Running, None), StartPlan::Reattach);
-        assert_eq!(plan_start(Some(&journal(Phase::KeptPaused, None)), &Found::Paused, None), StartPlan::Unpause);
-        let kept_by_signals = plan_start(Some(&journal(Phase::KeptPaused, None)), &Found::Running, None);
+        assert_eq!(
+            plan_start(
+                Some(&journal(Phase::KeptPaused, None)),
+                &Found::Paused,
+                None
+            ),
+            StartPlan::Unpause
+        );
+        let kept_by_signals = plan_start(
+            Some(&journal(Phase::KeptPaused, None)),
+            &Found::Running,
+            None,
+        );
         assert_eq!(kept_by_signals, StartPlan::Reattach);
-        assert!(matches!(plan_start(None, &Found::Created, None), StartPlan::Start { .. }));
+        assert!(matches!(
+            plan_start(None, &Found::Created, None),
+            StartPlan::Start { .. }
+        ));
     }
 
     #[test]
     fn a_job_that_finished_while_we_were_away_is_reported_not_rerun() {
         let boot = Some(1_000);
-        let plan = plan_start(Some(&journal(Phase::Running, None)), &exited(0, 2_000), boot);
-        assert_eq!(plan, StartPlan::Report { code: 0, oom_killed: false });
+        let plan = plan_start(
+            Some(&journal(Phase::Running, None)),
+            &exited(0, 2_000),
+            boot,
+        );
+        assert_eq!(
+            plan,
+            StartPlan::Report {
+                code: 0,
+                oom_killed: false
+            }
+        );
         // Exited on its own before a reboot: still a real result.
-        assert_eq!(plan_start(None, &exited(3, 500), boot), StartPlan::Report { code: 3, oom_killed: false });
+        assert_eq!(
+            plan_start(None, &exited(3, 500), boot),
+            StartPlan::Report {
+                code: 3,
+                oom_killed: false
+            }
+        );
         // Killed by a signal after boot (e.g. by the volunteer): reported too.
-        assert_eq!(plan_start(None, &exited(137, 2_000), boot), StartPlan::Report { code: 137, oom_killed: false });
+        assert_eq!(
+            plan_start(None, &exited(137, 2_000), boot),
+            StartPlan::Report {
+                code: 137,
+                oom_killed: false
+            }
+        );
         // Removed after finishing, report lost: the journal has the code.
-        let plan = plan_start(Some(&journal(Phase::Finished, Some(5))), &Found::Absent, boot);
-        assert_eq!(plan, StartPlan::Report { code: 5, oom_killed: false });
+        let plan = plan_start(
+            Some(&journal(Phase::Finished, Some(5))),
+            &Found::Absent,
+            boot,
+        );
+        assert_eq!(
+            plan,
+            StartPlan::Report {
+                code: 5,
+                oom_killed: false
+            }
+        );
     }
 
     #[test]
     fn a_container_stopped_by_us_or_by_a_shutdown_is_started_again() {
         let boot = Some(1_000);
-        let plan = plan_start(Some(&journal(Phase::KeptStopped, None)), &exited(143, 2_000), boot);
+        let plan = plan_start(
+            Some(&journal(Phase::KeptStopped, None)),
+            &exited(143, 2_000),
+            boot,
+        );
         assert!(matches!(plan, StartPlan::Start { .. }));
-        assert!(matches!(plan_start(None, &exited(137, 900), boot), StartPlan::Start { .. }));
-        assert!(matches!(plan_start(None, &exited(255, 900), boot), StartPlan::Start { .. }));
+        assert!(matches!(
+            plan_start(None, &exited(137, 900), boot),
+            StartPlan::Start { .. }
+        ));
+        assert!(matches!(
+            plan_start(None, &exited(255, 900), boot),
+            StartPlan::Start { .. }
+        ));
         // Without times we cannot tell: report rather than rerun.
-        assert!(matches!(plan_start(None, &Found::Exited { code: 137, oom_killed: false, finished_at: None }, boot), StartPlan::Report { .. }));
+        assert!(matches!(
+            plan_start(
+                None,
+                &Found::Exited {
+                    code: 137,
+                    oom_killed: false,
+                    finished_at: None
+                },
+                boot
+            ),
+            StartPlan::Report { .. }
+        ));
     }
 
     #[test]
     fn the_journal_cpu_time_counts_only_as_far_as_the_container_could_have_used() {
-        assert_eq!(trusted_cpu_time(100.0, Some(130.0), 2.0, Some(3600.0)), 130.0);
-        assert_eq!(trusted_cpu_time(100.0, Some(1e9), 2.0, Some(60.0)), 220.0, "a job-written figure is bounded");
-        assert_eq!(trusted_cpu_time(100.0, Some(50.0), 2.0, Some(60.0)), 100.0, "never below the client's");
-        assert_eq!(trusted_cpu_time(100.0, Some(1e9), 2.0, None), 100.0, "no container, no claim");
+        assert_eq!(
+            trusted_cpu_time(100.0, Some(130.0), 2.0, Some(3600.0)),
+            130.0
+        );
+        assert_eq!(
+            trusted_cpu_time(100.0, Some(1e9), 2.0, Some(60.0)),
+            220.0,
+            "a job-written figure is bounded"
+        );
+        assert_eq!(
+            trusted_cpu_time(100.0, Some(50.0), 2.0, Some(60.0)),
+            100.0,
+            "never below the client's"
+        );
+        assert_eq!(
+            trusted_cpu_time(100.0, Some(1e9), 2.0, None),
+            100.0,
+            "no container, no claim"
+        );
         assert_eq!(trusted_cpu_time(100.0, None, 2.0, Some(60.0)), 100.0);
     }
 
     #[test]
     fn done_ignores_further_events() {
-        assert_eq!(transition(State::Done, &client(|c| c.abort_request = true)), (State::Done, vec![]));
+        assert_eq!(
+            transition(State::Done, &client(|c| c.abort_request = true)),
+            (State::Done, vec![])
+        );
     }
 }

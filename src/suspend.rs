@@ -20,7 +20,12 @@ pub enum Paused {
 
 /// Pauses the container whose init is host process `pid`. `cancel` ends
 /// the engine's attempt early (the client wants something else now).
-pub fn pause(engine: &Engine, container: &str, pid: u32, cancel: &mut dyn FnMut() -> bool) -> Result<Paused, EngineError> {
+pub fn pause(
+    engine: &Engine,
+    container: &str,
+    pid: u32,
+    cancel: &mut dyn FnMut() -> bool,
+) -> Result<Paused, EngineError> {
     // Set once the engine said it can never pause this container.
     static CANNOT_PAUSE: AtomicBool = AtomicBool::new(false);
     let engine_error = if CANNOT_PAUSE.load(Ordering::Relaxed) {
@@ -44,7 +49,10 @@ pub fn pause(engine: &Engine, container: &str, pid: u32, cancel: &mut dyn FnMut(
         log::warn!("the engine cannot pause the container ({err}); its processes are stopped with SIGSTOP instead");
     }
     if signalled.refused > 0 {
-        log::warn!("{} of the container's processes are not ours to stop: they keep running", signalled.refused);
+        log::warn!(
+            "{} of the container's processes are not ours to stop: they keep running",
+            signalled.refused
+        );
     }
     Ok(Paused::BySignals)
 }
@@ -80,7 +88,9 @@ pub fn pause_with_retries(
     loop {
         match engine.pause(container, cancel) {
             Ok(()) => return Ok(()),
-            Err(err @ EngineError::Failed { .. }) if attempt < attempts && err.failure() != Failure::CannotPause => {
+            Err(err @ EngineError::Failed { .. })
+                if attempt < attempts && err.failure() != Failure::CannotPause =>
+            {
                 log::debug!("pause attempt {attempt} failed: {err}")
             }
             Err(err) => return Err(err),
@@ -90,4 +100,3 @@ pub fn pause_with_retries(
         attempt += 1;
     }
 }
-

@@ -22,7 +22,10 @@ pub type StatsReader<'a> = Box<dyn FnMut() -> Option<Stats> + 'a>;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cgroup {
     /// cgroup v1: cpuacct.usage (ns) and memory.stat (total_rss).
-    V1 { cpuacct: PathBuf, memory: Option<PathBuf> },
+    V1 {
+        cpuacct: PathBuf,
+        memory: Option<PathBuf>,
+    },
     /// cgroup v2: cpu.stat (usage_usec) and memory.current / memory.stat.
     V2 { dir: PathBuf },
 }
@@ -42,7 +45,9 @@ impl Cgroup {
         let mut unified = None;
         for line in text.lines() {
             let mut parts = line.splitn(3, ':');
-            let (Some(_id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            let (Some(_id), Some(controllers), Some(path)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
                 continue;
             };
             let relative = path.trim_start_matches('/');
@@ -99,21 +104,32 @@ impl Cgroup {
                     .as_ref()
                     .and_then(|m| stat_field(&m.join("memory.stat"), "total_rss"))
                     .unwrap_or(0.0);
-                Some(Sample { cpu_secs: ns / 1e9, memory_bytes })
+                Some(Sample {
+                    cpu_secs: ns / 1e9,
+                    memory_bytes,
+                })
             }
             Cgroup::V2 { dir } => {
                 let usec = stat_field(&dir.join("cpu.stat"), "usage_usec")?;
                 let memory_bytes = stat_field(&dir.join("memory.stat"), "anon")
                     .or_else(|| read_number(&dir.join("memory.current")))
                     .unwrap_or(0.0);
-                Some(Sample { cpu_secs: usec / 1e6, memory_bytes })
+                Some(Sample {
+                    cpu_secs: usec / 1e6,
+                    memory_bytes,
+                })
             }
         }
     }
 }
 
 /// v1 controllers are mounted either alone or co-mounted ("cpu,cpuacct").
-fn find_v1_dir(root: &Path, controllers: &str, controller: &str, relative: &str) -> Option<PathBuf> {
+fn find_v1_dir(
+    root: &Path,
+    controllers: &str,
+    controller: &str,
+    relative: &str,
+) -> Option<PathBuf> {
     [controllers, controller, "cpu,cpuacct", "cpuacct,cpu"]
         .iter()
         .map(|mount| root.join(mount).join(relative))
@@ -136,16 +152,26 @@ fn stat_field(path: &Path, key: &str) -> Option<f64> {
 enum Source<'a> {
     Cgroup(Cgroup),
     /// The container's init process and its descendants.
-    Processes { root: u32 },
+    Processes {
+        root: u32,
+    },
     /// The engine's `stats`: Podman's CPU total, or Docker's percentage
     /// summed over time into `integrated`.
-    Stats { read: StatsReader<'a>, integrated: f64, last_read: Option<Instant> },
+    Stats {
+        read: StatsReader<'a>,
+        integrated: f64,
+        last_read: Option<Instant>,
+    },
 }
 
 impl<'a> Source<'a> {
     /// `host_pid`: the container's init as this process sees it, if it can.
     fn find(host_pid: Option<u32>, container_id: &str, read_stats: StatsReader<'a>) -> Source<'a> {
-        let stats = Source::Stats { read: read_stats, integrated: 0.0, last_read: None };
+        let stats = Source::Stats {
+            read: read_stats,
+            integrated: 0.0,
+            last_read: None,
+        };
         let Some(pid) = host_pid.filter(|pid| *pid > 0) else {
             log::info!("the container's processes are out of sight: CPU time and memory come from the engine's stats");
             return stats;
@@ -176,19 +202,27 @@ impl<'a> Source<'a> {
         match self {
             Source::Cgroup(cgroup) => cgroup.sample(),
             Source::Processes { root } => process_tree::sample(*root),
-            Source::Stats { read, integrated, last_read } => {
+            Source::Stats {
+                read,
+                integrated,
+                last_read,
+            } => {
                 let now = Instant::now();
                 let stats = read()?;
                 let cpu_secs = match stats.cpu {
                     CpuFigure::Total(secs) => secs,
                     CpuFigure::Percent(percent) => {
-                        let since = last_read.map_or(0.0, |last| now.duration_since(last).as_secs_f64());
+                        let since =
+                            last_read.map_or(0.0, |last| now.duration_since(last).as_secs_f64());
                         *integrated += percent / 100.0 * since;
                         *integrated
                     }
                 };
                 *last_read = Some(now);
-                Some(Sample { cpu_secs, memory_bytes: stats.memory_bytes })
+                Some(Sample {
+                    cpu_secs,
+                    memory_bytes: stats.memory_bytes,
+                })
             }
         }
     }
@@ -220,7 +254,12 @@ impl<'a> Accounting<'a> {
     /// `host_pid`: the container's init as this process sees it (None when
     /// the engine runs elsewhere); `client_cpu`: the task's CPU time when
     /// this run started.
-    pub fn new(host_pid: Option<u32>, container_id: &str, client_cpu: f64, read_stats: StatsReader<'a>) -> Accounting<'a> {
+    pub fn new(
+        host_pid: Option<u32>,
+        container_id: &str,
+        client_cpu: f64,
+        read_stats: StatsReader<'a>,
+    ) -> Accounting<'a> {
         let source = Source::find(host_pid, container_id, read_stats);
         let mut accounting = Accounting {
             source,
@@ -298,10 +337,20 @@ mod tests {
         fs::create_dir_all(&mem).unwrap();
         fs::write(cpu.join("cpuacct.usage"), "2500000000\n").unwrap();
         fs::write(mem.join("memory.stat"), "cache 10\nrss 5\ntotal_rss 4096\n").unwrap();
-        fs::write(mem.join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n").unwrap();
+        fs::write(
+            mem.join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        )
+        .unwrap();
         let text = "12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/docker/abc\n";
         let cg = Cgroup::from_proc_cgroup(text, &root).unwrap();
-        assert_eq!(cg.sample(), Some(Sample { cpu_secs: 2.5, memory_bytes: 4096.0 }));
+        assert_eq!(
+            cg.sample(),
+            Some(Sample {
+                cpu_secs: 2.5,
+                memory_bytes: 4096.0
+            })
+        );
         assert_eq!(cg.oom_kills(), Some(2));
         fs::remove_dir_all(root).unwrap();
     }
@@ -314,15 +363,26 @@ mod tests {
         fs::write(dir.join("cpu.stat"), "usage_usec 1500000\nuser_usec 1\n").unwrap();
         fs::write(dir.join("memory.current"), "8192\n").unwrap();
         let cg = Cgroup::from_proc_cgroup("0::/system.slice/libpod-abc.scope\n", &root).unwrap();
-        assert_eq!(cg.sample(), Some(Sample { cpu_secs: 1.5, memory_bytes: 8192.0 }));
+        assert_eq!(
+            cg.sample(),
+            Some(Sample {
+                cpu_secs: 1.5,
+                memory_bytes: 8192.0
+            })
+        );
         fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
     fn a_cgroup_is_the_containers_only_when_named_after_it() {
         let id = "698360a1f06460acebc08dd8c6b9192d1b5bf5578699ba689ae4caa12167d282";
-        let own = Cgroup::V2 { dir: PathBuf::from(format!("/sys/fs/cgroup/machine.slice/libpod-{id}.scope")) };
-        let shared = Cgroup::V1 { cpuacct: PathBuf::from("/sys/fs/cgroup/cpuacct/"), memory: None };
+        let own = Cgroup::V2 {
+            dir: PathBuf::from(format!("/sys/fs/cgroup/machine.slice/libpod-{id}.scope")),
+        };
+        let shared = Cgroup::V1 {
+            cpuacct: PathBuf::from("/sys/fs/cgroup/cpuacct/"),
+            memory: None,
+        };
         assert!(own.belongs_to(id));
         assert!(!shared.belongs_to(id));
         assert!(!own.belongs_to(""), "an unknown id proves nothing");
@@ -330,6 +390,9 @@ mod tests {
 
     #[test]
     fn no_cgroup_is_none() {
-        assert_eq!(Cgroup::from_proc_cgroup("garbage", Path::new("/nonexistent")), None);
+        assert_eq!(
+            Cgroup::from_proc_cgroup("garbage", Path::new("/nonexistent")),
+            None
+        );
     }
 }

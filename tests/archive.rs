@@ -21,7 +21,11 @@ fn an_archive_only_app_version_runs_without_a_dockerfile(kind: EngineKind) {
     let tar = work.path().join("image.tar");
     let saved = engine.run(["save", "-o", &tar.to_string_lossy(), &source_tag]);
     assert!(saved.as_ref().is_ok_and(|o| o.success()), "{saved:?}");
-    let gz = std::process::Command::new("gzip").arg("-f").arg(&tar).status().unwrap();
+    let gz = std::process::Command::new("gzip")
+        .arg("-f")
+        .arg(&tar)
+        .status()
+        .unwrap();
     assert!(gz.success());
     let _ = engine.remove_image(&source_tag);
     let archive = std::fs::read(work.path().join("image.tar.gz")).unwrap();
@@ -36,12 +40,26 @@ fn an_archive_only_app_version_runs_without_a_dockerfile(kind: EngineKind) {
     task.start().unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_eq!(task.read_slot_file("out.txt").as_deref(), Some("from the archived image\n"));
-    assert!(outcome.stderr_txt.contains("loading image archive image.tar.gz"), "{}", outcome.describe());
+    assert_eq!(
+        task.read_slot_file("out.txt").as_deref(),
+        Some("from the archived image\n")
+    );
+    assert!(
+        outcome
+            .stderr_txt
+            .contains("loading image archive image.tar.gz"),
+        "{}",
+        outcome.describe()
+    );
     let image = outcome
         .stderr_txt
         .lines()
-        .find_map(|l| l.split("image ").nth(1).and_then(|r| r.split_whitespace().next()).filter(|t| t.starts_with("boinc_wrapper/")))
+        .find_map(|l| {
+            l.split("image ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .filter(|t| t.starts_with("boinc_wrapper/"))
+        })
         .unwrap_or_default()
         .to_string();
     assert_eq!(engine.container_state(&task.container_name()), None);

@@ -11,8 +11,18 @@ fn help_lists_every_option() {
     let out = Command::new(WRAPPER).arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for option in ["--verbose", "--config", "--dockerfile", "--sporadic", "--help", "--version"] {
-        assert!(text.contains(option), "--help does not mention {option}:\n{text}");
+    for option in [
+        "--verbose",
+        "--config",
+        "--dockerfile",
+        "--sporadic",
+        "--help",
+        "--version",
+    ] {
+        assert!(
+            text.contains(option),
+            "--help does not mention {option}:\n{text}"
+        );
     }
 }
 
@@ -21,8 +31,14 @@ fn version_names_the_build_and_the_boinc_library() {
     let out = Command::new(WRAPPER).arg("--version").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.starts_with(&format!("docker_wrapper {}", env!("CARGO_PKG_VERSION"))), "{text}");
-    assert!(text.contains("BOINC API 7.") || text.contains("BOINC API 8."), "{text}");
+    assert!(
+        text.starts_with(&format!("docker_wrapper {}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    assert!(
+        text.contains("BOINC API 7.") || text.contains("BOINC API 8."),
+        "{text}"
+    );
 }
 
 /// Without init_data.xml the BOINC library reports standalone mode; the
@@ -30,7 +46,10 @@ fn version_names_the_build_and_the_boinc_library() {
 #[test]
 fn standalone_mode_is_detected_through_the_boinc_library() {
     let dir = TempDir::new("standalone").unwrap();
-    let out = Command::new(WRAPPER).current_dir(dir.path()).output().unwrap();
+    let out = Command::new(WRAPPER)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     let stderr = std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
     assert!(stderr.contains("standalone mode"), "{stderr}");
     assert!(stderr.contains("Dockerfile not found"), "{stderr}");
@@ -46,23 +65,41 @@ fn run_task(name: &str, builder: impl FnOnce(TaskBuilder) -> TaskBuilder) -> Out
 
 #[test]
 fn malformed_job_toml_is_an_error_naming_the_key() {
-    let outcome = run_task("bad_toml", |b| b.job(TestJob::shell("exit 0").job_toml("verbose = \"yes\"\n")));
+    let outcome = run_task("bad_toml", |b| {
+        b.job(TestJob::shell("exit 0").job_toml("verbose = \"yes\"\n"))
+    });
     assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("'verbose'"), "{}", outcome.describe());
+    assert!(
+        outcome.stderr_txt.contains("'verbose'"),
+        "{}",
+        outcome.describe()
+    );
 }
 
 #[test]
 fn toml_syntax_error_gives_the_line() {
-    let outcome = run_task("toml_syntax", |b| b.job(TestJob::shell("exit 0").job_toml("workdir = \"/app\"\nmount = [\n")));
+    let outcome = run_task("toml_syntax", |b| {
+        b.job(TestJob::shell("exit 0").job_toml("workdir = \"/app\"\nmount = [\n"))
+    });
     assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("line"), "{}", outcome.describe());
+    assert!(
+        outcome.stderr_txt.contains("line"),
+        "{}",
+        outcome.describe()
+    );
 }
 
 #[test]
 fn malformed_init_data_is_an_error_naming_the_file() {
-    let outcome = run_task("bad_init_data", |b| b.raw_init_data("<app_init_data><shm_key>-1</shm_key><ncpus>abc</ncpus></app_init_data>"));
+    let outcome = run_task("bad_init_data", |b| {
+        b.raw_init_data("<app_init_data><shm_key>-1</shm_key><ncpus>abc</ncpus></app_init_data>")
+    });
     assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("ncpus"), "{}", outcome.describe());
+    assert!(
+        outcome.stderr_txt.contains("ncpus"),
+        "{}",
+        outcome.describe()
+    );
 }
 
 /// An empty init_data.xml (a client that crashed while writing it): the
@@ -73,15 +110,27 @@ fn malformed_init_data_is_an_error_naming_the_file() {
 fn empty_init_data_is_an_error_naming_the_file() {
     let outcome = run_task("empty_init_data", |b| b.raw_init_data(""));
     assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("init_data.xml"), "{}", outcome.describe());
-    assert!(!outcome.stderr_txt.contains("are named 'boinc'"), "not run standalone: {}", outcome.describe());
+    assert!(
+        outcome.stderr_txt.contains("init_data.xml"),
+        "{}",
+        outcome.describe()
+    );
+    assert!(
+        !outcome.stderr_txt.contains("are named 'boinc'"),
+        "not run standalone: {}",
+        outcome.describe()
+    );
 }
 
 #[test]
 fn missing_config_file_given_on_the_command_line_is_an_error() {
     let outcome = run_task("missing_config", |b| b.args(["--config", "nope.toml"]));
     assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("nope.toml"), "{}", outcome.describe());
+    assert!(
+        outcome.stderr_txt.contains("nope.toml"),
+        "{}",
+        outcome.describe()
+    );
 }
 
 /// `--sporadic` needs BOINC 8's API (boinc_sporadic_dir); built against an
@@ -93,8 +142,18 @@ fn sporadic_without_a_boinc_8_library_says_so() {
     let outcome = run_task("sporadic", |b| b.arg("--sporadic"));
     if version.contains("BOINC API 7.") {
         assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-        assert!(outcome.stderr_txt.contains("--sporadic needs a BOINC 8 API library"), "{}", outcome.describe());
+        assert!(
+            outcome
+                .stderr_txt
+                .contains("--sporadic needs a BOINC 8 API library"),
+            "{}",
+            outcome.describe()
+        );
     } else {
-        assert!(!outcome.stderr_txt.contains("sporadic"), "with {version}: {}", outcome.describe());
+        assert!(
+            !outcome.stderr_txt.contains("sporadic"),
+            "with {version}: {}",
+            outcome.describe()
+        );
     }
 }

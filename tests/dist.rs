@@ -28,7 +28,11 @@ fn x86_64() -> Wrapper {
 
 fn aarch64() -> Wrapper {
     let qemu = which_qemu();
-    Wrapper::exact("dist_aarch64", &release_file("_aarch64-unknown-linux-gnu"), Some(&qemu))
+    Wrapper::exact(
+        "dist_aarch64",
+        &release_file("_aarch64-unknown-linux-gnu"),
+        Some(&qemu),
+    )
 }
 
 fn which_qemu() -> PathBuf {

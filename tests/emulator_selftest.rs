@@ -392,9 +392,15 @@ fn numbers_and_heartbeat_look_like_the_client() {
     assert_eq!(c_e(0.00025), "2.500000e-04");
     let hb = heartbeat_text(std::process::id(), true);
     assert!(hb.starts_with("<heartbeat/><wss>"), "{hb}");
-    assert!(hb.ends_with("</max_wss><network_suspended/><suspend_network/>"), "{hb}");
+    assert!(
+        hb.ends_with("</max_wss><network_suspended/><suspend_network/>"),
+        "{hb}"
+    );
     let hb = heartbeat_text(std::process::id(), false);
-    assert!(!hb.contains("network_suspended") && !hb.contains("suspend_network"), "{hb}");
+    assert!(
+        !hb.contains("network_suspended") && !hb.contains("suspend_network"),
+        "{hb}"
+    );
 }
 
 #[test]
@@ -495,7 +501,10 @@ fn client_thread_sends_heartbeats_and_reads_status() {
         app.receive(Channel::Heartbeat).unwrap()
     })
     .unwrap();
-    assert!(heartbeat.contains("<network_suspended/>") && heartbeat.contains("<suspend_network/>"), "{heartbeat}");
+    assert!(
+        heartbeat.contains("<network_suspended/>") && heartbeat.contains("<suspend_network/>"),
+        "{heartbeat}"
+    );
 
     app.try_send(Channel::AppStatus, "<current_cpu_time>2.000000e+00</current_cpu_time>\n<checkpoint_cpu_time>1.000000e+00</checkpoint_cpu_time>\n<fraction_done>5.000000e-01</fraction_done>\n").unwrap();
     let status = task

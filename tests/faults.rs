@@ -10,20 +10,35 @@ use emulator::*;
 
 const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 
-on_both_engines!(a_dockerfile_that_fails_to_build_reports_its_output, a_missing_dockerfile_is_an_error);
+on_both_engines!(
+    a_dockerfile_that_fails_to_build_reports_its_output,
+    a_missing_dockerfile_is_an_error
+);
 
 fn no_engine_task(name: &str) -> TaskBuilder {
-    Task::builder(name, WRAPPER).client_7_20().job(TestJob::shell("exit 0"))
+    Task::builder(name, WRAPPER)
+        .client_7_20()
+        .job(TestJob::shell("exit 0"))
 }
 
 #[test]
 fn no_engine_installed_is_a_temporary_exit() {
     let empty = TempDir::new("empty_path").unwrap();
-    let mut task = no_engine_task("no_engine").env("PATH", empty.path()).start().unwrap();
+    let mut task = no_engine_task("no_engine")
+        .env("PATH", empty.path())
+        .start()
+        .unwrap();
     let outcome = task.wait_exit(Duration::from_secs(60)).unwrap();
     assert!(!outcome.finished, "{}", outcome.describe());
-    let reason = outcome.temporary_exit_reason().unwrap_or_default().to_string();
-    assert!(reason.contains("no container engine"), "{}", outcome.describe());
+    let reason = outcome
+        .temporary_exit_reason()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.contains("no container engine"),
+        "{}",
+        outcome.describe()
+    );
 }
 
 #[test]
@@ -36,7 +51,10 @@ fn docker_daemon_down_is_a_temporary_exit() {
         .unwrap();
     let outcome = task.wait_exit(Duration::from_secs(60)).unwrap();
     assert!(!outcome.finished, "{}", outcome.describe());
-    let reason = outcome.temporary_exit_reason().unwrap_or_default().to_string();
+    let reason = outcome
+        .temporary_exit_reason()
+        .unwrap_or_default()
+        .to_string();
     assert!(reason.contains("does not answer"), "{}", outcome.describe());
 }
 
@@ -55,10 +73,21 @@ fn a_hanging_engine_is_a_temporary_exit_within_the_timeout() {
         .unwrap();
     let outcome = task.wait_exit(Duration::from_secs(60)).unwrap();
     assert!(!outcome.finished, "{}", outcome.describe());
-    let reason = outcome.temporary_exit_reason().unwrap_or_default().to_string();
-    assert!(reason.contains("did not finish within 5s"), "{}", outcome.describe());
+    let reason = outcome
+        .temporary_exit_reason()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.contains("did not finish within 5s"),
+        "{}",
+        outcome.describe()
+    );
     // 5 s timeout + 2 s TERM grace + start-up.
-    assert!(outcome.elapsed < Duration::from_secs(12), "took {:?}", outcome.elapsed);
+    assert!(
+        outcome.elapsed < Duration::from_secs(12),
+        "took {:?}",
+        outcome.elapsed
+    );
 }
 
 fn a_dockerfile_that_fails_to_build_reports_its_output(kind: EngineKind) {
@@ -72,18 +101,50 @@ fn a_dockerfile_that_fails_to_build_reports_its_output(kind: EngineKind) {
     );
     let job = TestJob::shell("exit 0").dockerfile(&dockerfile);
     let images = || -> std::collections::BTreeSet<String> {
-        engine.run(["images", "-a", "-q"]).unwrap().stdout.lines().map(str::to_string).collect()
+        engine
+            .run(["images", "-a", "-q"])
+            .unwrap()
+            .stdout
+            .lines()
+            .map(str::to_string)
+            .collect()
     };
     let images_before = images();
-    let mut task = Task::builder(&format!("bad_build_{}", kind.name()), WRAPPER).engine(&engine).job(job).start().unwrap();
+    let mut task = Task::builder(&format!("bad_build_{}", kind.name()), WRAPPER)
+        .engine(&engine)
+        .job(job)
+        .start()
+        .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("image build failed"), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("compiling the science code"), "{}", outcome.describe());
+    assert!(
+        outcome.stderr_txt.contains("image build failed"),
+        "{}",
+        outcome.describe()
+    );
+    assert!(
+        outcome.stderr_txt.contains("compiling the science code"),
+        "{}",
+        outcome.describe()
+    );
     assert_eq!(engine.container_state(&task.container_name()), None);
     // Nor the build's own container of the failed step.
-    let failed_step = engine.run(["ps", "-a", "--no-trunc", "--filter", "status=exited", "--format", "{{.Command}}"]).unwrap();
-    assert!(!failed_step.stdout.contains("compiling the science code"), "left behind: {}", failed_step.stdout);
+    let failed_step = engine
+        .run([
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--filter",
+            "status=exited",
+            "--format",
+            "{{.Command}}",
+        ])
+        .unwrap();
+    assert!(
+        !failed_step.stdout.contains("compiling the science code"),
+        "left behind: {}",
+        failed_step.stdout
+    );
     // Nor images of the steps that worked.
     let left: Vec<String> = images().difference(&images_before).cloned().collect();
     assert!(left.is_empty(), "images left by the failed build: {left:?}");
@@ -100,6 +161,10 @@ fn a_missing_dockerfile_is_an_error(kind: EngineKind) {
     task.start().unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("Dockerfile not found"), "{}", outcome.describe());
+    assert!(
+        outcome.stderr_txt.contains("Dockerfile not found"),
+        "{}",
+        outcome.describe()
+    );
     assert_eq!(engine.container_state(&task.container_name()), None);
 }

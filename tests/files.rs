@@ -27,9 +27,20 @@ fn soft_linked_input_and_output_reach_the_project_dir(kind: EngineKind) {
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    let uploaded = task.read_project_file("result_out_0").map(|b| String::from_utf8_lossy(&b).into_owned());
-    assert_eq!(uploaded.as_deref(), Some("HELLO INPUT\nappended\n"), "{}", outcome.describe());
-    assert_eq!(task.read_project_file("in_in.txt").as_deref(), Some(&b"hello input\n"[..]), "input changed");
+    let uploaded = task
+        .read_project_file("result_out_0")
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    assert_eq!(
+        uploaded.as_deref(),
+        Some("HELLO INPUT\nappended\n"),
+        "{}",
+        outcome.describe()
+    );
+    assert_eq!(
+        task.read_project_file("in_in.txt").as_deref(),
+        Some(&b"hello input\n"[..]),
+        "input changed"
+    );
     engine.assert_no_container(&task);
 }
 
@@ -37,12 +48,20 @@ fn symlinked_files_work_too(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let mut task = TaskBuilder::on_engine("symlinks", WRAPPER, &engine)
         .job(TestJob::shell("cat data.bin > copy.txt"))
-        .project_file("data.bin", "proj_data_1", "symlinked bytes", LinkKind::Symlink)
+        .project_file(
+            "data.bin",
+            "proj_data_1",
+            "symlinked bytes",
+            LinkKind::Symlink,
+        )
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_eq!(task.read_slot_file("copy.txt").as_deref(), Some("symlinked bytes"));
+    assert_eq!(
+        task.read_slot_file("copy.txt").as_deref(),
+        Some("symlinked bytes")
+    );
     engine.assert_no_container(&task);
 }
 
@@ -51,23 +70,49 @@ fn symlinked_files_work_too(kind: EngineKind) {
 fn app_files_delivered_as_soft_links_work(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let job = TestJob::shell("echo from linked main.sh > result.txt").job_toml("verbose = 2\n");
-    let mut task = TaskBuilder::on_engine("buda", WRAPPER, &engine).job(job).app_files_as(LinkKind::SoftLinkFile).start().unwrap();
+    let mut task = TaskBuilder::on_engine("buda", WRAPPER, &engine)
+        .job(job)
+        .app_files_as(LinkKind::SoftLinkFile)
+        .start()
+        .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_eq!(task.read_slot_file("result.txt").as_deref(), Some("from linked main.sh\n"));
-    assert!(outcome.stderr_txt.contains("debug"), "job.toml (verbose = 2) was not read through its link");
+    assert_eq!(
+        task.read_slot_file("result.txt").as_deref(),
+        Some("from linked main.sh\n")
+    );
+    assert!(
+        outcome.stderr_txt.contains("debug"),
+        "job.toml (verbose = 2) was not read through its link"
+    );
     engine.assert_no_container(&task);
 }
 
 fn a_link_outside_the_data_dir_is_refused(kind: EngineKind) {
     let engine = TestEngine::require(kind);
-    let mut task = TaskBuilder::on_engine("evil_link", WRAPPER, &engine).job(TestJob::shell("cat passwd")).prepare().unwrap();
-    std::fs::write(task.slot_dir().join("passwd"), "<soft_link>/etc/passwd</soft_link>\n").unwrap();
+    let mut task = TaskBuilder::on_engine("evil_link", WRAPPER, &engine)
+        .job(TestJob::shell("cat passwd"))
+        .prepare()
+        .unwrap();
+    std::fs::write(
+        task.slot_dir().join("passwd"),
+        "<soft_link>/etc/passwd</soft_link>\n",
+    )
+    .unwrap();
     task.start().unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("outside the BOINC data directory"), "{}", outcome.describe());
-    assert!(!outcome.stderr_txt.contains("root:x:0"), "the file leaked into the log");
+    assert!(
+        outcome
+            .stderr_txt
+            .contains("outside the BOINC data directory"),
+        "{}",
+        outcome.describe()
+    );
+    assert!(
+        !outcome.stderr_txt.contains("root:x:0"),
+        "the file leaked into the log"
+    );
     engine.assert_no_container(&task);
 }
 
@@ -84,12 +129,27 @@ fn a_link_through_a_symlink_in_the_project_dir_is_refused(kind: EngineKind) {
         .unwrap();
     let project = task.project_dir().to_path_buf();
     std::os::unix::fs::symlink(outside.path(), project.join("sub")).unwrap();
-    let link = format!("<soft_link>../../projects/{}/sub/secret</soft_link>\n", task.project_dir_name());
+    let link = format!(
+        "<soft_link>../../projects/{}/sub/secret</soft_link>\n",
+        task.project_dir_name()
+    );
     std::fs::write(task.slot_dir().join("secret.txt"), link).unwrap();
     task.start().unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("outside the BOINC data directory"), "{}", outcome.describe());
-    assert!(!task.read_slot_file("seen.txt").unwrap_or_default().contains("host secret"), "the job read the file");
+    assert!(
+        outcome
+            .stderr_txt
+            .contains("outside the BOINC data directory"),
+        "{}",
+        outcome.describe()
+    );
+    assert!(
+        !task
+            .read_slot_file("seen.txt")
+            .unwrap_or_default()
+            .contains("host secret"),
+        "the job read the file"
+    );
     engine.assert_no_container(&task);
 }

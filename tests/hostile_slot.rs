@@ -35,7 +35,12 @@ fn memory_limited_runner(dir: &Path) -> PathBuf {
 
 /// Runs `script` as the job and returns how the task ended and the
 /// wrapper's peak RSS (KiB), sampled while it ran.
-fn run_measured(kind: EngineKind, name: &str, script: &str, disk_bound: f64) -> (Outcome, u64, Task) {
+fn run_measured(
+    kind: EngineKind,
+    name: &str,
+    script: &str,
+    disk_bound: f64,
+) -> (Outcome, u64, Task) {
     let engine = TestEngine::require(kind);
     let dir = TempDir::new(name).unwrap();
     let mut task = TaskBuilder::on_engine(name, WRAPPER, &engine)
@@ -53,7 +58,10 @@ fn run_measured(kind: EngineKind, name: &str, script: &str, disk_bound: f64) -> 
         std::thread::sleep(Duration::from_millis(100));
     }
     let outcome = task.wait_exit(Duration::from_secs(1)).unwrap();
-    eprintln!("{name}: wrapper peak RSS {peak} KiB, ran {:?}", outcome.elapsed);
+    eprintln!(
+        "{name}: wrapper peak RSS {peak} KiB, ran {:?}",
+        outcome.elapsed
+    );
     (outcome, peak, task)
 }
 
@@ -72,14 +80,27 @@ fn fraction_done_linked_to_dev_zero_is_not_read(kind: EngineKind) {
         GIB,
     );
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert!(peak > 0 && peak < MAX_WRAPPER_RSS_KIB, "peak RSS {peak} KiB\n{}", outcome.describe());
+    assert!(
+        peak > 0 && peak < MAX_WRAPPER_RSS_KIB,
+        "peak RSS {peak} KiB\n{}",
+        outcome.describe()
+    );
     TestEngine::require(kind).assert_no_container(&task);
 }
 
 fn fraction_done_as_a_fifo_does_not_block(kind: EngineKind) {
-    let (outcome, _, task) = run_measured(kind, "fd_fifo", "mkfifo fraction_done; sleep 4; echo done", GIB);
+    let (outcome, _, task) = run_measured(
+        kind,
+        "fd_fifo",
+        "mkfifo fraction_done; sleep 4; echo done",
+        GIB,
+    );
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("done"), "{}", outcome.describe());
+    assert!(
+        outcome.stderr_txt.contains("done"),
+        "{}",
+        outcome.describe()
+    );
     TestEngine::require(kind).assert_no_container(&task);
 }
 
@@ -91,10 +112,21 @@ fn a_huge_fraction_done_costs_no_memory(kind: EngineKind) {
         4.0 * GIB,
     );
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert!(peak > 0 && peak < MAX_WRAPPER_RSS_KIB, "peak RSS {peak} KiB\n{}", outcome.describe());
+    assert!(
+        peak > 0 && peak < MAX_WRAPPER_RSS_KIB,
+        "peak RSS {peak} KiB\n{}",
+        outcome.describe()
+    );
     // The number at the start of the file is still read.
-    let reported = task.status_history().iter().any(|(_, s)| s.fraction_done == Some(0.5));
-    assert!(reported, "fraction 0.5 never reported\n{}", outcome.describe());
+    let reported = task
+        .status_history()
+        .iter()
+        .any(|(_, s)| s.fraction_done == Some(0.5));
+    assert!(
+        reported,
+        "fraction 0.5 never reported\n{}",
+        outcome.describe()
+    );
     TestEngine::require(kind).assert_no_container(&task);
 }
 
@@ -115,8 +147,14 @@ impl Outside {
     }
 
     fn assert_unchanged(&self, outcome: &Outcome) {
-        let now = std::fs::read_to_string(&self.file).unwrap_or_else(|e| format!("unreadable: {e}"));
-        assert_eq!(now, PRECIOUS, "the wrapper wrote through the job's link\n{}", outcome.describe());
+        let now =
+            std::fs::read_to_string(&self.file).unwrap_or_else(|e| format!("unreadable: {e}"));
+        assert_eq!(
+            now,
+            PRECIOUS,
+            "the wrapper wrote through the job's link\n{}",
+            outcome.describe()
+        );
     }
 }
 
@@ -124,13 +162,20 @@ impl Outside {
 fn planted_link_at(kind: EngineKind, label: &str, name: &str) {
     let engine = TestEngine::require(kind);
     let outside = Outside::new(label);
-    let script = format!("rm -f {name}; ln -s {} {name}; echo planted", outside.file.display());
+    let script = format!(
+        "rm -f {name}; ln -s {} {name}; echo planted",
+        outside.file.display()
+    );
     let mut task = TaskBuilder::on_engine(label, WRAPPER, &engine)
         .job(TestJob::shell(&script))
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert!(outcome.stderr_txt.contains("planted"), "{}", outcome.describe());
+    assert!(
+        outcome.stderr_txt.contains("planted"),
+        "{}",
+        outcome.describe()
+    );
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     outside.assert_unchanged(&outcome);
     engine.assert_no_container(&task);
@@ -149,7 +194,10 @@ fn a_link_at_boinc_finish_called_is_not_followed(kind: EngineKind) {
 fn a_link_at_stderr_txt_is_not_followed_after_a_restart(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let outside = Outside::new("link_stderr");
-    let script = format!("rm -f stderr.txt; ln -s {} stderr.txt; {COUNTER_JOB}", outside.file.display());
+    let script = format!(
+        "rm -f stderr.txt; ln -s {} stderr.txt; {COUNTER_JOB}",
+        outside.file.display()
+    );
     let mut task = TaskBuilder::on_engine("link_stderr", WRAPPER, &engine)
         .job(TestJob::shell(&script))
         .start()
@@ -163,6 +211,10 @@ fn a_link_at_stderr_txt_is_not_followed_after_a_restart(kind: EngineKind) {
     let outcome = task.release_and_wait(TASK_TIMEOUT);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     outside.assert_unchanged(&outcome);
-    assert!(outcome.stderr_txt.contains("docker_wrapper"), "{}", outcome.describe());
+    assert!(
+        outcome.stderr_txt.contains("docker_wrapper"),
+        "{}",
+        outcome.describe()
+    );
     engine.assert_no_container(&task);
 }

@@ -194,7 +194,11 @@ impl Project {
     fn remove_images(&self) {
         let untagged = self.engine.remove_labelled_images(&self.label());
         if !untagged.is_empty() {
-            println!("{}: untagged images with the label of {}: {untagged:?}", self.engine.kind().name(), self.name);
+            println!(
+                "{}: untagged images with the label of {}: {untagged:?}",
+                self.engine.kind().name(),
+                self.name
+            );
         }
     }
 }
@@ -216,7 +220,8 @@ impl ForeignImages {
     fn build(&mut self, tag: &str, labels: &[(&str, &str)]) {
         let _ = self.engine.remove_image(tag);
         self.tags.push(tag.to_string());
-        self.engine.build_busybox_image(tag, BUSYBOX_ONLY_DOCKERFILE, labels);
+        self.engine
+            .build_busybox_image(tag, BUSYBOX_ONLY_DOCKERFILE, labels);
         assert!(
             self.engine.image_exists(tag),
             "{tag} is missing right after its build"

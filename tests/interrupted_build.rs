@@ -61,7 +61,8 @@ impl Build {
             "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nLABEL dwtest.base={}\n",
             self.project
         );
-        self.engine.build_busybox_image(&self.base, &dockerfile, &[]);
+        self.engine
+            .build_busybox_image(&self.base, &dockerfile, &[]);
     }
 
     /// A job whose build runs `sleep <seconds>` in its last step. `variant`

@@ -29,19 +29,30 @@ fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
 fn quit_with_stop_restarts_the_container(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let job = TestJob::shell(COUNTER_JOB).job_toml("quit_action = \"stop\"\nstop_grace_secs = 2\n");
-    let mut task = TaskBuilder::on_engine("quit_stop", WRAPPER, &engine).job(job).start().unwrap();
+    let mut task = TaskBuilder::on_engine("quit_stop", WRAPPER, &engine)
+        .job(job)
+        .start()
+        .unwrap();
     task.wait_for_counter_above(2, COUNT_WAIT);
     task.send_control(Control::Quit);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
     assert!(!outcome.finished, "{}", outcome.describe());
     let state = engine.container_state(&task.container_name());
-    assert!(matches!(state.as_deref(), Some("exited") | Some("stopped")), "{state:?}");
+    assert!(
+        matches!(state.as_deref(), Some("exited") | Some("stopped")),
+        "{state:?}"
+    );
 
     task.restart().unwrap();
     let starts = wait_until(Duration::from_secs(60), || {
-        task.read_slot_file("starts.txt").filter(|s| s.lines().count() == 2)
+        task.read_slot_file("starts.txt")
+            .filter(|s| s.lines().count() == 2)
     });
-    assert!(starts.is_some(), "the stopped container was not started again\n{}", task.logs_tail(30));
+    assert!(
+        starts.is_some(),
+        "the stopped container was not started again\n{}",
+        task.logs_tail(30)
+    );
     let outcome = task.release_and_wait(TASK_TIMEOUT);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     engine.assert_no_container(&task);
@@ -49,34 +60,54 @@ fn quit_with_stop_restarts_the_container(kind: EngineKind) {
 
 fn sigterm_keeps_the_container_for_a_restart(kind: EngineKind) {
     let engine = TestEngine::require(kind);
-    let mut task = TaskBuilder::on_engine("sigterm", WRAPPER, &engine).job(TestJob::shell(COUNTER_JOB)).start().unwrap();
+    let mut task = TaskBuilder::on_engine("sigterm", WRAPPER, &engine)
+        .job(TestJob::shell(COUNTER_JOB))
+        .start()
+        .unwrap();
     let before = task.wait_for_counter_above(2, COUNT_WAIT);
     task.signal(libc::SIGTERM).unwrap();
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
     assert!(!outcome.finished, "{}", outcome.describe());
-    assert_eq!(engine.container_state(&task.container_name()).as_deref(), Some("paused"));
+    assert_eq!(
+        engine.container_state(&task.container_name()).as_deref(),
+        Some("paused")
+    );
     task.restart().unwrap();
     task.wait_for_counter_above(before, COUNT_WAIT);
     let outcome = task.release_and_wait(TASK_TIMEOUT);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_eq!(task.read_slot_file("starts.txt").as_deref(), Some("start\n"));
+    assert_eq!(
+        task.read_slot_file("starts.txt").as_deref(),
+        Some("start\n")
+    );
     engine.assert_no_container(&task);
 }
 
 fn a_job_that_finished_while_the_wrapper_was_dead_is_reported_not_rerun(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let script = "echo start >> starts.txt; while [ ! -f go ]; do sleep 0.1; done; exit 7";
-    let mut task = TaskBuilder::on_engine("killed", WRAPPER, &engine).job(TestJob::shell(script)).start().unwrap();
+    let mut task = TaskBuilder::on_engine("killed", WRAPPER, &engine)
+        .job(TestJob::shell(script))
+        .start()
+        .unwrap();
     let name = task.container_name();
-    engine.wait_for_container_state(&name, "running", TASK_TIMEOUT).unwrap();
+    engine
+        .wait_for_container_state(&name, "running", TASK_TIMEOUT)
+        .unwrap();
     task.kill();
     std::fs::write(task.slot_dir().join("go"), "").unwrap();
-    engine.wait_for_container_state(&name, "exited", Duration::from_secs(30)).unwrap();
+    engine
+        .wait_for_container_state(&name, "exited", Duration::from_secs(30))
+        .unwrap();
 
     task.restart().unwrap();
     let outcome = task.wait_exit(Duration::from_secs(60)).unwrap();
     assert_eq!(outcome.finish_code(), Some(7), "{}", outcome.describe());
-    assert_eq!(task.read_slot_file("starts.txt").as_deref(), Some("start\n"), "the job was rerun");
+    assert_eq!(
+        task.read_slot_file("starts.txt").as_deref(),
+        Some("start\n"),
+        "the job was rerun"
+    );
     engine.assert_no_container(&task);
 }
 
@@ -95,7 +126,11 @@ fn out_of_memory_is_reported_with_the_limit(kind: EngineKind) {
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(198), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("out of memory (limit 64 MiB)"), "{}", outcome.describe());
+    assert!(
+        outcome.stderr_txt.contains("out of memory (limit 64 MiB)"),
+        "{}",
+        outcome.describe()
+    );
     engine.assert_no_container(&task);
 }
 
@@ -104,13 +139,28 @@ fn web_graphics_url_reaches_the_client_and_the_port_answers(kind: EngineKind) {
     let script = "mkdir -p www; echo graphics-ok > www/index.html; httpd -f -p 8080 -h www & \
                   while [ ! -f go ]; do sleep 0.1; done; kill %1";
     let job = TestJob::shell(script).job_toml("web_graphics_guest_port = 8080\n");
-    let mut task = TaskBuilder::on_engine("graphics", WRAPPER, &engine).job(job).start().unwrap();
+    let mut task = TaskBuilder::on_engine("graphics", WRAPPER, &engine)
+        .job(job)
+        .start()
+        .unwrap();
     let url = wait_until(Duration::from_secs(60), || task.web_graphics_url());
     let url = url.unwrap_or_else(|| panic!("no web graphics URL\n{}", task.logs_tail(30)));
-    let port: u16 = url.rsplit(':').next().unwrap().trim_end_matches('/').parse().unwrap();
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
     assert!(url.starts_with("http://localhost:"), "{url}");
-    let body = wait_until(Duration::from_secs(30), || http_get(port).filter(|b| b.contains("graphics-ok")));
-    assert!(body.is_some(), "nothing served on {url}\n{}", task.logs_tail(30));
+    let body = wait_until(Duration::from_secs(30), || {
+        http_get(port).filter(|b| b.contains("graphics-ok"))
+    });
+    assert!(
+        body.is_some(),
+        "nothing served on {url}\n{}",
+        task.logs_tail(30)
+    );
 
     // A restarted wrapper tells the client the same URL again (from the
     // engine's port mapping, not from the job-writable journal).
@@ -119,7 +169,12 @@ fn web_graphics_url_reaches_the_client_and_the_port_answers(kind: EngineKind) {
     task.wait_exit(Duration::from_secs(30)).unwrap();
     task.restart().unwrap();
     let again = wait_until(Duration::from_secs(60), || task.web_graphics_url());
-    assert_eq!(again.as_deref(), Some(url.as_str()), "{}", task.logs_tail(30));
+    assert_eq!(
+        again.as_deref(),
+        Some(url.as_str()),
+        "{}",
+        task.logs_tail(30)
+    );
     let outcome = task.release_and_wait(TASK_TIMEOUT);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     engine.assert_no_container(&task);
@@ -129,7 +184,9 @@ fn http_get(port: u16) -> Option<String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream.write_all(b"GET /index.html HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    stream
+        .write_all(b"GET /index.html HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
     let mut body = String::new();
     stream.read_to_string(&mut body).ok()?;
     Some(body)
@@ -139,7 +196,10 @@ fn http_get(port: u16) -> Option<String> {
 /// claims beyond what the container could have used is not reported.
 fn a_journal_written_by_the_job_cannot_inflate_cpu_time(kind: EngineKind) {
     let engine = TestEngine::require(kind);
-    let mut task = TaskBuilder::on_engine("journal_cpu", WRAPPER, &engine).job(TestJob::shell(COUNTER_JOB)).start().unwrap();
+    let mut task = TaskBuilder::on_engine("journal_cpu", WRAPPER, &engine)
+        .job(TestJob::shell(COUNTER_JOB))
+        .start()
+        .unwrap();
     let before = task.wait_for_counter_above(3, COUNT_WAIT);
     task.send_control(Control::Quit);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
@@ -148,17 +208,34 @@ fn a_journal_written_by_the_job_cannot_inflate_cpu_time(kind: EngineKind) {
     let journal = std::fs::read_to_string(&journal_path).unwrap();
     let forged: String = journal
         .lines()
-        .map(|line| if line.starts_with("cpu_time") { "cpu_time = 1000000000.0".to_string() } else { line.to_string() })
+        .map(|line| {
+            if line.starts_with("cpu_time") {
+                "cpu_time = 1000000000.0".to_string()
+            } else {
+                line.to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(&journal_path, forged).unwrap();
 
     task.restart().unwrap();
     task.wait_for_counter_above(before, COUNT_WAIT);
-    let status = task.wait_for_status(Duration::from_secs(30), |s| s.current_cpu_time > 0.0).unwrap();
-    assert!(status.current_cpu_time < 1e6, "the forged CPU time was reported: {status:?}");
+    let status = task
+        .wait_for_status(Duration::from_secs(30), |s| s.current_cpu_time > 0.0)
+        .unwrap();
+    assert!(
+        status.current_cpu_time < 1e6,
+        "the forged CPU time was reported: {status:?}"
+    );
     let outcome = task.release_and_wait(TASK_TIMEOUT);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("the journal claims 1000000000 s of CPU time"), "{}", outcome.describe());
+    assert!(
+        outcome
+            .stderr_txt
+            .contains("the journal claims 1000000000 s of CPU time"),
+        "{}",
+        outcome.describe()
+    );
     engine.assert_no_container(&task);
 }

@@ -26,7 +26,9 @@ fn lying_engine(dir: &Path, engine: &TestEngine, intercept: &str, instead: &str)
     // Named after the engine, as the wrapper tells the kind by the name.
     let path = dir.join(engine.kind().name());
     let real = engine.cli().display();
-    let script = format!("#!/bin/sh\ncase \"$*\" in\n  \"{intercept}\"*) {instead} ;;\nesac\nexec {real} \"$@\"\n");
+    let script = format!(
+        "#!/bin/sh\ncase \"$*\" in\n  \"{intercept}\"*) {instead} ;;\nesac\nexec {real} \"$@\"\n"
+    );
     std::fs::write(&path, script).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
@@ -46,13 +48,21 @@ fn garbage_from_inspect_leaves_no_container_and_little_text(kind: EngineKind) {
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
     let euros = outcome.stderr_txt.matches('€').count();
-    assert!(euros < 2000, "{euros} characters of the garbage in stderr.txt\n{}", outcome.describe());
+    assert!(
+        euros < 2000,
+        "{euros} characters of the garbage in stderr.txt\n{}",
+        outcome.describe()
+    );
     engine.assert_no_container(&task);
 }
 
 /// Suspends a running task whose engine hangs in `pause`; returns when the
 /// wrapper has been waiting on it for a second.
-fn suspend_into_a_hanging_pause(kind: EngineKind, name: &str, job: &str) -> (Task, TestEngine, TempDir) {
+fn suspend_into_a_hanging_pause(
+    kind: EngineKind,
+    name: &str,
+    job: &str,
+) -> (Task, TestEngine, TempDir) {
     let engine = TestEngine::require(kind);
     let dir = TempDir::new(name).unwrap();
     let fake = lying_engine(dir.path(), &engine, "pause", "exec sleep 1000");
@@ -64,40 +74,60 @@ fn suspend_into_a_hanging_pause(kind: EngineKind, name: &str, job: &str) -> (Tas
         .job(job)
         .start()
         .unwrap();
-    engine.wait_for_container_state(&task.container_name(), "running", TASK_TIMEOUT).unwrap();
+    engine
+        .wait_for_container_state(&task.container_name(), "running", TASK_TIMEOUT)
+        .unwrap();
     task.send_control(Control::Suspend);
     std::thread::sleep(Duration::from_secs(1));
     (task, engine, dir)
 }
 
 fn abort_is_heard_while_pause_hangs(kind: EngineKind) {
-    let (mut task, engine, _dir) = suspend_into_a_hanging_pause(kind, "pause_hangs_abort", "sleep 600");
+    let (mut task, engine, _dir) =
+        suspend_into_a_hanging_pause(kind, "pause_hangs_abort", "sleep 600");
     let aborted = task.send_control(Control::Abort);
     let outcome = task.wait_exit(Duration::from_secs(90)).unwrap();
     let heard_after = aborted.elapsed();
     assert!(!outcome.finished, "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("aborted"), "{}", outcome.describe());
+    assert!(
+        outcome.stderr_txt.contains("aborted"),
+        "{}",
+        outcome.describe()
+    );
     // The abort itself takes a few seconds at most; the pause would have
     // kept it waiting 60 s (and longer, retried).
-    assert!(heard_after < Duration::from_secs(30), "abort acted on after {heard_after:?}\n{}", outcome.describe());
+    assert!(
+        heard_after < Duration::from_secs(30),
+        "abort acted on after {heard_after:?}\n{}",
+        outcome.describe()
+    );
     engine.assert_no_container(&task);
 }
 
 fn the_job_exit_is_seen_while_pause_hangs(kind: EngineKind) {
-    let (mut task, engine, _dir) = suspend_into_a_hanging_pause(kind, "pause_hangs_exit", "sleep 3; exit 7");
+    let (mut task, engine, _dir) =
+        suspend_into_a_hanging_pause(kind, "pause_hangs_exit", "sleep 3; exit 7");
     // The job ends at most 2 s from now; the pause would hang for 60 s.
     let suspended = Instant::now();
     let outcome = task.wait_exit(Duration::from_secs(90)).unwrap();
     assert_eq!(outcome.finish_code(), Some(7), "{}", outcome.describe());
     let took = suspended.elapsed();
-    assert!(took < Duration::from_secs(30), "the exit was reported {took:?} after the suspend\n{}", outcome.describe());
+    assert!(
+        took < Duration::from_secs(30),
+        "the exit was reported {took:?} after the suspend\n{}",
+        outcome.describe()
+    );
     engine.assert_no_container(&task);
 }
 
 fn a_second_slot_does_not_adopt_the_container(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let data = TempDir::new("second_slot").unwrap();
-    let result = format!("second_slot_{}_{}", engine.kind().name(), std::process::id());
+    let result = format!(
+        "second_slot_{}_{}",
+        engine.kind().name(),
+        std::process::id()
+    );
     let builder = |slot| {
         TaskBuilder::on_engine("second_slot", WRAPPER, &engine)
             .shared_data_dir(data.path())
@@ -107,14 +137,32 @@ fn a_second_slot_does_not_adopt_the_container(kind: EngineKind) {
     };
     let mut first = builder(1).start().unwrap();
     let name = first.container_name();
-    engine.wait_for_container_state(&name, "running", TASK_TIMEOUT).unwrap();
+    engine
+        .wait_for_container_state(&name, "running", TASK_TIMEOUT)
+        .unwrap();
     let mut second = builder(2).start().unwrap();
-    assert_eq!(second.container_name(), name, "both tasks must map to one container name");
+    assert_eq!(
+        second.container_name(),
+        name,
+        "both tasks must map to one container name"
+    );
     let outcome = second.wait_exit(TASK_TIMEOUT).unwrap();
-    assert!(!outcome.finished, "the second slot took the first one's container\n{}", outcome.describe());
+    assert!(
+        !outcome.finished,
+        "the second slot took the first one's container\n{}",
+        outcome.describe()
+    );
     let reason = outcome.temporary_exit_reason().unwrap_or_default();
-    assert!(reason.contains("belongs to the task in"), "{}", outcome.describe());
-    assert_eq!(engine.container_state(&name).as_deref(), Some("running"), "the first task's container was disturbed");
+    assert!(
+        reason.contains("belongs to the task in"),
+        "{}",
+        outcome.describe()
+    );
+    assert_eq!(
+        engine.container_state(&name).as_deref(),
+        Some("running"),
+        "the first task's container was disturbed"
+    );
     let outcome = first.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert_eq!(first.read_slot_file("out.txt").as_deref(), Some("mine\n"));

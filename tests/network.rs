@@ -37,7 +37,9 @@ fn job_sees(task: &Task) -> Option<String> {
 /// Waits (bounded) until the job sees `want`; how long it took.
 fn wait_job_sees(task: &Task, want: &str, timeout: Duration) -> Duration {
     let start = Instant::now();
-    let seen = wait_until(timeout, || (job_sees(task).as_deref() == Some(want)).then_some(()));
+    let seen = wait_until(timeout, || {
+        (job_sees(task).as_deref() == Some(want)).then_some(())
+    });
     assert!(
         seen.is_some(),
         "the job did not see the network {want} within {timeout:?} (log {:?})\n{}",
@@ -50,7 +52,9 @@ fn wait_job_sees(task: &Task, want: &str, timeout: Duration) -> Duration {
 /// Names of the engine networks the container is on, one per line.
 fn networks(engine: &TestEngine, task: &Task) -> String {
     let format = "{{range $name, $net := .NetworkSettings.Networks}}{{println $name}}{{end}}";
-    engine.inspect_container(&task.container_name(), format).unwrap_or_default()
+    engine
+        .inspect_container(&task.container_name(), format)
+        .unwrap_or_default()
 }
 
 fn default_network(kind: EngineKind) -> &'static str {
@@ -63,7 +67,10 @@ fn default_network(kind: EngineKind) -> &'static str {
 fn suspended_network_is_disconnected_and_resume_reconnects(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let job = TestJob::shell(NET_WATCH_JOB);
-    let mut task = TaskBuilder::on_engine("net_suspend", WRAPPER, &engine).job(job).start().unwrap();
+    let mut task = TaskBuilder::on_engine("net_suspend", WRAPPER, &engine)
+        .job(job)
+        .start()
+        .unwrap();
     wait_job_sees(&task, "up", TASK_TIMEOUT);
     assert_eq!(networks(&engine, &task), default_network(kind));
 
@@ -75,37 +82,77 @@ fn suspended_network_is_disconnected_and_resume_reconnects(kind: EngineKind) {
     task.set_network_suspended(false);
     let took = wait_job_sees(&task, "up", NETWORK_CHANGE_TIMEOUT);
     eprintln!("{kind:?}: network resumed -> the job sees the network: {took:?}");
-    assert_eq!(networks(&engine, &task), default_network(kind), "not the same networks as before");
+    assert_eq!(
+        networks(&engine, &task),
+        default_network(kind),
+        "not the same networks as before"
+    );
 
     let outcome = task.release_and_wait(TASK_TIMEOUT);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_eq!(task.read_slot_file("net_log.txt").as_deref(), Some("up\ndown\nup\n"));
-    assert!(outcome.stderr_txt.contains("container disconnected from"), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("container reconnected to"), "{}", outcome.describe());
-    assert!(!outcome.stderr_txt.contains("cannot be disconnected"), "{}", outcome.describe());
-    assert!(!outcome.stderr_txt.contains("cannot reconnect"), "{}", outcome.describe());
+    assert_eq!(
+        task.read_slot_file("net_log.txt").as_deref(),
+        Some("up\ndown\nup\n")
+    );
+    assert!(
+        outcome.stderr_txt.contains("container disconnected from"),
+        "{}",
+        outcome.describe()
+    );
+    assert!(
+        outcome.stderr_txt.contains("container reconnected to"),
+        "{}",
+        outcome.describe()
+    );
+    assert!(
+        !outcome.stderr_txt.contains("cannot be disconnected"),
+        "{}",
+        outcome.describe()
+    );
+    assert!(
+        !outcome.stderr_txt.contains("cannot reconnect"),
+        "{}",
+        outcome.describe()
+    );
     engine.assert_no_container(&task);
 }
 
 fn a_job_without_network_is_left_alone(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let job = TestJob::shell(NET_WATCH_JOB).job_toml("network = false\n");
-    let mut task = TaskBuilder::on_engine("net_none", WRAPPER, &engine).job(job).start().unwrap();
+    let mut task = TaskBuilder::on_engine("net_none", WRAPPER, &engine)
+        .job(job)
+        .start()
+        .unwrap();
     wait_job_sees(&task, "down", TASK_TIMEOUT);
 
     // A few heartbeats with the flag set, then a few without.
     for suspended in [true, false] {
         task.set_network_suspended(suspended);
         let sent = task.heartbeats_sent();
-        let more = wait_until(Duration::from_secs(15), || (task.heartbeats_sent() >= sent + 3).then_some(()));
-        assert!(more.is_some(), "no heartbeats reach the wrapper\n{}", task.logs_tail(30));
+        let more = wait_until(Duration::from_secs(15), || {
+            (task.heartbeats_sent() >= sent + 3).then_some(())
+        });
+        assert!(
+            more.is_some(),
+            "no heartbeats reach the wrapper\n{}",
+            task.logs_tail(30)
+        );
     }
 
     let outcome = task.release_and_wait(TASK_TIMEOUT);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_eq!(task.read_slot_file("net_log.txt").as_deref(), Some("down\n"), "the job had a network");
+    assert_eq!(
+        task.read_slot_file("net_log.txt").as_deref(),
+        Some("down\n"),
+        "the job had a network"
+    );
     let stderr = outcome.stderr_txt.to_lowercase();
-    assert!(!stderr.contains("disconnect") && !stderr.contains("reconnect"), "{}", outcome.describe());
+    assert!(
+        !stderr.contains("disconnect") && !stderr.contains("reconnect"),
+        "{}",
+        outcome.describe()
+    );
     engine.assert_no_container(&task);
 }
 
@@ -117,7 +164,10 @@ fn a_job_without_network_is_left_alone(kind: EngineKind) {
 fn quit_while_disconnected_keeps_the_container_with_its_network(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let job = TestJob::shell(NET_WATCH_JOB);
-    let mut task = TaskBuilder::on_engine("net_quit", WRAPPER, &engine).job(job).start().unwrap();
+    let mut task = TaskBuilder::on_engine("net_quit", WRAPPER, &engine)
+        .job(job)
+        .start()
+        .unwrap();
     let name = task.container_name();
     wait_job_sees(&task, "up", TASK_TIMEOUT);
     task.set_network_suspended(true);
@@ -128,9 +178,17 @@ fn quit_while_disconnected_keeps_the_container_with_its_network(kind: EngineKind
     assert!(paused.is_ok(), "{paused:?}\n{}", task.logs_tail(40));
     task.send_control(Control::Quit);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
-    assert!(!outcome.finished, "quit must not finish the task: {}", outcome.describe());
+    assert!(
+        !outcome.finished,
+        "quit must not finish the task: {}",
+        outcome.describe()
+    );
     assert_eq!(engine.container_state(&name).as_deref(), Some("paused"));
-    assert_eq!(networks(&engine, &task), default_network(kind), "kept without its network");
+    assert_eq!(
+        networks(&engine, &task),
+        default_network(kind),
+        "kept without its network"
+    );
 
     // Nothing tells the restarted wrapper about the earlier disconnect.
     task.set_network_suspended(false);

@@ -100,8 +100,13 @@ const COUNTER_JOB: &str = "echo start >> starts.txt\n\
     echo \"job finished after $i steps\"";
 
 fn start(label: &str, variant: &Variant, job: &Job) -> RealClient {
-    let job = if variant.engine.is_rootless_podman() { job.clone().without_network() } else { job.clone() };
-    RealClient::start(label, variant, &job).unwrap_or_else(|e| panic!("{label} on {}: {e}", variant.label()))
+    let job = if variant.engine.is_rootless_podman() {
+        job.clone().without_network()
+    } else {
+        job.clone()
+    };
+    RealClient::start(label, variant, &job)
+        .unwrap_or_else(|e| panic!("{label} on {}: {e}", variant.label()))
 }
 
 fn count(client: &RealClient) -> u64 {
@@ -122,7 +127,11 @@ fn wait_for_count(client: &RealClient, above: u64, timeout: Duration) -> u64 {
     })
 }
 
-fn wait_for_container_state(client: &RealClient, wanted: Option<&str>, timeout: Duration) -> Duration {
+fn wait_for_container_state(
+    client: &RealClient,
+    wanted: Option<&str>,
+    timeout: Duration,
+) -> Duration {
     let start = Instant::now();
     wait_until(timeout, || {
         (client.container_state().as_deref() == wanted).then_some(())
@@ -142,10 +151,19 @@ fn wait_for_container_state(client: &RealClient, wanted: Option<&str>, timeout: 
 /// cannot pause) within CONTROL_TIMEOUT, and its counter stands still.
 fn assert_frozen(client: &RealClient) {
     let suspended = wait_until(CONTROL_TIMEOUT, || client.is_suspended().then_some(()));
-    assert!(suspended.is_some(), "the job was not suspended\n{}", client.diagnostics());
+    assert!(
+        suspended.is_some(),
+        "the job was not suspended\n{}",
+        client.diagnostics()
+    );
     let before = count(client);
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(count(client), before, "the job kept counting while paused\n{}", client.diagnostics());
+    assert_eq!(
+        count(client),
+        before,
+        "the job kept counting while paused\n{}",
+        client.diagnostics()
+    );
 }
 
 fn release(client: &RealClient) {
@@ -159,10 +177,16 @@ fn release(client: &RealClient) {
 /// on the variant's engine.
 fn release_and_check_one_run(variant: &Variant, client: &RealClient) -> ResultRecord {
     release(client);
-    let result = client.wait_final(FINAL_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let result = client
+        .wait_final(FINAL_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_done(client, &result);
     assert_one_start(client);
-    assert_eq!(client.container_state(), None, "the container was left behind");
+    assert_eq!(
+        client.container_state(),
+        None,
+        "the container was left behind"
+    );
     assert_ran_on_the_engine(variant, client, &result);
     result
 }
@@ -203,7 +227,13 @@ fn assert_ran_on_the_engine(variant: &Variant, client: &RealClient, result: &Res
 }
 
 /// The line the table of results is made of: state, exit status, wall time.
-fn report(scenario: &str, variant: &Variant, result: &ResultRecord, client: &RealClient, details: &str) {
+fn report(
+    scenario: &str,
+    variant: &Variant,
+    result: &ResultRecord,
+    client: &RealClient,
+    details: &str,
+) {
     println!(
         "real_client {scenario}::{}: {result}, wall time {:.1} s{}{details}",
         variant.label(),
@@ -227,8 +257,13 @@ fn input_to_output(variant: Variant) {
     let client = start("input_to_output", &variant, &job);
 
     // The job waits for `go`, so the slot can be looked at as the client made it.
-    let link = wait_until(RUNNING_TIMEOUT, || client.read_slot_file("in.txt"))
-        .unwrap_or_else(|| panic!("in.txt never appeared in the slot\n{}", client.diagnostics()));
+    let link =
+        wait_until(RUNNING_TIMEOUT, || client.read_slot_file("in.txt")).unwrap_or_else(|| {
+            panic!(
+                "in.txt never appeared in the slot\n{}",
+                client.diagnostics()
+            )
+        });
     assert!(
         link.trim_start().starts_with("<soft_link>"),
         "the client delivered in.txt as {link:?}, not as a soft-link file"
@@ -244,18 +279,28 @@ fn input_to_output(variant: Variant) {
     );
     release(&client);
 
-    let result = client.wait_final(FINAL_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let result = client
+        .wait_final(FINAL_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_done(&client, &result);
     assert_ran_on_the_engine(&variant, &client, &result);
-    let output = std::fs::read_to_string(client.output_path("out.txt"))
-        .unwrap_or_else(|e| panic!("output file missing in the project dir: {e}\n{}", client.diagnostics()));
+    let output = std::fs::read_to_string(client.output_path("out.txt")).unwrap_or_else(|e| {
+        panic!(
+            "output file missing in the project dir: {e}\n{}",
+            client.diagnostics()
+        )
+    });
     assert_eq!(output, "args: alpha beta\nHELLO FROM THE WORKUNIT\n");
     assert!(
         result.stderr_out.contains("job done"),
         "the container's log is not in stderr_out:\n{}",
         result.stderr_out
     );
-    assert_eq!(client.container_state(), None, "the container was left behind");
+    assert_eq!(
+        client.container_state(),
+        None,
+        "the container was left behind"
+    );
     report(
         "input_to_output",
         &variant,
@@ -271,8 +316,14 @@ fn input_to_output(variant: Variant) {
 /// Exit status 3 -> compute error 3, with the job's own output in stderr_out.
 fn exit_code_is_a_compute_error(variant: Variant) {
     let line = "the job prints this line, then exits with status 3";
-    let client = start("exit_code", &variant, &Job::shell(&format!("echo \"{line}\"\nexit 3")));
-    let result = client.wait_final(FINAL_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let client = start(
+        "exit_code",
+        &variant,
+        &Job::shell(&format!("echo \"{line}\"\nexit 3")),
+    );
+    let result = client
+        .wait_final(FINAL_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         (result.state, result.exit_status),
         (RESULT_COMPUTE_ERROR, 3),
@@ -284,9 +335,19 @@ fn exit_code_is_a_compute_error(variant: Variant) {
         "the container's log is not in stderr_out:\n{}",
         result.stderr_out
     );
-    assert_eq!(client.container_state(), None, "the container was left behind");
+    assert_eq!(
+        client.container_state(),
+        None,
+        "the container was left behind"
+    );
     assert_ran_on_the_engine(&variant, &client, &result);
-    report("exit_code_is_a_compute_error", &variant, &result, &client, "");
+    report(
+        "exit_code_is_a_compute_error",
+        &variant,
+        &result,
+        &client,
+        "",
+    );
 }
 
 fn suspend_resume(variant: Variant) {
@@ -310,7 +371,10 @@ fn suspend_then_resume(scenario: &str, variant: &Variant, in_memory: bool) {
     wait_for_count(&client, 5, RUNNING_TIMEOUT);
     // Once the wrapper has reported a checkpoint, the client's choice between
     // <quit/> and <suspend/> depends on the preference alone.
-    let checkpointed = wait_until(Duration::from_secs(15), || client.has_checkpointed().then_some(())).is_some();
+    let checkpointed = wait_until(Duration::from_secs(15), || {
+        client.has_checkpointed().then_some(())
+    })
+    .is_some();
 
     client
         .task_op("suspend")
@@ -334,7 +398,11 @@ fn suspend_then_resume(scenario: &str, variant: &Variant, in_memory: bool) {
     });
     let how = format!(
         "{}{}",
-        if checkpointed { "" } else { "no checkpoint reported, " },
+        if checkpointed {
+            ""
+        } else {
+            "no checkpoint reported, "
+        },
         if app == "SUSPENDED" {
             "client sent <suspend/>"
         } else {
@@ -358,7 +426,11 @@ fn suspend_then_resume(scenario: &str, variant: &Variant, in_memory: bool) {
         );
     }
     assert_frozen(&client);
-    assert!(client.is_suspended(), "the container did not stay paused\n{}", client.diagnostics());
+    assert!(
+        client.is_suspended(),
+        "the container did not stay paused\n{}",
+        client.diagnostics()
+    );
     let frozen_at = count(&client);
 
     client
@@ -486,7 +558,10 @@ fn client_killed_continues_the_task(variant: Variant) {
     assert_frozen(&client);
     let before = count(&client);
 
-    let stray = StrayContainer::create(&variant.engine, &format!("{}_stray", client.container_name()));
+    let stray = StrayContainer::create(
+        &variant.engine,
+        &format!("{}_stray", client.container_name()),
+    );
     let restarted = Instant::now();
     client.restart().unwrap_or_else(|e| panic!("restart: {e}"));
     wait_for_count(&client, before, RUNNING_TIMEOUT);
@@ -532,7 +607,9 @@ fn client_killed_continues_the_task(variant: Variant) {
 /// or its processes stopped (a SIGSTOP reaches a process only when it leaves
 /// the kernel, so on a busy host that can take a moment after the exit).
 fn assert_left_suspended(client: &RealClient, after: &str) {
-    let suspended = wait_until(Duration::from_secs(5), || client.is_suspended().then_some(()));
+    let suspended = wait_until(Duration::from_secs(5), || {
+        client.is_suspended().then_some(())
+    });
     assert!(
         suspended.is_some(),
         "after {after} the container is {:?}, not suspended\n{}",
@@ -542,9 +619,13 @@ fn assert_left_suspended(client: &RealClient, after: &str) {
 }
 
 fn task_container_id(client: &RealClient) -> String {
-    client
-        .container_id()
-        .unwrap_or_else(|| panic!("the task has no container {}\n{}", client.container_name(), client.diagnostics()))
+    client.container_id().unwrap_or_else(|| {
+        panic!(
+            "the task has no container {}\n{}",
+            client.container_name(),
+            client.diagnostics()
+        )
+    })
 }
 
 /// The job runs in the container it started in, not in a new one.
@@ -568,7 +649,10 @@ impl StrayContainer {
         engine
             .create_idle_container(name)
             .unwrap_or_else(|e| panic!("cannot create the stray container: {e}"));
-        StrayContainer { engine: engine.clone(), name: name.to_string() }
+        StrayContainer {
+            engine: engine.clone(),
+            name: name.to_string(),
+        }
     }
 }
 

@@ -36,8 +36,13 @@ fn progress_and_cpu_time_reach_the_client(kind: EngineKind) {
     // Burns CPU for a while, then reports half done and waits to be released.
     let script = "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; echo 0.5 > fraction_done; \
                   while [ ! -f go ]; do sleep 0.1; done";
-    let mut task = TaskBuilder::on_engine("progress", WRAPPER, &engine).job(TestJob::shell(script)).start().unwrap();
-    let status = task.wait_for_status(TASK_TIMEOUT, |s| s.fraction_done == Some(0.5) && s.current_cpu_time > 0.2);
+    let mut task = TaskBuilder::on_engine("progress", WRAPPER, &engine)
+        .job(TestJob::shell(script))
+        .start()
+        .unwrap();
+    let status = task.wait_for_status(TASK_TIMEOUT, |s| {
+        s.fraction_done == Some(0.5) && s.current_cpu_time > 0.2
+    });
     assert!(status.is_ok(), "{status:?}\n{}", task.logs_tail(30));
     let status = status.unwrap();
     assert!(status.checkpoint_cpu_time > 0.0, "{status:?}");
@@ -50,7 +55,14 @@ fn progress_and_cpu_time_reach_the_client(kind: EngineKind) {
 
 fn args_reach_the_job_intact(kind: EngineKind) {
     let engine = TestEngine::require(kind);
-    let args = ["plain", "with space", "it's \"quoted\"", "$(touch /tmp/pwned)", "`id`;ls", "ünï"];
+    let args = [
+        "plain",
+        "with space",
+        "it's \"quoted\"",
+        "$(touch /tmp/pwned)",
+        "`id`;ls",
+        "ünï",
+    ];
     let mut task = TaskBuilder::on_engine("args", WRAPPER, &engine)
         .job(TestJob::shell("printf '%s' \"$ARGS\" > args.txt"))
         .args(args)
@@ -92,6 +104,9 @@ fn project_dir_and_mounts_are_mounted(kind: EngineKind) {
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_eq!(task.read_slot_file("seen.txt").as_deref(), Some("project data\nextra data\n"));
+    assert_eq!(
+        task.read_slot_file("seen.txt").as_deref(),
+        Some("project data\nextra data\n")
+    );
     engine.assert_no_container(&task);
 }

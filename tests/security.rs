@@ -37,23 +37,42 @@ fn the_job_has_no_capabilities_and_cannot_gain_privileges(kind: EngineKind) {
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     let status = task.read_slot_file("status.txt").unwrap();
-    assert_eq!(status_field(&status, "CapEff:"), "0000000000000000", "{status}");
-    assert_eq!(status_field(&status, "CapBnd:"), "0000000000000000", "{status}");
+    assert_eq!(
+        status_field(&status, "CapEff:"),
+        "0000000000000000",
+        "{status}"
+    );
+    assert_eq!(
+        status_field(&status, "CapBnd:"),
+        "0000000000000000",
+        "{status}"
+    );
     assert_eq!(status_field(&status, "NoNewPrivs:"), "1", "{status}");
     engine.assert_no_container(&task);
 }
 
 fn published_ports_listen_on_loopback_only(kind: EngineKind) {
     let engine = TestEngine::require(kind);
-    let job = TestJob::shell("while [ ! -f go ]; do sleep 0.1; done").job_toml("portmap = [\"18080:80\"]\n");
-    let mut task = TaskBuilder::on_engine("ports", WRAPPER, &engine).job(job).start().unwrap();
+    let job = TestJob::shell("while [ ! -f go ]; do sleep 0.1; done")
+        .job_toml("portmap = [\"18080:80\"]\n");
+    let mut task = TaskBuilder::on_engine("ports", WRAPPER, &engine)
+        .job(job)
+        .start()
+        .unwrap();
     let name = task.container_name();
-    engine.wait_for_container_state(&name, "running", TASK_TIMEOUT).unwrap();
-    let ports = engine.inspect_container(&name, "{{json .HostConfig.PortBindings}}").unwrap_or_default();
+    engine
+        .wait_for_container_state(&name, "running", TASK_TIMEOUT)
+        .unwrap();
+    let ports = engine
+        .inspect_container(&name, "{{json .HostConfig.PortBindings}}")
+        .unwrap_or_default();
     std::fs::write(task.slot_dir().join("go"), "").unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert!(ports.contains("127.0.0.1") && ports.contains("18080"), "port bindings: {ports}");
+    assert!(
+        ports.contains("127.0.0.1") && ports.contains("18080"),
+        "port bindings: {ports}"
+    );
     assert!(!ports.contains("0.0.0.0"), "port bindings: {ports}");
     engine.assert_no_container(&task);
 }
@@ -63,12 +82,27 @@ fn a_fork_bomb_stops_at_the_pids_limit(kind: EngineKind) {
     // Starts sleepers until fork fails (the shell then dies of it), counting them.
     let script = "n=0; while [ $n -lt 5000 ]; do sleep 30 & n=$((n+1)); echo $n > forks.txt; done";
     let job = TestJob::shell(script).job_toml("pids_limit = 64\n");
-    let mut task = TaskBuilder::on_engine("forks", WRAPPER, &engine).job(job).start().unwrap();
+    let mut task = TaskBuilder::on_engine("forks", WRAPPER, &engine)
+        .job(job)
+        .start()
+        .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     // The job fails (its shell cannot fork any more); the task ends normally with that code.
-    assert!(matches!(outcome.finish_code(), Some(code) if code != 0), "{}", outcome.describe());
-    let forks: u32 = task.read_slot_file("forks.txt").unwrap_or_default().trim().parse().unwrap_or(0);
-    assert!(forks > 0 && forks < 64, "the job started {forks} processes under a limit of 64");
+    assert!(
+        matches!(outcome.finish_code(), Some(code) if code != 0),
+        "{}",
+        outcome.describe()
+    );
+    let forks: u32 = task
+        .read_slot_file("forks.txt")
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(
+        forks > 0 && forks < 64,
+        "the job started {forks} processes under a limit of 64"
+    );
     engine.assert_no_container(&task);
 }
 
@@ -87,17 +121,38 @@ fn writes_10_gb_into(file: &str) -> String {
 fn a_job_filling_the_slot_is_stopped_at_the_disk_bound(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let script = writes_10_gb_into("big");
-    let mut task =
-        TaskBuilder::on_engine("disk_hog", WRAPPER, &engine).disk_bound(50.0 * 1e6).job(TestJob::shell(&script)).start().unwrap();
+    let mut task = TaskBuilder::on_engine("disk_hog", WRAPPER, &engine)
+        .disk_bound(50.0 * 1e6)
+        .job(TestJob::shell(&script))
+        .start()
+        .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     let written = std::fs::metadata(task.slot_dir().join("big")).map_or(0, |m| m.len());
     // The slot is emptied at once, as the client would on the task's end.
     let _ = std::fs::remove_file(task.slot_dir().join("big"));
     assert_eq!(outcome.finish_code(), Some(196), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("past the workunit's disk bound of 50 MB"), "{}", outcome.describe());
-    assert!(!outcome.stderr_txt.contains("wrote all 10 GB"), "{}", outcome.describe());
-    assert!(written < 1 << 30, "the job wrote {written} bytes before it was stopped");
-    println!("{}: stopped after {} MB, {:?}", kind.name(), written / 1_000_000, outcome.elapsed);
+    assert!(
+        outcome
+            .stderr_txt
+            .contains("past the workunit's disk bound of 50 MB"),
+        "{}",
+        outcome.describe()
+    );
+    assert!(
+        !outcome.stderr_txt.contains("wrote all 10 GB"),
+        "{}",
+        outcome.describe()
+    );
+    assert!(
+        written < 1 << 30,
+        "the job wrote {written} bytes before it was stopped"
+    );
+    println!(
+        "{}: stopped after {} MB, {:?}",
+        kind.name(),
+        written / 1_000_000,
+        outcome.elapsed
+    );
     engine.assert_no_container(&task);
 }
 
@@ -117,9 +172,23 @@ fn a_job_filling_an_output_file_is_stopped_at_the_disk_bound(kind: EngineKind) {
     let written = std::fs::metadata(&output).map_or(0, |m| m.len());
     let _ = std::fs::write(&output, "");
     assert_eq!(outcome.finish_code(), Some(196), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("past the workunit's disk bound of 50 MB"), "{}", outcome.describe());
-    assert!(written < 1 << 30, "the job wrote {written} bytes before it was stopped");
-    println!("{}: output stopped after {} MB, {:?}", kind.name(), written / 1_000_000, outcome.elapsed);
+    assert!(
+        outcome
+            .stderr_txt
+            .contains("past the workunit's disk bound of 50 MB"),
+        "{}",
+        outcome.describe()
+    );
+    assert!(
+        written < 1 << 30,
+        "the job wrote {written} bytes before it was stopped"
+    );
+    println!(
+        "{}: output stopped after {} MB, {:?}",
+        kind.name(),
+        written / 1_000_000,
+        outcome.elapsed
+    );
     engine.assert_no_container(&task);
 }
 
@@ -128,22 +197,48 @@ fn huge_output_is_copied_bounded(kind: EngineKind) {
     // About 20 MB on stderr; only the tail may reach stderr.txt.
     let script = "i=0; while [ $i -lt 200000 ]; do echo \"line $i of a very chatty job .......................................\" >&2; i=$((i+1)); done; echo last line >&2";
     let job = TestJob::shell(script).job_toml("log_tail_bytes = 100000\n");
-    let mut task = TaskBuilder::on_engine("chatty", WRAPPER, &engine).job(job).start().unwrap();
+    let mut task = TaskBuilder::on_engine("chatty", WRAPPER, &engine)
+        .job(job)
+        .start()
+        .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.len() < 150_000, "stderr.txt has {} bytes", outcome.stderr_txt.len());
-    assert!(outcome.stderr_txt.contains("last line"), "the tail is missing");
+    assert!(
+        outcome.stderr_txt.len() < 150_000,
+        "stderr.txt has {} bytes",
+        outcome.stderr_txt.len()
+    );
+    assert!(
+        outcome.stderr_txt.contains("last line"),
+        "the tail is missing"
+    );
     engine.assert_no_container(&task);
 }
 
 fn unsafe_create_args_are_refused(kind: EngineKind) {
     let engine = TestEngine::require(kind);
-    for bad in ["create_args = \"--privileged\"", "create_args = \"--network=host\"", "mount = [\"/:/host\"]"] {
+    for bad in [
+        "create_args = \"--privileged\"",
+        "create_args = \"--network=host\"",
+        "mount = [\"/:/host\"]",
+    ] {
         let job = TestJob::shell("exit 0").job_toml(&format!("{bad}\n"));
-        let mut task = TaskBuilder::on_engine("unsafe", WRAPPER, &engine).job(job).start().unwrap();
+        let mut task = TaskBuilder::on_engine("unsafe", WRAPPER, &engine)
+            .job(job)
+            .start()
+            .unwrap();
         let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-        assert_eq!(outcome.finish_code(), Some(206), "{bad}: {}", outcome.describe());
-        assert!(outcome.stderr_txt.contains("allow_unsafe"), "{bad}: {}", outcome.describe());
+        assert_eq!(
+            outcome.finish_code(),
+            Some(206),
+            "{bad}: {}",
+            outcome.describe()
+        );
+        assert!(
+            outcome.stderr_txt.contains("allow_unsafe"),
+            "{bad}: {}",
+            outcome.describe()
+        );
         engine.assert_no_container(&task);
     }
 }
@@ -156,11 +251,23 @@ fn other_spellings_of_unsafe_flags_and_mounts_are_refused(kind: EngineKind) {
         ("create_args = \"-v/:/host\"", "'-v/:/host'"),
         ("create_args = \"-itv /:/x\"", "'-itv /:/x'"),
         ("create_args = \"--volume=/etc:/e\"", "'--volume=/etc:/e'"),
-        ("create_args = \"--mount type=bind,src=/proc/self/root,dst=/x\"", "'--mount type=bind,src=/proc/self/root,dst=/x'"),
-        ("create_args = \"--network ns:/proc/1/ns/net\"", "'--network ns:/proc/1/ns/net'"),
-        ("create_args = \"--pid container:other\"", "'--pid container:other'"),
+        (
+            "create_args = \"--mount type=bind,src=/proc/self/root,dst=/x\"",
+            "'--mount type=bind,src=/proc/self/root,dst=/x'",
+        ),
+        (
+            "create_args = \"--network ns:/proc/1/ns/net\"",
+            "'--network ns:/proc/1/ns/net'",
+        ),
+        (
+            "create_args = \"--pid container:other\"",
+            "'--pid container:other'",
+        ),
         ("create_args = \"--cap-add=all\"", "'--cap-add=all'"),
-        ("create_args = \"--security-opt label:disable\"", "'--security-opt label:disable'"),
+        (
+            "create_args = \"--security-opt label:disable\"",
+            "'--security-opt label:disable'",
+        ),
         ("create_args = \"--privileged=true\"", "'--privileged=true'"),
         ("create_args = \"--frobnicate\"", "'--frobnicate'"),
         ("build_args = \"--network=host\"", "'--network=host'"),
@@ -170,11 +277,27 @@ fn other_spellings_of_unsafe_flags_and_mounts_are_refused(kind: EngineKind) {
         ("mount = [\"/etc/shadow:/s:ro\"]", "'/etc/shadow:/s:ro'"),
     ] {
         let job = TestJob::shell("echo ran > ran.txt").job_toml(&format!("{bad}\n"));
-        let mut task = TaskBuilder::on_engine("unsafe_spelling", WRAPPER, &engine).job(job).start().unwrap();
+        let mut task = TaskBuilder::on_engine("unsafe_spelling", WRAPPER, &engine)
+            .job(job)
+            .start()
+            .unwrap();
         let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-        assert_eq!(outcome.finish_code(), Some(206), "{bad}: {}", outcome.describe());
-        assert!(outcome.stderr_txt.contains(named), "{bad}: the message does not name {named}: {}", outcome.describe());
-        assert!(outcome.stderr_txt.contains("allow_unsafe"), "{bad}: {}", outcome.describe());
+        assert_eq!(
+            outcome.finish_code(),
+            Some(206),
+            "{bad}: {}",
+            outcome.describe()
+        );
+        assert!(
+            outcome.stderr_txt.contains(named),
+            "{bad}: the message does not name {named}: {}",
+            outcome.describe()
+        );
+        assert!(
+            outcome.stderr_txt.contains("allow_unsafe"),
+            "{bad}: {}",
+            outcome.describe()
+        );
         assert_eq!(task.read_slot_file("ran.txt"), None, "{bad}: the job ran");
         engine.assert_no_container(&task);
     }
@@ -184,18 +307,27 @@ fn harmless_create_args_still_work(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let toml = "create_args = \"--env A=one -e B=two --label x=y --tmpfs /scratch\"\n";
     let script = "echo \"$A $B\" > env.txt; grep -q ' /scratch tmpfs ' /proc/mounts && echo tmpfs >> env.txt";
-    let mut task =
-        TaskBuilder::on_engine("harmless_args", WRAPPER, &engine).job(TestJob::shell(script).job_toml(toml)).start().unwrap();
+    let mut task = TaskBuilder::on_engine("harmless_args", WRAPPER, &engine)
+        .job(TestJob::shell(script).job_toml(toml))
+        .start()
+        .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_eq!(task.read_slot_file("env.txt").as_deref(), Some("one two\ntmpfs\n"));
+    assert_eq!(
+        task.read_slot_file("env.txt").as_deref(),
+        Some("one two\ntmpfs\n")
+    );
     engine.assert_no_container(&task);
 }
 
 fn names_with_odd_characters_work(kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let long = "x".repeat(300);
-    for result in ["wu with space's \"q\"; $(id)_0", "ünïcödé_wü_0", long.as_str()] {
+    for result in [
+        "wu with space's \"q\"; $(id)_0",
+        "ünïcödé_wü_0",
+        long.as_str(),
+    ] {
         let mut task = TaskBuilder::on_engine("odd_names", WRAPPER, &engine)
             .wu_name(&format!("wu {result}"))
             .result_name(result)
@@ -203,9 +335,17 @@ fn names_with_odd_characters_work(kind: EngineKind) {
             .start()
             .unwrap();
         let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-        assert_eq!(outcome.finish_code(), Some(0), "{result}: {}", outcome.describe());
+        assert_eq!(
+            outcome.finish_code(),
+            Some(0),
+            "{result}: {}",
+            outcome.describe()
+        );
         assert_eq!(task.read_slot_file("ok.txt").as_deref(), Some("ok\n"));
         let leftovers = engine.containers_matching("boinc__example.org_test__wu");
-        assert!(leftovers.iter().all(|c| !c.contains("odd")), "left: {leftovers:?}");
+        assert!(
+            leftovers.iter().all(|c| !c.contains("odd")),
+            "left: {leftovers:?}"
+        );
     }
 }

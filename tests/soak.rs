@@ -86,7 +86,10 @@ fn short_tasks_in_a_row_leave_nothing_behind(engine_kind: EngineKind) {
     let tasks = task_count();
     let run = run_id();
     let label = format!("docker_wrapper_soak={run}");
-    let _image = ImagesLabelled { engine: engine.clone(), label: label.clone() };
+    let _image = ImagesLabelled {
+        engine: engine.clone(),
+        label: label.clone(),
+    };
     let data_dir = TempDir::new(&format!("soak_{}", engine_kind.name())).unwrap();
     // A Dockerfile of this run only: its first task builds the image, every
     // other task reuses it, and every layer carries the run's label.
@@ -126,7 +129,9 @@ fn short_tasks_in_a_row_leave_nothing_behind(engine_kind: EngineKind) {
     for (index, kind, id) in &container_ids {
         let dirs = cgroup_dirs_of(id);
         if !dirs.is_empty() {
-            failures.push(format!("task {index} ({kind:?}): cgroup dirs left at the end: {dirs:?}"));
+            failures.push(format!(
+                "task {index} ({kind:?}): cgroup dirs left at the end: {dirs:?}"
+            ));
         }
     }
     let new_build_containers = settled(|| {
@@ -136,15 +141,21 @@ fn short_tasks_in_a_row_leave_nothing_behind(engine_kind: EngineKind) {
             .collect()
     });
     if !new_build_containers.is_empty() {
-        failures.push(format!("build containers new since the start: {new_build_containers:?}"));
+        failures.push(format!(
+            "build containers new since the start: {new_build_containers:?}"
+        ));
     }
     // Only images of this run's build carry its label; other dangling images
     // may come from tests running alongside, so they are only counted.
     let ours_dangling = settled(|| dangling_images(&engine, Some(&label)));
     if !ours_dangling.is_empty() {
-        failures.push(format!("dangling images of this run's build: {ours_dangling:?}"));
+        failures.push(format!(
+            "dangling images of this run's build: {ours_dangling:?}"
+        ));
     }
-    let others_dangling = dangling_images(&engine, None).difference(&dangling_before).count();
+    let others_dangling = dangling_images(&engine, None)
+        .difference(&dangling_before)
+        .count();
 
     let report = Report::new(&measured);
     eprintln!(
@@ -184,24 +195,52 @@ fn short_tasks_in_a_row_leave_nothing_behind(engine_kind: EngineKind) {
             report.rss_first_quarter, report.rss_last_quarter, report.rss
         ));
     }
-    assert!(failures.is_empty(), "soak on {}:\n{}", engine_kind.name(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "soak on {}:\n{}",
+        engine_kind.name(),
+        failures.join("\n")
+    );
 }
 
 /// Runs one started task to its end as `kind` says, checks its outcome and
 /// what it left; returns its measures and its container's id.
-fn run_one(engine: &TestEngine, mut task: Task, index: usize, kind: Kind, leftovers: &mut Vec<Leftover>) -> (Measured, String) {
+fn run_one(
+    engine: &TestEngine,
+    mut task: Task,
+    index: usize,
+    kind: Kind,
+    leftovers: &mut Vec<Leftover>,
+) -> (Measured, String) {
     let name = task.container_name();
     let slot_dir = task.slot_dir().to_path_buf();
     let started = Instant::now();
     let running = wait_until(TASK_TIMEOUT, || task.read_slot_file("running.txt"));
-    assert!(running.is_some(), "task {index}: the job never ran\n{}", task.logs_tail(30));
-    let pid = task.pid().unwrap_or_else(|| panic!("task {index}: the wrapper exited early\n{}", task.logs_tail(30)));
+    assert!(
+        running.is_some(),
+        "task {index}: the job never ran\n{}",
+        task.logs_tail(30)
+    );
+    let pid = task.pid().unwrap_or_else(|| {
+        panic!(
+            "task {index}: the wrapper exited early\n{}",
+            task.logs_tail(30)
+        )
+    });
     let fds = open_fds(pid);
     let id = engine
         .inspect_container(&name, "{{.Id}}")
-        .unwrap_or_else(|| panic!("task {index}: no container {name} while its job runs\n{}", task.logs_tail(30)));
+        .unwrap_or_else(|| {
+            panic!(
+                "task {index}: no container {name} while its job runs\n{}",
+                task.logs_tail(30)
+            )
+        });
     // The check at the end looks for these; it must see them while they exist.
-    assert!(!cgroup_dirs_of(&id).is_empty(), "task {index}: no cgroup dir names the running container {id}");
+    assert!(
+        !cgroup_dirs_of(&id).is_empty(),
+        "task {index}: no cgroup dir names the running container {id}"
+    );
 
     let mut peak = 0;
     let outcome = match kind {
@@ -212,39 +251,76 @@ fn run_one(engine: &TestEngine, mut task: Task, index: usize, kind: Kind, leftov
         Kind::Aborted => {
             task.send_control(Control::Abort);
             let outcome = watch_exit(&mut task, &mut peak);
-            assert!(!outcome.finished, "task {index}: an aborted task finished\n{}", outcome.describe());
+            assert!(
+                !outcome.finished,
+                "task {index}: an aborted task finished\n{}",
+                outcome.describe()
+            );
             outcome
         }
         Kind::QuitAndRestarted => {
             task.send_control(Control::Quit);
             let outcome = watch_exit(&mut task, &mut peak);
-            assert!(!outcome.finished, "task {index}: quit finished the task\n{}", outcome.describe());
+            assert!(
+                !outcome.finished,
+                "task {index}: quit finished the task\n{}",
+                outcome.describe()
+            );
             task.restart().unwrap();
             fs::write(slot_dir.join("go"), "").unwrap();
             let outcome = watch_exit(&mut task, &mut peak);
-            assert_eq!(task.read_slot_file("starts.txt").as_deref(), Some("start\n"), "task {index}: the job started over");
+            assert_eq!(
+                task.read_slot_file("starts.txt").as_deref(),
+                Some("start\n"),
+                "task {index}: the job started over"
+            );
             outcome
         }
     };
     if kind != Kind::Aborted {
-        assert_eq!(outcome.finish_code(), Some(0), "task {index}: {}", outcome.describe());
-        assert_eq!(task.read_slot_file("output.txt").as_deref(), Some("result\n"), "task {index}");
+        assert_eq!(
+            outcome.finish_code(),
+            Some(0),
+            "task {index}: {}",
+            outcome.describe()
+        );
+        assert_eq!(
+            task.read_slot_file("output.txt").as_deref(),
+            Some("result\n"),
+            "task {index}"
+        );
     }
     let elapsed = started.elapsed();
 
     // Before the task is dropped: dropping it removes the container itself.
     if let Some(state) = engine.container_state(&name) {
-        leftovers.push(Leftover { index, kind, what: format!("container {name} ({state})") });
+        leftovers.push(Leftover {
+            index,
+            kind,
+            what: format!("container {name} ({state})"),
+        });
     }
     let cgroups = wait_until(SETTLE, || Some(cgroup_dirs_of(&id)).filter(Vec::is_empty));
     if cgroups.is_none() {
         let dirs = cgroup_dirs_of(&id);
-        leftovers.push(Leftover { index, kind, what: format!("cgroup dirs {dirs:?}") });
+        leftovers.push(Leftover {
+            index,
+            kind,
+            what: format!("cgroup dirs {dirs:?}"),
+        });
     }
     drop(task);
     // The client empties a slot before it gives it to the next task.
     fs::remove_dir_all(&slot_dir).unwrap();
-    (Measured { kind, fds, peak_rss_kib: peak, elapsed }, id)
+    (
+        Measured {
+            kind,
+            fds,
+            peak_rss_kib: peak,
+            elapsed,
+        },
+        id,
+    )
 }
 
 /// Waits for the wrapper's exit, following its VmHWM (the last value read is
@@ -257,7 +333,8 @@ fn watch_exit(task: &mut Task, peak: &mut u64) -> Outcome {
         }
         thread::sleep(Duration::from_millis(20));
     }
-    task.wait_exit(Duration::from_secs(1)).unwrap_or_else(|e| panic!("{e}"))
+    task.wait_exit(Duration::from_secs(1))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// VmHWM of a process, in KiB.
@@ -275,7 +352,9 @@ fn open_fds(pid: u32) -> usize {
             if i > 0 {
                 thread::sleep(Duration::from_millis(25));
             }
-            fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(usize::MAX)
+            fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|d| d.count())
+                .unwrap_or(usize::MAX)
         })
         .min()
         .unwrap_or(usize::MAX)
@@ -292,7 +371,9 @@ fn cgroup_dirs_of(id: &str) -> Vec<PathBuf> {
 }
 
 fn find_dirs(dir: &Path, needle: &str, depth: u32, found: &mut Vec<PathBuf>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         if !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
@@ -318,7 +399,12 @@ fn build_containers(engine: &TestEngine, task_prefix: &str) -> BTreeSet<String> 
     assert!(out.success(), "{} ps: {}", engine.kind().name(), out.stderr);
     out.stdout
         .lines()
-        .filter(|line| !line.split_whitespace().nth(1).is_some_and(|name| name.starts_with(task_prefix)))
+        .filter(|line| {
+            !line
+                .split_whitespace()
+                .nth(1)
+                .is_some_and(|name| name.starts_with(task_prefix))
+        })
         .map(|line| line.trim().to_string())
         .filter(|line| !line.is_empty())
         .collect()
@@ -326,13 +412,29 @@ fn build_containers(engine: &TestEngine, task_prefix: &str) -> BTreeSet<String> 
 
 /// Ids of dangling images, only those with `label` (`key=value`) if given.
 fn dangling_images(engine: &TestEngine, label: Option<&str>) -> BTreeSet<String> {
-    let mut args = vec!["images".to_string(), "-q".into(), "--no-trunc".into(), "-f".into(), "dangling=true".into()];
+    let mut args = vec![
+        "images".to_string(),
+        "-q".into(),
+        "--no-trunc".into(),
+        "-f".into(),
+        "dangling=true".into(),
+    ];
     if let Some(label) = label {
         args.extend(["-f".into(), format!("label={label}")]);
     }
     let out = engine.run(&args).unwrap();
-    assert!(out.success(), "{} images: {}", engine.kind().name(), out.stderr);
-    out.stdout.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()
+    assert!(
+        out.success(),
+        "{} images: {}",
+        engine.kind().name(),
+        out.stderr
+    );
+    out.stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// `probe`'s answer once it is empty, or its last answer after `SETTLE`: an
@@ -350,7 +452,10 @@ fn default_dockerfile_labelled(run: &str) -> String {
 
 /// The project dir name tasks in `data_dir` get (a task prepared, not started).
 fn project_dir_name(engine: &TestEngine, data_dir: &TempDir) -> String {
-    let probe = TaskBuilder::on_engine("soak_probe", WRAPPER, engine).shared_data_dir(data_dir.path()).prepare().unwrap();
+    let probe = TaskBuilder::on_engine("soak_probe", WRAPPER, engine)
+        .shared_data_dir(data_dir.path())
+        .prepare()
+        .unwrap();
     let name = probe.project_dir_name().to_string();
     let slot = probe.slot_dir().to_path_buf();
     drop(probe);
@@ -360,14 +465,19 @@ fn project_dir_name(engine: &TestEngine, data_dir: &TempDir) -> String {
 
 fn task_count() -> usize {
     match std::env::var(TASKS_VAR) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{TASKS_VAR}={v:?}: expected a number of tasks")),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{TASKS_VAR}={v:?}: expected a number of tasks")),
         Err(_) => DEFAULT_TASKS,
     }
 }
 
 /// Unique to this test run: pid and time.
 fn run_id() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     format!("{}-{}", std::process::id(), now.as_millis())
 }
 
@@ -380,7 +490,10 @@ struct ImagesLabelled {
 impl Drop for ImagesLabelled {
     fn drop(&mut self) {
         let filter = format!("label={}", self.label);
-        if let Ok(out) = self.engine.run(["images", "-q", "--no-trunc", "-f", &filter]) {
+        if let Ok(out) = self
+            .engine
+            .run(["images", "-q", "--no-trunc", "-f", &filter])
+        {
             for id in out.stdout.lines().map(str::trim).filter(|l| !l.is_empty()) {
                 let _ = self.engine.run(["rmi", "-f", id]);
             }
@@ -408,7 +521,10 @@ impl Report {
         let first = |v: &[u64]| median(&v[..quarter.min(v.len())]);
         let last = |v: &[u64]| median(&v[v.len().saturating_sub(quarter)..]);
         let fds64: Vec<u64> = fds.iter().map(|&f| f as u64).collect();
-        let elapsed: Vec<u64> = measured.iter().map(|m| m.elapsed.as_millis() as u64).collect();
+        let elapsed: Vec<u64> = measured
+            .iter()
+            .map(|m| m.elapsed.as_millis() as u64)
+            .collect();
         Report {
             kinds: measured.iter().map(|m| m.kind).collect(),
             fds_first_quarter: first(&fds64) as usize,

@@ -67,11 +67,20 @@ fn the_job_and_the_client_exchange_states(kind: EngineKind) {
         .job(TestJob::shell(&script))
         .start()
         .unwrap();
-    let wish = task.wait_for_status(Duration::from_secs(90), |s| s.sporadic_ac == Some(AC_WANT_COMPUTE));
-    assert!(wish.is_ok(), "the job's wish never reached the client: {wish:?}\n{}", task.logs_tail(30));
+    let wish = task.wait_for_status(Duration::from_secs(90), |s| {
+        s.sporadic_ac == Some(AC_WANT_COMPUTE)
+    });
+    assert!(
+        wish.is_ok(),
+        "the job's wish never reached the client: {wish:?}\n{}",
+        task.logs_tail(30)
+    );
     task.set_sporadic_ca(CA_COMPUTING);
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_eq!(task.read_slot_file("seen.txt").as_deref(), Some("computing\n"));
+    assert_eq!(
+        task.read_slot_file("seen.txt").as_deref(),
+        Some("computing\n")
+    );
     engine.assert_no_container(&task);
 }

@@ -17,9 +17,13 @@ fn the_example_job_runs_from_a_plain_directory(kind: EngineKind) {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
     }
-    std::fs::copy("/bin/busybox", dir.path().join("busybox")).expect("apt-get install busybox-static");
+    std::fs::copy("/bin/busybox", dir.path().join("busybox"))
+        .expect("apt-get install busybox-static");
     let mut command = Command::new(WRAPPER);
-    command.current_dir(dir.path()).arg("2").env("DOCKER_WRAPPER_ENGINE", engine.cli());
+    command
+        .current_dir(dir.path())
+        .arg("2")
+        .env("DOCKER_WRAPPER_ENGINE", engine.cli());
     for (key, value) in engine.env() {
         command.env(key, value);
     }
@@ -27,8 +31,15 @@ fn the_example_job_runs_from_a_plain_directory(kind: EngineKind) {
     let stderr = std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("standalone mode"), "{stderr}");
-    assert!(stderr.contains("hello from the container: 2 steps"), "{stderr}");
+    assert!(
+        stderr.contains("hello from the container: 2 steps"),
+        "{stderr}"
+    );
     let result = std::fs::read_to_string(dir.path().join("output.txt")).unwrap_or_default();
     assert_eq!(result, "done after 2 steps\n");
-    assert_eq!(engine.container_state("boinc"), None, "the standalone container was left behind");
+    assert_eq!(
+        engine.container_state("boinc"),
+        None,
+        "the standalone container was left behind"
+    );
 }

@@ -138,12 +138,14 @@ impl Host {
     fn build_foreign(&mut self, tag: &str, project: &str) {
         let _ = self.engine.remove_image(tag);
         self.foreign.push(tag.to_string());
-        self.engine.build_busybox_image(tag, BUSYBOX_ONLY_DOCKERFILE, &[(PROJECT_LABEL, project)]);
+        self.engine
+            .build_busybox_image(tag, BUSYBOX_ONLY_DOCKERFILE, &[(PROJECT_LABEL, project)]);
     }
 
     /// Every image with the project's label, tagged (by name) or not (by id).
     fn remove_images_of(&self, project: &str) {
-        self.engine.remove_labelled_images(&format!("{PROJECT_LABEL}={project}"));
+        self.engine
+            .remove_labelled_images(&format!("{PROJECT_LABEL}={project}"));
     }
 }
 

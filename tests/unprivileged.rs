@@ -35,7 +35,10 @@ fn job(engine: &TestEngine, script: &str, extra_toml: &str) -> TestJob {
 }
 
 fn start(engine: &TestEngine, name: &str, job: TestJob) -> Task {
-    TaskBuilder::on_engine(&format!("boinc_{name}"), WRAPPER, engine).job(job).start().unwrap()
+    TaskBuilder::on_engine(&format!("boinc_{name}"), WRAPPER, engine)
+        .job(job)
+        .start()
+        .unwrap()
 }
 
 /// How long a running job may take to count on (rootless builds are slower).
@@ -45,20 +48,28 @@ const COUNT_WAIT: Duration = Duration::from_secs(90);
 /// then stands still for 1.5 s.
 fn wait_until_stopped(engine: &TestEngine, task: &Task) -> Result<u64, String> {
     let name = task.container_name();
-    wait_until(Duration::from_secs(10), || engine.is_suspended(&name).then_some(()))
-        .ok_or_else(|| format!("the job was not suspended\n{}", task.logs_tail(30)))?;
+    wait_until(Duration::from_secs(10), || {
+        engine.is_suspended(&name).then_some(())
+    })
+    .ok_or_else(|| format!("the job was not suspended\n{}", task.logs_tail(30)))?;
     let before = task.counter();
     std::thread::sleep(Duration::from_millis(1500));
     let after = task.counter();
     if after == before {
         Ok(after)
     } else {
-        Err(format!("the job counted from {before} to {after} while suspended\n{}", task.logs_tail(30)))
+        Err(format!(
+            "the job counted from {before} to {after} while suspended\n{}",
+            task.logs_tail(30)
+        ))
     }
 }
 
 fn boinc_uid(engine: &TestEngine) -> u32 {
-    engine.user().expect("an unprivileged engine has a user").uid
+    engine
+        .user()
+        .expect("an unprivileged engine has a user")
+        .uid
 }
 
 fn output_is_written_and_owned_by_boinc(kind: EngineKind) {
@@ -67,8 +78,15 @@ fn output_is_written_and_owned_by_boinc(kind: EngineKind) {
     let mut task = start(&engine, "success", job(&engine, script, ""));
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_eq!(task.read_slot_file("out/output.txt").as_deref(), Some("result\n"));
-    assert!(outcome.stderr_txt.contains("hello from the job"), "{}", outcome.describe());
+    assert_eq!(
+        task.read_slot_file("out/output.txt").as_deref(),
+        Some("result\n")
+    );
+    assert!(
+        outcome.stderr_txt.contains("hello from the job"),
+        "{}",
+        outcome.describe()
+    );
     // The client, as boinc, must be able to delete everything in the slot.
     for name in ["out", "out/output.txt"] {
         let owner = std::fs::metadata(task.slot_dir().join(name)).unwrap().uid();
@@ -79,16 +97,28 @@ fn output_is_written_and_owned_by_boinc(kind: EngineKind) {
 
 fn exit_code_is_forwarded(kind: EngineKind) {
     let engine = TestEngine::require_unprivileged(kind);
-    let mut task = start(&engine, "exit3", job(&engine, "echo about to fail >&2; exit 3", ""));
+    let mut task = start(
+        &engine,
+        "exit3",
+        job(&engine, "echo about to fail >&2; exit 3", ""),
+    );
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(3), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("about to fail"), "{}", outcome.describe());
+    assert!(
+        outcome.stderr_txt.contains("about to fail"),
+        "{}",
+        outcome.describe()
+    );
     engine.assert_no_container(&task);
 }
 
 fn suspend_stops_the_job_and_resume_continues_it(kind: EngineKind) {
     let engine = TestEngine::require_unprivileged(kind);
-    let mut task = start(&engine, "suspend", job(&engine, COUNTER_JOB, "idle_priority = false\n"));
+    let mut task = start(
+        &engine,
+        "suspend",
+        job(&engine, COUNTER_JOB, "idle_priority = false\n"),
+    );
     let before = task.wait_for_counter_above(2, COUNT_WAIT);
     task.send_control(Control::Suspend);
     let stopped_at = wait_until_stopped(&engine, &task).unwrap();
@@ -99,7 +129,10 @@ fn suspend_stops_the_job_and_resume_continues_it(kind: EngineKind) {
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     if engine.cannot_pause() {
         // Rootless Podman on cgroup v1 cannot pause: the fallback says so once.
-        let warnings = outcome.stderr_txt.matches("stopped with SIGSTOP instead").count();
+        let warnings = outcome
+            .stderr_txt
+            .matches("stopped with SIGSTOP instead")
+            .count();
         assert_eq!(warnings, 1, "{}", outcome.describe());
     }
     engine.assert_no_container(&task);
@@ -107,12 +140,22 @@ fn suspend_stops_the_job_and_resume_continues_it(kind: EngineKind) {
 
 fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
     let engine = TestEngine::require_unprivileged(kind);
-    let mut task = start(&engine, "quit", job(&engine, COUNTER_JOB, "idle_priority = false\n"));
+    let mut task = start(
+        &engine,
+        "quit",
+        job(&engine, COUNTER_JOB, "idle_priority = false\n"),
+    );
     task.wait_for_counter_above(3, COUNT_WAIT);
     task.send_control(Control::Quit);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
-    assert!(!outcome.finished, "quit must not finish the task: {}", outcome.describe());
-    let journal = task.read_slot_file("docker_wrapper_journal.toml").unwrap_or_default();
+    assert!(
+        !outcome.finished,
+        "quit must not finish the task: {}",
+        outcome.describe()
+    );
+    let journal = task
+        .read_slot_file("docker_wrapper_journal.toml")
+        .unwrap_or_default();
     assert!(journal.contains("kept_paused"), "{journal}");
     // Kept, and not running on unsupervised.
     let stopped_at = wait_until_stopped(&engine, &task).unwrap();
@@ -121,27 +164,46 @@ fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
     task.wait_for_counter_above(stopped_at, COUNT_WAIT);
     let outcome = task.release_and_wait(TASK_TIMEOUT);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_eq!(task.read_slot_file("starts.txt").as_deref(), Some("start\n"), "the job started over");
+    assert_eq!(
+        task.read_slot_file("starts.txt").as_deref(),
+        Some("start\n"),
+        "the job started over"
+    );
     engine.assert_no_container(&task);
 }
 
 fn abort_removes_the_container(kind: EngineKind) {
     let engine = TestEngine::require_unprivileged(kind);
     let mut task = start(&engine, "abort", job(&engine, "sleep 600", ""));
-    engine.wait_for_container_state(&task.container_name(), "running", TASK_TIMEOUT).unwrap();
+    engine
+        .wait_for_container_state(&task.container_name(), "running", TASK_TIMEOUT)
+        .unwrap();
     let sent = task.send_control(Control::Abort);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
-    assert!(sent.elapsed() < Duration::from_secs(5), "abort took {:?}\n{}", sent.elapsed(), outcome.describe());
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "abort took {:?}\n{}",
+        sent.elapsed(),
+        outcome.describe()
+    );
     assert!(!outcome.finished, "{}", outcome.describe());
     engine.assert_no_container(&task);
 }
 
 fn malformed_job_toml_is_an_error_naming_the_file(kind: EngineKind) {
     let engine = TestEngine::require_unprivileged(kind);
-    let mut task = start(&engine, "bad_toml", TestJob::shell("exit 0").job_toml("workdir = [unclosed\n"));
+    let mut task = start(
+        &engine,
+        "bad_toml",
+        TestJob::shell("exit 0").job_toml("workdir = [unclosed\n"),
+    );
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("job.toml"), "{}", outcome.describe());
+    assert!(
+        outcome.stderr_txt.contains("job.toml"),
+        "{}",
+        outcome.describe()
+    );
     engine.assert_no_container(&task);
 }
 
@@ -149,7 +211,11 @@ fn cpu_time_reaches_the_client(kind: EngineKind) {
     let engine = TestEngine::require_unprivileged(kind);
     let script = "while [ ! -f go ]; do :; done";
     // At normal priority: an idle container gets no CPU while other tests run.
-    let mut task = start(&engine, "cpu", job(&engine, script, "idle_priority = false\n"));
+    let mut task = start(
+        &engine,
+        "cpu",
+        job(&engine, script, "idle_priority = false\n"),
+    );
     // (The 7.20 API sends no working set size; memory is covered by the unit tests.)
     let status = task.wait_for_status(Duration::from_secs(90), |s| s.current_cpu_time > 2.0);
     assert!(status.is_ok(), "{status:?}\n{}", task.logs_tail(30));
@@ -188,7 +254,19 @@ fn limits_the_engine_refuses_are_dropped_with_one_warning(kind: EngineKind) {
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_eq!(outcome.stderr_txt.matches("refused the resource limits").count(), 1, "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("ran without limits"), "{}", outcome.describe());
+    assert_eq!(
+        outcome
+            .stderr_txt
+            .matches("refused the resource limits")
+            .count(),
+        1,
+        "{}",
+        outcome.describe()
+    );
+    assert!(
+        outcome.stderr_txt.contains("ran without limits"),
+        "{}",
+        outcome.describe()
+    );
     engine.assert_no_container(&task);
 }

@@ -85,7 +85,10 @@ fn version_prints_the_version_line() {
     let line = run.stdout.trim_end();
     let start = format!("docker_wrapper {} (", exe.version);
     let end = format!("; BOINC API {BOINC_API_VERSION})");
-    assert!(line.starts_with(&start) && line.ends_with(&end), "expected `{start}...{end}`:\n{run}");
+    assert!(
+        line.starts_with(&start) && line.ends_with(&end),
+        "expected `{start}...{end}`:\n{run}"
+    );
     assert_eq!(run.stdout.lines().count(), 1, "{run}");
 }
 
@@ -95,8 +98,18 @@ fn help_prints_the_usage() {
     let wine = Wine::new("help");
     let run = wine.run(wine.command(&exe.path).arg("--help"), COMMAND_TIMEOUT);
     assert_eq!(run.status.code(), Some(0), "{run}");
-    assert!(run.stdout.starts_with("Usage: docker_wrapper [OPTIONS] [JOB ARGUMENTS...]"), "{run}");
-    for option in ["--config FILE", "--dockerfile FILE", "--verbose", "--sporadic", "--version"] {
+    assert!(
+        run.stdout
+            .starts_with("Usage: docker_wrapper [OPTIONS] [JOB ARGUMENTS...]"),
+        "{run}"
+    );
+    for option in [
+        "--config FILE",
+        "--dockerfile FILE",
+        "--verbose",
+        "--sporadic",
+        "--version",
+    ] {
         assert!(run.stdout.contains(option), "no {option}:\n{run}");
     }
 }
@@ -114,11 +127,15 @@ fn a_standalone_job_runs_through_the_wsl_shell() {
         let entry = entry.unwrap();
         fs::copy(entry.path(), slot.join(entry.file_name())).unwrap();
     }
-    fs::copy("/bin/busybox", slot.join("busybox")).expect("/bin/busybox: apt-get install busybox-static");
+    fs::copy("/bin/busybox", slot.join("busybox"))
+        .expect("/bin/busybox: apt-get install busybox-static");
     let wsl_log = wine.dir().join("wsl.log");
 
     let mut command = wine.command(&exe.path);
-    command.arg("2").current_dir(&slot).env("DW_WSL_LOG", windows_path(&wsl_log));
+    command
+        .arg("2")
+        .current_dir(&slot)
+        .env("DW_WSL_LOG", windows_path(&wsl_log));
     for (key, value) in engine.env() {
         command.env(key, value);
     }
@@ -137,17 +154,31 @@ fn a_standalone_job_runs_through_the_wsl_shell() {
         "the job exited with code 0".to_string(),
         "called boinc_finish(0)".to_string(),
     ] {
-        assert!(stderr_txt.contains(&expected), "stderr.txt lacks `{expected}`:\n{context}");
+        assert!(
+            stderr_txt.contains(&expected),
+            "stderr.txt lacks `{expected}`:\n{context}"
+        );
     }
     // This host's cgroups are not the engine's on Windows (they are in WSL's VM).
-    assert!(stderr_txt.contains("no idle parent cgroup: the engine runs in WSL"), "{context}");
+    assert!(
+        stderr_txt.contains("no idle parent cgroup: the engine runs in WSL"),
+        "{context}"
+    );
     assert!(!stderr_txt.contains("--cgroup-parent"), "{context}");
     let output = fs::read_to_string(slot.join("output.txt")).unwrap_or_default();
     assert_eq!(output, "done after 2 steps\n", "{context}");
     // One shell for the life of the task.
     let launches = fs::read_to_string(&wsl_log).unwrap_or_default();
-    assert_eq!(launches, format!("{WSL_ARGS}\n"), "wsl.exe launches (one line each):\n{context}");
-    assert_eq!(engine.container_state("boinc"), None, "the standalone container was left behind:\n{context}");
+    assert_eq!(
+        launches,
+        format!("{WSL_ARGS}\n"),
+        "wsl.exe launches (one line each):\n{context}"
+    );
+    assert_eq!(
+        engine.container_state("boinc"),
+        None,
+        "the standalone container was left behind:\n{context}"
+    );
 }
 
 /// The .exe in the dist directory and the version its name carries.
@@ -163,13 +194,18 @@ fn windows_exe() -> WindowsExe {
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("dist"));
-    let build = "build it with `cargo xtask dist` (or set DW_DIST_DIR to the directory that holds it)";
-    let entries = fs::read_dir(&dir).unwrap_or_else(|e| panic!("no {}: {e}; {build}", dir.display()));
+    let build =
+        "build it with `cargo xtask dist` (or set DW_DIST_DIR to the directory that holds it)";
+    let entries =
+        fs::read_dir(&dir).unwrap_or_else(|e| panic!("no {}: {e}; {build}", dir.display()));
     let mut found: Vec<(String, PathBuf)> = entries
         .filter_map(|entry| {
             let entry = entry.ok()?;
             let name = entry.file_name().into_string().ok()?;
-            let version = name.strip_prefix(EXE_PREFIX)?.strip_suffix(EXE_SUFFIX)?.to_string();
+            let version = name
+                .strip_prefix(EXE_PREFIX)?
+                .strip_suffix(EXE_SUFFIX)?
+                .to_string();
             Some((version, entry.path()))
         })
         .collect();
@@ -178,10 +214,19 @@ fn windows_exe() -> WindowsExe {
     let chosen = match found.iter().position(|(version, _)| version == ours) {
         Some(at) => found.swap_remove(at),
         None if found.len() == 1 => found.remove(0),
-        None if found.is_empty() => panic!("no {EXE_PREFIX}<version>{EXE_SUFFIX} in {}: {build}", dir.display()),
-        None => panic!("several Windows builds in {} and none of version {ours}: {found:?}", dir.display()),
+        None if found.is_empty() => panic!(
+            "no {EXE_PREFIX}<version>{EXE_SUFFIX} in {}: {build}",
+            dir.display()
+        ),
+        None => panic!(
+            "several Windows builds in {} and none of version {ours}: {found:?}",
+            dir.display()
+        ),
     };
-    WindowsExe { path: chosen.1, version: chosen.0 }
+    WindowsExe {
+        path: chosen.1,
+        version: chosen.0,
+    }
 }
 
 /// A private Wine prefix with the stand-ins installed, in a temporary
@@ -195,26 +240,53 @@ struct Wine {
 
 impl Wine {
     fn new(label: &str) -> Wine {
-        let wine = emulator::engine::find_in_path("wine").unwrap_or_else(|| panic!("wine is not installed: {WINE_INSTALL}"));
-        let compiler = emulator::engine::find_in_path(COMPILER).unwrap_or_else(|| panic!("{COMPILER} is not installed: {COMPILER_INSTALL}"));
+        let wine = emulator::engine::find_in_path("wine")
+            .unwrap_or_else(|| panic!("wine is not installed: {WINE_INSTALL}"));
+        let compiler = emulator::engine::find_in_path(COMPILER)
+            .unwrap_or_else(|| panic!("{COMPILER} is not installed: {COMPILER_INSTALL}"));
         let dir = TempDir::new(&format!("wine_{label}")).unwrap();
         let build = dir.path().join("build");
         fs::create_dir(&build).unwrap();
         let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wine");
         let dll = build.join("bcryptprimitives.dll");
-        compile(&compiler, &sources.join("bcryptprimitives.c"), &dll, &["-shared"], &["-ladvapi32"]);
+        compile(
+            &compiler,
+            &sources.join("bcryptprimitives.c"),
+            &dll,
+            &["-shared"],
+            &["-ladvapi32"],
+        );
         let wsl = build.join("wsl.exe");
-        compile(&compiler, &sources.join("wsl.c"), &wsl, &["-municode"], &["-lws2_32"]);
+        compile(
+            &compiler,
+            &sources.join("wsl.c"),
+            &wsl,
+            &["-municode"],
+            &["-lws2_32"],
+        );
 
-        let wine = Wine { wine, prefix: dir.path().join("prefix"), dir };
+        let wine = Wine {
+            wine,
+            prefix: dir.path().join("prefix"),
+            dir,
+        };
         let started = Instant::now();
         let run = wine.run(wine.command("wineboot").arg("--init"), PREFIX_TIMEOUT);
         assert!(run.status.success(), "cannot make a Wine prefix: {run}");
-        eprintln!("{label}: Wine prefix made in {:.1}s", started.elapsed().as_secs_f64());
+        eprintln!(
+            "{label}: Wine prefix made in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
         let system32 = wine.prefix.join("drive_c/windows/system32");
         for file in [&dll, &wsl] {
             let target = system32.join(file.file_name().unwrap());
-            fs::copy(file, &target).unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", file.display(), target.display()));
+            fs::copy(file, &target).unwrap_or_else(|e| {
+                panic!(
+                    "cannot copy {} to {}: {e}",
+                    file.display(),
+                    target.display()
+                )
+            });
         }
         wine
     }
@@ -250,12 +322,23 @@ impl Wine {
             .stdout(fs::File::create(&out_path).unwrap())
             .stderr(fs::File::create(&err_path).unwrap());
         let started = Instant::now();
-        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
         let status = wait_or_kill(&mut child, timeout);
         let elapsed = started.elapsed();
         let read = |path: &Path| fs::read_to_string(path).unwrap_or_default();
-        let run = Run { shown, status: status.unwrap_or_default(), stdout: read(&out_path), stderr: read(&err_path), elapsed };
-        assert!(status.is_some(), "did not finish within {timeout:?}, killed: {run}");
+        let run = Run {
+            shown,
+            status: status.unwrap_or_default(),
+            stdout: read(&out_path),
+            stderr: read(&err_path),
+            elapsed,
+        };
+        assert!(
+            status.is_some(),
+            "did not finish within {timeout:?}, killed: {run}"
+        );
         eprintln!("{} took {:.1}s", run.shown, elapsed.as_secs_f64());
         run
     }
@@ -264,7 +347,10 @@ impl Wine {
 impl Drop for Wine {
     fn drop(&mut self) {
         let mut kill = Command::new("wineserver");
-        kill.arg("-k").env("WINEPREFIX", &self.prefix).stdout(Stdio::null()).stderr(Stdio::null());
+        kill.arg("-k")
+            .env("WINEPREFIX", &self.prefix)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         if let Ok(mut child) = kill.spawn() {
             wait_or_kill(&mut child, Duration::from_secs(30));
         }
@@ -319,7 +405,10 @@ impl DriveZ {
         match std::os::unix::fs::symlink("/", link) {
             Ok(()) => DriveZ { made: true },
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => DriveZ { made: false },
-            Err(e) => panic!("cannot create the symlink {} -> / (run the tests as root): {e}", link.display()),
+            Err(e) => panic!(
+                "cannot create the symlink {} -> / (run the tests as root): {e}",
+                link.display()
+            ),
         }
     }
 }
@@ -339,8 +428,18 @@ fn windows_path(path: &Path) -> String {
 
 fn compile(compiler: &Path, source: &Path, output: &Path, flags: &[&str], libraries: &[&str]) {
     let mut command = Command::new(compiler);
-    command.args(["-O2", "-Wall", "-o"]).arg(output).args(flags).arg(source).args(libraries);
+    command
+        .args(["-O2", "-Wall", "-o"])
+        .arg(output)
+        .args(flags)
+        .arg(source)
+        .args(libraries);
     let out = run_with_timeout(command, COMPILE_TIMEOUT).unwrap();
-    assert!(out.success(), "cannot compile {}:\n{}{}", source.display(), out.stdout, out.stderr);
+    assert!(
+        out.success(),
+        "cannot compile {}:\n{}{}",
+        source.display(),
+        out.stdout,
+        out.stderr
+    );
 }
-

@@ -30,7 +30,9 @@ on_both_engines!(
 );
 
 fn through_the_shell() -> Wrapper {
-    Wrapper::built(WRAPPER).labelled("shell").env("DOCKER_WRAPPER_SHELL", "sh")
+    Wrapper::built(WRAPPER)
+        .labelled("shell")
+        .env("DOCKER_WRAPPER_SHELL", "sh")
 }
 
 fn builder(name: &str, engine: &TestEngine) -> TaskBuilder {
@@ -50,20 +52,34 @@ fn cpu_time_comes_from_the_engines_stats(kind: EngineKind) {
     std::fs::write(task.slot_dir().join("go"), "").unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("come from the engine's stats"), "{}", outcome.describe());
+    assert!(
+        outcome.stderr_txt.contains("come from the engine's stats"),
+        "{}",
+        outcome.describe()
+    );
     engine.assert_no_container(&task);
 }
 
 fn assert_went_through_the_shell(outcome: &Outcome) {
-    assert!(outcome.stderr_txt.contains(SHELL_STARTED), "{}", outcome.describe());
+    assert!(
+        outcome.stderr_txt.contains(SHELL_STARTED),
+        "{}",
+        outcome.describe()
+    );
 }
 
 fn success_writes_output_into_the_slot(kind: EngineKind) {
-    assert_went_through_the_shell(&scenarios::output_reaches_the_slot(&through_the_shell(), kind));
+    assert_went_through_the_shell(&scenarios::output_reaches_the_slot(
+        &through_the_shell(),
+        kind,
+    ));
 }
 
 fn exit_code_is_forwarded_with_the_log(kind: EngineKind) {
-    assert_went_through_the_shell(&scenarios::exit_code_is_forwarded(&through_the_shell(), kind));
+    assert_went_through_the_shell(&scenarios::exit_code_is_forwarded(
+        &through_the_shell(),
+        kind,
+    ));
 }
 
 /// ARGS travels as `-e ARGS=...` of `create`: through the shell's quoting.
@@ -94,15 +110,24 @@ fn args_reach_the_job_intact(kind: EngineKind) {
 }
 
 fn suspend_pauses_and_resume_unpauses(kind: EngineKind) {
-    assert_went_through_the_shell(&scenarios::suspend_pauses_and_resume_unpauses(&through_the_shell(), kind));
+    assert_went_through_the_shell(&scenarios::suspend_pauses_and_resume_unpauses(
+        &through_the_shell(),
+        kind,
+    ));
 }
 
 fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
-    assert_went_through_the_shell(&scenarios::quit_and_restart_continue_the_same_container(&through_the_shell(), kind));
+    assert_went_through_the_shell(&scenarios::quit_and_restart_continue_the_same_container(
+        &through_the_shell(),
+        kind,
+    ));
 }
 
 fn abort_removes_the_container_promptly(kind: EngineKind) {
-    assert_went_through_the_shell(&scenarios::abort_removes_the_container_promptly(&through_the_shell(), kind));
+    assert_went_through_the_shell(&scenarios::abort_removes_the_container_promptly(
+        &through_the_shell(),
+        kind,
+    ));
 }
 
 /// A script named like the engine that runs the real CLI, except that
@@ -124,16 +149,30 @@ fn a_hanging_engine_command_times_out_and_the_next_one_works(kind: EngineKind) {
     let dir = TempDir::new("hanging_kill").unwrap();
     let fake = engine_failing_kill(&dir, &engine, "exec sleep 1000");
     // The job ends on TERM, so `rm -f` finishes well within the short timeout.
-    let job = TestJob::shell("trap 'exit 143' TERM; sleep 600 & wait $!").job_toml("command_timeout_secs = 5\n");
-    let mut task = builder("hang", &engine).job(job).env("DOCKER_WRAPPER_ENGINE", &fake).start().unwrap();
-    let running = engine.wait_for_container_state(&task.container_name(), "running", Duration::from_secs(60));
+    let job = TestJob::shell("trap 'exit 143' TERM; sleep 600 & wait $!")
+        .job_toml("command_timeout_secs = 5\n");
+    let mut task = builder("hang", &engine)
+        .job(job)
+        .env("DOCKER_WRAPPER_ENGINE", &fake)
+        .start()
+        .unwrap();
+    let running =
+        engine.wait_for_container_state(&task.container_name(), "running", Duration::from_secs(60));
     assert!(running.is_ok(), "{running:?}\n{}", task.logs_tail(40));
     let sent = task.send_control(Control::Abort);
     let outcome = task.wait_exit(Duration::from_secs(60)).unwrap();
     let took = sent.elapsed();
     // A 5 s timeout, TERM stops the hanging `kill`, then `rm -f` does the rest.
-    assert!(took >= Duration::from_secs(5) && took < Duration::from_secs(20), "abort took {took:?}\n{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("did not finish within 5s"), "{}", outcome.describe());
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(20),
+        "abort took {took:?}\n{}",
+        outcome.describe()
+    );
+    assert!(
+        outcome.stderr_txt.contains("did not finish within 5s"),
+        "{}",
+        outcome.describe()
+    );
     assert!(!outcome.finished, "{}", outcome.describe());
     assert_went_through_the_shell(&outcome);
     engine.assert_no_container(&task);
@@ -149,7 +188,9 @@ fn a_shell_that_dies_is_restarted_for_the_next_command(kind: EngineKind) {
         .env("DOCKER_WRAPPER_ENGINE", &fake)
         .start()
         .unwrap();
-    engine.wait_for_container_state(&task.container_name(), "running", TASK_TIMEOUT).unwrap();
+    engine
+        .wait_for_container_state(&task.container_name(), "running", TASK_TIMEOUT)
+        .unwrap();
     task.send_control(Control::Abort);
     let outcome = task.wait_exit(Duration::from_secs(60)).unwrap();
     assert!(!outcome.finished, "{}", outcome.describe());
@@ -175,7 +216,10 @@ fn windows_declarations_match_the_shim_header() {
     assert!(!shim.is_empty());
     assert_eq!(declared, shim);
     for name in ["boinc_finish", "boinc_is_standalone"] {
-        assert!(declarations.contains(&format!("pub fn {name}(")), "{name} is not declared");
+        assert!(
+            declarations.contains(&format!("pub fn {name}(")),
+            "{name} is not declared"
+        );
     }
 }
 
@@ -184,14 +228,22 @@ fn windows_declarations_match_the_shim_header() {
 fn functions(text: &str, wanted: impl Fn(&str) -> bool) -> Vec<(String, usize)> {
     let mut found = Vec::new();
     for (at, _) in text.match_indices('(') {
-        let name: String = text[..at].chars().rev().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        let name: String = text[..at]
+            .chars()
+            .rev()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
         let name: String = name.chars().rev().collect();
         if !wanted(&name) {
             continue;
         }
         let params = &text[at + 1..at + text[at..].find(')').unwrap()];
         let params = params.trim();
-        let count = if params.is_empty() || params == "void" { 0 } else { params.trim_end_matches(',').split(',').count() };
+        let count = if params.is_empty() || params == "void" {
+            0
+        } else {
+            params.trim_end_matches(',').split(',').count()
+        };
         found.push((name, count));
     }
     found.sort();

@@ -61,7 +61,10 @@ impl fmt::Display for Leftover {
 /// An engine id, short (12 hex digits) or full (64): never a name, so it
 /// cannot match anything but what it was given for.
 fn is_id(id: &str) -> bool {
-    (12..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    (12..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// Follows one build's output, a line at a time.
@@ -73,7 +76,10 @@ pub struct BuildTrace {
 
 impl BuildTrace {
     pub fn new(kind: EngineKind) -> BuildTrace {
-        BuildTrace { kind, cached: false }
+        BuildTrace {
+            kind,
+            cached: false,
+        }
     }
 
     /// The leftover this line of output announces, if any.
@@ -141,7 +147,10 @@ mod tests {
              Container ID: {PODMAN_ID}\n\
              time=\"2026-12-01T00:37:26Z\" level=debug msg=\"Container ID: not-an-id\"\n"
         );
-        assert_eq!(trace(EngineKind::Podman, &output), vec![Leftover::Container(PODMAN_ID.into())]);
+        assert_eq!(
+            trace(EngineKind::Podman, &output),
+            vec![Leftover::Container(PODMAN_ID.into())]
+        );
     }
 
     #[test]
@@ -164,13 +173,17 @@ mod tests {
 
     #[test]
     fn buildkit_output_names_nothing() {
-        let output = "#5 [2/3] RUN sleep 60\n#5 DONE 60.1s\n#6 writing image sha256:7a30133db9aa done\n";
+        let output =
+            "#5 [2/3] RUN sleep 60\n#5 DONE 60.1s\n#6 writing image sha256:7a30133db9aa done\n";
         assert!(trace(EngineKind::Docker, output).is_empty());
     }
 
     #[test]
     fn record_lines_round_trip_and_refuse_anything_else() {
-        for leftover in [Leftover::Container(PODMAN_ID.into()), Leftover::Image("7a30133db9aa".into())] {
+        for leftover in [
+            Leftover::Container(PODMAN_ID.into()),
+            Leftover::Image("7a30133db9aa".into()),
+        ] {
             assert_eq!(Leftover::parse(&leftover.to_string()), Some(leftover));
         }
         for line in [
@@ -188,10 +201,18 @@ mod tests {
 
     #[test]
     fn debug_log_lines_are_told_from_build_output() {
-        assert!(is_debug_log(&format!("time=\"2026-12-01T00:37:25Z\" level=debug msg=\"Container ID: {PODMAN_ID}\"")));
-        assert!(is_debug_log("[DEBUG netavark::network::bridge] Container interface name: eth0"));
+        assert!(is_debug_log(&format!(
+            "time=\"2026-12-01T00:37:25Z\" level=debug msg=\"Container ID: {PODMAN_ID}\""
+        )));
+        assert!(is_debug_log(
+            "[DEBUG netavark::network::bridge] Container interface name: eth0"
+        ));
         assert!(!is_debug_log("STEP 2/3: RUN make"));
-        assert!(!is_debug_log("time=\"2026-12-01T00:37:25Z\" level=error msg=\"building at STEP\""));
-        assert!(!is_debug_log("Error: building at STEP \"RUN false\": exit status 1"));
+        assert!(!is_debug_log(
+            "time=\"2026-12-01T00:37:25Z\" level=error msg=\"building at STEP\""
+        ));
+        assert!(!is_debug_log(
+            "Error: building at STEP \"RUN false\": exit status 1"
+        ));
     }
 }

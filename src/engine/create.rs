@@ -53,7 +53,10 @@ pub fn create_args(kind: EngineKind, spec: &CreateSpec) -> Vec<String> {
     for (key, value) in &spec.labels {
         args.extend(["--label".into(), format!("{key}={value}")]);
     }
-    args.extend(["-v".into(), format!("{}:{}", spec.slot_dir.display(), spec.workdir)]);
+    args.extend([
+        "-v".into(),
+        format!("{}:{}", spec.slot_dir.display(), spec.workdir),
+    ]);
     if let Some((host, guest)) = &spec.project_mount {
         args.extend(["-v".into(), format!("{}:{}", host.display(), guest)]);
     }
@@ -63,7 +66,11 @@ pub fn create_args(kind: EngineKind, spec: &CreateSpec) -> Vec<String> {
     for portmap in &spec.portmaps {
         args.extend(["-p".into(), loopback_portmap(portmap)]);
     }
-    let proxy_env = if kind == EngineKind::Docker { &spec.proxy_env[..] } else { &[] };
+    let proxy_env = if kind == EngineKind::Docker {
+        &spec.proxy_env[..]
+    } else {
+        &[]
+    };
     for (key, value) in spec.env.iter().chain(proxy_env) {
         args.extend(["-e".into(), format!("{key}={value}")]);
     }
@@ -100,7 +107,12 @@ fn resource_limits(spec: &CreateSpec) -> Vec<String> {
     if let Some(bytes) = spec.memory_bytes {
         let bytes = bytes.max(MIN_MEMORY).to_string();
         // Same swap limit as memory: the bound is real, not doubled with swap.
-        args.extend(["--memory".into(), bytes.clone(), "--memory-swap".into(), bytes]);
+        args.extend([
+            "--memory".into(),
+            bytes.clone(),
+            "--memory-swap".into(),
+            bytes,
+        ]);
     }
     args
 }
@@ -108,7 +120,12 @@ fn resource_limits(spec: &CreateSpec) -> Vec<String> {
 /// No capabilities (but those job.toml names) and no privilege gain through
 /// setuid binaries: a job needs neither to compute.
 fn security_options(spec: &CreateSpec) -> Vec<String> {
-    let mut args = vec!["--cap-drop".into(), "ALL".into(), "--security-opt".into(), "no-new-privileges".into()];
+    let mut args = vec![
+        "--cap-drop".into(),
+        "ALL".into(),
+        "--security-opt".into(),
+        "no-new-privileges".into(),
+    ];
     for cap in &spec.cap_add {
         args.extend(["--cap-add".into(), cap.clone()]);
     }
@@ -178,7 +195,10 @@ mod tests {
     }
 
     fn pair(args: &[String], flag: &str) -> Vec<String> {
-        args.windows(2).filter(|w| w[0] == flag).map(|w| w[1].clone()).collect()
+        args.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].clone())
+            .collect()
     }
 
     #[test]
@@ -198,7 +218,10 @@ mod tests {
     #[test]
     fn docker_gets_the_proxy_variables_podman_passes_on_itself() {
         let args = create_args(EngineKind::Docker, &spec());
-        assert_eq!(pair(&args, "-e"), vec!["ARGS=a 'b' $(c)", "http_proxy=http://proxy:3128"]);
+        assert_eq!(
+            pair(&args, "-e"),
+            vec!["ARGS=a 'b' $(c)", "http_proxy=http://proxy:3128"]
+        );
         let args = create_args(EngineKind::Podman, &spec());
         assert!(!args.iter().any(|a| a.contains("proxy")), "{args:?}");
     }
@@ -227,10 +250,21 @@ mod tests {
         s.cgroup_parent = Some("/boinc_wrapper".into());
         s.resource_limits = false;
         let args = create_args(EngineKind::Podman, &s);
-        for flag in ["--cpus", "--cpu-shares", "--pids-limit", "--memory", "--memory-swap", "--cgroup-parent"] {
+        for flag in [
+            "--cpus",
+            "--cpu-shares",
+            "--pids-limit",
+            "--memory",
+            "--memory-swap",
+            "--cgroup-parent",
+        ] {
             assert!(pair(&args, flag).is_empty(), "{flag} in {args:?}");
         }
-        assert_eq!(pair(&args, "--cap-drop"), vec!["ALL"], "security options stay");
+        assert_eq!(
+            pair(&args, "--cap-drop"),
+            vec!["ALL"],
+            "security options stay"
+        );
     }
 
     #[test]
@@ -239,7 +273,9 @@ mod tests {
         let args = create_args(EngineKind::Docker, &s);
         assert_eq!(pair(&args, "--cap-drop"), vec!["ALL"]);
         assert_eq!(pair(&args, "--security-opt"), vec!["no-new-privileges"]);
-        assert!(!args.iter().any(|a| a == "--privileged" || a == "--user" || a == "--cap-add"));
+        assert!(!args
+            .iter()
+            .any(|a| a == "--privileged" || a == "--user" || a == "--cap-add"));
         s.cap_add = vec!["CHOWN".into()];
         s.user = Some((1000, 1001));
         let args = create_args(EngineKind::Docker, &s);
@@ -271,7 +307,10 @@ mod tests {
         s.network = false;
         s.extra_args = vec!["--label".into(), "x=y z".into()];
         let args = create_args(EngineKind::Docker, &s);
-        assert_eq!(pair(&args, "-v")[1..], ["/p:/project".to_string(), "/data:/data:ro".to_string()]);
+        assert_eq!(
+            pair(&args, "-v")[1..],
+            ["/p:/project".to_string(), "/data:/data:ro".to_string()]
+        );
         assert_eq!(pair(&args, "--network"), vec!["none"]);
         assert!(args.windows(2).any(|w| w == ["--label", "x=y z"]));
         assert_eq!(args.last().unwrap(), "img");

@@ -39,7 +39,11 @@ enum Watch {
     /// The `wait` child, polled (no pidfd for it).
     WaitChild,
     /// `inspect` every STATE_POLL; the exit code once seen.
-    State { next_check: Instant, exit: Option<Exit>, failures: u32 },
+    State {
+        next_check: Instant,
+        exit: Option<Exit>,
+        failures: u32,
+    },
     /// The container had exited before the watch began.
     #[cfg(unix)]
     AlreadyExited,
@@ -51,11 +55,27 @@ const RECORD_WAIT: Duration = Duration::from_secs(5);
 
 impl<'a> ExitWatch<'a> {
     /// Watches the container whose init process has host pid `pid` (0 = unknown).
-    pub fn start(engine: &'a Engine, container: &'a str, pid: u32) -> Result<ExitWatch<'a>, EngineError> {
-        let watch = |watch, wait_child| ExitWatch { engine, container, watch, wait_child };
+    pub fn start(
+        engine: &'a Engine,
+        container: &'a str,
+        pid: u32,
+    ) -> Result<ExitWatch<'a>, EngineError> {
+        let watch = |watch, wait_child| ExitWatch {
+            engine,
+            container,
+            watch,
+            wait_child,
+        };
         if !engine.transport().is_local() {
-            log::debug!("watching the container's state every {}s", STATE_POLL.as_secs());
-            let state = Watch::State { next_check: Instant::now() + STATE_POLL, exit: None, failures: 0 };
+            log::debug!(
+                "watching the container's state every {}s",
+                STATE_POLL.as_secs()
+            );
+            let state = Watch::State {
+                next_check: Instant::now() + STATE_POLL,
+                exit: None,
+                failures: 0,
+            };
             return Ok(watch(state, None));
         }
         #[cfg(unix)]
@@ -72,7 +92,10 @@ impl<'a> ExitWatch<'a> {
         #[cfg(not(unix))]
         let _ = pid;
         let child = engine.spawn_wait(container)?;
-        log::debug!("watching container through '{} wait'", engine.cli().display());
+        log::debug!(
+            "watching container through '{} wait'",
+            engine.cli().display()
+        );
         #[cfg(unix)]
         if let Some(handle) = os::process_exit_handle(child.id()) {
             return Ok(watch(Watch::Handle(handle), Some(child)));
@@ -89,9 +112,15 @@ impl<'a> ExitWatch<'a> {
             Watch::Handle(handle) => !os::wait_readable(&[&*handle], timeout).is_empty(),
             Watch::WaitChild => {
                 std::thread::sleep(timeout);
-                self.wait_child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+                self.wait_child
+                    .as_mut()
+                    .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
             }
-            Watch::State { next_check, exit, failures } => {
+            Watch::State {
+                next_check,
+                exit,
+                failures,
+            } => {
                 std::thread::sleep(timeout);
                 if Instant::now() < *next_check {
                     return false;
@@ -110,7 +139,10 @@ impl<'a> ExitWatch<'a> {
                     Ok(None) => true,
                     Err(err) => {
                         *failures += 1;
-                        log::warn!("cannot read the container's state ({} in a row): {err}", failures);
+                        log::warn!(
+                            "cannot read the container's state ({} in a row): {err}",
+                            failures
+                        );
                         *failures >= MAX_FAILED_POLLS
                     }
                 }
@@ -126,14 +158,20 @@ impl<'a> ExitWatch<'a> {
             Watch::AlreadyExited => true,
             #[cfg(unix)]
             Watch::Handle(handle) => !os::wait_readable(&[&*handle], Duration::ZERO).is_empty(),
-            Watch::WaitChild => self.wait_child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_)))),
+            Watch::WaitChild => self
+                .wait_child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_)))),
             Watch::State { exit, .. } => exit.is_some(),
         }
     }
 
     /// How the container ended, once `wait_exited` said so.
     pub fn exit(&mut self, engine: &Engine, container: &str) -> Result<Exit, EngineError> {
-        if let Watch::State { exit: Some(exit), .. } = self.watch {
+        if let Watch::State {
+            exit: Some(exit), ..
+        } = self.watch
+        {
             return Ok(exit);
         }
         if let Some(mut child) = self.wait_child.take() {
@@ -142,9 +180,18 @@ impl<'a> ExitWatch<'a> {
                 let _ = stdout.read_to_string(&mut out);
             }
             let status = child.wait();
-            if let (Ok(status), Some(code)) = (status, out.trim().lines().last().and_then(|l| l.trim().parse().ok())) {
+            if let (Ok(status), Some(code)) = (
+                status,
+                out.trim()
+                    .lines()
+                    .last()
+                    .and_then(|l| l.trim().parse().ok()),
+            ) {
                 if status.success() {
-                    return Ok(Exit { code, oom_killed: None });
+                    return Ok(Exit {
+                        code,
+                        oom_killed: None,
+                    });
                 }
             }
         }
@@ -158,7 +205,10 @@ impl<'a> ExitWatch<'a> {
                 None => break,
             }
         }
-        Ok(Exit { code: engine.wait(container)?, oom_killed: None })
+        Ok(Exit {
+            code: engine.wait(container)?,
+            oom_killed: None,
+        })
     }
 }
 
@@ -172,7 +222,10 @@ pub struct Exit {
 
 impl From<&ContainerState> for Exit {
     fn from(state: &ContainerState) -> Exit {
-        Exit { code: state.exit_code, oom_killed: Some(state.oom_killed) }
+        Exit {
+            code: state.exit_code,
+            oom_killed: Some(state.oom_killed),
+        }
     }
 }
 

@@ -31,7 +31,10 @@ const LIMIT_REFUSALS: &[&str] = &[
     "nanocpus can not be set",
 ];
 
-const PAUSE_REFUSALS: &[&str] = &["does not have a cgroup", "rootless containers with cgroup v1"];
+const PAUSE_REFUSALS: &[&str] = &[
+    "does not have a cgroup",
+    "rootless containers with cgroup v1",
+];
 
 impl EngineError {
     pub fn failure(&self) -> Failure {
@@ -61,7 +64,11 @@ mod tests {
     use super::*;
 
     fn failed(detail: &str) -> Failure {
-        EngineError::Failed { command: "podman x".into(), detail: detail.into() }.failure()
+        EngineError::Failed {
+            command: "podman x".into(),
+            detail: detail.into(),
+        }
+        .failure()
     }
 
     #[test]
@@ -85,16 +92,28 @@ mod tests {
 
     #[test]
     fn podman_without_a_cgroup_can_never_pause() {
-        assert_eq!(failed("Error: this container does not have a cgroup"), Failure::CannotPause);
-        assert_eq!(failed("Error: pause is not supported for rootless containers with cgroup V1"), Failure::CannotPause);
+        assert_eq!(
+            failed("Error: this container does not have a cgroup"),
+            Failure::CannotPause
+        );
+        assert_eq!(
+            failed("Error: pause is not supported for rootless containers with cgroup V1"),
+            Failure::CannotPause
+        );
         assert_eq!(failed("Error: unable to freeze"), Failure::Other);
     }
 
     #[test]
     fn access_and_availability() {
         let socket = "permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock";
-        assert_eq!(EngineError::Unavailable(socket.into()).failure(), Failure::PermissionDenied);
-        assert_eq!(EngineError::Unavailable("'docker version' did not finish within 5s".into()).failure(), Failure::Unavailable);
+        assert_eq!(
+            EngineError::Unavailable(socket.into()).failure(),
+            Failure::PermissionDenied
+        );
+        assert_eq!(
+            EngineError::Unavailable("'docker version' did not finish within 5s".into()).failure(),
+            Failure::Unavailable
+        );
         assert_eq!(EngineError::Cancelled.failure(), Failure::Cancelled);
     }
 }

@@ -43,7 +43,10 @@ impl Flag {
     /// A boolean flag is on unless its value reads as false (pflag's
     /// ParseBool; anything unreadable counts as on, the engine refuses it).
     pub fn is_on(&self) -> bool {
-        !matches!(self.value.as_deref(), Some("0" | "f" | "F" | "false" | "FALSE" | "False"))
+        !matches!(
+            self.value.as_deref(),
+            Some("0" | "f" | "F" | "false" | "FALSE" | "False")
+        )
     }
 }
 
@@ -72,7 +75,11 @@ fn def(entry: &'static str) -> Def {
         Some((short, long)) => (short.strip_prefix('-').and_then(|s| s.chars().next()), long),
         None => (None, names),
     };
-    Def { long: long.trim_start_matches("--"), short, arity }
+    Def {
+        long: long.trim_start_matches("--"),
+        short,
+        arity,
+    }
 }
 
 fn table(kind: EngineKind, command: Command) -> &'static [&'static str] {
@@ -85,11 +92,17 @@ fn table(kind: EngineKind, command: Command) -> &'static [&'static str] {
 }
 
 fn by_long(kind: EngineKind, command: Command, name: &str) -> Option<Def> {
-    table(kind, command).iter().map(|e| def(e)).find(|d| d.long == name)
+    table(kind, command)
+        .iter()
+        .map(|e| def(e))
+        .find(|d| d.long == name)
 }
 
 fn by_short(kind: EngineKind, command: Command, c: char) -> Option<Def> {
-    table(kind, command).iter().map(|e| def(e)).find(|d| d.short == Some(c))
+    table(kind, command)
+        .iter()
+        .map(|e| def(e))
+        .find(|d| d.short == Some(c))
 }
 
 /// Whether the engine's `command` knows the long flag `name`.
@@ -108,7 +121,9 @@ pub fn parse(kind: EngineKind, command: Command, args: &[String]) -> Result<Vec<
     let mut words = args.iter();
     while let Some(word) = words.next() {
         if word == "--" {
-            return Err(format!("'--' ends the flags of {engine}: what follows would replace the image"));
+            return Err(format!(
+                "'--' ends the flags of {engine}: what follows would replace the image"
+            ));
         }
         if let Some(long) = word.strip_prefix("--") {
             let (name, inline) = match long.split_once('=') {
@@ -125,9 +140,15 @@ pub fn parse(kind: EngineKind, command: Command, args: &[String]) -> Result<Vec<
                 (Arity::Value, Some(v)) if !word.contains('=') => format!("{word} {v}"),
                 _ => word.clone(),
             };
-            flags.push(Flag { name: d.long, value, spelled });
+            flags.push(Flag {
+                name: d.long,
+                value,
+                spelled,
+            });
         } else if let Some(shorts) = word.strip_prefix('-').filter(|s| !s.is_empty()) {
-            flags.extend(parse_shorts(kind, command, &engine, word, shorts, &mut words)?);
+            flags.extend(parse_shorts(
+                kind, command, &engine, word, shorts, &mut words,
+            )?);
         } else {
             return Err(format!("'{word}' is not a flag of {engine} (the image and its command come from the wrapper)"));
         }
@@ -164,13 +185,23 @@ fn parse_shorts<'a>(
         } else {
             (None, format!("-{c}"))
         };
-        flags.push(Flag { name: d.long, value, spelled });
+        flags.push(Flag {
+            name: d.long,
+            value,
+            spelled,
+        });
     }
     Ok(flags)
 }
 
-fn next_value<'a>(words: &mut impl Iterator<Item = &'a String>, flag: &str) -> Result<String, String> {
-    words.next().cloned().ok_or_else(|| format!("'{flag}' needs a value"))
+fn next_value<'a>(
+    words: &mut impl Iterator<Item = &'a String>,
+    flag: &str,
+) -> Result<String, String> {
+    words
+        .next()
+        .cloned()
+        .ok_or_else(|| format!("'{flag}' needs a value"))
 }
 
 fn unknown(engine: &str, flag: &str) -> String {
@@ -178,70 +209,360 @@ fn unknown(engine: &str, flag: &str) -> String {
 }
 
 const DOCKER_CREATE: &[&str] = &[
-    "--add-host=", "-a/--attach=", "--blkio-weight=", "--blkio-weight-device=", "--cap-add=", "--cap-drop=",
-    "--cgroup-parent=", "--cgroupns=", "--cidfile=", "--cpu-period=", "--cpu-quota=", "--cpu-rt-period=",
-    "--cpu-rt-runtime=", "-c/--cpu-shares=", "--cpus=", "--cpuset-cpus=", "--cpuset-mems=", "--device=",
-    "--device-cgroup-rule=", "--device-read-bps=", "--device-read-iops=", "--device-write-bps=",
-    "--device-write-iops=", "--disable-content-trust", "--dns=", "--dns-option=", "--dns-search=", "--domainname=",
-    "--entrypoint=", "-e/--env=", "--env-file=", "--expose=", "--gpus=", "--group-add=", "--health-cmd=",
-    "--health-interval=", "--health-retries=", "--health-start-period=", "--health-timeout=", "--help",
-    "-h/--hostname=", "--init", "-i/--interactive", "--ip=", "--ip6=", "--ipc=", "--isolation=", "--kernel-memory=",
-    "-l/--label=", "--label-file=", "--link=", "--link-local-ip=", "--log-driver=", "--log-opt=", "--mac-address=",
-    "-m/--memory=", "--memory-reservation=", "--memory-swap=", "--memory-swappiness=", "--mount=", "--name=",
-    "--network=", "--net=", "--network-alias=", "--net-alias=", "--no-healthcheck", "--oom-kill-disable",
-    "--oom-score-adj=", "--pid=", "--pids-limit=", "--platform=", "--privileged", "-p/--publish=",
-    "-P/--publish-all", "--pull=", "-q/--quiet", "--read-only", "--restart=", "--rm", "--runtime=",
-    "--security-opt=", "--shm-size=", "--stop-signal=", "--stop-timeout=", "--storage-opt=", "--sysctl=",
-    "--tmpfs=", "-t/--tty", "--ulimit=", "--use-api-socket", "-u/--user=", "--userns=", "--uts=", "-v/--volume=",
-    "--volume-driver=", "--volumes-from=", "-w/--workdir=",
+    "--add-host=",
+    "-a/--attach=",
+    "--blkio-weight=",
+    "--blkio-weight-device=",
+    "--cap-add=",
+    "--cap-drop=",
+    "--cgroup-parent=",
+    "--cgroupns=",
+    "--cidfile=",
+    "--cpu-period=",
+    "--cpu-quota=",
+    "--cpu-rt-period=",
+    "--cpu-rt-runtime=",
+    "-c/--cpu-shares=",
+    "--cpus=",
+    "--cpuset-cpus=",
+    "--cpuset-mems=",
+    "--device=",
+    "--device-cgroup-rule=",
+    "--device-read-bps=",
+    "--device-read-iops=",
+    "--device-write-bps=",
+    "--device-write-iops=",
+    "--disable-content-trust",
+    "--dns=",
+    "--dns-option=",
+    "--dns-search=",
+    "--domainname=",
+    "--entrypoint=",
+    "-e/--env=",
+    "--env-file=",
+    "--expose=",
+    "--gpus=",
+    "--group-add=",
+    "--health-cmd=",
+    "--health-interval=",
+    "--health-retries=",
+    "--health-start-period=",
+    "--health-timeout=",
+    "--help",
+    "-h/--hostname=",
+    "--init",
+    "-i/--interactive",
+    "--ip=",
+    "--ip6=",
+    "--ipc=",
+    "--isolation=",
+    "--kernel-memory=",
+    "-l/--label=",
+    "--label-file=",
+    "--link=",
+    "--link-local-ip=",
+    "--log-driver=",
+    "--log-opt=",
+    "--mac-address=",
+    "-m/--memory=",
+    "--memory-reservation=",
+    "--memory-swap=",
+    "--memory-swappiness=",
+    "--mount=",
+    "--name=",
+    "--network=",
+    "--net=",
+    "--network-alias=",
+    "--net-alias=",
+    "--no-healthcheck",
+    "--oom-kill-disable",
+    "--oom-score-adj=",
+    "--pid=",
+    "--pids-limit=",
+    "--platform=",
+    "--privileged",
+    "-p/--publish=",
+    "-P/--publish-all",
+    "--pull=",
+    "-q/--quiet",
+    "--read-only",
+    "--restart=",
+    "--rm",
+    "--runtime=",
+    "--security-opt=",
+    "--shm-size=",
+    "--stop-signal=",
+    "--stop-timeout=",
+    "--storage-opt=",
+    "--sysctl=",
+    "--tmpfs=",
+    "-t/--tty",
+    "--ulimit=",
+    "--use-api-socket",
+    "-u/--user=",
+    "--userns=",
+    "--uts=",
+    "-v/--volume=",
+    "--volume-driver=",
+    "--volumes-from=",
+    "-w/--workdir=",
 ];
 
 const PODMAN_CREATE: &[&str] = &[
-    "--add-host=", "--annotation=", "--arch=", "-a/--attach=", "--authfile=", "--blkio-weight=",
-    "--blkio-weight-device=", "--cap-add=", "--cap-drop=", "--cgroup-conf=", "--cgroup-parent=", "--cgroupns=",
-    "--cgroups=", "--chrootdirs=", "--cidfile=", "--conmon-pidfile=", "--cpu-period=", "--cpu-quota=",
-    "--cpu-rt-period=", "--cpu-rt-runtime=", "-c/--cpu-shares=", "--cpus=", "--cpuset-cpus=", "--cpuset-mems=",
-    "--device=", "--device-cgroup-rule=", "--device-read-bps=", "--device-read-iops=", "--device-write-bps=",
-    "--device-write-iops=", "--disable-content-trust", "--dns=", "--dns-option=", "--dns-search=", "--entrypoint=",
-    "-e/--env=", "--env-file=", "--env-host", "--env-merge=", "--expose=", "--gidmap=", "--group-add=",
-    "--health-cmd=", "--health-interval=", "--health-on-failure=", "--health-retries=", "--health-start-period=",
-    "--health-timeout=", "--help", "-h/--hostname=", "--hostuser=", "--http-proxy", "--image-volume=", "--init",
-    "--init-ctr=", "--init-path=", "-i/--interactive", "--ip=", "--ip6=", "--ipc=", "-l/--label=", "--label-file=",
-    "--log-driver=", "--log-opt=", "--mac-address=", "-m/--memory=", "--memory-reservation=", "--memory-swap=",
-    "--memory-swappiness=", "--mount=", "--name=", "--network=", "--net=", "--network-alias=", "--no-healthcheck",
-    "--no-hosts", "--oom-kill-disable", "--oom-score-adj=", "--os=", "--passwd-entry=", "--personality=", "--pid=",
-    "--pidfile=", "--pids-limit=", "--platform=", "--pod=", "--pod-id-file=", "--privileged", "-p/--publish=",
-    "-P/--publish-all", "--pull=", "-q/--quiet", "--read-only", "--read-only-tmpfs", "--replace", "--requires=",
-    "--restart=", "--rm", "--rootfs", "--sdnotify=", "--seccomp-policy=", "--secret=", "--security-opt=",
-    "--shm-size=", "--stop-signal=", "--stop-timeout=", "--subgidname=", "--subuidname=", "--sysctl=", "--systemd=",
-    "--timeout=", "--tls-verify", "--tmpfs=", "-t/--tty", "--tz=", "--uidmap=", "--ulimit=", "--umask=",
-    "--unsetenv=", "--unsetenv-all", "-u/--user=", "--userns=", "--uts=", "--variant=", "-v/--volume=",
-    "--volumes-from=", "-w/--workdir=",
+    "--add-host=",
+    "--annotation=",
+    "--arch=",
+    "-a/--attach=",
+    "--authfile=",
+    "--blkio-weight=",
+    "--blkio-weight-device=",
+    "--cap-add=",
+    "--cap-drop=",
+    "--cgroup-conf=",
+    "--cgroup-parent=",
+    "--cgroupns=",
+    "--cgroups=",
+    "--chrootdirs=",
+    "--cidfile=",
+    "--conmon-pidfile=",
+    "--cpu-period=",
+    "--cpu-quota=",
+    "--cpu-rt-period=",
+    "--cpu-rt-runtime=",
+    "-c/--cpu-shares=",
+    "--cpus=",
+    "--cpuset-cpus=",
+    "--cpuset-mems=",
+    "--device=",
+    "--device-cgroup-rule=",
+    "--device-read-bps=",
+    "--device-read-iops=",
+    "--device-write-bps=",
+    "--device-write-iops=",
+    "--disable-content-trust",
+    "--dns=",
+    "--dns-option=",
+    "--dns-search=",
+    "--entrypoint=",
+    "-e/--env=",
+    "--env-file=",
+    "--env-host",
+    "--env-merge=",
+    "--expose=",
+    "--gidmap=",
+    "--group-add=",
+    "--health-cmd=",
+    "--health-interval=",
+    "--health-on-failure=",
+    "--health-retries=",
+    "--health-start-period=",
+    "--health-timeout=",
+    "--help",
+    "-h/--hostname=",
+    "--hostuser=",
+    "--http-proxy",
+    "--image-volume=",
+    "--init",
+    "--init-ctr=",
+    "--init-path=",
+    "-i/--interactive",
+    "--ip=",
+    "--ip6=",
+    "--ipc=",
+    "-l/--label=",
+    "--label-file=",
+    "--log-driver=",
+    "--log-opt=",
+    "--mac-address=",
+    "-m/--memory=",
+    "--memory-reservation=",
+    "--memory-swap=",
+    "--memory-swappiness=",
+    "--mount=",
+    "--name=",
+    "--network=",
+    "--net=",
+    "--network-alias=",
+    "--no-healthcheck",
+    "--no-hosts",
+    "--oom-kill-disable",
+    "--oom-score-adj=",
+    "--os=",
+    "--passwd-entry=",
+    "--personality=",
+    "--pid=",
+    "--pidfile=",
+    "--pids-limit=",
+    "--platform=",
+    "--pod=",
+    "--pod-id-file=",
+    "--privileged",
+    "-p/--publish=",
+    "-P/--publish-all",
+    "--pull=",
+    "-q/--quiet",
+    "--read-only",
+    "--read-only-tmpfs",
+    "--replace",
+    "--requires=",
+    "--restart=",
+    "--rm",
+    "--rootfs",
+    "--sdnotify=",
+    "--seccomp-policy=",
+    "--secret=",
+    "--security-opt=",
+    "--shm-size=",
+    "--stop-signal=",
+    "--stop-timeout=",
+    "--subgidname=",
+    "--subuidname=",
+    "--sysctl=",
+    "--systemd=",
+    "--timeout=",
+    "--tls-verify",
+    "--tmpfs=",
+    "-t/--tty",
+    "--tz=",
+    "--uidmap=",
+    "--ulimit=",
+    "--umask=",
+    "--unsetenv=",
+    "--unsetenv-all",
+    "-u/--user=",
+    "--userns=",
+    "--uts=",
+    "--variant=",
+    "-v/--volume=",
+    "--volumes-from=",
+    "-w/--workdir=",
 ];
 
 const DOCKER_BUILD: &[&str] = &[
-    "--add-host=", "--build-arg=", "--cache-from=", "--cgroup-parent=", "--compress", "--cpu-period=",
-    "--cpu-quota=", "-c/--cpu-shares=", "--cpuset-cpus=", "--cpuset-mems=", "--disable-content-trust", "-f/--file=",
-    "--force-rm", "--help", "--iidfile=", "--isolation=", "--label=", "-m/--memory=", "--memory-swap=", "--network=",
-    "--no-cache", "--platform=", "--pull", "-q/--quiet", "--rm", "--security-opt=", "--shm-size=", "-t/--tag=",
-    "--target=", "--ulimit=",
+    "--add-host=",
+    "--build-arg=",
+    "--cache-from=",
+    "--cgroup-parent=",
+    "--compress",
+    "--cpu-period=",
+    "--cpu-quota=",
+    "-c/--cpu-shares=",
+    "--cpuset-cpus=",
+    "--cpuset-mems=",
+    "--disable-content-trust",
+    "-f/--file=",
+    "--force-rm",
+    "--help",
+    "--iidfile=",
+    "--isolation=",
+    "--label=",
+    "-m/--memory=",
+    "--memory-swap=",
+    "--network=",
+    "--no-cache",
+    "--platform=",
+    "--pull",
+    "-q/--quiet",
+    "--rm",
+    "--security-opt=",
+    "--shm-size=",
+    "-t/--tag=",
+    "--target=",
+    "--ulimit=",
 ];
 
 const PODMAN_BUILD: &[&str] = &[
-    "--add-host=", "--all-platforms", "--annotation=", "--arch=", "--authfile=", "--build-arg=", "--build-context=",
-    "--cache-from=", "--cache-to=", "--cache-ttl=", "--cap-add=", "--cap-drop=", "--cert-dir=", "--cgroup-parent=",
-    "--cgroupns=", "--compress", "--cpp-flag=", "--cpu-period=", "--cpu-quota=", "-c/--cpu-shares=",
-    "--cpuset-cpus=", "--cpuset-mems=", "--creds=", "--decryption-key=", "--device=", "-D/--disable-compression",
-    "--disable-content-trust", "--dns=", "--dns-option=", "--dns-search=", "--env=", "-f/--file=", "--force-rm",
-    "--format=", "--from=", "--help", "--hooks-dir=", "--http-proxy", "--identity-label", "--ignorefile=",
-    "--iidfile=", "--ipc=", "--isolation=", "--jobs=", "--label=", "--layers", "--logfile=", "--logsplit",
-    "--manifest=", "-m/--memory=", "--memory-swap=", "--network=", "--net=", "--no-cache", "--no-hosts",
-    "--omit-history", "--os=", "--os-feature=", "--os-version=", "-o/--output=", "--pid=", "--platform=",
-    "--pull=?", "-q/--quiet", "--retry=", "--retry-delay=", "--rm", "--runtime-flag=", "--secret=",
-    "--security-opt=", "--shm-size=", "--sign-by=", "--skip-unused-stages", "--squash", "--squash-all", "--ssh=",
-    "--stdin", "-t/--tag=", "--target=", "--timestamp=", "--tls-verify", "--ulimit=", "--unsetenv=", "--userns=",
-    "--userns-gid-map=", "--userns-gid-map-group=", "--userns-uid-map=", "--userns-uid-map-user=", "--uts=",
-    "--variant=", "-v/--volume=",
+    "--add-host=",
+    "--all-platforms",
+    "--annotation=",
+    "--arch=",
+    "--authfile=",
+    "--build-arg=",
+    "--build-context=",
+    "--cache-from=",
+    "--cache-to=",
+    "--cache-ttl=",
+    "--cap-add=",
+    "--cap-drop=",
+    "--cert-dir=",
+    "--cgroup-parent=",
+    "--cgroupns=",
+    "--compress",
+    "--cpp-flag=",
+    "--cpu-period=",
+    "--cpu-quota=",
+    "-c/--cpu-shares=",
+    "--cpuset-cpus=",
+    "--cpuset-mems=",
+    "--creds=",
+    "--decryption-key=",
+    "--device=",
+    "-D/--disable-compression",
+    "--disable-content-trust",
+    "--dns=",
+    "--dns-option=",
+    "--dns-search=",
+    "--env=",
+    "-f/--file=",
+    "--force-rm",
+    "--format=",
+    "--from=",
+    "--help",
+    "--hooks-dir=",
+    "--http-proxy",
+    "--identity-label",
+    "--ignorefile=",
+    "--iidfile=",
+    "--ipc=",
+    "--isolation=",
+    "--jobs=",
+    "--label=",
+    "--layers",
+    "--logfile=",
+    "--logsplit",
+    "--manifest=",
+    "-m/--memory=",
+    "--memory-swap=",
+    "--network=",
+    "--net=",
+    "--no-cache",
+    "--no-hosts",
+    "--omit-history",
+    "--os=",
+    "--os-feature=",
+    "--os-version=",
+    "-o/--output=",
+    "--pid=",
+    "--platform=",
+    "--pull=?",
+    "-q/--quiet",
+    "--retry=",
+    "--retry-delay=",
+    "--rm",
+    "--runtime-flag=",
+    "--secret=",
+    "--security-opt=",
+    "--shm-size=",
+    "--sign-by=",
+    "--skip-unused-stages",
+    "--squash",
+    "--squash-all",
+    "--ssh=",
+    "--stdin",
+    "-t/--tag=",
+    "--target=",
+    "--timestamp=",
+    "--tls-verify",
+    "--ulimit=",
+    "--unsetenv=",
+    "--userns=",
+    "--userns-gid-map=",
+    "--userns-gid-map-group=",
+    "--userns-uid-map=",
+    "--userns-uid-map-user=",
+    "--uts=",
+    "--variant=",
+    "-v/--volume=",
 ];
 
 #[cfg(test)]
@@ -254,7 +575,11 @@ mod tests {
     }
 
     fn read(kind: EngineKind, text: &str) -> Vec<(&'static str, Option<String>)> {
-        parse(kind, Command::Create, &words(text)).unwrap().into_iter().map(|f| (f.name, f.value)).collect()
+        parse(kind, Command::Create, &words(text))
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.name, f.value))
+            .collect()
     }
 
     fn v(s: &str) -> Option<String> {
@@ -264,7 +589,13 @@ mod tests {
     #[test]
     fn every_spelling_of_a_value_reads_the_same() {
         for kind in [Docker, Podman] {
-            for text in ["-v /:/x", "-v/:/x", "-v=/:/x", "--volume /:/x", "--volume=/:/x"] {
+            for text in [
+                "-v /:/x",
+                "-v/:/x",
+                "-v=/:/x",
+                "--volume /:/x",
+                "--volume=/:/x",
+            ] {
                 assert_eq!(read(kind, text), [("volume", v("/:/x"))], "{text}");
             }
         }
@@ -272,22 +603,47 @@ mod tests {
 
     #[test]
     fn short_booleans_combine_and_the_last_may_take_a_value() {
-        assert_eq!(read(Docker, "-itv /:/x"), [("interactive", None), ("tty", None), ("volume", v("/:/x"))]);
-        assert_eq!(read(Podman, "-itv/:/x -P"), [("interactive", None), ("tty", None), ("volume", v("/:/x")), ("publish-all", None)]);
-        assert_eq!(read(Docker, "-ti=false"), [("tty", None), ("interactive", v("false"))]);
+        assert_eq!(
+            read(Docker, "-itv /:/x"),
+            [("interactive", None), ("tty", None), ("volume", v("/:/x"))]
+        );
+        assert_eq!(
+            read(Podman, "-itv/:/x -P"),
+            [
+                ("interactive", None),
+                ("tty", None),
+                ("volume", v("/:/x")),
+                ("publish-all", None)
+            ]
+        );
+        assert_eq!(
+            read(Docker, "-ti=false"),
+            [("tty", None), ("interactive", v("false"))]
+        );
     }
 
     #[test]
     fn booleans_take_no_value_unless_attached() {
-        assert_eq!(read(Docker, "--privileged --rm"), [("privileged", None), ("rm", None)]);
-        let flags = parse(Docker, Command::Create, &words("--privileged=false --init=TRUE")).unwrap();
+        assert_eq!(
+            read(Docker, "--privileged --rm"),
+            [("privileged", None), ("rm", None)]
+        );
+        let flags = parse(
+            Docker,
+            Command::Create,
+            &words("--privileged=false --init=TRUE"),
+        )
+        .unwrap();
         assert!(!flags[0].is_on());
         assert!(flags[1].is_on());
     }
 
     #[test]
     fn a_value_may_look_like_a_flag() {
-        assert_eq!(read(Podman, "-e -v --label x"), [("env", v("-v")), ("label", v("x"))]);
+        assert_eq!(
+            read(Podman, "-e -v --label x"),
+            [("env", v("-v")), ("label", v("x"))]
+        );
     }
 
     #[test]
@@ -295,14 +651,20 @@ mod tests {
         let flags = parse(Podman, Command::Build, &words("--pull --pull=always")).unwrap();
         assert_eq!(flags[0].value, None);
         assert_eq!(flags[1].value, v("always"));
-        assert!(parse(Podman, Command::Build, &words("--pull always")).is_err(), "'always' is a word, not a flag");
+        assert!(
+            parse(Podman, Command::Build, &words("--pull always")).is_err(),
+            "'always' is a word, not a flag"
+        );
     }
 
     #[test]
     fn each_engine_has_its_own_flags() {
         assert!(parse(Podman, Command::Create, &words("--rootfs")).is_ok());
         let err = parse(Docker, Command::Create, &words("--rootfs")).unwrap_err();
-        assert!(err.contains("'--rootfs'") && err.contains("docker create"), "{err}");
+        assert!(
+            err.contains("'--rootfs'") && err.contains("docker create"),
+            "{err}"
+        );
         assert!(parse(Docker, Command::Create, &words("--net-alias a")).is_ok());
         assert!(parse(Docker, Command::Build, &words("--net none")).is_err());
         assert!(parse(Podman, Command::Build, &words("--net none")).is_ok());
@@ -327,9 +689,24 @@ mod tests {
 
     #[test]
     fn spelled_shows_the_words_as_written() {
-        let flags = parse(Docker, Command::Create, &words("-v /:/x --network=host -vY:Z --pid host -it")).unwrap();
+        let flags = parse(
+            Docker,
+            Command::Create,
+            &words("-v /:/x --network=host -vY:Z --pid host -it"),
+        )
+        .unwrap();
         let spelled: Vec<_> = flags.iter().map(|f| f.spelled.as_str()).collect();
-        assert_eq!(spelled, ["-v /:/x", "--network=host", "-vY:Z", "--pid host", "-i", "-t"]);
+        assert_eq!(
+            spelled,
+            [
+                "-v /:/x",
+                "--network=host",
+                "-vY:Z",
+                "--pid host",
+                "-i",
+                "-t"
+            ]
+        );
     }
 
     #[test]
@@ -339,9 +716,16 @@ mod tests {
                 let defs: Vec<Def> = table(kind, command).iter().map(|e| def(e)).collect();
                 for (i, d) in defs.iter().enumerate() {
                     assert!(!d.long.is_empty() && !d.long.starts_with('-'), "{}", d.long);
-                    assert!(defs[i + 1..].iter().all(|o| o.long != d.long), "{} twice", d.long);
+                    assert!(
+                        defs[i + 1..].iter().all(|o| o.long != d.long),
+                        "{} twice",
+                        d.long
+                    );
                     if let Some(c) = d.short {
-                        assert!(defs[i + 1..].iter().all(|o| o.short != Some(c)), "-{c} twice");
+                        assert!(
+                            defs[i + 1..].iter().all(|o| o.short != Some(c)),
+                            "-{c} twice"
+                        );
                     }
                 }
             }

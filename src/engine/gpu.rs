@@ -4,17 +4,28 @@
 /// `gpu_type` as the client writes it in init_data.xml.
 pub fn gpu_args(podman: bool, gpu_type: &str, device_num: i32) -> Result<Vec<String>, String> {
     if device_num < 0 {
-        return Err(format!("the client assigned no valid {gpu_type} device (number {device_num})"));
+        return Err(format!(
+            "the client assigned no valid {gpu_type} device (number {device_num})"
+        ));
     }
     // Render nodes are numbered from 128 in the order the kernel found the GPUs.
     let render_node = format!("/dev/dri/renderD{}", 128 + device_num);
     let args = match gpu_type.to_ascii_lowercase().as_str() {
         "nvidia" if podman => vec!["--device".into(), format!("nvidia.com/gpu={device_num}")],
         "nvidia" => vec!["--gpus".into(), format!("device={device_num}")],
-        "ati" | "amd" => vec!["--device".into(), "/dev/kfd".into(), "--device".into(), render_node],
+        "ati" | "amd" => vec![
+            "--device".into(),
+            "/dev/kfd".into(),
+            "--device".into(),
+            render_node,
+        ],
         "intel_gpu" | "intel" => vec!["--device".into(), render_node],
         "" => return Err("use_gpu is set but the client assigned no GPU to this task".into()),
-        other => return Err(format!("GPU type '{other}' cannot be passed into a container")),
+        other => {
+            return Err(format!(
+                "GPU type '{other}' cannot be passed into a container"
+            ))
+        }
     };
     Ok(args)
 }
@@ -25,10 +36,22 @@ mod tests {
 
     #[test]
     fn only_the_assigned_device() {
-        assert_eq!(gpu_args(false, "NVIDIA", 1).unwrap(), ["--gpus", "device=1"]);
-        assert_eq!(gpu_args(true, "NVIDIA", 0).unwrap(), ["--device", "nvidia.com/gpu=0"]);
-        assert_eq!(gpu_args(false, "ATI", 2).unwrap(), ["--device", "/dev/kfd", "--device", "/dev/dri/renderD130"]);
-        assert_eq!(gpu_args(true, "intel_gpu", 0).unwrap(), ["--device", "/dev/dri/renderD128"]);
+        assert_eq!(
+            gpu_args(false, "NVIDIA", 1).unwrap(),
+            ["--gpus", "device=1"]
+        );
+        assert_eq!(
+            gpu_args(true, "NVIDIA", 0).unwrap(),
+            ["--device", "nvidia.com/gpu=0"]
+        );
+        assert_eq!(
+            gpu_args(false, "ATI", 2).unwrap(),
+            ["--device", "/dev/kfd", "--device", "/dev/dri/renderD130"]
+        );
+        assert_eq!(
+            gpu_args(true, "intel_gpu", 0).unwrap(),
+            ["--device", "/dev/dri/renderD128"]
+        );
     }
 
     #[test]

@@ -26,11 +26,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::init_data::WslDistro;
 use build_trace::{BuildEvent, BuildTrace, Leftover};
 pub use failure::Failure;
 use process::{Argv, Limits, Output, RunError};
 use transport::Transport;
-use crate::init_data::WslDistro;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineKind {
@@ -147,7 +147,16 @@ impl ContainerState {
         let id = fields.next().unwrap_or_default().trim().to_string();
         let created = fields.next().and_then(time::parse_unix_time);
         let slot = fields.next().unwrap_or_default().to_string();
-        Some(ContainerState { status, exit_code, oom_killed, pid, finished_at, id, created, slot })
+        Some(ContainerState {
+            status,
+            exit_code,
+            oom_killed,
+            pid,
+            finished_at,
+            id,
+            created,
+            slot,
+        })
     }
 
     pub fn has_exited(&self) -> bool {
@@ -175,7 +184,12 @@ pub struct Engine {
 
 impl Engine {
     /// An engine whose commands are child processes of the wrapper.
-    pub fn new(kind: EngineKind, cli: PathBuf, timeout: Duration, build_timeout: Duration) -> Engine {
+    pub fn new(
+        kind: EngineKind,
+        cli: PathBuf,
+        timeout: Duration,
+        build_timeout: Duration,
+    ) -> Engine {
         Engine {
             kind,
             cli,
@@ -213,7 +227,12 @@ impl Engine {
         Argv::new(self.cli.as_os_str()).args(args)
     }
 
-    fn run_argv(&self, argv: &Argv, limits: Limits, cancel: &mut dyn FnMut() -> bool) -> Result<Output, EngineError> {
+    fn run_argv(
+        &self,
+        argv: &Argv,
+        limits: Limits,
+        cancel: &mut dyn FnMut() -> bool,
+    ) -> Result<Output, EngineError> {
         log::debug!("engine: {}", argv.display());
         Ok(self.transport.run(argv, limits, cancel)?)
     }
@@ -229,12 +248,18 @@ impl Engine {
         if out.success() {
             Ok(out)
         } else {
-            Err(EngineError::Failed { command: argv.display(), detail: out.error_summary() })
+            Err(EngineError::Failed {
+                command: argv.display(),
+                detail: out.error_summary(),
+            })
         }
     }
 
     fn limits(&self) -> Limits {
-        Limits { timeout: self.timeout, capture: COMMAND_CAPTURE }
+        Limits {
+            timeout: self.timeout,
+            capture: COMMAND_CAPTURE,
+        }
     }
 
     /// The engine's version; fails when the CLI is missing or (Docker) the daemon is down.
@@ -263,7 +288,10 @@ impl Engine {
         match out.status.code() {
             Some(0) => Ok(true),
             Some(1) => Ok(false),
-            _ => Err(EngineError::Failed { command: argv.display(), detail: out.error_summary() }),
+            _ => Err(EngineError::Failed {
+                command: argv.display(),
+                detail: out.error_summary(),
+            }),
         }
     }
 
@@ -284,7 +312,11 @@ impl Engine {
         event: &mut dyn FnMut(BuildEvent),
     ) -> Result<(), EngineError> {
         // Buildah names the working containers it creates only in its debug log.
-        let global: &[&str] = if self.kind == EngineKind::Podman { &["--log-level=debug"] } else { &[] };
+        let global: &[&str] = if self.kind == EngineKind::Podman {
+            &["--log-level=debug"]
+        } else {
+            &[]
+        };
         // Run in the context with relative paths: Podman parses `-f` values as
         // CSV, so quotes in an absolute slot path would break it.
         let mut argv = self
@@ -309,7 +341,10 @@ impl Engine {
             argv = argv.env("DOCKER_BUILDKIT", "0");
         }
         argv = argv.args(build_args.iter().map(String::as_str)).arg(".");
-        let limits = Limits { timeout: self.build_timeout, capture: 16 * 1024 };
+        let limits = Limits {
+            timeout: self.build_timeout,
+            capture: 16 * 1024,
+        };
         let mut trace = BuildTrace::new(self.kind);
         // Both callbacks report through `event`: one at a time.
         let event = RefCell::new(event);
@@ -330,7 +365,10 @@ impl Engine {
             return Ok(());
         }
         let tail = process::last_lines(&format!("{}\n{}", out.stdout, out.stderr), 20);
-        Err(EngineError::Failed { command: argv.display(), detail: format!("{}\n{tail}", out.status) })
+        Err(EngineError::Failed {
+            command: argv.display(),
+            detail: format!("{}\n{tail}", out.status),
+        })
     }
 
     /// Removes what an unfinished build left (its `leftover`s). Containers
@@ -342,7 +380,8 @@ impl Engine {
         for leftover in leftovers {
             if let Leftover::Container(id) = leftover {
                 // An absent one is fine: the engine may have removed it itself.
-                let out = self.run_argv(&self.argv(["rm", "-f", id]), self.limits(), &mut || false)?;
+                let out =
+                    self.run_argv(&self.argv(["rm", "-f", id]), self.limits(), &mut || false)?;
                 if !out.success() {
                     log::debug!("build container {id}: {}", out.error_summary());
                 }
@@ -358,7 +397,14 @@ impl Engine {
         if images.is_empty() {
             return Ok(());
         }
-        let dangling = match self.run(["images", "-a", "-q", "--no-trunc", "--filter", "dangling=true"]) {
+        let dangling = match self.run([
+            "images",
+            "-a",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            "dangling=true",
+        ]) {
             Ok(out) => out.stdout,
             Err(EngineError::Failed { detail, .. }) => {
                 log::debug!("build step images kept: cannot list untagged images: {detail}");
@@ -366,7 +412,11 @@ impl Engine {
             }
             Err(err) => return Err(err),
         };
-        let is_dangling = |id: &str| dangling.lines().any(|line| line.trim().trim_start_matches("sha256:").starts_with(id));
+        let is_dangling = |id: &str| {
+            dangling
+                .lines()
+                .any(|line| line.trim().trim_start_matches("sha256:").starts_with(id))
+        };
         // Children before their parents: each step's image is the next one's parent.
         for id in images.into_iter().rev().filter(|id| is_dangling(id)) {
             let out = self.run_argv(&self.argv(["rmi", id]), self.limits(), &mut || false)?;
@@ -378,18 +428,30 @@ impl Engine {
     }
 
     /// Loads an image archive (`docker save` format, gzip or not).
-    pub fn load(&self, archive: &Path, cancel: &mut dyn FnMut() -> bool) -> Result<(), EngineError> {
-        let archive = self.path_in_engine(archive).map_err(|why| EngineError::Failed {
-            command: format!("{} load", self.cli.display()),
-            detail: why,
-        })?;
+    pub fn load(
+        &self,
+        archive: &Path,
+        cancel: &mut dyn FnMut() -> bool,
+    ) -> Result<(), EngineError> {
+        let archive = self
+            .path_in_engine(archive)
+            .map_err(|why| EngineError::Failed {
+                command: format!("{} load", self.cli.display()),
+                detail: why,
+            })?;
         let argv = self.argv(["load", "-i"]).arg(archive.as_os_str());
-        let limits = Limits { timeout: self.build_timeout, capture: 16 * 1024 };
+        let limits = Limits {
+            timeout: self.build_timeout,
+            capture: 16 * 1024,
+        };
         let out = self.run_argv(&argv, limits, cancel)?;
         if out.success() {
             Ok(())
         } else {
-            Err(EngineError::Failed { command: argv.display(), detail: out.error_summary() })
+            Err(EngineError::Failed {
+                command: argv.display(),
+                detail: out.error_summary(),
+            })
         }
     }
 
@@ -407,7 +469,11 @@ impl Engine {
             return known;
         }
         let has_buildx = self
-            .run_argv(&self.argv(["buildx", "version"]), self.limits(), &mut || false)
+            .run_argv(
+                &self.argv(["buildx", "version"]),
+                self.limits(),
+                &mut || false,
+            )
             .map(|out| out.success())
             .unwrap_or(false);
         self.docker_classic_builder.set(Some(!has_buildx));
@@ -426,15 +492,23 @@ impl Engine {
             // Absent containers make inspect fail; tell that apart from an
             // engine failure by asking for the exact name.
             return if self.container_exists(container)? {
-                Err(EngineError::Failed { command: argv.display(), detail: out.error_summary() })
+                Err(EngineError::Failed {
+                    command: argv.display(),
+                    detail: out.error_summary(),
+                })
             } else {
                 Ok(None)
             };
         }
-        ContainerState::parse(&out.stdout).map(Some).ok_or_else(|| EngineError::Failed {
-            command: argv.display(),
-            detail: format!("unexpected inspect output {:?}", process::excerpt(out.stdout.trim(), process::MESSAGE_MAX_CHARS)),
-        })
+        ContainerState::parse(&out.stdout)
+            .map(Some)
+            .ok_or_else(|| EngineError::Failed {
+                command: argv.display(),
+                detail: format!(
+                    "unexpected inspect output {:?}",
+                    process::excerpt(out.stdout.trim(), process::MESSAGE_MAX_CHARS)
+                ),
+            })
     }
 
     /// Like `inspect`, but asks whether the container exists first: one
@@ -448,7 +522,14 @@ impl Engine {
     }
 
     fn container_exists(&self, container: &str) -> Result<bool, EngineError> {
-        let out = self.run(["ps", "-a", "--format", "{{.Names}}", "--filter", &format!("name=^{container}$")])?;
+        let out = self.run([
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("name=^{container}$"),
+        ])?;
         Ok(out.stdout.lines().any(|name| name.trim() == container))
     }
 
@@ -459,18 +540,27 @@ impl Engine {
     /// The loopback host port published for the container's `guest` port.
     pub fn published_port(&self, container: &str, guest: u16) -> Option<u16> {
         let out = self.run(["port", container, &guest.to_string()]).ok()?;
-        out.stdout.lines().find_map(|line| line.trim().rsplit_once(':')?.1.parse().ok())
+        out.stdout
+            .lines()
+            .find_map(|line| line.trim().rsplit_once(':')?.1.parse().ok())
     }
 
     /// Pauses the container; `cancel` is polled while the engine works, so
     /// a hanging `pause` does not keep the caller from the client's requests.
-    pub fn pause(&self, container: &str, cancel: &mut dyn FnMut() -> bool) -> Result<(), EngineError> {
+    pub fn pause(
+        &self,
+        container: &str,
+        cancel: &mut dyn FnMut() -> bool,
+    ) -> Result<(), EngineError> {
         let argv = self.argv(["pause", container]);
         let out = self.run_argv(&argv, self.limits(), cancel)?;
         if out.success() {
             Ok(())
         } else {
-            Err(EngineError::Failed { command: argv.display(), detail: out.error_summary() })
+            Err(EngineError::Failed {
+                command: argv.display(),
+                detail: out.error_summary(),
+            })
         }
     }
 
@@ -490,27 +580,41 @@ impl Engine {
     pub fn networks(&self, container: &str) -> Result<Vec<String>, EngineError> {
         let format = "{{range $name, $net := .NetworkSettings.Networks}}{{println $name}}{{end}}";
         let out = self.run(["container", "inspect", "--format", format, container])?;
-        Ok(out.stdout.lines().map(str::trim).filter(|n| !n.is_empty()).map(String::from).collect())
+        Ok(out
+            .stdout
+            .lines()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(String::from)
+            .collect())
     }
 
     pub fn network_disconnect(&self, container: &str, network: &str) -> Result<(), EngineError> {
-        self.run(["network", "disconnect", network, container]).map(|_| ())
+        self.run(["network", "disconnect", network, container])
+            .map(|_| ())
     }
 
     pub fn network_connect(&self, container: &str, network: &str) -> Result<(), EngineError> {
-        self.run(["network", "connect", network, container]).map(|_| ())
+        self.run(["network", "connect", network, container])
+            .map(|_| ())
     }
 
     /// SIGTERM, then SIGKILL after `grace`.
     pub fn stop(&self, container: &str, grace: Duration) -> Result<(), EngineError> {
         let grace_secs = grace.as_secs().to_string();
         let argv = self.argv(["stop", "-t", &grace_secs, container]);
-        let limits = Limits { timeout: self.timeout + grace, capture: COMMAND_CAPTURE };
+        let limits = Limits {
+            timeout: self.timeout + grace,
+            capture: COMMAND_CAPTURE,
+        };
         let out = self.run_argv(&argv, limits, &mut || false)?;
         if out.success() {
             Ok(())
         } else {
-            Err(EngineError::Failed { command: argv.display(), detail: out.error_summary() })
+            Err(EngineError::Failed {
+                command: argv.display(),
+                detail: out.error_summary(),
+            })
         }
     }
 
@@ -531,12 +635,18 @@ impl Engine {
         if out.success() || !self.container_exists(container)? {
             Ok(())
         } else {
-            Err(EngineError::Failed { command: argv.display(), detail: out.error_summary() })
+            Err(EngineError::Failed {
+                command: argv.display(),
+                detail: out.error_summary(),
+            })
         }
     }
 
     /// Images of `repository` (any tag), with their sizes in bytes.
-    pub fn images_in_repository(&self, repository: &str) -> Result<Vec<(String, u64)>, EngineError> {
+    pub fn images_in_repository(
+        &self,
+        repository: &str,
+    ) -> Result<Vec<(String, u64)>, EngineError> {
         let tags = self.image_tags(repository)?;
         self.image_sizes(tags)
     }
@@ -545,7 +655,13 @@ impl Engine {
     /// such as `repo/*`).
     pub fn image_tags(&self, pattern: &str) -> Result<Vec<String>, EngineError> {
         let filter = format!("reference={pattern}");
-        let out = self.run(["images", "--filter", &filter, "--format", "{{.Repository}}:{{.Tag}}"])?;
+        let out = self.run([
+            "images",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+        ])?;
         Ok(out
             .stdout
             .lines()
@@ -563,13 +679,21 @@ impl Engine {
             return Ok(Vec::new());
         }
         let size_args = |images: &[String]| {
-            let mut args = vec!["image".to_string(), "inspect".into(), "--format".into(), "{{.Size}}".into()];
+            let mut args = vec![
+                "image".to_string(),
+                "inspect".into(),
+                "--format".into(),
+                "{{.Size}}".into(),
+            ];
             args.extend(images.iter().cloned());
             args
         };
         let parse = |line: &str| line.trim().parse().unwrap_or(0);
         match self.run(size_args(&images)) {
-            Ok(out) => Ok(images.into_iter().zip(out.stdout.lines().map(parse)).collect()),
+            Ok(out) => Ok(images
+                .into_iter()
+                .zip(out.stdout.lines().map(parse))
+                .collect()),
             Err(EngineError::Failed { .. }) if images.len() > 1 => Ok(images
                 .into_iter()
                 .filter_map(|image| {
@@ -591,10 +715,16 @@ impl Engine {
         // --tail bounds the engine's work; the capture bounds ours.
         let lines = (max_bytes / 16).clamp(100, 100_000).to_string();
         let argv = self.argv(["logs", "--tail", &lines, container]);
-        let limits = Limits { timeout: self.timeout, capture: max_bytes };
+        let limits = Limits {
+            timeout: self.timeout,
+            capture: max_bytes,
+        };
         let out = self.run_argv(&argv, limits, &mut || false)?;
         if !out.success() {
-            return Err(EngineError::Failed { command: argv.display(), detail: out.error_summary() });
+            return Err(EngineError::Failed {
+                command: argv.display(),
+                detail: out.error_summary(),
+            });
         }
         // The container's stdout and stderr arrive on our two pipes.
         let mut text = out.stdout;
@@ -611,7 +741,9 @@ impl Engine {
     /// Local transport only: a shell runs one command at a time.
     pub fn spawn_wait(&self, container: &str) -> Result<std::process::Child, EngineError> {
         if !self.transport.is_local() {
-            return Err(EngineError::Unavailable("a long-lived 'wait' needs local engine commands".into()));
+            return Err(EngineError::Unavailable(
+                "a long-lived 'wait' needs local engine commands".into(),
+            ));
         }
         let mut argv = self.argv(["wait"]);
         if self.kind == EngineKind::Podman {
@@ -625,7 +757,8 @@ impl Engine {
         cmd.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null());
-        cmd.spawn().map_err(|e| EngineError::Unavailable(format!("cannot run {}: {e}", argv.display())))
+        cmd.spawn()
+            .map_err(|e| EngineError::Unavailable(format!("cannot run {}: {e}", argv.display())))
     }
 
     /// Waits (bounded) for the container to exit and returns its exit code.
@@ -666,10 +799,16 @@ pub fn connect(request: &Request) -> Result<Engine, String> {
         };
         log::info!("using WSL distro {}", distro.name);
         let launcher = wsl::launcher(&distro);
-        (distro.engine, PathBuf::from(distro.engine.cli_name()), Transport::wsl(launcher))
+        (
+            distro.engine,
+            PathBuf::from(distro.engine.cli_name()),
+            Transport::wsl(launcher),
+        )
     } else {
         let forced = std::env::var("DOCKER_WRAPPER_ENGINE").ok();
-        let (kind, cli) = choose(forced.as_deref(), request.from_client, &|name| which::which(name).ok())?;
+        let (kind, cli) = choose(forced.as_deref(), request.from_client, &|name| {
+            which::which(name).ok()
+        })?;
         (kind, cli, Transport::from_env())
     };
     Ok(Engine::new(kind, cli, request.timeout, request.build_timeout).with_transport(transport))
@@ -700,22 +839,37 @@ pub fn choose(
 }
 
 /// `DOCKER_WRAPPER_ENGINE`: "docker", "podman", or a path to either CLI.
-fn forced_engine(forced: &str, find: &dyn Fn(&str) -> Option<PathBuf>) -> Result<(EngineKind, PathBuf), String> {
+fn forced_engine(
+    forced: &str,
+    find: &dyn Fn(&str) -> Option<PathBuf>,
+) -> Result<(EngineKind, PathBuf), String> {
     let path = PathBuf::from(forced);
-    let file_name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
     let kind = if file_name.contains("podman") {
         EngineKind::Podman
     } else if file_name.contains("docker") {
         EngineKind::Docker
     } else {
-        return Err(format!("DOCKER_WRAPPER_ENGINE={forced:?}: expected docker, podman or a path to one of them"));
+        return Err(format!(
+            "DOCKER_WRAPPER_ENGINE={forced:?}: expected docker, podman or a path to one of them"
+        ));
     };
     if path.components().count() > 1 {
-        return if path.is_file() { Ok((kind, path)) } else { Err(format!("DOCKER_WRAPPER_ENGINE: {forced} does not exist")) };
+        return if path.is_file() {
+            Ok((kind, path))
+        } else {
+            Err(format!("DOCKER_WRAPPER_ENGINE: {forced} does not exist"))
+        };
     }
-    find(kind.cli_name())
-        .map(|p| (kind, p))
-        .ok_or_else(|| format!("DOCKER_WRAPPER_ENGINE={forced}: {} is not in PATH", kind.cli_name()))
+    find(kind.cli_name()).map(|p| (kind, p)).ok_or_else(|| {
+        format!(
+            "DOCKER_WRAPPER_ENGINE={forced}: {} is not in PATH",
+            kind.cli_name()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -726,7 +880,10 @@ mod tests {
     fn parses_inspect_state() {
         let s = ContainerState::parse("exited|3|false|0|2026-11-23T12:00:00.1Z\n").unwrap();
         assert_eq!(s.finished_at, Some(1_795_435_200));
-        assert_eq!((&s.status, s.exit_code, s.oom_killed, s.pid), (&ContainerStatus::Exited, 3, false, 0));
+        assert_eq!(
+            (&s.status, s.exit_code, s.oom_killed, s.pid),
+            (&ContainerStatus::Exited, 3, false, 0)
+        );
         assert!(s.has_exited());
         let s = ContainerState::parse("running|0|false|4242").unwrap();
         assert!(!s.has_exited());
@@ -763,22 +920,42 @@ mod tests {
 
     #[test]
     fn multibyte_garbage_is_no_state() {
-        for garbage in ["€".repeat(5000), "ü|ü|ü|ü|ü|ü|ü|ü".into(), "running|€|false".into(), "\u{1F600}".repeat(11)] {
+        for garbage in [
+            "€".repeat(5000),
+            "ü|ü|ü|ü|ü|ü|ü|ü".into(),
+            "running|€|false".into(),
+            "\u{1F600}".repeat(11),
+        ] {
             assert!(ContainerState::parse(&garbage).is_none(), "{garbage}");
         }
     }
 
     fn only(names: &'static [&'static str]) -> impl Fn(&str) -> Option<PathBuf> {
-        move |n| names.contains(&n).then(|| PathBuf::from(format!("/usr/bin/{n}")))
+        move |n| {
+            names
+                .contains(&n)
+                .then(|| PathBuf::from(format!("/usr/bin/{n}")))
+        }
     }
 
     #[test]
     fn engine_choice_order() {
         let both = only(&["docker", "podman"]);
         assert_eq!(choose(None, None, &both).unwrap().0, EngineKind::Podman);
-        assert_eq!(choose(None, Some(EngineKind::Docker), &both).unwrap().0, EngineKind::Docker);
-        assert_eq!(choose(Some("docker"), Some(EngineKind::Podman), &both).unwrap().0, EngineKind::Docker);
-        assert_eq!(choose(None, None, &only(&["docker"])).unwrap().0, EngineKind::Docker);
+        assert_eq!(
+            choose(None, Some(EngineKind::Docker), &both).unwrap().0,
+            EngineKind::Docker
+        );
+        assert_eq!(
+            choose(Some("docker"), Some(EngineKind::Podman), &both)
+                .unwrap()
+                .0,
+            EngineKind::Docker
+        );
+        assert_eq!(
+            choose(None, None, &only(&["docker"])).unwrap().0,
+            EngineKind::Docker
+        );
         let err = choose(None, Some(EngineKind::Podman), &only(&["docker"])).unwrap_err();
         assert!(err.contains("podman"), "{err}");
         assert!(choose(None, None, &only(&[])).is_err());

@@ -10,7 +10,16 @@ use crate::host_path;
 /// sockets, and the volunteer's own files. A mount of one of them, of
 /// anything inside one, or of a directory holding one is refused.
 const SENSITIVE: &[&str] = &[
-    "/etc", "/proc", "/sys", "/dev", "/boot", "/root", "/home", "/run", "/var/run", "/var/lib/docker",
+    "/etc",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/boot",
+    "/root",
+    "/home",
+    "/run",
+    "/var/run",
+    "/var/lib/docker",
     "/var/lib/containers",
 ];
 
@@ -32,16 +41,26 @@ pub fn unsafe_source(source: &str, base: &Path) -> Option<String> {
     if in_slot(&resolved, base) {
         return None;
     }
-    let shown = if resolved == Path::new(source) { String::new() } else { format!(" (it leads to {})", resolved.display()) };
+    let shown = if resolved == Path::new(source) {
+        String::new()
+    } else {
+        format!(" (it leads to {})", resolved.display())
+    };
     if resolved == Path::new("/") {
         return Some(format!("'{source}' is the host's root directory{shown}"));
     }
     for dir in SENSITIVE.iter().map(Path::new) {
         if resolved.starts_with(dir) {
-            return Some(format!("'{source}' exposes the host's {}{shown}", dir.display()));
+            return Some(format!(
+                "'{source}' exposes the host's {}{shown}",
+                dir.display()
+            ));
         }
         if dir.starts_with(&resolved) {
-            return Some(format!("'{source}' holds the host's {}{shown}", dir.display()));
+            return Some(format!(
+                "'{source}' holds the host's {}{shown}",
+                dir.display()
+            ));
         }
     }
     if is_socket(&resolved) {
@@ -53,7 +72,9 @@ pub fn unsafe_source(source: &str, base: &Path) -> Option<String> {
 /// The slot is the job's own (it is mounted whole), wherever the volunteer
 /// keeps the BOINC data directory, even under /home.
 fn in_slot(resolved: &Path, base: &Path) -> bool {
-    let slot = host_path::resolve(base, Path::new(".")).ok().filter(|slot| slot != Path::new("/"));
+    let slot = host_path::resolve(base, Path::new("."))
+        .ok()
+        .filter(|slot| slot != Path::new("/"));
     slot.is_some_and(|slot| resolved.starts_with(slot))
 }
 
@@ -66,12 +87,18 @@ fn unsafe_option(source: &str, option: &str, base: &Path) -> Option<String> {
     let key = key.trim();
     let on = !value.trim().eq_ignore_ascii_case("false");
     if on && (key == "U" || key.eq_ignore_ascii_case("chown")) {
-        return Some(format!("option '{option}' would give the host's files at '{source}' to the container's user"));
+        return Some(format!(
+            "option '{option}' would give the host's files at '{source}' to the container's user"
+        ));
     }
     let relabel = key == "z" || key == "Z" || (key.eq_ignore_ascii_case("relabel") && on);
-    let in_the_slot = || host_path::resolve(base, Path::new(source)).is_ok_and(|resolved| in_slot(&resolved, base));
+    let in_the_slot = || {
+        host_path::resolve(base, Path::new(source)).is_ok_and(|resolved| in_slot(&resolved, base))
+    };
     if relabel && !in_the_slot() {
-        return Some(format!("option '{option}' would relabel the host's files at '{source}'"));
+        return Some(format!(
+            "option '{option}' would relabel the host's files at '{source}'"
+        ));
     }
     None
 }
@@ -96,8 +123,12 @@ pub fn unsafe_volume(spec: &str, base: &Path) -> Option<String> {
         return None;
     }
     let options = rest.split_once(':').map_or("", |(_, options)| options);
-    unsafe_source(source, base)
-        .or_else(|| options.split(',').filter(|o| !o.is_empty()).find_map(|o| unsafe_option(source, o, base)))
+    unsafe_source(source, base).or_else(|| {
+        options
+            .split(',')
+            .filter(|o| !o.is_empty())
+            .find_map(|o| unsafe_option(source, o, base))
+    })
 }
 
 /// A `--mount` value: `type=bind,source=/x,target=/y,...` (type volume by default).
@@ -121,12 +152,15 @@ pub fn unsafe_mount_flag(spec: &str, base: &Path) -> Option<String> {
     match kind.to_ascii_lowercase().as_str() {
         "bind" => {
             let source = source.unwrap_or("");
-            unsafe_source(source, base).or_else(|| options.iter().find_map(|o| unsafe_option(source, o, base)))
+            unsafe_source(source, base)
+                .or_else(|| options.iter().find_map(|o| unsafe_option(source, o, base)))
         }
         // Podman: every host file a pattern matches; judge the fixed part.
         "glob" => unsafe_source(&glob_prefix(source.unwrap_or("")), base),
         "volume" | "tmpfs" | "ramfs" | "devpts" | "image" => None,
-        other => Some(format!("mount type '{other}' is not one this wrapper knows")),
+        other => Some(format!(
+            "mount type '{other}' is not one this wrapper knows"
+        )),
     }
 }
 
@@ -158,18 +192,49 @@ mod tests {
     #[test]
     fn spellings_of_root_and_system_dirs_are_refused() {
         for source in [
-            "/", "/.", "//", "/./", "/etc/..", "/proc/self/root", "/proc/1/root", "/proc/self/cwd", "/proc/self/fd/3",
-            "/proc/1/ns/net", "//etc", "/etc/../etc", "/etc/", "/etc/shadow", "/sys/fs/cgroup", "/dev/sda",
-            "/var/run/docker.sock", "/run/podman/podman.sock", "/var", "/var/lib", "/var/lib/docker/volumes",
-            "/root/.ssh", "/home", "/boot", "/run/user/1000", "../../../../../../etc",
+            "/",
+            "/.",
+            "//",
+            "/./",
+            "/etc/..",
+            "/proc/self/root",
+            "/proc/1/root",
+            "/proc/self/cwd",
+            "/proc/self/fd/3",
+            "/proc/1/ns/net",
+            "//etc",
+            "/etc/../etc",
+            "/etc/",
+            "/etc/shadow",
+            "/sys/fs/cgroup",
+            "/dev/sda",
+            "/var/run/docker.sock",
+            "/run/podman/podman.sock",
+            "/var",
+            "/var/lib",
+            "/var/lib/docker/volumes",
+            "/root/.ssh",
+            "/home",
+            "/boot",
+            "/run/user/1000",
+            "../../../../../../etc",
         ] {
-            assert!(unsafe_source(source, &slot()).is_some(), "{source} was allowed");
+            assert!(
+                unsafe_source(source, &slot()).is_some(),
+                "{source} was allowed"
+            );
         }
     }
 
     #[test]
     fn ordinary_dirs_pass() {
-        for source in ["/opt/data", "/tmp/ref", "/usr/share/dict", "/var/tmp/x", "/data/set 1"] {
+        for source in [
+            "/opt/data",
+            "/tmp/ref",
+            "/usr/share/dict",
+            "/var/tmp/x",
+            "/data/set 1",
+        ] {
             assert_eq!(unsafe_source(source, &slot()), None, "{source}");
         }
     }
@@ -197,15 +262,29 @@ mod tests {
         assert_eq!(unsafe_source("/home/volunteer/BOINC/slots/2/x", slot), None);
         assert!(unsafe_source("../../gui_rpc_auth.cfg", slot).is_some());
         assert!(unsafe_source("/home/volunteer", slot).is_some());
-        assert!(unsafe_source("/etc", Path::new("/")).is_some(), "a slot at / must not allow everything");
+        assert!(
+            unsafe_source("/etc", Path::new("/")).is_some(),
+            "a slot at / must not allow everything"
+        );
     }
 
     #[test]
     fn volume_specs() {
-        for bad in ["/:/host", "/etc/:/x:ro", "/.:/x", "/proc/self/root:/x:rw,z", "//etc:/e"] {
+        for bad in [
+            "/:/host",
+            "/etc/:/x:ro",
+            "/.:/x",
+            "/proc/self/root:/x:rw,z",
+            "//etc:/e",
+        ] {
             assert!(unsafe_volume(bad, &slot()).is_some(), "{bad}");
         }
-        for good in ["/opt/data:/data:ro", "/data", "myvolume:/data", "cache:/var/cache"] {
+        for good in [
+            "/opt/data:/data:ro",
+            "/data",
+            "myvolume:/data",
+            "cache:/var/cache",
+        ] {
             assert_eq!(unsafe_volume(good, &slot()), None, "{good}");
         }
     }
@@ -214,16 +293,33 @@ mod tests {
     fn options_that_change_host_files_are_refused() {
         let slot = std::env::temp_dir().join(format!("dw-mountopts-{}", std::process::id()));
         fs::create_dir_all(slot.join("data")).unwrap();
-        for bad in ["/opt/data:/d:U", "/opt/data:/d:ro,z", "/opt/data:/d:Z", "./data:/d:rw,U"] {
+        for bad in [
+            "/opt/data:/d:U",
+            "/opt/data:/d:ro,z",
+            "/opt/data:/d:Z",
+            "./data:/d:rw,U",
+        ] {
             assert!(unsafe_volume(bad, &slot).is_some(), "{bad}");
         }
-        for good in ["./data:/d:z", "./data:/d:Z,ro", "/opt/data:/d:ro,noexec", "vol:/d:U"] {
+        for good in [
+            "./data:/d:z",
+            "./data:/d:Z,ro",
+            "/opt/data:/d:ro,noexec",
+            "vol:/d:U",
+        ] {
             assert_eq!(unsafe_volume(good, &slot), None, "{good}");
         }
-        for bad in ["type=bind,src=/opt/data,dst=/d,U=true", "type=bind,src=/opt/data,dst=/d,relabel=private", "type=bind,src=./data,dst=/d,chown"] {
+        for bad in [
+            "type=bind,src=/opt/data,dst=/d,U=true",
+            "type=bind,src=/opt/data,dst=/d,relabel=private",
+            "type=bind,src=./data,dst=/d,chown",
+        ] {
             assert!(unsafe_mount_flag(bad, &slot).is_some(), "{bad}");
         }
-        for good in ["type=bind,src=./data,dst=/d,relabel=shared", "type=bind,src=/opt/data,dst=/d,U=false"] {
+        for good in [
+            "type=bind,src=./data,dst=/d,relabel=shared",
+            "type=bind,src=/opt/data,dst=/d,U=false",
+        ] {
             assert_eq!(unsafe_mount_flag(good, &slot), None, "{good}");
         }
         fs::remove_dir_all(&slot).unwrap();
@@ -242,7 +338,12 @@ mod tests {
         ] {
             assert!(unsafe_mount_flag(bad, &slot()).is_some(), "{bad}");
         }
-        for good in ["type=bind,source=/opt/data,target=/d,readonly", "type=tmpfs,dst=/scratch", "type=volume,src=v,dst=/v", "dst=/anon"] {
+        for good in [
+            "type=bind,source=/opt/data,target=/d,readonly",
+            "type=tmpfs,dst=/scratch",
+            "type=volume,src=v,dst=/v",
+            "dst=/anon",
+        ] {
             assert_eq!(unsafe_mount_flag(good, &slot()), None, "{good}");
         }
     }

@@ -13,7 +13,11 @@ pub const SLOT_LABEL: &str = "boinc.docker_wrapper.slot";
 /// `boinc__<project>__<result>`: the container of one task, named as the
 /// C++ wrapper names it, so the BOINC client's cleanup recognises it.
 pub fn task_container(project_dir_name: &str, result_name: &str) -> String {
-    shorten(format!("boinc__{}__{}", sanitize(project_dir_name), sanitize(result_name)))
+    shorten(format!(
+        "boinc__{}__{}",
+        sanitize(project_dir_name),
+        sanitize(result_name)
+    ))
 }
 
 /// [`sanitize`]d, and shortened like a container name when longer, so that
@@ -91,12 +95,16 @@ mod tests {
     /// The grammar of a Docker image path component.
     fn is_valid_component(s: &str) -> bool {
         let bytes = s.as_bytes();
-        if bytes.is_empty() || !bytes[0].is_ascii_alphanumeric() || !bytes[bytes.len() - 1].is_ascii_alphanumeric() {
+        if bytes.is_empty()
+            || !bytes[0].is_ascii_alphanumeric()
+            || !bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        {
             return false;
         }
         s.split(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
             .all(|sep| sep.is_empty() || valid_separator(sep) == sep)
-            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
     }
 
     #[test]
@@ -105,12 +113,26 @@ mod tests {
             task_container("boinc.berkeley.edu_central", "WU_123_0"),
             "boinc__boinc.berkeley.edu_central__wu_123_0"
         );
-        assert_eq!(task_container("example.org_test", "Job-7"), "boinc__example.org_test__job-7");
+        assert_eq!(
+            task_container("example.org_test", "Job-7"),
+            "boinc__example.org_test__job-7"
+        );
     }
 
     #[test]
     fn odd_characters_become_valid_names() {
-        for raw in ["a b", "it's", "x;rm -rf /", "$(id)", "ünïcødé", "..", "", "a__.b", "-lead", "trail-"] {
+        for raw in [
+            "a b",
+            "it's",
+            "x;rm -rf /",
+            "$(id)",
+            "ünïcødé",
+            "..",
+            "",
+            "a__.b",
+            "-lead",
+            "trail-",
+        ] {
             let name = task_container("proj", raw);
             assert!(is_valid_component(&name), "{raw:?} -> {name:?}");
         }
@@ -217,7 +239,8 @@ pub(crate) mod props {
     #[test]
     fn names_that_differ_only_in_replaced_characters_stay_apart() {
         let names = ["a b", "a;b", "a..b", "a-b", "A-b", "", "x", "é"];
-        let components: std::collections::HashSet<String> = names.iter().map(|n| component(n)).collect();
+        let components: std::collections::HashSet<String> =
+            names.iter().map(|n| component(n)).collect();
         assert_eq!(components.len(), names.len(), "{components:?}");
         assert_eq!(component("a-b"), "a-b", "valid names are kept");
     }

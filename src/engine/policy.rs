@@ -13,12 +13,19 @@ use super::EngineKind;
 
 /// Why `args` (already split into words) are unsafe for `kind`'s `command`,
 /// or None. `base` is the slot: relative paths are read from there.
-pub fn unsafe_args(kind: EngineKind, command: Command, args: &[String], base: &Path) -> Option<String> {
+pub fn unsafe_args(
+    kind: EngineKind,
+    command: Command,
+    args: &[String],
+    base: &Path,
+) -> Option<String> {
     let parsed = match flags::parse(kind, command, args) {
         Ok(parsed) => parsed,
         Err(why) => return Some(why),
     };
-    parsed.iter().find_map(|flag| judge(command, flag, base).map(|why| format!("'{}' {why}", flag.spelled)))
+    parsed
+        .iter()
+        .find_map(|flag| judge(command, flag, base).map(|why| format!("'{}' {why}", flag.spelled)))
 }
 
 /// Why a job.toml `mount` entry is unsafe, or None.
@@ -28,7 +35,15 @@ pub fn unsafe_mount(spec: &str, base: &Path) -> Option<String> {
 
 /// Capabilities that amount to the host: administration, modules, raw I/O,
 /// reading any file by handle (the "shocker" escape), tracing the engine.
-const HOST_CAPABILITIES: &[&str] = &["ALL", "SYS_ADMIN", "SYS_MODULE", "SYS_RAWIO", "DAC_READ_SEARCH", "SYS_PTRACE", "SYS_BOOT"];
+const HOST_CAPABILITIES: &[&str] = &[
+    "ALL",
+    "SYS_ADMIN",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "DAC_READ_SEARCH",
+    "SYS_PTRACE",
+    "SYS_BOOT",
+];
 
 /// Whether the capability `name` (any case, with or without `CAP_`) is one
 /// of those; job.toml's `cap_add` refuses them too.
@@ -136,7 +151,9 @@ fn network(value: &str) -> Option<&'static str> {
             "slirp4netns" if options.contains("allow_host_loopback=true") => {
                 return Some("lets the job reach the host's loopback services")
             }
-            "pasta" if !options.is_empty() => return Some("passes options to pasta, which can open the host to the job"),
+            "pasta" if !options.is_empty() => {
+                return Some("passes options to pasta, which can open the host to the job")
+            }
             _ => {}
         }
     }
@@ -174,7 +191,12 @@ mod tests {
     }
 
     fn verdict(kind: EngineKind, command: Command, text: &str) -> Option<String> {
-        unsafe_args(kind, command, &words(&format!("--label a=b {text} --rm")), &slot())
+        unsafe_args(
+            kind,
+            command,
+            &words(&format!("--label a=b {text} --rm")),
+            &slot(),
+        )
     }
 
     /// Refused on both engines' `create`.
@@ -329,7 +351,11 @@ mod tests {
     fn ordinary_create_flags_pass_on_both_engines() {
         for kind in [Docker, Podman] {
             for good in ACCEPTED {
-                assert_eq!(verdict(kind, Command::Create, good), None, "{kind:?}: '{good}'");
+                assert_eq!(
+                    verdict(kind, Command::Create, good),
+                    None,
+                    "{kind:?}: '{good}'"
+                );
             }
         }
     }
@@ -355,38 +381,122 @@ mod tests {
             "--security-opt unmask=ALL",
             "--mount type=glob,src=/etc/*,dst=/x",
         ] {
-            assert!(verdict(Podman, Command::Create, bad).is_some(), "podman: '{bad}' was allowed");
+            assert!(
+                verdict(Podman, Command::Create, bad).is_some(),
+                "podman: '{bad}' was allowed"
+            );
         }
-        for good in ["--userns keep-id", "--userns=auto", "--network slirp4netns", "--network pasta", "--tz UTC", "--cgroups enabled", "--security-opt mask=/x"] {
-            assert_eq!(verdict(Podman, Command::Create, good), None, "podman: '{good}'");
+        for good in [
+            "--userns keep-id",
+            "--userns=auto",
+            "--network slirp4netns",
+            "--network pasta",
+            "--tz UTC",
+            "--cgroups enabled",
+            "--security-opt mask=/x",
+        ] {
+            assert_eq!(
+                verdict(Podman, Command::Create, good),
+                None,
+                "podman: '{good}'"
+            );
         }
         // Docker does not know them: refused as unknown.
-        assert!(verdict(Docker, Command::Create, "--tz UTC").unwrap().contains("'--tz'"));
+        assert!(verdict(Docker, Command::Create, "--tz UTC")
+            .unwrap()
+            .contains("'--tz'"));
     }
 
     #[test]
     fn docker_only_flags() {
-        for bad in ["--use-api-socket", "--gpus all", "--runtime runc", "--volume-driver x", "--net-alias=a --net host"] {
-            assert!(verdict(Docker, Command::Create, bad).is_some(), "docker: '{bad}' was allowed");
+        for bad in [
+            "--use-api-socket",
+            "--gpus all",
+            "--runtime runc",
+            "--volume-driver x",
+            "--net-alias=a --net host",
+        ] {
+            assert!(
+                verdict(Docker, Command::Create, bad).is_some(),
+                "docker: '{bad}' was allowed"
+            );
         }
-        assert_eq!(verdict(Docker, Command::Create, "--domainname example.org"), None);
+        assert_eq!(
+            verdict(Docker, Command::Create, "--domainname example.org"),
+            None
+        );
     }
 
     #[test]
     fn build_flags() {
         for kind in [Docker, Podman] {
-            for bad in ["--network host", "--net=host -t x", "-t other:tag", "--tag=boinc_wrapper/other:1", "-f /etc/shadow", "--iidfile /etc/x", "--security-opt seccomp=unconfined", "--bogus"] {
-                assert!(verdict(kind, Command::Build, bad).is_some(), "{kind:?} build: '{bad}' was allowed");
+            for bad in [
+                "--network host",
+                "--net=host -t x",
+                "-t other:tag",
+                "--tag=boinc_wrapper/other:1",
+                "-f /etc/shadow",
+                "--iidfile /etc/x",
+                "--security-opt seccomp=unconfined",
+                "--bogus",
+            ] {
+                assert!(
+                    verdict(kind, Command::Build, bad).is_some(),
+                    "{kind:?} build: '{bad}' was allowed"
+                );
             }
-            for good in ["--build-arg X=1", "--network none", "--no-cache", "--pull", "--memory 1g", "-c 512", "--label a=b", "--target final"] {
-                assert_eq!(verdict(kind, Command::Build, good), None, "{kind:?} build: '{good}'");
+            for good in [
+                "--build-arg X=1",
+                "--network none",
+                "--no-cache",
+                "--pull",
+                "--memory 1g",
+                "-c 512",
+                "--label a=b",
+                "--target final",
+            ] {
+                assert_eq!(
+                    verdict(kind, Command::Build, good),
+                    None,
+                    "{kind:?} build: '{good}'"
+                );
             }
         }
-        for bad in ["-v /:/x", "--volume=/etc:/e", "--build-context x=/etc", "--secret id=s,src=/etc/shadow", "--ssh default", "--hooks-dir /tmp", "-o type=local,dest=/etc", "--isolation chroot", "--userns host", "--pid=/proc/1/ns/pid", "--cap-add all", "--device /dev/kvm", "--runtime-flag debug", "--logfile /etc/x"] {
-            assert!(verdict(Podman, Command::Build, bad).is_some(), "podman build: '{bad}' was allowed");
+        for bad in [
+            "-v /:/x",
+            "--volume=/etc:/e",
+            "--build-context x=/etc",
+            "--secret id=s,src=/etc/shadow",
+            "--ssh default",
+            "--hooks-dir /tmp",
+            "-o type=local,dest=/etc",
+            "--isolation chroot",
+            "--userns host",
+            "--pid=/proc/1/ns/pid",
+            "--cap-add all",
+            "--device /dev/kvm",
+            "--runtime-flag debug",
+            "--logfile /etc/x",
+        ] {
+            assert!(
+                verdict(Podman, Command::Build, bad).is_some(),
+                "podman build: '{bad}' was allowed"
+            );
         }
-        for good in ["--pull=always", "--layers", "--format docker", "-D", "--isolation oci", "--squash", "-v /opt/cache:/cache"] {
-            assert_eq!(verdict(Podman, Command::Build, good), None, "podman build: '{good}'");
+        for good in [
+            "--pull=always",
+            "--layers",
+            "--format docker",
+            "-D",
+            "--isolation oci",
+            "--squash",
+            "-v /opt/cache:/cache",
+        ] {
+            assert_eq!(
+                verdict(Podman, Command::Build, good),
+                None,
+                "podman build: '{good}'"
+            );
         }
     }
 
@@ -397,7 +507,10 @@ mod tests {
         let why = verdict(Podman, Command::Create, "--cap-add=all").unwrap();
         assert!(why.starts_with("'--cap-add=all'"), "{why}");
         let why = verdict(Podman, Command::Create, "--frobnicate").unwrap();
-        assert!(why.contains("'--frobnicate'") && why.contains("podman create"), "{why}");
+        assert!(
+            why.contains("'--frobnicate'") && why.contains("podman create"),
+            "{why}"
+        );
     }
 
     #[test]
@@ -405,10 +518,14 @@ mod tests {
         let src = include_str!("policy.rs");
         let body = &src[src.find("fn judge(").unwrap()..src.find("/// Network modes").unwrap()];
         for quoted in body.split('"').skip(1).step_by(2) {
-            if quoted.chars().all(|c| c.is_ascii_lowercase() || c == '-') && quoted.len() > 1 && !["no-new-privileges", "default", "oci", "enabled", "private"].contains(&quoted) {
-                let known = [Docker, Podman]
-                    .iter()
-                    .any(|&k| flags::knows(k, Command::Create, quoted) || flags::knows(k, Command::Build, quoted));
+            if quoted.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+                && quoted.len() > 1
+                && !["no-new-privileges", "default", "oci", "enabled", "private"].contains(&quoted)
+            {
+                let known = [Docker, Podman].iter().any(|&k| {
+                    flags::knows(k, Command::Create, quoted)
+                        || flags::knows(k, Command::Build, quoted)
+                });
                 assert!(known, "the policy names --{quoted}, which no table has");
             }
         }
@@ -416,7 +533,15 @@ mod tests {
 
     #[test]
     fn mount_entries() {
-        for bad in ["/:/host", "/etc/:/x:ro", "/.:/x", "/proc/self/root:/x", "/etc/shadow:/s", "//etc:/x", "/etc/../etc:/x"] {
+        for bad in [
+            "/:/host",
+            "/etc/:/x:ro",
+            "/.:/x",
+            "/proc/self/root:/x",
+            "/etc/shadow:/s",
+            "//etc:/x",
+            "/etc/../etc:/x",
+        ] {
             assert!(unsafe_mount(bad, &slot()).is_some(), "{bad}");
         }
         assert!(unsafe_mount("/data/ref:/ref:ro", &slot()).is_none());

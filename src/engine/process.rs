@@ -26,7 +26,12 @@ pub struct Argv {
 
 impl Argv {
     pub fn new(program: impl Into<OsString>) -> Self {
-        Argv { program: program.into(), args: Vec::new(), env: Vec::new(), cwd: None }
+        Argv {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+        }
     }
 
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
@@ -78,7 +83,8 @@ impl Argv {
             .chain(&self.args)
             .map(|a| {
                 let s = a.to_string_lossy();
-                if s.is_empty() || s.contains(|c: char| c.is_whitespace() || "'\"\\$`".contains(c)) {
+                if s.is_empty() || s.contains(|c: char| c.is_whitespace() || "'\"\\$`".contains(c))
+                {
                     format!("'{}'", s.replace('\'', "'\\''"))
                 } else {
                     s.into_owned()
@@ -103,18 +109,37 @@ impl Output {
 
     /// The most useful single line to explain a failure.
     pub fn error_summary(&self) -> String {
-        let text = if self.stderr.trim().is_empty() { &self.stdout } else { &self.stderr };
-        let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-        format!("{} ({})", excerpt(last.trim(), MESSAGE_MAX_CHARS), self.status)
+        let text = if self.stderr.trim().is_empty() {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        format!(
+            "{} ({})",
+            excerpt(last.trim(), MESSAGE_MAX_CHARS),
+            self.status
+        )
     }
 }
 
 #[derive(Debug)]
 pub enum RunError {
     /// The program could not be started (missing, not executable).
-    Spawn { program: String, source: std::io::Error },
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
     /// The command ran longer than its timeout and was killed.
-    TimedOut { command: String, after: Duration, stderr_tail: String },
+    TimedOut {
+        command: String,
+        after: Duration,
+        stderr_tail: String,
+    },
     /// The caller cancelled the command (e.g. the client asked us to quit).
     Cancelled { command: String },
     /// The shell that carries engine commands failed (see `transport`).
@@ -125,15 +150,26 @@ impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RunError::Spawn { program, source } => write!(f, "cannot run {program}: {source}"),
-            RunError::TimedOut { command, after, stderr_tail } => {
-                write!(f, "'{command}' did not finish within {}s and was killed", after.as_secs())?;
+            RunError::TimedOut {
+                command,
+                after,
+                stderr_tail,
+            } => {
+                write!(
+                    f,
+                    "'{command}' did not finish within {}s and was killed",
+                    after.as_secs()
+                )?;
                 if !stderr_tail.trim().is_empty() {
                     write!(f, "; its last output: {}", stderr_tail.trim())?;
                 }
                 Ok(())
             }
             RunError::Cancelled { command } => write!(f, "'{command}' was cancelled"),
-            RunError::Shell { command, why } => write!(f, "cannot run '{command}' through the engine's shell: {why}"),
+            RunError::Shell { command, why } => write!(
+                f,
+                "cannot run '{command}' through the engine's shell: {why}"
+            ),
         }
     }
 }
@@ -150,7 +186,11 @@ pub struct Limits {
 
 /// Runs `argv` to completion. `should_cancel` is polled while it runs, so a
 /// long build can be abandoned when the client asks us to quit or abort.
-pub fn run(argv: &Argv, limits: Limits, should_cancel: &mut dyn FnMut() -> bool) -> Result<Output, RunError> {
+pub fn run(
+    argv: &Argv,
+    limits: Limits,
+    should_cancel: &mut dyn FnMut() -> bool,
+) -> Result<Output, RunError> {
     run_inner(argv, limits, should_cancel, None)
 }
 
@@ -181,7 +221,9 @@ fn run_inner(
     watch: Option<Watch<'_>>,
 ) -> Result<Output, RunError> {
     let mut cmd = argv.command();
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|source| RunError::Spawn {
         program: argv.program.to_string_lossy().into_owned(),
         source,
@@ -196,7 +238,11 @@ fn run_inner(
             }
             (stdout, stderr, outcome)
         }
-        Some(Watch { line: on_line, keep, spawned }) => {
+        Some(Watch {
+            line: on_line,
+            keep,
+            spawned,
+        }) => {
             if let Some(process) = ProcessId::of(child.id()) {
                 spawned(process);
             }
@@ -213,7 +259,9 @@ fn run_inner(
             }
             // The rest, once the readers are done (bounded, as in `collect`).
             let deadline = Instant::now() + Duration::from_secs(2);
-            while let Ok(line) = seen.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            while let Ok(line) =
+                seen.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
                 on_line(&line);
             }
             (stdout, stderr, outcome)
@@ -222,8 +270,14 @@ fn run_inner(
     let stdout = collect(stdout);
     let stderr = collect(stderr);
     match outcome {
-        Some(Ok(status)) => Ok(Output { status, stdout, stderr }),
-        Some(Err(())) => Err(RunError::Cancelled { command: argv.display() }),
+        Some(Ok(status)) => Ok(Output {
+            status,
+            stdout,
+            stderr,
+        }),
+        Some(Err(())) => Err(RunError::Cancelled {
+            command: argv.display(),
+        }),
         None => Err(RunError::TimedOut {
             command: argv.display(),
             after: limits.timeout,
@@ -274,7 +328,11 @@ pub fn terminate(child: &mut Child) {
 
 fn terminate_group(child: &mut Child) {
     // The child is not reaped yet, so its pid (= its group id) cannot have been reused.
-    let grace = if crate::os::signal_group(child.id(), false) { KILL_GRACE } else { Duration::ZERO };
+    let grace = if crate::os::signal_group(child.id(), false) {
+        KILL_GRACE
+    } else {
+        Duration::ZERO
+    };
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
@@ -310,7 +368,9 @@ pub fn terminate_orphan(process: ProcessId) {
 /// Waits a little for a capture thread: a process that escaped the group
 /// kill could hold the pipe open forever, and its output is not worth a hang.
 fn collect(captured: mpsc::Receiver<String>) -> String {
-    captured.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
+    captured
+        .recv_timeout(Duration::from_secs(2))
+        .unwrap_or_default()
 }
 
 /// Reads a pipe to its end on a thread, keeping only the last `limit` bytes.
@@ -339,14 +399,25 @@ fn capture_lines<R: Read + Send + 'static>(
 
 const MAX_LINE: usize = 64 * 1024;
 
-fn read_lines<R: Read>(pipe: Option<R>, limit: usize, keep: fn(&str) -> bool, lines: &mpsc::Sender<String>) -> String {
-    let Some(pipe) = pipe else { return String::new() };
+fn read_lines<R: Read>(
+    pipe: Option<R>,
+    limit: usize,
+    keep: fn(&str) -> bool,
+    lines: &mpsc::Sender<String>,
+) -> String {
+    let Some(pipe) = pipe else {
+        return String::new();
+    };
     let mut reader = std::io::BufReader::new(pipe);
     let mut kept = String::new();
     let mut line = Vec::new();
     loop {
         line.clear();
-        match std::io::BufRead::read_until(&mut (&mut reader).take(MAX_LINE as u64), b'\n', &mut line) {
+        match std::io::BufRead::read_until(
+            &mut (&mut reader).take(MAX_LINE as u64),
+            b'\n',
+            &mut line,
+        ) {
             Ok(0) => break,
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -375,7 +446,9 @@ fn tail_of(text: &str, limit: usize) -> &str {
 
 fn read_tail<R: Read>(pipe: Option<R>, limit: usize) -> String {
     {
-        let Some(mut pipe) = pipe else { return String::new() };
+        let Some(mut pipe) = pipe else {
+            return String::new();
+        };
         let mut kept: Vec<u8> = Vec::new();
         let mut buf = [0u8; 8192];
         loop {
@@ -432,7 +505,10 @@ mod tests {
     use super::*;
 
     fn limits(ms: u64) -> Limits {
-        Limits { timeout: Duration::from_millis(ms), capture: 1024 }
+        Limits {
+            timeout: Duration::from_millis(ms),
+            capture: 1024,
+        }
     }
 
     #[test]
@@ -447,7 +523,12 @@ mod tests {
     #[test]
     fn arguments_are_not_interpreted_by_a_shell() {
         let tricky = "a b 'c' \"d\" $(echo no) ; `x`";
-        let out = run(&Argv::new("printf").args(["%s", tricky]), limits(5000), &mut || false).unwrap();
+        let out = run(
+            &Argv::new("printf").args(["%s", tricky]),
+            limits(5000),
+            &mut || false,
+        )
+        .unwrap();
         assert_eq!(out.stdout, tricky);
     }
 
@@ -480,7 +561,10 @@ mod tests {
 
     #[test]
     fn output_is_bounded_to_its_tail() {
-        let argv = Argv::new("sh").args(["-c", "i=0; while [ $i -lt 5000 ]; do echo line$i; i=$((i+1)); done"]);
+        let argv = Argv::new("sh").args([
+            "-c",
+            "i=0; while [ $i -lt 5000 ]; do echo line$i; i=$((i+1)); done",
+        ]);
         let out = run(&argv, limits(10_000), &mut || false).unwrap();
         assert!(out.stdout.len() <= 1024);
         assert!(out.stdout.ends_with("line4999\n"));
@@ -507,17 +591,34 @@ mod tests {
         let argv = Argv::new("sh").args(["-c", "echo started; exec sleep 30"]);
         let mut seen = Vec::new();
         let started = Instant::now();
-        let watch = Watch { line: &mut |line: &str| seen.push(line.to_string()), keep: |_| true, spawned: &mut |_| {} };
-        let err = run_watched(&argv, limits(30_000), &mut || started.elapsed() > Duration::from_millis(300), watch).unwrap_err();
+        let watch = Watch {
+            line: &mut |line: &str| seen.push(line.to_string()),
+            keep: |_| true,
+            spawned: &mut |_| {},
+        };
+        let err = run_watched(
+            &argv,
+            limits(30_000),
+            &mut || started.elapsed() > Duration::from_millis(300),
+            watch,
+        )
+        .unwrap_err();
         assert!(matches!(err, RunError::Cancelled { .. }), "{err}");
         assert_eq!(seen, ["started"]);
     }
 
     #[test]
     fn a_watched_output_is_bounded_to_its_tail() {
-        let argv = Argv::new("sh").args(["-c", "i=0; while [ $i -lt 5000 ]; do echo line$i; i=$((i+1)); done"]);
+        let argv = Argv::new("sh").args([
+            "-c",
+            "i=0; while [ $i -lt 5000 ]; do echo line$i; i=$((i+1)); done",
+        ]);
         let mut count = 0;
-        let watch = Watch { line: &mut |_: &str| count += 1, keep: |_| true, spawned: &mut |_| {} };
+        let watch = Watch {
+            line: &mut |_: &str| count += 1,
+            keep: |_| true,
+            spawned: &mut |_| {},
+        };
         let out = run_watched(&argv, limits(10_000), &mut || false, watch).unwrap();
         assert_eq!(count, 5000);
         assert!(out.stdout.len() <= 1024);
@@ -526,7 +627,10 @@ mod tests {
 
     #[test]
     fn a_missing_program_is_a_spawn_error() {
-        let err = run(&Argv::new("/nonexistent/engine"), limits(1000), &mut || false).unwrap_err();
+        let err = run(&Argv::new("/nonexistent/engine"), limits(1000), &mut || {
+            false
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/engine"));
     }
 
@@ -536,13 +640,24 @@ mod tests {
         assert_eq!(excerpt("abcdef", 3), "…def");
         assert_eq!(excerpt("ééééé", 2), "…éé");
         let garbage = "€".repeat(100_000);
-        assert_eq!(excerpt(&garbage, MESSAGE_MAX_CHARS).chars().count(), MESSAGE_MAX_CHARS + 1);
+        assert_eq!(
+            excerpt(&garbage, MESSAGE_MAX_CHARS).chars().count(),
+            MESSAGE_MAX_CHARS + 1
+        );
     }
 
     #[test]
     fn a_failure_summary_is_bounded() {
-        let out = Output { status: exit_status(1), stdout: String::new(), stderr: "x".repeat(1 << 20) };
-        assert!(out.error_summary().len() < MESSAGE_MAX_CHARS + 40, "{}", out.error_summary().len());
+        let out = Output {
+            status: exit_status(1),
+            stdout: String::new(),
+            stderr: "x".repeat(1 << 20),
+        };
+        assert!(
+            out.error_summary().len() < MESSAGE_MAX_CHARS + 40,
+            "{}",
+            out.error_summary().len()
+        );
     }
 
     #[test]

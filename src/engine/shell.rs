@@ -55,7 +55,9 @@ const SHELL_STDERR_KEPT: usize = 4096;
 /// special, and a single quote is written as `'\''`. NUL cannot be passed
 /// in an argument at all, and the shell reads UTF-8.
 pub fn quote(arg: &OsStr) -> Result<String, String> {
-    let text = arg.to_str().ok_or_else(|| format!("argument {arg:?} is not valid UTF-8"))?;
+    let text = arg
+        .to_str()
+        .ok_or_else(|| format!("argument {arg:?} is not valid UTF-8"))?;
     if text.contains('\0') {
         return Err(format!("argument {text:?} contains a NUL byte"));
     }
@@ -67,7 +69,11 @@ pub fn quote(arg: &OsStr) -> Result<String, String> {
 pub enum Event {
     /// The command's pid inside the shell's system (what `kill` needs).
     Started { pid: u32 },
-    Ended { status: i32, stdout: Vec<u8>, stderr: Vec<u8> },
+    Ended {
+        status: i32,
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+    },
 }
 
 /// The shell is gone or talks nonsense; the session cannot be used again.
@@ -95,8 +101,13 @@ impl ShellSession {
     /// Starts the shell and waits (up to `timeout`) until it has run the prelude.
     pub fn start(launcher: &Argv, timeout: Duration) -> Result<ShellSession, Lost> {
         let mut command = launcher.command();
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = command.spawn().map_err(|e| Lost(format!("cannot run {}: {e}", launcher.display())))?;
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .map_err(|e| Lost(format!("cannot run {}: {e}", launcher.display())))?;
         let stdin = child.stdin.take().expect("stdin is piped");
         let output = forward_chunks(child.stdout.take().expect("stdout is piped"));
         let shell_stderr = keep_tail(child.stderr.take().expect("stderr is piped"));
@@ -111,8 +122,13 @@ impl ShellSession {
             sent: 0,
             launcher: launcher.display(),
         };
-        let ready = format!("{PRELUDE}printf '%s ready\\n' {}\n", quote(OsStr::new(&session.marker)).expect("ASCII"));
-        let started = session.write(&ready).and_then(|()| session.wait_for_ready(timeout));
+        let ready = format!(
+            "{PRELUDE}printf '%s ready\\n' {}\n",
+            quote(OsStr::new(&session.marker)).expect("ASCII")
+        );
+        let started = session
+            .write(&ready)
+            .and_then(|()| session.wait_for_ready(timeout));
         match started {
             Ok(()) => Ok(session),
             Err(Lost(why)) => {
@@ -133,13 +149,22 @@ impl ShellSession {
                 log::debug!("{}: {}", self.launcher, line.trim_end());
             }
             if !self.receive(deadline)? {
-                return Err(self.lost(format!("{} did not start within {}s", self.launcher, timeout.as_secs())));
+                return Err(self.lost(format!(
+                    "{} did not start within {}s",
+                    self.launcher,
+                    timeout.as_secs()
+                )));
             }
         }
     }
 
     /// Writes `argv` as one `dw_run` line; `cwd` is in the shell's view.
-    pub fn send(&mut self, argv: &Argv, cwd: Option<&OsStr>, keep_bytes: usize) -> Result<CommandId, SendError> {
+    pub fn send(
+        &mut self,
+        argv: &Argv,
+        cwd: Option<&OsStr>,
+        keep_bytes: usize,
+    ) -> Result<CommandId, SendError> {
         self.sent += 1;
         let id = format!("{}-{}", self.marker, self.sent);
         let line = command_line(&id, argv, cwd, keep_bytes).map_err(SendError::Unquotable)?;
@@ -162,7 +187,9 @@ impl ShellSession {
     fn parse_event(&mut self, id: &CommandId) -> Result<Option<Event>, Lost> {
         let tag = format!("{} ", id.0);
         loop {
-            let Some(end) = self.buffer.iter().position(|&b| b == b'\n') else { return Ok(None) };
+            let Some(end) = self.buffer.iter().position(|&b| b == b'\n') else {
+                return Ok(None);
+            };
             let line = String::from_utf8_lossy(&self.buffer[..end]).into_owned();
             let Some(report) = line.find(&tag).map(|at| line[at + tag.len()..].to_string()) else {
                 // Earlier commands' reports (one abandoned after a kill) or stray shell output.
@@ -173,12 +200,18 @@ impl ShellSession {
             let fields: Vec<&str> = report.split_whitespace().collect();
             match fields.as_slice() {
                 ["pid", pid] => {
-                    let pid = pid.parse().map_err(|_| self.lost(format!("bad report {line:?}")))?;
+                    let pid = pid
+                        .parse()
+                        .map_err(|_| self.lost(format!("bad report {line:?}")))?;
                     self.buffer.drain(..=end);
                     return Ok(Some(Event::Started { pid }));
                 }
                 ["end", status, out_len, err_len] => {
-                    let parsed = (status.parse::<i32>(), out_len.parse::<usize>(), err_len.parse::<usize>());
+                    let parsed = (
+                        status.parse::<i32>(),
+                        out_len.parse::<usize>(),
+                        err_len.parse::<usize>(),
+                    );
                     let (Ok(status), Ok(out_len), Ok(err_len)) = parsed else {
                         return Err(self.lost(format!("bad report {line:?}")));
                     };
@@ -188,7 +221,11 @@ impl ShellSession {
                     self.buffer.drain(..=end);
                     let stdout: Vec<u8> = self.buffer.drain(..out_len).collect();
                     let stderr: Vec<u8> = self.buffer.drain(..err_len).collect();
-                    return Ok(Some(Event::Ended { status, stdout, stderr }));
+                    return Ok(Some(Event::Ended {
+                        status,
+                        stdout,
+                        stderr,
+                    }));
                 }
                 _ => return Err(self.lost(format!("bad report {line:?}"))),
             }
@@ -227,7 +264,10 @@ impl ShellSession {
     }
 
     fn write(&mut self, text: &str) -> Result<(), Lost> {
-        let written = self.stdin.write_all(text.as_bytes()).and_then(|()| self.stdin.flush());
+        let written = self
+            .stdin
+            .write_all(text.as_bytes())
+            .and_then(|()| self.stdin.flush());
         written.map_err(|e| self.lost(format!("cannot write to {}: {e}", self.launcher)))
     }
 
@@ -248,7 +288,13 @@ impl ShellSession {
         if let Ok(Some(status)) = self.child.try_wait() {
             why.push_str(&format!(" ({status})"));
         }
-        let said = readable(&self.shell_stderr.lock().map(|s| s.clone()).unwrap_or_default());
+        let said = readable(
+            &self
+                .shell_stderr
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or_default(),
+        );
         if !said.is_empty() {
             why.push_str(&format!("; it said: {said}"));
         }
@@ -279,9 +325,18 @@ pub enum SendError {
 }
 
 /// `dw_run <id> <cwd> <keep> [env K=V...] <program> <args...>`, every word quoted.
-fn command_line(id: &str, argv: &Argv, cwd: Option<&OsStr>, keep_bytes: usize) -> Result<String, String> {
+fn command_line(
+    id: &str,
+    argv: &Argv,
+    cwd: Option<&OsStr>,
+    keep_bytes: usize,
+) -> Result<String, String> {
     let keep = keep_bytes.max(1).to_string();
-    let mut words: Vec<&OsStr> = vec![OsStr::new(id), cwd.unwrap_or(OsStr::new("")), OsStr::new(&keep)];
+    let mut words: Vec<&OsStr> = vec![
+        OsStr::new(id),
+        cwd.unwrap_or(OsStr::new("")),
+        OsStr::new(&keep),
+    ];
     let env: Vec<std::ffi::OsString> = argv
         .env
         .iter()

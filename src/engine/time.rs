@@ -17,7 +17,11 @@ pub fn parse_unix_time(text: &str) -> Option<i64> {
     let (clock, zone) = (rest.get(..8)?, rest.get(8..)?);
     let mut hms = clock.split(':').map(number);
     let (hour, minute, second) = (hms.next()??, hms.next()??, hms.next()??);
-    let in_range = (1..=12).contains(&month) && (1..=31).contains(&day) && hour < 24 && minute < 60 && second <= 60;
+    let in_range = (1..=12).contains(&month)
+        && (1..=31).contains(&day)
+        && hour < 24
+        && minute < 60
+        && second <= 60;
     if !in_range || ymd.next().is_some() || hms.next().is_some() {
         return None;
     }
@@ -35,14 +39,22 @@ fn number(part: &str) -> Option<i64> {
 
 /// "Z", " +0100 CET", "+01:00" after the seconds (and fraction).
 fn utc_offset_secs(zone: &str) -> Option<i64> {
-    let zone = zone.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit()).trim_start();
+    let zone = zone
+        .trim_start_matches(|c: char| c == '.' || c.is_ascii_digit())
+        .trim_start();
     let sign = match zone.chars().next() {
         None | Some('Z') => return Some(0),
         Some('+') => 1,
         Some('-') => -1,
         Some(_) => return Some(0),
     };
-    let digits: Vec<i64> = zone.chars().skip(1).filter_map(|c| c.to_digit(10)).take(4).map(i64::from).collect();
+    let digits: Vec<i64> = zone
+        .chars()
+        .skip(1)
+        .filter_map(|c| c.to_digit(10))
+        .take(4)
+        .map(i64::from)
+        .collect();
     match digits[..] {
         [h1, h2, m1, m2] => Some(sign * ((h1 * 10 + h2) * 3_600 + (m1 * 10 + m2) * 60)),
         _ => None,
@@ -67,10 +79,22 @@ mod tests {
     #[test]
     fn parses_both_engines_formats() {
         assert_eq!(parse_unix_time("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_unix_time("2026-11-23T12:00:00.123456789Z"), Some(1_795_435_200));
-        assert_eq!(parse_unix_time("2026-11-23 12:00:00.123456789 +0000 UTC"), Some(1_795_435_200));
-        assert_eq!(parse_unix_time("2026-11-23 13:00:00.5 +0100 CET"), Some(1_795_435_200));
-        assert_eq!(parse_unix_time("2026-11-23T07:00:00-05:00"), Some(1_795_435_200));
+        assert_eq!(
+            parse_unix_time("2026-11-23T12:00:00.123456789Z"),
+            Some(1_795_435_200)
+        );
+        assert_eq!(
+            parse_unix_time("2026-11-23 12:00:00.123456789 +0000 UTC"),
+            Some(1_795_435_200)
+        );
+        assert_eq!(
+            parse_unix_time("2026-11-23 13:00:00.5 +0100 CET"),
+            Some(1_795_435_200)
+        );
+        assert_eq!(
+            parse_unix_time("2026-11-23T07:00:00-05:00"),
+            Some(1_795_435_200)
+        );
         assert_eq!(parse_unix_time("2000-03-01T00:00:00Z"), Some(951_868_800));
     }
 

@@ -37,7 +37,10 @@ impl Transport {
     /// The local transport, or the shell `DOCKER_WRAPPER_SHELL` names.
     pub fn from_env() -> Transport {
         match std::env::var_os(SHELL_VAR).filter(|shell| !shell.is_empty()) {
-            Some(shell) => Transport::Shell(Box::new(ShellTransport::new(Argv::new(shell), PathView::Same))),
+            Some(shell) => Transport::Shell(Box::new(ShellTransport::new(
+                Argv::new(shell),
+                PathView::Same,
+            ))),
             None => Transport::Local,
         }
     }
@@ -52,7 +55,12 @@ impl Transport {
         matches!(self, Transport::Local)
     }
 
-    pub fn run(&self, argv: &Argv, limits: Limits, cancel: &mut dyn FnMut() -> bool) -> Result<Output, RunError> {
+    pub fn run(
+        &self,
+        argv: &Argv,
+        limits: Limits,
+        cancel: &mut dyn FnMut() -> bool,
+    ) -> Result<Output, RunError> {
         match self {
             Transport::Local => process::run(argv, limits, cancel),
             Transport::Shell(shell) => shell.run(argv, limits, cancel),
@@ -75,7 +83,11 @@ impl Transport {
                 let mut out = shell.run(argv, limits, cancel)?;
                 for text in [&mut out.stdout, &mut out.stderr] {
                     text.lines().for_each(|line| (watch.line)(line));
-                    *text = text.lines().filter(|line| (watch.keep)(line)).map(|line| format!("{line}\n")).collect();
+                    *text = text
+                        .lines()
+                        .filter(|line| (watch.keep)(line))
+                        .map(|line| format!("{line}\n"))
+                        .collect();
                 }
                 Ok(out)
             }
@@ -106,7 +118,9 @@ impl PathView {
         match self {
             PathView::Same => Ok(host.to_path_buf()),
             PathView::WslMount => {
-                let text = host.to_str().ok_or_else(|| format!("{} is not valid Unicode", host.display()))?;
+                let text = host
+                    .to_str()
+                    .ok_or_else(|| format!("{} is not valid Unicode", host.display()))?;
                 wsl::windows_path_in_wsl(text).map(PathBuf::from)
             }
         }
@@ -132,17 +146,37 @@ enum Stop {
 
 impl ShellTransport {
     pub fn new(launcher: Argv, paths: PathView) -> ShellTransport {
-        ShellTransport { launcher, paths, session: RefCell::new(None), control: RefCell::new(None) }
+        ShellTransport {
+            launcher,
+            paths,
+            session: RefCell::new(None),
+            control: RefCell::new(None),
+        }
     }
 
-    fn run(&self, argv: &Argv, limits: Limits, cancel: &mut dyn FnMut() -> bool) -> Result<Output, RunError> {
-        let failed = |why: String| RunError::Shell { command: argv.display(), why };
+    fn run(
+        &self,
+        argv: &Argv,
+        limits: Limits,
+        cancel: &mut dyn FnMut() -> bool,
+    ) -> Result<Output, RunError> {
+        let failed = |why: String| RunError::Shell {
+            command: argv.display(),
+            why,
+        };
         let cwd: Option<OsString> = match &argv.cwd {
-            Some(dir) => Some(self.paths.engine_path(dir).map_err(failed)?.into_os_string()),
+            Some(dir) => Some(
+                self.paths
+                    .engine_path(dir)
+                    .map_err(failed)?
+                    .into_os_string(),
+            ),
             None => None,
         };
         let mut slot = self.session.borrow_mut();
-        let (session, id) = self.send(&mut slot, argv, cwd.as_deref(), limits.capture).map_err(failed)?;
+        let (session, id) = self
+            .send(&mut slot, argv, cwd.as_deref(), limits.capture)
+            .map_err(failed)?;
         let deadline = Instant::now() + limits.timeout;
         let mut pid = None;
         loop {
@@ -178,8 +212,14 @@ impl ShellTransport {
                 }
             };
             return Err(match stop {
-                Stop::Cancelled => RunError::Cancelled { command: argv.display() },
-                Stop::TimedOut => RunError::TimedOut { command: argv.display(), after: limits.timeout, stderr_tail },
+                Stop::Cancelled => RunError::Cancelled {
+                    command: argv.display(),
+                },
+                Stop::TimedOut => RunError::TimedOut {
+                    command: argv.display(),
+                    after: limits.timeout,
+                    stderr_tail,
+                },
             });
         }
     }
@@ -194,15 +234,25 @@ impl ShellTransport {
         keep_bytes: usize,
     ) -> Result<(&'a mut ShellSession, CommandId), String> {
         if slot.as_mut().is_some_and(|s| !s.is_alive()) {
-            log::warn!("the engine shell ({}) has exited; starting it again", self.launcher.display());
+            log::warn!(
+                "the engine shell ({}) has exited; starting it again",
+                self.launcher.display()
+            );
             *slot = None;
         }
         for _attempt in 0..2 {
             if slot.is_none() {
-                log::info!("engine commands go through one shell: {}", self.launcher.display());
+                log::info!(
+                    "engine commands go through one shell: {}",
+                    self.launcher.display()
+                );
                 *slot = Some(self.start()?);
             }
-            match slot.as_mut().expect("just started").send(argv, cwd, keep_bytes) {
+            match slot
+                .as_mut()
+                .expect("just started")
+                .send(argv, cwd, keep_bytes)
+            {
                 Ok(id) => return Ok((slot.as_mut().expect("present"), id)),
                 Err(SendError::Unquotable(why)) => return Err(why),
                 Err(SendError::Lost(Lost(why))) => {
@@ -220,7 +270,12 @@ impl ShellTransport {
 
     /// TERM, a grace, KILL, a grace: the stopped command's stderr once it
     /// ended, None when it did not (the shell must then be discarded).
-    fn stop(&self, session: &mut ShellSession, id: &CommandId, pid: Option<u32>) -> Option<Vec<u8>> {
+    fn stop(
+        &self,
+        session: &mut ShellSession,
+        id: &CommandId,
+        pid: Option<u32>,
+    ) -> Option<Vec<u8>> {
         // Without a pid the shell never even started the command.
         let pid = pid?;
         let mut ignored = None;
@@ -250,7 +305,10 @@ impl ShellTransport {
             *slot = None;
         }
         if slot.is_none() {
-            log::debug!("starting a second shell to stop commands: {}", self.launcher.display());
+            log::debug!(
+                "starting a second shell to stop commands: {}",
+                self.launcher.display()
+            );
             match self.start() {
                 Ok(session) => *slot = Some(session),
                 Err(why) => return log::warn!("cannot signal {pid}: {why}"),
@@ -268,7 +326,10 @@ impl ShellTransport {
         match wait_for_end(session, &id, Instant::now() + SIGNAL_TIMEOUT, &mut ignored) {
             Ok(Some(ended)) if ended.status == 0 => log::debug!("sent {signal} to {pid}"),
             // Already gone: the end report is on its way.
-            Ok(Some(ended)) => log::debug!("kill -s {signal} {pid}: {}", String::from_utf8_lossy(&ended.stderr).trim()),
+            Ok(Some(ended)) => log::debug!(
+                "kill -s {signal} {pid}: {}",
+                String::from_utf8_lossy(&ended.stderr).trim()
+            ),
             Ok(None) | Err(_) => {
                 log::warn!("cannot signal {pid} through the control shell");
                 if let Some(mut stuck) = slot.take() {
@@ -287,11 +348,26 @@ struct Ended {
 }
 
 /// Reads the command's reports until it ended or `until` passed; records its pid.
-fn wait_for_end(session: &mut ShellSession, id: &CommandId, until: Instant, pid: &mut Option<u32>) -> Result<Option<Ended>, Lost> {
+fn wait_for_end(
+    session: &mut ShellSession,
+    id: &CommandId,
+    until: Instant,
+    pid: &mut Option<u32>,
+) -> Result<Option<Ended>, Lost> {
     loop {
         match session.next_event(id, until)? {
             Some(Event::Started { pid: started }) => *pid = Some(started),
-            Some(Event::Ended { status, stdout, stderr }) => return Ok(Some(Ended { status, stdout, stderr })),
+            Some(Event::Ended {
+                status,
+                stdout,
+                stderr,
+            }) => {
+                return Ok(Some(Ended {
+                    status,
+                    stdout,
+                    stderr,
+                }))
+            }
             None => return Ok(None),
         }
     }
@@ -310,14 +386,21 @@ mod tests {
     /// dash (Debian's sh), bash, and busybox's ash (Alpine-based distros):
     /// the shells a WSL distro may have as /bin/sh. `.ci/setup` installs busybox.
     fn every_shell() -> Vec<ShellTransport> {
-        [Argv::new("sh"), Argv::new("bash"), Argv::new("busybox").arg("sh")]
-            .into_iter()
-            .map(|launcher| ShellTransport::new(launcher, PathView::Same))
-            .collect()
+        [
+            Argv::new("sh"),
+            Argv::new("bash"),
+            Argv::new("busybox").arg("sh"),
+        ]
+        .into_iter()
+        .map(|launcher| ShellTransport::new(launcher, PathView::Same))
+        .collect()
     }
 
     fn limits(ms: u64) -> Limits {
-        Limits { timeout: Duration::from_millis(ms), capture: 64 * 1024 }
+        Limits {
+            timeout: Duration::from_millis(ms),
+            capture: 64 * 1024,
+        }
     }
 
     fn run(shell: &ShellTransport, argv: Argv) -> Result<Output, RunError> {
@@ -362,13 +445,17 @@ mod tests {
     #[test]
     fn non_utf8_arguments_are_refused() {
         use std::os::unix::ffi::OsStrExt;
-        assert!(quote(OsStr::from_bytes(b"\xff\xfe")).unwrap_err().contains("UTF-8"));
+        assert!(quote(OsStr::from_bytes(b"\xff\xfe"))
+            .unwrap_err()
+            .contains("UTF-8"));
     }
 
     #[test]
     fn arguments_survive_the_round_trip() {
         for shell in every_shell() {
-            let argv = Argv::new("printf").arg("%s\\0").args(TRICKY.iter().copied());
+            let argv = Argv::new("printf")
+                .arg("%s\\0")
+                .args(TRICKY.iter().copied());
             let out = run(&shell, argv).unwrap();
             assert!(out.success(), "{}: {out:?}", shell.launcher.display());
             let got: Vec<&str> = out.stdout.split('\0').collect();
@@ -383,13 +470,20 @@ mod tests {
         let shell = sh();
         let err = run(&shell, Argv::new("echo").arg("a\0b")).unwrap_err();
         assert!(err.to_string().contains("NUL"), "{err}");
-        assert_eq!(run(&shell, Argv::new("echo").arg("ok")).unwrap().stdout, "ok\n");
+        assert_eq!(
+            run(&shell, Argv::new("echo").arg("ok")).unwrap().stdout,
+            "ok\n"
+        );
     }
 
     #[test]
     fn status_stdout_and_stderr_are_carried_apart() {
         let shell = sh();
-        let out = run(&shell, Argv::new("sh").args(["-c", "printf out; echo err >&2; exit 3"])).unwrap();
+        let out = run(
+            &shell,
+            Argv::new("sh").args(["-c", "printf out; echo err >&2; exit 3"]),
+        )
+        .unwrap();
         assert_eq!(out.status.code(), Some(3));
         assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("out", "err\n"));
         let out = run(&shell, Argv::new("true")).unwrap();
@@ -402,7 +496,10 @@ mod tests {
         let shell = sh();
         let dir = std::env::temp_dir().join(format!("dw shell cwd 'x' {}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let argv = Argv::new("sh").args(["-c", "pwd; echo \"$DW_TEST_VALUE\""]).env("DW_TEST_VALUE", "a 'b' $c").current_dir(&dir);
+        let argv = Argv::new("sh")
+            .args(["-c", "pwd; echo \"$DW_TEST_VALUE\""])
+            .env("DW_TEST_VALUE", "a 'b' $c")
+            .current_dir(&dir);
         let out = run(&shell, argv).unwrap();
         assert_eq!(out.stdout, format!("{}\na 'b' $c\n", dir.display()));
         std::fs::remove_dir_all(dir).unwrap();
@@ -415,7 +512,10 @@ mod tests {
         let script = "printf 'x\\000y\\n'; echo \"dw0000 end 0 0 0\"; printf '1 end 0 5 5\\nlast'";
         let out = run(&shell, Argv::new("sh").args(["-c", script])).unwrap();
         assert_eq!(out.stdout, "x\0y\ndw0000 end 0 0 0\n1 end 0 5 5\nlast");
-        assert_eq!(run(&shell, Argv::new("echo").arg("next")).unwrap().stdout, "next\n");
+        assert_eq!(
+            run(&shell, Argv::new("echo").arg("next")).unwrap().stdout,
+            "next\n"
+        );
     }
 
     #[test]
@@ -423,9 +523,21 @@ mod tests {
         let shell = sh();
         let script = "i=0; while [ $i -lt 5000 ]; do echo line$i; echo err$i >&2; i=$((i+1)); done";
         let argv = Argv::new("sh").args(["-c", script]);
-        let out = shell.run(&argv, Limits { timeout: Duration::from_secs(20), capture: 1024 }, &mut || false).unwrap();
+        let out = shell
+            .run(
+                &argv,
+                Limits {
+                    timeout: Duration::from_secs(20),
+                    capture: 1024,
+                },
+                &mut || false,
+            )
+            .unwrap();
         assert!(out.stdout.len() <= 1024 && out.stderr.len() <= 1024);
-        assert!(out.stdout.ends_with("line4999\n") && out.stderr.ends_with("err4999\n"), "{out:?}");
+        assert!(
+            out.stdout.ends_with("line4999\n") && out.stderr.ends_with("err4999\n"),
+            "{out:?}"
+        );
     }
 
     #[test]
@@ -438,22 +550,44 @@ mod tests {
     fn a_hanging_command_times_out_and_the_next_one_works() {
         for shell in every_shell() {
             let started = Instant::now();
-            let err = shell.run(&Argv::new("sleep").arg("30"), limits(300), &mut || false).unwrap_err();
+            let err = shell
+                .run(&Argv::new("sleep").arg("30"), limits(300), &mut || false)
+                .unwrap_err();
             assert!(matches!(err, RunError::TimedOut { .. }), "{err}");
-            assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-            assert_eq!(run(&shell, Argv::new("echo").arg("alive")).unwrap().stdout, "alive\n");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{:?}",
+                started.elapsed()
+            );
+            assert_eq!(
+                run(&shell, Argv::new("echo").arg("alive")).unwrap().stdout,
+                "alive\n"
+            );
         }
     }
 
     #[test]
     fn a_command_that_ignores_sigterm_is_killed() {
         let shell = sh();
-        let argv = Argv::new("sh").args(["-c", "trap '' TERM; echo stubborn >&2; while :; do sleep 1; done"]);
+        let argv = Argv::new("sh").args([
+            "-c",
+            "trap '' TERM; echo stubborn >&2; while :; do sleep 1; done",
+        ]);
         let started = Instant::now();
         let err = shell.run(&argv, limits(300), &mut || false).unwrap_err();
-        assert!(matches!(&err, RunError::TimedOut { stderr_tail, .. } if stderr_tail.contains("stubborn")), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
-        assert_eq!(run(&shell, Argv::new("echo").arg("alive")).unwrap().stdout, "alive\n");
+        assert!(
+            matches!(&err, RunError::TimedOut { stderr_tail, .. } if stderr_tail.contains("stubborn")),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            run(&shell, Argv::new("echo").arg("alive")).unwrap().stdout,
+            "alive\n"
+        );
     }
 
     #[test]
@@ -467,16 +601,29 @@ mod tests {
             })
             .unwrap_err();
         assert!(matches!(err, RunError::Cancelled { .. }), "{err}");
-        assert_eq!(run(&shell, Argv::new("echo").arg("alive")).unwrap().stdout, "alive\n");
+        assert_eq!(
+            run(&shell, Argv::new("echo").arg("alive")).unwrap().stdout,
+            "alive\n"
+        );
     }
 
     #[test]
     fn a_shell_that_dies_during_a_command_is_restarted_for_the_next() {
         for shell in every_shell() {
             // The command's parent is the shell itself.
-            let err = run(&shell, Argv::new("sh").args(["-c", "kill -KILL $PPID; sleep 5"])).unwrap_err();
-            assert!(matches!(&err, RunError::Shell { why, .. } if why.contains("exited")), "{err}");
-            assert_eq!(run(&shell, Argv::new("echo").arg("again")).unwrap().stdout, "again\n");
+            let err = run(
+                &shell,
+                Argv::new("sh").args(["-c", "kill -KILL $PPID; sleep 5"]),
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&err, RunError::Shell { why, .. } if why.contains("exited")),
+                "{err}"
+            );
+            assert_eq!(
+                run(&shell, Argv::new("echo").arg("again")).unwrap().stdout,
+                "again\n"
+            );
         }
     }
 
@@ -484,9 +631,14 @@ mod tests {
     fn a_shell_that_died_while_idle_is_restarted_transparently() {
         let shell = sh();
         let killer = "p=$PPID; (sleep 0.2; kill -KILL $p) >/dev/null 2>&1 &";
-        assert!(run(&shell, Argv::new("sh").args(["-c", killer])).unwrap().success());
+        assert!(run(&shell, Argv::new("sh").args(["-c", killer]))
+            .unwrap()
+            .success());
         std::thread::sleep(Duration::from_millis(800));
-        assert_eq!(run(&shell, Argv::new("echo").arg("fresh")).unwrap().stdout, "fresh\n");
+        assert_eq!(
+            run(&shell, Argv::new("echo").arg("fresh")).unwrap().stdout,
+            "fresh\n"
+        );
     }
 
     #[test]
@@ -500,7 +652,12 @@ mod tests {
     fn paths_are_translated_for_wsl_only() {
         let windows = Path::new(r"C:\ProgramData\BOINC\slots\3");
         assert_eq!(PathView::Same.engine_path(windows).unwrap(), windows);
-        assert_eq!(PathView::WslMount.engine_path(windows).unwrap(), Path::new("/mnt/c/ProgramData/BOINC/slots/3"));
-        assert!(PathView::WslMount.engine_path(Path::new(r"\\nas\boinc")).is_err());
+        assert_eq!(
+            PathView::WslMount.engine_path(windows).unwrap(),
+            Path::new("/mnt/c/ProgramData/BOINC/slots/3")
+        );
+        assert!(PathView::WslMount
+            .engine_path(Path::new(r"\\nas\boinc"))
+            .is_err());
     }
 }

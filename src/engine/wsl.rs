@@ -33,7 +33,8 @@ pub fn choose_distro(distros: &[WslDistro]) -> Result<EngineDistro, String> {
         Some(distro) => Ok(EngineDistro {
             name: distro.distro_name.clone(),
             engine: engine_of(distro).expect("usable distros have an engine"),
-            as_root: distro.distro_name != BOINC_DISTRO || distro.boinc_buda_runner_version >= BOINC_DISTRO_ROOT_SINCE,
+            as_root: distro.distro_name != BOINC_DISTRO
+                || distro.boinc_buda_runner_version >= BOINC_DISTRO_ROOT_SINCE,
         }),
         None => Err(no_distro_message(distros)),
     }
@@ -41,14 +42,22 @@ pub fn choose_distro(distros: &[WslDistro]) -> Result<EngineDistro, String> {
 
 /// Standalone runs (no client) assume BOINC's distro with Podman, as the C++ wrapper does.
 pub fn standalone_distro() -> EngineDistro {
-    EngineDistro { name: BOINC_DISTRO.into(), engine: EngineKind::Podman, as_root: true }
+    EngineDistro {
+        name: BOINC_DISTRO.into(),
+        engine: EngineKind::Podman,
+        as_root: true,
+    }
 }
 
 /// The persistent shell: `/bin/sh` named explicitly, so the commands meet a
 /// POSIX shell whatever the user's login shell is.
 pub fn launcher(distro: &EngineDistro) -> Argv {
     let argv = Argv::new("wsl").args(["-d", distro.name.as_str()]);
-    let argv = if distro.as_root { argv.args(["-u", "root"]) } else { argv };
+    let argv = if distro.as_root {
+        argv.args(["-u", "root"])
+    } else {
+        argv
+    };
     argv.args(["--exec", "/bin/sh"])
 }
 
@@ -73,11 +82,18 @@ fn no_distro_message(distros: &[WslDistro]) -> String {
     let seen: Vec<String> = distros
         .iter()
         .map(|d| {
-            let why = if d.disallowed { "disallowed" } else { "no Docker or Podman" };
+            let why = if d.disallowed {
+                "disallowed"
+            } else {
+                "no Docker or Podman"
+            };
             format!("{} ({why})", d.distro_name)
         })
         .collect();
-    format!("no usable WSL distro with Docker or Podman: {}; install BOINC's {BOINC_DISTRO} distro", seen.join(", "))
+    format!(
+        "no usable WSL distro with Docker or Podman: {}; install BOINC's {BOINC_DISTRO} distro",
+        seen.join(", ")
+    )
 }
 
 /// `C:\ProgramData\BOINC\slots\3` -> `/mnt/c/ProgramData/BOINC/slots/3`:
@@ -93,13 +109,21 @@ pub fn windows_path_in_wsl(path: &str) -> Result<String, String> {
     }
     let mut chars = plain.chars();
     let (Some(drive), Some(':')) = (chars.next(), chars.next()) else {
-        return Err(format!("{path} is not an absolute Windows path (like C:\\dir)"));
+        return Err(format!(
+            "{path} is not an absolute Windows path (like C:\\dir)"
+        ));
     };
     let rest = chars.as_str();
     if !drive.is_ascii_alphabetic() || !(rest.is_empty() || rest.starts_with(['\\', '/'])) {
-        return Err(format!("{path} is not an absolute Windows path (like C:\\dir)"));
+        return Err(format!(
+            "{path} is not an absolute Windows path (like C:\\dir)"
+        ));
     }
-    Ok(format!("/mnt/{}{}", drive.to_ascii_lowercase(), rest.replace('\\', "/")))
+    Ok(format!(
+        "/mnt/{}{}",
+        drive.to_ascii_lowercase(),
+        rest.replace('\\', "/")
+    ))
 }
 
 #[cfg(test)]
@@ -116,23 +140,43 @@ mod tests {
     }
 
     fn boinc_distro(runner_version: i32) -> WslDistro {
-        WslDistro { boinc_buda_runner_version: runner_version, ..distro(BOINC_DISTRO, DockerType::Podman, "4.9.3") }
+        WslDistro {
+            boinc_buda_runner_version: runner_version,
+            ..distro(BOINC_DISTRO, DockerType::Podman, "4.9.3")
+        }
     }
 
     #[test]
     fn the_boinc_distro_is_preferred_when_it_has_an_engine() {
-        let distros = [distro("Ubuntu", DockerType::Docker, "27.1"), boinc_distro(4)];
+        let distros = [
+            distro("Ubuntu", DockerType::Docker, "27.1"),
+            boinc_distro(4),
+        ];
         let chosen = choose_distro(&distros).unwrap();
-        assert_eq!(chosen, EngineDistro { name: BOINC_DISTRO.into(), engine: EngineKind::Podman, as_root: true });
+        assert_eq!(
+            chosen,
+            EngineDistro {
+                name: BOINC_DISTRO.into(),
+                engine: EngineKind::Podman,
+                as_root: true
+            }
+        );
     }
 
     #[test]
     fn another_distro_is_used_when_the_boinc_one_has_no_engine() {
         let mut boinc = boinc_distro(4);
         boinc.docker_version.clear();
-        let distros = [boinc, distro("Debian", DockerType::None, ""), distro("Ubuntu", DockerType::Docker, "27.1")];
+        let distros = [
+            boinc,
+            distro("Debian", DockerType::None, ""),
+            distro("Ubuntu", DockerType::Docker, "27.1"),
+        ];
         let chosen = choose_distro(&distros).unwrap();
-        assert_eq!((chosen.name.as_str(), chosen.engine, chosen.as_root), ("Ubuntu", EngineKind::Docker, true));
+        assert_eq!(
+            (chosen.name.as_str(), chosen.engine, chosen.as_root),
+            ("Ubuntu", EngineKind::Docker, true)
+        );
     }
 
     #[test]
@@ -163,41 +207,70 @@ mod tests {
     fn old_boinc_distros_run_as_their_default_user() {
         let chosen = choose_distro(&[boinc_distro(3)]).unwrap();
         assert!(!chosen.as_root);
-        assert_eq!(launcher(&chosen).display(), "wsl -d boinc-buda-runner --exec /bin/sh");
+        assert_eq!(
+            launcher(&chosen).display(),
+            "wsl -d boinc-buda-runner --exec /bin/sh"
+        );
         let chosen = choose_distro(&[boinc_distro(4)]).unwrap();
-        assert_eq!(launcher(&chosen).display(), "wsl -d boinc-buda-runner -u root --exec /bin/sh");
+        assert_eq!(
+            launcher(&chosen).display(),
+            "wsl -d boinc-buda-runner -u root --exec /bin/sh"
+        );
     }
 
     #[test]
     fn standalone_uses_the_boinc_distro_with_podman() {
         let d = standalone_distro();
-        assert_eq!((d.name.as_str(), d.engine, d.as_root), (BOINC_DISTRO, EngineKind::Podman, true));
+        assert_eq!(
+            (d.name.as_str(), d.engine, d.as_root),
+            (BOINC_DISTRO, EngineKind::Podman, true)
+        );
     }
 
     #[test]
     fn windows_paths_map_to_the_drive_mounts() {
         let cases = [
-            (r"C:\ProgramData\BOINC\slots\3", "/mnt/c/ProgramData/BOINC/slots/3"),
-            (r"D:\BOINC data\projects\example.org_x", "/mnt/d/BOINC data/projects/example.org_x"),
+            (
+                r"C:\ProgramData\BOINC\slots\3",
+                "/mnt/c/ProgramData/BOINC/slots/3",
+            ),
+            (
+                r"D:\BOINC data\projects\example.org_x",
+                "/mnt/d/BOINC data/projects/example.org_x",
+            ),
             ("E:/mixed\\sep/ünïcode", "/mnt/e/mixed/sep/ünïcode"),
-            (r"\\?\C:\ProgramData\BOINC\slots\0", "/mnt/c/ProgramData/BOINC/slots/0"),
+            (
+                r"\\?\C:\ProgramData\BOINC\slots\0",
+                "/mnt/c/ProgramData/BOINC/slots/0",
+            ),
             (r"C:\", "/mnt/c/"),
             ("z:", "/mnt/z"),
         ];
         for (windows, wsl) in cases {
-            assert_eq!(windows_path_in_wsl(windows).as_deref(), Ok(wsl), "{windows}");
+            assert_eq!(
+                windows_path_in_wsl(windows).as_deref(),
+                Ok(wsl),
+                "{windows}"
+            );
         }
     }
 
     #[test]
     fn unc_and_relative_paths_are_refused() {
-        for unc in [r"\\server\share\BOINC\slots\1", "//server/share", r"\\?\UNC\server\share\x"] {
+        for unc in [
+            r"\\server\share\BOINC\slots\1",
+            "//server/share",
+            r"\\?\UNC\server\share\x",
+        ] {
             let err = windows_path_in_wsl(unc).unwrap_err();
             assert!(err.contains("UNC"), "{unc}: {err}");
         }
         for relative in [r"slots\3", r"C:slots\3", "/mnt/c/x", "", r"1:\x"] {
             let err = windows_path_in_wsl(relative).unwrap_err();
-            assert!(err.contains("not an absolute Windows path"), "{relative}: {err}");
+            assert!(
+                err.contains("not an absolute Windows path"),
+                "{relative}: {err}"
+            );
         }
     }
 }

@@ -15,9 +15,12 @@ const BLOCK: usize = 512;
 
 /// `sha256:<hex>` of the (first) image in the archive.
 pub fn image_id(path: &Path) -> Result<String, String> {
-    let file = slot_io::open_regular(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let file =
+        slot_io::open_regular(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let mut reader = BufReader::new(file);
-    let head = reader.fill_buf().map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let head = reader
+        .fill_buf()
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let gzip = head.starts_with(&[0x1f, 0x8b]);
     let manifest = if gzip {
         find_manifest(GzDecoder::new(reader))
@@ -25,20 +28,26 @@ pub fn image_id(path: &Path) -> Result<String, String> {
         find_manifest(reader)
     }
     .map_err(|e| format!("{}: {e}", path.display()))?;
-    config_id(&manifest).ok_or_else(|| format!("{}: manifest.json names no image config", path.display()))
+    config_id(&manifest)
+        .ok_or_else(|| format!("{}: manifest.json names no image config", path.display()))
 }
 
 pub fn is_gzip(path: &Path) -> bool {
     let mut magic = [0u8; 2];
-    slot_io::open_regular(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == [0x1f, 0x8b]
+    slot_io::open_regular(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && magic == [0x1f, 0x8b]
 }
 
 /// Writes the decompressed archive to `target` (Podman 4 cannot load
 /// gzip-compressed docker archives).
 pub fn gunzip(path: &Path, target: &Path) -> Result<(), String> {
-    let input = slot_io::open_regular(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let input =
+        slot_io::open_regular(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     // The target is in the slot, where the job may have planted a link.
-    let mut output = slot_io::create_new(target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+    let mut output = slot_io::create_new(target)
+        .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
     std::io::copy(&mut GzDecoder::new(BufReader::new(input)), &mut output)
         .map(|_| ())
         .map_err(|e| format!("cannot decompress {}: {e}", path.display()))
@@ -59,10 +68,12 @@ fn find_manifest(mut tar: impl Read) -> Result<String, String> {
                 return Err("manifest.json is too large".into());
             }
             let mut text = vec![0u8; size as usize];
-            tar.read_exact(&mut text).map_err(|e| format!("cannot read manifest.json: {e}"))?;
+            tar.read_exact(&mut text)
+                .map_err(|e| format!("cannot read manifest.json: {e}"))?;
             return Ok(String::from_utf8_lossy(&text).into_owned());
         }
-        std::io::copy(&mut (&mut tar).take(padded), &mut std::io::sink()).map_err(|e| e.to_string())?;
+        std::io::copy(&mut (&mut tar).take(padded), &mut std::io::sink())
+            .map_err(|e| e.to_string())?;
     }
 }
 
@@ -87,12 +98,24 @@ fn entry_name(header: &[u8; BLOCK]) -> String {
         String::from_utf8_lossy(&bytes[..end]).into_owned()
     };
     let name = field(&header[0..100]);
-    let prefix = if &header[257..262] == b"ustar" { field(&header[345..500]) } else { String::new() };
-    if prefix.is_empty() { name } else { format!("{prefix}/{name}") }
+    let prefix = if &header[257..262] == b"ustar" {
+        field(&header[345..500])
+    } else {
+        String::new()
+    };
+    if prefix.is_empty() {
+        name
+    } else {
+        format!("{prefix}/{name}")
+    }
 }
 
 fn octal(field: &[u8]) -> Option<u64> {
-    let text: String = field.iter().take_while(|b| **b != 0).map(|b| *b as char).collect();
+    let text: String = field
+        .iter()
+        .take_while(|b| **b != 0)
+        .map(|b| *b as char)
+        .collect();
     u64::from_str_radix(text.trim(), 8).ok()
 }
 
@@ -100,7 +123,11 @@ fn octal(field: &[u8]) -> Option<u64> {
 /// `"Config":"blobs/sha256/<hex>"` (OCI layout).
 fn config_id(manifest: &str) -> Option<String> {
     let after = &manifest[manifest.find("\"Config\"")? + 8..];
-    let value = after.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let value = after
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
     let value = &value[..value.find('"')?];
     let hex: String = value
         .rsplit('/')
@@ -139,14 +166,24 @@ mod tests {
     fn reads_the_image_id_from_plain_and_gzip_archives() {
         let dir = std::env::temp_dir().join(format!("dw-archive-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let manifest = format!("[{{\"Config\":\"{ID}.json\",\"RepoTags\":[\"x:1\"],\"Layers\":[]}}]");
-        let tar = tar_with(&[("abc/layer.tar", b"layer bytes"), ("manifest.json", manifest.as_bytes())]);
+        let manifest =
+            format!("[{{\"Config\":\"{ID}.json\",\"RepoTags\":[\"x:1\"],\"Layers\":[]}}]");
+        let tar = tar_with(&[
+            ("abc/layer.tar", b"layer bytes"),
+            ("manifest.json", manifest.as_bytes()),
+        ]);
         std::fs::write(dir.join("image.tar"), &tar).unwrap();
-        assert_eq!(image_id(&dir.join("image.tar")).unwrap(), format!("sha256:{ID}"));
+        assert_eq!(
+            image_id(&dir.join("image.tar")).unwrap(),
+            format!("sha256:{ID}")
+        );
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&tar).unwrap();
         std::fs::write(dir.join("image.tar.gz"), gz.finish().unwrap()).unwrap();
-        assert_eq!(image_id(&dir.join("image.tar.gz")).unwrap(), format!("sha256:{ID}"));
+        assert_eq!(
+            image_id(&dir.join("image.tar.gz")).unwrap(),
+            format!("sha256:{ID}")
+        );
         std::fs::write(dir.join("junk"), b"not a tar at all").unwrap();
         assert!(image_id(&dir.join("junk")).is_err());
         std::fs::remove_dir_all(dir).unwrap();

@@ -49,9 +49,16 @@ impl BuildRecord {
     /// read-only project dir) the build is still followed, but a killed
     /// one's leftovers go unnoticed.
     pub fn start(path: &Path, kind: EngineKind) -> BuildRecord {
-        let file = slot_io::create_new(path).and_then(|mut file| writeln!(file, "engine {}", kind.cli_name()).map(|()| file));
-        let file = file.map_err(|err| log::warn!("cannot record the build in {}: {err}", path.display())).ok();
-        BuildRecord { path: path.to_path_buf(), file, leftovers: Vec::new() }
+        let file = slot_io::create_new(path)
+            .and_then(|mut file| writeln!(file, "engine {}", kind.cli_name()).map(|()| file));
+        let file = file
+            .map_err(|err| log::warn!("cannot record the build in {}: {err}", path.display()))
+            .ok();
+        BuildRecord {
+            path: path.to_path_buf(),
+            file,
+            leftovers: Vec::new(),
+        }
     }
 
     /// Appends at once: the record must hold it even if we are killed next.
@@ -115,13 +122,22 @@ mod tests {
         assert_eq!(
             parse(text, EngineKind::Docker),
             Some(Recorded {
-                process: Some(ProcessId { pid: 4242, start_ticks: 777 }),
-                leftovers: vec![Leftover::Container("3ca21ee4f2eb".into()), Leftover::Image("7a30133db9aa".into())],
+                process: Some(ProcessId {
+                    pid: 4242,
+                    start_ticks: 777
+                }),
+                leftovers: vec![
+                    Leftover::Container("3ca21ee4f2eb".into()),
+                    Leftover::Image("7a30133db9aa".into())
+                ],
             })
         );
         assert_eq!(parse(text, EngineKind::Podman), None);
         assert_eq!(parse("", EngineKind::Docker), None);
-        assert_eq!(parse("engine docker\nprocess 1 5\n", EngineKind::Docker), Some(Recorded::default()));
+        assert_eq!(
+            parse("engine docker\nprocess 1 5\n", EngineKind::Docker),
+            Some(Recorded::default())
+        );
     }
 
     #[test]
@@ -135,7 +151,10 @@ mod tests {
         record.started(me);
         record.add(Leftover::Container(id.into()));
         // What a killed build's successor would read.
-        let recorded = Recorded { process: Some(me), leftovers: vec![Leftover::Container(id.into())] };
+        let recorded = Recorded {
+            process: Some(me),
+            leftovers: vec![Leftover::Container(id.into())],
+        };
         assert_eq!(BuildRecord::read(&path, EngineKind::Podman), Some(recorded));
         assert_eq!(record.leftovers(), [Leftover::Container(id.into())]);
         record.close();

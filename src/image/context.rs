@@ -35,7 +35,11 @@ pub struct BuildInputs {
 }
 
 impl BuildInputs {
-    pub fn collect(slot_dir: &Path, dockerfile_name: &Path, build_args: &[String]) -> Result<BuildInputs, String> {
+    pub fn collect(
+        slot_dir: &Path,
+        dockerfile_name: &Path,
+        build_args: &[String],
+    ) -> Result<BuildInputs, String> {
         let dockerfile = slot_files::read(slot_dir, dockerfile_name, MAX_DOCKERFILE)?;
         let text = String::from_utf8_lossy(&dockerfile);
         let mut files = BTreeMap::new();
@@ -47,10 +51,16 @@ impl BuildInputs {
             let before = files.len();
             add_matches(slot_dir, pattern, &mut files)?;
             if files.len() == before && !is_covered(pattern, &files) {
-                return Err(format!("the Dockerfile copies '{pattern}', which is not in the slot directory"));
+                return Err(format!(
+                    "the Dockerfile copies '{pattern}', which is not in the slot directory"
+                ));
             }
         }
-        Ok(BuildInputs { dockerfile, build_args: build_args.to_vec(), files })
+        Ok(BuildInputs {
+            dockerfile,
+            build_args: build_args.to_vec(),
+            files,
+        })
     }
 
     /// SHA-256 of everything that goes into the build, in hex.
@@ -80,14 +90,17 @@ impl BuildInputs {
     pub fn stage(&self, dir: &Path) -> Result<(), String> {
         let _ = fs::remove_dir_all(dir);
         fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        fs::write(dir.join(STAGED_DOCKERFILE), &self.dockerfile).map_err(|e| format!("cannot stage the Dockerfile: {e}"))?;
+        fs::write(dir.join(STAGED_DOCKERFILE), &self.dockerfile)
+            .map_err(|e| format!("cannot stage the Dockerfile: {e}"))?;
         for (name, source) in &self.files {
             let target = dir.join(name);
             if let Some(parent) = target.parent() {
-                fs::create_dir_all(parent).map_err(|e| format!("cannot stage {}: {e}", name.display()))?;
+                fs::create_dir_all(parent)
+                    .map_err(|e| format!("cannot stage {}: {e}", name.display()))?;
             }
             if fs::hard_link(&source.path, &target).is_err() {
-                fs::copy(&source.path, &target).map_err(|e| format!("cannot stage {}: {e}", name.display()))?;
+                fs::copy(&source.path, &target)
+                    .map_err(|e| format!("cannot stage {}: {e}", name.display()))?;
                 crate::os::set_executable(&target, source.executable);
             }
         }
@@ -103,22 +116,36 @@ fn is_covered(pattern: &str, files: &BTreeMap<PathBuf, SourceFile>) -> bool {
 
 /// Adds the slot files a COPY source matches (`*` and `?` wildcards per
 /// path component; a directory brings everything under it).
-fn add_matches(slot_dir: &Path, pattern: &str, files: &mut BTreeMap<PathBuf, SourceFile>) -> Result<(), String> {
-    let parts: Vec<&str> = pattern.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+fn add_matches(
+    slot_dir: &Path,
+    pattern: &str,
+    files: &mut BTreeMap<PathBuf, SourceFile>,
+) -> Result<(), String> {
+    let parts: Vec<&str> = pattern
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
     if parts.contains(&"..") {
         return Err(format!("COPY source '{pattern}' leaves the build context"));
     }
     descend(slot_dir, PathBuf::new(), &parts, files)
 }
 
-fn descend(slot_dir: &Path, relative: PathBuf, parts: &[&str], files: &mut BTreeMap<PathBuf, SourceFile>) -> Result<(), String> {
+fn descend(
+    slot_dir: &Path,
+    relative: PathBuf,
+    parts: &[&str],
+    files: &mut BTreeMap<PathBuf, SourceFile>,
+) -> Result<(), String> {
     let Some((first, rest)) = parts.split_first() else {
         return add_tree(slot_dir, relative, files);
     };
     for name in list_dir(slot_dir, &relative)? {
         if wildcard_match(first, &name) {
             let child = relative.join(&name);
-            let is_dir = fs::metadata(slot_dir.join(&child)).map(|m| m.is_dir()).unwrap_or(false);
+            let is_dir = fs::metadata(slot_dir.join(&child))
+                .map(|m| m.is_dir())
+                .unwrap_or(false);
             if rest.is_empty() || is_dir {
                 descend(slot_dir, child, rest, files)?;
             }
@@ -141,7 +168,11 @@ fn list_dir(slot_dir: &Path, relative: &Path) -> Result<Vec<String>, String> {
 }
 
 /// A file, or a directory with everything under it.
-fn add_tree(slot_dir: &Path, relative: PathBuf, files: &mut BTreeMap<PathBuf, SourceFile>) -> Result<(), String> {
+fn add_tree(
+    slot_dir: &Path,
+    relative: PathBuf,
+    files: &mut BTreeMap<PathBuf, SourceFile>,
+) -> Result<(), String> {
     if files.len() >= MAX_FILES {
         return Err(format!("the build context has more than {MAX_FILES} files"));
     }
@@ -184,7 +215,8 @@ pub fn file_hash(path: &Path) -> Result<String, String> {
 
 fn file_digest(path: &Path) -> Result<[u8; 32], String> {
     // Listed as a regular file, but the job may have swapped in a FIFO since.
-    let mut file = crate::slot_io::open_regular(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut file = crate::slot_io::open_regular(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -212,7 +244,11 @@ mod tests {
         let slot = root.join("slots/0");
         fs::create_dir_all(slot.join("lib")).unwrap();
         fs::create_dir_all(root.join("projects/p")).unwrap();
-        fs::write(slot.join("Dockerfile"), "FROM scratch\nCOPY main.sh lib/ /app/\n").unwrap();
+        fs::write(
+            slot.join("Dockerfile"),
+            "FROM scratch\nCOPY main.sh lib/ /app/\n",
+        )
+        .unwrap();
         fs::write(slot.join("main.sh"), "echo hi").unwrap();
         fs::write(slot.join("lib/a.sh"), "a").unwrap();
         fs::write(slot.join("init_data.xml"), "<app_init_data/>").unwrap();
@@ -224,18 +260,37 @@ mod tests {
     fn only_copied_files_count_and_boinc_files_never() {
         let (root, slot) = slot("only");
         let inputs = BuildInputs::collect(&slot, Path::new("Dockerfile"), &[]).unwrap();
-        let names: Vec<_> = inputs.files.keys().map(|k| k.to_string_lossy().into_owned()).collect();
+        let names: Vec<_> = inputs
+            .files
+            .keys()
+            .map(|k| k.to_string_lossy().into_owned())
+            .collect();
         assert_eq!(names, ["lib/a.sh", "main.sh"]);
         let first = inputs.hash().unwrap();
         // A different workunit input and init_data.xml: same image.
         fs::write(slot.join("input.dat"), "other input").unwrap();
-        fs::write(slot.join("init_data.xml"), "<app_init_data>2</app_init_data>").unwrap();
-        assert_eq!(BuildInputs::collect(&slot, Path::new("Dockerfile"), &[]).unwrap().hash().unwrap(), first);
+        fs::write(
+            slot.join("init_data.xml"),
+            "<app_init_data>2</app_init_data>",
+        )
+        .unwrap();
+        assert_eq!(
+            BuildInputs::collect(&slot, Path::new("Dockerfile"), &[])
+                .unwrap()
+                .hash()
+                .unwrap(),
+            first
+        );
         // A changed copied file or build arg: a new image.
         fs::write(slot.join("lib/a.sh"), "b").unwrap();
-        let changed = BuildInputs::collect(&slot, Path::new("Dockerfile"), &[]).unwrap().hash().unwrap();
+        let changed = BuildInputs::collect(&slot, Path::new("Dockerfile"), &[])
+            .unwrap()
+            .hash()
+            .unwrap();
         assert_ne!(changed, first);
-        let with_arg = BuildInputs::collect(&slot, Path::new("Dockerfile"), &["--build-arg=X=1".into()]).unwrap();
+        let with_arg =
+            BuildInputs::collect(&slot, Path::new("Dockerfile"), &["--build-arg=X=1".into()])
+                .unwrap();
         assert_ne!(with_arg.hash().unwrap(), changed);
         fs::remove_dir_all(root).unwrap();
     }
@@ -245,12 +300,19 @@ mod tests {
         let (root, slot) = slot("whole");
         fs::write(slot.join("Dockerfile"), "FROM scratch\nCOPY . /app\n").unwrap();
         fs::write(root.join("projects/p/real_tool"), "tool bytes").unwrap();
-        fs::write(slot.join("tool"), "<soft_link>../../projects/p/real_tool</soft_link>").unwrap();
+        fs::write(
+            slot.join("tool"),
+            "<soft_link>../../projects/p/real_tool</soft_link>",
+        )
+        .unwrap();
         let inputs = BuildInputs::collect(&slot, Path::new("Dockerfile"), &[]).unwrap();
         assert!(!inputs.files.contains_key(Path::new("init_data.xml")));
         let staged = root.join("staged");
         inputs.stage(&staged).unwrap();
-        assert_eq!(fs::read_to_string(staged.join("tool")).unwrap(), "tool bytes");
+        assert_eq!(
+            fs::read_to_string(staged.join("tool")).unwrap(),
+            "tool bytes"
+        );
         assert!(staged.join(STAGED_DOCKERFILE).is_file());
         assert!(!staged.join("init_data.xml").exists());
         fs::remove_dir_all(root).unwrap();
@@ -259,10 +321,18 @@ mod tests {
     #[test]
     fn missing_sources_and_escapes_are_errors() {
         let (root, slot) = slot("missing");
-        fs::write(slot.join("Dockerfile"), "FROM scratch\nCOPY nothere.sh /app/\n").unwrap();
+        fs::write(
+            slot.join("Dockerfile"),
+            "FROM scratch\nCOPY nothere.sh /app/\n",
+        )
+        .unwrap();
         let err = BuildInputs::collect(&slot, Path::new("Dockerfile"), &[]).unwrap_err();
         assert!(err.contains("nothere.sh"), "{err}");
-        fs::write(slot.join("Dockerfile"), "FROM scratch\nCOPY ../../x /app/\n").unwrap();
+        fs::write(
+            slot.join("Dockerfile"),
+            "FROM scratch\nCOPY ../../x /app/\n",
+        )
+        .unwrap();
         assert!(BuildInputs::collect(&slot, Path::new("Dockerfile"), &[]).is_err());
         fs::remove_dir_all(root).unwrap();
     }

@@ -7,7 +7,9 @@ use crate::argv;
 pub fn context_sources(dockerfile: &str) -> Vec<String> {
     let mut sources = Vec::new();
     for instruction in instructions(dockerfile) {
-        let (keyword, rest) = instruction.split_once(char::is_whitespace).unwrap_or((&instruction, ""));
+        let (keyword, rest) = instruction
+            .split_once(char::is_whitespace)
+            .unwrap_or((&instruction, ""));
         let keyword = keyword.to_ascii_uppercase();
         if keyword != "COPY" && keyword != "ADD" {
             continue;
@@ -101,7 +103,14 @@ mod tests {
                     COPY main.sh \\\n     lib/*.sh /app/\nRUN echo COPY nothing\n";
         assert_eq!(
             context_sources(text),
-            ["busybox", "a.txt", "b.txt", "with space.txt", "main.sh", "lib/*.sh"]
+            [
+                "busybox",
+                "a.txt",
+                "b.txt",
+                "with space.txt",
+                "main.sh",
+                "lib/*.sh"
+            ]
         );
     }
 

@@ -26,15 +26,29 @@ pub struct BuildLock {
 
 impl BuildLock {
     /// Waits up to `max_wait` for the lock; None if `cancel` says stop first.
-    pub fn acquire(path: &Path, max_wait: Duration, cancel: &mut dyn FnMut() -> bool) -> Result<Option<BuildLock>, LockError> {
-        let file = open(path).map_err(|e| LockError::Failed(format!("cannot open the build lock {}: {e}", path.display())))?;
+    pub fn acquire(
+        path: &Path,
+        max_wait: Duration,
+        cancel: &mut dyn FnMut() -> bool,
+    ) -> Result<Option<BuildLock>, LockError> {
+        let file = open(path).map_err(|e| {
+            LockError::Failed(format!(
+                "cannot open the build lock {}: {e}",
+                path.display()
+            ))
+        })?;
         let started = Instant::now();
         let mut next_progress = started + PROGRESS_EVERY;
         loop {
             match os::try_lock_exclusive(&file) {
                 Ok(true) => return Ok(Some(BuildLock { _file: file })),
                 Ok(false) => {}
-                Err(err) => return Err(LockError::Failed(format!("cannot lock {}: {err}", path.display()))),
+                Err(err) => {
+                    return Err(LockError::Failed(format!(
+                        "cannot lock {}: {err}",
+                        path.display()
+                    )))
+                }
             }
             if cancel() {
                 return Ok(None);
@@ -43,7 +57,10 @@ impl BuildLock {
                 return Err(LockError::TimedOut(started.elapsed()));
             }
             if Instant::now() >= next_progress {
-                log::info!("waiting for another task to build the image ({}s so far)", started.elapsed().as_secs());
+                log::info!(
+                    "waiting for another task to build the image ({}s so far)",
+                    started.elapsed().as_secs()
+                );
                 next_progress += PROGRESS_EVERY;
             }
             std::thread::sleep(RETRY);
@@ -77,7 +94,9 @@ mod tests {
     #[test]
     fn a_second_holder_waits_and_can_give_up() {
         let path = std::env::temp_dir().join(format!("dw-lock-{}", std::process::id()));
-        let first = BuildLock::acquire(&path, Duration::from_secs(1), &mut || false).ok().flatten();
+        let first = BuildLock::acquire(&path, Duration::from_secs(1), &mut || false)
+            .ok()
+            .flatten();
         assert!(first.is_some());
         let waited = BuildLock::acquire(&path, Duration::from_millis(300), &mut || false);
         assert!(matches!(waited, Err(LockError::TimedOut(_))));
@@ -88,7 +107,10 @@ mod tests {
         });
         assert!(matches!(cancelled, Ok(None)));
         drop(first);
-        assert!(matches!(BuildLock::acquire(&path, Duration::from_secs(1), &mut || false), Ok(Some(_))));
+        assert!(matches!(
+            BuildLock::acquire(&path, Duration::from_secs(1), &mut || false),
+            Ok(Some(_))
+        ));
         let _ = std::fs::remove_file(path);
     }
 

@@ -82,7 +82,13 @@ impl From<EngineError> for ImageError {
 }
 
 impl<'a> ImageCache<'a> {
-    pub fn new(engine: &'a Engine, project_dir_name: &str, state_dir: &Path, limits: CacheLimits, build_timeout: Duration) -> Self {
+    pub fn new(
+        engine: &'a Engine,
+        project_dir_name: &str,
+        state_dir: &Path,
+        limits: CacheLimits,
+        build_timeout: Duration,
+    ) -> Self {
         ImageCache {
             engine,
             project: names::component(project_dir_name),
@@ -101,7 +107,8 @@ impl<'a> ImageCache<'a> {
         build_args: &[String],
         cancel: &mut dyn FnMut() -> bool,
     ) -> Result<Option<String>, ImageError> {
-        let inputs = BuildInputs::collect(slot_dir, dockerfile, build_args).map_err(ImageError::Inputs)?;
+        let inputs =
+            BuildInputs::collect(slot_dir, dockerfile, build_args).map_err(ImageError::Inputs)?;
         let hash = inputs.hash().map_err(ImageError::Inputs)?;
         let tag = self.cache_tag(&hash);
         if self.engine.image_exists(&tag)? {
@@ -109,14 +116,19 @@ impl<'a> ImageCache<'a> {
             self.mark_used(&tag);
             return Ok(Some(tag));
         }
-        let Some(_lock) = self.lock(cancel)? else { return Ok(None) };
+        let Some(_lock) = self.lock(cancel)? else {
+            return Ok(None);
+        };
         // Another task may have built it while we waited for the lock.
         if self.engine.image_exists(&tag)? {
             log::info!("image {tag} was built by another task");
             self.mark_used(&tag);
             return Ok(Some(tag));
         }
-        log::info!("building image {tag} from {} context files", inputs.file_count());
+        log::info!(
+            "building image {tag} from {} context files",
+            inputs.file_count()
+        );
         if !self.build(&tag, &inputs, Some(&hash), build_args, slot_dir, cancel)? {
             return Ok(None);
         }
@@ -142,7 +154,9 @@ impl<'a> ImageCache<'a> {
             return Ok(Some(tag));
         }
         let id = archive::image_id(&path).map_err(ImageError::Inputs)?;
-        let Some(_lock) = self.lock(cancel)? else { return Ok(None) };
+        let Some(_lock) = self.lock(cancel)? else {
+            return Ok(None);
+        };
         if !self.engine.image_exists(&tag)? {
             log::info!("loading image archive {}", archive.display());
             let started = std::time::Instant::now();
@@ -161,7 +175,10 @@ impl<'a> ImageCache<'a> {
                 Err(err) => return Err(err.into()),
             }
             self.engine.tag(&id, &tag)?;
-            log::info!("image {tag} loaded in {:.1}s", started.elapsed().as_secs_f64());
+            log::info!(
+                "image {tag} loaded in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
         }
         self.mark_used(&tag);
         self.collect_garbage(&tag);
@@ -196,14 +213,19 @@ impl<'a> ImageCache<'a> {
                 dockerfile.display()
             )));
         }
-        let inputs = BuildInputs::collect(slot_dir, dockerfile, build_args).map_err(ImageError::Inputs)?;
-        let Some(_lock) = self.lock(cancel)? else { return Ok(None) };
+        let inputs =
+            BuildInputs::collect(slot_dir, dockerfile, build_args).map_err(ImageError::Inputs)?;
+        let Some(_lock) = self.lock(cancel)? else {
+            return Ok(None);
+        };
         if self.engine.image_exists(name)? {
             return Ok(Some(name.to_string()));
         }
         log::info!("building image {name}");
         // No cache labels: garbage collection must never see this image.
-        Ok(self.build(name, &inputs, None, build_args, slot_dir, cancel)?.then(|| name.to_string()))
+        Ok(self
+            .build(name, &inputs, None, build_args, slot_dir, cancel)?
+            .then(|| name.to_string()))
     }
 
     /// Waits for the project's build lock; None when cancelled.
@@ -237,7 +259,10 @@ impl<'a> ImageCache<'a> {
         let staging = slot_dir.join(STAGING_DIR);
         inputs.stage(&staging).map_err(ImageError::Inputs)?;
         let labels = match hash {
-            Some(hash) => vec![(PROJECT_LABEL.to_string(), self.project.clone()), (HASH_LABEL.to_string(), hash.to_string())],
+            Some(hash) => vec![
+                (PROJECT_LABEL.to_string(), self.project.clone()),
+                (HASH_LABEL.to_string(), hash.to_string()),
+            ],
             None => Vec::new(),
         };
         let record_path = BuildRecord::path(&self.state_dir);
@@ -281,7 +306,11 @@ impl<'a> ImageCache<'a> {
         if leftovers.is_empty() {
             return true;
         }
-        let why = if matches!(err, EngineError::Cancelled) { "stopped" } else { "failed" };
+        let why = if matches!(err, EngineError::Cancelled) {
+            "stopped"
+        } else {
+            "failed"
+        };
         log::info!("build {why}: removing {}", describe(leftovers));
         match self.engine.remove_build_leftovers(leftovers) {
             Ok(()) => true,
@@ -297,7 +326,9 @@ impl<'a> ImageCache<'a> {
     fn is_build_command(&self, process: crate::process_tree::ProcessId) -> bool {
         let args = crate::process_tree::command_line(process);
         let cli = self.engine.cli().file_name();
-        args.first().is_some_and(|program| Path::new(program).file_name() == cli) && args.iter().any(|a| a == "build")
+        args.first()
+            .is_some_and(|program| Path::new(program).file_name() == cli)
+            && args.iter().any(|a| a == "build")
     }
 
     /// A record left in the project dir means a build was killed before it
@@ -305,14 +336,22 @@ impl<'a> ImageCache<'a> {
     /// own process group, so it outlives a killed wrapper), then removes
     /// exactly what the record names.
     fn remove_killed_build_leftovers(&self, record: &Path) {
-        let Some(earlier) = BuildRecord::read(record, self.engine.kind) else { return };
+        let Some(earlier) = BuildRecord::read(record, self.engine.kind) else {
+            return;
+        };
         if let Some(process) = earlier.process.filter(|p| self.is_build_command(*p)) {
-            log::info!("stopping the build an earlier task left running (pid {})", process.pid);
+            log::info!(
+                "stopping the build an earlier task left running (pid {})",
+                process.pid
+            );
             crate::engine::process::terminate_orphan(process);
         }
         let leftovers = earlier.leftovers;
         if !leftovers.is_empty() {
-            log::info!("an earlier build of this project was interrupted: removing {}", describe(&leftovers));
+            log::info!(
+                "an earlier build of this project was interrupted: removing {}",
+                describe(&leftovers)
+            );
             if let Err(err) = self.engine.remove_build_leftovers(&leftovers) {
                 return log::warn!("cannot remove what the interrupted build left: {err}");
             }
@@ -339,7 +378,9 @@ impl<'a> ImageCache<'a> {
     }
 
     fn last_used(&self, tag: &str) -> SystemTime {
-        fs::metadata(self.marker(tag)).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH)
+        fs::metadata(self.marker(tag))
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH)
     }
 
     /// Removes this project's least recently used images beyond the limits.
@@ -369,7 +410,10 @@ impl<'a> ImageCache<'a> {
             }
             match self.engine.remove_image(tag) {
                 Ok(()) => {
-                    log::info!("removed least recently used image {tag} ({} MiB)", size >> 20);
+                    log::info!(
+                        "removed least recently used image {tag} ({} MiB)",
+                        size >> 20
+                    );
                     let _ = fs::remove_file(self.marker(tag));
                     count -= 1;
                     bytes = bytes.saturating_sub(*size);
@@ -390,13 +434,20 @@ fn cancelled_or(err: EngineError) -> Result<bool, ImageError> {
 
 /// "1 build container and 2 build step images", for the log.
 fn describe(leftovers: &[Leftover]) -> String {
-    let containers = leftovers.iter().filter(|l| matches!(l, Leftover::Container(_))).count();
+    let containers = leftovers
+        .iter()
+        .filter(|l| matches!(l, Leftover::Container(_)))
+        .count();
     let images = leftovers.len() - containers;
     let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     match (containers, images) {
         (c, 0) => plural(c, "build container"),
         (0, i) => plural(i, "build step image"),
-        (c, i) => format!("{} and {}", plural(c, "build container"), plural(i, "build step image")),
+        (c, i) => format!(
+            "{} and {}",
+            plural(c, "build container"),
+            plural(i, "build step image")
+        ),
     }
 }
 
@@ -413,9 +464,18 @@ mod tests {
     fn leftovers_are_counted_for_the_log() {
         let container = Leftover::Container("3ca21ee4f2eb".into());
         let image = Leftover::Image("7a30133db9aa".into());
-        assert_eq!(describe(std::slice::from_ref(&container)), "1 build container");
-        assert_eq!(describe(&[image.clone(), image.clone()]), "2 build step images");
-        assert_eq!(describe(&[container, image.clone(), image]), "1 build container and 2 build step images");
+        assert_eq!(
+            describe(std::slice::from_ref(&container)),
+            "1 build container"
+        );
+        assert_eq!(
+            describe(&[image.clone(), image.clone()]),
+            "2 build step images"
+        );
+        assert_eq!(
+            describe(&[container, image.clone(), image]),
+            "1 build container and 2 build step images"
+        );
     }
 }
 

@@ -69,12 +69,19 @@ pub fn sweep(
     max_bytes: u64,
     remove: &mut dyn FnMut(&CachedImage, Reason) -> bool,
 ) -> Vec<(CachedImage, Reason)> {
-    images.sort_by(|a, b| a.last_used.cmp(&b.last_used).then_with(|| a.reference.cmp(&b.reference)));
+    images.sort_by(|a, b| {
+        a.last_used
+            .cmp(&b.last_used)
+            .then_with(|| a.reference.cmp(&b.reference))
+    });
     let removable = |image: &CachedImage| !same_image(&image.reference, keep);
     let mut removed = Vec::new();
     let mut kept = Vec::new();
     for image in images {
-        if removable(&image) && !live_projects.contains(&image.project) && remove(&image, Reason::ProjectGone) {
+        if removable(&image)
+            && !live_projects.contains(&image.project)
+            && remove(&image, Reason::ProjectGone)
+        {
             removed.push((image, Reason::ProjectGone));
         } else {
             kept.push(image);
@@ -102,9 +109,14 @@ pub fn after_start(engine: &Engine, init: &InitData, image: &str, standalone: bo
         return;
     }
     let Some(data_dir) = data_dir(Path::new(&init.project_dir), Path::new(&init.boinc_dir)) else {
-        return log::debug!("no BOINC data dir with a projects dir found: image cache sweep skipped");
+        return log::debug!(
+            "no BOINC data dir with a projects dir found: image cache sweep skipped"
+        );
     };
-    let state = State { dir: data_dir.join(STATE_DIR), engine: engine.kind.cli_name() };
+    let state = State {
+        dir: data_dir.join(STATE_DIR),
+        engine: engine.kind.cli_name(),
+    };
     // A fixed `image_name` is no cache image: nothing to record, but the
     // sweep's dir must exist for its lock and stamp.
     let ready = match cache_name(image) {
@@ -113,7 +125,10 @@ pub fn after_start(engine: &Engine, init: &InitData, image: &str, standalone: bo
     };
     if let Err(err) = ready {
         // The lock and the stamp would fail the same way: one warning.
-        return log::warn!("image cache sweep skipped: cannot record the use of {image} in {}: {err}", state.dir.display());
+        return log::warn!(
+            "image cache sweep skipped: cannot record the use of {image} in {}: {err}",
+            state.dir.display()
+        );
     }
     if !state.due(SystemTime::now()) {
         return;
@@ -139,22 +154,32 @@ pub fn after_start(engine: &Engine, init: &InitData, image: &str, standalone: bo
 /// The BOINC data dir: the one holding `projects/<project dir>`.
 fn data_dir(project_dir: &Path, boinc_dir: &Path) -> Option<PathBuf> {
     let name = project_dir.file_name()?;
-    let from_project = project_dir.parent().filter(|p| p.file_name() == Some("projects".as_ref())).and_then(Path::parent);
+    let from_project = project_dir
+        .parent()
+        .filter(|p| p.file_name() == Some("projects".as_ref()))
+        .and_then(Path::parent);
     let dir = from_project.or(Some(boinc_dir).filter(|d| !d.as_os_str().is_empty()))?;
     // Our own project must be there: else this is not the client's view of
     // the data dir, and every project would look gone.
-    dir.join("projects").join(name).is_dir().then(|| dir.to_path_buf())
+    dir.join("projects")
+        .join(name)
+        .is_dir()
+        .then(|| dir.to_path_buf())
 }
 
 /// `(project, hash)` of a cache image reference; None for any other image.
 fn cache_name(reference: &str) -> Option<(&str, &str)> {
-    let name = reference.trim_start_matches("localhost/").strip_prefix(CACHE_REPOSITORY)?.strip_prefix('/')?;
+    let name = reference
+        .trim_start_matches("localhost/")
+        .strip_prefix(CACHE_REPOSITORY)?
+        .strip_prefix('/')?;
     let (project, hash) = name.split_once(':')?;
     // As the engines allow them: starting with a letter or digit, so never
     // a path like "..".
     let plain = |s: &str, extra: &[u8]| {
         s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
     };
     (plain(project, b"._-") && plain(hash, b"")).then_some((project, hash))
 }
@@ -193,8 +218,12 @@ impl State {
 
     /// No sweep for a day, or the clock moved back more than that.
     fn due(&self, now: SystemTime) -> bool {
-        let Ok(meta) = fs::symlink_metadata(self.stamp()) else { return true };
-        let Ok(swept) = meta.modified() else { return true };
+        let Ok(meta) = fs::symlink_metadata(self.stamp()) else {
+            return true;
+        };
+        let Ok(swept) = meta.modified() else {
+            return true;
+        };
         match now.duration_since(swept) {
             Ok(age) => age >= SWEEP_EVERY,
             Err(ahead) => ahead.duration() >= SWEEP_EVERY,
@@ -204,13 +233,20 @@ impl State {
     /// Removes records of images the engine no longer has (another task's
     /// garbage collection removed them), unless written after `listed_at`.
     fn prune(&self, listed: &HashSet<(String, String)>, listed_at: SystemTime) {
-        let Ok(projects) = fs::read_dir(self.images()) else { return };
+        let Ok(projects) = fs::read_dir(self.images()) else {
+            return;
+        };
         for project in projects.flatten() {
             let project_name = project.file_name().to_string_lossy().into_owned();
-            let Ok(records) = fs::read_dir(project.path()) else { continue };
+            let Ok(records) = fs::read_dir(project.path()) else {
+                continue;
+            };
             for record in records.flatten() {
                 let hash = record.file_name().to_string_lossy().into_owned();
-                let old = record.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < listed_at);
+                let old = record
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < listed_at);
                 if old && !listed.contains(&(project_name.clone(), hash)) {
                     let _ = fs::remove_file(record.path());
                 }
@@ -221,8 +257,16 @@ impl State {
     }
 }
 
-fn sweep_now(engine: &Engine, state: &State, projects_dir: &Path, keep: &str) -> Result<(), String> {
-    log::info!("sweeping the image cache of all projects in {}", projects_dir.display());
+fn sweep_now(
+    engine: &Engine,
+    state: &State,
+    projects_dir: &Path,
+    keep: &str,
+) -> Result<(), String> {
+    log::info!(
+        "sweeping the image cache of all projects in {}",
+        projects_dir.display()
+    );
     // Read before the images are listed, so a project attached meanwhile
     // cannot look gone. An unreadable dir stops the sweep: it must never
     // make every project look gone.
@@ -233,11 +277,15 @@ fn sweep_now(engine: &Engine, state: &State, projects_dir: &Path, keep: &str) ->
         .map(|entry| names::component(&entry.file_name().to_string_lossy()))
         .collect();
     let listed_at = SystemTime::now();
-    let listed = engine.image_tags(&format!("{CACHE_REPOSITORY}/*")).map_err(|e| e.to_string())?;
+    let listed = engine
+        .image_tags(&format!("{CACHE_REPOSITORY}/*"))
+        .map_err(|e| e.to_string())?;
     let mut on_engine = HashSet::new();
     let mut recorded = Vec::new();
     for reference in listed {
-        let Some((project, hash)) = cache_name(&reference) else { continue };
+        let Some((project, hash)) = cache_name(&reference) else {
+            continue;
+        };
         on_engine.insert((project.to_string(), hash.to_string()));
         // Not recorded here: another client's, or from before records were kept.
         if state.last_use(project, hash).is_some() {
@@ -251,17 +299,30 @@ fn sweep_now(engine: &Engine, state: &State, projects_dir: &Path, keep: &str) ->
         .filter_map(|(reference, bytes)| {
             let (project, hash) = cache_name(&reference)?;
             let last_used = state.last_use(project, hash)?;
-            Some(CachedImage { project: project.to_string(), reference, bytes, last_used })
+            Some(CachedImage {
+                project: project.to_string(),
+                reference,
+                bytes,
+                last_used,
+            })
         })
         .collect();
-    let removed = sweep(images, &live_projects, keep, HOST_MAX_BYTES, &mut |image, reason| {
-        match engine.remove_image(&image.reference) {
+    let removed = sweep(
+        images,
+        &live_projects,
+        keep,
+        HOST_MAX_BYTES,
+        &mut |image, reason| match engine.remove_image(&image.reference) {
             Ok(()) => {
                 let why = match reason {
                     Reason::ProjectGone => "its project is gone",
                     Reason::OverBound => "least recently used beyond the host-wide bound",
                 };
-                log::info!("removed image {} ({} MiB): {why}", image.reference, image.bytes >> 20);
+                log::info!(
+                    "removed image {} ({} MiB): {why}",
+                    image.reference,
+                    image.bytes >> 20
+                );
                 if let Some((project, hash)) = cache_name(&image.reference) {
                     let _ = fs::remove_file(state.record(project, hash));
                     let _ = fs::remove_dir(state.images().join(project));
@@ -272,8 +333,8 @@ fn sweep_now(engine: &Engine, state: &State, projects_dir: &Path, keep: &str) ->
                 log::debug!("image {} kept: {err}", image.reference);
                 false
             }
-        }
-    });
+        },
+    );
     log::debug!("image cache sweep removed {} images", removed.len());
     Ok(())
 }
@@ -299,30 +360,55 @@ mod tests {
 
     /// Runs `sweep` with a fake engine that records what it was asked to
     /// remove and refuses the images in `in_use`.
-    fn run(images: Vec<CachedImage>, projects: &[&str], keep: &str, max_mib: u64, in_use: &[&str]) -> Vec<(String, Reason)> {
+    fn run(
+        images: Vec<CachedImage>,
+        projects: &[&str],
+        keep: &str,
+        max_mib: u64,
+        in_use: &[&str],
+    ) -> Vec<(String, Reason)> {
         let mut asked = Vec::new();
-        let removed = sweep(images, &live(projects), keep, max_mib * MIB, &mut |image, reason| {
-            asked.push((image.reference.clone(), reason));
-            !in_use.iter().any(|r| image.reference.ends_with(r))
-        });
+        let removed = sweep(
+            images,
+            &live(projects),
+            keep,
+            max_mib * MIB,
+            &mut |image, reason| {
+                asked.push((image.reference.clone(), reason));
+                !in_use.iter().any(|r| image.reference.ends_with(r))
+            },
+        );
         let short = |r: &str| r.rsplit('/').next().unwrap().to_string();
-        let removed: Vec<(String, Reason)> = removed.into_iter().map(|(i, why)| (short(&i.reference), why)).collect();
+        let removed: Vec<(String, Reason)> = removed
+            .into_iter()
+            .map(|(i, why)| (short(&i.reference), why))
+            .collect();
         let asked_removed: Vec<(String, Reason)> = asked
             .into_iter()
             .filter(|(r, _)| !in_use.iter().any(|u| r.ends_with(u)))
             .map(|(r, why)| (short(&r), why))
             .collect();
-        assert_eq!(removed, asked_removed, "the result must list what was removed");
+        assert_eq!(
+            removed, asked_removed,
+            "the result must list what was removed"
+        );
         removed
     }
 
     #[test]
     fn sweep_removes_every_image_of_a_gone_project() {
-        let images = vec![image("a", "1", 10, 5), image("gone", "1", 10, 100), image("gone", "2", 10, 1)];
+        let images = vec![
+            image("a", "1", 10, 5),
+            image("gone", "1", 10, 100),
+            image("gone", "2", 10, 1),
+        ];
         let removed = run(images, &["a"], "", 1_000, &[]);
         assert_eq!(
             removed,
-            vec![("gone:2".into(), Reason::ProjectGone), ("gone:1".into(), Reason::ProjectGone)]
+            vec![
+                ("gone:2".into(), Reason::ProjectGone),
+                ("gone:1".into(), Reason::ProjectGone)
+            ]
         );
     }
 
@@ -341,13 +427,23 @@ mod tests {
             image("b", "newest", 40, 40),
         ];
         let removed = run(images, &["a", "b"], "", 100, &[]);
-        assert_eq!(removed, vec![("b:old".into(), Reason::OverBound), ("a:mid".into(), Reason::OverBound)]);
+        assert_eq!(
+            removed,
+            vec![
+                ("b:old".into(), Reason::OverBound),
+                ("a:mid".into(), Reason::OverBound)
+            ]
+        );
     }
 
     #[test]
     fn sweep_counts_gone_projects_before_the_bound() {
         // Once the gone project's 60 MiB are removed, the rest fits.
-        let images = vec![image("gone", "1", 60, 50), image("a", "1", 40, 1), image("a", "2", 40, 2)];
+        let images = vec![
+            image("gone", "1", 60, 50),
+            image("a", "1", 40, 1),
+            image("a", "2", 40, 2),
+        ];
         let removed = run(images, &["a"], "", 100, &[]);
         assert_eq!(removed, vec![("gone:1".into(), Reason::ProjectGone)]);
     }
@@ -365,18 +461,35 @@ mod tests {
     #[test]
     fn an_image_in_use_stays_and_still_counts() {
         // a:1 is the oldest but a container uses it: the next one goes instead.
-        let images = vec![image("a", "1", 60, 1), image("a", "2", 60, 2), image("a", "3", 60, 3)];
+        let images = vec![
+            image("a", "1", 60, 1),
+            image("a", "2", 60, 2),
+            image("a", "3", 60, 3),
+        ];
         let removed = run(images, &["a"], "", 120, &["a:1"]);
         assert_eq!(removed, vec![("a:2".into(), Reason::OverBound)]);
         // A gone project's image in use stays, and counts toward the bound.
-        let images = vec![image("gone", "1", 60, 9), image("a", "1", 60, 1), image("a", "2", 60, 2)];
+        let images = vec![
+            image("gone", "1", 60, 9),
+            image("a", "1", 60, 1),
+            image("a", "2", 60, 2),
+        ];
         let removed = run(images, &["a"], "", 100, &["gone:1"]);
-        assert_eq!(removed, vec![("a:1".into(), Reason::OverBound), ("a:2".into(), Reason::OverBound)]);
+        assert_eq!(
+            removed,
+            vec![
+                ("a:1".into(), Reason::OverBound),
+                ("a:2".into(), Reason::OverBound)
+            ]
+        );
     }
 
     #[test]
     fn cache_names_are_ours_only() {
-        assert_eq!(cache_name("localhost/boinc_wrapper/example.org_p:0a1b"), Some(("example.org_p", "0a1b")));
+        assert_eq!(
+            cache_name("localhost/boinc_wrapper/example.org_p:0a1b"),
+            Some(("example.org_p", "0a1b"))
+        );
         assert_eq!(cache_name("boinc_wrapper/p-1:ff"), Some(("p-1", "ff")));
         assert_eq!(cache_name("boinc__p__wu:latest"), None);
         assert_eq!(cache_name("other/boinc_wrapper/p:1"), None);
@@ -412,14 +525,20 @@ mod tests {
         let elsewhere = root.0.join("elsewhere").join("example.org_p");
         assert_eq!(data_dir(&elsewhere, &data), Some(data.clone()));
         // Our project missing: not the data dir we think it is.
-        assert_eq!(data_dir(&data.join("projects").join("other"), Path::new("")), None);
+        assert_eq!(
+            data_dir(&data.join("projects").join("other"), Path::new("")),
+            None
+        );
         assert_eq!(data_dir(Path::new(""), Path::new("")), None);
     }
 
     #[test]
     fn sweeps_are_due_once_a_day() {
         let root = temp_dir("stamp");
-        let state = State { dir: root.0.clone(), engine: "podman" };
+        let state = State {
+            dir: root.0.clone(),
+            engine: "podman",
+        };
         let now = SystemTime::now();
         assert!(state.due(now), "never swept");
         slot_io::replace(&state.stamp(), b"", false).unwrap();
@@ -429,13 +548,20 @@ mod tests {
         // The clock went back by more than a day.
         assert!(state.due(now - SWEEP_EVERY - Duration::from_secs(60)));
         // Per engine.
-        assert!(State { dir: root.0.clone(), engine: "docker" }.due(now));
+        assert!(State {
+            dir: root.0.clone(),
+            engine: "docker"
+        }
+        .due(now));
     }
 
     #[test]
     fn records_say_when_an_image_was_used_and_are_pruned_with_it() {
         let root = temp_dir("records");
-        let state = State { dir: root.0.clone(), engine: "docker" };
+        let state = State {
+            dir: root.0.clone(),
+            engine: "docker",
+        };
         assert_eq!(state.last_use("p", "1"), None);
         state.record_use("p", "1").unwrap();
         state.record_use("q", "2").unwrap();

@@ -17,9 +17,13 @@ impl Task {
     pub(super) fn create_and_start(&self) -> Result<()> {
         let spec = self.create_spec()?;
         let create_then_start = |spec: &CreateSpec| -> Result<()> {
-            self.engine.create(spec).context("cannot create the container")?;
+            self.engine
+                .create(spec)
+                .context("cannot create the container")?;
             self.owns_container.set(true);
-            self.engine.start(&self.container).context("cannot start the container")
+            self.engine
+                .start(&self.container)
+                .context("cannot start the container")
         };
         let err = match create_then_start(&spec) {
             Ok(()) => return Ok(()),
@@ -34,12 +38,18 @@ impl Task {
         if let Err(err) = self.engine.remove(&self.container) {
             log::debug!("{err}");
         }
-        create_then_start(&CreateSpec { resource_limits: false, ..spec })
+        create_then_start(&CreateSpec {
+            resource_limits: false,
+            ..spec
+        })
     }
 
     fn labels(&self) -> Vec<(String, String)> {
         vec![
-            ("boinc.docker_wrapper".into(), env!("CARGO_PKG_VERSION").into()),
+            (
+                "boinc.docker_wrapper".into(),
+                env!("CARGO_PKG_VERSION").into(),
+            ),
             ("boinc.project".into(), self.init.project_dir_name().into()),
             ("boinc.wu".into(), self.init.wu_name.clone()),
             ("boinc.result".into(), self.init.result_name.clone()),
@@ -53,7 +63,8 @@ impl Task {
             Some(guest) => Some((self.engine_path(&self.project_dir()?)?, guest.clone())),
             None => None,
         };
-        let memory_bytes = (self.init.rsc_memory_bound > 0.0).then_some(self.init.rsc_memory_bound as u64);
+        let memory_bytes =
+            (self.init.rsc_memory_bound > 0.0).then_some(self.init.rsc_memory_bound as u64);
         let mut mounts = self.config.mounts.clone();
         mounts.extend(self.linked_file_mounts()?);
         let mut portmaps = self.config.portmaps.clone();
@@ -64,7 +75,9 @@ impl Task {
                     portmaps.push(format!("127.0.0.1:{host}:{guest}"));
                     self.web_graphics_port.set(Some(host));
                 }
-                Err(code) => log::warn!("no free port for web graphics (error {code}); continuing without"),
+                Err(code) => {
+                    log::warn!("no free port for web graphics (error {code}); continuing without")
+                }
             }
         }
         Ok(CreateSpec {
@@ -104,10 +117,17 @@ impl Task {
         let linked = slot_files::linked_files(&self.slot_dir).map_err(anyhow::Error::msg)?;
         let mut mounts = Vec::new();
         for file in linked {
-            let guest = format!("{}/{}", self.config.workdir.trim_end_matches('/'), file.name);
+            let guest = format!(
+                "{}/{}",
+                self.config.workdir.trim_end_matches('/'),
+                file.name
+            );
             let source = self.engine_path(&file.target)?;
             if file.name.contains(':') || source.to_string_lossy().contains(':') {
-                log::warn!("{}: a ':' in the path cannot be mounted; the job sees the link file", file.name);
+                log::warn!(
+                    "{}: a ':' in the path cannot be mounted; the job sees the link file",
+                    file.name
+                );
                 continue;
             }
             let mode = if file.target.exists() {
@@ -118,7 +138,9 @@ impl Task {
                     .truncate(false)
                     .write(true)
                     .open(&file.target)
-                    .with_context(|| format!("cannot create output file {}", file.target.display()))?;
+                    .with_context(|| {
+                        format!("cannot create output file {}", file.target.display())
+                    })?;
                 "rw"
             };
             log::debug!("{} -> {} ({mode})", file.name, file.target.display());
@@ -156,7 +178,8 @@ impl Task {
     /// (Not when the wrapper is root itself: then the image's USER stands.)
     fn container_user(&self) -> Option<(u32, u32)> {
         let (uid, gid) = os::user_and_group();
-        (self.engine.kind == EngineKind::Docker && self.config.run_as_wrapper_user && uid != 0).then_some((uid, gid))
+        (self.engine.kind == EngineKind::Docker && self.config.run_as_wrapper_user && uid != 0)
+            .then_some((uid, gid))
     }
 
     fn gpu_args(&self) -> Vec<String> {

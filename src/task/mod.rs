@@ -12,7 +12,9 @@ use crate::boinc::{self, ClientStatus};
 use crate::cli::Cli;
 use crate::config::JobConfig;
 use crate::engine::flags::Command;
-use crate::engine::{self, names, policy, ContainerState, ContainerStatus, Engine, EngineError, EngineKind};
+use crate::engine::{
+    self, names, policy, ContainerState, ContainerStatus, Engine, EngineError, EngineKind,
+};
 use crate::host_limits;
 use crate::host_user;
 use crate::image::{CacheLimits, ImageCache, ImageError};
@@ -71,7 +73,12 @@ struct Task {
 
 /// Runs the task. Errors are set-up failures: the caller reports them and
 /// finishes with `WrapperExit::InitFailure`.
-pub fn run(cli: Cli, config: JobConfig, standalone: bool, terminated: Arc<AtomicBool>) -> Result<Outcome> {
+pub fn run(
+    cli: Cli,
+    config: JobConfig,
+    standalone: bool,
+    terminated: Arc<AtomicBool>,
+) -> Result<Outcome> {
     let slot_dir = std::env::current_dir().context("cannot read the current directory")?;
     let archive = image_archive(&slot_dir, &config)?;
     let dockerfile = slot_dir.join(&cli.dockerfile);
@@ -82,7 +89,10 @@ pub fn run(cli: Cli, config: JobConfig, standalone: bool, terminated: Arc<Atomic
         );
     }
     let mut init = if standalone {
-        InitData { ncpus: 1.0, ..InitData::default() }
+        InitData {
+            ncpus: 1.0,
+            ..InitData::default()
+        }
     } else {
         InitData::load(&slot_dir.join("init_data.xml")).map_err(anyhow::Error::new)?
     };
@@ -93,7 +103,9 @@ pub fn run(cli: Cli, config: JobConfig, standalone: bool, terminated: Arc<Atomic
         // init_data.xml reads well, yet the library could not attach to the
         // client (its shared memory): running on would be deaf to suspend,
         // quit and abort.
-        return Ok(Outcome::TemporaryExit("the BOINC library could not attach to the client's shared memory".into()));
+        return Ok(Outcome::TemporaryExit(
+            "the BOINC library could not attach to the client's shared memory".into(),
+        ));
     }
     let engine = match pick_engine(&init, &config, standalone) {
         Ok(engine) => engine,
@@ -103,9 +115,15 @@ pub fn run(cli: Cli, config: JobConfig, standalone: bool, terminated: Arc<Atomic
     // once. The flags are read as this engine reads them.
     check_security(&config, engine.kind, &slot_dir)?;
     match engine.version() {
-        Ok(version) => log::info!("using {} {version} ({})", engine.kind, engine.cli().display()),
+        Ok(version) => log::info!(
+            "using {} {version} ({})",
+            engine.kind,
+            engine.cli().display()
+        ),
         Err(err) => {
-            let hint = host_user::access_hint(engine.kind, &err).map(|h| format!("; {h}")).unwrap_or_default();
+            let hint = host_user::access_hint(engine.kind, &err)
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
             return Ok(Outcome::TemporaryExit(format!("{err}{hint}")));
         }
     }
@@ -151,7 +169,11 @@ fn pick_engine(init: &InitData, config: &JobConfig, standalone: bool) -> Result<
     };
     engine::connect(&engine::Request {
         from_client: if standalone { None } else { from_client },
-        wsl_distros: if standalone { None } else { Some(&init.host_info.wsl_distros) },
+        wsl_distros: if standalone {
+            None
+        } else {
+            Some(&init.host_info.wsl_distros)
+        },
         timeout: Duration::from_secs(config.command_timeout_secs),
         build_timeout: Duration::from_secs(config.build_timeout_secs),
     })
@@ -166,9 +188,16 @@ fn check_security(config: &JobConfig, kind: EngineKind, slot_dir: &Path) -> Resu
     let problem = policy::unsafe_args(kind, Command::Create, &config.create_args, slot_dir)
         .map(|why| format!("create_args: {why}"))
         .or_else(|| {
-            policy::unsafe_args(kind, Command::Build, &config.build_args, slot_dir).map(|why| format!("build_args: {why}"))
+            policy::unsafe_args(kind, Command::Build, &config.build_args, slot_dir)
+                .map(|why| format!("build_args: {why}"))
         })
-        .or_else(|| config.mounts.iter().find_map(|m| policy::unsafe_mount(m, slot_dir)).map(|why| format!("mount {why}")));
+        .or_else(|| {
+            config
+                .mounts
+                .iter()
+                .find_map(|m| policy::unsafe_mount(m, slot_dir))
+                .map(|why| format!("mount {why}"))
+        });
     match problem {
         Some(why) => anyhow::bail!("job.toml {why}; refused (set allow_unsafe = true to allow it)"),
         None => Ok(()),
@@ -182,10 +211,16 @@ const DEFAULT_ARCHIVES: &[&str] = &["image.tar", "image.tar.gz", "image.tgz"];
 /// else one of the default names if the slot has it.
 fn image_archive(slot_dir: &Path, config: &JobConfig) -> Result<Option<PathBuf>> {
     if let Some(name) = &config.image_archive {
-        anyhow::ensure!(slot_dir.join(name).exists(), "image_archive {name} is not in the slot directory");
+        anyhow::ensure!(
+            slot_dir.join(name).exists(),
+            "image_archive {name} is not in the slot directory"
+        );
         return Ok(Some(PathBuf::from(name)));
     }
-    Ok(DEFAULT_ARCHIVES.iter().map(PathBuf::from).find(|name| slot_dir.join(name).exists()))
+    Ok(DEFAULT_ARCHIVES
+        .iter()
+        .map(PathBuf::from)
+        .find(|name| slot_dir.join(name).exists()))
 }
 
 /// C++-compatible container name; standalone mode uses "boinc", as C++ does.
@@ -219,7 +254,11 @@ impl Task {
                     )))
                 }
                 Owner::Orphan => {
-                    log::warn!("removing container {}, left behind by {}", self.container, state.slot);
+                    log::warn!(
+                        "removing container {}, left behind by {}",
+                        self.container,
+                        state.slot
+                    );
                     self.engine.remove(&self.container)?;
                     None
                 }
@@ -238,7 +277,12 @@ impl Task {
                 }
                 self.create_and_start()?;
                 log::info!("container started");
-                crate::image::sweep::after_start(&self.engine, &self.init, &self.image.borrow(), self.standalone);
+                crate::image::sweep::after_start(
+                    &self.engine,
+                    &self.init,
+                    &self.image.borrow(),
+                    self.standalone,
+                );
             }
             StartPlan::Start { reason } => {
                 log::info!("{reason}: starting it");
@@ -257,14 +301,22 @@ impl Task {
         if plan != StartPlan::CreateAndStart {
             // Asked of the engine, not of the job-writable journal.
             if let Some(guest) = self.config.web_graphics_guest_port {
-                self.web_graphics_port.set(self.engine.published_port(&self.container, guest));
+                self.web_graphics_port
+                    .set(self.engine.published_port(&self.container, guest));
             }
         }
         self.announce_web_graphics();
         self.save_journal(Phase::Running, client_cpu, None);
-        let state = self.engine.inspect(&self.container)?.context("the container vanished after start")?;
+        let state = self
+            .engine
+            .inspect(&self.container)?
+            .context("the container vanished after start")?;
         // Through a shell into WSL, the pid is the distro's, out of our reach.
-        let host_pid = if self.engine.transport().is_local() { state.pid } else { 0 };
+        let host_pid = if self.engine.transport().is_local() {
+            state.pid
+        } else {
+            0
+        };
         self.container_pid.set(host_pid);
         if plan == StartPlan::Reattach && host_pid > 0 {
             // An earlier run may have stopped its processes (SIGSTOP, where the
@@ -278,7 +330,8 @@ impl Task {
     fn owner_of(&self, state: &ContainerState) -> Owner {
         let recorded = Path::new(&state.slot);
         let claimed_there = || {
-            Journal::load(recorded).is_some_and(|j| j.container == self.container && j.phase != Phase::Finished)
+            Journal::load(recorded)
+                .is_some_and(|j| j.container == self.container && j.phase != Phase::Finished)
         };
         let age = state.created.map(|created| os::unix_time_now() - created);
         supervisor::owner(&self.slot_label(), &state.slot, claimed_there, age)
@@ -305,10 +358,17 @@ impl Task {
 
     /// The task's CPU time when this run starts: the client's figure, or the
     /// journal's as far as the container can vouch for it.
-    fn cpu_time_so_far(&self, journal: Option<&Journal>, container: Option<&ContainerState>) -> f64 {
-        let age = container.and_then(|c| c.created).map(|created| (os::unix_time_now() - created) as f64);
+    fn cpu_time_so_far(
+        &self,
+        journal: Option<&Journal>,
+        container: Option<&ContainerState>,
+    ) -> f64 {
+        let age = container
+            .and_then(|c| c.created)
+            .map(|created| (os::unix_time_now() - created) as f64);
         let claimed = journal.map(|j| j.cpu_time);
-        let trusted = supervisor::trusted_cpu_time(self.init.wu_cpu_time, claimed, self.init.ncpus, age);
+        let trusted =
+            supervisor::trusted_cpu_time(self.init.wu_cpu_time, claimed, self.init.ncpus, age);
         if let Some(claimed) = claimed.filter(|claimed| *claimed > trusted + 1.0) {
             log::warn!(
                 "the journal claims {claimed:.0} s of CPU time, more than the container can have used: reporting {trusted:.0} s"
@@ -323,11 +383,16 @@ impl Task {
         let mut interrupted = None;
         let result = {
             let mut cancel = || {
-                interrupted = interruption(&boinc::status(), self.terminated.load(Ordering::Relaxed));
+                interrupted =
+                    interruption(&boinc::status(), self.terminated.load(Ordering::Relaxed));
                 interrupted.is_some()
             };
             let cache = self.image_cache();
-            let (slot, dockerfile, args) = (&self.slot_dir, &self.cli.dockerfile, &self.config.build_args);
+            let (slot, dockerfile, args) = (
+                &self.slot_dir,
+                &self.cli.dockerfile,
+                &self.config.build_args,
+            );
             match (&self.config.image_name, &self.archive) {
                 (Some(name), _) => cache.ensure_named(name, slot, dockerfile, args, &mut cancel),
                 (None, Some(archive)) => cache.ensure_archive(slot, archive, &mut cancel),
@@ -341,7 +406,9 @@ impl Task {
             }
             Ok(None) => Ok(Some(interrupted.unwrap_or(Outcome::KeepForRestart))),
             Err(ImageError::Busy(why)) => Err(EngineError::Unavailable(why).into()),
-            Err(ImageError::Engine(EngineError::Failed { detail, .. })) => anyhow::bail!("image build failed: {detail}"),
+            Err(ImageError::Engine(EngineError::Failed { detail, .. })) => {
+                anyhow::bail!("image build failed: {detail}")
+            }
             Err(ImageError::Engine(err)) => Err(err.into()),
             Err(ImageError::Inputs(why)) => anyhow::bail!("cannot build the image: {why}"),
         }
@@ -358,7 +425,11 @@ impl Task {
             _ => self.slot_dir.clone(),
         };
         let build_timeout = Duration::from_secs(self.config.build_timeout_secs);
-        let project = if self.standalone { "standalone" } else { self.init.project_dir_name() };
+        let project = if self.standalone {
+            "standalone"
+        } else {
+            self.init.project_dir_name()
+        };
         ImageCache::new(&self.engine, project, &state_dir, limits, build_timeout)
     }
 
@@ -391,15 +462,20 @@ impl Task {
         } else {
             PathBuf::from(&self.init.project_dir)
         };
-        anyhow::ensure!(dir.is_dir(), "project directory {} does not exist", dir.display());
+        anyhow::ensure!(
+            dir.is_dir(),
+            "project directory {} does not exist",
+            dir.display()
+        );
         Ok(dir)
     }
-
 }
 
 /// The container's state as the start plan sees it.
 fn found(state: Option<ContainerState>) -> Found {
-    let Some(state) = state else { return Found::Absent };
+    let Some(state) = state else {
+        return Found::Absent;
+    };
     match state.status {
         ContainerStatus::Created => Found::Created,
         ContainerStatus::Running => Found::Running,
@@ -436,7 +512,10 @@ mod tests {
             result_name: "WU_1_0".into(),
             ..InitData::default()
         };
-        assert_eq!(container_name(&init, false), "boinc__example.org_test__wu_1_0");
+        assert_eq!(
+            container_name(&init, false),
+            "boinc__example.org_test__wu_1_0"
+        );
         assert_eq!(container_name(&init, true), "boinc");
     }
 

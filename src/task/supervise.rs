@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::{Outcome, Task};
-use crate::exit_code::WrapperExit;
 use crate::boinc::{self, TaskReport};
 use crate::config::QuitAction;
 use crate::engine::exit_watch::ExitWatch;
 use crate::engine::{ContainerState, EngineError};
+use crate::exit_code::WrapperExit;
 use crate::journal::Phase;
 use crate::network::ContainerNetwork;
 use crate::slot_files;
@@ -33,12 +33,22 @@ impl Task {
     pub(super) fn supervise(&self, container: &ContainerState, client_cpu: f64) -> Result<Outcome> {
         let mut watch = ExitWatch::start(&self.engine, &self.container, container.pid)?;
         let host_pid = Some(self.container_pid.get()).filter(|pid| *pid > 0);
-        let read_stats = Box::new(|| self.engine.stats(&self.container).map_err(|err| log::debug!("{err}")).ok());
+        let read_stats = Box::new(|| {
+            self.engine
+                .stats(&self.container)
+                .map_err(|err| log::debug!("{err}"))
+                .ok()
+        });
         let mut accounting = Accounting::new(host_pid, &container.id, client_cpu, read_stats);
         let mut state = State::Running;
         let mut network = ContainerNetwork::new(&self.engine, &self.container, self.config.network);
-        let linked = slot_files::linked_files(&self.slot_dir).map(|files| files.into_iter().map(|f| f.target).collect());
-        let mut disk = DiskWatch::new(&self.slot_dir, linked.unwrap_or_default(), self.init.rsc_disk_bound);
+        let linked = slot_files::linked_files(&self.slot_dir)
+            .map(|files| files.into_iter().map(|f| f.target).collect());
+        let mut disk = DiskWatch::new(
+            &self.slot_dir,
+            linked.unwrap_or_default(),
+            self.init.rsc_disk_bound,
+        );
         let mut next_report = Instant::now();
         loop {
             let event = if watch.wait_exited(TICK) {
@@ -49,15 +59,20 @@ impl Task {
                     Some(oom_killed) => oom_killed,
                     // The exit code is known: an engine that cannot say more
                     // must not cost the task its result.
-                    None => match self.engine.inspect(&self.container) {
-                        Ok(state) => state.is_some_and(|s| s.oom_killed),
-                        Err(err) => {
-                            log::warn!("cannot ask the engine whether the job ran out of memory: {err}");
-                            false
+                    None => {
+                        match self.engine.inspect(&self.container) {
+                            Ok(state) => state.is_some_and(|s| s.oom_killed),
+                            Err(err) => {
+                                log::warn!("cannot ask the engine whether the job ran out of memory: {err}");
+                                false
+                            }
                         }
-                    },
+                    }
                 };
-                Event::ContainerExited { code: exit.code, oom_killed: engine_oom || (cgroup_oom && exit.code == 137) }
+                Event::ContainerExited {
+                    code: exit.code,
+                    oom_killed: engine_oom || (cgroup_oom && exit.code == 137),
+                }
             } else if self.terminated.load(Ordering::Relaxed) {
                 Event::Terminated
             } else {
@@ -65,7 +80,11 @@ impl Task {
             };
             let (next, actions) = supervisor::transition(state, &event);
             // The next wrapper process would not know which networks were taken.
-            if actions.iter().any(|a| matches!(a, Action::KeepForRestart { .. })) && !network.restore() {
+            if actions
+                .iter()
+                .any(|a| matches!(a, Action::KeepForRestart { .. }))
+                && !network.restore()
+            {
                 // Unpaused to reconnect and not paused again: it runs.
                 self.paused.set(None);
             }
@@ -84,7 +103,11 @@ impl Task {
                     cpu_time: accounting.cpu_time(),
                     // The container keeps its state across quits: all CPU time so far is kept work.
                     checkpoint_cpu_time: accounting.cpu_time(),
-                    fraction_done: if ended { 1.0 } else { read_fraction_done(&self.fraction_done()) },
+                    fraction_done: if ended {
+                        1.0
+                    } else {
+                        read_fraction_done(&self.fraction_done())
+                    },
                     working_set_size: accounting.memory_bytes(),
                 });
                 next_report = Instant::now() + REPORT_PERIOD;
@@ -92,7 +115,11 @@ impl Task {
             if state == State::Running && actions.is_empty() {
                 if let Some(disk) = disk.as_mut() {
                     if let Some(used) = disk.over_bound() {
-                        return Ok(self.end_over_disk_bound(used, disk.bound(), accounting.cpu_time()));
+                        return Ok(self.end_over_disk_bound(
+                            used,
+                            disk.bound(),
+                            accounting.cpu_time(),
+                        ));
                     }
                 }
             }
@@ -114,27 +141,40 @@ impl Task {
     /// task: resume, quit, abort, lost heartbeat, SIGTERM.
     fn pause_is_moot(&self) -> bool {
         let status = boinc::status();
-        !status.suspended || super::interruption(&status, self.terminated.load(Ordering::Relaxed)).is_some()
+        !status.suspended
+            || super::interruption(&status, self.terminated.load(Ordering::Relaxed)).is_some()
     }
 
     /// `moot` tells a pause in progress to give up.
-    fn perform(&self, action: &Action, cpu_time: f64, moot: &mut dyn FnMut() -> bool) -> Result<Option<Outcome>> {
+    fn perform(
+        &self,
+        action: &Action,
+        cpu_time: f64,
+        moot: &mut dyn FnMut() -> bool,
+    ) -> Result<Option<Outcome>> {
         match action {
             Action::Pause => {
                 match self.pause(moot) {
                     Ok(Paused::ByEngine) => log::info!("suspended: container paused"),
                     Ok(Paused::BySignals) => log::info!("suspended: container processes stopped"),
-                    Err(EngineError::Cancelled) => log::info!("pause abandoned: the client or the job moved on"),
+                    Err(EngineError::Cancelled) => {
+                        log::info!("pause abandoned: the client or the job moved on")
+                    }
                     // Losing the task over it would be worse than a job running on.
-                    Err(err) => log::warn!("the container could not be paused; it keeps running: {err}"),
+                    Err(err) => {
+                        log::warn!("the container could not be paused; it keeps running: {err}")
+                    }
                 }
                 Ok(None)
             }
             Action::Unpause => {
                 let how = self.paused.take().unwrap_or(Paused::ByEngine);
-                match suspend::resume(&self.engine, &self.container, self.container_pid.get(), how) {
+                match suspend::resume(&self.engine, &self.container, self.container_pid.get(), how)
+                {
                     Ok(()) => log::info!("resumed: container unpaused"),
-                    Err(err) => log::warn!("unpause failed (the container may not have been paused): {err}"),
+                    Err(err) => {
+                        log::warn!("unpause failed (the container may not have been paused): {err}")
+                    }
                 }
                 Ok(None)
             }
@@ -153,12 +193,19 @@ impl Task {
                 }
                 Ok(Some(Outcome::Aborted))
             }
-            Action::Finish { code, oom_killed } => Ok(Some(self.finish(*code, *oom_killed, true, cpu_time))),
+            Action::Finish { code, oom_killed } => {
+                Ok(Some(self.finish(*code, *oom_killed, true, cpu_time)))
+            }
         }
     }
 
     fn pause(&self, cancel: &mut dyn FnMut() -> bool) -> Result<Paused, EngineError> {
-        let how = suspend::pause(&self.engine, &self.container, self.container_pid.get(), cancel)?;
+        let how = suspend::pause(
+            &self.engine,
+            &self.container,
+            self.container_pid.get(),
+            cancel,
+        )?;
         self.paused.set(Some(how));
         Ok(how)
     }
@@ -216,7 +263,13 @@ impl Task {
 
     /// Container log into stderr.txt, container removed (the image stays
     /// cached for the next workunit).
-    pub(super) fn finish(&self, code: i32, oom_killed: bool, container_exists: bool, cpu_time: f64) -> Outcome {
+    pub(super) fn finish(
+        &self,
+        code: i32,
+        oom_killed: bool,
+        container_exists: bool,
+        cpu_time: f64,
+    ) -> Outcome {
         // Journalled first: if we die before boinc_finish, the next run reports
         // this code instead of rerunning the job.
         self.save_journal(Phase::Finished, cpu_time, Some(code));
@@ -242,7 +295,10 @@ impl Task {
         }
         match self.engine.logs_tail(&self.container, max) {
             Ok(log) => {
-                eprintln!("---- container output (last {} KiB at most) ----", max / 1024);
+                eprintln!(
+                    "---- container output (last {} KiB at most) ----",
+                    max / 1024
+                );
                 eprint!("{log}");
                 if !log.ends_with('\n') && !log.is_empty() {
                     eprintln!();
@@ -263,7 +319,9 @@ const FRACTION_DONE_MAX_BYTES: u64 = 256;
 
 /// The first number in the job's fraction_done file, clamped to 0..1.
 fn read_fraction_done(path: &Path) -> f64 {
-    let Ok(bytes) = slot_io::read_prefix(path, FRACTION_DONE_MAX_BYTES) else { return 0.0 };
+    let Ok(bytes) = slot_io::read_prefix(path, FRACTION_DONE_MAX_BYTES) else {
+        return 0.0;
+    };
     String::from_utf8_lossy(&bytes)
         .split_whitespace()
         .next()
@@ -282,7 +340,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("fraction_done");
         assert_eq!(read_fraction_done(&file), 0.0);
-        for (text, want) in [("0.25\n", 0.25), ("7", 1.0), ("-1", 0.0), ("nan", 0.0), ("abc", 0.0), ("0.5 extra", 0.5)] {
+        for (text, want) in [
+            ("0.25\n", 0.25),
+            ("7", 1.0),
+            ("-1", 0.0),
+            ("nan", 0.0),
+            ("abc", 0.0),
+            ("0.5 extra", 0.5),
+        ] {
             std::fs::write(&file, text).unwrap();
             assert_eq!(read_fraction_done(&file), want, "{text:?}");
         }
@@ -295,7 +360,12 @@ mod tests {
             std::os::unix::fs::symlink("/dev/zero", &file).unwrap();
             assert_eq!(read_fraction_done(&file), 0.0);
             std::fs::remove_file(&file).unwrap();
-            rustix::fs::mkfifoat(rustix::fs::CWD, &file, rustix::fs::Mode::from_raw_mode(0o644)).unwrap();
+            rustix::fs::mkfifoat(
+                rustix::fs::CWD,
+                &file,
+                rustix::fs::Mode::from_raw_mode(0o644),
+            )
+            .unwrap();
             assert_eq!(read_fraction_done(&file), 0.0);
         }
         std::fs::remove_dir_all(dir).unwrap();

@@ -64,8 +64,16 @@ pub struct TaskBuilder {
 
 impl TaskBuilder {
     /// A task of test `test_name` on `engine`, named after both.
-    pub fn on_engine(test_name: &str, wrapper_bin: impl AsRef<Path>, engine: &TestEngine) -> TaskBuilder {
-        TaskBuilder::new(&format!("{test_name}_{}", engine.kind().name()), wrapper_bin).engine(engine)
+    pub fn on_engine(
+        test_name: &str,
+        wrapper_bin: impl AsRef<Path>,
+        engine: &TestEngine,
+    ) -> TaskBuilder {
+        TaskBuilder::new(
+            &format!("{test_name}_{}", engine.kind().name()),
+            wrapper_bin,
+        )
+        .engine(engine)
     }
 
     /// `wrapper_bin` is normally `env!("CARGO_BIN_EXE_docker_wrapper")`;
@@ -340,8 +348,13 @@ impl TaskBuilder {
         let shm = SharedMemory::create(&dirs.slot_file(MMAP_FILE_NAME))
             .map_err(|e| format!("cannot create {MMAP_FILE_NAME}: {e}"))?;
         if let Some(user) = self.engine.as_ref().and_then(TestEngine::user) {
-            user.own_tree(dirs.root())
-                .map_err(|e| format!("cannot give {} to {}: {e}", dirs.root().display(), user.name))?;
+            user.own_tree(dirs.root()).map_err(|e| {
+                format!(
+                    "cannot give {} to {}: {e}",
+                    dirs.root().display(),
+                    user.name
+                )
+            })?;
         }
         let launch = Launch {
             program: self.program,

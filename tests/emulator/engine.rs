@@ -188,7 +188,11 @@ impl TestEngine {
     /// Fails the test when the task's container is still there.
     pub fn assert_no_container(&self, task: &super::Task) {
         let name = task.container_name();
-        assert_eq!(self.container_state(&name), None, "container {name} was left behind");
+        assert_eq!(
+            self.container_state(&name),
+            None,
+            "container {name} was left behind"
+        );
     }
 
     /// Paused by the engine, or its processes stopped by the wrapper (where
@@ -268,7 +272,12 @@ impl TestEngine {
         }
         cmd.arg(dir.path()).env("DOCKER_BUILDKIT", "0");
         let out = run_with_timeout(cmd, IMAGE_BUILD_TIMEOUT).unwrap();
-        assert!(out.success(), "cannot build {tag}: {}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.success(),
+            "cannot build {tag}: {}\n{}",
+            out.stdout,
+            out.stderr
+        );
     }
 
     /// `(repository:tag, id)` of every image with `label` (`key=value`).
@@ -276,7 +285,13 @@ impl TestEngine {
     /// an image meanwhile: it is tried again.
     pub fn labelled_images(&self, label: &str) -> Result<Vec<(String, String)>, String> {
         let filter = format!("label={label}");
-        let args = ["images", "--filter", &filter, "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"];
+        let args = [
+            "images",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.Repository}}:{{.Tag}} {{.ID}}",
+        ];
         let mut attempts = 0;
         let out = loop {
             let out = self.run(args)?;
@@ -287,7 +302,10 @@ impl TestEngine {
             thread::sleep(Duration::from_millis(200));
         };
         if !out.success() {
-            return Err(format!("listing the images failed {attempts} times: {}", out.stderr));
+            return Err(format!(
+                "listing the images failed {attempts} times: {}",
+                out.stderr
+            ));
         }
         Ok(out
             .stdout
@@ -304,7 +322,9 @@ impl TestEngine {
             eprintln!("warning: {e}");
             Vec::new()
         });
-        let (untagged, tagged): (Vec<_>, Vec<_>) = images.into_iter().partition(|(name, _)| name.contains("<none>"));
+        let (untagged, tagged): (Vec<_>, Vec<_>) = images
+            .into_iter()
+            .partition(|(name, _)| name.contains("<none>"));
         let references = tagged.into_iter().map(|(name, _)| name);
         for reference in references.chain(untagged.iter().map(|(_, id)| id.clone())) {
             if let Err(e) = self.remove_image(&reference) {

@@ -18,7 +18,8 @@ pub const COUNTER_JOB: &str = "echo start >> starts.txt; i=0; \
 /// Debian's `busybox-static` installs a static binary here.
 pub const BUSYBOX_PATH: &str = "/bin/busybox";
 /// The smallest test image: the static busybox and nothing else.
-pub const BUSYBOX_ONLY_DOCKERFILE: &str = "FROM scratch\nCOPY busybox /bin/busybox\nCMD [\"/bin/busybox\", \"true\"]\n";
+pub const BUSYBOX_ONLY_DOCKERFILE: &str =
+    "FROM scratch\nCOPY busybox /bin/busybox\nCMD [\"/bin/busybox\", \"true\"]\n";
 pub const DEFAULT_WORKDIR: &str = "/app";
 
 /// A job directory to be written out: Dockerfile, busybox, main.sh, job.toml, extra files.

@@ -9,7 +9,10 @@ pub fn release_file(suffix: &str) -> Result<PathBuf, String> {
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dist"));
-    let this_version = dir.join(format!("docker_wrapper_{}{suffix}", env!("CARGO_PKG_VERSION")));
+    let this_version = dir.join(format!(
+        "docker_wrapper_{}{suffix}",
+        env!("CARGO_PKG_VERSION")
+    ));
     if this_version.is_file() {
         return Ok(this_version);
     }

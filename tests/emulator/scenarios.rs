@@ -79,13 +79,22 @@ pub fn output_reaches_the_slot(wrapper: &Wrapper, kind: EngineKind) -> Outcome {
     let engine = TestEngine::require(kind);
     let mut task = wrapper
         .task("success", &engine)
-        .job(TestJob::shell("echo hello from the job; echo result > output.txt"))
+        .job(TestJob::shell(
+            "echo hello from the job; echo result > output.txt",
+        ))
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_eq!(task.read_slot_file("output.txt").as_deref(), Some("result\n"));
-    assert!(outcome.stderr_txt.contains("hello from the job"), "{}", outcome.describe());
+    assert_eq!(
+        task.read_slot_file("output.txt").as_deref(),
+        Some("result\n")
+    );
+    assert!(
+        outcome.stderr_txt.contains("hello from the job"),
+        "{}",
+        outcome.describe()
+    );
     engine.assert_no_container(&task);
     outcome
 }
@@ -99,7 +108,11 @@ pub fn exit_code_is_forwarded(wrapper: &Wrapper, kind: EngineKind) -> Outcome {
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(3), "{}", outcome.describe());
-    assert!(outcome.stderr_txt.contains("about to fail"), "{}", outcome.describe());
+    assert!(
+        outcome.stderr_txt.contains("about to fail"),
+        "{}",
+        outcome.describe()
+    );
     engine.assert_no_container(&task);
     outcome
 }
@@ -108,17 +121,29 @@ pub fn suspend_pauses_and_resume_unpauses(wrapper: &Wrapper, kind: EngineKind) -
     let engine = TestEngine::require(kind);
     let mut task = wrapper
         .task("suspend", &engine)
-        .job(TestJob::shell("while [ ! -f go ]; do sleep 0.1; done; echo finished"))
+        .job(TestJob::shell(
+            "while [ ! -f go ]; do sleep 0.1; done; echo finished",
+        ))
         .start()
         .unwrap();
     let name = task.container_name();
-    engine.wait_for_container_state(&name, "running", TASK_TIMEOUT).unwrap();
+    engine
+        .wait_for_container_state(&name, "running", TASK_TIMEOUT)
+        .unwrap();
     task.send_control(Control::Suspend);
     let paused = engine.wait_for_container_state(&name, "paused", Duration::from_secs(10));
-    assert!(paused.is_ok(), "not paused: {paused:?}\n{}", task.logs_tail(30));
+    assert!(
+        paused.is_ok(),
+        "not paused: {paused:?}\n{}",
+        task.logs_tail(30)
+    );
     task.send_control(Control::Resume);
     let running = engine.wait_for_container_state(&name, "running", Duration::from_secs(10));
-    assert!(running.is_ok(), "not resumed: {running:?}\n{}", task.logs_tail(30));
+    assert!(
+        running.is_ok(),
+        "not resumed: {running:?}\n{}",
+        task.logs_tail(30)
+    );
     std::fs::write(task.slot_dir().join("go"), "").unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
@@ -126,34 +151,64 @@ pub fn suspend_pauses_and_resume_unpauses(wrapper: &Wrapper, kind: EngineKind) -
     outcome
 }
 
-pub fn quit_and_restart_continue_the_same_container(wrapper: &Wrapper, kind: EngineKind) -> Outcome {
+pub fn quit_and_restart_continue_the_same_container(
+    wrapper: &Wrapper,
+    kind: EngineKind,
+) -> Outcome {
     let engine = TestEngine::require(kind);
-    let mut task = wrapper.task("quit", &engine).job(TestJob::shell(COUNTER_JOB)).start().unwrap();
+    let mut task = wrapper
+        .task("quit", &engine)
+        .job(TestJob::shell(COUNTER_JOB))
+        .start()
+        .unwrap();
     let before = task.wait_for_counter_above(3, COUNT_WAIT);
     task.send_control(Control::Quit);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
-    assert!(!outcome.finished, "quit must not finish the task: {}", outcome.describe());
-    assert_eq!(engine.container_state(&task.container_name()).as_deref(), Some("paused"));
-    let journal = task.read_slot_file("docker_wrapper_journal.toml").unwrap_or_default();
+    assert!(
+        !outcome.finished,
+        "quit must not finish the task: {}",
+        outcome.describe()
+    );
+    assert_eq!(
+        engine.container_state(&task.container_name()).as_deref(),
+        Some("paused")
+    );
+    let journal = task
+        .read_slot_file("docker_wrapper_journal.toml")
+        .unwrap_or_default();
     assert!(journal.contains("kept_paused"), "{journal}");
 
     task.restart().unwrap();
     task.wait_for_counter_above(before, COUNT_WAIT);
     let outcome = task.release_and_wait(TASK_TIMEOUT);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_eq!(task.read_slot_file("starts.txt").as_deref(), Some("start\n"), "the job started over");
+    assert_eq!(
+        task.read_slot_file("starts.txt").as_deref(),
+        Some("start\n"),
+        "the job started over"
+    );
     engine.assert_no_container(&task);
     outcome
 }
 
 pub fn abort_removes_the_container_promptly(wrapper: &Wrapper, kind: EngineKind) -> Outcome {
     let engine = TestEngine::require(kind);
-    let mut task = wrapper.task("abort", &engine).job(TestJob::shell("sleep 600")).start().unwrap();
-    engine.wait_for_container_state(&task.container_name(), "running", TASK_TIMEOUT).unwrap();
+    let mut task = wrapper
+        .task("abort", &engine)
+        .job(TestJob::shell("sleep 600"))
+        .start()
+        .unwrap();
+    engine
+        .wait_for_container_state(&task.container_name(), "running", TASK_TIMEOUT)
+        .unwrap();
     let sent = task.send_control(Control::Abort);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
     let took = sent.elapsed();
-    assert!(took < Duration::from_secs(5), "abort took {took:?}\n{}", outcome.describe());
+    assert!(
+        took < Duration::from_secs(5),
+        "abort took {took:?}\n{}",
+        outcome.describe()
+    );
     assert!(!outcome.finished, "{}", outcome.describe());
     engine.assert_no_container(&task);
     outcome

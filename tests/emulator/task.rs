@@ -504,7 +504,9 @@ impl Task {
 
     /// The value a `COUNTER_JOB` last wrote (0 before its first).
     pub fn counter(&self) -> u64 {
-        self.read_slot_file("count.txt").and_then(|t| t.trim().parse().ok()).unwrap_or(0)
+        self.read_slot_file("count.txt")
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// Waits until the counter passes `above`; returns its value. Panics with
@@ -563,7 +565,6 @@ pub fn container_name(project_dir_name: &str, result_name: &str) -> String {
     };
     format!("boinc__{}__{}", clean(project_dir_name), clean(result_name))
 }
-
 
 /// The client prepends the project dir, the slot dir and the data dir.
 fn client_library_path(project_dir_name: &str) -> OsString {

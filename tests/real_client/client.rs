@@ -87,7 +87,8 @@ impl RealClient {
         let root = TempDir::new(&format!("{label}-{}", variant.name_part()))
             .map_err(|e| format!("cannot create a temp dir: {e}"))?;
         let data_dir = root.path().join("boinc_data");
-        fs::create_dir(&data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+        fs::create_dir(&data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
         let names = Names::new(&format!("{label}_{}", variant.name_part()));
         let password = random_hex(16)?;
         write_data_dir(
@@ -99,7 +100,8 @@ impl RealClient {
             variant.client.allow_multiple_clients(),
         )?;
         if let Some(user) = engine.user() {
-            user.own_tree(&data_dir).map_err(|e| format!("cannot give the data dir to {}: {e}", user.name))?;
+            user.own_tree(&data_dir)
+                .map_err(|e| format!("cannot give the data dir to {}: {e}", user.name))?;
         }
         let mut client = RealClient {
             engine: engine.clone(),
@@ -222,10 +224,16 @@ impl RealClient {
             let foreign: Vec<String> = match self.engine.foreign_task_containers() {
                 Ok(names) => {
                     let given_up = GIVEN_UP.lock().unwrap_or_else(|e| e.into_inner());
-                    names.into_iter().filter(|n| !given_up.contains(n)).collect()
+                    names
+                        .into_iter()
+                        .filter(|n| !given_up.contains(n))
+                        .collect()
                 }
                 Err(e) => {
-                    eprintln!("warning: cannot list the {} containers: {e}", self.engine.label());
+                    eprintln!(
+                        "warning: cannot list the {} containers: {e}",
+                        self.engine.label()
+                    );
                     return;
                 }
             };
@@ -238,7 +246,10 @@ impl RealClient {
                      the BOINC 8.2 client will remove them: {foreign:?}",
                     self.engine.label()
                 );
-                GIVEN_UP.lock().unwrap_or_else(|e| e.into_inner()).extend(foreign);
+                GIVEN_UP
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(foreign);
                 return;
             }
             if !said {
@@ -256,7 +267,11 @@ impl RealClient {
     fn wait_rpc_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + RPC_READY_TIMEOUT;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
                 return Err(format!("the client exited at startup ({status})"));
             }
@@ -342,14 +357,16 @@ impl RealClient {
     /// container, runs in the slot but not from it); returns how long that took.
     pub fn wait_apps_gone(&self) -> Result<Duration, String> {
         let start = Instant::now();
-        wait_until(ORPHAN_EXIT_TIMEOUT, || apps_from(&self.data_dir).is_empty().then_some(()))
-            .map(|()| start.elapsed())
-            .ok_or_else(|| {
-                format!(
-                    "processes {:?} still run {ORPHAN_EXIT_TIMEOUT:?} after the client died",
-                    apps_from(&self.data_dir)
-                )
-            })
+        wait_until(ORPHAN_EXIT_TIMEOUT, || {
+            apps_from(&self.data_dir).is_empty().then_some(())
+        })
+        .map(|()| start.elapsed())
+        .ok_or_else(|| {
+            format!(
+                "processes {:?} still run {ORPHAN_EXIT_TIMEOUT:?} after the client died",
+                apps_from(&self.data_dir)
+            )
+        })
     }
 
     /// Time since this client's data dir was made (the scenario's wall time).
@@ -393,7 +410,10 @@ impl RealClient {
     /// `active_task_state` of our task in `boinccmd --get_tasks` ("EXECUTING",
     /// "SUSPENDED", "UNINITIALIZED" when no app process exists, ...).
     pub fn active_task_state(&self) -> Option<String> {
-        let out = self.boinccmd(&["--get_tasks"]).ok().filter(CommandOutput::success)?;
+        let out = self
+            .boinccmd(&["--get_tasks"])
+            .ok()
+            .filter(CommandOutput::success)?;
         let wanted = format!("name: {}", self.names.result);
         let mut in_ours = false;
         for line in out.stdout.lines().map(str::trim) {
@@ -429,7 +449,8 @@ impl RealClient {
     /// Creates a file in the slot (the job sees it in /app).
     pub fn write_slot_file(&self, name: &str, contents: &str) -> Result<(), String> {
         let slot = self.slot_dir().ok_or("the task has no slot")?;
-        fs::write(slot.join(name), contents).map_err(|e| format!("cannot write {name} in {}: {e}", slot.display()))
+        fs::write(slot.join(name), contents)
+            .map_err(|e| format!("cannot write {name} in {}: {e}", slot.display()))
     }
 
     pub fn project_dir(&self) -> PathBuf {
@@ -463,8 +484,10 @@ impl RealClient {
     /// True once the client logged a checkpoint of our task (the app reported
     /// a new checkpoint CPU time; needs the `checkpoint_debug` log flag).
     pub fn has_checkpointed(&self) -> bool {
-        self.client_log()
-            .contains(&format!("[checkpoint] result {} checkpointed", self.names.result))
+        self.client_log().contains(&format!(
+            "[checkpoint] result {} checkpointed",
+            self.names.result
+        ))
     }
 
     /// See `Engine::is_suspended`.
@@ -491,9 +514,10 @@ impl RealClient {
 
     /// The client's log line for a container its startup cleanup removed.
     pub fn removed_by_cleanup(&self, container: &str) -> bool {
-        self.client_log()
-            .lines()
-            .any(|l| l.trim_end().ends_with(&format!("Removed unused Docker container: {container}")))
+        self.client_log().lines().any(|l| {
+            l.trim_end()
+                .ends_with(&format!("Removed unused Docker container: {container}"))
+        })
     }
 
     /// Everything the client printed so far.
@@ -537,7 +561,10 @@ impl Drop for RealClient {
         }
         self.kill();
         if let Err(e) = self.engine.remove_container(&self.container_name()) {
-            eprintln!("warning: cannot remove container {}: {e}", self.container_name());
+            eprintln!(
+                "warning: cannot remove container {}: {e}",
+                self.container_name()
+            );
         }
     }
 }
@@ -562,19 +589,30 @@ fn kill_processes_in(dir: &Path) {
 
 /// The processes whose working directory lies in `dir`.
 fn processes_in(dir: &Path) -> Vec<i32> {
-    processes_with(|proc_dir| fs::read_link(proc_dir.join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir)))
+    processes_with(|proc_dir| {
+        fs::read_link(proc_dir.join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+    })
 }
 
 /// The processes running a program from `dir`, with its path.
 fn apps_from(dir: &Path) -> Vec<(i32, PathBuf)> {
-    processes_with(|proc_dir| fs::read_link(proc_dir.join("exe")).is_ok_and(|exe| exe.starts_with(dir)))
-        .into_iter()
-        .map(|pid| (pid, fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default()))
-        .collect()
+    processes_with(|proc_dir| {
+        fs::read_link(proc_dir.join("exe")).is_ok_and(|exe| exe.starts_with(dir))
+    })
+    .into_iter()
+    .map(|pid| {
+        (
+            pid,
+            fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default(),
+        )
+    })
+    .collect()
 }
 
 fn processes_with(wanted: impl Fn(&Path) -> bool) -> Vec<i32> {
-    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     entries
         .flatten()
         .filter_map(|entry| {
@@ -616,6 +654,10 @@ impl Drop for Permit {
 
 /// A port nothing listens on now (the client binds it a moment later).
 fn free_loopback_port() -> Result<u16, String> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("cannot bind a loopback port: {e}"))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .map_err(|e| format!("cannot bind a loopback port: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
 }

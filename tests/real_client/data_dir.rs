@@ -150,7 +150,8 @@ pub fn write_data_dir(
     allow_multiple_clients: bool,
 ) -> Result<(), String> {
     let project_dir = data_dir.join("projects").join(PROJECT_DIR_NAME);
-    fs::create_dir_all(&project_dir).map_err(|e| format!("cannot create {}: {e}", project_dir.display()))?;
+    fs::create_dir_all(&project_dir)
+        .map_err(|e| format!("cannot create {}: {e}", project_dir.display()))?;
 
     if !Path::new(BUSYBOX).is_file() {
         return Err(format!(
@@ -174,7 +175,13 @@ pub fn write_data_dir(
             put_file(
                 &project_dir,
                 &format!("job_{VERSION_NUM}.toml"),
-                Source::Bytes(format!("{JOB_TOML}{}", if job.no_network { NO_NETWORK_TOML } else { "" }).as_bytes()),
+                Source::Bytes(
+                    format!(
+                        "{JOB_TOML}{}",
+                        if job.no_network { NO_NETWORK_TOML } else { "" }
+                    )
+                    .as_bytes(),
+                ),
                 false,
             )?,
             "job.toml",
@@ -214,11 +221,15 @@ pub fn write_data_dir(
     let mut xml = String::from("<client_state>\n");
     // Static host facts only; the client detects the rest itself at startup.
     // p_fpops/p_iops stand in for the skipped benchmarks.
-    xml.push_str("<host_info>\n<p_fpops>1000000000</p_fpops>\n<p_iops>1000000000</p_iops>\n</host_info>\n");
+    xml.push_str(
+        "<host_info>\n<p_fpops>1000000000</p_fpops>\n<p_iops>1000000000</p_iops>\n</host_info>\n",
+    );
     // Run mode "always" (1): compute whatever the activity-based preferences say.
     // Network mode "never" (3): the client makes no HTTP request at all (no
     // master-file fetch for the made-up project, no scheduler RPC, no upload).
-    xml.push_str("<user_run_request>1</user_run_request>\n<user_network_request>3</user_network_request>\n");
+    xml.push_str(
+        "<user_run_request>1</user_run_request>\n<user_network_request>3</user_network_request>\n",
+    );
     let _ = write!(
         xml,
         "<project>\n<master_url>{PROJECT_URL}</master_url>\n<project_name>{PROJECT_NAME}</project_name>\n\
@@ -323,15 +334,26 @@ pub fn write_data_dir(
             random_hex(16)?
         ),
     )?;
-    write(data_dir, "cc_config.xml", &cc_config(allow_multiple_clients))?;
+    write(
+        data_dir,
+        "cc_config.xml",
+        &cc_config(allow_multiple_clients),
+    )?;
     write(
         data_dir,
         "global_prefs_override.xml",
         &global_prefs(job.leave_apps_in_memory),
     )?;
-    write(data_dir, "gui_rpc_auth.cfg", &format!("{gui_rpc_password}\n"))?;
+    write(
+        data_dir,
+        "gui_rpc_auth.cfg",
+        &format!("{gui_rpc_password}\n"),
+    )?;
     // The client reads gui_rpc_auth.cfg; keep it private as the client would.
-    let _ = fs::set_permissions(data_dir.join("gui_rpc_auth.cfg"), fs::Permissions::from_mode(0o600));
+    let _ = fs::set_permissions(
+        data_dir.join("gui_rpc_auth.cfg"),
+        fs::Permissions::from_mode(0o600),
+    );
     Ok(())
 }
 
@@ -386,12 +408,21 @@ enum Source<'a> {
 }
 
 /// Writes a project file and describes it (size and MD5 of what was written).
-fn put_file(project_dir: &Path, name: &str, source: Source, executable: bool) -> Result<FileInfo, String> {
+fn put_file(
+    project_dir: &Path,
+    name: &str,
+    source: Source,
+    executable: bool,
+) -> Result<FileInfo, String> {
     let path = project_dir.join(name);
     match source {
-        Source::Bytes(bytes) => fs::write(&path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+        Source::Bytes(bytes) => {
+            fs::write(&path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?
+        }
         Source::Copy(from) => {
-            fs::copy(from, &path).map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), path.display()))?;
+            fs::copy(from, &path).map_err(|e| {
+                format!("cannot copy {} to {}: {e}", from.display(), path.display())
+            })?;
         }
     }
     let mode = if executable { 0o755 } else { 0o644 };
@@ -418,11 +449,20 @@ fn md5_hex(path: &Path) -> Result<String, String> {
     let mut cmd = Command::new("md5sum");
     cmd.arg(path);
     let out = run_with_timeout(cmd, Duration::from_secs(30))?;
-    let sum = out.stdout.split_whitespace().next().unwrap_or_default().to_string();
+    let sum = out
+        .stdout
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
     if out.success() && sum.len() == 32 {
         Ok(sum)
     } else {
-        Err(format!("md5sum {} failed: {}", path.display(), out.stderr.trim()))
+        Err(format!(
+            "md5sum {} failed: {}",
+            path.display(),
+            out.stderr.trim()
+        ))
     }
 }
 
@@ -436,7 +476,9 @@ pub fn random_hex(bytes: usize) -> Result<String, String> {
 }
 
 fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Keeps [A-Za-z0-9_.-]; anything else becomes '_'.

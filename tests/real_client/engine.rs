@@ -90,12 +90,16 @@ impl Engine {
             EngineKind::Docker => &DOCKER,
         };
         let found = cell.get_or_init(|| {
-            let mut engine = Engine { user: Some(HostUser::find(BOINC_USER)?), ..Engine::require(kind) };
+            let mut engine = Engine {
+                user: Some(HostUser::find(BOINC_USER)?),
+                ..Engine::require(kind)
+            };
             if kind == EngineKind::Podman && std::env::var_os("CONTAINERS_CONF").is_none() {
                 let conf = write_containers_conf("rootless", ROOTLESS_PODMAN_CONTAINERS_CONF)?;
                 engine.env = vec![(OsString::from("CONTAINERS_CONF"), conf)];
             }
-            check_answers(&engine).map_err(|e| format!("{e}\nas user {BOINC_USER}: run `bash .ci/setup`"))?;
+            check_answers(&engine)
+                .map_err(|e| format!("{e}\nas user {BOINC_USER}: run `bash .ci/setup`"))?;
             Ok(engine)
         });
         found.clone().unwrap_or_else(|e| panic!("{e}"))
@@ -173,7 +177,10 @@ impl Engine {
         }
         static WITHOUT_PODMAN: OnceLock<Result<OsString, String>> = OnceLock::new();
         let cli = self.cli.clone();
-        WITHOUT_PODMAN.get_or_init(|| path_without_podman(&cli)).clone().map(Some)
+        WITHOUT_PODMAN
+            .get_or_init(|| path_without_podman(&cli))
+            .clone()
+            .map(Some)
     }
 
     /// Makes `<engine> run --rm hello-world`, as this engine's user, print a
@@ -208,7 +215,12 @@ impl Engine {
         if out.stdout.lines().any(|l| l.contains("Hello")) {
             Ok(())
         } else {
-            Err(format!("{}\n{}\n{}", out.status, out.stdout.trim(), out.stderr.trim()))
+            Err(format!(
+                "{}\n{}\n{}",
+                out.status,
+                out.stdout.trim(),
+                out.stderr.trim()
+            ))
         }
     }
 
@@ -216,12 +228,15 @@ impl Engine {
         if !Path::new(BUSYBOX).is_file() {
             return Err(format!("{BUSYBOX} is missing: `apt-get install -y busybox-static` (or run `bash .ci/setup`)"));
         }
-        let context = TempDir::new("hello-world").map_err(|e| format!("cannot create a build context: {e}"))?;
-        fs::copy(BUSYBOX, context.path().join("busybox")).map_err(|e| format!("cannot copy {BUSYBOX}: {e}"))?;
+        let context = TempDir::new("hello-world")
+            .map_err(|e| format!("cannot create a build context: {e}"))?;
+        fs::copy(BUSYBOX, context.path().join("busybox"))
+            .map_err(|e| format!("cannot copy {BUSYBOX}: {e}"))?;
         fs::write(context.path().join("Dockerfile"), HELLO_WORLD_DOCKERFILE)
             .map_err(|e| format!("cannot write the Dockerfile: {e}"))?;
         if let Some(user) = &self.user {
-            user.own_tree(context.path()).map_err(|e| format!("cannot give the build context to {}: {e}", user.name))?;
+            user.own_tree(context.path())
+                .map_err(|e| format!("cannot give the build context to {}: {e}", user.name))?;
         }
         let tag = match self.kind {
             EngineKind::Podman => PODMAN_HELLO_WORLD,
@@ -237,7 +252,12 @@ impl Engine {
         if out.success() {
             Ok(())
         } else {
-            Err(format!("{} build of {tag} failed: {}\n{}", self.kind.name(), out.stdout.trim(), out.stderr.trim()))
+            Err(format!(
+                "{} build of {tag} failed: {}\n{}",
+                self.kind.name(),
+                out.stdout.trim(),
+                out.stderr.trim()
+            ))
         }
     }
 
@@ -249,7 +269,11 @@ impl Engine {
         self.run_with_env(args, &[])
     }
 
-    fn run_with_env<I, S>(&self, args: I, extra_env: &[(&str, &str)]) -> Result<CommandOutput, String>
+    fn run_with_env<I, S>(
+        &self,
+        args: I,
+        extra_env: &[(&str, &str)],
+    ) -> Result<CommandOutput, String>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -273,7 +297,11 @@ impl Engine {
     pub fn foreign_task_containers(&self) -> Result<Vec<String>, String> {
         let out = self.run(["ps", "--all", "--format", "{{.Names}}"])?;
         if !out.success() {
-            return Err(format!("{} ps --all: {}", self.kind.name(), out.stderr.trim()));
+            return Err(format!(
+                "{} ps --all: {}",
+                self.kind.name(),
+                out.stderr.trim()
+            ));
         }
         let ours = format!("boinc__{PROJECT_DIR_NAME}__").to_lowercase();
         Ok(out
@@ -287,7 +315,9 @@ impl Engine {
 
     /// The container's ID; None when there is no such container.
     pub fn container_id(&self, name: &str) -> Option<String> {
-        let out = self.run(["container", "inspect", "--format", "{{.Id}}", name]).ok()?;
+        let out = self
+            .run(["container", "inspect", "--format", "{{.Id}}", name])
+            .ok()?;
         out.success().then(|| out.stdout.trim().to_string())
     }
 
@@ -298,21 +328,37 @@ impl Engine {
         if out.success() {
             Ok(())
         } else {
-            Err(format!("{} create --name {name} hello-world: {}", self.kind.name(), out.stderr.trim()))
+            Err(format!(
+                "{} create --name {name} hello-world: {}",
+                self.kind.name(),
+                out.stderr.trim()
+            ))
         }
     }
 
     /// Paused by the engine, or its processes stopped by the wrapper (where
     /// the engine cannot pause, e.g. rootless Podman on cgroup v1).
     pub fn is_suspended(&self, name: &str) -> bool {
-        let state = self.run(["container", "inspect", "--format", "{{.State.Status}} {{.State.Pid}}", name]);
+        let state = self.run([
+            "container",
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{.State.Pid}}",
+            name,
+        ]);
         state.is_ok_and(|out| out.success() && super::procfs::is_suspended(&out.stdout))
     }
 
     /// "running", "paused", "exited", ...; None when there is no such container.
     pub fn container_state(&self, name: &str) -> Option<String> {
         let out = self
-            .run(["container", "inspect", "--format", "{{.State.Status}}", name])
+            .run([
+                "container",
+                "inspect",
+                "--format",
+                "{{.State.Status}}",
+                name,
+            ])
             .ok()?;
         out.success().then(|| out.stdout.trim().to_string())
     }
@@ -330,7 +376,11 @@ impl Engine {
         if out.success() || self.container_state(name).is_none() {
             Ok(())
         } else {
-            Err(format!("{} rm -f {name}: {}", self.kind.name(), out.stderr.trim()))
+            Err(format!(
+                "{} rm -f {name}: {}",
+                self.kind.name(),
+                out.stderr.trim()
+            ))
         }
     }
 }
@@ -340,7 +390,10 @@ fn find_podman() -> Result<Engine, String> {
     let cli = find_in_path("podman").ok_or_else(|| format!("podman is not in PATH. {install}"))?;
     let mut env = Vec::new();
     if std::env::var_os("CONTAINERS_CONF").is_none() {
-        env.push((OsString::from("CONTAINERS_CONF"), write_containers_conf("root", PODMAN_CONTAINERS_CONF)?));
+        env.push((
+            OsString::from("CONTAINERS_CONF"),
+            write_containers_conf("root", PODMAN_CONTAINERS_CONF)?,
+        ));
     }
     let engine = Engine {
         kind: EngineKind::Podman,
@@ -348,8 +401,9 @@ fn find_podman() -> Result<Engine, String> {
         env,
         user: None,
     };
-    check_answers(&engine)
-        .map_err(|e| format!("{e}\n{install} On cgroup v1 hosts it needs runtime \"runc\" and explicit ulimits."))?;
+    check_answers(&engine).map_err(|e| {
+        format!("{e}\n{install} On cgroup v1 hosts it needs runtime \"runc\" and explicit ulimits.")
+    })?;
     Ok(engine)
 }
 
@@ -358,7 +412,8 @@ fn find_docker() -> Result<Engine, String> {
         .filter(|p| p.is_file())
         .or_else(|| find_in_path("docker"))
         .ok_or_else(|| {
-            "docker is not installed: `apt-get install -y docker.io` (or run `bash .ci/setup`).".to_string()
+            "docker is not installed: `apt-get install -y docker.io` (or run `bash .ci/setup`)."
+                .to_string()
         })?;
     let engine = Engine {
         kind: EngineKind::Docker,
@@ -380,7 +435,11 @@ fn check_answers(engine: &Engine) -> Result<(), String> {
     if out.success() {
         Ok(())
     } else {
-        Err(format!("`{} info` failed: {}", engine.cli.display(), out.stderr.trim()))
+        Err(format!(
+            "`{} info` failed: {}",
+            engine.cli.display(),
+            out.stderr.trim()
+        ))
     }
 }
 
@@ -391,7 +450,8 @@ fn write_containers_conf(kind: &str, contents: &str) -> Result<OsString, String>
         other => format!("docker_wrapper_real_client_containers_{other}.conf"),
     };
     let path = test_tmp_root().join(name);
-    write_atomically(&path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    write_atomically(&path, contents)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(path.into_os_string())
 }
 
@@ -401,7 +461,10 @@ fn path_without_podman(docker_cli: &Path) -> Result<OsString, String> {
     const BIN: &str = "/usr/bin";
     let sbins = [Path::new("/usr/sbin"), Path::new("/sbin")];
     if let Some(podman) = sbins.iter().map(|d| d.join("podman")).find(|p| p.exists()) {
-        return Err(format!("{} exists: a PATH without Podman cannot include its directory", podman.display()));
+        return Err(format!(
+            "{} exists: a PATH without Podman cannot include its directory",
+            podman.display()
+        ));
     }
     let dir = test_tmp_root().join("docker_wrapper_real_client_bin_without_podman");
     fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -417,9 +480,11 @@ fn path_without_podman(docker_cli: &Path) -> Result<OsString, String> {
         if fs::read_link(&link).is_ok_and(|t| t == target) {
             continue;
         }
-        symlink_atomically(&target, &link).map_err(|e| format!("cannot link {}: {e}", link.display()))?;
+        symlink_atomically(&target, &link)
+            .map_err(|e| format!("cannot link {}: {e}", link.display()))?;
     }
-    std::env::join_paths([dir.as_path(), sbins[0], sbins[1]]).map_err(|e| format!("PATH without Podman: {e}"))
+    std::env::join_paths([dir.as_path(), sbins[0], sbins[1]])
+        .map_err(|e| format!("PATH without Podman: {e}"))
 }
 
 /// `link` -> `target`, replacing whatever `link` was in one step.

@@ -32,7 +32,11 @@ pub struct EngineLock {
 
 impl EngineLock {
     /// Takes the namespace's lock, shared or exclusive, waiting at most `timeout`.
-    pub fn acquire(namespace: &str, exclusive: bool, timeout: Duration) -> Result<EngineLock, String> {
+    pub fn acquire(
+        namespace: &str,
+        exclusive: bool,
+        timeout: Duration,
+    ) -> Result<EngineLock, String> {
         let path = lock_path(namespace);
         let file = OpenOptions::new()
             .create(true)
@@ -42,7 +46,11 @@ impl EngineLock {
             .open(&path)
             .map_err(|e| format!("cannot open the lock file {}: {e}", path.display()))?;
         let _queued = exclusive.then(|| Queued::new(namespace));
-        let operation = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
+        let operation = if exclusive {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_SH
+        } | libc::LOCK_NB;
         let start = Instant::now();
         loop {
             if exclusive || waiting_exclusive(namespace) == 0 {
@@ -73,7 +81,10 @@ fn lock_path(namespace: &str) -> PathBuf {
 
 fn waiting_exclusive(namespace: &str) -> usize {
     let waiting = WAITING_EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner());
-    waiting.as_ref().and_then(|m| m.get(namespace).copied()).unwrap_or(0)
+    waiting
+        .as_ref()
+        .and_then(|m| m.get(namespace).copied())
+        .unwrap_or(0)
 }
 
 /// Counts an exclusive holder as waiting for as long as it lives.
@@ -82,7 +93,10 @@ struct Queued(String);
 impl Queued {
     fn new(namespace: &str) -> Queued {
         let mut waiting = WAITING_EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner());
-        *waiting.get_or_insert_with(HashMap::new).entry(namespace.to_string()).or_default() += 1;
+        *waiting
+            .get_or_insert_with(HashMap::new)
+            .entry(namespace.to_string())
+            .or_default() += 1;
         Queued(namespace.to_string())
     }
 }

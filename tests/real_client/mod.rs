@@ -54,11 +54,11 @@ pub mod command;
 pub mod data_dir;
 pub mod engine;
 pub mod engine_lock;
+#[path = "../emulator/procfs.rs"]
+pub mod procfs;
 pub mod state;
 #[path = "../emulator/tempdir.rs"]
 pub mod tempdir;
-#[path = "../emulator/procfs.rs"]
-pub mod procfs;
 #[path = "../emulator/user.rs"]
 pub mod user;
 pub mod variant;
@@ -68,5 +68,5 @@ pub use command::wait_until;
 pub use data_dir::Job;
 pub use engine::{Engine, EngineKind};
 pub use state::*;
-pub use variant::{ClientVersion, Variant};
 pub use std::time::{Duration, Instant};
+pub use variant::{ClientVersion, Variant};

@@ -79,7 +79,9 @@ pub fn find_result(xml: &str, name: &str) -> Option<ResultRecord> {
                 exit_status: element(block, "exit_status")
                     .and_then(|s| s.trim().parse().ok())
                     .unwrap_or(0),
-                stderr_out: element(block, "stderr_out").map(strip_cdata).unwrap_or_default(),
+                stderr_out: element(block, "stderr_out")
+                    .map(strip_cdata)
+                    .unwrap_or_default(),
             });
         }
     }

@@ -37,9 +37,14 @@ impl ClientVersion {
         match self {
             ClientVersion::V7_20 => {
                 let env_or = |var: &str, default: &str| {
-                    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default))
+                    std::env::var_os(var)
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| PathBuf::from(default))
                 };
-                let (client, boinccmd) = (env_or(CLIENT_VAR, "/usr/bin/boinc"), env_or(BOINCCMD_VAR, "/usr/bin/boinccmd"));
+                let (client, boinccmd) = (
+                    env_or(CLIENT_VAR, "/usr/bin/boinc"),
+                    env_or(BOINCCMD_VAR, "/usr/bin/boinccmd"),
+                );
                 if client.is_file() && boinccmd.is_file() {
                     Ok((client, boinccmd))
                 } else {
@@ -55,7 +60,9 @@ impl ClientVersion {
                 let dir = std::env::var_os(BOINC8_DIR_VAR)
                     .filter(|v| !v.is_empty())
                     .map(PathBuf::from)
-                    .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(BOINC8_DEFAULT_DIR));
+                    .unwrap_or_else(|| {
+                        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(BOINC8_DEFAULT_DIR)
+                    });
                 let (client, boinccmd) = (dir.join("boinc"), dir.join("boinccmd"));
                 if client.is_file() && boinccmd.is_file() {
                     Ok((client, boinccmd))
