@@ -18,6 +18,7 @@ mod os;
 mod process_tree;
 #[cfg(test)]
 mod property_tests;
+mod schedule;
 mod slot_files;
 mod slot_io;
 mod slot_usage;
@@ -97,7 +98,12 @@ fn main() -> ExitCode {
             log::warn!("cannot handle signal {signal}: {err}");
         }
     }
-    match task::run(cli, config, standalone, terminated) {
+    let slot = if standalone {
+        task::SlotKind::Standalone
+    } else {
+        task::SlotKind::Client
+    };
+    match task::run(cli, config, slot, terminated) {
         Ok(Outcome::Finished(code)) => boinc::finish_promptly(code, FINAL_REPORT_WAIT),
         Ok(Outcome::TemporaryExit(reason)) => {
             log::warn!("{reason}; asking the client to retry later");

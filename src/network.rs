@@ -12,11 +12,9 @@
 use std::time::{Duration, Instant};
 
 use crate::boinc;
-use crate::engine::{ContainerStatus, Engine};
+use crate::engine::{ContainerEngine, ContainerStatus};
 use crate::suspend;
 
-/// Names Docker lists as networks that are network modes nobody can leave.
-const MODES: &[&str] = &["none", "host"];
 /// Wait before trying again to give networks back after a failure.
 const RECONNECT_RETRY: Duration = Duration::from_secs(30);
 
@@ -76,7 +74,7 @@ impl Tracker {
 
 /// The container's networks, following the client's `network_suspended`.
 pub struct ContainerNetwork<'a> {
-    engine: &'a Engine,
+    engine: &'a dyn ContainerEngine,
     container: &'a str,
     tracker: Tracker,
 }
@@ -85,7 +83,7 @@ impl<'a> ContainerNetwork<'a> {
     /// `job_has_network`: job.toml's `network`; false means there is nothing
     /// to take away, and nothing is ever done.
     pub fn new(
-        engine: &'a Engine,
+        engine: &'a dyn ContainerEngine,
         container: &'a str,
         job_has_network: bool,
     ) -> ContainerNetwork<'a> {
@@ -156,10 +154,6 @@ impl<'a> ContainerNetwork<'a> {
             Ok(networks) => networks,
             Err(err) => return self.give_up(&err.to_string()),
         };
-        let networks: Vec<String> = networks
-            .into_iter()
-            .filter(|n| !MODES.contains(&n.as_str()))
-            .collect();
         if networks.is_empty() {
             return self.give_up(
                 "it is on no engine network (network mode host, none, slirp4netns or pasta)",

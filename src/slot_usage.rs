@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// Between two measurements at least; longer when a measurement is slow
 /// (a slot with very many files), so the walk stays below 0.5% of a core.
-const MIN_INTERVAL: Duration = Duration::from_secs(2);
+pub const MIN_INTERVAL: Duration = Duration::from_secs(2);
 const SLOWNESS_FACTOR: u32 = 200;
 
 pub struct DiskWatch {
@@ -19,7 +19,15 @@ pub struct DiskWatch {
     /// what the job writes into them is their growth (inputs do not grow).
     linked: Vec<(PathBuf, u64)>,
     bound: u64,
-    next_check: Instant,
+}
+
+/// What one look at the slot found.
+#[derive(Debug, PartialEq)]
+pub struct Measurement {
+    /// The bytes used, when they exceed the bound.
+    pub over_bound: Option<u64>,
+    /// When to look again, from now.
+    pub next_in: Duration,
 }
 
 impl DiskWatch {
@@ -36,7 +44,6 @@ impl DiskWatch {
                 })
                 .collect(),
             bound: bound_bytes as u64,
-            next_check: Instant::now() + MIN_INTERVAL,
         })
     }
 
@@ -44,12 +51,9 @@ impl DiskWatch {
         self.bound
     }
 
-    /// The bytes in the slot when they exceed the bound; measures only when due.
-    pub fn over_bound(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        if now < self.next_check {
-            return None;
-        }
+    /// Measures the slot and the output files' growth.
+    pub fn measure(&self) -> Measurement {
+        let started = Instant::now();
         let grown: u64 = self
             .linked
             .iter()
@@ -59,8 +63,10 @@ impl DiskWatch {
             &self.slot_dir,
             (self.bound + 1).saturating_sub(grown),
         ));
-        self.next_check = Instant::now() + MIN_INTERVAL.max(now.elapsed() * SLOWNESS_FACTOR);
-        (used > self.bound).then_some(used)
+        Measurement {
+            over_bound: (used > self.bound).then_some(used),
+            next_in: MIN_INTERVAL.max(started.elapsed() * SLOWNESS_FACTOR),
+        }
     }
 }
 
@@ -105,25 +111,23 @@ mod tests {
         fs::write(dir.join("a/b/two"), vec![0u8; 3000]).unwrap();
         assert_eq!(size_up_to(&dir, u64::MAX), 4000);
         assert!(size_up_to(&dir, 1500) >= 1500);
-        let mut watch = DiskWatch::new(&dir, Vec::new(), 3500.0).unwrap();
-        assert_eq!(watch.over_bound(), None, "not due yet");
-        watch.next_check = Instant::now();
-        assert_eq!(watch.over_bound(), Some(4000));
+        let watch = DiskWatch::new(&dir, Vec::new(), 3500.0).unwrap();
+        let measured = watch.measure();
+        assert_eq!(measured.over_bound, Some(4000));
+        assert!(measured.next_in >= MIN_INTERVAL);
         assert!(DiskWatch::new(&dir, Vec::new(), 0.0).is_none());
 
         // An output file elsewhere counts by what it grew while watched.
         let output = dir.with_extension("output");
         fs::write(&output, vec![0u8; 100]).unwrap();
-        let mut watch = DiskWatch::new(&dir, vec![output.clone()], 4500.0).unwrap();
-        watch.next_check = Instant::now();
+        let watch = DiskWatch::new(&dir, vec![output.clone()], 4500.0).unwrap();
         assert_eq!(
-            watch.over_bound(),
+            watch.measure().over_bound,
             None,
             "4000 in the slot, the output has not grown"
         );
         fs::write(&output, vec![0u8; 700]).unwrap();
-        watch.next_check = Instant::now();
-        assert_eq!(watch.over_bound(), Some(4600));
+        assert_eq!(watch.measure().over_bound, Some(4600));
         fs::remove_file(&output).unwrap();
         fs::remove_dir_all(&dir).unwrap();
     }

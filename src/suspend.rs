@@ -1,10 +1,9 @@
 //! Suspending the container: the engine's pause (the cgroup freezer), or,
 //! where the engine cannot freeze it (rootless Podman on cgroup v1 gives the
 //! container no cgroup), SIGSTOP to each of its processes.
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::engine::{Engine, EngineError, Failure};
+use crate::engine::{ContainerEngine, EngineError, Failure};
 use crate::process_tree;
 
 /// Attempts at pausing: runc's freezer can fail transiently ("unable to
@@ -18,47 +17,60 @@ pub enum Paused {
     BySignals,
 }
 
-/// Pauses the container whose init is host process `pid`. `cancel` ends
-/// the engine's attempt early (the client wants something else now).
-pub fn pause(
-    engine: &Engine,
-    container: &str,
-    pid: u32,
-    cancel: &mut dyn FnMut() -> bool,
-) -> Result<Paused, EngineError> {
-    // Set once the engine said it can never pause this container.
-    static CANNOT_PAUSE: AtomicBool = AtomicBool::new(false);
-    let engine_error = if CANNOT_PAUSE.load(Ordering::Relaxed) {
-        None
-    } else {
-        match pause_with_retries(engine, container, PAUSE_ATTEMPTS, cancel) {
-            Ok(()) => return Ok(Paused::ByEngine),
-            Err(EngineError::Cancelled) => return Err(EngineError::Cancelled),
-            Err(err) => Some(err),
+/// Pauses a container, remembering whether the engine can.
+#[derive(Debug, Default)]
+pub struct Pauser {
+    /// Set once the engine said it can never pause this container.
+    engine_cannot_pause: bool,
+}
+
+impl Pauser {
+    /// Pauses the container whose init is host process `pid`. `cancel` ends
+    /// the engine's attempt early (the client wants something else now).
+    pub fn pause(
+        &mut self,
+        engine: &dyn ContainerEngine,
+        container: &str,
+        pid: u32,
+        cancel: &mut dyn FnMut() -> bool,
+    ) -> Result<Paused, EngineError> {
+        let engine_error = if self.engine_cannot_pause {
+            None
+        } else {
+            match pause_with_retries(engine, container, PAUSE_ATTEMPTS, cancel) {
+                Ok(()) => return Ok(Paused::ByEngine),
+                Err(EngineError::Cancelled) => return Err(EngineError::Cancelled),
+                Err(err) => Some(err),
+            }
+        };
+        let signalled = process_tree::stop_or_continue(pid, true);
+        if signalled.done == 0 {
+            return Err(engine_error.unwrap_or_else(|| EngineError::Failed {
+                command: "SIGSTOP to the container's processes".into(),
+                detail: "none could be stopped".into(),
+            }));
         }
-    };
-    let signalled = process_tree::stop_or_continue(pid, true);
-    if signalled.done == 0 {
-        return Err(engine_error.unwrap_or_else(|| EngineError::Failed {
-            command: "SIGSTOP to the container's processes".into(),
-            detail: "none could be stopped".into(),
-        }));
+        if let Some(err) = engine_error {
+            self.engine_cannot_pause = err.failure() == Failure::CannotPause;
+            log::warn!("the engine cannot pause the container ({err}); its processes are stopped with SIGSTOP instead");
+        }
+        if signalled.refused > 0 {
+            log::warn!(
+                "{} of the container's processes are not ours to stop: they keep running",
+                signalled.refused
+            );
+        }
+        Ok(Paused::BySignals)
     }
-    if let Some(err) = engine_error {
-        CANNOT_PAUSE.store(err.failure() == Failure::CannotPause, Ordering::Relaxed);
-        log::warn!("the engine cannot pause the container ({err}); its processes are stopped with SIGSTOP instead");
-    }
-    if signalled.refused > 0 {
-        log::warn!(
-            "{} of the container's processes are not ours to stop: they keep running",
-            signalled.refused
-        );
-    }
-    Ok(Paused::BySignals)
 }
 
 /// Undoes `pause`.
-pub fn resume(engine: &Engine, container: &str, pid: u32, how: Paused) -> Result<(), EngineError> {
+pub fn resume(
+    engine: &dyn ContainerEngine,
+    container: &str,
+    pid: u32,
+    how: Paused,
+) -> Result<(), EngineError> {
     match how {
         Paused::ByEngine => engine.unpause(container),
         Paused::BySignals => {
@@ -78,7 +90,7 @@ pub fn continue_processes(pid: u32) {
 /// The engine's pause, tried up to `attempts` times, backing off. Only a
 /// refusal is retried: an engine that hung or is gone has had its chance.
 pub fn pause_with_retries(
-    engine: &Engine,
+    engine: &dyn ContainerEngine,
     container: &str,
     attempts: u32,
     cancel: &mut dyn FnMut() -> bool,

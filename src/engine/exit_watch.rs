@@ -167,7 +167,8 @@ impl<'a> ExitWatch<'a> {
     }
 
     /// How the container ended, once `wait_exited` said so.
-    pub fn exit(&mut self, engine: &Engine, container: &str) -> Result<Exit, EngineError> {
+    pub fn exit(&mut self) -> Result<Exit, EngineError> {
+        let (engine, container) = (self.engine, self.container);
         if let Watch::State {
             exit: Some(exit), ..
         } = self.watch

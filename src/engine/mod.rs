@@ -14,6 +14,7 @@ pub mod mount_policy;
 pub mod names;
 pub mod policy;
 pub mod process;
+mod seam;
 pub mod shell;
 pub mod stats;
 pub mod time;
@@ -29,6 +30,9 @@ use std::time::Duration;
 use crate::init_data::WslDistro;
 use build_trace::{BuildEvent, BuildTrace, Leftover};
 pub use failure::Failure;
+pub use seam::{ContainerEngine, ExitWatcher};
+#[cfg(test)]
+pub mod fake;
 use process::{Argv, Limits, Output, RunError};
 use transport::Transport;
 
@@ -576,15 +580,17 @@ impl Engine {
 
     /// Names of the engine networks the container is attached to. Empty for
     /// network modes without one (Podman's none, host, slirp4netns, pasta);
-    /// Docker lists its "none" and "host" modes as networks of those names.
+    /// Docker lists its "none" and "host" modes as networks of those names,
+    /// which nobody can leave: they are left out.
     pub fn networks(&self, container: &str) -> Result<Vec<String>, EngineError> {
+        const MODES: &[&str] = &["none", "host"];
         let format = "{{range $name, $net := .NetworkSettings.Networks}}{{println $name}}{{end}}";
         let out = self.run(["container", "inspect", "--format", format, container])?;
         Ok(out
             .stdout
             .lines()
             .map(str::trim)
-            .filter(|n| !n.is_empty())
+            .filter(|n| !n.is_empty() && !MODES.contains(n))
             .map(String::from)
             .collect())
     }

@@ -1,31 +1,36 @@
 //! One BOINC task from start to end: read the inputs, pick the engine, get
 //! the image and the container, then supervise until the job ends.
-use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::boinc::{self, ClientStatus};
+use crate::boinc;
 use crate::cli::Cli;
 use crate::config::JobConfig;
 use crate::engine::flags::Command;
 use crate::engine::{
-    self, names, policy, ContainerState, ContainerStatus, Engine, EngineError, EngineKind,
+    self, policy, ContainerEngine, ContainerState, ContainerStatus, Engine, EngineError, EngineKind,
 };
 use crate::host_limits;
 use crate::host_user;
-use crate::image::{CacheLimits, ImageCache, ImageError};
 use crate::init_data::{DockerType, InitData};
 use crate::journal::{Journal, Phase};
 use crate::os;
 use crate::supervisor::{self, Found, Owner, StartPlan};
-use crate::suspend::{self, Paused};
+use crate::suspend;
 
-mod container_spec;
+mod client;
+mod context;
+mod provision;
 mod supervise;
+#[cfg(test)]
+mod tests;
+
+use client::{BoincClient, Client};
+pub use context::{SlotKind, TaskContext};
 
 /// Delay before the client restarts us after a temporary exit.
 pub const RETRY_DELAY_SECS: i32 = 300;
@@ -44,39 +49,12 @@ pub enum Outcome {
     Aborted,
 }
 
-/// Names and paths of this task.
-struct Task {
-    slot_dir: PathBuf,
-    config: JobConfig,
-    cli: Cli,
-    init: InitData,
-    standalone: bool,
-    container: String,
-    /// Image archive to load instead of building, if the app version has one.
-    archive: Option<PathBuf>,
-    /// The image the container runs, once known (from the cache or the journal).
-    image: RefCell<String>,
-    engine: Engine,
-    /// Set by SIGTERM/SIGINT/SIGQUIT.
-    terminated: Arc<AtomicBool>,
-    /// Host port of the job's web graphics, once allocated.
-    web_graphics_port: Cell<Option<u16>>,
-    /// Host pid of the container's init, once running; 0 when it is not a
-    /// pid of this host (the engine in WSL).
-    container_pid: Cell<u32>,
-    /// How the container was paused, while it is.
-    paused: Cell<Option<Paused>>,
-    /// Set once a container with the task's name exists and is this slot's
-    /// (found so, or created here): only then may an error remove it.
-    owns_container: Cell<bool>,
-}
-
 /// Runs the task. Errors are set-up failures: the caller reports them and
 /// finishes with `WrapperExit::InitFailure`.
 pub fn run(
     cli: Cli,
     config: JobConfig,
-    standalone: bool,
+    slot: SlotKind,
     terminated: Arc<AtomicBool>,
 ) -> Result<Outcome> {
     let slot_dir = std::env::current_dir().context("cannot read the current directory")?;
@@ -88,18 +66,19 @@ pub fn run(
             dockerfile.display()
         );
     }
-    let mut init = if standalone {
-        InitData {
+    let mut init = match slot {
+        SlotKind::Standalone => InitData {
             ncpus: 1.0,
             ..InitData::default()
+        },
+        SlotKind::Client => {
+            InitData::load(&slot_dir.join("init_data.xml")).map_err(anyhow::Error::new)?
         }
-    } else {
-        InitData::load(&slot_dir.join("init_data.xml")).map_err(anyhow::Error::new)?
     };
     for note in host_limits::clamp(&mut init, &host_limits::Host::measure(&slot_dir)) {
         log::warn!("{note}");
     }
-    if !standalone && boinc::is_standalone() {
+    if slot == SlotKind::Client && boinc::is_standalone() {
         // init_data.xml reads well, yet the library could not attach to the
         // client (its shared memory): running on would be deaf to suspend,
         // quit and abort.
@@ -107,7 +86,7 @@ pub fn run(
             "the BOINC library could not attach to the client's shared memory".into(),
         ));
     }
-    let engine = match pick_engine(&init, &config, standalone) {
+    let engine = match pick_engine(&init, &config, slot) {
         Ok(engine) => engine,
         Err(why) => return Ok(Outcome::TemporaryExit(why)),
     };
@@ -128,39 +107,23 @@ pub fn run(
         }
     }
     host_user::check(engine.kind);
-    let container = container_name(&init, standalone);
-    let task = Task {
+    let ctx = TaskContext {
+        container: context::container_name(&init, slot),
         slot_dir,
+        slot,
         config,
         cli,
         init,
-        standalone,
-        container,
         archive,
-        image: RefCell::new(String::new()),
-        engine,
-        terminated,
-        web_graphics_port: Cell::new(None),
-        container_pid: Cell::new(0),
-        paused: Cell::new(None),
-        owns_container: Cell::new(false),
     };
-    match task.run() {
-        Err(err) => match err.downcast_ref::<EngineError>() {
-            // The engine is down or hangs: the container, if any, is kept
-            // for the retry, which finds it by name.
-            Some(EngineError::Unavailable(why)) => Ok(Outcome::TemporaryExit(why.clone())),
-            _ => {
-                // The task fails for good: its container is of no more use.
-                task.discard_container();
-                Err(err)
-            }
-        },
-        ok => ok,
-    }
+    let client = BoincClient { terminated };
+    let mut task = TaskRun::new(&ctx, &engine, &client);
+    let result = task.start_and_supervise(&mut |task| task.create_container(&engine));
+    task.settle(result)
 }
 
-fn pick_engine(init: &InitData, config: &JobConfig, standalone: bool) -> Result<Engine, String> {
+fn pick_engine(init: &InitData, config: &JobConfig, slot: SlotKind) -> Result<Engine, String> {
+    let standalone = slot == SlotKind::Standalone;
     let from_client = match init.host_info.docker_type {
         DockerType::Docker => Some(EngineKind::Docker),
         DockerType::Podman => Some(EngineKind::Podman),
@@ -223,107 +186,185 @@ fn image_archive(slot_dir: &Path, config: &JobConfig) -> Result<Option<PathBuf>>
         .find(|name| slot_dir.join(name).exists()))
 }
 
-/// C++-compatible container name; standalone mode uses "boinc", as C++ does.
-fn container_name(init: &InitData, standalone: bool) -> String {
-    if standalone {
-        "boinc".into()
-    } else {
-        names::task_container(init.project_dir_name(), &init.result_name)
-    }
+/// A task once its inputs are read: the context it runs in, the engine and
+/// client it talks to, and what this run has learnt of its container.
+/// Everything that changes while the task runs lives here, behind `&mut self`.
+pub(crate) struct TaskRun<'a> {
+    ctx: &'a TaskContext,
+    engine: &'a dyn ContainerEngine,
+    client: &'a dyn Client,
+    /// The image the container runs, once known (from the cache or the journal).
+    image: String,
+    /// Host port of the job's web graphics, once allocated or found.
+    web_graphics_port: Option<u16>,
+    /// Host pid of the container's init, once running; 0 when it is not a
+    /// pid of this host (the engine in WSL).
+    container_pid: u32,
+    /// Set once a container with the task's name exists and is this slot's
+    /// (found so, or created here): only then may an error remove it.
+    owns_container: bool,
 }
 
-impl Task {
-    fn run(&self) -> Result<Outcome> {
-        log::info!("container {}", self.container);
-        let mut journal = Journal::load(&self.slot_dir);
+/// How a run begins, given what an earlier one left.
+enum Begin {
+    /// A container to continue, or none: `plan` says how.
+    Plan { plan: StartPlan, client_cpu: f64 },
+    /// Nothing to run here now.
+    End(Outcome),
+}
+
+impl<'a> TaskRun<'a> {
+    fn new(
+        ctx: &'a TaskContext,
+        engine: &'a dyn ContainerEngine,
+        client: &'a dyn Client,
+    ) -> TaskRun<'a> {
+        TaskRun {
+            ctx,
+            engine,
+            client,
+            image: String::new(),
+            web_graphics_port: None,
+            container_pid: 0,
+            owns_container: false,
+        }
+    }
+
+    /// Starts or continues the container and supervises it to the end.
+    /// `create` makes a new container (image, specification, engine
+    /// commands), or says why the task ends instead.
+    fn start_and_supervise(
+        &mut self,
+        create: &mut dyn FnMut(&mut Self) -> Result<Option<Outcome>>,
+    ) -> Result<Outcome> {
+        log::info!("container {}", self.ctx.container);
+        let (plan, client_cpu) = match self.begin()? {
+            Begin::Plan { plan, client_cpu } => (plan, client_cpu),
+            Begin::End(outcome) => return Ok(outcome),
+        };
+        match &plan {
+            StartPlan::CreateAndStart => {
+                if let Some(outcome) = create(self)? {
+                    return Ok(outcome);
+                }
+            }
+            StartPlan::Start { reason } => {
+                log::info!("{reason}: starting it");
+                self.engine.start(&self.ctx.container)?;
+            }
+            StartPlan::Unpause => {
+                log::info!("container is paused from an earlier run: resuming it");
+                self.engine.unpause(&self.ctx.container)?;
+            }
+            StartPlan::Reattach => log::info!("container is already running: re-attaching"),
+            StartPlan::Report { code, oom_killed } => {
+                log::info!("the job ended (code {code}) while the wrapper was away: reporting it");
+                let exists = self.owns_container;
+                return Ok(self.finish(*code, *oom_killed, exists, client_cpu));
+            }
+        }
+        if plan != StartPlan::CreateAndStart {
+            // Asked of the engine, not of the job-writable journal.
+            if let Some(guest) = self.ctx.config.web_graphics_guest_port {
+                self.web_graphics_port = self.engine.published_port(&self.ctx.container, guest);
+            }
+        }
+        if let Some(port) = self.web_graphics_port {
+            self.client
+                .announce_web_graphics(&format!("http://localhost:{port}"));
+        }
+        self.save_journal(Phase::Running, client_cpu, None);
+        let state = self
+            .engine
+            .inspect(&self.ctx.container)?
+            .context("the container vanished after start")?;
+        // Through a shell into WSL, the pid is the distro's, out of our reach.
+        self.container_pid = if self.engine.shares_host_pids() {
+            state.pid
+        } else {
+            0
+        };
+        if plan == StartPlan::Reattach && self.container_pid > 0 {
+            // An earlier run may have stopped its processes (SIGSTOP, where the
+            // engine cannot pause) and died before continuing them.
+            suspend::continue_processes(self.container_pid);
+        }
+        self.supervise(&state, client_cpu)
+    }
+
+    /// Reads the journal and the container an earlier run may have left,
+    /// and decides how to go on.
+    fn begin(&mut self) -> Result<Begin> {
+        let ctx = self.ctx;
+        let mut journal = Journal::load(&ctx.slot_dir);
         // In a plain directory each standalone run is a new job; under the
         // client a finished task is never started again.
-        if self.standalone && journal.as_ref().is_some_and(|j| j.phase == Phase::Finished) {
+        if ctx.is_standalone() && journal.as_ref().is_some_and(|j| j.phase == Phase::Finished) {
             journal = None;
         }
         if let Some(journal) = &journal {
-            *self.image.borrow_mut() = journal.image.clone();
+            self.image = journal.image.clone();
         }
-        let existing = match self.engine.find(&self.container)? {
+        let existing = match self.engine.find(&ctx.container)? {
             Some(state) => match self.owner_of(&state) {
                 Owner::ThisSlot => Some(state),
                 Owner::OtherSlot => {
-                    return Ok(Outcome::TemporaryExit(format!(
+                    return Ok(Begin::End(Outcome::TemporaryExit(format!(
                         "container {} belongs to the task in {}; not adopting it",
-                        self.container, state.slot
-                    )))
+                        ctx.container, state.slot
+                    ))))
                 }
                 Owner::Orphan => {
                     log::warn!(
                         "removing container {}, left behind by {}",
-                        self.container,
+                        ctx.container,
                         state.slot
                     );
-                    self.engine.remove(&self.container)?;
+                    self.engine.remove(&ctx.container)?;
                     None
                 }
             },
             None => None,
         };
-        self.owns_container.set(existing.is_some());
+        self.owns_container = existing.is_some();
         let client_cpu = self.cpu_time_so_far(journal.as_ref(), existing.as_ref());
         let found = found(existing);
         let plan = supervisor::plan_start(journal.as_ref(), &found, os::boot_time());
         log::debug!("found {found:?}, journal {journal:?}: {plan:?}");
-        match plan {
-            StartPlan::CreateAndStart => {
-                if let Some(outcome) = self.ensure_image()? {
-                    return Ok(outcome);
-                }
-                self.create_and_start()?;
-                log::info!("container started");
-                crate::image::sweep::after_start(
-                    &self.engine,
-                    &self.init,
-                    &self.image.borrow(),
-                    self.standalone,
-                );
-            }
-            StartPlan::Start { reason } => {
-                log::info!("{reason}: starting it");
-                self.engine.start(&self.container)?;
-            }
-            StartPlan::Unpause => {
-                log::info!("container is paused from an earlier run: resuming it");
-                self.engine.unpause(&self.container)?;
-            }
-            StartPlan::Reattach => log::info!("container is already running: re-attaching"),
-            StartPlan::Report { code, oom_killed } => {
-                log::info!("the job ended (code {code}) while the wrapper was away: reporting it");
-                return Ok(self.finish(code, oom_killed, found != Found::Absent, client_cpu));
-            }
-        }
-        if plan != StartPlan::CreateAndStart {
-            // Asked of the engine, not of the job-writable journal.
-            if let Some(guest) = self.config.web_graphics_guest_port {
-                self.web_graphics_port
-                    .set(self.engine.published_port(&self.container, guest));
-            }
-        }
-        self.announce_web_graphics();
-        self.save_journal(Phase::Running, client_cpu, None);
-        let state = self
-            .engine
-            .inspect(&self.container)?
-            .context("the container vanished after start")?;
-        // Through a shell into WSL, the pid is the distro's, out of our reach.
-        let host_pid = if self.engine.transport().is_local() {
-            state.pid
-        } else {
-            0
+        Ok(Begin::Plan { plan, client_cpu })
+    }
+
+    /// A new container: image, the steps before its specification, create,
+    /// start. Some(outcome) when the client interrupted the image's build.
+    fn create_container(&mut self, engine: &Engine) -> Result<Option<Outcome>> {
+        let ctx = self.ctx;
+        self.image = match provision::ensure_image(ctx, engine, self.client)? {
+            Ok(image) => image,
+            Err(outcome) => return Ok(Some(outcome)),
         };
-        self.container_pid.set(host_pid);
-        if plan == StartPlan::Reattach && host_pid > 0 {
-            // An earlier run may have stopped its processes (SIGSTOP, where the
-            // engine cannot pause) and died before continuing them.
-            suspend::continue_processes(host_pid);
+        let prepared = provision::prepare(ctx, engine, self.image.clone())?;
+        self.web_graphics_port = prepared.web_graphics_port;
+        let spec = provision::container_spec(ctx, &prepared, provision::host_cpus());
+        provision::create_and_start(engine, spec, &mut || self.owns_container = true)?;
+        log::info!("container started");
+        crate::image::sweep::after_start(engine, &ctx.init, &self.image, ctx.is_standalone());
+        Ok(None)
+    }
+
+    /// What a run's result means for the process: an engine that is down or
+    /// hangs keeps the container for the retry, which finds it by name; a
+    /// task that fails for good has no more use for its container.
+    fn settle(&self, result: Result<Outcome>) -> Result<Outcome> {
+        match result {
+            Err(err) => match err.downcast_ref::<EngineError>() {
+                Some(EngineError::Unavailable(why)) => Ok(Outcome::TemporaryExit(why.clone())),
+                _ => {
+                    self.discard_container();
+                    Err(err)
+                }
+            },
+            ok => ok,
         }
-        self.supervise(&state, client_cpu)
     }
 
     /// Whether a container found under the task's name is this slot's.
@@ -331,28 +372,24 @@ impl Task {
         let recorded = Path::new(&state.slot);
         let claimed_there = || {
             Journal::load(recorded)
-                .is_some_and(|j| j.container == self.container && j.phase != Phase::Finished)
+                .is_some_and(|j| j.container == self.ctx.container && j.phase != Phase::Finished)
         };
         let age = state.created.map(|created| os::unix_time_now() - created);
-        supervisor::owner(&self.slot_label(), &state.slot, claimed_there, age)
-    }
-
-    /// This slot, as recorded on the container.
-    fn slot_label(&self) -> String {
-        self.slot_dir.to_string_lossy().into_owned()
+        supervisor::owner(&self.ctx.slot_label(), &state.slot, claimed_there, age)
     }
 
     /// Kills and removes this slot's container after a failure that ends
     /// the task: nothing is left running or forgotten, whatever the engine
     /// said before.
     fn discard_container(&self) {
-        if !self.owns_container.get() {
+        if !self.owns_container {
             return;
         }
-        self.engine.kill(&self.container);
-        match self.engine.remove(&self.container) {
-            Ok(()) => log::info!("container {} removed", self.container),
-            Err(err) => log::error!("cannot remove container {}: {err}", self.container),
+        let container = &self.ctx.container;
+        self.engine.kill(container);
+        match self.engine.remove(container) {
+            Ok(()) => log::info!("container {container} removed"),
+            Err(err) => log::error!("cannot remove container {container}: {err}"),
         }
     }
 
@@ -367,8 +404,8 @@ impl Task {
             .and_then(|c| c.created)
             .map(|created| (os::unix_time_now() - created) as f64);
         let claimed = journal.map(|j| j.cpu_time);
-        let trusted =
-            supervisor::trusted_cpu_time(self.init.wu_cpu_time, claimed, self.init.ncpus, age);
+        let init = &self.ctx.init;
+        let trusted = supervisor::trusted_cpu_time(init.wu_cpu_time, claimed, init.ncpus, age);
         if let Some(claimed) = claimed.filter(|claimed| *claimed > trusted + 1.0) {
             log::warn!(
                 "the journal claims {claimed:.0} s of CPU time, more than the container can have used: reporting {trusted:.0} s"
@@ -377,97 +414,15 @@ impl Task {
         trusted
     }
 
-    /// Gets the image: from the cache, or built. Some(outcome) when the
-    /// client (or a signal) interrupted the wait or the build.
-    fn ensure_image(&self) -> Result<Option<Outcome>> {
-        let mut interrupted = None;
-        let result = {
-            let mut cancel = || {
-                interrupted =
-                    interruption(&boinc::status(), self.terminated.load(Ordering::Relaxed));
-                interrupted.is_some()
-            };
-            let cache = self.image_cache();
-            let (slot, dockerfile, args) = (
-                &self.slot_dir,
-                &self.cli.dockerfile,
-                &self.config.build_args,
-            );
-            match (&self.config.image_name, &self.archive) {
-                (Some(name), _) => cache.ensure_named(name, slot, dockerfile, args, &mut cancel),
-                (None, Some(archive)) => cache.ensure_archive(slot, archive, &mut cancel),
-                (None, None) => cache.ensure(slot, dockerfile, args, &mut cancel),
-            }
-        };
-        match result {
-            Ok(Some(image)) => {
-                *self.image.borrow_mut() = image;
-                Ok(None)
-            }
-            Ok(None) => Ok(Some(interrupted.unwrap_or(Outcome::KeepForRestart))),
-            Err(ImageError::Busy(why)) => Err(EngineError::Unavailable(why).into()),
-            Err(ImageError::Engine(EngineError::Failed { detail, .. })) => {
-                anyhow::bail!("image build failed: {detail}")
-            }
-            Err(ImageError::Engine(err)) => Err(err.into()),
-            Err(ImageError::Inputs(why)) => anyhow::bail!("cannot build the image: {why}"),
-        }
-    }
-
-    fn image_cache(&self) -> ImageCache<'_> {
-        let limits = CacheLimits {
-            max_images: self.config.image_cache_max_images as usize,
-            max_bytes: self.config.image_cache_max_mb.saturating_mul(1024 * 1024),
-        };
-        // The project dir is shared by all of the project's tasks on this host.
-        let state_dir = match &self.init.project_dir {
-            dir if !self.standalone && Path::new(dir).is_dir() => PathBuf::from(dir),
-            _ => self.slot_dir.clone(),
-        };
-        let build_timeout = Duration::from_secs(self.config.build_timeout_secs);
-        let project = if self.standalone {
-            "standalone"
-        } else {
-            self.init.project_dir_name()
-        };
-        ImageCache::new(&self.engine, project, &state_dir, limits, build_timeout)
-    }
-
-    fn announce_web_graphics(&self) {
-        if let Some(port) = self.web_graphics_port.get() {
-            boinc::web_graphics_url(&format!("http://localhost:{port}"));
-        }
-    }
-
     fn save_journal(&self, phase: Phase, cpu_time: f64, exit_code: Option<i32>) {
         let journal = Journal {
-            container: self.container.clone(),
-            image: self.image.borrow().clone(),
+            container: self.ctx.container.clone(),
+            image: self.image.clone(),
             phase,
             cpu_time,
             exit_code,
         };
-        journal.save(&self.slot_dir);
-    }
-
-    /// A host path (slot, project dir, linked file) as the engine sees it:
-    /// the same path locally, `/mnt/c/...` inside WSL.
-    fn engine_path(&self, host: &Path) -> Result<PathBuf> {
-        self.engine.path_in_engine(host).map_err(anyhow::Error::msg)
-    }
-
-    fn project_dir(&self) -> Result<PathBuf> {
-        let dir = if self.standalone {
-            self.slot_dir.join("project")
-        } else {
-            PathBuf::from(&self.init.project_dir)
-        };
-        anyhow::ensure!(
-            dir.is_dir(),
-            "project directory {} does not exist",
-            dir.display()
-        );
-        Ok(dir)
+        journal.save(&self.ctx.slot_dir);
     }
 }
 
@@ -486,47 +441,5 @@ fn found(state: Option<ContainerState>) -> Found {
             finished_at: state.finished_at,
         },
         ContainerStatus::Other(_) => Found::Other,
-    }
-}
-
-/// What the client's status (or a signal) asks of a task still being set up.
-fn interruption(status: &ClientStatus, terminated: bool) -> Option<Outcome> {
-    if status.abort_request {
-        Some(Outcome::Aborted)
-    } else if status.quit_request || status.no_heartbeat || terminated {
-        Some(Outcome::KeepForRestart)
-    } else {
-        None
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn container_names_follow_the_cpp_wrapper() {
-        let init = InitData {
-            project_dir: "/var/lib/boinc/projects/example.org_test".into(),
-            wu_name: "WU_1".into(),
-            result_name: "WU_1_0".into(),
-            ..InitData::default()
-        };
-        assert_eq!(
-            container_name(&init, false),
-            "boinc__example.org_test__wu_1_0"
-        );
-        assert_eq!(container_name(&init, true), "boinc");
-    }
-
-    #[test]
-    fn client_requests_interrupt_set_up() {
-        let mut s = ClientStatus::default();
-        assert_eq!(interruption(&s, false), None);
-        assert_eq!(interruption(&s, true), Some(Outcome::KeepForRestart));
-        s.quit_request = true;
-        assert_eq!(interruption(&s, false), Some(Outcome::KeepForRestart));
-        s.abort_request = true;
-        assert_eq!(interruption(&s, false), Some(Outcome::Aborted));
     }
 }

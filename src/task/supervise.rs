@@ -1,24 +1,25 @@
-//! Supervision: the loop that follows the client and the container until
-//! the task ends, and the actions it performs.
-use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+//! Supervision: the loop gathers events (the container's exit, the
+//! client's status, a signal, periodic work that is due), hands each to the
+//! state machine (`supervisor`) and performs the actions it returns. An
+//! action's result goes back to the machine as an event.
+use std::collections::VecDeque;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::{Outcome, Task};
-use crate::boinc::{self, TaskReport};
-use crate::config::QuitAction;
-use crate::engine::exit_watch::ExitWatch;
-use crate::engine::{ContainerState, EngineError};
+use super::{Outcome, TaskRun};
+use crate::boinc::TaskReport;
+use crate::engine::{ContainerState, EngineError, ExitWatcher};
 use crate::exit_code::WrapperExit;
 use crate::journal::Phase;
 use crate::network::ContainerNetwork;
+use crate::schedule::Schedule;
 use crate::slot_files;
 use crate::slot_io;
-use crate::slot_usage::DiskWatch;
-use crate::supervisor::{self, Action, Event, State};
-use crate::suspend::{self, Paused};
+use crate::slot_usage::{self, DiskWatch};
+use crate::supervisor::{Action, Event, PauseResult, Periodic, Supervisor};
+use crate::suspend::{self, Pauser};
 use crate::usage::Accounting;
 
 /// How often the loop looks at the client's status. The API reads the
@@ -28,243 +29,250 @@ const TICK: Duration = Duration::from_millis(100);
 /// How often CPU time, memory and fraction done go to the client.
 const REPORT_PERIOD: Duration = Duration::from_secs(1);
 
-impl Task {
-    /// The main loop: client messages and container exit until the end.
-    pub(super) fn supervise(&self, container: &ContainerState, client_cpu: f64) -> Result<Outcome> {
-        let mut watch = ExitWatch::start(&self.engine, &self.container, container.pid)?;
-        let host_pid = Some(self.container_pid.get()).filter(|pid| *pid > 0);
-        let read_stats = Box::new(|| {
-            self.engine
-                .stats(&self.container)
+/// What supervising one container needs besides the task: the exit watch,
+/// the counters, the slot's size, the networks and the pause's means.
+struct Watchers<'a> {
+    exit: Box<dyn ExitWatcher + 'a>,
+    accounting: Accounting<'a>,
+    disk: Option<DiskWatch>,
+    network: ContainerNetwork<'a>,
+    pauser: Pauser,
+    schedule: Schedule<Periodic>,
+}
+
+/// What performing an action leads to.
+enum Next {
+    Continue,
+    /// The action's result, for the machine.
+    Event(Event),
+    /// The process ends so.
+    End(Outcome),
+}
+
+impl<'a> TaskRun<'a> {
+    /// The main loop: events until the task ends.
+    pub(super) fn supervise(
+        &mut self,
+        container: &ContainerState,
+        client_cpu: f64,
+    ) -> Result<Outcome> {
+        let (engine, ctx) = (self.engine, self.ctx);
+        let host_pid = Some(self.container_pid).filter(|pid| *pid > 0);
+        let read_stats = Box::new(move || {
+            engine
+                .stats(&ctx.container)
                 .map_err(|err| log::debug!("{err}"))
                 .ok()
         });
-        let mut accounting = Accounting::new(host_pid, &container.id, client_cpu, read_stats);
-        let mut state = State::Running;
-        let mut network = ContainerNetwork::new(&self.engine, &self.container, self.config.network);
-        let linked = slot_files::linked_files(&self.slot_dir)
+        let linked = slot_files::linked_files(&ctx.slot_dir)
             .map(|files| files.into_iter().map(|f| f.target).collect());
-        let mut disk = DiskWatch::new(
-            &self.slot_dir,
-            linked.unwrap_or_default(),
-            self.init.rsc_disk_bound,
-        );
-        let mut next_report = Instant::now();
+        let mut schedule = Schedule::new();
+        let now = Instant::now();
+        schedule.set(Periodic::Report, now);
+        schedule.set(Periodic::DiskCheck, now + slot_usage::MIN_INTERVAL);
+        let mut watchers = Watchers {
+            exit: engine.watch_exit(&ctx.container, container.pid)?,
+            accounting: Accounting::new(host_pid, &container.id, client_cpu, read_stats),
+            disk: DiskWatch::new(
+                &ctx.slot_dir,
+                linked.unwrap_or_default(),
+                ctx.init.rsc_disk_bound,
+            ),
+            network: ContainerNetwork::new(engine, &ctx.container, ctx.config.network),
+            pauser: Pauser::default(),
+            schedule,
+        };
+        let mut machine = Supervisor::new(ctx.config.quit_action);
         loop {
-            let event = if watch.wait_exited(TICK) {
-                // Read the cgroup's OOM counter at once, before the engine removes the cgroup.
-                let cgroup_oom = accounting.oom_killed();
-                let exit = watch.exit(&self.engine, &self.container)?;
-                let engine_oom = match exit.oom_killed {
-                    Some(oom_killed) => oom_killed,
-                    // The exit code is known: an engine that cannot say more
-                    // must not cost the task its result.
-                    None => {
-                        match self.engine.inspect(&self.container) {
-                            Ok(state) => state.is_some_and(|s| s.oom_killed),
-                            Err(err) => {
-                                log::warn!("cannot ask the engine whether the job ran out of memory: {err}");
-                                false
-                            }
-                        }
-                    }
-                };
-                Event::ContainerExited {
-                    code: exit.code,
-                    oom_killed: engine_oom || (cgroup_oom && exit.code == 137),
-                }
-            } else if self.terminated.load(Ordering::Relaxed) {
-                Event::Terminated
-            } else {
-                Event::Client(boinc::status())
-            };
-            let (next, actions) = supervisor::transition(state, &event);
-            // The next wrapper process would not know which networks were taken.
-            if actions
-                .iter()
-                .any(|a| matches!(a, Action::KeepForRestart { .. }))
-                && !network.restore()
-            {
-                // Unpaused to reconnect and not paused again: it runs.
-                self.paused.set(None);
-            }
-            if next != state {
-                log::debug!("{state:?} -> {next:?}");
-            }
-            state = next;
-            if Instant::now() >= next_report || state == State::Done {
-                if state == State::Running {
-                    accounting.update();
-                }
-                // The final report (sent before the clean-up, so the client has
-                // read it by the time we exit) says done, as boinc_finish does.
-                let ended = matches!(event, Event::ContainerExited { .. });
-                boinc::report(&TaskReport {
-                    cpu_time: accounting.cpu_time(),
-                    // The container keeps its state across quits: all CPU time so far is kept work.
-                    checkpoint_cpu_time: accounting.cpu_time(),
-                    fraction_done: if ended {
-                        1.0
-                    } else {
-                        read_fraction_done(&self.fraction_done())
-                    },
-                    working_set_size: accounting.memory_bytes(),
-                });
-                next_report = Instant::now() + REPORT_PERIOD;
-            }
-            if state == State::Running && actions.is_empty() {
-                if let Some(disk) = disk.as_mut() {
-                    if let Some(used) = disk.over_bound() {
-                        return Ok(self.end_over_disk_bound(
-                            used,
-                            disk.bound(),
-                            accounting.cpu_time(),
-                        ));
+            let mut events = VecDeque::from([self.next_event(&mut watchers)?]);
+            let due = watchers.schedule.take_due(Instant::now());
+            events.extend(due.into_iter().map(Event::Due));
+            while let Some(event) = events.pop_front() {
+                for action in machine.on(&event) {
+                    match self.perform(&action, &mut watchers)? {
+                        Next::Continue => {}
+                        Next::Event(event) => events.push_back(event),
+                        Next::End(outcome) => return Ok(outcome),
                     }
                 }
-            }
-            for action in actions {
-                // A pause the client no longer wants, or an exit, must not
-                // wait for an engine that hangs.
-                let mut moot = || watch.exited_now() || self.pause_is_moot();
-                if let Some(outcome) = self.perform(&action, accounting.cpu_time(), &mut moot)? {
-                    return Ok(outcome);
-                }
-            }
-            if let Event::Client(status) = &event {
-                network.follow(status.network_suspended, state == State::Running);
             }
         }
     }
 
-    /// The client or a signal asks for something other than a suspended
-    /// task: resume, quit, abort, lost heartbeat, SIGTERM.
-    fn pause_is_moot(&self) -> bool {
-        let status = boinc::status();
-        !status.suspended
-            || super::interruption(&status, self.terminated.load(Ordering::Relaxed)).is_some()
+    /// The container's exit, else a signal, else the client's status:
+    /// waiting at most a tick, less when periodic work falls due sooner.
+    fn next_event(&mut self, watchers: &mut Watchers) -> Result<Event> {
+        let wait = watchers.schedule.wait_from(Instant::now(), TICK);
+        if !watchers.exit.wait_exited(wait) {
+            return Ok(if self.client.terminated() {
+                Event::Terminated
+            } else {
+                Event::Client(self.client.poll())
+            });
+        }
+        // Read the cgroup's OOM counter at once, before the engine removes the cgroup.
+        let cgroup_oom = watchers.accounting.oom_killed();
+        let exit = match watchers.exit.exit() {
+            Ok(exit) => exit,
+            Err(EngineError::Unavailable(why)) => return Ok(Event::EngineLost { why }),
+            Err(err) => return Err(err.into()),
+        };
+        let engine_oom = match exit.oom_killed {
+            Some(oom_killed) => oom_killed,
+            // The exit code is known: an engine that cannot say more must
+            // not cost the task its result.
+            None => match self.engine.inspect(&self.ctx.container) {
+                Ok(state) => state.is_some_and(|s| s.oom_killed),
+                Err(err) => {
+                    log::warn!("cannot ask the engine whether the job ran out of memory: {err}");
+                    false
+                }
+            },
+        };
+        Ok(Event::ContainerExited {
+            code: exit.code,
+            oom_killed: engine_oom || (cgroup_oom && exit.code == 137),
+        })
     }
 
-    /// `moot` tells a pause in progress to give up.
-    fn perform(
-        &self,
-        action: &Action,
-        cpu_time: f64,
-        moot: &mut dyn FnMut() -> bool,
-    ) -> Result<Option<Outcome>> {
-        match action {
+    fn perform(&mut self, action: &Action, watchers: &mut Watchers) -> Result<Next> {
+        let (engine, container) = (self.engine, &self.ctx.container);
+        Ok(match action {
             Action::Pause => {
-                match self.pause(moot) {
-                    Ok(Paused::ByEngine) => log::info!("suspended: container paused"),
-                    Ok(Paused::BySignals) => log::info!("suspended: container processes stopped"),
-                    Err(EngineError::Cancelled) => {
-                        log::info!("pause abandoned: the client or the job moved on")
-                    }
-                    // Losing the task over it would be worse than a job running on.
-                    Err(err) => {
-                        log::warn!("the container could not be paused; it keeps running: {err}")
-                    }
-                }
-                Ok(None)
+                // A pause the client no longer wants, or an exit, must not
+                // wait for an engine that hangs.
+                let client = self.client;
+                let exit = &mut watchers.exit;
+                let mut moot = || exit.exited_now() || pause_is_moot(client);
+                let result =
+                    watchers
+                        .pauser
+                        .pause(engine, container, self.container_pid, &mut moot);
+                let result = pause_result(result, "suspended", "it keeps running");
+                Next::Event(Event::PauseDone(result))
             }
-            Action::Unpause => {
-                let how = self.paused.take().unwrap_or(Paused::ByEngine);
-                match suspend::resume(&self.engine, &self.container, self.container_pid.get(), how)
-                {
+            Action::PauseForQuit => {
+                // Only an abort makes keeping the work pointless.
+                let client = self.client;
+                let mut abort = || client.latest().abort_request;
+                let result =
+                    watchers
+                        .pauser
+                        .pause(engine, container, self.container_pid, &mut abort);
+                let result = pause_result(result, "kept for a restart", "stopping it instead");
+                Next::Event(Event::PauseDone(result))
+            }
+            Action::Unpause(how) => {
+                match suspend::resume(engine, container, self.container_pid, *how) {
                     Ok(()) => log::info!("resumed: container unpaused"),
                     Err(err) => {
                         log::warn!("unpause failed (the container may not have been paused): {err}")
                     }
                 }
-                Ok(None)
+                Next::Continue
             }
-            Action::KeepForRestart { reason } => {
+            Action::FollowNetwork { suspended } => {
+                watchers.network.follow(*suspended, true);
+                Next::Continue
+            }
+            Action::PrepareRestart { reason } => {
                 log::info!("{reason}: keeping the container for a restart");
-                let phase = self.keep_for_restart();
-                self.save_journal(phase, cpu_time, None);
-                Ok(Some(Outcome::KeepForRestart))
+                // The next wrapper process would not know which networks were taken.
+                let running_again = !watchers.network.restore();
+                Next::Event(Event::NetworksRestored { running_again })
+            }
+            Action::StopForRestart { continue_first } => {
+                // A stopped process would not see the SIGTERM until SIGKILL.
+                if *continue_first {
+                    suspend::continue_processes(self.container_pid);
+                }
+                let grace = Duration::from_secs(self.ctx.config.stop_grace_secs);
+                let stopped = match engine.stop(container, grace) {
+                    Ok(()) => true,
+                    Err(err) => {
+                        log::warn!("the container could not be stopped: {err}");
+                        false
+                    }
+                };
+                Next::Event(Event::StopDone { stopped })
+            }
+            Action::KeepForRestart { phase } => {
+                self.save_journal(*phase, watchers.accounting.cpu_time(), None);
+                Next::End(Outcome::KeepForRestart)
             }
             Action::Abort => {
                 log::info!("the client aborted the task: removing the container");
                 // `podman rm -f` stops with SIGTERM and a 10 s grace; an abort needs no grace.
-                self.engine.kill(&self.container);
-                if let Err(err) = self.engine.remove(&self.container) {
+                engine.kill(container);
+                if let Err(err) = engine.remove(container) {
                     log::error!("{err}");
                 }
-                Ok(Some(Outcome::Aborted))
+                Next::End(Outcome::Aborted)
             }
             Action::Finish { code, oom_killed } => {
-                Ok(Some(self.finish(*code, *oom_killed, true, cpu_time)))
+                let cpu = watchers.accounting.cpu_time();
+                Next::End(self.finish(*code, *oom_killed, true, cpu))
             }
-        }
-    }
-
-    fn pause(&self, cancel: &mut dyn FnMut() -> bool) -> Result<Paused, EngineError> {
-        let how = suspend::pause(
-            &self.engine,
-            &self.container,
-            self.container_pid.get(),
-            cancel,
-        )?;
-        self.paused.set(Some(how));
-        Ok(how)
-    }
-
-    /// Pauses or stops the container as job.toml says; the phase to journal.
-    /// A container that cannot be paused is stopped, so it never runs on
-    /// unsupervised while the task is suspended or the client is down.
-    fn keep_for_restart(&self) -> Phase {
-        let grace = Duration::from_secs(self.config.stop_grace_secs);
-        let stop = || {
-            // A stopped process would not see the SIGTERM until SIGKILL.
-            if self.paused.get() == Some(Paused::BySignals) {
-                suspend::continue_processes(self.container_pid.get());
+            Action::EndOverDiskBound { used, bound } => {
+                let mb = |bytes: u64| bytes / 1_000_000;
+                log::error!(
+                    "the job wrote at least {} MB into the slot, past the workunit's disk bound of {} MB: stopping it",
+                    mb(*used),
+                    mb(*bound)
+                );
+                engine.kill(container);
+                let cpu = watchers.accounting.cpu_time();
+                let code = WrapperExit::DiskLimitExceeded.code();
+                Next::End(self.finish(code, false, true, cpu))
             }
-            self.stop_for_restart(grace)
-        };
-        match self.config.quit_action {
-            // Paused as far as we know: a failed pause or re-pause cleared it.
-            QuitAction::Pause if self.paused.get().is_some() => Phase::KeptPaused,
-            // Only an abort makes keeping the work pointless.
-            QuitAction::Pause => match self.pause(&mut || boinc::status().abort_request) {
-                Ok(_) => Phase::KeptPaused,
-                Err(err) => {
-                    log::warn!("the container could not be paused ({err}); stopping it instead");
-                    stop()
+            Action::Report { sample, job_ended } => {
+                if *sample {
+                    watchers.accounting.update();
+                }
+                let cpu_time = watchers.accounting.cpu_time();
+                self.client.report(&TaskReport {
+                    cpu_time,
+                    // The container keeps its state across quits: all CPU time so far is kept work.
+                    checkpoint_cpu_time: cpu_time,
+                    fraction_done: if *job_ended {
+                        1.0
+                    } else {
+                        read_fraction_done(&self.ctx.fraction_done_file())
+                    },
+                    working_set_size: watchers.accounting.memory_bytes(),
+                });
+                watchers
+                    .schedule
+                    .set(Periodic::Report, Instant::now() + REPORT_PERIOD);
+                Next::Continue
+            }
+            Action::CheckDisk => match &watchers.disk {
+                None => Next::Continue,
+                Some(disk) => {
+                    let measured = disk.measure();
+                    watchers
+                        .schedule
+                        .set(Periodic::DiskCheck, Instant::now() + measured.next_in);
+                    match measured.over_bound {
+                        Some(used) => Next::Event(Event::DiskOverBound {
+                            used,
+                            bound: disk.bound(),
+                        }),
+                        None => Next::Continue,
+                    }
                 }
             },
-            QuitAction::Stop => stop(),
-        }
-    }
-
-    fn stop_for_restart(&self, grace: Duration) -> Phase {
-        match self.engine.stop(&self.container, grace) {
-            Ok(()) => Phase::KeptStopped,
-            Err(err) => {
-                // The restarted wrapper re-attaches to whatever state it finds.
-                log::warn!("the container could not be stopped either: {err}");
-                Phase::Running
+            Action::GiveUp { why } => {
+                log::error!("the engine cannot say how the container ended: {why}");
+                return Err(EngineError::Unavailable(why.clone()).into());
             }
-        }
-    }
-
-    /// Ends a job that filled the slot past the workunit's disk bound, as
-    /// the client would (only much later).
-    fn end_over_disk_bound(&self, used: u64, bound: u64, cpu_time: f64) -> Outcome {
-        let mb = |bytes: u64| bytes / 1_000_000;
-        log::error!(
-            "the job wrote at least {} MB into the slot, past the workunit's disk bound of {} MB: stopping it",
-            mb(used),
-            mb(bound)
-        );
-        self.engine.kill(&self.container);
-        self.finish(WrapperExit::DiskLimitExceeded.code(), false, true, cpu_time)
+        })
     }
 
     /// Container log into stderr.txt, container removed (the image stays
     /// cached for the next workunit).
     pub(super) fn finish(
-        &self,
+        &mut self,
         code: i32,
         oom_killed: bool,
         container_exists: bool,
@@ -275,12 +283,12 @@ impl Task {
         self.save_journal(Phase::Finished, cpu_time, Some(code));
         if container_exists {
             self.copy_container_log();
-            if let Err(err) = self.engine.remove(&self.container) {
+            if let Err(err) = self.engine.remove(&self.ctx.container) {
                 log::error!("cannot remove the container: {err}");
             }
         }
         if oom_killed {
-            let limit = self.init.rsc_memory_bound / (1024.0 * 1024.0);
+            let limit = self.ctx.init.rsc_memory_bound / (1024.0 * 1024.0);
             log::error!("the job was killed: out of memory (limit {limit:.0} MiB)");
             return Outcome::Finished(WrapperExit::MemLimitExceeded.code());
         }
@@ -289,11 +297,11 @@ impl Task {
     }
 
     fn copy_container_log(&self) {
-        let max = usize::try_from(self.config.log_tail_bytes).unwrap_or(usize::MAX);
+        let max = usize::try_from(self.ctx.config.log_tail_bytes).unwrap_or(usize::MAX);
         if max == 0 {
             return;
         }
-        match self.engine.logs_tail(&self.container, max) {
+        match self.engine.logs_tail(&self.ctx.container, max) {
             Ok(log) => {
                 eprintln!(
                     "---- container output (last {} KiB at most) ----",
@@ -308,9 +316,39 @@ impl Task {
             Err(err) => log::warn!("cannot read the container log: {err}"),
         }
     }
+}
 
-    fn fraction_done(&self) -> PathBuf {
-        self.slot_dir.join(&self.config.fraction_done_file)
+/// The client or a signal asks for something other than a suspended task:
+/// resume, quit, abort, lost heartbeat, SIGTERM.
+fn pause_is_moot(client: &dyn super::Client) -> bool {
+    !client.latest().suspended || super::client::interruption(client).is_some()
+}
+
+/// The machine's view of a pause, logged on the way: `purpose` says what
+/// the pause was for, `otherwise` what happens when it fails.
+fn pause_result(
+    result: Result<suspend::Paused, EngineError>,
+    purpose: &str,
+    otherwise: &str,
+) -> PauseResult {
+    match result {
+        Ok(how) => {
+            match how {
+                suspend::Paused::ByEngine => log::info!("{purpose}: container paused"),
+                suspend::Paused::BySignals => {
+                    log::info!("{purpose}: container processes stopped")
+                }
+            }
+            PauseResult::Paused(how)
+        }
+        Err(EngineError::Cancelled) => {
+            log::info!("pause abandoned: the client or the job moved on");
+            PauseResult::Cancelled
+        }
+        Err(err) => {
+            log::warn!("the container could not be paused ({err}); {otherwise}");
+            PauseResult::Failed
+        }
     }
 }
 

@@ -1,84 +1,7 @@
-//! The task's life as a state machine: (state, event) -> (state, actions).
-//! No I/O here; `task/supervise.rs` performs the actions.
-use crate::boinc::ClientStatus;
+//! How a task starts again from what an earlier run left: the start plan,
+//! whose a container under the task's name is, and how much of the
+//! journal's CPU time to believe. No I/O here.
 use crate::journal::{Journal, Phase};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    Running,
-    /// Paused because the client suspended the task.
-    Suspended,
-    /// Nothing more to supervise; the process is about to exit.
-    Done,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// The client's latest status (read every tick).
-    Client(ClientStatus),
-    ContainerExited {
-        code: i32,
-        oom_killed: bool,
-    },
-    /// SIGTERM/SIGINT reached the wrapper itself.
-    Terminated,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    Pause,
-    Unpause,
-    /// Keep the container's work and exit so the client can restart us:
-    /// pause it (unless it is paused) or stop it, as job.toml says.
-    KeepForRestart {
-        reason: &'static str,
-    },
-    /// Kill and remove the container, then exit.
-    Abort,
-    /// Copy the log, remove the container, report the exit code.
-    Finish {
-        code: i32,
-        oom_killed: bool,
-    },
-}
-
-pub fn transition(state: State, event: &Event) -> (State, Vec<Action>) {
-    if state == State::Done {
-        return (State::Done, vec![]);
-    }
-    match event {
-        Event::ContainerExited { code, oom_killed } => (
-            State::Done,
-            vec![Action::Finish {
-                code: *code,
-                oom_killed: *oom_killed,
-            }],
-        ),
-        Event::Terminated => (State::Done, vec![keep("the wrapper was terminated")]),
-        Event::Client(status) => client_transition(state, status),
-    }
-}
-
-fn client_transition(state: State, status: &ClientStatus) -> (State, Vec<Action>) {
-    if status.abort_request {
-        return (State::Done, vec![Action::Abort]);
-    }
-    if status.quit_request {
-        return (State::Done, vec![keep("the client asked us to quit")]);
-    }
-    if status.no_heartbeat {
-        return (State::Done, vec![keep("no heartbeat from the client")]);
-    }
-    match (state, status.suspended) {
-        (State::Running, true) => (State::Suspended, vec![Action::Pause]),
-        (State::Suspended, false) => (State::Running, vec![Action::Unpause]),
-        _ => (state, vec![]),
-    }
-}
-
-fn keep(reason: &'static str) -> Action {
-    Action::KeepForRestart { reason }
-}
 
 /// How to get the container going at start, given what a previous run left.
 #[derive(Debug, Clone, PartialEq)]
@@ -224,52 +147,9 @@ fn killed_by_shutdown(code: i32, finished_at: Option<i64>, boot_time: Option<i64
         _ => false,
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn client(f: impl FnOnce(&mut ClientStatus)) -> Event {
-        let mut status = ClientStatus::default();
-        f(&mut status);
-        Event::Client(status)
-    }
-
-    #[test]
-    fn suspend_pauses_and_resume_unpauses_once() {
-        let (s, a) = transition(State::Running, &client(|c| c.suspended = true));
-        assert_eq!((s, a), (State::Suspended, vec![Action::Pause]));
-        let (s, a) = transition(State::Suspended, &client(|c| c.suspended = true));
-        assert_eq!((s, a), (State::Suspended, vec![]));
-        let (s, a) = transition(State::Suspended, &client(|_| {}));
-        assert_eq!((s, a), (State::Running, vec![Action::Unpause]));
-        let (s, a) = transition(State::Running, &client(|_| {}));
-        assert_eq!((s, a), (State::Running, vec![]));
-    }
-
-    #[test]
-    fn abort_wins_over_everything_else() {
-        let e = client(|c| {
-            c.abort_request = true;
-            c.quit_request = true;
-            c.suspended = true;
-        });
-        assert_eq!(
-            transition(State::Suspended, &e),
-            (State::Done, vec![Action::Abort])
-        );
-    }
-
-    #[test]
-    fn quit_and_lost_heartbeat_keep_the_work() {
-        let (s, a) = transition(State::Running, &client(|c| c.quit_request = true));
-        assert_eq!(s, State::Done);
-        assert!(matches!(a[..], [Action::KeepForRestart { .. }]));
-        let (_, a) = transition(State::Suspended, &client(|c| c.no_heartbeat = true));
-        assert!(matches!(a[..], [Action::KeepForRestart { .. }]));
-        let (_, a) = transition(State::Running, &Event::Terminated);
-        assert!(matches!(a[..], [Action::KeepForRestart { .. }]));
-    }
 
     #[test]
     fn a_container_of_another_slot_is_never_adopted() {
@@ -285,26 +165,6 @@ mod tests {
             owner("/s/1", "/s/2", || false, Some(STARTING_UP_SECS)),
             Owner::Orphan
         );
-    }
-
-    #[test]
-    fn container_exit_finishes_with_its_code() {
-        let e = Event::ContainerExited {
-            code: 3,
-            oom_killed: false,
-        };
-        assert_eq!(
-            transition(State::Running, &e),
-            (
-                State::Done,
-                vec![Action::Finish {
-                    code: 3,
-                    oom_killed: false
-                }]
-            )
-        );
-        // A container can exit while paused only if killed from outside; still report it.
-        assert_eq!(transition(State::Suspended, &e).0, State::Done);
     }
 
     fn journal(phase: Phase, exit_code: Option<i32>) -> Journal {
@@ -452,13 +312,5 @@ mod tests {
             "no container, no claim"
         );
         assert_eq!(trusted_cpu_time(100.0, None, 2.0, Some(60.0)), 100.0);
-    }
-
-    #[test]
-    fn done_ignores_further_events() {
-        assert_eq!(
-            transition(State::Done, &client(|c| c.abort_request = true)),
-            (State::Done, vec![])
-        );
     }
 }

@@ -1,0 +1,548 @@
+//! The task's life as a state machine: each event (the client's status, the
+//! container's exit, a signal, periodic work falling due, the result of an
+//! action) goes in, the actions to perform come out. No I/O here:
+//! `task/supervise.rs` gathers the events and performs the actions, and
+//! feeds their results back in as events.
+pub mod start;
+
+use crate::boinc::ClientStatus;
+use crate::config::QuitAction;
+use crate::journal::Phase;
+use crate::suspend::Paused;
+
+pub use start::{owner, plan_start, trusted_cpu_time, Found, Owner, StartPlan};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Running,
+    /// The client suspended the task (paused, unless the pause failed).
+    Suspended,
+    /// Keeping the container's work for a restart; waiting for the steps.
+    Quitting,
+    /// Nothing more to supervise; the process is about to exit.
+    Done,
+}
+
+/// Periodic work, as the loop's schedule says it is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Periodic {
+    /// CPU time, memory and fraction done to the client.
+    Report,
+    /// The slot's size against the workunit's disk bound.
+    DiskCheck,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The client's latest status.
+    Client(ClientStatus),
+    ContainerExited {
+        code: i32,
+        oom_killed: bool,
+    },
+    /// SIGTERM/SIGINT/SIGQUIT reached the wrapper itself.
+    Terminated,
+    Due(Periodic),
+    /// The disk check found the slot past the workunit's bound.
+    DiskOverBound {
+        used: u64,
+        bound: u64,
+    },
+    /// The engine cannot say how the container ended: it is gone or hangs.
+    EngineLost {
+        why: String,
+    },
+    /// What came of `Action::Pause` or `Action::PauseForQuit`.
+    PauseDone(PauseResult),
+    /// The networks are back; `running_again`: the container had to be
+    /// unpaused for it and could not be paused again.
+    NetworksRestored {
+        running_again: bool,
+    },
+    /// What came of `Action::StopForRestart`.
+    StopDone {
+        stopped: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseResult {
+    Paused(Paused),
+    /// The client or the job moved on while the engine worked.
+    Cancelled,
+    /// Neither the engine nor signals could pause it; it runs.
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Pause the container: by the engine, else by stopping its processes.
+    Pause,
+    /// Undo the pause, the way it was made.
+    Unpause(Paused),
+    /// Follow the client's network suspension (the container runs).
+    FollowNetwork {
+        suspended: bool,
+    },
+    /// The first step of keeping the work for a restart: log why and give
+    /// the container its networks back (the next process would not know
+    /// which were taken).
+    PrepareRestart {
+        reason: &'static str,
+    },
+    /// Pause for a restart; only an abort cancels it.
+    PauseForQuit,
+    /// Stop the container for a restart; `continue_first`: its processes
+    /// are stopped by signals and must see the SIGTERM.
+    StopForRestart {
+        continue_first: bool,
+    },
+    /// Journal the phase the container was left in, and exit for a restart.
+    KeepForRestart {
+        phase: Phase,
+    },
+    /// Kill and remove the container, then exit.
+    Abort,
+    /// Copy the log, remove the container, report the exit code.
+    Finish {
+        code: i32,
+        oom_killed: bool,
+    },
+    /// Kill the job that filled the slot and finish with the disk error.
+    EndOverDiskBound {
+        used: u64,
+        bound: u64,
+    },
+    /// CPU time, memory and fraction done to the client; `sample`: read
+    /// the container's counters first (it runs); `job_ended`: say done, as
+    /// boinc_finish does (sent before the clean-up, so that the client has
+    /// read it by the time the process exits).
+    Report {
+        sample: bool,
+        job_ended: bool,
+    },
+    CheckDisk,
+    /// Give up supervising: the engine is gone, so the task is retried
+    /// later and the next run finds the container by name.
+    GiveUp {
+        why: String,
+    },
+}
+
+/// The report before the process exits with the job still unfinished.
+const LAST_REPORT: Action = Action::Report {
+    sample: false,
+    job_ended: false,
+};
+
+/// The machine: the task's state and what it knows of the container.
+#[derive(Debug)]
+pub struct Supervisor {
+    state: State,
+    /// How the container is paused, while it is.
+    paused: Option<Paused>,
+    quit_action: QuitAction,
+}
+
+impl Supervisor {
+    /// A supervisor for a running container; `quit_action`: job.toml's.
+    pub fn new(quit_action: QuitAction) -> Supervisor {
+        Supervisor {
+            state: State::Running,
+            paused: None,
+            quit_action,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn on(&mut self, event: &Event) -> Vec<Action> {
+        let before = self.state;
+        let actions = self.decide(event);
+        if self.state != before {
+            log::debug!("{before:?} -> {:?} on {event:?}", self.state);
+        }
+        actions
+    }
+
+    fn decide(&mut self, event: &Event) -> Vec<Action> {
+        if self.state == State::Done {
+            return vec![];
+        }
+        if self.state == State::Quitting {
+            return self.quitting(event);
+        }
+        match event {
+            Event::ContainerExited { code, oom_killed } => self.end(vec![
+                Action::Report {
+                    sample: false,
+                    job_ended: true,
+                },
+                Action::Finish {
+                    code: *code,
+                    oom_killed: *oom_killed,
+                },
+            ]),
+            Event::EngineLost { why } => self.end(vec![Action::GiveUp { why: why.clone() }]),
+            Event::Terminated => self.quit("the wrapper was terminated"),
+            Event::Client(status) => self.client(status),
+            Event::Due(Periodic::Report) => vec![Action::Report {
+                sample: self.state == State::Running,
+                job_ended: false,
+            }],
+            Event::Due(Periodic::DiskCheck) if self.state == State::Running => {
+                vec![Action::CheckDisk]
+            }
+            Event::Due(Periodic::DiskCheck) => vec![],
+            Event::DiskOverBound { used, bound } => self.end(vec![Action::EndOverDiskBound {
+                used: *used,
+                bound: *bound,
+            }]),
+            Event::PauseDone(result) => {
+                self.paused = match result {
+                    PauseResult::Paused(how) => Some(*how),
+                    PauseResult::Cancelled | PauseResult::Failed => None,
+                };
+                vec![]
+            }
+            // Answers to steps of a quit, which only Quitting asks for.
+            Event::NetworksRestored { .. } | Event::StopDone { .. } => vec![],
+        }
+    }
+
+    fn client(&mut self, status: &ClientStatus) -> Vec<Action> {
+        if status.abort_request {
+            return self.end(vec![LAST_REPORT, Action::Abort]);
+        }
+        if status.quit_request {
+            return self.quit("the client asked us to quit");
+        }
+        if status.no_heartbeat {
+            return self.quit("no heartbeat from the client");
+        }
+        let mut actions = match (self.state, status.suspended) {
+            (State::Running, true) => {
+                self.state = State::Suspended;
+                vec![Action::Pause]
+            }
+            (State::Suspended, false) => {
+                self.state = State::Running;
+                // Undone as it was made; without a record, the engine's way
+                // (a pause that timed out may have happened all the same).
+                vec![Action::Unpause(
+                    self.paused.take().unwrap_or(Paused::ByEngine),
+                )]
+            }
+            _ => vec![],
+        };
+        if self.state == State::Running {
+            actions.push(Action::FollowNetwork {
+                suspended: status.network_suspended,
+            });
+        }
+        actions
+    }
+
+    /// Keeping the work takes steps whose outcome decides the next one.
+    fn quit(&mut self, reason: &'static str) -> Vec<Action> {
+        self.state = State::Quitting;
+        vec![LAST_REPORT, Action::PrepareRestart { reason }]
+    }
+
+    fn quitting(&mut self, event: &Event) -> Vec<Action> {
+        match event {
+            Event::NetworksRestored { running_again } => {
+                if *running_again {
+                    self.paused = None;
+                }
+                match (self.quit_action, self.paused) {
+                    (QuitAction::Pause, Some(_)) => self.keep(Phase::KeptPaused),
+                    (QuitAction::Pause, None) => vec![Action::PauseForQuit],
+                    (QuitAction::Stop, paused) => vec![Action::StopForRestart {
+                        continue_first: paused == Some(Paused::BySignals),
+                    }],
+                }
+            }
+            Event::PauseDone(PauseResult::Paused(how)) => {
+                self.paused = Some(*how);
+                self.keep(Phase::KeptPaused)
+            }
+            // A container that cannot be paused is stopped, so it never runs
+            // on unsupervised while the client is down.
+            Event::PauseDone(_) => vec![Action::StopForRestart {
+                continue_first: false,
+            }],
+            Event::StopDone { stopped: true } => self.keep(Phase::KeptStopped),
+            // The restarted wrapper re-attaches to whatever state it finds.
+            Event::StopDone { stopped: false } => self.keep(Phase::Running),
+            // The job ending meanwhile is found by the next run, which
+            // reports it; nothing else can interrupt the steps.
+            _ => vec![],
+        }
+    }
+
+    fn keep(&mut self, phase: Phase) -> Vec<Action> {
+        self.end(vec![Action::KeepForRestart { phase }])
+    }
+
+    fn end(&mut self, actions: Vec<Action>) -> Vec<Action> {
+        self.state = State::Done;
+        actions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(f: impl FnOnce(&mut ClientStatus)) -> Event {
+        let mut status = ClientStatus::default();
+        f(&mut status);
+        Event::Client(status)
+    }
+
+    fn running() -> Event {
+        client(|_| {})
+    }
+
+    fn suspended() -> Event {
+        client(|c| c.suspended = true)
+    }
+
+    fn follow(suspended: bool) -> Action {
+        Action::FollowNetwork { suspended }
+    }
+
+    const FINAL_REPORT: Action = Action::Report {
+        sample: false,
+        job_ended: true,
+    };
+
+    #[test]
+    fn suspend_pauses_and_resume_undoes_the_same_pause_once() {
+        let mut s = Supervisor::new(QuitAction::Pause);
+        assert_eq!(s.on(&suspended()), vec![Action::Pause]);
+        assert_eq!(s.state(), State::Suspended);
+        assert_eq!(
+            s.on(&Event::PauseDone(PauseResult::Paused(Paused::BySignals))),
+            vec![]
+        );
+        assert_eq!(s.on(&suspended()), vec![]);
+        assert_eq!(
+            s.on(&running()),
+            vec![Action::Unpause(Paused::BySignals), follow(false)]
+        );
+        assert_eq!(s.state(), State::Running);
+        assert_eq!(s.on(&running()), vec![follow(false)]);
+        // Without a record of the pause, resuming asks the engine.
+        s.on(&suspended());
+        s.on(&Event::PauseDone(PauseResult::Failed));
+        assert_eq!(
+            s.on(&running()),
+            vec![Action::Unpause(Paused::ByEngine), follow(false)]
+        );
+    }
+
+    #[test]
+    fn the_network_follows_the_client_only_while_the_container_runs() {
+        let mut s = Supervisor::new(QuitAction::Pause);
+        assert_eq!(
+            s.on(&client(|c| c.network_suspended = true)),
+            vec![follow(true)]
+        );
+        assert_eq!(
+            s.on(&client(|c| {
+                c.network_suspended = true;
+                c.suspended = true
+            })),
+            vec![Action::Pause]
+        );
+    }
+
+    #[test]
+    fn abort_wins_over_everything_else() {
+        let e = client(|c| {
+            c.abort_request = true;
+            c.quit_request = true;
+            c.suspended = true;
+        });
+        let mut s = Supervisor::new(QuitAction::Pause);
+        s.on(&suspended());
+        assert_eq!(s.on(&e), vec![LAST_REPORT, Action::Abort]);
+        assert_eq!(s.state(), State::Done);
+    }
+
+    /// Runs a quit through its steps; `answers` are the steps' results in turn.
+    fn quit_with(s: &mut Supervisor, answers: &[Event]) -> Vec<Action> {
+        let mut actions = s.on(&client(|c| c.quit_request = true));
+        assert_eq!(
+            actions,
+            vec![
+                LAST_REPORT,
+                Action::PrepareRestart {
+                    reason: "the client asked us to quit"
+                }
+            ]
+        );
+        for answer in answers {
+            actions.extend(s.on(answer));
+        }
+        actions.drain(..2);
+        actions
+    }
+
+    const RESTORED: Event = Event::NetworksRestored {
+        running_again: false,
+    };
+
+    #[test]
+    fn quit_keeps_a_paused_container_as_it_is() {
+        let mut s = Supervisor::new(QuitAction::Pause);
+        s.on(&suspended());
+        s.on(&Event::PauseDone(PauseResult::Paused(Paused::ByEngine)));
+        assert_eq!(
+            quit_with(&mut s, &[RESTORED]),
+            vec![Action::KeepForRestart {
+                phase: Phase::KeptPaused
+            }]
+        );
+        assert_eq!(s.state(), State::Done);
+    }
+
+    #[test]
+    fn quit_pauses_a_running_container_or_stops_it_when_the_pause_fails() {
+        let mut s = Supervisor::new(QuitAction::Pause);
+        let paused = Event::PauseDone(PauseResult::Paused(Paused::ByEngine));
+        assert_eq!(
+            quit_with(&mut s, &[RESTORED, paused]),
+            vec![
+                Action::PauseForQuit,
+                Action::KeepForRestart {
+                    phase: Phase::KeptPaused
+                }
+            ]
+        );
+        let mut s = Supervisor::new(QuitAction::Pause);
+        let failed = Event::PauseDone(PauseResult::Failed);
+        let stopped = Event::StopDone { stopped: true };
+        assert_eq!(
+            quit_with(&mut s, &[RESTORED, failed, stopped]),
+            vec![
+                Action::PauseForQuit,
+                Action::StopForRestart {
+                    continue_first: false
+                },
+                Action::KeepForRestart {
+                    phase: Phase::KeptStopped
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_container_unpaused_to_give_its_networks_back_is_paused_again() {
+        let mut s = Supervisor::new(QuitAction::Pause);
+        s.on(&suspended());
+        s.on(&Event::PauseDone(PauseResult::Paused(Paused::ByEngine)));
+        let running_again = Event::NetworksRestored {
+            running_again: true,
+        };
+        let actions = quit_with(&mut s, &[running_again]);
+        assert_eq!(actions, vec![Action::PauseForQuit]);
+    }
+
+    #[test]
+    fn quit_action_stop_continues_signal_stopped_processes_first() {
+        let mut s = Supervisor::new(QuitAction::Stop);
+        s.on(&suspended());
+        s.on(&Event::PauseDone(PauseResult::Paused(Paused::BySignals)));
+        let not_stopped = Event::StopDone { stopped: false };
+        assert_eq!(
+            quit_with(&mut s, &[RESTORED, not_stopped]),
+            vec![
+                Action::StopForRestart {
+                    continue_first: true
+                },
+                Action::KeepForRestart {
+                    phase: Phase::Running
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn lost_heartbeat_and_signals_keep_the_work_too() {
+        for event in [client(|c| c.no_heartbeat = true), Event::Terminated] {
+            let mut s = Supervisor::new(QuitAction::Pause);
+            let actions = s.on(&event);
+            assert!(
+                matches!(actions[..], [_, Action::PrepareRestart { .. }]),
+                "{actions:?}"
+            );
+            assert_eq!(s.state(), State::Quitting);
+            // Client statuses wait until the steps are done.
+            assert_eq!(s.on(&client(|c| c.abort_request = true)), vec![]);
+        }
+    }
+
+    #[test]
+    fn container_exit_finishes_with_its_code_after_a_final_report() {
+        let e = Event::ContainerExited {
+            code: 3,
+            oom_killed: false,
+        };
+        let finish = Action::Finish {
+            code: 3,
+            oom_killed: false,
+        };
+        let mut s = Supervisor::new(QuitAction::Pause);
+        assert_eq!(s.on(&e), vec![FINAL_REPORT, finish.clone()]);
+        // A container can exit while paused only if killed from outside; still report it.
+        let mut s = Supervisor::new(QuitAction::Pause);
+        s.on(&suspended());
+        assert_eq!(s.on(&e), vec![FINAL_REPORT, finish]);
+        assert_eq!(s.state(), State::Done);
+    }
+
+    #[test]
+    fn periodic_work_runs_as_the_state_allows() {
+        let mut s = Supervisor::new(QuitAction::Pause);
+        let report = |sample| Action::Report {
+            sample,
+            job_ended: false,
+        };
+        assert_eq!(s.on(&Event::Due(Periodic::Report)), vec![report(true)]);
+        assert_eq!(
+            s.on(&Event::Due(Periodic::DiskCheck)),
+            vec![Action::CheckDisk]
+        );
+        s.on(&suspended());
+        assert_eq!(s.on(&Event::Due(Periodic::Report)), vec![report(false)]);
+        assert_eq!(s.on(&Event::Due(Periodic::DiskCheck)), vec![]);
+    }
+
+    #[test]
+    fn a_full_slot_or_a_lost_engine_ends_supervision() {
+        let mut s = Supervisor::new(QuitAction::Pause);
+        let over = Event::DiskOverBound { used: 9, bound: 5 };
+        assert_eq!(
+            s.on(&over),
+            vec![Action::EndOverDiskBound { used: 9, bound: 5 }]
+        );
+        let mut s = Supervisor::new(QuitAction::Pause);
+        let lost = Event::EngineLost { why: "gone".into() };
+        assert_eq!(s.on(&lost), vec![Action::GiveUp { why: "gone".into() }]);
+        assert_eq!(s.state(), State::Done);
+    }
+
+    #[test]
+    fn done_ignores_further_events() {
+        let mut s = Supervisor::new(QuitAction::Pause);
+        s.on(&client(|c| c.abort_request = true));
+        assert_eq!(s.on(&client(|c| c.abort_request = true)), vec![]);
+        assert_eq!(s.on(&Event::Due(Periodic::Report)), vec![]);
+    }
+}

@@ -1,0 +1,250 @@
+//! A new container for the task: the image (cached, loaded or built), the
+//! explicit steps its specification needs (a host port for web graphics,
+//! the output files bind mounts need, the engine's view of the paths), the
+//! specification itself, built without side effects, and its creation.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::client::{self, Client};
+use super::context::TaskContext;
+use super::Outcome;
+use crate::boinc;
+use crate::engine::create::CreateSpec;
+use crate::engine::{Engine, EngineError, Failure};
+use crate::image::{CacheLimits, ImageCache, ImageError};
+use crate::slot_files;
+
+/// Gets the image: from the cache, loaded or built. Err(outcome) when the
+/// client (or a signal) interrupted the wait or the build.
+pub fn ensure_image(
+    ctx: &TaskContext,
+    engine: &Engine,
+    client: &dyn Client,
+) -> Result<Result<String, Outcome>> {
+    let mut interrupted = None;
+    let result = {
+        let mut cancel = || {
+            interrupted = client::interruption(client);
+            interrupted.is_some()
+        };
+        let limits = CacheLimits {
+            max_images: ctx.config.image_cache_max_images as usize,
+            max_bytes: ctx.config.image_cache_max_mb.saturating_mul(1024 * 1024),
+        };
+        let build_timeout = Duration::from_secs(ctx.config.build_timeout_secs);
+        let state_dir = ctx.image_state_dir();
+        let cache = ImageCache::new(
+            engine,
+            ctx.project_name(),
+            &state_dir,
+            limits,
+            build_timeout,
+        );
+        let (slot, dockerfile, args) = (&ctx.slot_dir, &ctx.cli.dockerfile, &ctx.config.build_args);
+        match (&ctx.config.image_name, &ctx.archive) {
+            (Some(name), _) => cache.ensure_named(name, slot, dockerfile, args, &mut cancel),
+            (None, Some(archive)) => cache.ensure_archive(slot, archive, &mut cancel),
+            (None, None) => cache.ensure(slot, dockerfile, args, &mut cancel),
+        }
+    };
+    match result {
+        Ok(Some(image)) => Ok(Ok(image)),
+        Ok(None) => Ok(Err(interrupted.unwrap_or(Outcome::KeepForRestart))),
+        Err(ImageError::Busy(why)) => Err(EngineError::Unavailable(why).into()),
+        Err(ImageError::Engine(EngineError::Failed { detail, .. })) => {
+            anyhow::bail!("image build failed: {detail}")
+        }
+        Err(ImageError::Engine(err)) => Err(err.into()),
+        Err(ImageError::Inputs(why)) => anyhow::bail!("cannot build the image: {why}"),
+    }
+}
+
+/// What the container's specification needs from the host and the engine,
+/// gathered (with its side effects) before the specification is built.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    pub image: String,
+    /// The slot as the engine sees it.
+    pub slot_dir: PathBuf,
+    /// The project dir as the engine sees it, when job.toml mounts it.
+    pub project_dir: Option<PathBuf>,
+    /// Mounts of the slot's linked input and output files.
+    pub linked_file_mounts: Vec<String>,
+    /// Loopback host port for the job's web graphics, when it has some.
+    pub web_graphics_port: Option<u16>,
+    pub cgroup_parent: Option<String>,
+    pub user: Option<(u32, u32)>,
+    pub gpu_args: Vec<String>,
+}
+
+/// Allocates the web graphics port, creates the output files and asks the
+/// engine what the flags depend on.
+pub fn prepare(ctx: &TaskContext, engine: &Engine, image: String) -> Result<Prepared> {
+    let engine_path =
+        |host: &std::path::Path| engine.path_in_engine(host).map_err(anyhow::Error::msg);
+    let project_dir = match &ctx.config.project_dir_mount {
+        Some(_) => Some(engine_path(&ctx.project_dir()?)?),
+        None => None,
+    };
+    let linked_file_mounts = linked_file_mounts(ctx, &engine_path)?;
+    Ok(Prepared {
+        image,
+        slot_dir: engine_path(&ctx.slot_dir)?,
+        project_dir,
+        linked_file_mounts,
+        web_graphics_port: ctx
+            .config
+            .web_graphics_guest_port
+            .and_then(web_graphics_port),
+        cgroup_parent: ctx
+            .config
+            .idle_priority
+            .then(|| engine.idle_cgroup_parent())
+            .flatten(),
+        user: engine.job_user(ctx.config.run_as_wrapper_user),
+        gpu_args: if ctx.config.use_gpu {
+            engine
+                .gpu_args(&ctx.init.gpu_type, ctx.init.gpu_device_num)
+                .unwrap_or_else(|why| {
+                    log::warn!("{why}: running without a GPU");
+                    Vec::new()
+                })
+        } else {
+            Vec::new()
+        },
+    })
+}
+
+fn web_graphics_port(guest: u16) -> Option<u16> {
+    match boinc::free_port(false) {
+        Ok(host) => {
+            log::info!("web graphics: host port {host} -> container port {guest}");
+            Some(host)
+        }
+        Err(code) => {
+            log::warn!("no free port for web graphics (error {code}); continuing without");
+            None
+        }
+    }
+}
+
+/// The client leaves input and output files in the slot as soft-link
+/// files (or symlinks) unless the app version asks for copies; a job
+/// would read the link text. Mount each real file at its open name:
+/// inputs read-only, outputs read-write into the project file the client
+/// uploads (created empty first, as bind mounts need an existing source).
+fn linked_file_mounts(
+    ctx: &TaskContext,
+    engine_path: &dyn Fn(&std::path::Path) -> Result<PathBuf>,
+) -> Result<Vec<String>> {
+    let linked = slot_files::linked_files(&ctx.slot_dir).map_err(anyhow::Error::msg)?;
+    let mut mounts = Vec::new();
+    for file in linked {
+        let guest = format!("{}/{}", ctx.config.workdir.trim_end_matches('/'), file.name);
+        let source = engine_path(&file.target)?;
+        if file.name.contains(':') || source.to_string_lossy().contains(':') {
+            log::warn!(
+                "{}: a ':' in the path cannot be mounted; the job sees the link file",
+                file.name
+            );
+            continue;
+        }
+        let mode = if file.target.exists() {
+            "ro"
+        } else {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&file.target)
+                .with_context(|| format!("cannot create output file {}", file.target.display()))?;
+            "rw"
+        };
+        log::debug!("{} -> {} ({mode})", file.name, file.target.display());
+        mounts.push(format!("{}:{guest}:{mode}", source.display()));
+    }
+    Ok(mounts)
+}
+
+/// The container's specification: a function of the task and what was
+/// prepared for it, nothing else.
+pub fn container_spec(ctx: &TaskContext, prepared: &Prepared, host_cpus: f64) -> CreateSpec {
+    let config = &ctx.config;
+    let mut mounts = config.mounts.clone();
+    mounts.extend(prepared.linked_file_mounts.iter().cloned());
+    let mut portmaps = config.portmaps.clone();
+    if let (Some(host), Some(guest)) = (prepared.web_graphics_port, config.web_graphics_guest_port)
+    {
+        portmaps.push(format!("127.0.0.1:{host}:{guest}"));
+    }
+    CreateSpec {
+        name: ctx.container.clone(),
+        image: prepared.image.clone(),
+        labels: ctx.labels(),
+        slot_dir: prepared.slot_dir.clone(),
+        workdir: config.workdir.clone(),
+        project_mount: prepared
+            .project_dir
+            .clone()
+            .zip(config.project_dir_mount.clone()),
+        mounts,
+        portmaps,
+        env: vec![("ARGS".to_string(), ctx.cli.job_args.join(" "))],
+        proxy_env: ctx.init.proxy_env(),
+        resource_limits: true,
+        // Docker refuses more CPUs than the host has; the client's ncpus
+        // can exceed them (a volunteer's <ncpus> override).
+        cpus: ctx.init.ncpus.min(host_cpus),
+        memory_bytes: (ctx.init.rsc_memory_bound > 0.0).then_some(ctx.init.rsc_memory_bound as u64),
+        cpu_shares: config.cpu_shares,
+        pids_limit: config.pids_limit,
+        network: config.network,
+        log_max_bytes: 64 * 1024 * 1024,
+        cgroup_parent: prepared.cgroup_parent.clone(),
+        cap_add: config.cap_add.clone(),
+        user: prepared.user,
+        gpu_args: prepared.gpu_args.clone(),
+        extra_args: config.create_args.clone(),
+    }
+}
+
+pub fn host_cpus() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+}
+
+/// Creates and starts the container. An engine that refuses the cgroup
+/// limits (no delegated controllers for a rootless user, a kernel without
+/// them) gets the container without them, with one warning. `created` is
+/// called once a container exists.
+pub fn create_and_start(
+    engine: &Engine,
+    spec: CreateSpec,
+    created: &mut dyn FnMut(),
+) -> Result<()> {
+    let mut create_then_start = |spec: &CreateSpec| -> Result<()> {
+        engine.create(spec).context("cannot create the container")?;
+        created();
+        engine
+            .start(&spec.name)
+            .context("cannot start the container")
+    };
+    let err = match create_then_start(&spec) {
+        Ok(()) => return Ok(()),
+        Err(err) => err,
+    };
+    let failure = err.downcast_ref::<EngineError>().map(EngineError::failure);
+    if failure != Some(Failure::LimitsRefused) {
+        return Err(err);
+    }
+    log::warn!("the engine refused the resource limits, so the job runs without them: {err:#}");
+    // A refusal at start leaves the created container in the way.
+    if let Err(err) = engine.remove(&spec.name) {
+        log::debug!("{err}");
+    }
+    create_then_start(&CreateSpec {
+        resource_limits: false,
+        ..spec
+    })
+}
