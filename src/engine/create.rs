@@ -24,7 +24,7 @@ pub struct CreateSpec {
     /// own environment on by itself; Docker gets them here.
     pub proxy_env: Vec<(String, String)>,
     /// Whether to ask for the cgroup limits below at all: false where the
-    /// engine refused them (see `task/container_spec.rs`).
+    /// engine refused them (see `task/provision.rs`).
     pub resource_limits: bool,
     pub cpus: f64,
     pub memory_bytes: Option<u64>,

@@ -13,8 +13,10 @@ pub enum Failure {
     LimitsRefused,
     /// The user may not use the engine (Docker's socket without the group).
     PermissionDenied,
-    /// The engine is missing, down or did not answer in time.
+    /// The engine is missing or down.
     Unavailable,
+    /// A command did not finish in time: the engine hangs.
+    TimedOut,
     /// The caller gave up on the command.
     Cancelled,
     /// A command failed for any other reason.
@@ -44,6 +46,7 @@ impl EngineError {
                 return Failure::PermissionDenied
             }
             EngineError::Unavailable(_) => return Failure::Unavailable,
+            EngineError::TimedOut(_) => return Failure::TimedOut,
             EngineError::Failed { detail, .. } => detail.to_lowercase(),
         };
         let says = |phrases: &[&str]| phrases.iter().any(|phrase| text.contains(phrase));

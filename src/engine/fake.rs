@@ -34,7 +34,7 @@ pub fn failed(detail: &str) -> EngineError {
 
 /// A command that hung past its timeout.
 pub fn hung() -> EngineError {
-    EngineError::Unavailable("'fake' timed out".into())
+    EngineError::TimedOut("'fake' did not finish within 10s and was killed".into())
 }
 
 impl FakeEngine {

@@ -33,6 +33,7 @@ pub use failure::Failure;
 pub use seam::{ContainerEngine, ExitWatcher};
 #[cfg(test)]
 pub mod fake;
+use crate::init_data::DockerType;
 use process::{Argv, Limits, Output, RunError};
 use transport::Transport;
 
@@ -43,6 +44,16 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
+    /// The engine the client detected and wrote to init_data.xml (BOINC
+    /// 8.2); None when it names none (7.20 clients write no docker fields).
+    pub fn from_client(docker_type: DockerType) -> Option<EngineKind> {
+        match docker_type {
+            DockerType::Docker => Some(EngineKind::Docker),
+            DockerType::Podman => Some(EngineKind::Podman),
+            DockerType::None => None,
+        }
+    }
+
     pub fn cli_name(self) -> &'static str {
         match self {
             EngineKind::Docker => "docker",
@@ -67,14 +78,29 @@ pub enum EngineError {
     Unavailable(String),
     /// A command ran and failed.
     Failed { command: String, detail: String },
+    /// A command did not finish in time and was killed: the engine hangs.
+    TimedOut(String),
     /// The caller cancelled a long command (client quit/abort).
     Cancelled,
+}
+
+impl EngineError {
+    /// Why the engine cannot be used now, when that is the error: the task
+    /// is then retried later rather than failed.
+    pub fn unavailable(&self) -> Option<&str> {
+        match self {
+            EngineError::Unavailable(why) | EngineError::TimedOut(why) => Some(why),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for EngineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            EngineError::Unavailable(why) => write!(f, "container engine unavailable: {why}"),
+            EngineError::Unavailable(why) | EngineError::TimedOut(why) => {
+                write!(f, "container engine unavailable: {why}")
+            }
             EngineError::Failed { command, detail } => write!(f, "'{command}' failed: {detail}"),
             EngineError::Cancelled => f.write_str("cancelled"),
         }
@@ -87,6 +113,7 @@ impl From<RunError> for EngineError {
     fn from(err: RunError) -> Self {
         match err {
             RunError::Cancelled { .. } => EngineError::Cancelled,
+            timed_out @ RunError::TimedOut { .. } => EngineError::TimedOut(timed_out.to_string()),
             other => EngineError::Unavailable(other.to_string()),
         }
     }

@@ -16,7 +16,7 @@ use crate::engine::{
 };
 use crate::host_limits;
 use crate::host_user;
-use crate::init_data::{DockerType, InitData};
+use crate::init_data::InitData;
 use crate::journal::{Journal, Phase};
 use crate::os;
 use crate::supervisor::{self, Found, Owner, StartPlan};
@@ -123,15 +123,14 @@ pub fn run(
 }
 
 fn pick_engine(init: &InitData, config: &JobConfig, slot: SlotKind) -> Result<Engine, String> {
+    // Standalone is Podman-first, as a client that names no engine.
     let standalone = slot == SlotKind::Standalone;
-    let from_client = match init.host_info.docker_type {
-        DockerType::Docker => Some(EngineKind::Docker),
-        DockerType::Podman => Some(EngineKind::Podman),
-        // BOINC 7.20 clients write no docker fields; standalone is Podman-first too.
-        DockerType::None => None,
-    };
     engine::connect(&engine::Request {
-        from_client: if standalone { None } else { from_client },
+        from_client: if standalone {
+            None
+        } else {
+            EngineKind::from_client(init.host_info.docker_type)
+        },
         wsl_distros: if standalone {
             None
         } else {
@@ -356,9 +355,12 @@ impl<'a> TaskRun<'a> {
     /// task that fails for good has no more use for its container.
     fn settle(&self, result: Result<Outcome>) -> Result<Outcome> {
         match result {
-            Err(err) => match err.downcast_ref::<EngineError>() {
-                Some(EngineError::Unavailable(why)) => Ok(Outcome::TemporaryExit(why.clone())),
-                _ => {
+            Err(err) => match err
+                .downcast_ref::<EngineError>()
+                .and_then(EngineError::unavailable)
+            {
+                Some(why) => Ok(Outcome::TemporaryExit(why.into())),
+                None => {
                     self.discard_container();
                     Err(err)
                 }

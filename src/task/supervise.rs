@@ -114,8 +114,10 @@ impl<'a> TaskRun<'a> {
         let cgroup_oom = watchers.accounting.oom_killed();
         let exit = match watchers.exit.exit() {
             Ok(exit) => exit,
-            Err(EngineError::Unavailable(why)) => return Ok(Event::EngineLost { why }),
-            Err(err) => return Err(err.into()),
+            Err(err) => match err.unavailable() {
+                Some(why) => return Ok(Event::EngineLost { why: why.into() }),
+                None => return Err(err.into()),
+            },
         };
         let engine_oom = match exit.oom_killed {
             Some(oom_killed) => oom_killed,
