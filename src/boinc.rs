@@ -97,22 +97,35 @@ pub fn finish(status: i32) -> ! {
     std::process::exit(status)
 }
 
+/// A message for the volunteer, shown by the client when the task ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishMessage {
+    /// One line (the client reads one).
+    pub text: String,
+    /// Shown as a notice (an alert) rather than in the event log only.
+    pub notice: bool,
+}
+
 /// Like `finish`, without the API's fixed 2 s pause: `boinc_finish` sleeps
 /// so that its timer thread can send final messages, but a wrapper sends its
 /// own. Waits (at most `max_wait`) until the client has read the last
-/// status report, then writes the finish file as `boinc_finish` does.
-pub fn finish_promptly(status: i32, max_wait: Duration) -> ! {
+/// status report, then writes the finish file as `boinc_finish` does, with
+/// the message if there is one.
+pub fn finish_promptly(status: i32, message: Option<&FinishMessage>, max_wait: Duration) -> ! {
     let deadline = Instant::now() + max_wait;
     // SAFETY: reads a flag in the shared memory segment the API set up.
     while unsafe { sys::dw_status_pending() } != 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     log::info!("called boinc_finish({status})");
-    if let Err(err) = slot_io::replace(
-        Path::new(FINISH_FILE),
-        format!("{status}\n").as_bytes(),
-        false,
-    ) {
+    let mut content = format!("{status}\n");
+    if let Some(message) = message {
+        // The client reads the message from the second line, and shows it
+        // only when a third line follows: "notice" makes it an alert.
+        let notice = if message.notice { "notice" } else { "" };
+        content.push_str(&format!("{}\n{notice}\n", one_line(&message.text)));
+    }
+    if let Err(err) = slot_io::replace(Path::new(FINISH_FILE), content.as_bytes(), false) {
         log::warn!("cannot write {FINISH_FILE}: {err}");
         // Let the API try (and report) it the usual way.
         finish(status)
@@ -120,6 +133,11 @@ pub fn finish_promptly(status: i32, max_wait: Duration) -> ! {
     // SAFETY: ends the process; nothing runs after it.
     unsafe { sys::dw_exit(status) };
     std::process::exit(status)
+}
+
+/// Text for a one-line field of a file the client reads.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The file whose presence tells the client the app finished on purpose.
@@ -154,6 +172,50 @@ pub fn temporary_exit(delay_secs: i32, reason: &str, is_notice: bool) -> ! {
     // SAFETY: `reason` is a valid NUL-terminated string that outlives the call.
     unsafe { sys::dw_temporary_exit(delay_secs, reason.as_ptr(), i32::from(is_notice)) };
     std::process::exit(0)
+}
+
+/// Where the library writes a trickle-up message for the client to send.
+const TRICKLE_UP_FILE: &str = "trickle_up.xml";
+/// The library asks for an upload by creating this file plus the name.
+const UPLOAD_REQUEST_PREFIX: &str = "boinc_ufr_";
+
+/// Sends `text` to the project as a trickle-up message of `variety`.
+pub fn send_trickle_up(variety: &str, text: &str) -> Result<(), i32> {
+    clear_library_file(TRICKLE_UP_FILE);
+    let (variety, text) = (c_string(variety), c_string(text));
+    // SAFETY: both are valid NUL-terminated strings that outlive the call.
+    match unsafe { sys::dw_send_trickle_up(variety.as_ptr(), text.as_ptr()) } {
+        0 => Ok(()),
+        code => Err(code),
+    }
+}
+
+/// Asks the client to upload output file `name` (its logical name) now.
+pub fn upload_file(name: &str) -> Result<(), i32> {
+    clear_library_file(&format!("{UPLOAD_REQUEST_PREFIX}{name}"));
+    let name = c_string(name);
+    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
+    match unsafe { sys::dw_upload_file(name.as_ptr()) } {
+        0 => Ok(()),
+        code => Err(code),
+    }
+}
+
+/// How the upload of `name` went: None while the client has not said.
+pub fn upload_status(name: &str) -> Option<Result<(), i32>> {
+    let name = c_string(name);
+    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
+    match unsafe { sys::dw_upload_status(name.as_ptr()) } {
+        1 => None,
+        0 => Some(Ok(())),
+        code => Some(Err(code)),
+    }
+}
+
+/// Tells the library the job checkpointed (it restarts its own timer).
+pub fn checkpoint_completed() {
+    // SAFETY: no arguments; the library updates its own state.
+    unsafe { sys::dw_checkpoint_completed() }
 }
 
 /// Tells the client where the job's web graphics are served.

@@ -86,6 +86,66 @@ pub struct JobConfig {
     pub image_cache_max_images: u32,
     /// Most MiB those images may take together.
     pub image_cache_max_mb: u64,
+    /// Files through which the job talks to the client (vboxwrapper's keys).
+    pub control: ControlFiles,
+}
+
+/// The files a job may write into the slot to ask things of the client, as
+/// vboxwrapper's jobs do; plain file names, relative to the slot (the
+/// container's workdir). None/empty: not used.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ControlFiles {
+    /// Written when the job is done: exit code, notice flag, message.
+    pub completion_trigger_file: Option<String>,
+    /// Written to ask for a retry later: delay, notice flag, reason.
+    pub temporary_exit_trigger_file: Option<String>,
+    /// Each is sent as a trickle-up message named after the file.
+    pub trickle_trigger_files: Vec<String>,
+    /// Output files to upload as soon as the job has written them.
+    pub intermediate_upload_files: Vec<String>,
+    /// A file the job touches to show it is alive...
+    pub heartbeat_filename: Option<String>,
+    /// ...at least this often (seconds).
+    pub minimum_heartbeat_interval_secs: u64,
+    /// Rewritten by the job at each checkpoint.
+    pub checkpoint_file: Option<String>,
+}
+
+impl ControlFiles {
+    pub fn any(&self) -> bool {
+        self.completion_trigger_file.is_some()
+            || self.temporary_exit_trigger_file.is_some()
+            || !self.trickle_trigger_files.is_empty()
+            || !self.intermediate_upload_files.is_empty()
+            || self.heartbeat_filename.is_some()
+            || self.checkpoint_file.is_some()
+    }
+
+    /// Every name used, with the key that names it.
+    fn names(&self) -> Vec<(&'static str, &str)> {
+        let mut names = Vec::new();
+        let single = [
+            ("completion_trigger_file", &self.completion_trigger_file),
+            (
+                "temporary_exit_trigger_file",
+                &self.temporary_exit_trigger_file,
+            ),
+            ("heartbeat_filename", &self.heartbeat_filename),
+            ("checkpoint_file", &self.checkpoint_file),
+        ];
+        for (key, name) in single {
+            if let Some(name) = name {
+                names.push((key, name.as_str()));
+            }
+        }
+        for name in &self.trickle_trigger_files {
+            names.push(("trickle_trigger_files", name.as_str()));
+        }
+        for name in &self.intermediate_upload_files {
+            names.push(("intermediate_upload_files", name.as_str()));
+        }
+        names
+    }
 }
 
 impl Default for JobConfig {
@@ -120,6 +180,11 @@ impl Default for JobConfig {
             image_archive: None,
             image_cache_max_images: 8,
             image_cache_max_mb: 10 * 1024,
+            control: ControlFiles {
+                // vboxwrapper's default.
+                minimum_heartbeat_interval_secs: 600,
+                ..ControlFiles::default()
+            },
         }
     }
 }
@@ -190,6 +255,8 @@ const PORT: &str = "an integer port from 1 to 65535 (0 means none)";
 const FILE_NAME: &str =
     "a plain file name (not empty, not '.' or '..', no '/', '\\' or control characters, at most 255 characters)";
 const QUIT_ACTION: &str = "\"pause\" or \"stop\"";
+const FILE_NAMES: &str =
+    "an array of plain file names (not empty, not '.' or '..', no '/', '\\' or control characters, at most 255 characters)";
 const CAPABILITY: &str = "an array of capability names like \"NET_BIND_SERVICE\" (letters and '_'; not ALL, SYS_ADMIN, SYS_MODULE, SYS_RAWIO, DAC_READ_SEARCH, SYS_PTRACE or SYS_BOOT)";
 
 /// Every key job.toml may contain: the C++ wrapper's keys first, then ours.
@@ -312,6 +379,40 @@ const KEYS: &[(&str, Apply)] = &[
         )?;
         Ok(())
     }),
+    ("completion_trigger_file", |c, e| {
+        c.control.completion_trigger_file =
+            e.optional_string_where(FILE_NAME, is_plain_file_name)?;
+        Ok(())
+    }),
+    ("temporary_exit_trigger_file", |c, e| {
+        c.control.temporary_exit_trigger_file =
+            e.optional_string_where(FILE_NAME, is_plain_file_name)?;
+        Ok(())
+    }),
+    ("trickle_trigger_files", |c, e| {
+        c.control.trickle_trigger_files = e.string_array_where(FILE_NAMES, is_plain_file_name)?;
+        Ok(())
+    }),
+    ("intermediate_upload_files", |c, e| {
+        c.control.intermediate_upload_files =
+            e.string_array_where(FILE_NAMES, is_plain_file_name)?;
+        Ok(())
+    }),
+    ("heartbeat_filename", |c, e| {
+        c.control.heartbeat_filename = e.optional_string_where(FILE_NAME, is_plain_file_name)?;
+        Ok(())
+    }),
+    ("minimum_heartbeat_interval", |c, e| {
+        c.control.minimum_heartbeat_interval_secs = e.integer_in(
+            10..=2_592_000,
+            "an integer number of seconds from 10 to 2592000 (30 days)",
+        )?;
+        Ok(())
+    }),
+    ("checkpoint_file", |c, e| {
+        c.control.checkpoint_file = e.optional_string_where(FILE_NAME, is_plain_file_name)?;
+        Ok(())
+    }),
     ("log_tail_bytes", |c, e| {
         c.log_tail_bytes = e.integer_in(
             0..=16 * 1024 * 1024,
@@ -431,6 +532,15 @@ impl JobConfig {
                 self.image_cache_max_images, self.image_cache_max_mb
             ),
         );
+        for (key, name) in self.control.names() {
+            add(key, name.to_string());
+        }
+        if self.control.heartbeat_filename.is_some() {
+            add(
+                "minimum_heartbeat_interval",
+                format!("{} s", self.control.minimum_heartbeat_interval_secs),
+            );
+        }
         lines.join("\n")
     }
 }
@@ -468,6 +578,23 @@ fn check_consistency(config: &JobConfig) -> Result<(), ConfigError> {
                 key: "project_dir_mount".to_string(),
                 expected: format!("a path other than workdir ({})", shorten(&config.workdir)),
                 found: describe_value(&Value::String(dir.clone())),
+            });
+        }
+    }
+    // One file, one meaning: the job's word must not be read two ways, nor
+    // taken for the progress the wrapper reads.
+    let names = config.control.names();
+    for (index, (key, name)) in names.iter().enumerate() {
+        let taken = names[..index]
+            .iter()
+            .map(|(_, other)| *other)
+            .chain([config.fraction_done_file.as_str()])
+            .any(|other| other == *name);
+        if taken {
+            return Err(ConfigError::BadValue {
+                key: key.to_string(),
+                expected: "a file name no other control file or fraction_done_file uses".into(),
+                found: describe_value(&Value::String(name.to_string())),
             });
         }
     }
@@ -817,6 +944,13 @@ mod tests {
             image_archive = "app.tar.gz"
             image_cache_max_images = 2
             image_cache_max_mb = 500
+            completion_trigger_file = "done"
+            temporary_exit_trigger_file = "later"
+            trickle_trigger_files = ["status", "result"]
+            intermediate_upload_files = ["out_1"]
+            heartbeat_filename = "beat"
+            minimum_heartbeat_interval = 60
+            checkpoint_file = "ckpt"
             "#,
         );
         let expected = JobConfig {
@@ -851,8 +985,44 @@ mod tests {
             image_archive: Some("app.tar.gz".into()),
             image_cache_max_images: 2,
             image_cache_max_mb: 500,
+            control: ControlFiles {
+                completion_trigger_file: Some("done".into()),
+                temporary_exit_trigger_file: Some("later".into()),
+                trickle_trigger_files: vec!["status".into(), "result".into()],
+                intermediate_upload_files: vec!["out_1".into()],
+                heartbeat_filename: Some("beat".into()),
+                minimum_heartbeat_interval_secs: 60,
+                checkpoint_file: Some("ckpt".into()),
+            },
         };
         assert_eq!(c, expected);
+    }
+
+    #[test]
+    fn control_files_are_plain_names_each_with_one_meaning() {
+        for (key, value) in [
+            ("completion_trigger_file", "\"../done\""),
+            ("trickle_trigger_files", "[\"/etc/passwd\"]"),
+            ("intermediate_upload_files", "\"out\""),
+            ("minimum_heartbeat_interval", "0"),
+            ("checkpoint_file", "\".\""),
+        ] {
+            assert!(
+                JobConfig::from_toml(&format!("{key} = {value}")).is_err(),
+                "{key} = {value}"
+            );
+        }
+        for clash in [
+            "completion_trigger_file = \"x\"\ntemporary_exit_trigger_file = \"x\"",
+            "trickle_trigger_files = [\"a\", \"a\"]",
+            "checkpoint_file = \"fraction_done\"",
+        ] {
+            let message = JobConfig::from_toml(clash).unwrap_err().to_string();
+            assert!(
+                message.contains("no other control file"),
+                "{clash}: {message}"
+            );
+        }
     }
 
     #[test]
@@ -1399,6 +1569,24 @@ mod props {
         key_gen(name, Kind::StringArray, vec(element, 0..4), to_value, set)
     }
 
+    /// Control file names of one key: their own prefix and no repeats, as
+    /// each file may have one meaning only.
+    fn control_names(
+        name: &'static str,
+        prefix: &'static str,
+        set: fn(&mut JobConfig, Vec<String>),
+    ) -> KeyGen {
+        let to_value =
+            |v: &Vec<String>| Value::Array(v.iter().cloned().map(Value::String).collect());
+        let names = prop::collection::btree_set(control_name(prefix), 0..4)
+            .prop_map(|names| names.into_iter().collect::<Vec<_>>());
+        key_gen(name, Kind::StringArray, names, to_value, set)
+    }
+
+    fn control_name(prefix: &'static str) -> impl Strategy<Value = String> {
+        "[a-z0-9_.-]{1,12}".prop_map(move |s| format!("{prefix}{s}"))
+    }
+
     /// Arguments with everything a shell would interpret (except NUL), as one
     /// string in the wrapper's own quoting.
     fn args(name: &'static str, set: fn(&mut JobConfig, Vec<String>)) -> KeyGen {
@@ -1504,6 +1692,29 @@ mod props {
             }),
             integer("image_cache_max_mb", 64..=100_000_000, |c, n| {
                 c.image_cache_max_mb = n as u64
+            }),
+            optional("completion_trigger_file", control_name("done:"), |c, s| {
+                c.control.completion_trigger_file = s
+            }),
+            optional(
+                "temporary_exit_trigger_file",
+                control_name("later:"),
+                |c, s| c.control.temporary_exit_trigger_file = s,
+            ),
+            control_names("trickle_trigger_files", "trickle:", |c, v| {
+                c.control.trickle_trigger_files = v
+            }),
+            control_names("intermediate_upload_files", "upload:", |c, v| {
+                c.control.intermediate_upload_files = v
+            }),
+            optional("heartbeat_filename", control_name("beat:"), |c, s| {
+                c.control.heartbeat_filename = s
+            }),
+            integer("minimum_heartbeat_interval", 10..=2_592_000, |c, n| {
+                c.control.minimum_heartbeat_interval_secs = n as u64
+            }),
+            optional("checkpoint_file", control_name("checkpoint:"), |c, s| {
+                c.control.checkpoint_file = s
             }),
             integer("log_tail_bytes", 0..=16 * 1024 * 1024, |c, n| {
                 c.log_tail_bytes = n as u64

@@ -8,6 +8,9 @@ pub enum WrapperExit {
     DiskLimitExceeded,
     /// The job was killed for using more memory than its bound.
     MemLimitExceeded,
+    /// The job stopped touching its heartbeat file: taken as hung
+    /// (EXIT_CHILD_FAILED).
+    JobHung,
     /// The task could not be set up (bad job.toml, missing Dockerfile,
     /// failed build, an engine that fails for good).
     InitFailure,
@@ -18,6 +21,7 @@ impl WrapperExit {
         match self {
             WrapperExit::DiskLimitExceeded => 196,
             WrapperExit::MemLimitExceeded => 198,
+            WrapperExit::JobHung => 195,
             WrapperExit::InitFailure => 206,
         }
     }
@@ -31,6 +35,7 @@ mod tests {
     fn codes_are_boincs() {
         assert_eq!(WrapperExit::DiskLimitExceeded.code(), 196);
         assert_eq!(WrapperExit::MemLimitExceeded.code(), 198);
+        assert_eq!(WrapperExit::JobHung.code(), 195);
         assert_eq!(WrapperExit::InitFailure.code(), 206);
     }
 }

@@ -4,6 +4,7 @@ mod background;
 mod boinc;
 mod cli;
 mod config;
+mod control_files;
 mod engine;
 mod exit_code;
 mod host_limits;
@@ -104,7 +105,18 @@ fn main() -> ExitCode {
         task::SlotKind::Client
     };
     match task::run(cli, config, slot, terminated) {
-        Ok(Outcome::Finished(code)) => boinc::finish_promptly(code, FINAL_REPORT_WAIT),
+        Ok(Outcome::Finished(code)) => boinc::finish_promptly(code, None, FINAL_REPORT_WAIT),
+        Ok(Outcome::Completed { code, message }) => {
+            boinc::finish_promptly(code, Some(&message), FINAL_REPORT_WAIT)
+        }
+        Ok(Outcome::RetryLater(retry)) => {
+            log::info!(
+                "the job asked to be restarted in {} s: {}",
+                retry.delay_secs,
+                retry.reason
+            );
+            boinc::temporary_exit(retry.delay_secs as i32, &retry.reason, retry.notice)
+        }
         Ok(Outcome::TemporaryExit(reason)) => {
             log::warn!("{reason}; asking the client to retry later");
             boinc::temporary_exit(task::RETRY_DELAY_SECS, &reason, false)

@@ -2,6 +2,7 @@
 // BOINC versions are decided at compile time from DW_BOINC_8 (set by build.rs
 // when boinc_api.h declares the 8.x sporadic API).
 #include <cstring>
+#include <string>
 #include <cstdio>
 #include <cstdlib>
 #ifndef _WIN32
@@ -9,6 +10,7 @@
 #include <unistd.h>
 #endif
 #include "boinc_api.h"
+#include "error_numbers.h"
 #include "network.h"
 #include "version.h"
 #include "shim.h"
@@ -110,6 +112,28 @@ void dw_exit(int status) {
 int dw_status_pending(void) {
     if (!app_client_shm || !app_client_shm->shm) return 0;
     return app_client_shm->shm->app_status.has_msg() ? 1 : 0;
+}
+
+int dw_send_trickle_up(const char* variety, const char* text) {
+    // The API takes char* but only reads them; copies keep const intact.
+    std::string v(variety), t(text);
+    return boinc_send_trickle_up(&v[0], &t[0]);
+}
+
+int dw_upload_file(const char* name) {
+    std::string n(name);
+    return boinc_upload_file(n);
+}
+
+int dw_upload_status(const char* name) {
+    std::string n(name);
+    int status = boinc_upload_status(n);
+    // No answer from the client yet.
+    return status == ERR_NOT_FOUND ? 1 : status;
+}
+
+void dw_checkpoint_completed(void) {
+    boinc_checkpoint_completed();
 }
 
 int dw_boinc_version(void) {

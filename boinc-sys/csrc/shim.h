@@ -50,6 +50,21 @@ void dw_exit(int status);
 /* 1 while the last app_status message has not been read by the client. */
 int dw_status_pending(void);
 
+/* Sends `text` to the project as a trickle-up message of `variety`. 0 or a
+ * BOINC error. */
+int dw_send_trickle_up(const char* variety, const char* text);
+
+/* Asks the client to upload output file `name` (logical name) now. 0 or a
+ * BOINC error. */
+int dw_upload_file(const char* name);
+
+/* How the upload of `name` went: 0 done, a BOINC error, or 1 while the
+ * client has not said yet. */
+int dw_upload_status(const char* name);
+
+/* Tells the library that the job checkpointed. */
+void dw_checkpoint_completed(void);
+
 /* Version of the BOINC headers this shim was compiled against, e.g. 72005. */
 int dw_boinc_version(void);
 

@@ -31,5 +31,12 @@ unsafe extern "C" {
     pub fn dw_sporadic_dir(dir: *const ::std::os::raw::c_char) -> ::std::os::raw::c_int;
     pub fn dw_exit(status: ::std::os::raw::c_int);
     pub fn dw_status_pending() -> ::std::os::raw::c_int;
+    pub fn dw_send_trickle_up(
+        variety: *const ::std::os::raw::c_char,
+        text: *const ::std::os::raw::c_char,
+    ) -> ::std::os::raw::c_int;
+    pub fn dw_upload_file(name: *const ::std::os::raw::c_char) -> ::std::os::raw::c_int;
+    pub fn dw_upload_status(name: *const ::std::os::raw::c_char) -> ::std::os::raw::c_int;
+    pub fn dw_checkpoint_completed();
     pub fn dw_boinc_version() -> ::std::os::raw::c_int;
 }

@@ -7,6 +7,7 @@ pub mod start;
 
 use crate::boinc::ClientStatus;
 use crate::config::QuitAction;
+use crate::control_files::JobRequest;
 use crate::journal::Phase;
 use crate::suspend::Paused;
 
@@ -30,6 +31,16 @@ pub enum Periodic {
     Report,
     /// The slot's size against the workunit's disk bound.
     DiskCheck,
+    /// The files through which the job asks things of the client.
+    ControlFiles,
+}
+
+/// A temporary exit the job asked for: the client restarts the task then.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    pub delay_secs: u32,
+    pub reason: String,
+    pub notice: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +74,8 @@ pub enum Event {
     StopDone {
         stopped: bool,
     },
+    /// The job asked for something through its control files.
+    Job(JobRequest),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,9 +110,11 @@ pub enum Action {
     StopForRestart {
         continue_first: bool,
     },
-    /// Journal the phase the container was left in, and exit for a restart.
+    /// Journal the phase the container was left in, and exit for a restart:
+    /// after `retry`'s delay when the job asked for one.
     KeepForRestart {
         phase: Phase,
+        retry: Option<Retry>,
     },
     /// Kill and remove the container, then exit.
     Abort,
@@ -122,6 +137,29 @@ pub enum Action {
         job_ended: bool,
     },
     CheckDisk,
+    CheckControlFiles,
+    SendTrickle {
+        variety: String,
+        content: String,
+    },
+    RequestUpload {
+        name: String,
+    },
+    /// The job checkpointed: its CPU time so far is kept work.
+    Checkpoint,
+    /// The job is done by its own word: stop and remove the container,
+    /// finish with `code` and pass its message on.
+    Complete {
+        code: i32,
+        message: String,
+        notice: bool,
+    },
+    /// Kill the job that stopped touching its heartbeat file and fail.
+    EndHungJob {
+        file: String,
+        silent_secs: u64,
+        interval_secs: u64,
+    },
     /// Give up supervising: the engine is gone, so the task is retried
     /// later and the next run finds the container by name.
     GiveUp {
@@ -142,6 +180,8 @@ pub struct Supervisor {
     /// How the container is paused, while it is.
     paused: Option<Paused>,
     quit_action: QuitAction,
+    /// While quitting: the temporary exit the job asked for, if it did.
+    retry: Option<Retry>,
 }
 
 impl Supervisor {
@@ -151,6 +191,7 @@ impl Supervisor {
             state: State::Running,
             paused: None,
             quit_action,
+            retry: None,
         }
     }
 
@@ -196,7 +237,11 @@ impl Supervisor {
             Event::Due(Periodic::DiskCheck) if self.state == State::Running => {
                 vec![Action::CheckDisk]
             }
-            Event::Due(Periodic::DiskCheck) => vec![],
+            Event::Due(Periodic::ControlFiles) if self.state == State::Running => {
+                vec![Action::CheckControlFiles]
+            }
+            Event::Due(Periodic::DiskCheck | Periodic::ControlFiles) => vec![],
+            Event::Job(request) => self.job(request),
             Event::DiskOverBound { used, bound } => self.end(vec![Action::EndOverDiskBound {
                 used: *used,
                 bound: *bound,
@@ -246,6 +291,53 @@ impl Supervisor {
         actions
     }
 
+    fn job(&mut self, request: &JobRequest) -> Vec<Action> {
+        match request.clone() {
+            JobRequest::Complete {
+                code,
+                message,
+                notice,
+            } => self.end(vec![
+                Action::Report {
+                    sample: true,
+                    job_ended: true,
+                },
+                Action::Complete {
+                    code,
+                    message,
+                    notice,
+                },
+            ]),
+            JobRequest::TemporaryExit {
+                delay_secs,
+                reason,
+                notice,
+            } => {
+                let actions = self.quit("the job asked for a temporary exit");
+                self.retry = Some(Retry {
+                    delay_secs,
+                    reason,
+                    notice,
+                });
+                actions
+            }
+            JobRequest::Trickle { variety, content } => {
+                vec![Action::SendTrickle { variety, content }]
+            }
+            JobRequest::Upload { name } => vec![Action::RequestUpload { name }],
+            JobRequest::Checkpoint => vec![Action::Checkpoint],
+            JobRequest::Silent {
+                file,
+                silent_secs,
+                interval_secs,
+            } => self.end(vec![Action::EndHungJob {
+                file,
+                silent_secs,
+                interval_secs,
+            }]),
+        }
+    }
+
     /// Keeping the work takes steps whose outcome decides the next one.
     fn quit(&mut self, reason: &'static str) -> Vec<Action> {
         self.state = State::Quitting;
@@ -285,7 +377,8 @@ impl Supervisor {
     }
 
     fn keep(&mut self, phase: Phase) -> Vec<Action> {
-        self.end(vec![Action::KeepForRestart { phase }])
+        let retry = self.retry.take();
+        self.end(vec![Action::KeepForRestart { phase, retry }])
     }
 
     fn end(&mut self, actions: Vec<Action>) -> Vec<Action> {
@@ -406,7 +499,8 @@ mod tests {
         assert_eq!(
             quit_with(&mut s, &[RESTORED]),
             vec![Action::KeepForRestart {
-                phase: Phase::KeptPaused
+                phase: Phase::KeptPaused,
+                retry: None
             }]
         );
         assert_eq!(s.state(), State::Done);
@@ -421,7 +515,8 @@ mod tests {
             vec![
                 Action::PauseForQuit,
                 Action::KeepForRestart {
-                    phase: Phase::KeptPaused
+                    phase: Phase::KeptPaused,
+                    retry: None
                 }
             ]
         );
@@ -436,7 +531,8 @@ mod tests {
                     continue_first: false
                 },
                 Action::KeepForRestart {
-                    phase: Phase::KeptStopped
+                    phase: Phase::KeptStopped,
+                    retry: None
                 }
             ]
         );
@@ -467,7 +563,8 @@ mod tests {
                     continue_first: true
                 },
                 Action::KeepForRestart {
-                    phase: Phase::Running
+                    phase: Phase::Running,
+                    retry: None
                 }
             ]
         );
@@ -535,6 +632,104 @@ mod tests {
         let mut s = Supervisor::new(QuitAction::Pause);
         let lost = Event::EngineLost { why: "gone".into() };
         assert_eq!(s.on(&lost), vec![Action::GiveUp { why: "gone".into() }]);
+        assert_eq!(s.state(), State::Done);
+    }
+
+    #[test]
+    fn the_jobs_requests_are_acted_on_while_it_runs() {
+        let mut s = Supervisor::new(QuitAction::Pause);
+        assert_eq!(
+            s.on(&Event::Due(Periodic::ControlFiles)),
+            vec![Action::CheckControlFiles]
+        );
+        let trickle = JobRequest::Trickle {
+            variety: "v".into(),
+            content: "c".into(),
+        };
+        assert_eq!(
+            s.on(&Event::Job(trickle)),
+            vec![Action::SendTrickle {
+                variety: "v".into(),
+                content: "c".into()
+            }]
+        );
+        assert_eq!(
+            s.on(&Event::Job(JobRequest::Checkpoint)),
+            vec![Action::Checkpoint]
+        );
+        // A paused job writes nothing: no looks while suspended.
+        s.on(&suspended());
+        assert_eq!(s.on(&Event::Due(Periodic::ControlFiles)), vec![]);
+    }
+
+    #[test]
+    fn a_completion_file_ends_the_task_with_the_jobs_code() {
+        let mut s = Supervisor::new(QuitAction::Pause);
+        let done = JobRequest::Complete {
+            code: 4,
+            message: "m".into(),
+            notice: true,
+        };
+        assert_eq!(
+            s.on(&Event::Job(done)),
+            vec![
+                Action::Report {
+                    sample: true,
+                    job_ended: true
+                },
+                Action::Complete {
+                    code: 4,
+                    message: "m".into(),
+                    notice: true
+                }
+            ]
+        );
+        assert_eq!(s.state(), State::Done);
+    }
+
+    #[test]
+    fn a_temporary_exit_file_keeps_the_work_then_asks_for_the_delay() {
+        let mut s = Supervisor::new(QuitAction::Pause);
+        let later = JobRequest::TemporaryExit {
+            delay_secs: 60,
+            reason: "r".into(),
+            notice: false,
+        };
+        let actions = s.on(&Event::Job(later));
+        assert!(
+            matches!(actions[..], [_, Action::PrepareRestart { .. }]),
+            "{actions:?}"
+        );
+        s.on(&RESTORED);
+        let kept = s.on(&Event::PauseDone(PauseResult::Paused(Paused::ByEngine)));
+        assert_eq!(
+            kept,
+            vec![Action::KeepForRestart {
+                phase: Phase::KeptPaused,
+                retry: Some(Retry {
+                    delay_secs: 60,
+                    reason: "r".into(),
+                    notice: false
+                })
+            }]
+        );
+    }
+
+    #[test]
+    fn a_silent_job_is_ended_as_hung() {
+        let mut s = Supervisor::new(QuitAction::Pause);
+        let silent = JobRequest::Silent {
+            file: "beat".into(),
+            silent_secs: 700,
+            interval_secs: 600,
+        };
+        assert!(matches!(
+            s.on(&Event::Job(silent))[..],
+            [Action::EndHungJob {
+                silent_secs: 700,
+                ..
+            }]
+        ));
         assert_eq!(s.state(), State::Done);
     }
 

@@ -15,6 +15,11 @@ pub trait Client {
     fn terminated(&self) -> bool;
     fn report(&self, report: &TaskReport);
     fn announce_web_graphics(&self, url: &str);
+    fn send_trickle_up(&self, variety: &str, content: &str) -> Result<(), i32>;
+    fn upload_file(&self, name: &str) -> Result<(), i32>;
+    /// None while the client has not said how the upload went.
+    fn upload_status(&self, name: &str) -> Option<Result<(), i32>>;
+    fn checkpoint_completed(&self);
 }
 
 /// The real client, through the BOINC library.
@@ -38,6 +43,18 @@ impl Client for BoincClient {
     }
     fn announce_web_graphics(&self, url: &str) {
         boinc::web_graphics_url(url)
+    }
+    fn send_trickle_up(&self, variety: &str, content: &str) -> Result<(), i32> {
+        boinc::send_trickle_up(variety, content)
+    }
+    fn upload_file(&self, name: &str) -> Result<(), i32> {
+        boinc::upload_file(name)
+    }
+    fn upload_status(&self, name: &str) -> Option<Result<(), i32>> {
+        boinc::upload_status(name)
+    }
+    fn checkpoint_completed(&self) {
+        boinc::checkpoint_completed()
     }
 }
 
@@ -69,6 +86,8 @@ pub mod fake {
         latest: Cell<ClientStatus>,
         pub reports: RefCell<Vec<TaskReport>>,
         pub web_graphics: RefCell<Option<String>>,
+        /// Trickles, uploads and checkpoints, in order.
+        pub requests: RefCell<Vec<String>>,
     }
 
     impl FakeClient {
@@ -105,6 +124,22 @@ pub mod fake {
         }
         fn announce_web_graphics(&self, url: &str) {
             *self.web_graphics.borrow_mut() = Some(url.into());
+        }
+        fn send_trickle_up(&self, variety: &str, content: &str) -> Result<(), i32> {
+            self.requests
+                .borrow_mut()
+                .push(format!("trickle {variety}: {content}"));
+            Ok(())
+        }
+        fn upload_file(&self, name: &str) -> Result<(), i32> {
+            self.requests.borrow_mut().push(format!("upload {name}"));
+            Ok(())
+        }
+        fn upload_status(&self, _name: &str) -> Option<Result<(), i32>> {
+            Some(Ok(()))
+        }
+        fn checkpoint_completed(&self) {
+            self.requests.borrow_mut().push("checkpoint".into());
         }
     }
 

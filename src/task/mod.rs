@@ -47,6 +47,15 @@ pub enum Outcome {
     KeepForRestart,
     /// The client aborted the task; the container is gone.
     Aborted,
+    /// The job said it is done (its completion file): finish with this
+    /// code and pass its message on to the volunteer.
+    Completed {
+        code: i32,
+        message: boinc::FinishMessage,
+    },
+    /// The job asked to be restarted later (its temporary-exit file); its
+    /// container is kept.
+    RetryLater(supervisor::Retry),
 }
 
 /// Runs the task. Errors are set-up failures: the caller reports them and

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::{Outcome, TaskRun};
-use crate::boinc::TaskReport;
+use crate::boinc::{FinishMessage, TaskReport};
+use crate::control_files::{self, ControlWatch};
 use crate::engine::{ContainerState, EngineError, ExitWatcher};
 use crate::exit_code::WrapperExit;
 use crate::journal::Phase;
@@ -30,11 +31,18 @@ const TICK: Duration = Duration::from_millis(100);
 const REPORT_PERIOD: Duration = Duration::from_secs(1);
 
 /// What supervising one container needs besides the task: the exit watch,
-/// the counters, the slot's size, the networks and the pause's means.
+/// the counters, the slot's size, the job's control files, the networks and
+/// the pause's means.
 struct Watchers<'a> {
     exit: Box<dyn ExitWatcher + 'a>,
     accounting: Accounting<'a>,
     disk: Option<DiskWatch>,
+    control: Option<ControlWatch>,
+    /// Uploads asked for whose outcome the client has not told yet.
+    pending_uploads: Vec<String>,
+    /// The CPU time at the job's last checkpoint, when it tells of them
+    /// (`checkpoint_file`); otherwise all CPU time is kept work.
+    checkpoint_cpu: Option<f64>,
     network: ContainerNetwork<'a>,
     pauser: Pauser,
     schedule: Schedule<Periodic>,
@@ -45,6 +53,7 @@ enum Next {
     Continue,
     /// The action's result, for the machine.
     Event(Event),
+    Events(Vec<Event>),
     /// The process ends so.
     End(Outcome),
 }
@@ -64,20 +73,33 @@ impl<'a> TaskRun<'a> {
                 .map_err(|err| log::debug!("{err}"))
                 .ok()
         });
-        let linked = slot_files::linked_files(&ctx.slot_dir)
-            .map(|files| files.into_iter().map(|f| f.target).collect());
+        let linked: Vec<(String, std::path::PathBuf)> = slot_files::linked_files(&ctx.slot_dir)
+            .map(|files| files.into_iter().map(|f| (f.name, f.target)).collect())
+            .unwrap_or_default();
         let mut schedule = Schedule::new();
         let now = Instant::now();
         schedule.set(Periodic::Report, now);
         schedule.set(Periodic::DiskCheck, now + slot_usage::MIN_INTERVAL);
+        let control = ControlWatch::new(&ctx.slot_dir, &ctx.config.control, &linked, now);
+        if control.is_some() {
+            schedule.set(Periodic::ControlFiles, now + control_files::POLL);
+        }
         let mut watchers = Watchers {
             exit: engine.watch_exit(&ctx.container, container.pid)?,
             accounting: Accounting::new(host_pid, &container.id, client_cpu, read_stats),
             disk: DiskWatch::new(
                 &ctx.slot_dir,
-                linked.unwrap_or_default(),
+                linked.into_iter().map(|(_, target)| target).collect(),
                 ctx.init.rsc_disk_bound,
             ),
+            control,
+            pending_uploads: Vec::new(),
+            checkpoint_cpu: ctx
+                .config
+                .control
+                .checkpoint_file
+                .as_ref()
+                .map(|_| client_cpu),
             network: ContainerNetwork::new(engine, &ctx.container, ctx.config.network),
             pauser: Pauser::default(),
             schedule,
@@ -92,6 +114,7 @@ impl<'a> TaskRun<'a> {
                     match self.perform(&action, &mut watchers)? {
                         Next::Continue => {}
                         Next::Event(event) => events.push_back(event),
+                        Next::Events(more) => events.extend(more),
                         Next::End(outcome) => return Ok(outcome),
                     }
                 }
@@ -198,9 +221,12 @@ impl<'a> TaskRun<'a> {
                 };
                 Next::Event(Event::StopDone { stopped })
             }
-            Action::KeepForRestart { phase } => {
+            Action::KeepForRestart { phase, retry } => {
                 self.save_journal(*phase, watchers.accounting.cpu_time(), None);
-                Next::End(Outcome::KeepForRestart)
+                Next::End(match retry {
+                    Some(retry) => Outcome::RetryLater(retry.clone()),
+                    None => Outcome::KeepForRestart,
+                })
             }
             Action::Abort => {
                 log::info!("the client aborted the task: removing the container");
@@ -234,8 +260,10 @@ impl<'a> TaskRun<'a> {
                 let cpu_time = watchers.accounting.cpu_time();
                 self.client.report(&TaskReport {
                     cpu_time,
-                    // The container keeps its state across quits: all CPU time so far is kept work.
-                    checkpoint_cpu_time: cpu_time,
+                    // The container keeps its state across quits: all CPU
+                    // time so far is kept work, unless the job says when it
+                    // checkpoints.
+                    checkpoint_cpu_time: watchers.checkpoint_cpu.unwrap_or(cpu_time),
                     fraction_done: if *job_ended {
                         1.0
                     } else {
@@ -264,11 +292,103 @@ impl<'a> TaskRun<'a> {
                     }
                 }
             },
+            Action::CheckControlFiles => {
+                watchers
+                    .schedule
+                    .set(Periodic::ControlFiles, Instant::now() + control_files::POLL);
+                self.follow_uploads(&mut watchers.pending_uploads);
+                let requests = match &mut watchers.control {
+                    Some(control) => control.look(Instant::now()),
+                    None => Vec::new(),
+                };
+                return Ok(Next::Events(requests.into_iter().map(Event::Job).collect()));
+            }
+            Action::SendTrickle { variety, content } => {
+                match self.client.send_trickle_up(variety, content) {
+                    Ok(()) => log::info!(
+                        "trickle-up message '{variety}' sent ({} bytes)",
+                        content.len()
+                    ),
+                    Err(code) => {
+                        log::warn!("cannot send trickle-up message '{variety}' (error {code})")
+                    }
+                }
+                Next::Continue
+            }
+            Action::RequestUpload { name } => {
+                match self.client.upload_file(name) {
+                    Ok(()) => {
+                        log::info!("{name}: upload requested");
+                        watchers.pending_uploads.push(name.clone());
+                    }
+                    Err(code) => log::warn!("{name}: cannot request its upload (error {code})"),
+                }
+                Next::Continue
+            }
+            Action::Checkpoint => {
+                watchers.accounting.update();
+                let cpu = watchers.accounting.cpu_time();
+                watchers.checkpoint_cpu = Some(cpu);
+                self.client.checkpoint_completed();
+                log::debug!("the job checkpointed at {cpu:.0} s of CPU time");
+                Next::Continue
+            }
+            Action::Complete {
+                code,
+                message,
+                notice,
+            } => {
+                log::info!("the job wrote its completion file: code {code}");
+                let grace = Duration::from_secs(self.ctx.config.stop_grace_secs);
+                if let Err(err) = engine.stop(container, grace) {
+                    log::warn!("the container could not be stopped ({err}); killing it");
+                    engine.kill(container);
+                }
+                let cpu = watchers.accounting.cpu_time();
+                Next::End(match self.finish(*code, false, true, cpu) {
+                    Outcome::Finished(code) if !message.is_empty() => Outcome::Completed {
+                        code,
+                        message: FinishMessage {
+                            text: message.clone(),
+                            notice: *notice,
+                        },
+                    },
+                    other => other,
+                })
+            }
+            Action::EndHungJob {
+                file,
+                silent_secs,
+                interval_secs,
+            } => {
+                log::error!(
+                    "the job has not touched {file} for {silent_secs} s (minimum_heartbeat_interval {interval_secs} s): it is taken as hung and stopped"
+                );
+                engine.kill(container);
+                let cpu = watchers.accounting.cpu_time();
+                let code = WrapperExit::JobHung.code();
+                Next::End(self.finish(code, false, true, cpu))
+            }
             Action::GiveUp { why } => {
                 log::error!("the engine cannot say how the container ended: {why}");
                 return Err(EngineError::Unavailable(why.clone()).into());
             }
         })
+    }
+
+    /// Logs how the uploads asked for went, once each.
+    fn follow_uploads(&self, pending: &mut Vec<String>) {
+        pending.retain(|name| match self.client.upload_status(name) {
+            None => true,
+            Some(Ok(())) => {
+                log::info!("{name}: uploaded");
+                false
+            }
+            Some(Err(code)) => {
+                log::warn!("{name}: the upload failed (error {code})");
+                false
+            }
+        });
     }
 
     /// Container log into stderr.txt, container removed (the image stays

@@ -363,3 +363,102 @@ fn docker_gives_a_paused_container_its_networks_back_as_it_is() {
     );
     assert_eq!(slot.journal_phase(), Some(Phase::KeptPaused));
 }
+
+#[test]
+fn a_completion_file_stops_the_container_and_passes_the_message_on() {
+    let slot = Slot::new("completion");
+    let mut ctx = slot.context();
+    ctx.config.control.completion_trigger_file = Some("done".into());
+    std::fs::write(slot.0.join("done"), "5\n1\nstopped early\n").unwrap();
+    let engine = running_container();
+    let client = FakeClient::scripted(&[resumed]);
+    let outcome = run_task(&ctx, &engine, &client).unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Completed {
+            code: 5,
+            message: boinc::FinishMessage {
+                text: "stopped early".into(),
+                notice: true
+            }
+        }
+    );
+    assert_eq!(engine.changes(), ["watch", "stop", "rm"]);
+    assert_eq!(Journal::load(&slot.0).unwrap().exit_code, Some(5));
+    assert!(!slot.0.join("done").exists());
+}
+
+#[test]
+fn a_temporary_exit_file_keeps_the_container_for_the_retry() {
+    let slot = Slot::new("temporary-exit");
+    let mut ctx = slot.context();
+    ctx.config.control.temporary_exit_trigger_file = Some("later".into());
+    std::fs::write(slot.0.join("later"), "120\n0\nwaiting for input\n").unwrap();
+    let engine = running_container();
+    let client = FakeClient::scripted(&[resumed]);
+    let outcome = run_task(&ctx, &engine, &client).unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::RetryLater(crate::supervisor::Retry {
+            delay_secs: 120,
+            reason: "waiting for input".into(),
+            notice: false
+        })
+    );
+    assert_eq!(engine.changes(), ["watch", "pause"]);
+    assert_eq!(slot.journal_phase(), Some(Phase::KeptPaused));
+    assert!(!slot.0.join("later").exists(), "acted on once");
+}
+
+#[test]
+fn trickles_uploads_and_checkpoints_reach_the_client() {
+    let slot = Slot::new("requests");
+    let mut ctx = slot.context();
+    ctx.config.control.trickle_trigger_files = vec!["status".into()];
+    ctx.config.control.intermediate_upload_files = vec!["out".into()];
+    ctx.config.control.checkpoint_file = Some("ckpt".into());
+    std::fs::write(slot.0.join("status"), "<progress>1</progress>").unwrap();
+    std::fs::write(slot.0.join("ckpt"), "from an earlier run").unwrap();
+    let writer = {
+        let dir = slot.0.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            std::fs::write(dir.join("ckpt"), "checkpoint 2").unwrap();
+            std::fs::write(dir.join("out"), "partial results").unwrap();
+        })
+    };
+    let engine = running_container();
+    engine.exit_after_waits(45, 0, false);
+    let client = FakeClient::scripted(&[resumed]);
+    let outcome = run_task(&ctx, &engine, &client).unwrap();
+    writer.join().unwrap();
+    assert_eq!(outcome, Outcome::Finished(0));
+    let mut requests = client.requests.borrow().clone();
+    requests.sort();
+    assert_eq!(
+        requests,
+        [
+            "checkpoint",
+            "trickle status: <progress>1</progress>",
+            "upload out"
+        ]
+    );
+    // The client hears of the checkpoint's CPU time, not of all of it.
+    let reports = client.reports.borrow();
+    assert!(reports
+        .iter()
+        .any(|r| r.checkpoint_cpu_time < r.cpu_time || r.cpu_time == 0.0));
+}
+
+#[test]
+fn a_job_that_stops_its_heartbeat_is_ended_as_hung() {
+    let slot = Slot::new("heartbeat");
+    let mut ctx = slot.context();
+    ctx.config.control.heartbeat_filename = Some("beat".into());
+    ctx.config.control.minimum_heartbeat_interval_secs = 1;
+    let engine = running_container();
+    let client = FakeClient::scripted(&[resumed]);
+    let outcome = run_task(&ctx, &engine, &client).unwrap();
+    assert_eq!(outcome, Outcome::Finished(WrapperExit::JobHung.code()));
+    assert_eq!(engine.changes(), ["watch", "kill", "rm"]);
+}
