@@ -11,6 +11,30 @@ use super::flags::{self, Command, Flag};
 use super::mount_policy;
 use super::EngineKind;
 
+/// The first of job.toml's settings that would undo the security defaults
+/// on `kind`, named by its key (`create_args: ...`); None when all are safe.
+/// The flags are read as this engine reads them.
+pub fn unsafe_setting(
+    kind: EngineKind,
+    create_args: &[String],
+    build_args: &[String],
+    mounts: &[String],
+    base: &Path,
+) -> Option<String> {
+    unsafe_args(kind, Command::Create, create_args, base)
+        .map(|why| format!("create_args: {why}"))
+        .or_else(|| {
+            unsafe_args(kind, Command::Build, build_args, base)
+                .map(|why| format!("build_args: {why}"))
+        })
+        .or_else(|| {
+            mounts
+                .iter()
+                .find_map(|m| unsafe_mount(m, base))
+                .map(|why| format!("mount {why}"))
+        })
+}
+
 /// Why `args` (already split into words) are unsafe for `kind`'s `command`,
 /// or None. `base` is the slot: relative paths are read from there.
 pub fn unsafe_args(

@@ -10,7 +10,6 @@ use anyhow::{Context, Result};
 use crate::boinc;
 use crate::cli::Cli;
 use crate::config::JobConfig;
-use crate::engine::flags::Command;
 use crate::engine::{
     self, policy, ContainerEngine, ContainerState, ContainerStatus, Engine, EngineError, EngineKind,
 };
@@ -22,6 +21,7 @@ use crate::os;
 use crate::supervisor::{self, Found, Owner, StartPlan};
 use crate::suspend;
 
+mod actions;
 mod client;
 mod context;
 mod provision;
@@ -156,20 +156,8 @@ fn check_security(config: &JobConfig, kind: EngineKind, slot_dir: &Path) -> Resu
     if config.allow_unsafe {
         return Ok(());
     }
-    let problem = policy::unsafe_args(kind, Command::Create, &config.create_args, slot_dir)
-        .map(|why| format!("create_args: {why}"))
-        .or_else(|| {
-            policy::unsafe_args(kind, Command::Build, &config.build_args, slot_dir)
-                .map(|why| format!("build_args: {why}"))
-        })
-        .or_else(|| {
-            config
-                .mounts
-                .iter()
-                .find_map(|m| policy::unsafe_mount(m, slot_dir))
-                .map(|why| format!("mount {why}"))
-        });
-    match problem {
+    let (create, build, mounts) = (&config.create_args, &config.build_args, &config.mounts);
+    match policy::unsafe_setting(kind, create, build, mounts, slot_dir) {
         Some(why) => anyhow::bail!("job.toml {why}; refused (set allow_unsafe = true to allow it)"),
         None => Ok(()),
     }

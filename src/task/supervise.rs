@@ -1,26 +1,22 @@
 //! Supervision: the loop gathers events (the container's exit, the
 //! client's status, a signal, periodic work that is due), hands each to the
-//! state machine (`supervisor`) and performs the actions it returns. An
-//! action's result goes back to the machine as an event.
+//! state machine (`supervisor`) and performs the actions it returns
+//! (`actions.rs`), whose results go back to the machine as events.
 use std::collections::VecDeque;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use super::actions::Next;
 use super::{Outcome, TaskRun};
-use crate::boinc::{FinishMessage, TaskReport};
 use crate::control_files::{self, ControlWatch};
-use crate::engine::{ContainerState, EngineError, ExitWatcher};
-use crate::exit_code::WrapperExit;
-use crate::journal::Phase;
+use crate::engine::{ContainerState, ExitWatcher};
 use crate::network::ContainerNetwork;
 use crate::schedule::Schedule;
 use crate::slot_files;
-use crate::slot_io;
 use crate::slot_usage::{self, DiskWatch};
-use crate::supervisor::{Action, Event, PauseResult, Periodic, Supervisor};
-use crate::suspend::{self, Pauser};
+use crate::supervisor::{Event, Periodic, Supervisor};
+use crate::suspend::Pauser;
 use crate::usage::Accounting;
 
 /// How often the loop looks at the client's status. The API reads the
@@ -28,34 +24,24 @@ use crate::usage::Accounting;
 /// 100 ms for about a millisecond of CPU a second.
 const TICK: Duration = Duration::from_millis(100);
 /// How often CPU time, memory and fraction done go to the client.
-const REPORT_PERIOD: Duration = Duration::from_secs(1);
+pub(super) const REPORT_PERIOD: Duration = Duration::from_secs(1);
 
 /// What supervising one container needs besides the task: the exit watch,
 /// the counters, the slot's size, the job's control files, the networks and
 /// the pause's means.
-struct Watchers<'a> {
-    exit: Box<dyn ExitWatcher + 'a>,
-    accounting: Accounting<'a>,
-    disk: Option<DiskWatch>,
-    control: Option<ControlWatch>,
+pub(super) struct Watchers<'a> {
+    pub(super) exit: Box<dyn ExitWatcher + 'a>,
+    pub(super) accounting: Accounting<'a>,
+    pub(super) disk: Option<DiskWatch>,
+    pub(super) control: Option<ControlWatch>,
     /// Uploads asked for whose outcome the client has not told yet.
-    pending_uploads: Vec<String>,
+    pub(super) pending_uploads: Vec<String>,
     /// The CPU time at the job's last checkpoint, when it tells of them
     /// (`checkpoint_file`); otherwise all CPU time is kept work.
-    checkpoint_cpu: Option<f64>,
-    network: ContainerNetwork<'a>,
-    pauser: Pauser,
-    schedule: Schedule<Periodic>,
-}
-
-/// What performing an action leads to.
-enum Next {
-    Continue,
-    /// The action's result, for the machine.
-    Event(Event),
-    Events(Vec<Event>),
-    /// The process ends so.
-    End(Outcome),
+    pub(super) checkpoint_cpu: Option<f64>,
+    pub(super) network: ContainerNetwork<'a>,
+    pub(super) pauser: Pauser,
+    pub(super) schedule: Schedule<Periodic>,
 }
 
 impl<'a> TaskRun<'a> {
@@ -113,8 +99,7 @@ impl<'a> TaskRun<'a> {
                 for action in machine.on(&event) {
                     match self.perform(&action, &mut watchers)? {
                         Next::Continue => {}
-                        Next::Event(event) => events.push_back(event),
-                        Next::Events(more) => events.extend(more),
+                        Next::Then(more) => events.extend(more),
                         Next::End(outcome) => return Ok(outcome),
                     }
                 }
@@ -158,376 +143,5 @@ impl<'a> TaskRun<'a> {
             code: exit.code,
             oom_killed: engine_oom || (cgroup_oom && exit.code == 137),
         })
-    }
-
-    fn perform(&mut self, action: &Action, watchers: &mut Watchers) -> Result<Next> {
-        let (engine, container) = (self.engine, &self.ctx.container);
-        Ok(match action {
-            Action::Pause => {
-                // A pause the client no longer wants, or an exit, must not
-                // wait for an engine that hangs.
-                let client = self.client;
-                let exit = &mut watchers.exit;
-                let mut moot = || exit.exited_now() || pause_is_moot(client);
-                let result =
-                    watchers
-                        .pauser
-                        .pause(engine, container, self.container_pid, &mut moot);
-                let result = pause_result(result, "suspended", "it keeps running");
-                Next::Event(Event::PauseDone(result))
-            }
-            Action::PauseForQuit => {
-                // Only an abort makes keeping the work pointless.
-                let client = self.client;
-                let mut abort = || client.latest().abort_request;
-                let result =
-                    watchers
-                        .pauser
-                        .pause(engine, container, self.container_pid, &mut abort);
-                let result = pause_result(result, "kept for a restart", "stopping it instead");
-                Next::Event(Event::PauseDone(result))
-            }
-            Action::Unpause(how) => {
-                match suspend::resume(engine, container, self.container_pid, *how) {
-                    Ok(()) => log::info!("resumed: container unpaused"),
-                    Err(err) => {
-                        log::warn!("unpause failed (the container may not have been paused): {err}")
-                    }
-                }
-                Next::Continue
-            }
-            Action::FollowNetwork { suspended } => {
-                watchers.network.follow(*suspended, true);
-                Next::Continue
-            }
-            Action::PrepareRestart { reason } => {
-                log::info!("{reason}: keeping the container for a restart");
-                // The next wrapper process would not know which networks were taken.
-                let running_again = !watchers.network.restore();
-                Next::Event(Event::NetworksRestored { running_again })
-            }
-            Action::StopForRestart { continue_first } => {
-                // A stopped process would not see the SIGTERM until SIGKILL.
-                if *continue_first {
-                    suspend::continue_processes(self.container_pid);
-                }
-                let grace = Duration::from_secs(self.ctx.config.stop_grace_secs);
-                let stopped = match engine.stop(container, grace) {
-                    Ok(()) => true,
-                    Err(err) => {
-                        log::warn!("the container could not be stopped: {err}");
-                        false
-                    }
-                };
-                Next::Event(Event::StopDone { stopped })
-            }
-            Action::KeepForRestart { phase, retry } => {
-                self.save_journal(*phase, watchers.accounting.cpu_time(), None);
-                Next::End(match retry {
-                    Some(retry) => Outcome::RetryLater(retry.clone()),
-                    None => Outcome::KeepForRestart,
-                })
-            }
-            Action::Abort => {
-                log::info!("the client aborted the task: removing the container");
-                // `podman rm -f` stops with SIGTERM and a 10 s grace; an abort needs no grace.
-                engine.kill(container);
-                if let Err(err) = engine.remove(container) {
-                    log::error!("{err}");
-                }
-                Next::End(Outcome::Aborted)
-            }
-            Action::Finish { code, oom_killed } => {
-                let cpu = watchers.accounting.cpu_time();
-                Next::End(self.finish(*code, *oom_killed, true, cpu))
-            }
-            Action::EndOverDiskBound { used, bound } => {
-                let mb = |bytes: u64| bytes / 1_000_000;
-                log::error!(
-                    "the job wrote at least {} MB into the slot, past the workunit's disk bound of {} MB: stopping it",
-                    mb(*used),
-                    mb(*bound)
-                );
-                engine.kill(container);
-                let cpu = watchers.accounting.cpu_time();
-                let code = WrapperExit::DiskLimitExceeded.code();
-                Next::End(self.finish(code, false, true, cpu))
-            }
-            Action::Report { sample, job_ended } => {
-                if *sample {
-                    watchers.accounting.update();
-                }
-                let cpu_time = watchers.accounting.cpu_time();
-                self.client.report(&TaskReport {
-                    cpu_time,
-                    // The container keeps its state across quits: all CPU
-                    // time so far is kept work, unless the job says when it
-                    // checkpoints.
-                    checkpoint_cpu_time: watchers.checkpoint_cpu.unwrap_or(cpu_time),
-                    fraction_done: if *job_ended {
-                        1.0
-                    } else {
-                        read_fraction_done(&self.ctx.fraction_done_file())
-                    },
-                    working_set_size: watchers.accounting.memory_bytes(),
-                });
-                watchers
-                    .schedule
-                    .set(Periodic::Report, Instant::now() + REPORT_PERIOD);
-                Next::Continue
-            }
-            Action::CheckDisk => match &watchers.disk {
-                None => Next::Continue,
-                Some(disk) => {
-                    let measured = disk.measure();
-                    watchers
-                        .schedule
-                        .set(Periodic::DiskCheck, Instant::now() + measured.next_in);
-                    match measured.over_bound {
-                        Some(used) => Next::Event(Event::DiskOverBound {
-                            used,
-                            bound: disk.bound(),
-                        }),
-                        None => Next::Continue,
-                    }
-                }
-            },
-            Action::CheckControlFiles => {
-                watchers
-                    .schedule
-                    .set(Periodic::ControlFiles, Instant::now() + control_files::POLL);
-                self.follow_uploads(&mut watchers.pending_uploads);
-                let requests = match &mut watchers.control {
-                    Some(control) => control.look(Instant::now()),
-                    None => Vec::new(),
-                };
-                return Ok(Next::Events(requests.into_iter().map(Event::Job).collect()));
-            }
-            Action::SendTrickle { variety, content } => {
-                match self.client.send_trickle_up(variety, content) {
-                    Ok(()) => log::info!(
-                        "trickle-up message '{variety}' sent ({} bytes)",
-                        content.len()
-                    ),
-                    Err(code) => {
-                        log::warn!("cannot send trickle-up message '{variety}' (error {code})")
-                    }
-                }
-                Next::Continue
-            }
-            Action::RequestUpload { name } => {
-                match self.client.upload_file(name) {
-                    Ok(()) => {
-                        log::info!("{name}: upload requested");
-                        watchers.pending_uploads.push(name.clone());
-                    }
-                    Err(code) => log::warn!("{name}: cannot request its upload (error {code})"),
-                }
-                Next::Continue
-            }
-            Action::Checkpoint => {
-                watchers.accounting.update();
-                let cpu = watchers.accounting.cpu_time();
-                watchers.checkpoint_cpu = Some(cpu);
-                self.client.checkpoint_completed();
-                log::debug!("the job checkpointed at {cpu:.0} s of CPU time");
-                Next::Continue
-            }
-            Action::Complete {
-                code,
-                message,
-                notice,
-            } => {
-                log::info!("the job wrote its completion file: code {code}");
-                let grace = Duration::from_secs(self.ctx.config.stop_grace_secs);
-                if let Err(err) = engine.stop(container, grace) {
-                    log::warn!("the container could not be stopped ({err}); killing it");
-                    engine.kill(container);
-                }
-                let cpu = watchers.accounting.cpu_time();
-                Next::End(match self.finish(*code, false, true, cpu) {
-                    Outcome::Finished(code) if !message.is_empty() => Outcome::Completed {
-                        code,
-                        message: FinishMessage {
-                            text: message.clone(),
-                            notice: *notice,
-                        },
-                    },
-                    other => other,
-                })
-            }
-            Action::EndHungJob {
-                file,
-                silent_secs,
-                interval_secs,
-            } => {
-                log::error!(
-                    "the job has not touched {file} for {silent_secs} s (minimum_heartbeat_interval {interval_secs} s): it is taken as hung and stopped"
-                );
-                engine.kill(container);
-                let cpu = watchers.accounting.cpu_time();
-                let code = WrapperExit::JobHung.code();
-                Next::End(self.finish(code, false, true, cpu))
-            }
-            Action::GiveUp { why } => {
-                log::error!("the engine cannot say how the container ended: {why}");
-                return Err(EngineError::Unavailable(why.clone()).into());
-            }
-        })
-    }
-
-    /// Logs how the uploads asked for went, once each.
-    fn follow_uploads(&self, pending: &mut Vec<String>) {
-        pending.retain(|name| match self.client.upload_status(name) {
-            None => true,
-            Some(Ok(())) => {
-                log::info!("{name}: uploaded");
-                false
-            }
-            Some(Err(code)) => {
-                log::warn!("{name}: the upload failed (error {code})");
-                false
-            }
-        });
-    }
-
-    /// Container log into stderr.txt, container removed (the image stays
-    /// cached for the next workunit).
-    pub(super) fn finish(
-        &mut self,
-        code: i32,
-        oom_killed: bool,
-        container_exists: bool,
-        cpu_time: f64,
-    ) -> Outcome {
-        // Journalled first: if we die before boinc_finish, the next run reports
-        // this code instead of rerunning the job.
-        self.save_journal(Phase::Finished, cpu_time, Some(code));
-        if container_exists {
-            self.copy_container_log();
-            if let Err(err) = self.engine.remove(&self.ctx.container) {
-                log::error!("cannot remove the container: {err}");
-            }
-        }
-        if oom_killed {
-            let limit = self.ctx.init.rsc_memory_bound / (1024.0 * 1024.0);
-            log::error!("the job was killed: out of memory (limit {limit:.0} MiB)");
-            return Outcome::Finished(WrapperExit::MemLimitExceeded.code());
-        }
-        log::info!("the job exited with code {code}");
-        Outcome::Finished(code)
-    }
-
-    fn copy_container_log(&self) {
-        let max = usize::try_from(self.ctx.config.log_tail_bytes).unwrap_or(usize::MAX);
-        if max == 0 {
-            return;
-        }
-        match self.engine.logs_tail(&self.ctx.container, max) {
-            Ok(log) => {
-                eprintln!(
-                    "---- container output (last {} KiB at most) ----",
-                    max / 1024
-                );
-                eprint!("{log}");
-                if !log.ends_with('\n') && !log.is_empty() {
-                    eprintln!();
-                }
-                eprintln!("---- end of container output ----");
-            }
-            Err(err) => log::warn!("cannot read the container log: {err}"),
-        }
-    }
-}
-
-/// The client or a signal asks for something other than a suspended task:
-/// resume, quit, abort, lost heartbeat, SIGTERM.
-fn pause_is_moot(client: &dyn super::Client) -> bool {
-    !client.latest().suspended || super::client::interruption(client).is_some()
-}
-
-/// The machine's view of a pause, logged on the way: `purpose` says what
-/// the pause was for, `otherwise` what happens when it fails.
-fn pause_result(
-    result: Result<suspend::Paused, EngineError>,
-    purpose: &str,
-    otherwise: &str,
-) -> PauseResult {
-    match result {
-        Ok(how) => {
-            match how {
-                suspend::Paused::ByEngine => log::info!("{purpose}: container paused"),
-                suspend::Paused::BySignals => {
-                    log::info!("{purpose}: container processes stopped")
-                }
-            }
-            PauseResult::Paused(how)
-        }
-        Err(EngineError::Cancelled) => {
-            log::info!("pause abandoned: the client or the job moved on");
-            PauseResult::Cancelled
-        }
-        Err(err) => {
-            log::warn!("the container could not be paused ({err}); {otherwise}");
-            PauseResult::Failed
-        }
-    }
-}
-
-/// A number and some white space; the job may write anything, of any size.
-const FRACTION_DONE_MAX_BYTES: u64 = 256;
-
-/// The first number in the job's fraction_done file, clamped to 0..1.
-fn read_fraction_done(path: &Path) -> f64 {
-    let Ok(bytes) = slot_io::read_prefix(path, FRACTION_DONE_MAX_BYTES) else {
-        return 0.0;
-    };
-    String::from_utf8_lossy(&bytes)
-        .split_whitespace()
-        .next()
-        .and_then(|w| w.parse::<f64>().ok())
-        .filter(|f| f.is_finite())
-        .map_or(0.0, |f| f.clamp(0.0, 1.0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fraction_done_is_read_and_clamped() {
-        let dir = std::env::temp_dir().join(format!("dw-fd-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("fraction_done");
-        assert_eq!(read_fraction_done(&file), 0.0);
-        for (text, want) in [
-            ("0.25\n", 0.25),
-            ("7", 1.0),
-            ("-1", 0.0),
-            ("nan", 0.0),
-            ("abc", 0.0),
-            ("0.5 extra", 0.5),
-        ] {
-            std::fs::write(&file, text).unwrap();
-            assert_eq!(read_fraction_done(&file), want, "{text:?}");
-        }
-        // Whatever the job puts there costs at most a short read.
-        std::fs::write(&file, format!("0.75{}", " ".repeat(1 << 20))).unwrap();
-        assert_eq!(read_fraction_done(&file), 0.75);
-        std::fs::remove_file(&file).unwrap();
-        #[cfg(unix)]
-        {
-            std::os::unix::fs::symlink("/dev/zero", &file).unwrap();
-            assert_eq!(read_fraction_done(&file), 0.0);
-            std::fs::remove_file(&file).unwrap();
-            rustix::fs::mkfifoat(
-                rustix::fs::CWD,
-                &file,
-                rustix::fs::Mode::from_raw_mode(0o644),
-            )
-            .unwrap();
-            assert_eq!(read_fraction_done(&file), 0.0);
-        }
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }
