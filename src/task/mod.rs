@@ -12,11 +12,11 @@ use crate::boinc::{self, ClientStatus};
 use crate::cli::Cli;
 use crate::config::JobConfig;
 use crate::engine::flags::Command;
+use crate::engine::host_user;
 use crate::engine::{
     self, names, policy, ContainerState, ContainerStatus, Engine, EngineError, EngineKind,
 };
 use crate::host_limits;
-use crate::host_user;
 use crate::image::{CacheLimits, ImageCache, ImageError};
 use crate::init_data::{DockerType, InitData};
 use crate::journal::{Journal, Phase};
@@ -109,7 +109,7 @@ pub fn run(
     }
     let engine = match pick_engine(&init, &config, standalone) {
         Ok(engine) => engine,
-        Err(why) => return Ok(Outcome::TemporaryExit(why)),
+        Err(why) => return Ok(Outcome::TemporaryExit(why.to_string())),
     };
     // Before the engine is asked anything: a broken app version fails at
     // once. The flags are read as this engine reads them.
@@ -160,7 +160,11 @@ pub fn run(
     }
 }
 
-fn pick_engine(init: &InitData, config: &JobConfig, standalone: bool) -> Result<Engine, String> {
+fn pick_engine(
+    init: &InitData,
+    config: &JobConfig,
+    standalone: bool,
+) -> Result<Engine, engine::ConnectError> {
     let from_client = match init.host_info.docker_type {
         DockerType::Docker => Some(EngineKind::Docker),
         DockerType::Podman => Some(EngineKind::Podman),
@@ -453,7 +457,7 @@ impl Task {
     /// A host path (slot, project dir, linked file) as the engine sees it:
     /// the same path locally, `/mnt/c/...` inside WSL.
     fn engine_path(&self, host: &Path) -> Result<PathBuf> {
-        self.engine.path_in_engine(host).map_err(anyhow::Error::msg)
+        Ok(self.engine.path_in_engine(host)?)
     }
 
     fn project_dir(&self) -> Result<PathBuf> {
