@@ -6,6 +6,7 @@
 //! makes all later arguments job arguments even if they are ours.
 
 use std::ffi::OsString;
+use std::fmt;
 use std::path::PathBuf;
 
 /// What the command line asks for, when it asks to run a job.
@@ -45,8 +46,41 @@ pub enum CliAction {
     Version,
 }
 
+/// A command line that cannot be read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CliError {
+    /// Argument `index` (from 1) is not text; `lossy` shows it.
+    NotUtf8 {
+        index: usize,
+        lossy: String,
+    },
+    /// `--config` or `--dockerfile` last, with nothing after it.
+    MissingValue {
+        option: String,
+    },
+    EmptyValue {
+        option: String,
+    },
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::NotUtf8 { index, lossy } => {
+                write!(f, "argument {index} is not valid UTF-8: {lossy:?}")
+            }
+            CliError::MissingValue { option } => {
+                write!(f, "option {option} needs a value: {option} FILE")
+            }
+            CliError::EmptyValue { option } => write!(f, "option {option} needs a non-empty FILE"),
+        }
+    }
+}
+
+impl std::error::Error for CliError {}
+
 /// Parses the arguments (without the program name).
-pub fn parse(args: Vec<OsString>) -> Result<CliAction, String> {
+pub fn parse(args: Vec<OsString>) -> Result<CliAction, CliError> {
     let args = to_strings(args)?;
     let mut cli = Cli::default();
     let mut rest = args.into_iter();
@@ -87,26 +121,24 @@ fn option_value(
     option: &str,
     inline_value: Option<String>,
     rest: &mut impl Iterator<Item = String>,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, CliError> {
+    let option = option.to_string();
     match inline_value.or_else(|| rest.next()) {
         Some(value) if !value.is_empty() => Ok(PathBuf::from(value)),
-        Some(_) => Err(format!("option {option} needs a non-empty FILE")),
-        None => Err(format!("option {option} needs a value: {option} FILE")),
+        Some(_) => Err(CliError::EmptyValue { option }),
+        None => Err(CliError::MissingValue { option }),
     }
 }
 
 /// Job arguments end up in an environment variable and in messages, so they
 /// must be text.
-fn to_strings(args: Vec<OsString>) -> Result<Vec<String>, String> {
+fn to_strings(args: Vec<OsString>) -> Result<Vec<String>, CliError> {
     args.into_iter()
         .enumerate()
         .map(|(index, arg)| {
-            arg.into_string().map_err(|arg| {
-                format!(
-                    "argument {} is not valid UTF-8: {:?}",
-                    index + 1,
-                    arg.to_string_lossy()
-                )
+            arg.into_string().map_err(|arg| CliError::NotUtf8 {
+                index: index + 1,
+                lossy: arg.to_string_lossy().into_owned(),
             })
         })
         .collect()
@@ -140,7 +172,7 @@ environment variable (use ${ARGS} in the Dockerfile's CMD).
 mod tests {
     use super::*;
 
-    fn parse_strs(args: &[&str]) -> Result<CliAction, String> {
+    fn parse_strs(args: &[&str]) -> Result<CliAction, CliError> {
         parse(args.iter().map(OsString::from).collect())
     }
 
@@ -214,13 +246,17 @@ mod tests {
 
     #[test]
     fn missing_values_are_errors_naming_the_option() {
-        let message = parse_strs(&["--config"]).unwrap_err();
+        let message = parse_strs(&["--config"]).unwrap_err().to_string();
         assert!(message.contains("--config"), "{message}");
-        let message = parse_strs(&["a", "--dockerfile"]).unwrap_err();
+        let message = parse_strs(&["a", "--dockerfile"]).unwrap_err().to_string();
         assert!(message.contains("--dockerfile"), "{message}");
-        assert!(parse_strs(&["--config="]).unwrap_err().contains("--config"));
+        assert!(parse_strs(&["--config="])
+            .unwrap_err()
+            .to_string()
+            .contains("--config"));
         assert!(parse_strs(&["--dockerfile", ""])
             .unwrap_err()
+            .to_string()
             .contains("--dockerfile"));
     }
 
@@ -287,7 +323,7 @@ mod tests {
     fn non_utf8_arguments_are_errors() {
         use std::os::unix::ffi::OsStringExt;
         let args = vec![OsString::from("ok"), OsString::from_vec(vec![b'a', 0xff])];
-        let message = parse(args).unwrap_err();
+        let message = parse(args).unwrap_err().to_string();
         assert!(
             message.contains("argument 2") && message.contains("UTF-8"),
             "{message}"

@@ -64,35 +64,23 @@ impl DockerType {
     }
 }
 
-/// One WSL distribution on a Windows host (BOINC's `WSL_DISTRO`).
+/// One WSL distribution on a Windows host (BOINC's `WSL_DISTRO`): what
+/// choosing the distro to run the engine in needs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WslDistro {
     pub distro_name: String,
-    pub os_name: String,
-    pub os_version: String,
-    pub wsl_version: i32,
     /// Written as `<distro_version>`: the version of the BOINC WSL distro
     /// ("boinc-buda-runner"), 0 for other distros.
     pub boinc_buda_runner_version: i32,
-    pub is_default: bool,
     pub disallowed: bool,
     pub docker_version: String,
     pub docker_type: DockerType,
-    pub docker_compose_version: String,
-    pub docker_compose_type: DockerType,
 }
 
 /// The subset of the client's `<host_info>` the wrapper uses.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HostInfo {
-    pub p_ncpus: i32,
-    pub m_nbytes: f64,
-    pub os_name: String,
-    pub os_version: String,
     pub docker_type: DockerType,
-    pub docker_version: String,
-    pub docker_compose_type: DockerType,
-    pub docker_compose_version: String,
     /// Windows only: the `<wsl>` list.
     pub wsl_distros: Vec<WslDistro>,
 }
@@ -102,7 +90,6 @@ pub struct HostInfo {
 pub struct ProxyInfo {
     pub use_http_proxy: bool,
     pub use_socks_proxy: bool,
-    pub use_http_auth: bool,
     pub socks_server_name: String,
     pub socks_server_port: i32,
     pub http_server_name: String,
@@ -119,19 +106,11 @@ pub struct ProxyInfo {
 /// `Default` value.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InitData {
-    pub app_name: String,
-    pub plan_class: String,
     pub project_dir: String,
     pub boinc_dir: String,
     pub wu_name: String,
     pub result_name: String,
-    pub slot: i32,
-    pub client_pid: i32,
-    /// Unix clients only; Windows clients write `<comm_obj_name>` instead.
-    pub shm_key: Option<i32>,
     pub wu_cpu_time: f64,
-    pub starting_elapsed_time: f64,
-    pub checkpoint_period: f64,
     /// Kept exactly as written (0 when absent); callers treat a value <= 0
     /// as 1 CPU.
     pub ncpus: f64,
@@ -139,13 +118,10 @@ pub struct InitData {
     pub rsc_disk_bound: f64,
     pub gpu_type: String,
     pub gpu_device_num: i32,
-    pub gpu_opencl_dev_index: i32,
-    pub gpu_usage: f64,
     pub host_info: HostInfo,
     /// `Some` whenever the file has a `<proxy_info>` block (7.20 clients
     /// always write one, 8.x clients only when a proxy is configured).
     pub proxy_info: Option<ProxyInfo>,
-    pub app_files: Vec<String>,
 }
 
 /// Why `init_data.xml` could not be used.
@@ -378,28 +354,18 @@ fn parse_app_init_data(cur: &mut Cursor<'_>, root: &Elem) -> Result<InitData> {
     let mut d = InitData::default();
     cur.for_each_child(root, |cur, e| {
         match e.name.as_str() {
-            "app_name" => d.app_name = cur.string(e)?,
-            "plan_class" => d.plan_class = cur.string(e)?,
             "project_dir" => d.project_dir = cur.string(e)?,
             "boinc_dir" => d.boinc_dir = cur.string(e)?,
             "wu_name" => d.wu_name = cur.string(e)?,
             "result_name" => d.result_name = cur.string(e)?,
-            "slot" => d.slot = cur.number(e)?,
-            "client_pid" => d.client_pid = cur.number(e)?,
-            "shm_key" => d.shm_key = Some(cur.number(e)?),
             "wu_cpu_time" => d.wu_cpu_time = cur.number(e)?,
-            "starting_elapsed_time" => d.starting_elapsed_time = cur.number(e)?,
-            "checkpoint_period" => d.checkpoint_period = cur.number(e)?,
             "ncpus" => d.ncpus = cur.number(e)?,
             "rsc_memory_bound" => d.rsc_memory_bound = cur.number(e)?,
             "rsc_disk_bound" => d.rsc_disk_bound = cur.number(e)?,
             "gpu_type" => d.gpu_type = cur.string(e)?,
             "gpu_device_num" => d.gpu_device_num = cur.number(e)?,
-            "gpu_opencl_dev_index" => d.gpu_opencl_dev_index = cur.number(e)?,
-            "gpu_usage" => d.gpu_usage = cur.number(e)?,
             "host_info" => d.host_info = parse_host_info(cur, e)?,
             "proxy_info" => d.proxy_info = Some(parse_proxy_info(cur, e)?),
-            "app_file" => d.app_files.push(cur.string(e)?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -411,14 +377,7 @@ fn parse_host_info(cur: &mut Cursor<'_>, elem: &Elem) -> Result<HostInfo> {
     let mut h = HostInfo::default();
     cur.for_each_child(elem, |cur, e| {
         match e.name.as_str() {
-            "p_ncpus" => h.p_ncpus = cur.number(e)?,
-            "m_nbytes" => h.m_nbytes = cur.number(e)?,
-            "os_name" => h.os_name = cur.string(e)?,
-            "os_version" => h.os_version = cur.string(e)?,
-            "docker_version" => h.docker_version = cur.string(e)?,
             "docker_type" => h.docker_type = cur.docker_type(e)?,
-            "docker_compose_version" => h.docker_compose_version = cur.string(e)?,
-            "docker_compose_type" => h.docker_compose_type = cur.docker_type(e)?,
             "wsl" => h.wsl_distros.extend(parse_wsl(cur, e)?),
             _ => return Ok(false),
         }
@@ -444,18 +403,10 @@ fn parse_distro(cur: &mut Cursor<'_>, elem: &Elem) -> Result<WslDistro> {
     cur.for_each_child(elem, |cur, e| {
         match e.name.as_str() {
             "distro_name" => w.distro_name = cur.string(e)?,
-            // 7.x clients wrote <name>/<version> for what 8.x calls
-            // <os_name>/<os_version>.
-            "os_name" | "name" => w.os_name = cur.string(e)?,
-            "os_version" | "version" => w.os_version = cur.string(e)?,
-            "wsl_version" => w.wsl_version = cur.number(e)?,
             "distro_version" => w.boinc_buda_runner_version = cur.number(e)?,
-            "is_default" => w.is_default = cur.boolean(e)?,
             "disallowed" => w.disallowed = cur.boolean(e)?,
             "docker_version" => w.docker_version = cur.string(e)?,
             "docker_type" => w.docker_type = cur.docker_type(e)?,
-            "docker_compose_version" => w.docker_compose_version = cur.string(e)?,
-            "docker_compose_type" => w.docker_compose_type = cur.docker_type(e)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -469,7 +420,6 @@ fn parse_proxy_info(cur: &mut Cursor<'_>, elem: &Elem) -> Result<ProxyInfo> {
         match e.name.as_str() {
             "use_http_proxy" => p.use_http_proxy = cur.boolean(e)?,
             "use_socks_proxy" => p.use_socks_proxy = cur.boolean(e)?,
-            "use_http_auth" => p.use_http_auth = cur.boolean(e)?,
             "socks_server_name" => p.socks_server_name = cur.string(e)?,
             "socks_server_port" => p.socks_server_port = cur.number(e)?,
             "http_server_name" => p.http_server_name = cur.string(e)?,
@@ -881,7 +831,7 @@ mod tests {
 <wu_name>docker_test_wu_1700000000_0</wu_name>
 <result_name>docker_test_wu_1700000000_0_r123456789_0</result_name>
 <shm_key>-1</shm_key>
-<slot>3</slot>
+<gpu_device_num>3</gpu_device_num>
 <client_pid>1234</client_pid>
 <wu_cpu_time>12.500000</wu_cpu_time>
 <starting_elapsed_time>30.250000</starting_elapsed_time>
@@ -996,7 +946,7 @@ mod tests {
 <wu_name>worker_wu_7</wu_name>
 <result_name>worker_wu_7_0</result_name>
 <shm_key>1627389952</shm_key>
-<slot>0</slot>
+<gpu_device_num>0</gpu_device_num>
 <client_pid>4321</client_pid>
 <wu_cpu_time>0.000000</wu_cpu_time>
 <starting_elapsed_time>0.000000</starting_elapsed_time>
@@ -1043,7 +993,7 @@ mod tests {
 <wu_name>worker_wu_8</wu_name>
 <result_name>worker_wu_8_1</result_name>
 <comm_obj_name>boinc_2</comm_obj_name>
-<slot>2</slot>
+<gpu_device_num>2</gpu_device_num>
 <client_pid>9000</client_pid>
 <ncpus>2.000000</ncpus>
 <rsc_memory_bound>1000000000.000000</rsc_memory_bound>
@@ -1116,8 +1066,6 @@ mod tests {
     #[test]
     fn parses_7_20_linux_sample() {
         let d = InitData::parse(SAMPLE_7_20_LINUX).unwrap();
-        assert_eq!(d.app_name, "docker_test");
-        assert_eq!(d.plan_class, "");
         assert_eq!(
             d.project_dir,
             "/var/lib/boinc-client/projects/boinc.berkeley.edu_central"
@@ -1126,32 +1074,15 @@ mod tests {
         assert_eq!(d.boinc_dir, "/var/lib/boinc-client");
         assert_eq!(d.wu_name, "docker_test_wu_1700000000_0");
         assert_eq!(d.result_name, "docker_test_wu_1700000000_0_r123456789_0");
-        assert_eq!(d.slot, 3);
-        assert_eq!(d.client_pid, 1234);
-        assert_eq!(d.shm_key, Some(-1));
         assert_eq!(d.wu_cpu_time, 12.5);
-        assert_eq!(d.starting_elapsed_time, 30.25);
-        assert_eq!(d.checkpoint_period, 60.0);
         assert_eq!(d.ncpus, 1.0);
         assert_eq!(d.rsc_memory_bound, 536870912.0);
         assert_eq!(d.rsc_disk_bound, 1073741824.0);
         assert_eq!(d.gpu_type, "");
         assert_eq!(d.gpu_device_num, -1);
-        assert_eq!(d.gpu_opencl_dev_index, -1);
-        assert_eq!(d.gpu_usage, 0.0);
 
         let h = &d.host_info;
-        assert_eq!(h.p_ncpus, 8);
-        assert_eq!(h.m_nbytes, 16624427008.0);
-        assert_eq!(h.os_name, "Linux Debian");
-        assert_eq!(
-            h.os_version,
-            "Debian GNU/Linux 12 (bookworm) [6.1.0-13-amd64|libc 2.36]"
-        );
         assert_eq!(h.docker_type, DockerType::None);
-        assert_eq!(h.docker_version, "");
-        assert_eq!(h.docker_compose_type, DockerType::None);
-        assert_eq!(h.docker_compose_version, "");
         assert!(h.wsl_distros.is_empty());
 
         let p = d
@@ -1167,82 +1098,49 @@ mod tests {
             }
         );
         assert!(d.proxy_env().is_empty());
-
-        assert_eq!(
-            d.app_files,
-            [
-                "docker_wrapper_1.05_x86_64-pc-linux-gnu",
-                "Dockerfile_1.05",
-                "job_1.05.toml"
-            ]
-        );
     }
 
     #[test]
     fn parses_8_linux_sample_with_podman() {
         let d = InitData::parse(SAMPLE_8_LINUX).unwrap();
-        assert_eq!(d.plan_class, "docker_gpu");
         assert_eq!(d.project_dir_name(), "example.org_proj");
-        assert_eq!(d.shm_key, Some(1627389952));
         assert_eq!(d.ncpus, 4.0);
         assert_eq!(d.gpu_type, "NVIDIA");
         assert_eq!(d.gpu_device_num, 1);
-        assert_eq!(d.gpu_opencl_dev_index, 1);
-        assert_eq!(d.gpu_usage, 0.5);
         let h = &d.host_info;
-        assert_eq!(h.p_ncpus, 16);
-        assert_eq!(h.docker_version, "4.3.1");
         assert_eq!(h.docker_type, DockerType::Podman);
-        assert_eq!(h.docker_compose_version, "1.0.6");
-        assert_eq!(h.docker_compose_type, DockerType::Podman);
         assert_eq!(d.proxy_info, None);
         assert!(d.proxy_env().is_empty());
-        assert_eq!(d.app_files, ["docker_wrapper_2"]);
     }
 
     #[test]
     fn parses_8_windows_sample_with_wsl_and_http_proxy() {
         let d = InitData::parse(SAMPLE_8_WINDOWS).unwrap();
-        assert_eq!(d.shm_key, None);
-        assert_eq!(d.slot, 2);
         assert_eq!(d.project_dir_name(), "example.org_proj");
         let h = &d.host_info;
-        assert_eq!(h.os_name, "Microsoft Windows 11");
         assert_eq!(h.docker_type, DockerType::None);
         assert_eq!(
             h.wsl_distros,
             vec![
                 WslDistro {
                     distro_name: "boinc-buda-runner".into(),
-                    os_name: "Fedora Linux".into(),
-                    os_version: "40 (Container Image)".into(),
-                    wsl_version: 2,
                     boinc_buda_runner_version: 3,
-                    is_default: false,
                     disallowed: false,
                     docker_version: "5.2.2".into(),
                     docker_type: DockerType::Podman,
-                    docker_compose_version: String::new(),
-                    docker_compose_type: DockerType::None,
                 },
                 WslDistro {
                     distro_name: "Ubuntu".into(),
-                    os_name: "Ubuntu".into(),
-                    os_version: "22.04.4 LTS".into(),
-                    wsl_version: 2,
                     boinc_buda_runner_version: 0,
-                    is_default: true,
                     disallowed: false,
                     docker_version: "27.2.0".into(),
                     docker_type: DockerType::Docker,
-                    docker_compose_version: "2.29.2".into(),
-                    docker_compose_type: DockerType::Docker,
                 },
             ]
         );
 
         let p = d.proxy_info.as_ref().unwrap();
-        assert!(p.use_http_proxy && p.use_http_auth && !p.use_socks_proxy);
+        assert!(p.use_http_proxy && !p.use_socks_proxy);
         assert_eq!(p.http_user_passwd, "p@ss:w&rd");
         let url = "http://alice:p%40ss%3Aw%26rd@proxy.corp.example:3128";
         let no_proxy = "localhost,127.0.0.1,.corp.example";
@@ -1376,9 +1274,11 @@ mod tests {
     fn booleans_in_all_forms() {
         let xml = wrap(
             "<host_info><wsl>
-                <distro><distro_name>a</distro_name><is_default/><disallowed>0</disallowed></distro>
-                <distro><distro_name>b</distro_name><is_default>1</is_default><disallowed></disallowed></distro>
-                <distro><distro_name>c</distro_name><is_default>0</is_default><disallowed>1</disallowed></distro>
+                <distro><distro_name>a</distro_name><disallowed/></distro>
+                <distro><distro_name>b</distro_name><disallowed>1</disallowed></distro>
+                <distro><distro_name>c</distro_name><disallowed></disallowed></distro>
+                <distro><distro_name>d</distro_name><disallowed>0</disallowed></distro>
+                <distro><distro_name>e</distro_name></distro>
             </wsl></host_info>",
         );
         let d = InitData::parse(&xml).unwrap();
@@ -1386,9 +1286,9 @@ mod tests {
             .host_info
             .wsl_distros
             .iter()
-            .map(|w| (w.is_default, w.disallowed))
+            .map(|w| w.disallowed)
             .collect();
-        assert_eq!(flags, [(true, false), (true, true), (false, true)]);
+        assert_eq!(flags, [true, true, true, false, false]);
 
         let err = parse_err(&wrap(
             "<proxy_info><use_http_proxy>yes</use_http_proxy></proxy_info>",
@@ -1410,15 +1310,7 @@ mod tests {
         );
         let d = InitData::parse(&xml).unwrap();
         let w = &d.host_info.wsl_distros[0];
-        assert_eq!(
-            (
-                w.distro_name.as_str(),
-                w.os_name.as_str(),
-                w.os_version.as_str()
-            ),
-            ("Ubuntu-20.04", "Ubuntu", "20.04")
-        );
-        assert!(w.is_default);
+        assert_eq!(w.distro_name, "Ubuntu-20.04");
         assert_eq!(w.docker_type, DockerType::None);
     }
 
@@ -1438,17 +1330,16 @@ mod tests {
         assert_eq!(d, InitData::default());
         let d = InitData::parse("<app_init_data/>").unwrap();
         assert_eq!(d, InitData::default());
-        assert_eq!(d.shm_key, None);
         assert_eq!(d.ncpus, 0.0);
     }
 
     #[test]
     fn empty_numbers_are_zero_and_whitespace_is_trimmed() {
         let d = InitData::parse(&wrap(
-            "<slot></slot><ncpus>\n  2.5 \n</ncpus><wu_name>\n  wu_1\n</wu_name>",
+            "<gpu_device_num></gpu_device_num><ncpus>\n  2.5 \n</ncpus><wu_name>\n  wu_1\n</wu_name>",
         ))
         .unwrap();
-        assert_eq!(d.slot, 0);
+        assert_eq!(d.gpu_device_num, 0);
         assert_eq!(d.ncpus, 2.5);
         assert_eq!(d.wu_name, "wu_1");
     }
@@ -1456,56 +1347,58 @@ mod tests {
     #[test]
     fn text_is_unescaped() {
         // BOINC's xml_escape writes each UTF-8 byte as its own reference.
-        let d = InitData::parse(&wrap("<host_info><os_name>Fran&#195;&#167;ais &lt;&amp;&gt; &quot;x&apos;</os_name></host_info>")).unwrap();
-        assert_eq!(d.host_info.os_name, "Français <&> \"x'");
+        let d = InitData::parse(&wrap("<host_info><wsl><distro><distro_name>Fran&#195;&#167;ais &lt;&amp;&gt; &quot;x&apos;</distro_name></distro></wsl></host_info>")).unwrap();
+        assert_eq!(d.host_info.wsl_distros[0].distro_name, "Français <&> \"x'");
         // Standard XML code points still work when they are not UTF-8 bytes.
-        let d = InitData::parse(&wrap("<app_name>caf&#233; &#x20AC;</app_name>")).unwrap();
-        assert_eq!(d.app_name, "café €");
+        let d = InitData::parse(&wrap("<wu_name>caf&#233; &#x20AC;</wu_name>")).unwrap();
+        assert_eq!(d.wu_name, "café €");
         // Raw UTF-8, CDATA, and malformed references kept as written.
         let d = InitData::parse(&wrap(
-            "<app_name>ünï <![CDATA[a&amp;<b>]]> & &bogus; &#; &#xZZ;</app_name>",
+            "<wu_name>ünï <![CDATA[a&amp;<b>]]> & &bogus; &#; &#xZZ;</wu_name>",
         ))
         .unwrap();
-        assert_eq!(d.app_name, "ünï a&amp;<b> & &bogus; &#; &#xZZ;");
+        assert_eq!(d.wu_name, "ünï a&amp;<b> & &bogus; &#; &#xZZ;");
     }
 
     #[test]
     fn unknown_content_is_skipped() {
         let xml = wrap(
-            "<future_thing attr=\"1\"><slot>99</slot><deeper><ncpus>abc</ncpus></deeper></future_thing>
+            "<future_thing attr=\"1\"><gpu_device_num>99</gpu_device_num><deeper><ncpus>abc</ncpus></deeper></future_thing>
              <project_preferences><a><b></a></b><c/></project_preferences>
-             <slot>4</slot>",
+             <gpu_device_num>4</gpu_device_num>",
         );
         let d = InitData::parse(&xml).unwrap();
-        assert_eq!(d.slot, 4);
+        assert_eq!(d.gpu_device_num, 4);
         assert_eq!(d.ncpus, 0.0);
     }
 
     #[test]
     fn trailing_content_after_root_is_ignored() {
-        let d = InitData::parse("<app_init_data><slot>1</slot></app_init_data>\n<junk>\0\u{1}")
-            .unwrap();
-        assert_eq!(d.slot, 1);
+        let d = InitData::parse(
+            "<app_init_data><gpu_device_num>1</gpu_device_num></app_init_data>\n<junk>\0\u{1}",
+        )
+        .unwrap();
+        assert_eq!(d.gpu_device_num, 1);
     }
 
     #[test]
     fn deep_nesting_does_not_overflow_the_stack() {
         let depth = 10_000;
         let body = format!(
-            "{}{}<slot>5</slot>",
+            "{}{}<gpu_device_num>5</gpu_device_num>",
             "<x>".repeat(depth),
             "</x>".repeat(depth)
         );
         let d = InitData::parse(&wrap(&body)).unwrap();
-        assert_eq!(d.slot, 5);
+        assert_eq!(d.gpu_device_num, 5);
 
         // Nesting inside a field we read, and nesting that never closes.
         let inside = format!(
-            "<slot>{}{}7</slot>",
+            "<gpu_device_num>{}{}7</gpu_device_num>",
             "<x>".repeat(depth),
             "</x>".repeat(depth)
         );
-        assert_eq!(InitData::parse(&wrap(&inside)).unwrap().slot, 7);
+        assert_eq!(InitData::parse(&wrap(&inside)).unwrap().gpu_device_num, 7);
         let unclosed = format!("<app_init_data>{}", "<x>".repeat(depth));
         assert!(matches!(parse_err(&unclosed), InitDataError::Xml(_)));
     }
@@ -1537,13 +1430,16 @@ mod tests {
         }
         assert!(err.to_string().contains("<ncpus>"), "{err}");
 
-        let err = parse_err(&wrap("<host_info><m_nbytes>lots</m_nbytes></host_info>"));
+        let err = parse_err(&wrap(
+            "<host_info><wsl><distro><distro_version>lots</distro_version></distro></wsl></host_info>",
+        ));
         assert!(
-            err.to_string().contains("<m_nbytes> (inside host_info)"),
+            err.to_string()
+                .contains("<distro_version> (inside host_info/wsl/distro)"),
             "{err}"
         );
         assert!(matches!(
-            parse_err(&wrap("<slot>1.5</slot>")),
+            parse_err(&wrap("<gpu_device_num>1.5</gpu_device_num>")),
             InitDataError::BadValue { .. }
         ));
         assert!(matches!(
@@ -1551,13 +1447,13 @@ mod tests {
             InitDataError::BadValue { .. }
         ));
         assert!(matches!(
-            parse_err(&wrap("<slot>99999999999</slot>")),
+            parse_err(&wrap("<gpu_device_num>99999999999</gpu_device_num>")),
             InitDataError::BadValue { .. }
         ));
 
-        let err = parse_err(&wrap("<slot>1</ncpus>"));
+        let err = parse_err(&wrap("<gpu_device_num>1</ncpus>"));
         assert!(
-            err.to_string().contains("</ncpus>") && err.to_string().contains("</slot>"),
+            err.to_string().contains("</ncpus>") && err.to_string().contains("</gpu_device_num>"),
             "{err}"
         );
         assert!(matches!(
@@ -1565,7 +1461,7 @@ mod tests {
             InitDataError::Xml(_)
         ));
         assert!(matches!(
-            parse_err("<app_init_data><slot>1<!-- </slot></app_init_data>"),
+            parse_err("<app_init_data><gpu_device_num>1<!-- </gpu_device_num></app_init_data>"),
             InitDataError::Xml(_)
         ));
     }
@@ -1573,7 +1469,7 @@ mod tests {
     #[test]
     fn bad_value_echo_is_bounded() {
         let long = "9".repeat(1000) + "x";
-        let err = parse_err(&wrap(&format!("<slot>{long}</slot>")));
+        let err = parse_err(&wrap(&format!("<gpu_device_num>{long}</gpu_device_num>")));
         assert!(err.to_string().len() < 200, "{err}");
     }
 
@@ -1589,7 +1485,7 @@ mod tests {
                 path: path.clone(),
                 bytes: 5 << 20,
             },
-            parse_err(&wrap("<slot>1</ncpus>")),
+            parse_err(&wrap("<gpu_device_num>1</ncpus>")),
             parse_err(&wrap("<ncpus>abc</ncpus>")),
             parse_err(""),
         ];
@@ -1693,27 +1589,16 @@ mod props {
     fn text_bytes(d: &InitData) -> usize {
         let h = &d.host_info;
         let strings = [
-            &d.app_name,
-            &d.plan_class,
             &d.project_dir,
             &d.boinc_dir,
             &d.wu_name,
             &d.result_name,
             &d.gpu_type,
-            &h.os_name,
-            &h.os_version,
-            &h.docker_version,
-            &h.docker_compose_version,
         ];
-        let distros = h.wsl_distros.iter().flat_map(|w| {
-            [
-                &w.distro_name,
-                &w.os_name,
-                &w.os_version,
-                &w.docker_version,
-                &w.docker_compose_version,
-            ]
-        });
+        let distros = h
+            .wsl_distros
+            .iter()
+            .flat_map(|w| [&w.distro_name, &w.docker_version]);
         let proxy = d.proxy_info.iter().flat_map(|p| {
             [
                 &p.socks_server_name,
@@ -1729,7 +1614,6 @@ mod props {
             .into_iter()
             .chain(distros)
             .chain(proxy)
-            .chain(&d.app_files)
             .map(String::len)
             .sum()
     }
@@ -1771,8 +1655,8 @@ mod props {
         "<!DOCTYPE x>",
         "<app_init_data>",
         "</app_init_data>",
-        "<slot>",
-        "</slot>",
+        "<gpu_device_num>",
+        "</gpu_device_num>",
         "<ncpus>",
         "<host_info>",
         "</host_info>",
@@ -1781,7 +1665,6 @@ mod props {
         "</distro>",
         "<proxy_info>",
         "<use_http_proxy/>",
-        "<app_file>",
         "<x a='1'>",
         "</x>",
         "1",
@@ -1970,58 +1853,36 @@ mod props {
 
     fn distro() -> impl Strategy<Value = WslDistro> {
         (
-            (text(), text(), text(), text(), text()),
-            (any::<i32>(), any::<i32>(), any::<bool>(), any::<bool>()),
-            (docker_type(), docker_type()),
+            (text(), text()),
+            (any::<i32>(), any::<bool>()),
+            docker_type(),
         )
-            .prop_map(
-                |((name, os, ver, dv, dcv), (wv, bv, def, dis), (dt, dct))| WslDistro {
-                    distro_name: name,
-                    os_name: os,
-                    os_version: ver,
-                    wsl_version: wv,
-                    boinc_buda_runner_version: bv,
-                    is_default: def,
-                    disallowed: dis,
-                    docker_version: dv,
-                    docker_type: dt,
-                    docker_compose_version: dcv,
-                    docker_compose_type: dct,
-                },
-            )
+            .prop_map(|((name, dv), (bv, dis), dt)| WslDistro {
+                distro_name: name,
+                boinc_buda_runner_version: bv,
+                disallowed: dis,
+                docker_version: dv,
+                docker_type: dt,
+            })
     }
 
     fn host_info() -> impl Strategy<Value = HostInfo> {
-        (
-            (any::<i32>(), number()),
-            (text(), text(), text(), text()),
-            (docker_type(), docker_type()),
-            vec(distro(), 0..3),
-        )
-            .prop_map(|((nc, mb), (os, ov, dv, dcv), (dt, dct), wsl)| HostInfo {
-                p_ncpus: nc,
-                m_nbytes: mb,
-                os_name: os,
-                os_version: ov,
-                docker_type: dt,
-                docker_version: dv,
-                docker_compose_type: dct,
-                docker_compose_version: dcv,
-                wsl_distros: wsl,
-            })
+        (docker_type(), vec(distro(), 0..3)).prop_map(|(dt, wsl)| HostInfo {
+            docker_type: dt,
+            wsl_distros: wsl,
+        })
     }
 
     fn proxy_info() -> impl Strategy<Value = ProxyInfo> {
         (
-            (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
+            (any::<bool>(), any::<bool>(), any::<bool>()),
             (any::<i32>(), any::<i32>()),
             (text(), text(), text(), text(), text(), text(), text()),
         )
             .prop_map(
-                |((h, s, a, rd), (sp, hp), (sn, hn, su, spw, hu, hpw, np))| ProxyInfo {
+                |((h, s, rd), (sp, hp), (sn, hn, su, spw, hu, hpw, np))| ProxyInfo {
                     use_http_proxy: h,
                     use_socks_proxy: s,
-                    use_http_auth: a,
                     socks_server_name: sn,
                     socks_server_port: sp,
                     http_server_name: hn,
@@ -2038,58 +1899,30 @@ mod props {
 
     fn init_data() -> impl Strategy<Value = InitData> {
         (
-            (text(), text(), text(), text(), text(), text(), text()),
-            (
-                any::<i32>(),
-                any::<i32>(),
-                any::<Option<i32>>(),
-                any::<i32>(),
-                any::<i32>(),
-            ),
-            (
-                number(),
-                number(),
-                number(),
-                number(),
-                number(),
-                number(),
-                number(),
-            ),
-            (
-                host_info(),
-                prop::option::of(proxy_info()),
-                vec(text(), 0..4),
-            ),
+            (text(), text(), text(), text(), text()),
+            (number(), number(), number(), number()),
+            any::<i32>(),
+            (host_info(), prop::option::of(proxy_info())),
         )
             .prop_map(
                 |(
-                    (app, plan, pdir, bdir, wu, result, gpu),
-                    (slot, pid, shm, gdev, gocl),
-                    (cpu, elapsed, ckpt, ncpus, mem, disk, gpu_usage),
-                    (host_info, proxy_info, app_files),
+                    (pdir, bdir, wu, result, gpu),
+                    (cpu, ncpus, mem, disk),
+                    gdev,
+                    (host_info, proxy_info),
                 )| InitData {
-                    app_name: app,
-                    plan_class: plan,
                     project_dir: pdir,
                     boinc_dir: bdir,
                     wu_name: wu,
                     result_name: result,
-                    slot,
-                    client_pid: pid,
-                    shm_key: shm,
                     wu_cpu_time: cpu,
-                    starting_elapsed_time: elapsed,
-                    checkpoint_period: ckpt,
                     ncpus,
                     rsc_memory_bound: mem,
                     rsc_disk_bound: disk,
                     gpu_type: gpu,
                     gpu_device_num: gdev,
-                    gpu_opencl_dev_index: gocl,
-                    gpu_usage,
                     host_info,
                     proxy_info,
-                    app_files,
                 },
             )
     }
@@ -2107,12 +1940,12 @@ mod props {
         "",
         "\n",
         "<!-- a comment with <tags> & stuff -->",
-        "<future_thing a=\"1\"><slot>99</slot><deeper><ncpus>abc</ncpus></deeper></future_thing>",
+        "<future_thing a=\"1\"><gpu_device_num>99</gpu_device_num><deeper><ncpus>abc</ncpus></deeper></future_thing>",
         "<x/>",
         "<?pi x?>",
         "<project_preferences><a><b></a></b><c/></project_preferences>",
         "stray text &amp; &bogus;",
-        "<![CDATA[<slot>1</slot>]]>",
+        "<![CDATA[<gpu_device_num>1</gpu_device_num>]]>",
     ];
 
     impl Writer {
@@ -2242,31 +2075,17 @@ mod props {
         fn distro(&mut self, w: &WslDistro) -> String {
             let mut c = vec![
                 self.string("distro_name", &w.distro_name),
-                self.string("os_name", &w.os_name),
-                self.string("os_version", &w.os_version),
-                self.integer("wsl_version", w.wsl_version),
                 self.integer("distro_version", w.boinc_buda_runner_version),
                 self.string("docker_version", &w.docker_version),
-                self.string("docker_compose_version", &w.docker_compose_version),
             ];
-            c.extend(self.boolean("is_default", w.is_default));
             c.extend(self.boolean("disallowed", w.disallowed));
             c.extend(self.docker_type("docker_type", w.docker_type));
-            c.extend(self.docker_type("docker_compose_type", w.docker_compose_type));
             self.block("distro", c, false)
         }
 
         fn host_info(&mut self, h: &HostInfo) -> String {
-            let mut c = vec![
-                self.integer("p_ncpus", h.p_ncpus),
-                self.number("m_nbytes", h.m_nbytes),
-                self.string("os_name", &h.os_name),
-                self.string("os_version", &h.os_version),
-                self.string("docker_version", &h.docker_version),
-                self.string("docker_compose_version", &h.docker_compose_version),
-            ];
+            let mut c = Vec::new();
             c.extend(self.docker_type("docker_type", h.docker_type));
-            c.extend(self.docker_type("docker_compose_type", h.docker_compose_type));
             if !h.wsl_distros.is_empty() || self.choose(2) == 0 {
                 let distros = h.wsl_distros.iter().map(|w| self.distro(w)).collect();
                 c.push(self.block("wsl", distros, true));
@@ -2288,43 +2107,26 @@ mod props {
             ];
             c.extend(self.boolean("use_http_proxy", p.use_http_proxy));
             c.extend(self.boolean("use_socks_proxy", p.use_socks_proxy));
-            c.extend(self.boolean("use_http_auth", p.use_http_auth));
             c.extend(self.boolean("socks5_remote_dns", p.socks5_remote_dns));
             self.block("proxy_info", c, false)
         }
 
         fn document(&mut self, d: &InitData) -> String {
             let mut c = vec![
-                self.string("app_name", &d.app_name),
-                self.string("plan_class", &d.plan_class),
                 self.string("project_dir", &d.project_dir),
                 self.string("boinc_dir", &d.boinc_dir),
                 self.string("wu_name", &d.wu_name),
                 self.string("result_name", &d.result_name),
-                self.integer("slot", d.slot),
-                self.integer("client_pid", d.client_pid),
                 self.number("wu_cpu_time", d.wu_cpu_time),
-                self.number("starting_elapsed_time", d.starting_elapsed_time),
-                self.number("checkpoint_period", d.checkpoint_period),
                 self.number("ncpus", d.ncpus),
                 self.number("rsc_memory_bound", d.rsc_memory_bound),
                 self.number("rsc_disk_bound", d.rsc_disk_bound),
                 self.string("gpu_type", &d.gpu_type),
                 self.integer("gpu_device_num", d.gpu_device_num),
-                self.integer("gpu_opencl_dev_index", d.gpu_opencl_dev_index),
-                self.number("gpu_usage", d.gpu_usage),
                 self.host_info(&d.host_info),
             ];
-            c.extend(d.shm_key.map(|k| self.integer("shm_key", k)));
             c.extend(d.proxy_info.as_ref().map(|p| self.proxy_info(p)));
-            // The order of <app_file>s is kept, so they are not rotated.
-            let mut doc = self.block("app_init_data", c, false);
-            let files: String = d
-                .app_files
-                .iter()
-                .map(|f| self.string("app_file", f))
-                .collect();
-            doc.insert_str(doc.len() - "</app_init_data>".len(), &files);
+            let doc = self.block("app_init_data", c, false);
             let prolog = [
                 "",
                 "\u{feff}",
@@ -2338,31 +2140,17 @@ mod props {
 
     /// Every non-text field with the path errors give for it.
     const TYPED_FIELDS: &[&str] = &[
-        "slot",
-        "client_pid",
-        "shm_key",
         "wu_cpu_time",
-        "starting_elapsed_time",
-        "checkpoint_period",
         "ncpus",
         "rsc_memory_bound",
         "rsc_disk_bound",
         "gpu_device_num",
-        "gpu_opencl_dev_index",
-        "gpu_usage",
-        "host_info/p_ncpus",
-        "host_info/m_nbytes",
         "host_info/docker_type",
-        "host_info/docker_compose_type",
-        "host_info/wsl/distro/wsl_version",
         "host_info/wsl/distro/distro_version",
-        "host_info/wsl/distro/is_default",
         "host_info/wsl/distro/disallowed",
         "host_info/wsl/distro/docker_type",
-        "host_info/wsl/distro/docker_compose_type",
         "proxy_info/use_http_proxy",
         "proxy_info/use_socks_proxy",
-        "proxy_info/use_http_auth",
         "proxy_info/socks_server_port",
         "proxy_info/http_server_port",
         "proxy_info/socks5_remote_dns",
@@ -2449,10 +2237,10 @@ mod props {
         let long = "t".repeat(10_000);
         for xml in [
             format!("</{long}>"),
-            format!("<app_init_data><slot>1</{long}></app_init_data>"),
+            format!("<app_init_data><gpu_device_num>1</{long}></app_init_data>"),
             format!("<app_init_data><{long}>"),
-            format!("<app_init_data><slot><{long}>"),
-            "<app_init_data><slot>1</a\nb></app_init_data>".to_string(),
+            format!("<app_init_data><gpu_device_num><{long}>"),
+            "<app_init_data><gpu_device_num>1</a\nb></app_init_data>".to_string(),
             "</a\nb>".to_string(),
         ] {
             let message = InitData::parse(&xml).unwrap_err().to_string();

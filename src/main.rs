@@ -9,7 +9,6 @@ mod engine;
 mod exit_code;
 mod host_limits;
 mod host_path;
-mod host_user;
 mod image;
 mod init_data;
 mod journal;
@@ -31,6 +30,8 @@ mod usage;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+
+use anyhow::Context;
 
 use cli::CliAction;
 use config::JobConfig;
@@ -63,7 +64,7 @@ fn main() -> ExitCode {
     };
     let config_path = match config_path(&cli.config_file) {
         Ok(path) => path,
-        Err(err) => fail(&err),
+        Err(err) => fail(&format!("{err:#}")),
     };
     let config = match JobConfig::load(&config_path, cli.config_given) {
         Ok((config, warnings)) => {
@@ -128,13 +129,12 @@ fn main() -> ExitCode {
 
 /// job.toml may arrive as a BOINC soft-link file (BUDA sends it with the
 /// workunit); a missing one is left for the loader to report.
-fn config_path(name: &std::path::Path) -> Result<std::path::PathBuf, String> {
-    let slot =
-        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+fn config_path(name: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let slot = std::env::current_dir().context("cannot read the current directory")?;
     if std::fs::symlink_metadata(slot.join(name)).is_err() {
         return Ok(name.to_path_buf());
     }
-    slot_files::resolve(&slot, name)
+    Ok(slot_files::resolve(&slot, name)?)
 }
 
 /// How long to wait for the client to read the final status report.

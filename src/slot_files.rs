@@ -1,13 +1,71 @@
 //! Files in the slot as the BOINC client delivers them: real files, real
 //! symlinks (projects with `use_symlinks`), or small "soft-link" text files
 //! `<soft_link>../../projects/URL/FILE</soft_link>` naming the real file.
-use std::fs;
 use std::path::{Path, PathBuf};
+use std::{fmt, fs, io};
 
 use crate::{host_path, slot_io};
 
 /// Soft-link files are one short line; anything longer is real data.
 const MAX_LINK_FILE: u64 = 1024;
+
+/// Why a slot file cannot be used.
+#[derive(Debug)]
+pub enum SlotFileError {
+    /// `path` (or a link on the way to it) cannot be read.
+    Io {
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// The link `name` leads out of the BOINC data directory.
+    Outside {
+        name: PathBuf,
+        target: PathBuf,
+        data_dir: PathBuf,
+    },
+    List {
+        dir: PathBuf,
+        source: io::Error,
+    },
+    TooLarge {
+        name: PathBuf,
+        max_bytes: u64,
+    },
+}
+
+impl fmt::Display for SlotFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SlotFileError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            SlotFileError::Outside {
+                name,
+                target,
+                data_dir,
+            } => write!(
+                f,
+                "{} leads to {}, outside the BOINC data directory {}: refused",
+                name.display(),
+                target.display(),
+                data_dir.display()
+            ),
+            SlotFileError::List { dir, source } => {
+                write!(f, "cannot list {}: {source}", dir.display())
+            }
+            SlotFileError::TooLarge { name, max_bytes } => {
+                write!(f, "{} is larger than {max_bytes} bytes", name.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for SlotFileError {}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> SlotFileError + '_ {
+    move |source| SlotFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 /// Where the data of the slot file `name` really is. Soft-link files and
 /// symlinks must lead inside the BOINC data dir (two levels above the slot),
@@ -15,20 +73,19 @@ const MAX_LINK_FILE: u64 = 1024;
 /// job can plant them in the slot and, with `project_dir_mount`, in the
 /// project dir. A project dir the volunteer moved elsewhere with a symlink
 /// is still the project dir.
-pub fn resolve(slot_dir: &Path, name: &Path) -> Result<PathBuf, String> {
+pub fn resolve(slot_dir: &Path, name: &Path) -> Result<PathBuf, SlotFileError> {
     let path = slot_dir.join(name);
-    let meta = fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = fs::symlink_metadata(&path).map_err(io_error(&path))?;
     let written = if meta.file_type().is_symlink() {
-        let link = fs::read_link(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let link = fs::read_link(&path).map_err(io_error(&path))?;
         path.parent().unwrap_or(slot_dir).join(link)
     } else if let Some(link) = soft_link_target(&path, meta.len()) {
         slot_dir.join(link)
     } else {
         path.clone()
     };
-    let fail = |e: std::io::Error| format!("{}: {e}", name.display());
-    let target = host_path::resolve(slot_dir, &written).map_err(fail)?;
-    let data_dir = host_path::resolve(slot_dir, Path::new("../..")).map_err(fail)?;
+    let target = host_path::resolve(slot_dir, &written).map_err(io_error(name))?;
+    let data_dir = host_path::resolve(slot_dir, Path::new("../..")).map_err(io_error(name))?;
     let project_dir = project_dir_of(
         &host_path::normalize(&written),
         &host_path::normalize(&slot_dir.join("../..")),
@@ -36,14 +93,13 @@ pub fn resolve(slot_dir: &Path, name: &Path) -> Result<PathBuf, String> {
     let project_dir = project_dir
         .map(|dir| host_path::resolve(slot_dir, &dir))
         .transpose()
-        .map_err(fail)?;
+        .map_err(io_error(name))?;
     if !target.starts_with(&data_dir) && !project_dir.is_some_and(|dir| target.starts_with(dir)) {
-        return Err(format!(
-            "{} leads to {}, outside the BOINC data directory {}: refused",
-            name.display(),
-            target.display(),
-            data_dir.display()
-        ));
+        return Err(SlotFileError::Outside {
+            name: name.to_path_buf(),
+            target,
+            data_dir,
+        });
     }
     // A plain slot file keeps its name: the slot is mounted as a whole.
     Ok(if written == path { path } else { target })
@@ -79,9 +135,11 @@ pub struct LinkedFile {
 
 /// Every linked file at the top of the slot. A link leading outside the
 /// BOINC data dir is an error.
-pub fn linked_files(slot_dir: &Path) -> Result<Vec<LinkedFile>, String> {
-    let entries =
-        fs::read_dir(slot_dir).map_err(|e| format!("cannot list {}: {e}", slot_dir.display()))?;
+pub fn linked_files(slot_dir: &Path) -> Result<Vec<LinkedFile>, SlotFileError> {
+    let entries = fs::read_dir(slot_dir).map_err(|source| SlotFileError::List {
+        dir: slot_dir.to_path_buf(),
+        source,
+    })?;
     let mut linked = Vec::new();
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -102,15 +160,14 @@ pub fn linked_files(slot_dir: &Path) -> Result<Vec<LinkedFile>, String> {
 }
 
 /// Reads a (small) slot file through its link, e.g. job.toml or the Dockerfile.
-pub fn read(slot_dir: &Path, name: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
+pub fn read(slot_dir: &Path, name: &Path, max_bytes: u64) -> Result<Vec<u8>, SlotFileError> {
     let path = resolve(slot_dir, name)?;
-    let bytes = slot_io::read_prefix(&path, max_bytes + 1)
-        .map_err(|e| format!("{}: {e}", name.display()))?;
+    let bytes = slot_io::read_prefix(&path, max_bytes + 1).map_err(io_error(name))?;
     if bytes.len() as u64 > max_bytes {
-        return Err(format!(
-            "{} is larger than {max_bytes} bytes",
-            name.display()
-        ));
+        return Err(SlotFileError::TooLarge {
+            name: name.to_path_buf(),
+            max_bytes,
+        });
     }
     Ok(bytes)
 }
@@ -177,7 +234,7 @@ mod tests {
         )
         .unwrap();
         std::os::unix::fs::symlink("/etc/passwd", d.slot.join("evil2")).unwrap();
-        let err = resolve(&d.slot, Path::new("evil")).unwrap_err();
+        let err = resolve(&d.slot, Path::new("evil")).unwrap_err().to_string();
         assert!(err.contains("outside the BOINC data directory"), "{err}");
         assert!(resolve(&d.slot, Path::new("evil2")).is_err());
         fs::remove_dir_all(&d.root).unwrap();
@@ -202,7 +259,7 @@ mod tests {
         std::os::unix::fs::symlink("../../projects/example.org/sub/passwd", d.slot.join("c"))
             .unwrap();
         for name in ["a", "b", "c"] {
-            let err = resolve(&d.slot, Path::new(name)).unwrap_err();
+            let err = resolve(&d.slot, Path::new(name)).unwrap_err().to_string();
             assert!(
                 err.contains("leads to /etc/passwd, outside the BOINC data directory"),
                 "{name}: {err}"
@@ -216,7 +273,9 @@ mod tests {
     fn a_slot_dir_symlink_does_not_lead_out() {
         let d = dirs("slotdir");
         std::os::unix::fs::symlink("/etc", d.slot.join("conf")).unwrap();
-        let err = resolve(&d.slot, Path::new("conf/passwd")).unwrap_err();
+        let err = resolve(&d.slot, Path::new("conf/passwd"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("outside the BOINC data directory"), "{err}");
         fs::remove_dir_all(&d.root).unwrap();
     }

@@ -10,6 +10,8 @@
 //! CLI 28, Podman 4.3), plus the hidden `--net` aliases. Each entry is
 //! `-s/--long` with `=` when the flag takes a value and `=?` when the value is
 //! optional (only attached with `=`).
+use std::fmt;
+
 use super::EngineKind;
 
 /// Which engine command the arguments are for.
@@ -111,26 +113,78 @@ pub fn knows(kind: EngineKind, command: Command, name: &str) -> bool {
     by_long(kind, command, name).is_some()
 }
 
+/// Words of `kind`'s `command` that cannot be judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagError {
+    pub kind: EngineKind,
+    pub command: Command,
+    pub problem: FlagProblem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlagProblem {
+    /// `--`: what follows would replace the image.
+    EndOfFlags,
+    /// A word that is not a flag: it would become the image.
+    NotAFlag { word: String },
+    /// A flag missing from the tables.
+    Unknown { flag: String },
+    /// A flag that takes a value, last.
+    NeedsValue { flag: String },
+}
+
+impl fmt::Display for FlagError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let engine = format!("{} {}", self.kind.cli_name(), self.command.name());
+        match &self.problem {
+            FlagProblem::EndOfFlags => write!(
+                f,
+                "'--' ends the flags of {engine}: what follows would replace the image"
+            ),
+            FlagProblem::NotAFlag { word } => write!(
+                f,
+                "'{word}' is not a flag of {engine} (the image and its command come from the wrapper)"
+            ),
+            FlagProblem::Unknown { flag } => write!(
+                f,
+                "'{flag}' is not a flag this wrapper knows for {engine}, so what it would do cannot be checked"
+            ),
+            FlagProblem::NeedsValue { flag } => write!(f, "'{flag}' needs a value"),
+        }
+    }
+}
+
+impl std::error::Error for FlagError {}
+
 /// Reads `args` as the engine would. Unknown flags are an error rather than
 /// a guess: a wrong guess about whether one takes a value would shift the
 /// meaning of every word after it. Words that are not flags are an error
 /// too: the first would become the image, and the wrapper's image the command.
-pub fn parse(kind: EngineKind, command: Command, args: &[String]) -> Result<Vec<Flag>, String> {
-    let engine = format!("{} {}", kind.cli_name(), command.name());
+pub fn parse(kind: EngineKind, command: Command, args: &[String]) -> Result<Vec<Flag>, FlagError> {
+    parse_words(kind, command, args).map_err(|problem| FlagError {
+        kind,
+        command,
+        problem,
+    })
+}
+
+fn parse_words(
+    kind: EngineKind,
+    command: Command,
+    args: &[String],
+) -> Result<Vec<Flag>, FlagProblem> {
     let mut flags = Vec::new();
     let mut words = args.iter();
     while let Some(word) = words.next() {
         if word == "--" {
-            return Err(format!(
-                "'--' ends the flags of {engine}: what follows would replace the image"
-            ));
+            return Err(FlagProblem::EndOfFlags);
         }
         if let Some(long) = word.strip_prefix("--") {
             let (name, inline) = match long.split_once('=') {
                 Some((name, value)) => (name, Some(value.to_string())),
                 None => (long, None),
             };
-            let d = by_long(kind, command, name).ok_or_else(|| unknown(&engine, word))?;
+            let d = by_long(kind, command, name).ok_or_else(|| unknown(word))?;
             let value = match (d.arity, inline) {
                 (_, Some(value)) => Some(value),
                 (Arity::Value, None) => Some(next_value(&mut words, word)?),
@@ -146,11 +200,9 @@ pub fn parse(kind: EngineKind, command: Command, args: &[String]) -> Result<Vec<
                 spelled,
             });
         } else if let Some(shorts) = word.strip_prefix('-').filter(|s| !s.is_empty()) {
-            flags.extend(parse_shorts(
-                kind, command, &engine, word, shorts, &mut words,
-            )?);
+            flags.extend(parse_shorts(kind, command, word, shorts, &mut words)?);
         } else {
-            return Err(format!("'{word}' is not a flag of {engine} (the image and its command come from the wrapper)"));
+            return Err(FlagProblem::NotAFlag { word: word.clone() });
         }
     }
     Ok(flags)
@@ -160,16 +212,15 @@ pub fn parse(kind: EngineKind, command: Command, args: &[String]) -> Result<Vec<
 fn parse_shorts<'a>(
     kind: EngineKind,
     command: Command,
-    engine: &str,
     word: &str,
     shorts: &str,
     words: &mut impl Iterator<Item = &'a String>,
-) -> Result<Vec<Flag>, String> {
+) -> Result<Vec<Flag>, FlagProblem> {
     let mut flags = Vec::new();
     let mut rest = shorts;
     while let Some(c) = rest.chars().next() {
         rest = &rest[c.len_utf8()..];
-        let d = by_short(kind, command, c).ok_or_else(|| unknown(engine, &format!("-{c}")))?;
+        let d = by_short(kind, command, c).ok_or_else(|| unknown(&format!("-{c}")))?;
         let (value, spelled) = if let Some(attached) = rest.strip_prefix('=') {
             let value = attached.to_string();
             rest = "";
@@ -197,15 +248,19 @@ fn parse_shorts<'a>(
 fn next_value<'a>(
     words: &mut impl Iterator<Item = &'a String>,
     flag: &str,
-) -> Result<String, String> {
+) -> Result<String, FlagProblem> {
     words
         .next()
         .cloned()
-        .ok_or_else(|| format!("'{flag}' needs a value"))
+        .ok_or_else(|| FlagProblem::NeedsValue {
+            flag: flag.to_string(),
+        })
 }
 
-fn unknown(engine: &str, flag: &str) -> String {
-    format!("'{flag}' is not a flag this wrapper knows for {engine}, so what it would do cannot be checked")
+fn unknown(flag: &str) -> FlagProblem {
+    FlagProblem::Unknown {
+        flag: flag.to_string(),
+    }
 }
 
 const DOCKER_CREATE: &[&str] = &[
@@ -660,7 +715,9 @@ mod tests {
     #[test]
     fn each_engine_has_its_own_flags() {
         assert!(parse(Podman, Command::Create, &words("--rootfs")).is_ok());
-        let err = parse(Docker, Command::Create, &words("--rootfs")).unwrap_err();
+        let err = parse(Docker, Command::Create, &words("--rootfs"))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("'--rootfs'") && err.contains("docker create"),
             "{err}"
@@ -682,7 +739,9 @@ mod tests {
             (Podman, "-- /bin/sh", "'--'"),
             (Docker, "-", "'-' is not a flag"),
         ] {
-            let err = parse(kind, Command::Create, &words(text)).unwrap_err();
+            let err = parse(kind, Command::Create, &words(text))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(named), "{text}: {err}");
         }
     }

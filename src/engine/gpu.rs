@@ -1,12 +1,51 @@
 //! Flags that give the container the one GPU the client assigned to the
 //! task, never all of them.
 
+use std::fmt;
+
+/// Why the assigned GPU cannot be given to the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GpuError {
+    InvalidDevice {
+        gpu_type: String,
+        device_num: i32,
+    },
+    /// `use_gpu` is set, but the task got no GPU.
+    NoGpu,
+    Unsupported {
+        gpu_type: String,
+    },
+}
+
+impl fmt::Display for GpuError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GpuError::InvalidDevice {
+                gpu_type,
+                device_num,
+            } => write!(
+                f,
+                "the client assigned no valid {gpu_type} device (number {device_num})"
+            ),
+            GpuError::NoGpu => {
+                f.write_str("use_gpu is set but the client assigned no GPU to this task")
+            }
+            GpuError::Unsupported { gpu_type } => {
+                write!(f, "GPU type '{gpu_type}' cannot be passed into a container")
+            }
+        }
+    }
+}
+
+impl std::error::Error for GpuError {}
+
 /// `gpu_type` as the client writes it in init_data.xml.
-pub fn gpu_args(podman: bool, gpu_type: &str, device_num: i32) -> Result<Vec<String>, String> {
+pub fn gpu_args(podman: bool, gpu_type: &str, device_num: i32) -> Result<Vec<String>, GpuError> {
     if device_num < 0 {
-        return Err(format!(
-            "the client assigned no valid {gpu_type} device (number {device_num})"
-        ));
+        return Err(GpuError::InvalidDevice {
+            gpu_type: gpu_type.to_string(),
+            device_num,
+        });
     }
     // Render nodes are numbered from 128 in the order the kernel found the GPUs.
     let render_node = format!("/dev/dri/renderD{}", 128 + device_num);
@@ -20,11 +59,11 @@ pub fn gpu_args(podman: bool, gpu_type: &str, device_num: i32) -> Result<Vec<Str
             render_node,
         ],
         "intel_gpu" | "intel" => vec!["--device".into(), render_node],
-        "" => return Err("use_gpu is set but the client assigned no GPU to this task".into()),
+        "" => return Err(GpuError::NoGpu),
         other => {
-            return Err(format!(
-                "GPU type '{other}' cannot be passed into a container"
-            ))
+            return Err(GpuError::Unsupported {
+                gpu_type: other.to_string(),
+            })
         }
     };
     Ok(args)

@@ -49,7 +49,7 @@ impl Engine {
     }
 
     /// The flags that give the container the GPU the client assigned.
-    pub fn gpu_args(&self, gpu_type: &str, device_num: i32) -> Result<Vec<String>, String> {
+    pub fn gpu_args(&self, gpu_type: &str, device_num: i32) -> Result<Vec<String>, gpu::GpuError> {
         gpu::gpu_args(self.kind == EngineKind::Podman, gpu_type, device_num)
     }
 }

@@ -3,12 +3,14 @@
 //! Every call is an argv vector with a timeout, run through the engine's
 //! transport (a child process, or a line for the WSL shell); results come
 //! from exit status and `--format` templates, never from human-readable text.
+pub mod archive;
 pub mod build_trace;
 pub mod create;
 pub mod exit_watch;
 mod failure;
 pub mod flags;
 pub mod gpu;
+pub mod host_user;
 pub mod info;
 pub mod mount_policy;
 pub mod names;
@@ -242,7 +244,7 @@ impl Engine {
     }
 
     /// A path of this host as the engine sees it (mount sources, archives).
-    pub fn path_in_engine(&self, host: &Path) -> Result<PathBuf, String> {
+    pub fn path_in_engine(&self, host: &Path) -> Result<PathBuf, wsl::PathError> {
         self.transport.path_in_engine(host)
     }
 
@@ -459,16 +461,43 @@ impl Engine {
     }
 
     /// Loads an image archive (`docker save` format, gzip or not).
+    /// `scratch` names a file the archive may be decompressed into while
+    /// it loads; it is removed afterwards.
     pub fn load(
+        &self,
+        archive: &Path,
+        scratch: &Path,
+        cancel: &mut dyn FnMut() -> bool,
+    ) -> Result<(), EngineError> {
+        let failed = |detail: String| EngineError::Failed {
+            command: format!("{} load", self.cli.display()),
+            detail,
+        };
+        // Podman 4 cannot load gzip-compressed docker archives.
+        let unpack = self.kind == EngineKind::Podman && archive::is_gzip(archive);
+        let loaded = if unpack {
+            archive::gunzip(archive, scratch)
+                .map_err(|err| failed(err.to_string()))
+                .and_then(|()| self.load_file(scratch, cancel))
+        } else {
+            self.load_file(archive, cancel)
+        };
+        if unpack {
+            let _ = std::fs::remove_file(scratch);
+        }
+        loaded
+    }
+
+    fn load_file(
         &self,
         archive: &Path,
         cancel: &mut dyn FnMut() -> bool,
     ) -> Result<(), EngineError> {
         let archive = self
             .path_in_engine(archive)
-            .map_err(|why| EngineError::Failed {
+            .map_err(|err| EngineError::Failed {
                 command: format!("{} load", self.cli.display()),
-                detail: why,
+                detail: err.to_string(),
             })?;
         let argv = self.argv(["load", "-i"]).arg(archive.as_os_str());
         let limits = Limits {
@@ -824,10 +853,10 @@ pub struct Request<'a> {
 /// The engine to use and how to reach it: on Windows inside a WSL distro,
 /// through one `wsl` shell; elsewhere the CLI in PATH, the one the client
 /// detected, or the one `DOCKER_WRAPPER_ENGINE` names.
-pub fn connect(request: &Request) -> Result<Engine, String> {
+pub fn connect(request: &Request) -> Result<Engine, ConnectError> {
     let (kind, cli, transport) = if cfg!(windows) {
         let distro = match request.wsl_distros {
-            Some(distros) => wsl::choose_distro(distros)?,
+            Some(distros) => wsl::choose_distro(distros).map_err(ConnectError::NoDistro)?,
             None => wsl::standalone_distro(),
         };
         log::info!("using WSL distro {}", distro.name);
@@ -847,11 +876,56 @@ pub fn connect(request: &Request) -> Result<Engine, String> {
     Ok(Engine::new(kind, cli, request.timeout, request.build_timeout).with_transport(transport))
 }
 
+/// Why no engine can be used.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectError {
+    /// None of the CLIs tried is in PATH.
+    NotFound { tried: Vec<EngineKind> },
+    /// `DOCKER_WRAPPER_ENGINE` names neither engine.
+    UnknownForced { forced: String },
+    /// `DOCKER_WRAPPER_ENGINE` is a path to nothing.
+    ForcedMissing { forced: String },
+    /// `DOCKER_WRAPPER_ENGINE` names an engine whose CLI is not in PATH.
+    ForcedNotInPath { forced: String, kind: EngineKind },
+    /// Windows: no WSL distro has an engine.
+    NoDistro(wsl::NoDistro),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::NotFound { tried } => {
+                let names: Vec<&str> = tried.iter().map(|k| k.cli_name()).collect();
+                write!(
+                    f,
+                    "no container engine found ({} not in PATH); install Podman or Docker",
+                    names.join(" or ")
+                )
+            }
+            ConnectError::UnknownForced { forced } => write!(
+                f,
+                "DOCKER_WRAPPER_ENGINE={forced:?}: expected docker, podman or a path to one of them"
+            ),
+            ConnectError::ForcedMissing { forced } => {
+                write!(f, "DOCKER_WRAPPER_ENGINE: {forced} does not exist")
+            }
+            ConnectError::ForcedNotInPath { forced, kind } => write!(
+                f,
+                "DOCKER_WRAPPER_ENGINE={forced}: {} is not in PATH",
+                kind.cli_name()
+            ),
+            ConnectError::NoDistro(err) => err.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
 pub fn choose(
     forced: Option<&str>,
     from_client: Option<EngineKind>,
     find: &dyn Fn(&str) -> Option<PathBuf>,
-) -> Result<(EngineKind, PathBuf), String> {
+) -> Result<(EngineKind, PathBuf), ConnectError> {
     if let Some(forced) = forced.filter(|f| !f.is_empty()) {
         return forced_engine(forced, find);
     }
@@ -864,18 +938,14 @@ pub fn choose(
             return Ok((*kind, path));
         }
     }
-    let names: Vec<&str> = order.iter().map(|k| k.cli_name()).collect();
-    Err(format!(
-        "no container engine found ({} not in PATH); install Podman or Docker",
-        names.join(" or ")
-    ))
+    Err(ConnectError::NotFound { tried: order })
 }
 
 /// `DOCKER_WRAPPER_ENGINE`: "docker", "podman", or a path to either CLI.
 fn forced_engine(
     forced: &str,
     find: &dyn Fn(&str) -> Option<PathBuf>,
-) -> Result<(EngineKind, PathBuf), String> {
+) -> Result<(EngineKind, PathBuf), ConnectError> {
     let path = PathBuf::from(forced);
     let file_name = path
         .file_name()
@@ -886,23 +956,25 @@ fn forced_engine(
     } else if file_name.contains("docker") {
         EngineKind::Docker
     } else {
-        return Err(format!(
-            "DOCKER_WRAPPER_ENGINE={forced:?}: expected docker, podman or a path to one of them"
-        ));
+        return Err(ConnectError::UnknownForced {
+            forced: forced.to_string(),
+        });
     };
     if path.components().count() > 1 {
         return if path.is_file() {
             Ok((kind, path))
         } else {
-            Err(format!("DOCKER_WRAPPER_ENGINE: {forced} does not exist"))
+            Err(ConnectError::ForcedMissing {
+                forced: forced.to_string(),
+            })
         };
     }
-    find(kind.cli_name()).map(|p| (kind, p)).ok_or_else(|| {
-        format!(
-            "DOCKER_WRAPPER_ENGINE={forced}: {} is not in PATH",
-            kind.cli_name()
-        )
-    })
+    find(kind.cli_name())
+        .map(|p| (kind, p))
+        .ok_or_else(|| ConnectError::ForcedNotInPath {
+            forced: forced.to_string(),
+            kind,
+        })
 }
 
 #[cfg(test)]
@@ -990,7 +1062,13 @@ mod tests {
             EngineKind::Docker
         );
         let err = choose(None, Some(EngineKind::Podman), &only(&["docker"])).unwrap_err();
-        assert!(err.contains("podman"), "{err}");
+        assert_eq!(
+            err,
+            ConnectError::NotFound {
+                tried: vec![EngineKind::Podman]
+            }
+        );
+        assert!(err.to_string().contains("podman"), "{err}");
         assert!(choose(None, None, &only(&[])).is_err());
         assert!(choose(Some("lxc"), None, &both).is_err());
     }

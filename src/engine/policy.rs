@@ -45,7 +45,7 @@ pub fn unsafe_args(
 ) -> Option<String> {
     let parsed = match flags::parse(kind, command, args) {
         Ok(parsed) => parsed,
-        Err(why) => return Some(why),
+        Err(err) => return Some(err.to_string()),
     };
     parsed
         .iter()

@@ -143,7 +143,10 @@ pub enum RunError {
     /// The caller cancelled the command (e.g. the client asked us to quit).
     Cancelled { command: String },
     /// The shell that carries engine commands failed (see `transport`).
-    Shell { command: String, why: String },
+    Shell {
+        command: String,
+        why: super::transport::ShellError,
+    },
 }
 
 impl fmt::Display for RunError {

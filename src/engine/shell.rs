@@ -11,7 +11,8 @@
 //! output is read by length, never scanned, so nothing a job prints can end
 //! a command early or pass for the end of another one.
 use std::collections::hash_map::RandomState;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
+use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, Stdio};
@@ -54,15 +55,33 @@ const SHELL_STDERR_KEPT: usize = 4096;
 /// Quotes one argument for POSIX sh: inside single quotes nothing is
 /// special, and a single quote is written as `'\''`. NUL cannot be passed
 /// in an argument at all, and the shell reads UTF-8.
-pub fn quote(arg: &OsStr) -> Result<String, String> {
+pub fn quote(arg: &OsStr) -> Result<String, Unquotable> {
     let text = arg
         .to_str()
-        .ok_or_else(|| format!("argument {arg:?} is not valid UTF-8"))?;
+        .ok_or_else(|| Unquotable::NotUtf8(arg.to_os_string()))?;
     if text.contains('\0') {
-        return Err(format!("argument {text:?} contains a NUL byte"));
+        return Err(Unquotable::Nul(text.to_string()));
     }
     Ok(format!("'{}'", text.replace('\'', r"'\''")))
 }
+
+/// An argument that cannot be written on the shell's command line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unquotable {
+    NotUtf8(OsString),
+    Nul(String),
+}
+
+impl fmt::Display for Unquotable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unquotable::NotUtf8(arg) => write!(f, "argument {arg:?} is not valid UTF-8"),
+            Unquotable::Nul(text) => write!(f, "argument {text:?} contains a NUL byte"),
+        }
+    }
+}
+
+impl std::error::Error for Unquotable {}
 
 /// What the shell reported about the running command.
 #[derive(Debug, PartialEq)]
@@ -77,8 +96,17 @@ pub enum Event {
 }
 
 /// The shell is gone or talks nonsense; the session cannot be used again.
+/// The text says what was seen, with the shell's exit status and last words.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lost(pub String);
+
+impl fmt::Display for Lost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Lost {}
 
 /// A command that was sent and not yet seen to end.
 #[derive(Debug, Clone, PartialEq)]
@@ -320,7 +348,7 @@ impl Drop for ShellSession {
 #[derive(Debug)]
 pub enum SendError {
     /// An argument cannot be passed through a shell (NUL, not UTF-8).
-    Unquotable(String),
+    Unquotable(Unquotable),
     Lost(Lost),
 }
 
@@ -330,7 +358,7 @@ fn command_line(
     argv: &Argv,
     cwd: Option<&OsStr>,
     keep_bytes: usize,
-) -> Result<String, String> {
+) -> Result<String, Unquotable> {
     let keep = keep_bytes.max(1).to_string();
     let mut words: Vec<&OsStr> = vec![
         OsStr::new(id),
@@ -353,7 +381,7 @@ fn command_line(
     }
     words.push(&argv.program);
     words.extend(argv.args.iter().map(|a| a.as_os_str()));
-    let quoted: Result<Vec<String>, String> = words.into_iter().map(quote).collect();
+    let quoted: Result<Vec<String>, Unquotable> = words.into_iter().map(quote).collect();
     Ok(format!("dw_run {}\n", quoted?.join(" ")))
 }
 

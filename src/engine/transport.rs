@@ -7,12 +7,13 @@
 //! as on Windows: that is how the Windows path is tested.
 use std::cell::RefCell;
 use std::ffi::OsString;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::process::{self, Argv, Limits, Output, RunError};
-use super::shell::{CommandId, Event, Lost, SendError, ShellSession};
-use super::wsl;
+use super::shell::{CommandId, Event, Lost, SendError, ShellSession, Unquotable};
+use super::wsl::{self, PathError};
 
 /// Names the shell that carries engine commands; unset: no shell.
 pub const SHELL_VAR: &str = "DOCKER_WRAPPER_SHELL";
@@ -96,7 +97,7 @@ impl Transport {
 
     /// A path of the wrapper's host as the engine sees it (for mounts, the
     /// build context, image archives).
-    pub fn path_in_engine(&self, host: &Path) -> Result<PathBuf, String> {
+    pub fn path_in_engine(&self, host: &Path) -> Result<PathBuf, PathError> {
         match self {
             Transport::Local => Ok(host.to_path_buf()),
             Transport::Shell(shell) => shell.paths.engine_path(host),
@@ -114,18 +115,44 @@ pub enum PathView {
 }
 
 impl PathView {
-    pub fn engine_path(self, host: &Path) -> Result<PathBuf, String> {
+    pub fn engine_path(self, host: &Path) -> Result<PathBuf, PathError> {
         match self {
             PathView::Same => Ok(host.to_path_buf()),
             PathView::WslMount => {
                 let text = host
                     .to_str()
-                    .ok_or_else(|| format!("{} is not valid Unicode", host.display()))?;
+                    .ok_or_else(|| PathError::NotUnicode(host.to_path_buf()))?;
                 wsl::windows_path_in_wsl(text).map(PathBuf::from)
             }
         }
     }
 }
+
+/// Why a command could not go through the shell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ShellError {
+    /// The command's directory has no name on the engine's side.
+    Path(PathError),
+    Unquotable(Unquotable),
+    Lost(Lost),
+    /// The shell died again as soon as it was started afresh.
+    KeepsExiting {
+        launcher: String,
+    },
+}
+
+impl fmt::Display for ShellError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShellError::Path(err) => err.fmt(f),
+            ShellError::Unquotable(err) => err.fmt(f),
+            ShellError::Lost(err) => err.fmt(f),
+            ShellError::KeepsExiting { launcher } => write!(f, "{launcher} keeps exiting"),
+        }
+    }
+}
+
+impl std::error::Error for ShellError {}
 
 pub struct ShellTransport {
     launcher: Argv,
@@ -160,7 +187,7 @@ impl ShellTransport {
         limits: Limits,
         cancel: &mut dyn FnMut() -> bool,
     ) -> Result<Output, RunError> {
-        let failed = |why: String| RunError::Shell {
+        let failed = |why: ShellError| RunError::Shell {
             command: argv.display(),
             why,
         };
@@ -168,7 +195,7 @@ impl ShellTransport {
             Some(dir) => Some(
                 self.paths
                     .engine_path(dir)
-                    .map_err(failed)?
+                    .map_err(|err| failed(ShellError::Path(err)))?
                     .into_os_string(),
             ),
             None => None,
@@ -190,9 +217,9 @@ impl ShellTransport {
                     });
                 }
                 Ok(None) => {}
-                Err(Lost(why)) => {
+                Err(lost) => {
                     *slot = None;
-                    return Err(failed(why));
+                    return Err(failed(ShellError::Lost(lost)));
                 }
             }
             let stop = if cancel() {
@@ -232,7 +259,7 @@ impl ShellTransport {
         argv: &Argv,
         cwd: Option<&std::ffi::OsStr>,
         keep_bytes: usize,
-    ) -> Result<(&'a mut ShellSession, CommandId), String> {
+    ) -> Result<(&'a mut ShellSession, CommandId), ShellError> {
         if slot.as_mut().is_some_and(|s| !s.is_alive()) {
             log::warn!(
                 "the engine shell ({}) has exited; starting it again",
@@ -246,7 +273,7 @@ impl ShellTransport {
                     "engine commands go through one shell: {}",
                     self.launcher.display()
                 );
-                *slot = Some(self.start()?);
+                *slot = Some(self.start().map_err(ShellError::Lost)?);
             }
             match slot
                 .as_mut()
@@ -254,18 +281,20 @@ impl ShellTransport {
                 .send(argv, cwd, keep_bytes)
             {
                 Ok(id) => return Ok((slot.as_mut().expect("present"), id)),
-                Err(SendError::Unquotable(why)) => return Err(why),
-                Err(SendError::Lost(Lost(why))) => {
-                    log::warn!("the engine shell is gone ({why}); starting it again");
+                Err(SendError::Unquotable(err)) => return Err(ShellError::Unquotable(err)),
+                Err(SendError::Lost(lost)) => {
+                    log::warn!("the engine shell is gone ({lost}); starting it again");
                     *slot = None;
                 }
             }
         }
-        Err(format!("{} keeps exiting", self.launcher.display()))
+        Err(ShellError::KeepsExiting {
+            launcher: self.launcher.display(),
+        })
     }
 
-    fn start(&self) -> Result<ShellSession, String> {
-        ShellSession::start(&self.launcher, SHELL_START_TIMEOUT).map_err(|Lost(why)| why)
+    fn start(&self) -> Result<ShellSession, Lost> {
+        ShellSession::start(&self.launcher, SHELL_START_TIMEOUT)
     }
 
     /// TERM, a grace, KILL, a grace: the stopped command's stderr once it
@@ -439,7 +468,10 @@ mod tests {
         assert_eq!(quote(OsStr::new("it's")).unwrap(), r"'it'\''s'");
         assert_eq!(quote(OsStr::new("")).unwrap(), "''");
         assert_eq!(quote(OsStr::new("$(x)`y`\\")).unwrap(), "'$(x)`y`\\'");
-        assert!(quote(OsStr::new("nul\0byte")).unwrap_err().contains("NUL"));
+        assert!(quote(OsStr::new("nul\0byte"))
+            .unwrap_err()
+            .to_string()
+            .contains("NUL"));
     }
 
     #[test]
@@ -447,6 +479,7 @@ mod tests {
         use std::os::unix::ffi::OsStrExt;
         assert!(quote(OsStr::from_bytes(b"\xff\xfe"))
             .unwrap_err()
+            .to_string()
             .contains("UTF-8"));
     }
 
@@ -617,7 +650,7 @@ mod tests {
             )
             .unwrap_err();
             assert!(
-                matches!(&err, RunError::Shell { why, .. } if why.contains("exited")),
+                matches!(&err, RunError::Shell { why, .. } if why.to_string().contains("exited")),
                 "{err}"
             );
             assert_eq!(

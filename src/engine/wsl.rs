@@ -1,6 +1,9 @@
 //! Windows: the engine lives in a WSL distro that the client reported in
 //! `init_data.xml` (`host_info/wsl`), chosen as the C++ wrapper chooses it,
 //! and reached through one `wsl` shell. Pure functions, tested on any host.
+use std::fmt;
+use std::path::PathBuf;
+
 use super::process::Argv;
 use super::EngineKind;
 use crate::init_data::{DockerType, WslDistro};
@@ -22,7 +25,7 @@ pub struct EngineDistro {
 
 /// BOINC's distro if it has an engine, else the first allowed distro that
 /// has one. Distros the volunteer disallowed are never used.
-pub fn choose_distro(distros: &[WslDistro]) -> Result<EngineDistro, String> {
+pub fn choose_distro(distros: &[WslDistro]) -> Result<EngineDistro, NoDistro> {
     let usable = |d: &&WslDistro| !d.disallowed && engine_of(d).is_some();
     let chosen = distros
         .iter()
@@ -36,7 +39,15 @@ pub fn choose_distro(distros: &[WslDistro]) -> Result<EngineDistro, String> {
             as_root: distro.distro_name != BOINC_DISTRO
                 || distro.boinc_buda_runner_version >= BOINC_DISTRO_ROOT_SINCE,
         }),
-        None => Err(no_distro_message(distros)),
+        None => Err(NoDistro {
+            seen: distros
+                .iter()
+                .map(|d| Unusable {
+                    name: d.distro_name.clone(),
+                    disallowed: d.disallowed,
+                })
+                .collect(),
+        }),
     }
 }
 
@@ -73,51 +84,93 @@ fn engine_of(distro: &WslDistro) -> Option<EngineKind> {
     }
 }
 
-fn no_distro_message(distros: &[WslDistro]) -> String {
-    if distros.is_empty() {
-        return format!(
-            "no WSL distro reported by the client: install WSL and BOINC's {BOINC_DISTRO} distro"
-        );
-    }
-    let seen: Vec<String> = distros
-        .iter()
-        .map(|d| {
-            let why = if d.disallowed {
-                "disallowed"
-            } else {
-                "no Docker or Podman"
-            };
-            format!("{} ({why})", d.distro_name)
-        })
-        .collect();
-    format!(
-        "no usable WSL distro with Docker or Podman: {}; install BOINC's {BOINC_DISTRO} distro",
-        seen.join(", ")
-    )
+/// No distro the engine can run in: what the client reported instead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoDistro {
+    pub seen: Vec<Unusable>,
 }
+
+/// A reported distro that cannot be used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unusable {
+    pub name: String,
+    /// The volunteer disallowed it; otherwise it has no Docker or Podman.
+    pub disallowed: bool,
+}
+
+impl fmt::Display for NoDistro {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.seen.is_empty() {
+            return write!(
+                f,
+                "no WSL distro reported by the client: install WSL and BOINC's {BOINC_DISTRO} distro"
+            );
+        }
+        let seen: Vec<String> = self
+            .seen
+            .iter()
+            .map(|d| {
+                let why = if d.disallowed {
+                    "disallowed"
+                } else {
+                    "no Docker or Podman"
+                };
+                format!("{} ({why})", d.name)
+            })
+            .collect();
+        write!(
+            f,
+            "no usable WSL distro with Docker or Podman: {}; install BOINC's {BOINC_DISTRO} distro",
+            seen.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for NoDistro {}
+
+/// A host path that has no name inside WSL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PathError {
+    NotUnicode(PathBuf),
+    /// A network path: WSL mounts only local drives.
+    Unc(String),
+    NotAbsolute(String),
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathError::NotUnicode(path) => write!(f, "{} is not valid Unicode", path.display()),
+            PathError::Unc(path) => write!(
+                f,
+                "{path} is a network (UNC) path, which WSL cannot mount: run BOINC with its data directory on a local drive"
+            ),
+            PathError::NotAbsolute(path) => write!(
+                f,
+                "{path} is not an absolute Windows path (like C:\\dir)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PathError {}
 
 /// `C:\ProgramData\BOINC\slots\3` -> `/mnt/c/ProgramData/BOINC/slots/3`:
 /// WSL mounts each drive at /mnt/<lower-case letter>. Network (UNC) paths
 /// have no such mount and are refused.
-pub fn windows_path_in_wsl(path: &str) -> Result<String, String> {
+pub fn windows_path_in_wsl(path: &str) -> Result<String, PathError> {
     // `\\?\C:\...` is the verbatim form canonicalize() returns.
     let plain = path.strip_prefix(r"\\?\").unwrap_or(path);
     if plain.starts_with(r"\\") || plain.starts_with("//") || plain.starts_with(r"UNC\") {
-        return Err(format!(
-            "{path} is a network (UNC) path, which WSL cannot mount: run BOINC with its data directory on a local drive"
-        ));
+        return Err(PathError::Unc(path.to_string()));
     }
     let mut chars = plain.chars();
     let (Some(drive), Some(':')) = (chars.next(), chars.next()) else {
-        return Err(format!(
-            "{path} is not an absolute Windows path (like C:\\dir)"
-        ));
+        return Err(PathError::NotAbsolute(path.to_string()));
     };
     let rest = chars.as_str();
     if !drive.is_ascii_alphabetic() || !(rest.is_empty() || rest.starts_with(['\\', '/'])) {
-        return Err(format!(
-            "{path} is not an absolute Windows path (like C:\\dir)"
-        ));
+        return Err(PathError::NotAbsolute(path.to_string()));
     }
     Ok(format!(
         "/mnt/{}{}",
@@ -197,10 +250,15 @@ mod tests {
     fn no_usable_distro_says_what_was_seen() {
         let mut boinc = boinc_distro(4);
         boinc.disallowed = true;
-        let err = choose_distro(&[boinc, distro("Ubuntu", DockerType::None, "")]).unwrap_err();
+        let err = choose_distro(&[boinc, distro("Ubuntu", DockerType::None, "")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("boinc-buda-runner (disallowed)"), "{err}");
         assert!(err.contains("Ubuntu (no Docker or Podman)"), "{err}");
-        assert!(choose_distro(&[]).unwrap_err().contains("no WSL distro"));
+        assert!(choose_distro(&[])
+            .unwrap_err()
+            .to_string()
+            .contains("no WSL distro"));
     }
 
     #[test]
@@ -262,11 +320,11 @@ mod tests {
             "//server/share",
             r"\\?\UNC\server\share\x",
         ] {
-            let err = windows_path_in_wsl(unc).unwrap_err();
+            let err = windows_path_in_wsl(unc).unwrap_err().to_string();
             assert!(err.contains("UNC"), "{unc}: {err}");
         }
         for relative in [r"slots\3", r"C:slots\3", "/mnt/c/x", "", r"1:\x"] {
-            let err = windows_path_in_wsl(relative).unwrap_err();
+            let err = windows_path_in_wsl(relative).unwrap_err().to_string();
             assert!(
                 err.contains("not an absolute Windows path"),
                 "{relative}: {err}"

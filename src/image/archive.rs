@@ -1,9 +1,11 @@
 //! Image archives made by `docker save` / `podman save` (tar, optionally
 //! gzip-compressed), shipped with an app version so volunteers need no
 //! registry. We read the image ID out of the archive's manifest.json, so
-//! the loaded image is found without parsing `load`'s human output.
-use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
+//! the loaded image is found without parsing `load`'s human output. (What
+//! an engine needs to load one is the engine's business: `Engine::load`.)
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 
@@ -13,79 +15,130 @@ use crate::slot_io;
 const MAX_MANIFEST: u64 = 1024 * 1024;
 const BLOCK: usize = 512;
 
+/// Why the image in an archive cannot be named.
+#[derive(Debug)]
+pub enum ArchiveError {
+    Open {
+        path: PathBuf,
+        source: io::Error,
+    },
+    Read {
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// The tar stream has no usable manifest.json.
+    Tar {
+        path: PathBuf,
+        problem: TarProblem,
+    },
+    NoImageConfig {
+        path: PathBuf,
+    },
+}
+
+/// What is wrong inside the tar stream.
+#[derive(Debug)]
+pub enum TarProblem {
+    NoManifest,
+    DamagedHeader,
+    ManifestTooLarge,
+    Truncated,
+    ReadManifest(io::Error),
+    Io(io::Error),
+}
+
+impl fmt::Display for ArchiveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArchiveError::Open { path, source } => {
+                write!(f, "cannot open {}: {source}", path.display())
+            }
+            ArchiveError::Read { path, source } => {
+                write!(f, "cannot read {}: {source}", path.display())
+            }
+            ArchiveError::Tar { path, problem } => write!(f, "{}: {problem}", path.display()),
+            ArchiveError::NoImageConfig { path } => {
+                write!(f, "{}: manifest.json names no image config", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ArchiveError {}
+
+impl fmt::Display for TarProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TarProblem::NoManifest => {
+                f.write_str("no manifest.json: not an image archive made by docker/podman save")
+            }
+            TarProblem::DamagedHeader => f.write_str("damaged tar header"),
+            TarProblem::ManifestTooLarge => f.write_str("manifest.json is too large"),
+            TarProblem::Truncated => f.write_str("truncated tar archive"),
+            TarProblem::ReadManifest(err) => write!(f, "cannot read manifest.json: {err}"),
+            TarProblem::Io(err) => err.fmt(f),
+        }
+    }
+}
+
 /// `sha256:<hex>` of the (first) image in the archive.
-pub fn image_id(path: &Path) -> Result<String, String> {
-    let file =
-        slot_io::open_regular(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+pub fn image_id(path: &Path) -> Result<String, ArchiveError> {
+    let file = slot_io::open_regular(path).map_err(|source| ArchiveError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut reader = BufReader::new(file);
-    let head = reader
-        .fill_buf()
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let head = reader.fill_buf().map_err(|source| ArchiveError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let gzip = head.starts_with(&[0x1f, 0x8b]);
     let manifest = if gzip {
         find_manifest(GzDecoder::new(reader))
     } else {
         find_manifest(reader)
     }
-    .map_err(|e| format!("{}: {e}", path.display()))?;
-    config_id(&manifest)
-        .ok_or_else(|| format!("{}: manifest.json names no image config", path.display()))
-}
-
-pub fn is_gzip(path: &Path) -> bool {
-    let mut magic = [0u8; 2];
-    slot_io::open_regular(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
-        && magic == [0x1f, 0x8b]
-}
-
-/// Writes the decompressed archive to `target` (Podman 4 cannot load
-/// gzip-compressed docker archives).
-pub fn gunzip(path: &Path, target: &Path) -> Result<(), String> {
-    let input =
-        slot_io::open_regular(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    // The target is in the slot, where the job may have planted a link.
-    let mut output = slot_io::create_new(target)
-        .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
-    std::io::copy(&mut GzDecoder::new(BufReader::new(input)), &mut output)
-        .map(|_| ())
-        .map_err(|e| format!("cannot decompress {}: {e}", path.display()))
+    .map_err(|problem| ArchiveError::Tar {
+        path: path.to_path_buf(),
+        problem,
+    })?;
+    config_id(&manifest).ok_or_else(|| ArchiveError::NoImageConfig {
+        path: path.to_path_buf(),
+    })
 }
 
 /// Walks the tar entries up to manifest.json.
-fn find_manifest(mut tar: impl Read) -> Result<String, String> {
+fn find_manifest(mut tar: impl Read) -> Result<String, TarProblem> {
     let mut header = [0u8; BLOCK];
     loop {
         if read_block(&mut tar, &mut header)?.is_none() || header.iter().all(|b| *b == 0) {
-            return Err("no manifest.json: not an image archive made by docker/podman save".into());
+            return Err(TarProblem::NoManifest);
         }
         let name = entry_name(&header);
-        let size = octal(&header[124..136]).ok_or("damaged tar header")?;
+        let size = octal(&header[124..136]).ok_or(TarProblem::DamagedHeader)?;
         let padded = size.div_ceil(BLOCK as u64) * BLOCK as u64;
         if name.trim_start_matches("./") == "manifest.json" {
             if size > MAX_MANIFEST {
-                return Err("manifest.json is too large".into());
+                return Err(TarProblem::ManifestTooLarge);
             }
             let mut text = vec![0u8; size as usize];
             tar.read_exact(&mut text)
-                .map_err(|e| format!("cannot read manifest.json: {e}"))?;
+                .map_err(TarProblem::ReadManifest)?;
             return Ok(String::from_utf8_lossy(&text).into_owned());
         }
-        std::io::copy(&mut (&mut tar).take(padded), &mut std::io::sink())
-            .map_err(|e| e.to_string())?;
+        io::copy(&mut (&mut tar).take(padded), &mut io::sink()).map_err(TarProblem::Io)?;
     }
 }
 
-fn read_block(reader: &mut impl Read, block: &mut [u8; BLOCK]) -> Result<Option<()>, String> {
+fn read_block(reader: &mut impl Read, block: &mut [u8; BLOCK]) -> Result<Option<()>, TarProblem> {
     let mut filled = 0;
     while filled < BLOCK {
         match reader.read(&mut block[filled..]) {
             Ok(0) if filled == 0 => return Ok(None),
-            Ok(0) => return Err("truncated tar archive".into()),
+            Ok(0) => return Err(TarProblem::Truncated),
             Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(TarProblem::Io(e)),
         }
     }
     Ok(Some(()))

@@ -4,14 +4,14 @@
 //! inputs shares one image; they are staged into a clean build context so
 //! BOINC's own slot files never reach the engine.
 use std::collections::BTreeMap;
-use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::{fmt, fs, io};
 
 use sha2::{Digest, Sha256};
 
 use super::dockerfile;
-use crate::slot_files;
+use crate::slot_files::{self, SlotFileError};
 
 /// Name of the Dockerfile inside the staged context.
 pub const STAGED_DOCKERFILE: &str = ".docker_wrapper.Dockerfile";
@@ -19,6 +19,89 @@ pub const STAGED_DOCKERFILE: &str = ".docker_wrapper.Dockerfile";
 const MAX_DOCKERFILE: u64 = 1024 * 1024;
 /// A bound on the walk of the slot, against runaway directory trees.
 const MAX_FILES: usize = 100_000;
+
+/// Why the build inputs cannot be collected, hashed or staged.
+#[derive(Debug)]
+pub enum ContextError {
+    /// The Dockerfile or a source file, through its link.
+    SlotFile(SlotFileError),
+    /// A COPY/ADD source that matches nothing in the slot.
+    Missing {
+        pattern: String,
+    },
+    /// A COPY/ADD source with `..`.
+    Escapes {
+        pattern: String,
+    },
+    TooManyFiles {
+        max: usize,
+    },
+    List {
+        dir: PathBuf,
+        source: io::Error,
+    },
+    /// A source file, by its path in the context.
+    Metadata {
+        path: PathBuf,
+        source: io::Error,
+    },
+    Read {
+        path: PathBuf,
+        source: io::Error,
+    },
+    CreateStaging {
+        dir: PathBuf,
+        source: io::Error,
+    },
+    StageDockerfile(io::Error),
+    /// A source file, by its path in the context.
+    Stage {
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for ContextError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ContextError::SlotFile(err) => err.fmt(f),
+            ContextError::Missing { pattern } => write!(
+                f,
+                "the Dockerfile copies '{pattern}', which is not in the slot directory"
+            ),
+            ContextError::Escapes { pattern } => {
+                write!(f, "COPY source '{pattern}' leaves the build context")
+            }
+            ContextError::TooManyFiles { max } => {
+                write!(f, "the build context has more than {max} files")
+            }
+            ContextError::List { dir, source } => {
+                write!(f, "cannot list {}: {source}", dir.display())
+            }
+            ContextError::Metadata { path, source } => write!(f, "{}: {source}", path.display()),
+            ContextError::Read { path, source } => {
+                write!(f, "cannot read {}: {source}", path.display())
+            }
+            ContextError::CreateStaging { dir, source } => {
+                write!(f, "cannot create {}: {source}", dir.display())
+            }
+            ContextError::StageDockerfile(source) => {
+                write!(f, "cannot stage the Dockerfile: {source}")
+            }
+            ContextError::Stage { path, source } => {
+                write!(f, "cannot stage {}: {source}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ContextError {}
+
+impl From<SlotFileError> for ContextError {
+    fn from(err: SlotFileError) -> Self {
+        ContextError::SlotFile(err)
+    }
+}
 
 #[derive(Debug)]
 struct SourceFile {
@@ -39,7 +122,7 @@ impl BuildInputs {
         slot_dir: &Path,
         dockerfile_name: &Path,
         build_args: &[String],
-    ) -> Result<BuildInputs, String> {
+    ) -> Result<BuildInputs, ContextError> {
         let dockerfile = slot_files::read(slot_dir, dockerfile_name, MAX_DOCKERFILE)?;
         let text = String::from_utf8_lossy(&dockerfile);
         let mut files = BTreeMap::new();
@@ -51,9 +134,9 @@ impl BuildInputs {
             let before = files.len();
             add_matches(slot_dir, pattern, &mut files)?;
             if files.len() == before && !is_covered(pattern, &files) {
-                return Err(format!(
-                    "the Dockerfile copies '{pattern}', which is not in the slot directory"
-                ));
+                return Err(ContextError::Missing {
+                    pattern: pattern.clone(),
+                });
             }
         }
         Ok(BuildInputs {
@@ -64,7 +147,7 @@ impl BuildInputs {
     }
 
     /// SHA-256 of everything that goes into the build, in hex.
-    pub fn hash(&self) -> Result<String, String> {
+    pub fn hash(&self) -> Result<String, ContextError> {
         let mut hasher = Sha256::new();
         hasher.update(b"docker_wrapper image inputs v1\0");
         hasher.update((self.dockerfile.len() as u64).to_le_bytes());
@@ -87,20 +170,25 @@ impl BuildInputs {
     }
 
     /// Builds the context in `dir`: hard links where possible, copies otherwise.
-    pub fn stage(&self, dir: &Path) -> Result<(), String> {
+    pub fn stage(&self, dir: &Path) -> Result<(), ContextError> {
         let _ = fs::remove_dir_all(dir);
-        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        fs::create_dir_all(dir).map_err(|source| ContextError::CreateStaging {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
         fs::write(dir.join(STAGED_DOCKERFILE), &self.dockerfile)
-            .map_err(|e| format!("cannot stage the Dockerfile: {e}"))?;
+            .map_err(ContextError::StageDockerfile)?;
         for (name, source) in &self.files {
             let target = dir.join(name);
+            let failed = |err| ContextError::Stage {
+                path: name.clone(),
+                source: err,
+            };
             if let Some(parent) = target.parent() {
-                fs::create_dir_all(parent)
-                    .map_err(|e| format!("cannot stage {}: {e}", name.display()))?;
+                fs::create_dir_all(parent).map_err(failed)?;
             }
             if fs::hard_link(&source.path, &target).is_err() {
-                fs::copy(&source.path, &target)
-                    .map_err(|e| format!("cannot stage {}: {e}", name.display()))?;
+                fs::copy(&source.path, &target).map_err(failed)?;
                 crate::os::set_executable(&target, source.executable);
             }
         }
@@ -120,13 +208,15 @@ fn add_matches(
     slot_dir: &Path,
     pattern: &str,
     files: &mut BTreeMap<PathBuf, SourceFile>,
-) -> Result<(), String> {
+) -> Result<(), ContextError> {
     let parts: Vec<&str> = pattern
         .split('/')
         .filter(|p| !p.is_empty() && *p != ".")
         .collect();
     if parts.contains(&"..") {
-        return Err(format!("COPY source '{pattern}' leaves the build context"));
+        return Err(ContextError::Escapes {
+            pattern: pattern.to_string(),
+        });
     }
     descend(slot_dir, PathBuf::new(), &parts, files)
 }
@@ -136,7 +226,7 @@ fn descend(
     relative: PathBuf,
     parts: &[&str],
     files: &mut BTreeMap<PathBuf, SourceFile>,
-) -> Result<(), String> {
+) -> Result<(), ContextError> {
     let Some((first, rest)) = parts.split_first() else {
         return add_tree(slot_dir, relative, files);
     };
@@ -155,9 +245,12 @@ fn descend(
 }
 
 /// Entry names of a context directory; at the top of the slot, BOINC's own files are left out.
-fn list_dir(slot_dir: &Path, relative: &Path) -> Result<Vec<String>, String> {
+fn list_dir(slot_dir: &Path, relative: &Path) -> Result<Vec<String>, ContextError> {
     let dir = slot_dir.join(relative);
-    let entries = fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let entries = fs::read_dir(&dir).map_err(|source| ContextError::List {
+        dir: dir.clone(),
+        source,
+    })?;
     let mut names: Vec<String> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -172,16 +265,19 @@ fn add_tree(
     slot_dir: &Path,
     relative: PathBuf,
     files: &mut BTreeMap<PathBuf, SourceFile>,
-) -> Result<(), String> {
+) -> Result<(), ContextError> {
     if files.len() >= MAX_FILES {
-        return Err(format!("the build context has more than {MAX_FILES} files"));
+        return Err(ContextError::TooManyFiles { max: MAX_FILES });
     }
     let path = if relative.as_os_str().is_empty() {
         slot_dir.to_path_buf()
     } else {
         slot_files::resolve(slot_dir, &relative)?
     };
-    let meta = fs::metadata(&path).map_err(|e| format!("{}: {e}", relative.display()))?;
+    let meta = fs::metadata(&path).map_err(|source| ContextError::Metadata {
+        path: relative.clone(),
+        source,
+    })?;
     if meta.is_dir() {
         for name in list_dir(slot_dir, &relative)? {
             add_tree(slot_dir, relative.join(name), files)?;
@@ -209,22 +305,25 @@ fn wildcard_match(pattern: &str, name: &str) -> bool {
 }
 
 /// SHA-256 of one file, in hex.
-pub fn file_hash(path: &Path) -> Result<String, String> {
+pub fn file_hash(path: &Path) -> Result<String, ContextError> {
     file_digest(path).map(|d| hex(&d))
 }
 
-fn file_digest(path: &Path) -> Result<[u8; 32], String> {
+fn file_digest(path: &Path) -> Result<[u8; 32], ContextError> {
+    let read_error = |source| ContextError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     // Listed as a regular file, but the job may have swapped in a FIFO since.
-    let mut file = crate::slot_io::open_regular(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut file = crate::slot_io::open_regular(path).map_err(read_error)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match file.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(e)),
         }
     }
     Ok(hasher.finalize().into())
@@ -326,7 +425,9 @@ mod tests {
             "FROM scratch\nCOPY nothere.sh /app/\n",
         )
         .unwrap();
-        let err = BuildInputs::collect(&slot, Path::new("Dockerfile"), &[]).unwrap_err();
+        let err = BuildInputs::collect(&slot, Path::new("Dockerfile"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nothere.sh"), "{err}");
         fs::write(
             slot.join("Dockerfile"),
@@ -349,7 +450,9 @@ mod tests {
         std::os::unix::fs::symlink(&outside, root.join("projects/p/data")).unwrap();
         std::os::unix::fs::symlink("../../projects/p/data", slot.join("data")).unwrap();
         fs::write(slot.join("Dockerfile"), "FROM scratch\nCOPY data /data\n").unwrap();
-        let err = BuildInputs::collect(&slot, Path::new("Dockerfile"), &[]).unwrap_err();
+        let err = BuildInputs::collect(&slot, Path::new("Dockerfile"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("outside the BOINC data directory"), "{err}");
         fs::remove_dir_all(root).unwrap();
         fs::remove_dir_all(outside).unwrap();

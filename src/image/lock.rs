@@ -2,9 +2,10 @@
 //! an advisory lock on a file in the project dir, released by the kernel
 //! even if its holder is killed. The host-wide sweep takes one the same way,
 //! without waiting.
+use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::os;
@@ -14,11 +15,39 @@ const RETRY: Duration = Duration::from_millis(250);
 /// How often a waiting task says so in stderr.txt.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
+#[derive(Debug)]
 pub enum LockError {
-    Failed(String),
+    Open {
+        path: PathBuf,
+        source: io::Error,
+    },
+    Lock {
+        path: PathBuf,
+        source: io::Error,
+    },
     /// Another task held the lock longer than any build may take.
     TimedOut(Duration),
 }
+
+impl fmt::Display for LockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::Open { path, source } => {
+                write!(f, "cannot open the build lock {}: {source}", path.display())
+            }
+            LockError::Lock { path, source } => {
+                write!(f, "cannot lock {}: {source}", path.display())
+            }
+            LockError::TimedOut(after) => write!(
+                f,
+                "another task has been building an image for {}s",
+                after.as_secs()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LockError {}
 
 pub struct BuildLock {
     _file: File,
@@ -31,11 +60,9 @@ impl BuildLock {
         max_wait: Duration,
         cancel: &mut dyn FnMut() -> bool,
     ) -> Result<Option<BuildLock>, LockError> {
-        let file = open(path).map_err(|e| {
-            LockError::Failed(format!(
-                "cannot open the build lock {}: {e}",
-                path.display()
-            ))
+        let file = open(path).map_err(|source| LockError::Open {
+            path: path.to_path_buf(),
+            source,
         })?;
         let started = Instant::now();
         let mut next_progress = started + PROGRESS_EVERY;
@@ -43,11 +70,11 @@ impl BuildLock {
             match os::try_lock_exclusive(&file) {
                 Ok(true) => return Ok(Some(BuildLock { _file: file })),
                 Ok(false) => {}
-                Err(err) => {
-                    return Err(LockError::Failed(format!(
-                        "cannot lock {}: {err}",
-                        path.display()
-                    )))
+                Err(source) => {
+                    return Err(LockError::Lock {
+                        path: path.to_path_buf(),
+                        source,
+                    })
                 }
             }
             if cancel() {

@@ -17,12 +17,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use archive::ArchiveError;
 use build_record::BuildRecord;
-use context::BuildInputs;
+use context::{BuildInputs, ContextError};
 use lock::{BuildLock, LockError};
 
 use crate::engine::build_trace::{BuildEvent, Leftover};
-use crate::engine::{names, Engine, EngineError, EngineKind};
+use crate::engine::{names, Engine, EngineError};
+use crate::slot_files::SlotFileError;
 use crate::slot_io;
 
 /// The first part of every cache image's name.
@@ -35,7 +37,7 @@ const HASH_LABEL: &str = "boinc.docker_wrapper.inputs";
 const TAG_HASH_LEN: usize = 24;
 /// Staged build context, in the slot while a build runs.
 const STAGING_DIR: &str = ".docker_wrapper_context";
-/// A decompressed image archive, in the slot while it loads.
+/// Where an engine may decompress an image archive, in the slot while it loads.
 const UNPACKED_ARCHIVE: &str = ".docker_wrapper_image.tar";
 
 #[derive(Debug, Clone, Copy)]
@@ -58,16 +60,33 @@ pub struct ImageCache<'a> {
 #[derive(Debug)]
 pub enum ImageError {
     /// The build inputs are broken (missing Dockerfile, missing COPY source...).
-    Inputs(String),
+    Inputs(InputsError),
     /// Another task's build holds the lock for too long: try again later.
     Busy(String),
     Engine(EngineError),
 }
 
+/// What is wrong with the app version's image inputs.
+#[derive(Debug)]
+pub enum InputsError {
+    Context(ContextError),
+    Archive(ArchiveError),
+    /// The image archive job.toml names.
+    SlotFile(SlotFileError),
+    /// job.toml's `image_name` is not on the engine and cannot be built.
+    NoDockerfile {
+        image: String,
+        dockerfile: PathBuf,
+    },
+    /// The project's build lock cannot be taken.
+    Lock(LockError),
+}
+
 impl std::fmt::Display for ImageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ImageError::Inputs(why) | ImageError::Busy(why) => f.write_str(why),
+            ImageError::Inputs(err) => err.fmt(f),
+            ImageError::Busy(why) => f.write_str(why),
             ImageError::Engine(err) => err.fmt(f),
         }
     }
@@ -75,9 +94,45 @@ impl std::fmt::Display for ImageError {
 
 impl std::error::Error for ImageError {}
 
+impl std::fmt::Display for InputsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InputsError::Context(err) => err.fmt(f),
+            InputsError::Archive(err) => err.fmt(f),
+            InputsError::SlotFile(err) => err.fmt(f),
+            InputsError::NoDockerfile { image, dockerfile } => write!(
+                f,
+                "image {image} does not exist and there is no {} to build it",
+                dockerfile.display()
+            ),
+            InputsError::Lock(err) => err.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for InputsError {}
+
 impl From<EngineError> for ImageError {
     fn from(err: EngineError) -> Self {
         ImageError::Engine(err)
+    }
+}
+
+impl From<ContextError> for ImageError {
+    fn from(err: ContextError) -> Self {
+        ImageError::Inputs(InputsError::Context(err))
+    }
+}
+
+impl From<ArchiveError> for ImageError {
+    fn from(err: ArchiveError) -> Self {
+        ImageError::Inputs(InputsError::Archive(err))
+    }
+}
+
+impl From<SlotFileError> for ImageError {
+    fn from(err: SlotFileError) -> Self {
+        ImageError::Inputs(InputsError::SlotFile(err))
     }
 }
 
@@ -107,9 +162,8 @@ impl<'a> ImageCache<'a> {
         build_args: &[String],
         cancel: &mut dyn FnMut() -> bool,
     ) -> Result<Option<String>, ImageError> {
-        let inputs =
-            BuildInputs::collect(slot_dir, dockerfile, build_args).map_err(ImageError::Inputs)?;
-        let hash = inputs.hash().map_err(ImageError::Inputs)?;
+        let inputs = BuildInputs::collect(slot_dir, dockerfile, build_args)?;
+        let hash = inputs.hash()?;
         let tag = self.cache_tag(&hash);
         if self.engine.image_exists(&tag)? {
             log::info!("image {tag} is cached");
@@ -145,31 +199,23 @@ impl<'a> ImageCache<'a> {
         archive: &Path,
         cancel: &mut dyn FnMut() -> bool,
     ) -> Result<Option<String>, ImageError> {
-        let path = crate::slot_files::resolve(slot_dir, archive).map_err(ImageError::Inputs)?;
-        let hash = context::file_hash(&path).map_err(ImageError::Inputs)?;
+        let path = crate::slot_files::resolve(slot_dir, archive)?;
+        let hash = context::file_hash(&path)?;
         let tag = self.cache_tag(&hash);
         if self.engine.image_exists(&tag)? {
             log::info!("image {tag} (from {}) is cached", archive.display());
             self.mark_used(&tag);
             return Ok(Some(tag));
         }
-        let id = archive::image_id(&path).map_err(ImageError::Inputs)?;
+        let id = archive::image_id(&path)?;
         let Some(_lock) = self.lock(cancel)? else {
             return Ok(None);
         };
         if !self.engine.image_exists(&tag)? {
             log::info!("loading image archive {}", archive.display());
             let started = std::time::Instant::now();
-            let unpacked = slot_dir.join(UNPACKED_ARCHIVE);
-            let loadable = if self.engine.kind == EngineKind::Podman && archive::is_gzip(&path) {
-                archive::gunzip(&path, &unpacked).map_err(ImageError::Inputs)?;
-                &unpacked
-            } else {
-                &path
-            };
-            let loaded = self.engine.load(loadable, cancel);
-            let _ = fs::remove_file(&unpacked);
-            match loaded {
+            let scratch = slot_dir.join(UNPACKED_ARCHIVE);
+            match self.engine.load(&path, &scratch, cancel) {
                 Ok(()) => {}
                 Err(EngineError::Cancelled) => return Ok(None),
                 Err(err) => return Err(err.into()),
@@ -208,13 +254,12 @@ impl<'a> ImageCache<'a> {
             return Ok(Some(name.to_string()));
         }
         if !slot_dir.join(dockerfile).exists() {
-            return Err(ImageError::Inputs(format!(
-                "image {name} does not exist and there is no {} to build it",
-                dockerfile.display()
-            )));
+            return Err(ImageError::Inputs(InputsError::NoDockerfile {
+                image: name.to_string(),
+                dockerfile: dockerfile.to_path_buf(),
+            }));
         }
-        let inputs =
-            BuildInputs::collect(slot_dir, dockerfile, build_args).map_err(ImageError::Inputs)?;
+        let inputs = BuildInputs::collect(slot_dir, dockerfile, build_args)?;
         let Some(_lock) = self.lock(cancel)? else {
             return Ok(None);
         };
@@ -235,11 +280,8 @@ impl<'a> ImageCache<'a> {
         let max_wait = self.build_timeout + Duration::from_secs(60);
         match BuildLock::acquire(&lock_path, max_wait, cancel) {
             Ok(lock) => Ok(lock),
-            Err(LockError::Failed(why)) => Err(ImageError::Inputs(why)),
-            Err(LockError::TimedOut(after)) => Err(ImageError::Busy(format!(
-                "another task has been building an image for {}s",
-                after.as_secs()
-            ))),
+            Err(err @ LockError::TimedOut(_)) => Err(ImageError::Busy(err.to_string())),
+            Err(err) => Err(ImageError::Inputs(InputsError::Lock(err))),
         }
     }
 
@@ -257,7 +299,7 @@ impl<'a> ImageCache<'a> {
         cancel: &mut dyn FnMut() -> bool,
     ) -> Result<bool, ImageError> {
         let staging = slot_dir.join(STAGING_DIR);
-        inputs.stage(&staging).map_err(ImageError::Inputs)?;
+        inputs.stage(&staging)?;
         let labels = match hash {
             Some(hash) => vec![
                 (PROJECT_LABEL.to_string(), self.project.clone()),
@@ -485,6 +527,7 @@ mod tests {
 mod props {
     use super::*;
     use crate::engine::names::props::{hostile_text, matches, PATH_COMPONENT};
+    use crate::engine::EngineKind;
     use crate::property_tests::config;
     use proptest::prelude::*;
 

@@ -17,14 +17,14 @@
 //! by one task at a time (a lock that waits for no one). Never forced: the
 //! engine refuses to remove an image a container uses, and that is fine.
 use std::collections::HashSet;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+use std::{fmt, fs};
 
 use super::lock::BuildLock;
 use super::{same_image, CACHE_REPOSITORY};
-use crate::engine::{names, Engine};
+use crate::engine::{names, Engine, EngineError};
 use crate::init_data::InitData;
 use crate::slot_io;
 
@@ -257,12 +257,38 @@ impl State {
     }
 }
 
+/// Why a sweep stopped before removing anything.
+#[derive(Debug)]
+enum SweepError {
+    ListProjects { dir: PathBuf, source: io::Error },
+    Engine(EngineError),
+}
+
+impl fmt::Display for SweepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SweepError::ListProjects { dir, source } => {
+                write!(f, "cannot list {}: {source}", dir.display())
+            }
+            SweepError::Engine(err) => err.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SweepError {}
+
+impl From<EngineError> for SweepError {
+    fn from(err: EngineError) -> Self {
+        SweepError::Engine(err)
+    }
+}
+
 fn sweep_now(
     engine: &Engine,
     state: &State,
     projects_dir: &Path,
     keep: &str,
-) -> Result<(), String> {
+) -> Result<(), SweepError> {
     log::info!(
         "sweeping the image cache of all projects in {}",
         projects_dir.display()
@@ -271,15 +297,16 @@ fn sweep_now(
     // cannot look gone. An unreadable dir stops the sweep: it must never
     // make every project look gone.
     let live_projects: HashSet<String> = fs::read_dir(projects_dir)
-        .map_err(|e| format!("cannot list {}: {e}", projects_dir.display()))?
+        .map_err(|source| SweepError::ListProjects {
+            dir: projects_dir.to_path_buf(),
+            source,
+        })?
         .flatten()
         .filter(|entry| entry.path().is_dir())
         .map(|entry| names::component(&entry.file_name().to_string_lossy()))
         .collect();
     let listed_at = SystemTime::now();
-    let listed = engine
-        .image_tags(&format!("{CACHE_REPOSITORY}/*"))
-        .map_err(|e| e.to_string())?;
+    let listed = engine.image_tags(&format!("{CACHE_REPOSITORY}/*"))?;
     let mut on_engine = HashSet::new();
     let mut recorded = Vec::new();
     for reference in listed {
@@ -293,7 +320,7 @@ fn sweep_now(
         }
     }
     state.prune(&on_engine, listed_at);
-    let sized = engine.image_sizes(recorded).map_err(|e| e.to_string())?;
+    let sized = engine.image_sizes(recorded)?;
     let images = sized
         .into_iter()
         .filter_map(|(reference, bytes)| {

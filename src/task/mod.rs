@@ -10,11 +10,11 @@ use anyhow::{Context, Result};
 use crate::boinc;
 use crate::cli::Cli;
 use crate::config::JobConfig;
+use crate::engine::host_user;
 use crate::engine::{
     self, policy, ContainerEngine, ContainerState, ContainerStatus, Engine, EngineError, EngineKind,
 };
 use crate::host_limits;
-use crate::host_user;
 use crate::init_data::InitData;
 use crate::journal::{Journal, Phase};
 use crate::os;
@@ -97,7 +97,7 @@ pub fn run(
     }
     let engine = match pick_engine(&init, &config, slot) {
         Ok(engine) => engine,
-        Err(why) => return Ok(Outcome::TemporaryExit(why)),
+        Err(why) => return Ok(Outcome::TemporaryExit(why.to_string())),
     };
     // Before the engine is asked anything: a broken app version fails at
     // once. The flags are read as this engine reads them.
@@ -131,7 +131,11 @@ pub fn run(
     task.settle(result)
 }
 
-fn pick_engine(init: &InitData, config: &JobConfig, slot: SlotKind) -> Result<Engine, String> {
+fn pick_engine(
+    init: &InitData,
+    config: &JobConfig,
+    slot: SlotKind,
+) -> Result<Engine, engine::ConnectError> {
     // Standalone is Podman-first, as a client that names no engine.
     let standalone = slot == SlotKind::Standalone;
     engine::connect(&engine::Request {

@@ -83,7 +83,7 @@ pub struct Prepared {
 /// engine what the flags depend on.
 pub fn prepare(ctx: &TaskContext, engine: &Engine, image: String) -> Result<Prepared> {
     let engine_path =
-        |host: &std::path::Path| engine.path_in_engine(host).map_err(anyhow::Error::msg);
+        |host: &std::path::Path| -> Result<PathBuf> { Ok(engine.path_in_engine(host)?) };
     let project_dir = match &ctx.config.project_dir_mount {
         Some(_) => Some(engine_path(&ctx.project_dir()?)?),
         None => None,
@@ -139,7 +139,7 @@ fn linked_file_mounts(
     ctx: &TaskContext,
     engine_path: &dyn Fn(&std::path::Path) -> Result<PathBuf>,
 ) -> Result<Vec<String>> {
-    let linked = slot_files::linked_files(&ctx.slot_dir).map_err(anyhow::Error::msg)?;
+    let linked = slot_files::linked_files(&ctx.slot_dir)?;
     let mut mounts = Vec::new();
     for file in linked {
         let guest = format!("{}/{}", ctx.config.workdir.trim_end_matches('/'), file.name);

@@ -4,7 +4,7 @@
 //! subordinate ids for it in /etc/subuid and /etc/subgid.
 use std::fs;
 
-use crate::engine::{EngineError, EngineKind, Failure};
+use super::{EngineError, EngineKind, Failure};
 use crate::os;
 
 /// Checks the host for the engine about to be used; warns about what is
