@@ -850,13 +850,13 @@ fn is_plain_file_name(s: &str) -> bool {
 }
 
 /// A Linux capability name, with or without the CAP_ prefix; those that
-/// amount to the host (`policy::is_host_capability`) are not accepted here.
+/// amount to the host (`engine::is_host_capability`) are not accepted here.
 fn is_capability(s: &str) -> bool {
     let name = s.trim_start_matches("CAP_");
     !name.is_empty()
         && name.len() <= 32
         && name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
-        && !crate::engine::policy::is_host_capability(name)
+        && !crate::engine::is_host_capability(name)
 }
 
 #[cfg(test)]
@@ -1639,7 +1639,7 @@ mod props {
     fn capability() -> impl Strategy<Value = String> {
         "(CAP_)?[A-Z_]{1,28}".prop_filter("a capability that may be added", |s| {
             let name = s.trim_start_matches("CAP_");
-            !name.is_empty() && !crate::engine::policy::is_host_capability(name)
+            !name.is_empty() && !crate::engine::is_host_capability(name)
         })
     }
 

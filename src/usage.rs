@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::engine::stats::{CpuFigure, Stats};
+use crate::engine::{CpuFigure, Stats};
 use crate::process_tree::{self, Sample};
 
 /// How often the /proc fallback reads: on kernels without children files it

@@ -4,12 +4,23 @@
 //! subordinate ids for it in /etc/subuid and /etc/subgid.
 use std::fs;
 
-use super::{EngineError, EngineKind, Failure};
+use super::{Engine, EngineError, EngineKind, Failure};
 use crate::os;
 
-/// Checks the host for the engine about to be used; warns about what is
-/// missing (the engine's own error may follow and would not say why).
-pub fn check(kind: EngineKind) {
+impl Engine {
+    /// Checks the host for this engine; warns about what is missing (the
+    /// engine's own error may follow and would not say why).
+    pub fn check_host_user(&self) {
+        check(self.kind)
+    }
+
+    /// A hint to add to this engine's "does not answer" error, when it says why.
+    pub fn access_hint(&self, error: &EngineError) -> Option<String> {
+        access_hint(self.kind, error)
+    }
+}
+
+fn check(kind: EngineKind) {
     let (uid, _) = os::user_and_group();
     if uid == 0 || kind != EngineKind::Podman {
         return;
@@ -27,8 +38,7 @@ pub fn check(kind: EngineKind) {
     }
 }
 
-/// A hint to add to an engine's "does not answer" error, when it says why.
-pub fn access_hint(kind: EngineKind, error: &EngineError) -> Option<String> {
+fn access_hint(kind: EngineKind, error: &EngineError) -> Option<String> {
     let (uid, _) = os::user_and_group();
     if kind != EngineKind::Docker || uid == 0 || error.failure() != Failure::PermissionDenied {
         return None;

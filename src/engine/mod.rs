@@ -3,25 +3,25 @@
 //! Every call is an argv vector with a timeout, run through the engine's
 //! transport (a child process, or a line for the WSL shell); results come
 //! from exit status and `--format` templates, never from human-readable text.
-pub mod archive;
-pub mod build_trace;
-pub mod create;
-pub mod exit_watch;
+mod archive;
+mod build_trace;
+mod create;
+mod exit_watch;
 mod failure;
-pub mod flags;
-pub mod gpu;
-pub mod host_user;
-pub mod info;
-pub mod mount_policy;
-pub mod names;
-pub mod policy;
-pub mod process;
+mod flags;
+mod gpu;
+mod host_user;
+mod info;
+mod mount_policy;
+mod names;
+mod policy;
+mod process;
 mod seam;
-pub mod shell;
-pub mod stats;
-pub mod time;
-pub mod transport;
-pub mod wsl;
+mod shell;
+mod stats;
+mod time;
+mod transport;
+mod wsl;
 
 use std::cell::{Cell, RefCell};
 use std::ffi::OsString;
@@ -30,9 +30,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::init_data::WslDistro;
-use build_trace::{BuildEvent, BuildTrace, Leftover};
+use build_trace::BuildTrace;
+// The engine's face to the rest of the wrapper; its submodules are its own.
+pub use build_trace::{BuildEvent, Leftover};
+pub use create::CreateSpec;
 pub use failure::Failure;
+#[cfg(test)]
+pub(crate) use names::props as name_props;
+pub use names::{component as name_component, task_container, SLOT_LABEL};
+pub use policy::{is_host_capability, unsafe_setting};
+pub use process::terminate_orphan;
 pub use seam::{ContainerEngine, ExitWatcher};
+pub use stats::{CpuFigure, Stats};
 #[cfg(test)]
 pub mod fake;
 use crate::init_data::DockerType;

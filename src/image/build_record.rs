@@ -8,8 +8,8 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::engine::build_trace::Leftover;
 use crate::engine::EngineKind;
+use crate::engine::Leftover;
 use crate::process_tree::ProcessId;
 use crate::slot_io;
 

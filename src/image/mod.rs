@@ -22,8 +22,7 @@ use build_record::BuildRecord;
 use context::{BuildInputs, ContextError};
 use lock::{BuildLock, LockError};
 
-use crate::engine::build_trace::{BuildEvent, Leftover};
-use crate::engine::{names, Engine, EngineError};
+use crate::engine::{self, BuildEvent, Engine, EngineError, Leftover};
 use crate::slot_files::SlotFileError;
 use crate::slot_io;
 
@@ -146,7 +145,7 @@ impl<'a> ImageCache<'a> {
     ) -> Self {
         ImageCache {
             engine,
-            project: names::component(project_dir_name),
+            project: engine::name_component(project_dir_name),
             state_dir: state_dir.to_path_buf(),
             limits,
             build_timeout,
@@ -386,7 +385,7 @@ impl<'a> ImageCache<'a> {
                 "stopping the build an earlier task left running (pid {})",
                 process.pid
             );
-            crate::engine::process::terminate_orphan(process);
+            engine::terminate_orphan(process);
         }
         let leftovers = earlier.leftovers;
         if !leftovers.is_empty() {
@@ -526,7 +525,7 @@ mod tests {
 #[cfg(test)]
 mod props {
     use super::*;
-    use crate::engine::names::props::{hostile_text, matches, PATH_COMPONENT};
+    use crate::engine::name_props::{hostile_text, matches, PATH_COMPONENT};
     use crate::engine::EngineKind;
     use crate::property_tests::config;
     use proptest::prelude::*;

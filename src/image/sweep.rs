@@ -24,7 +24,7 @@ use std::{fmt, fs};
 
 use super::lock::BuildLock;
 use super::{same_image, CACHE_REPOSITORY};
-use crate::engine::{names, Engine, EngineError};
+use crate::engine::{self, Engine, EngineError};
 use crate::init_data::InitData;
 use crate::slot_io;
 
@@ -303,7 +303,7 @@ fn sweep_now(
         })?
         .flatten()
         .filter(|entry| entry.path().is_dir())
-        .map(|entry| names::component(&entry.file_name().to_string_lossy()))
+        .map(|entry| engine::name_component(&entry.file_name().to_string_lossy()))
         .collect();
     let listed_at = SystemTime::now();
     let listed = engine.image_tags(&format!("{CACHE_REPOSITORY}/*"))?;

@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use crate::cli::Cli;
 use crate::config::JobConfig;
-use crate::engine::names;
+use crate::engine;
 use crate::init_data::InitData;
 
 /// Where the wrapper runs.
@@ -85,7 +85,7 @@ impl TaskContext {
             ("boinc.project".into(), self.init.project_dir_name().into()),
             ("boinc.wu".into(), self.init.wu_name.clone()),
             ("boinc.result".into(), self.init.result_name.clone()),
-            (names::SLOT_LABEL.into(), self.slot_label()),
+            (engine::SLOT_LABEL.into(), self.slot_label()),
         ]
     }
 }
@@ -94,7 +94,7 @@ impl TaskContext {
 pub fn container_name(init: &InitData, slot: SlotKind) -> String {
     match slot {
         SlotKind::Standalone => "boinc".into(),
-        SlotKind::Client => names::task_container(init.project_dir_name(), &init.result_name),
+        SlotKind::Client => engine::task_container(init.project_dir_name(), &init.result_name),
     }
 }
 

@@ -10,9 +10,8 @@ use anyhow::{Context, Result};
 use crate::boinc;
 use crate::cli::Cli;
 use crate::config::JobConfig;
-use crate::engine::host_user;
 use crate::engine::{
-    self, policy, ContainerEngine, ContainerState, ContainerStatus, Engine, EngineError, EngineKind,
+    self, ContainerEngine, ContainerState, ContainerStatus, Engine, EngineError, EngineKind,
 };
 use crate::host_limits;
 use crate::init_data::InitData;
@@ -109,13 +108,14 @@ pub fn run(
             engine.cli().display()
         ),
         Err(err) => {
-            let hint = host_user::access_hint(engine.kind, &err)
+            let hint = engine
+                .access_hint(&err)
                 .map(|h| format!("; {h}"))
                 .unwrap_or_default();
             return Ok(Outcome::TemporaryExit(format!("{err}{hint}")));
         }
     }
-    host_user::check(engine.kind);
+    engine.check_host_user();
     let ctx = TaskContext {
         container: context::container_name(&init, slot),
         slot_dir,
@@ -161,7 +161,7 @@ fn check_security(config: &JobConfig, kind: EngineKind, slot_dir: &Path) -> Resu
         return Ok(());
     }
     let (create, build, mounts) = (&config.create_args, &config.build_args, &config.mounts);
-    match policy::unsafe_setting(kind, create, build, mounts, slot_dir) {
+    match engine::unsafe_setting(kind, create, build, mounts, slot_dir) {
         Some(why) => anyhow::bail!("job.toml {why}; refused (set allow_unsafe = true to allow it)"),
         None => Ok(()),
     }

@@ -11,8 +11,7 @@ use super::client::{self, Client};
 use super::context::TaskContext;
 use super::Outcome;
 use crate::boinc;
-use crate::engine::create::CreateSpec;
-use crate::engine::{Engine, EngineError, Failure};
+use crate::engine::{CreateSpec, Engine, EngineError, Failure};
 use crate::image::{CacheLimits, ImageCache, ImageError};
 use crate::slot_files;
 
