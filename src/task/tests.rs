@@ -168,10 +168,13 @@ fn a_job_that_fills_the_slot_is_ended_with_the_disk_error() {
     assert_eq!(engine.changes(), ["watch", "kill", "rm"]);
 }
 
-#[test]
-fn networks_taken_for_a_network_suspension_come_back_before_a_restart() {
-    let slot = Slot::new("network");
+/// The network is suspended, then the task, then the client quits: what
+/// the engine was asked, for an engine that does or does not reconnect a
+/// paused container.
+fn network_suspension_then_quit(name: &str, reconnects_paused: bool) -> Vec<String> {
+    let slot = Slot::new(name);
     let engine = running_container();
+    engine.reconnect_paused_containers(reconnects_paused);
     let client = FakeClient::scripted(&[
         |s| s.network_suspended = true,
         |s| {
@@ -186,9 +189,15 @@ fn networks_taken_for_a_network_suspension_come_back_before_a_restart() {
     ]);
     let outcome = run_task(&slot.context(), &engine, &client).unwrap();
     assert_eq!(outcome, Outcome::KeepForRestart);
+    assert_eq!(slot.journal_phase(), Some(Phase::KeptPaused));
+    engine.changes()
+}
+
+#[test]
+fn networks_taken_for_a_network_suspension_come_back_before_a_restart() {
     // Podman connects only a running container: unpaused for it, paused again.
     assert_eq!(
-        engine.changes(),
+        network_suspension_then_quit("network-podman", false),
         [
             "watch",
             "disconnect bridge",
@@ -198,7 +207,11 @@ fn networks_taken_for_a_network_suspension_come_back_before_a_restart() {
             "pause"
         ]
     );
-    assert_eq!(slot.journal_phase(), Some(Phase::KeptPaused));
+    // Docker connects a paused one as it is.
+    assert_eq!(
+        network_suspension_then_quit("network-docker", true),
+        ["watch", "disconnect bridge", "pause", "connect bridge"]
+    );
 }
 
 #[test]
@@ -337,31 +350,6 @@ fn web_graphics_of_a_continued_container_are_announced_from_the_engine() {
         client.web_graphics.borrow().as_deref(),
         Some("http://localhost:40080")
     );
-}
-
-#[test]
-fn docker_gives_a_paused_container_its_networks_back_as_it_is() {
-    let slot = Slot::new("network-docker");
-    let engine = running_container();
-    engine.reconnect_paused_containers(true);
-    let client = FakeClient::scripted(&[
-        |s| s.network_suspended = true,
-        |s| {
-            s.network_suspended = true;
-            s.suspended = true
-        },
-        |s| {
-            s.suspended = true;
-            s.quit_request = true
-        },
-    ]);
-    let outcome = run_task(&slot.context(), &engine, &client).unwrap();
-    assert_eq!(outcome, Outcome::KeepForRestart);
-    assert_eq!(
-        engine.changes(),
-        ["watch", "disconnect bridge", "pause", "connect bridge"]
-    );
-    assert_eq!(slot.journal_phase(), Some(Phase::KeptPaused));
 }
 
 #[test]
