@@ -75,6 +75,33 @@ on_each_engine!(
     client_killed_continues_the_task,
 );
 
+/// Generates `<scenario>::boinc8::{podman, docker}`: under the BOINC 8.2.15
+/// client as root only, for what depends on the client's side of the
+/// protocol rather than on the engine's user.
+macro_rules! on_boinc8 {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            mod boinc8 {
+                use super::super::harness::{ClientVersion::V8_2, EngineKind::{Docker, Podman}};
+                use super::super::as_root;
+                #[test]
+                fn podman() {
+                    super::super::$name(as_root(V8_2, Podman));
+                }
+                #[test]
+                fn docker() {
+                    super::super::$name(as_root(V8_2, Docker));
+                }
+            }
+        }
+    )*};
+}
+
+on_boinc8!(
+    completion_file_finishes_with_the_jobs_message,
+    temporary_exit_file_is_retried_in_the_same_container,
+);
+
 /// The client runs as root, and so do the wrapper and the engine CLI.
 fn as_root(client: ClientVersion, kind: EngineKind) -> Variant {
     Variant::new(client, Engine::require(kind))
@@ -662,4 +689,80 @@ impl Drop for StrayContainer {
             eprintln!("warning: cannot remove {}: {e}", self.name);
         }
     }
+}
+
+/// A job that runs like a service says it is done through its completion
+/// file: the client records success with the job's code, and shows its
+/// message.
+fn completion_file_finishes_with_the_jobs_message(variant: Variant) {
+    let message = "all steps done, the service may stop";
+    let script = format!(
+        "echo start >> starts.txt\nprintf '0\\n0\\n{message}\\n' > boinc_completed\n\
+         while :; do sleep 1; done"
+    );
+    let job = Job::shell(&script)
+        .output("starts.txt")
+        .job_toml("completion_trigger_file = \"boinc_completed\"");
+    let client = start("completion_file", &variant, &job);
+    let result = client
+        .wait_final(FINAL_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_done(&client, &result);
+    assert_one_start(&client);
+    assert!(
+        client
+            .client_log()
+            .contains(&format!("Message from task: {message}")),
+        "the client did not show the job's message\n{}",
+        client.diagnostics()
+    );
+    assert_eq!(
+        client.container_state(),
+        None,
+        "the container was left behind"
+    );
+    report(
+        "completion_file_finishes_with_the_jobs_message",
+        &variant,
+        &result,
+        &client,
+        "",
+    );
+}
+
+/// The job asks for a temporary exit through its file: the client takes the
+/// task off the CPU with the job's reason and restarts it after the delay,
+/// and the job goes on in the same container (one start of the job).
+fn temporary_exit_file_is_retried_in_the_same_container(variant: Variant) {
+    let reason = "waiting for the input server";
+    let script = format!(
+        "echo start >> starts.txt\n\
+         if [ ! -f asked ]; then touch asked; printf '5\\n0\\n{reason}\\n' > retry_later; fi\n\
+         i=0\nwhile [ ! -f go ]; do i=$((i+1)); echo $i > count.txt; sleep 0.2; done"
+    );
+    let job = Job::shell(&script)
+        .output("starts.txt")
+        .job_toml("temporary_exit_trigger_file = \"retry_later\"");
+    let client = start("temporary_exit_file", &variant, &job);
+    let asked = wait_until(RUNNING_TIMEOUT, || {
+        client.client_log().contains(reason).then_some(())
+    });
+    assert!(
+        asked.is_some(),
+        "the client did not log the job's reason\n{}",
+        client.diagnostics()
+    );
+    let container = task_container_id(&client);
+    // Restarted after the job's delay: counting again in the same container.
+    let before = count(&client);
+    wait_for_count(&client, before + 5, RUNNING_TIMEOUT);
+    assert_same_container(&client, &container);
+    let result = release_and_check_one_run(&variant, &client);
+    report(
+        "temporary_exit_file_is_retried_in_the_same_container",
+        &variant,
+        &result,
+        &client,
+        "",
+    );
 }

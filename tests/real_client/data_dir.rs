@@ -56,6 +56,8 @@ pub struct Job {
     pub(super) outputs: Vec<String>,
     pub(super) leave_apps_in_memory: bool,
     pub(super) no_network: bool,
+    /// More job.toml lines.
+    pub(super) job_toml: String,
 }
 
 impl Job {
@@ -68,7 +70,15 @@ impl Job {
             outputs: Vec::new(),
             leave_apps_in_memory: false,
             no_network: false,
+            job_toml: String::new(),
         }
+    }
+
+    /// A line for job.toml.
+    pub fn job_toml(mut self, line: &str) -> Job {
+        self.job_toml.push_str(line);
+        self.job_toml.push('\n');
+        self
     }
 
     /// The workunit's `<command_line>`: the job's `$ARGS`.
@@ -177,8 +187,9 @@ pub fn write_data_dir(
                 &format!("job_{VERSION_NUM}.toml"),
                 Source::Bytes(
                     format!(
-                        "{JOB_TOML}{}",
-                        if job.no_network { NO_NETWORK_TOML } else { "" }
+                        "{JOB_TOML}{}{}",
+                        if job.no_network { NO_NETWORK_TOML } else { "" },
+                        job.job_toml
                     )
                     .as_bytes(),
                 ),
