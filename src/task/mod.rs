@@ -189,7 +189,7 @@ fn image_archive(slot_dir: &Path, config: &JobConfig) -> Result<Option<PathBuf>>
 /// A task once its inputs are read: the context it runs in, the engine and
 /// client it talks to, and what this run has learnt of its container.
 /// Everything that changes while the task runs lives here, behind `&mut self`.
-pub(crate) struct TaskRun<'a> {
+struct TaskRun<'a> {
     ctx: &'a TaskContext,
     engine: &'a dyn ContainerEngine,
     client: &'a dyn Client,
