@@ -13,6 +13,8 @@ pub enum Failure {
     LimitsRefused,
     /// The user may not use the engine (Docker's socket without the group).
     PermissionDenied,
+    /// The container or image named does not exist.
+    NotFound,
     /// The engine is missing or down.
     Unavailable,
     /// A command did not finish in time: the engine hangs.
@@ -31,6 +33,15 @@ const LIMIT_REFUSALS: &[&str] = &[
     "cgroup is not mounted",
     "kernel does not support",
     "nanocpus can not be set",
+];
+
+/// How Docker and Podman say that a container or image does not exist.
+const NOT_FOUND: &[&str] = &[
+    "no such container",
+    "no such object",
+    "no container with name or id",
+    "no such image",
+    "image not known",
 ];
 
 const PAUSE_REFUSALS: &[&str] = &[
@@ -52,6 +63,8 @@ impl EngineError {
         let says = |phrases: &[&str]| phrases.iter().any(|phrase| text.contains(phrase));
         if says(PAUSE_REFUSALS) {
             Failure::CannotPause
+        } else if says(NOT_FOUND) {
+            Failure::NotFound
         } else if says(LIMIT_REFUSALS) {
             Failure::LimitsRefused
         } else if text.contains("permission denied") {
@@ -84,13 +97,27 @@ mod tests {
             assert_eq!(failed(refusal), Failure::LimitsRefused, "{refusal}");
         }
         for other in [
-            "Error: image not known",
+            "Error: invalid reference format",
             "Error: invalid device cgroup rule 'bogus'",
             "Error: the cgroup controller is mentioned but nothing was refused",
             "Error: creating container storage: the container name \"x\" is already in use",
         ] {
             assert_eq!(failed(other), Failure::Other, "{other}");
         }
+    }
+
+    #[test]
+    fn absence_is_told_apart() {
+        for absent in [
+            "Error: No such container: boinc__x",
+            "Error response from daemon: No such container: boinc__x",
+            "Error: No such object: boinc__x",
+            "Error: no container with name or ID \"boinc__x\" found: no such container",
+            "Error: boinc_wrapper/x:1: image not known",
+        ] {
+            assert_eq!(failed(absent), Failure::NotFound, "{absent}");
+        }
+        assert_eq!(failed("Error: container is in use"), Failure::Other);
     }
 
     #[test]

@@ -558,16 +558,16 @@ impl Engine {
         let argv = self.argv(["container", "inspect", "--format", STATE_FORMAT, container]);
         let out = self.run_argv(&argv, self.limits(), &mut || false)?;
         if !out.success() {
-            // Absent containers make inspect fail; tell that apart from an
-            // engine failure by asking for the exact name.
-            return if self.container_exists(container)? {
-                Err(EngineError::Failed {
-                    command: argv.display(),
-                    detail: out.error_summary(),
-                })
-            } else {
-                Ok(None)
+            let err = EngineError::Failed {
+                command: argv.display(),
+                detail: out.error_summary(),
             };
+            // Absent containers make inspect fail: the engine says so, or,
+            // if it says something else, asking for the exact name tells.
+            if err.failure() == Failure::NotFound || !self.container_exists(container)? {
+                return Ok(None);
+            }
+            return Err(err);
         }
         ContainerState::parse(&out.stdout)
             .map(Some)
@@ -703,13 +703,17 @@ impl Engine {
     pub fn remove(&self, container: &str) -> Result<(), EngineError> {
         let argv = self.argv(["rm", "-f", container]);
         let out = self.run_argv(&argv, self.limits(), &mut || false)?;
-        if out.success() || !self.container_exists(container)? {
+        if out.success() {
+            return Ok(());
+        }
+        let err = EngineError::Failed {
+            command: argv.display(),
+            detail: out.error_summary(),
+        };
+        if err.failure() == Failure::NotFound || !self.container_exists(container)? {
             Ok(())
         } else {
-            Err(EngineError::Failed {
-                command: argv.display(),
-                detail: out.error_summary(),
-            })
+            Err(err)
         }
     }
 
