@@ -1,9 +1,9 @@
 //! Resource numbers in init_data.xml beyond what the host has: the task
 //! runs with the host's own figures and stderr.txt says so.
-#[macro_use]
-mod emulator;
 
-use emulator::*;
+use dw_test_support::*;
+
+const WRAPPER: &str = wrapper_path!();
 
 const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 

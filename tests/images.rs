@@ -7,13 +7,13 @@
 //! its cache is isolated from the tests running beside it; all its tasks share
 //! one data dir, hence one project dir (build lock, last-use markers), as the
 //! tasks of one client do.
-#[macro_use]
-mod emulator;
 
 use std::collections::BTreeSet;
 
-use emulator::jobs::{default_dockerfile, BUSYBOX_ONLY_DOCKERFILE, DEFAULT_WORKDIR};
-use emulator::*;
+use dw_test_support::jobs::{default_dockerfile, BUSYBOX_ONLY_DOCKERFILE, DEFAULT_WORKDIR};
+use dw_test_support::*;
+
+const WRAPPER: &str = wrapper_path!();
 
 /// Bounds a whole task, image build included.
 const TASK_TIMEOUT: Duration = Duration::from_secs(180);

@@ -1,10 +1,10 @@
 //! Quit and restart, abort, signals, faults and accounting: the parts of a
 //! task's life where the C++ wrapper loses or repeats work.
-#[macro_use]
-mod emulator;
 
-use emulator::scenarios::{self, Wrapper};
-use emulator::*;
+use dw_test_support::scenarios::{self, Wrapper};
+use dw_test_support::*;
+
+const WRAPPER: &str = wrapper_path!();
 
 const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 

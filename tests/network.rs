@@ -1,11 +1,11 @@
 //! The client's "network suspended" flag takes the container off its
 //! networks and resuming puts it back, on real Podman and real Docker.
-#[macro_use]
-mod emulator;
 
 use std::time::Instant;
 
-use emulator::*;
+use dw_test_support::*;
+
+const WRAPPER: &str = wrapper_path!();
 
 /// Bounds a whole task, image build included.
 const TASK_TIMEOUT: Duration = Duration::from_secs(180);

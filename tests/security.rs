@@ -1,9 +1,9 @@
 //! The security defaults as the job sees them, and inputs that try to undo
 //! them or to exhaust the host.
-#[macro_use]
-mod emulator;
 
-use emulator::*;
+use dw_test_support::*;
+
+const WRAPPER: &str = wrapper_path!();
 
 const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 

@@ -6,7 +6,7 @@
 //! checks of its own.
 use std::path::{Path, PathBuf};
 
-use super::{Control, EngineKind, Outcome, TaskBuilder, TestEngine, TestJob, COUNTER_JOB};
+use crate::{Control, EngineKind, Outcome, TaskBuilder, TestEngine, TestJob, COUNTER_JOB};
 use std::time::Duration;
 
 /// Bounds a whole task, image build included.
