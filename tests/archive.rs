@@ -6,8 +6,6 @@ use dw_test_support::*;
 
 const WRAPPER: &str = wrapper_path!();
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
-
 on_both_engines!(an_archive_only_app_version_runs_without_a_dockerfile);
 
 fn an_archive_only_app_version_runs_without_a_dockerfile(kind: EngineKind) {

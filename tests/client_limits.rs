@@ -5,8 +5,6 @@ use dw_test_support::*;
 
 const WRAPPER: &str = wrapper_path!();
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
-
 on_both_engines!(out_of_range_numbers_are_lowered_to_the_hosts);
 
 fn out_of_range_numbers_are_lowered_to_the_hosts(kind: EngineKind) {

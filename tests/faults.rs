@@ -8,8 +8,6 @@ use dw_test_support::*;
 
 const WRAPPER: &str = wrapper_path!();
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
-
 on_both_engines!(
     a_dockerfile_that_fails_to_build_reports_its_output,
     a_missing_dockerfile_is_an_error

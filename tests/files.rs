@@ -6,8 +6,6 @@ use dw_test_support::*;
 
 const WRAPPER: &str = wrapper_path!();
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
-
 on_both_engines!(
     soft_linked_input_and_output_reach_the_project_dir,
     symlinked_files_work_too,

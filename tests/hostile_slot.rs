@@ -9,7 +9,6 @@ use dw_test_support::*;
 
 const WRAPPER: &str = wrapper_path!();
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 /// The wrapper's peak RSS is about 6 MiB; reading a slot file whole costs its size.
 const MAX_WRAPPER_RSS_KIB: u64 = 32 * 1024;
 

@@ -15,8 +15,6 @@ use dw_test_support::*;
 
 const WRAPPER: &str = wrapper_path!();
 
-/// Bounds a whole task, image build included.
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 /// The label the wrapper puts on every cache image: the project it belongs to.
 const PROJECT_LABEL: &str = "boinc.docker_wrapper.project";
 const INPUTS_LABEL: &str = "boinc.docker_wrapper.inputs";

@@ -13,7 +13,6 @@ use dw_test_support::*;
 
 const WRAPPER: &str = wrapper_path!();
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 /// What the engine may take to finish cleaning up by itself.
 const ENGINE_CLEANUP: Duration = Duration::from_secs(10);
 /// How long the build may take to reach its long step.

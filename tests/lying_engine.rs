@@ -11,8 +11,6 @@ use dw_test_support::*;
 
 const WRAPPER: &str = wrapper_path!();
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
-
 on_both_engines!(
     garbage_from_inspect_leaves_no_container_and_little_text,
     abort_is_heard_while_pause_hangs,

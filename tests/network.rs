@@ -7,8 +7,6 @@ use dw_test_support::*;
 
 const WRAPPER: &str = wrapper_path!();
 
-/// Bounds a whole task, image build included.
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 /// From the client's flag to the job seeing the change: a heartbeat a
 /// second, one tick, one or two engine commands.
 const NETWORK_CHANGE_TIMEOUT: Duration = Duration::from_secs(20);

@@ -6,9 +6,6 @@ use dw_test_support::*;
 
 const WRAPPER: &str = wrapper_path!();
 
-/// Bounds a whole task, image build included.
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
-
 on_both_engines!(
     success_writes_output_into_the_slot,
     exit_code_is_forwarded_with_the_log,

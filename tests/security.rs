@@ -5,8 +5,6 @@ use dw_test_support::*;
 
 const WRAPPER: &str = wrapper_path!();
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
-
 on_both_engines!(
     the_job_has_no_capabilities_and_cannot_gain_privileges,
     published_ports_listen_on_loopback_only,

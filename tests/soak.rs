@@ -25,7 +25,6 @@ const DEFAULT_TASKS: usize = 20;
 const ABORT_EVERY: usize = 5;
 /// Every 4th task (unless aborted) is quit while its job runs, then restarted.
 const QUIT_EVERY: usize = 4;
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 /// How long an engine may take to remove what a finished task left
 /// (cgroups, a concurrent test's build container) before it counts as left over.
 const SETTLE: Duration = Duration::from_secs(10);

@@ -18,7 +18,6 @@ use std::path::PathBuf;
 use dw_test_support::builder::{wrapper_from_env, WRAPPER_BIN_VAR};
 use dw_test_support::*;
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 /// BOINC's SPORADIC_AC_STATE / SPORADIC_CA_STATE values (lib/common_defs.h).
 const AC_WANT_COMPUTE: i32 = 2;
 const CA_COMPUTING: i32 = 3;

@@ -16,8 +16,6 @@ use dw_test_support::*;
 
 const WRAPPER: &str = wrapper_path!();
 
-/// Bounds a whole task, image build included.
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 const PROJECT_LABEL: &str = "boinc.docker_wrapper.project";
 /// What the wrapper's log says when it sweeps.
 const SWEEPING: &str = "sweeping the image cache";

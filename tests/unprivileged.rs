@@ -12,8 +12,6 @@ use dw_test_support::*;
 
 const WRAPPER: &str = wrapper_path!();
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
-
 on_both_engines!(
     output_is_written_and_owned_by_boinc,
     exit_code_is_forwarded,

@@ -13,7 +13,6 @@ use dw_test_support::*;
 
 const WRAPPER: &str = wrapper_path!();
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 /// What the wrapper logs when it starts the shell (proves the path was taken).
 const SHELL_STARTED: &str = "engine commands go through one shell: sh";
 

@@ -68,6 +68,11 @@ pub mod task;
 pub mod tempdir;
 pub mod user;
 
+/// Bounds a whole task, image build included.
+pub const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long a running job may take to count on.
+pub const COUNT_WAIT: Duration = Duration::from_secs(60);
+
 pub use builder::TaskBuilder;
 pub use client::AppStatus;
 pub use command::{run_with_timeout, wait_until, CommandOutput};
