@@ -47,8 +47,6 @@
 //!
 //! Engine daemons (dockerd, containerd, conmon) are not children of the
 //! wrapper: their CPU is not counted.
-#[path = "../tests/emulator/mod.rs"]
-mod emulator;
 #[path = "wrapper/probe.rs"]
 mod probe;
 #[path = "wrapper/report.rs"]
@@ -60,7 +58,7 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::Instant;
 
-use emulator::*;
+use dw_test_support::*;
 use probe::*;
 use report::*;
 
@@ -164,8 +162,11 @@ fn parse_options() -> Result<Options, String> {
     let mut shipped = Vec::new();
     if dist {
         shipped.push(wrappers.len());
-        let file = emulator::release::release_file("_x86_64-pc-linux-gnu")
-            .map_err(|e| format!("--dist: {e}"))?;
+        let file = dw_test_support::release::release_file(
+            "_x86_64-pc-linux-gnu",
+            env!("CARGO_PKG_VERSION"),
+        )
+        .map_err(|e| format!("--dist: {e}"))?;
         wrappers.push(file);
     }
     Ok(Options {
@@ -183,7 +184,7 @@ fn parse_options() -> Result<Options, String> {
 /// The binary cargo built for this bench (`cargo bench` builds the package's
 /// binaries with the bench profile, i.e. into target/release).
 fn default_wrapper() -> Result<PathBuf, String> {
-    let built = PathBuf::from(env!("CARGO_BIN_EXE_docker_wrapper"));
+    let built = PathBuf::from(wrapper_path!());
     if built.is_file() {
         return Ok(built);
     }

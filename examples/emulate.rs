@@ -7,15 +7,12 @@
 //! The job directory holds a Dockerfile, job.toml and the job's files, as an
 //! app version would; a static busybox (Debian's busybox-static) is added so
 //! images can be built `FROM scratch` without a registry.
-#[path = "../tests/emulator/mod.rs"]
-mod emulator;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use emulator::*;
+use dw_test_support::*;
 
 const BUSYBOX: &str = "/bin/busybox";
 const TIMEOUT: Duration = Duration::from_secs(600);

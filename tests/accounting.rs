@@ -2,13 +2,13 @@
 //! charged for every thread (the C++ wrapper samples `stats` instead).
 //! A separate test binary, and one engine at a time, so that the two busy
 //! threads have this 2-core machine to themselves.
-#[macro_use]
-mod emulator;
 
 use std::sync::Mutex;
 use std::time::Instant;
 
-use emulator::*;
+use dw_test_support::*;
+
+const WRAPPER: &str = wrapper_path!();
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 

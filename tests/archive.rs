@@ -1,12 +1,10 @@
 //! An app version that ships its image as an archive (`docker save` /
 //! `podman save`, gzip-compressed) and no Dockerfile: the wrapper loads it,
 //! caches it by the archive's hash, and needs no registry.
-#[macro_use]
-mod emulator;
 
-use emulator::*;
+use dw_test_support::*;
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+const WRAPPER: &str = wrapper_path!();
 
 on_both_engines!(an_archive_only_app_version_runs_without_a_dockerfile);
 

@@ -1,10 +1,11 @@
 //! The binary's command line and its handling of bad input that needs no
 //! container engine.
-mod emulator;
 
 use std::process::Command;
 
-use emulator::*;
+use dw_test_support::*;
+
+const WRAPPER: &str = wrapper_path!();
 
 #[test]
 fn help_lists_every_option() {

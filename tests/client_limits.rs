@@ -1,11 +1,9 @@
 //! Resource numbers in init_data.xml beyond what the host has: the task
 //! runs with the host's own figures and stderr.txt says so.
-#[macro_use]
-mod emulator;
 
-use emulator::*;
+use dw_test_support::*;
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+const WRAPPER: &str = wrapper_path!();
 
 on_both_engines!(out_of_range_numbers_are_lowered_to_the_hosts);
 

@@ -1,11 +1,9 @@
 //! The control files a job writes to talk to the client (job.toml's
 //! vboxwrapper keys), under the client emulator on real Podman and Docker.
-#[macro_use]
-mod emulator;
 
-use emulator::*;
+use dw_test_support::*;
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+const WRAPPER: &str = wrapper_path!();
 
 on_both_engines!(
     a_completion_file_ends_a_service_with_its_code_and_message,

@@ -9,17 +9,16 @@
 //! tested under Wine in tests/windows_exe.rs.
 #![cfg(target_os = "linux")]
 
-mod emulator;
-
-use emulator::scenarios::{self, Wrapper};
-use emulator::EngineKind;
+use dw_test_support::scenarios::{self, Wrapper};
+use dw_test_support::EngineKind;
 use std::path::PathBuf;
 
 const QEMU_AARCH64: &str = "qemu-aarch64-static";
 
 /// The release file whose name ends in `suffix`.
 fn release_file(suffix: &str) -> PathBuf {
-    emulator::release::release_file(suffix).unwrap_or_else(|e| panic!("{e}"))
+    dw_test_support::release::release_file(suffix, env!("CARGO_PKG_VERSION"))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn x86_64() -> Wrapper {
@@ -36,7 +35,7 @@ fn aarch64() -> Wrapper {
 }
 
 fn which_qemu() -> PathBuf {
-    emulator::engine::find_in_path(QEMU_AARCH64)
+    dw_test_support::engine::find_in_path(QEMU_AARCH64)
         .unwrap_or_else(|| panic!("{QEMU_AARCH64} not found: apt-get install qemu-user-static"))
 }
 

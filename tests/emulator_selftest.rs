@@ -1,15 +1,14 @@
 //! Tests of the client emulator itself: no container engine, no wrapper needed.
-mod emulator;
 
 use std::fs;
 use std::time::Instant;
 
-use emulator::client::{heartbeat_text, tag_text};
-use emulator::engine::version_from_cli_output;
-use emulator::init_data::c_e;
-use emulator::shm::{CHANNEL_SIZE, MAX_MESSAGE_LEN, MMAP_FILE_NAME, MMAP_FILE_SIZE};
-use emulator::slot::soft_link_text;
-use emulator::*;
+use dw_test_support::client::{heartbeat_text, tag_text};
+use dw_test_support::engine::version_from_cli_output;
+use dw_test_support::init_data::c_e;
+use dw_test_support::shm::{CHANNEL_SIZE, MAX_MESSAGE_LEN, MMAP_FILE_NAME, MMAP_FILE_SIZE};
+use dw_test_support::slot::soft_link_text;
+use dw_test_support::*;
 
 fn new_shm(dir: &TempDir) -> (SharedMemory, SharedMemory) {
     let path = dir.path().join(MMAP_FILE_NAME);
@@ -347,7 +346,7 @@ fn temp_dir_is_removed_on_drop() {
     )
     .unwrap();
     drop(dir);
-    if std::env::var_os(emulator::tempdir::KEEP_DIRS_VAR).is_none() {
+    if std::env::var_os(dw_test_support::tempdir::KEEP_DIRS_VAR).is_none() {
         assert!(!path.exists(), "{} still exists", path.display());
     }
 }
@@ -361,7 +360,7 @@ fn task_dirs_are_removed_on_drop() {
     let data_dir = task.data_dir().to_path_buf();
     assert!(data_dir.is_dir());
     drop(task);
-    if std::env::var_os(emulator::tempdir::KEEP_DIRS_VAR).is_none() {
+    if std::env::var_os(dw_test_support::tempdir::KEEP_DIRS_VAR).is_none() {
         assert!(!data_dir.exists());
     }
 }

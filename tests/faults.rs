@@ -1,14 +1,12 @@
 //! Faults of the host rather than of the job: no engine, a daemon that is
 //! down, an engine that hangs, a Dockerfile that does not build. The work
 //! must not be lost (temporary exit) when the fault is the host's.
-#[macro_use]
-mod emulator;
 
 use std::os::unix::fs::PermissionsExt;
 
-use emulator::*;
+use dw_test_support::*;
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+const WRAPPER: &str = wrapper_path!();
 
 on_both_engines!(
     a_dockerfile_that_fails_to_build_reports_its_output,

@@ -1,12 +1,10 @@
 //! Files as the BOINC client delivers them: soft-link files (or symlinks)
 //! in the slot naming the real file in the project dir. The job sees real
 //! files whatever the app version's file flags are.
-#[macro_use]
-mod emulator;
 
-use emulator::*;
+use dw_test_support::*;
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+const WRAPPER: &str = wrapper_path!();
 
 on_both_engines!(
     soft_linked_input_and_output_reach_the_project_dir,

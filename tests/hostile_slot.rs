@@ -1,15 +1,14 @@
 //! The job shares the slot with the wrapper and can put anything there: the
 //! wrapper's reads of slot files must stay small and never block, and its
 //! writes must never go through a link the job planted.
-#[macro_use]
-mod emulator;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use emulator::*;
+use dw_test_support::*;
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+const WRAPPER: &str = wrapper_path!();
+
 /// The wrapper's peak RSS is about 6 MiB; reading a slot file whole costs its size.
 const MAX_WRAPPER_RSS_KIB: u64 = 32 * 1024;
 

@@ -7,16 +7,14 @@
 //! its cache is isolated from the tests running beside it; all its tasks share
 //! one data dir, hence one project dir (build lock, last-use markers), as the
 //! tasks of one client do.
-#[macro_use]
-mod emulator;
 
 use std::collections::BTreeSet;
 
-use emulator::jobs::{default_dockerfile, BUSYBOX_ONLY_DOCKERFILE, DEFAULT_WORKDIR};
-use emulator::*;
+use dw_test_support::jobs::{default_dockerfile, BUSYBOX_ONLY_DOCKERFILE, DEFAULT_WORKDIR};
+use dw_test_support::*;
 
-/// Bounds a whole task, image build included.
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+const WRAPPER: &str = wrapper_path!();
+
 /// The label the wrapper puts on every cache image: the project it belongs to.
 const PROJECT_LABEL: &str = "boinc.docker_wrapper.project";
 const INPUTS_LABEL: &str = "boinc.docker_wrapper.inputs";

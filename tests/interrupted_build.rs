@@ -7,13 +7,12 @@
 //! it looks for are named after that base (Podman) or descend from it
 //! (Docker), and its step images carry its own `ENV`: no test mistakes
 //! another's build for its own.
-#[macro_use]
-mod emulator;
 
-use emulator::jobs::{default_dockerfile, DEFAULT_WORKDIR};
-use emulator::*;
+use dw_test_support::jobs::{default_dockerfile, DEFAULT_WORKDIR};
+use dw_test_support::*;
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+const WRAPPER: &str = wrapper_path!();
+
 /// What the engine may take to finish cleaning up by itself.
 const ENGINE_CLEANUP: Duration = Duration::from_secs(10);
 /// How long the build may take to reach its long step.

@@ -1,12 +1,10 @@
 //! Quit and restart, abort, signals, faults and accounting: the parts of a
 //! task's life where the C++ wrapper loses or repeats work.
-#[macro_use]
-mod emulator;
 
-use emulator::scenarios::{self, Wrapper};
-use emulator::*;
+use dw_test_support::scenarios::{self, Wrapper};
+use dw_test_support::*;
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+const WRAPPER: &str = wrapper_path!();
 
 on_both_engines!(
     quit_and_restart_continue_the_same_container,
@@ -18,9 +16,6 @@ on_both_engines!(
     web_graphics_url_reaches_the_client_and_the_port_answers,
     a_journal_written_by_the_job_cannot_inflate_cpu_time,
 );
-
-/// How long a running job may take to count on.
-const COUNT_WAIT: Duration = Duration::from_secs(60);
 
 fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
     scenarios::quit_and_restart_continue_the_same_container(&Wrapper::built(WRAPPER), kind);

@@ -2,16 +2,14 @@
 //! second wrapper for the same result: whatever happens, the task's
 //! container is removed or kept on purpose, never forgotten, never adopted
 //! by another slot, and the client is heard while the engine hangs.
-#[macro_use]
-mod emulator;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use emulator::*;
+use dw_test_support::*;
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+const WRAPPER: &str = wrapper_path!();
 
 on_both_engines!(
     garbage_from_inspect_leaves_no_container_and_little_text,

@@ -1,14 +1,12 @@
 //! The client's "network suspended" flag takes the container off its
 //! networks and resuming puts it back, on real Podman and real Docker.
-#[macro_use]
-mod emulator;
 
 use std::time::Instant;
 
-use emulator::*;
+use dw_test_support::*;
 
-/// Bounds a whole task, image build included.
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+const WRAPPER: &str = wrapper_path!();
+
 /// From the client's flag to the job seeing the change: a heartbeat a
 /// second, one tick, one or two engine commands.
 const NETWORK_CHANGE_TIMEOUT: Duration = Duration::from_secs(20);

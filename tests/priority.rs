@@ -2,14 +2,14 @@
 //! ordinary busy process on the same core; the ordinary process must get
 //! most of the core. A separate test binary, one engine at a time, so no
 //! other test competes for the core.
-#[macro_use]
-mod emulator;
 
 use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use emulator::*;
+use dw_test_support::*;
+
+const WRAPPER: &str = wrapper_path!();
 
 const WINDOW: Duration = Duration::from_secs(5);
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());

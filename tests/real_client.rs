@@ -104,12 +104,12 @@ on_boinc8!(
 
 /// The client runs as root, and so do the wrapper and the engine CLI.
 fn as_root(client: ClientVersion, kind: EngineKind) -> Variant {
-    Variant::new(client, Engine::require(kind))
+    Variant::new(client, engine::as_root(kind))
 }
 
 /// The client runs as the user `boinc`: rootless Podman, or Docker through the group.
 fn as_boinc(client: ClientVersion, kind: EngineKind) -> Variant {
-    Variant::new(client, Engine::require_unprivileged(kind))
+    Variant::new(client, engine::as_boinc(kind))
 }
 
 /// Covers the first start (including an image build when the cache is cold).
@@ -126,8 +126,8 @@ const COUNTER_JOB: &str = "echo start >> starts.txt\n\
     while [ ! -f go ]; do i=$((i+1)); echo $i > count.txt; sleep 0.2; done\n\
     echo \"job finished after $i steps\"";
 
-fn start(label: &str, variant: &Variant, job: &Job) -> RealClient {
-    let job = if variant.engine.is_rootless_podman() {
+fn start(label: &str, variant: &Variant, job: &Workunit) -> RealClient {
+    let job = if variant.engine.lacks_network() {
         job.clone().without_network()
     } else {
         job.clone()
@@ -272,7 +272,7 @@ fn report(
 /// An input file arrives in the slot as a `<soft_link>` file, the job reads
 /// the real data and writes an output file that the client keeps.
 fn input_to_output(variant: Variant) {
-    let job = Job::shell(
+    let job = Workunit::shell(
         "echo \"job started, arguments: $*\"\n\
          while [ ! -f go ]; do sleep 0.1; done\n\
          { echo \"args: $*\"; tr a-z A-Z < in.txt; } > out.txt\n\
@@ -346,7 +346,7 @@ fn exit_code_is_a_compute_error(variant: Variant) {
     let client = start(
         "exit_code",
         &variant,
-        &Job::shell(&format!("echo \"{line}\"\nexit 3")),
+        &Workunit::shell(&format!("echo \"{line}\"\nexit 3")),
     );
     let result = client
         .wait_final(FINAL_TIMEOUT)
@@ -391,7 +391,7 @@ fn suspend_resume_in_memory(variant: Variant) {
 /// task that has checkpointed (the wrapper keeps the container paused and
 /// exits; the client starts it again on resume); with it on, `<suspend/>`.
 fn suspend_then_resume(scenario: &str, variant: &Variant, in_memory: bool) {
-    let job = Job::shell(COUNTER_JOB)
+    let job = Workunit::shell(COUNTER_JOB)
         .output("starts.txt")
         .leave_apps_in_memory(in_memory);
     let client = start(scenario, variant, &job);
@@ -483,7 +483,7 @@ fn suspend_then_resume(scenario: &str, variant: &Variant, in_memory: bool) {
 /// `boinccmd --task ... abort` -> the result is aborted, the wrapper exits
 /// promptly and the container is gone.
 fn abort_removes_the_container(variant: Variant) {
-    let client = start("abort", &variant, &Job::shell(COUNTER_JOB));
+    let client = start("abort", &variant, &Workunit::shell(COUNTER_JOB));
     wait_for_count(&client, 3, RUNNING_TIMEOUT);
 
     let aborted = Instant::now();
@@ -533,7 +533,7 @@ fn abort_removes_the_container(variant: Variant) {
 /// exits with the client; the client started again restarts the task, which
 /// goes on in the same container and completes: one start of the job.
 fn client_restart_continues_the_task(variant: Variant) {
-    let job = Job::shell(COUNTER_JOB).output("starts.txt");
+    let job = Workunit::shell(COUNTER_JOB).output("starts.txt");
     let mut client = start("client_restart", &variant, &job);
     wait_for_count(&client, 5, RUNNING_TIMEOUT);
     let container = task_container_id(&client);
@@ -572,7 +572,7 @@ fn client_restart_continues_the_task(variant: Variant) {
 /// created: the 8.2 client's startup cleanup removes it, and must leave the
 /// active task's container alone; the 7.20 client has no such cleanup.
 fn client_killed_continues_the_task(variant: Variant) {
-    let job = Job::shell(COUNTER_JOB).output("starts.txt");
+    let job = Workunit::shell(COUNTER_JOB).output("starts.txt");
     let mut client = start("client_killed", &variant, &job);
     wait_for_count(&client, 5, RUNNING_TIMEOUT);
     let container = task_container_id(&client);
@@ -667,12 +667,12 @@ fn assert_same_container(client: &RealClient, id: &str) {
 
 /// A container named like a task's that belongs to no task; removed on drop.
 struct StrayContainer {
-    engine: Engine,
+    engine: TestEngine,
     name: String,
 }
 
 impl StrayContainer {
-    fn create(engine: &Engine, name: &str) -> StrayContainer {
+    fn create(engine: &TestEngine, name: &str) -> StrayContainer {
         engine
             .create_idle_container(name)
             .unwrap_or_else(|e| panic!("cannot create the stray container: {e}"));
@@ -700,7 +700,7 @@ fn completion_file_finishes_with_the_jobs_message(variant: Variant) {
         "echo start >> starts.txt\nprintf '0\\n0\\n{message}\\n' > boinc_completed\n\
          while :; do sleep 1; done"
     );
-    let job = Job::shell(&script)
+    let job = Workunit::shell(&script)
         .output("starts.txt")
         .job_toml("completion_trigger_file = \"boinc_completed\"");
     let client = start("completion_file", &variant, &job);
@@ -740,7 +740,7 @@ fn temporary_exit_file_is_retried_in_the_same_container(variant: Variant) {
          if [ ! -f asked ]; then touch asked; printf '5\\n0\\n{reason}\\n' > retry_later; fi\n\
          i=0\nwhile [ ! -f go ]; do i=$((i+1)); echo $i > count.txt; sleep 0.2; done"
     );
-    let job = Job::shell(&script)
+    let job = Workunit::shell(&script)
         .output("starts.txt")
         .job_toml("temporary_exit_trigger_file = \"retry_later\"");
     let client = start("temporary_exit_file", &variant, &job);

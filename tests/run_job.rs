@@ -1,13 +1,10 @@
 //! A task from start to end under the client emulator, on real Podman and
 //! real Docker: every test runs once per engine.
-#[macro_use]
-mod emulator;
 
-use emulator::scenarios::{self, Wrapper};
-use emulator::*;
+use dw_test_support::scenarios::{self, Wrapper};
+use dw_test_support::*;
 
-/// Bounds a whole task, image build included.
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+const WRAPPER: &str = wrapper_path!();
 
 on_both_engines!(
     success_writes_output_into_the_slot,

@@ -1,11 +1,9 @@
 //! The security defaults as the job sees them, and inputs that try to undo
 //! them or to exhaust the host.
-#[macro_use]
-mod emulator;
 
-use emulator::*;
+use dw_test_support::*;
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+const WRAPPER: &str = wrapper_path!();
 
 on_both_engines!(
     the_job_has_no_capabilities_and_cannot_gain_privileges,

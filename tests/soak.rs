@@ -7,8 +7,6 @@
 //!
 //! `DW_SOAK_TASKS` sets the number of tasks per engine (default 20, the CI
 //! run); the full soak is `DW_SOAK_TASKS=200` (see README.md, Tests).
-#[macro_use]
-mod emulator;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -16,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use emulator::*;
+use dw_test_support::*;
+
+const WRAPPER: &str = wrapper_path!();
 
 const TASKS_VAR: &str = "DW_SOAK_TASKS";
 /// The CI count; the full soak is 200 (README.md, Tests).
@@ -25,7 +25,6 @@ const DEFAULT_TASKS: usize = 20;
 const ABORT_EVERY: usize = 5;
 /// Every 4th task (unless aborted) is quit while its job runs, then restarted.
 const QUIT_EVERY: usize = 4;
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 /// How long an engine may take to remove what a finished task left
 /// (cgroups, a concurrent test's build container) before it counts as left over.
 const SETTLE: Duration = Duration::from_secs(10);
@@ -445,7 +444,7 @@ fn settled(probe: impl Fn() -> BTreeSet<String>) -> BTreeSet<String> {
 
 /// The test's default Dockerfile with this run's label on every layer.
 fn default_dockerfile_labelled(run: &str) -> String {
-    let default = emulator::jobs::default_dockerfile(emulator::jobs::DEFAULT_WORKDIR);
+    let default = dw_test_support::jobs::default_dockerfile(dw_test_support::jobs::DEFAULT_WORKDIR);
     let (from, rest) = default.split_once('\n').unwrap();
     format!("{from}\nLABEL docker_wrapper_soak=\"{run}\"\n{rest}")
 }

@@ -12,45 +12,31 @@
 //! `_x86_64-pc-linux-gnu`. Without either they fail and say so.
 //!
 //! `cargo xtask dist && cargo test --release --test sporadic`
-#[macro_use]
-mod emulator;
 
 use std::path::PathBuf;
 
-use emulator::*;
+use dw_test_support::builder::{wrapper_from_env, WRAPPER_BIN_VAR};
+use dw_test_support::*;
 
-/// Replaces the wrapper under test (the emulator's TaskBuilder reads it too).
-const WRAPPER_BIN_VAR: &str = "DW_WRAPPER_BIN";
-
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 /// BOINC's SPORADIC_AC_STATE / SPORADIC_CA_STATE values (lib/common_defs.h).
 const AC_WANT_COMPUTE: i32 = 2;
 const CA_COMPUTING: i32 = 3;
 
-mod the_job_and_the_client_exchange_states {
-    use super::emulator::EngineKind;
-    #[test]
-    fn podman() {
-        super::the_job_and_the_client_exchange_states(EngineKind::Podman);
-    }
-    #[test]
-    fn docker() {
-        super::the_job_and_the_client_exchange_states(EngineKind::Docker);
-    }
-}
+on_both_engines!(the_job_and_the_client_exchange_states);
 
 /// The wrapper linked against BOINC 8's API: `DW_WRAPPER_BIN`, else the
 /// x86_64 Linux release file. Panics, saying how to get one, when there is none.
 fn boinc8_wrapper() -> PathBuf {
-    if let Some(bin) = std::env::var_os(WRAPPER_BIN_VAR).filter(|v| !v.is_empty()) {
-        return PathBuf::from(bin);
+    if let Some(bin) = wrapper_from_env() {
+        return bin;
     }
-    emulator::release::release_file("_x86_64-pc-linux-gnu").unwrap_or_else(|e| {
-        panic!(
-            "sporadic apps need a wrapper linked against BOINC 8's API and there is none \
+    dw_test_support::release::release_file("_x86_64-pc-linux-gnu", env!("CARGO_PKG_VERSION"))
+        .unwrap_or_else(|e| {
+            panic!(
+                "sporadic apps need a wrapper linked against BOINC 8's API and there is none \
              ({WRAPPER_BIN_VAR} is not set): {e}"
-        )
-    })
+            )
+        })
 }
 
 /// The job says it wants to compute (`ac`), waits until the client says

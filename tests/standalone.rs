@@ -1,11 +1,11 @@
 //! Standalone mode: a project admin runs the wrapper by hand in a plain
 //! directory holding a job (no client, no init_data.xml).
-#[macro_use]
-mod emulator;
 
 use std::process::Command;
 
-use emulator::*;
+use dw_test_support::*;
+
+const WRAPPER: &str = wrapper_path!();
 
 on_both_engines!(the_example_job_runs_from_a_plain_directory);
 

@@ -7,17 +7,15 @@
 //! The test has a data dir of its own and projects named after the engine,
 //! the test and the pid, so the tests beside it (each with its own data dir)
 //! are left alone: a sweep judges only the images its data dir's tasks used.
-#[macro_use]
-mod emulator;
 
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use emulator::jobs::{default_dockerfile, BUSYBOX_ONLY_DOCKERFILE, DEFAULT_WORKDIR};
-use emulator::*;
+use dw_test_support::jobs::{default_dockerfile, BUSYBOX_ONLY_DOCKERFILE, DEFAULT_WORKDIR};
+use dw_test_support::*;
 
-/// Bounds a whole task, image build included.
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+const WRAPPER: &str = wrapper_path!();
+
 const PROJECT_LABEL: &str = "boinc.docker_wrapper.project";
 /// What the wrapper's log says when it sweeps.
 const SWEEPING: &str = "sweeping the image cache";

@@ -5,14 +5,12 @@
 //! and no network (slirp4netns cannot open /dev/net/tun here), so its jobs run
 //! with `network = false`, and the wrapper stops their processes with SIGSTOP
 //! instead of pausing and reads their CPU time from /proc.
-#[macro_use]
-mod emulator;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-use emulator::*;
+use dw_test_support::*;
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+const WRAPPER: &str = wrapper_path!();
 
 on_both_engines!(
     output_is_written_and_owned_by_boinc,

@@ -49,8 +49,6 @@
 //! one fails and says so.
 #![cfg(target_os = "linux")]
 
-mod emulator;
-
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
@@ -58,13 +56,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Instant;
 
-use emulator::command::wait_or_kill;
-use emulator::*;
+use dw_test_support::command::wait_or_kill;
+use dw_test_support::release;
+use dw_test_support::*;
 
 /// The BOINC release whose Windows libraries `cargo xtask dist` links.
 const BOINC_API_VERSION: &str = "8.2.15";
 const EXE_SUFFIX: &str = "_windows_x86_64.exe";
-const EXE_PREFIX: &str = "docker_wrapper_";
 const COMPILER: &str = "x86_64-w64-mingw32-gcc";
 const WINE_INSTALL: &str = "apt-get install wine wine64 (Debian 12: Wine 8.0)";
 const COMPILER_INSTALL: &str = "apt-get install gcc-mingw-w64-x86-64";
@@ -190,43 +188,10 @@ struct WindowsExe {
 /// `docker_wrapper_<version>_windows_x86_64.exe` in `DW_DIST_DIR`, else in
 /// `dist/`: this crate's version if it is there, else the only one.
 fn windows_exe() -> WindowsExe {
-    let dir = std::env::var_os("DW_DIST_DIR")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("dist"));
-    let build =
-        "build it with `cargo xtask dist` (or set DW_DIST_DIR to the directory that holds it)";
-    let entries =
-        fs::read_dir(&dir).unwrap_or_else(|e| panic!("no {}: {e}; {build}", dir.display()));
-    let mut found: Vec<(String, PathBuf)> = entries
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let name = entry.file_name().into_string().ok()?;
-            let version = name
-                .strip_prefix(EXE_PREFIX)?
-                .strip_suffix(EXE_SUFFIX)?
-                .to_string();
-            Some((version, entry.path()))
-        })
-        .collect();
-    found.sort();
-    let ours = env!("CARGO_PKG_VERSION");
-    let chosen = match found.iter().position(|(version, _)| version == ours) {
-        Some(at) => found.swap_remove(at),
-        None if found.len() == 1 => found.remove(0),
-        None if found.is_empty() => panic!(
-            "no {EXE_PREFIX}<version>{EXE_SUFFIX} in {}: {build}",
-            dir.display()
-        ),
-        None => panic!(
-            "several Windows builds in {} and none of version {ours}: {found:?}",
-            dir.display()
-        ),
-    };
-    WindowsExe {
-        path: chosen.1,
-        version: chosen.0,
-    }
+    let path = release::release_file(EXE_SUFFIX, env!("CARGO_PKG_VERSION"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let version = release::version_of(&path, EXE_SUFFIX).expect("a release file's name");
+    WindowsExe { path, version }
 }
 
 /// A private Wine prefix with the stand-ins installed, in a temporary
@@ -240,9 +205,9 @@ struct Wine {
 
 impl Wine {
     fn new(label: &str) -> Wine {
-        let wine = emulator::engine::find_in_path("wine")
+        let wine = dw_test_support::engine::find_in_path("wine")
             .unwrap_or_else(|| panic!("wine is not installed: {WINE_INSTALL}"));
-        let compiler = emulator::engine::find_in_path(COMPILER)
+        let compiler = dw_test_support::engine::find_in_path(COMPILER)
             .unwrap_or_else(|| panic!("{COMPILER} is not installed: {COMPILER_INSTALL}"));
         let dir = TempDir::new(&format!("wine_{label}")).unwrap();
         let build = dir.path().join("build");
@@ -316,7 +281,7 @@ impl Wine {
         let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let out_path = self.dir().join(format!("run{n}.stdout"));
         let err_path = self.dir().join(format!("run{n}.stderr"));
-        let shown = emulator::command::describe(command);
+        let shown = dw_test_support::command::describe(command);
         command
             .stdin(Stdio::null())
             .stdout(fs::File::create(&out_path).unwrap())

@@ -4,16 +4,15 @@
 //! Windows. The key scenarios of run_job.rs and lifecycle.rs run through it
 //! on both engines, and faults of the shell path (a hanging command, the
 //! shell dying) are provoked with a fake engine CLI in front of the real one.
-#[macro_use]
-mod emulator;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use emulator::scenarios::{self, Wrapper};
-use emulator::*;
+use dw_test_support::scenarios::{self, Wrapper};
+use dw_test_support::*;
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+const WRAPPER: &str = wrapper_path!();
+
 /// What the wrapper logs when it starts the shell (proves the path was taken).
 const SHELL_STARTED: &str = "engine commands go through one shell: sh";
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::emulator::TestEngine;
+use dw_test_support::TestEngine;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 

@@ -19,16 +19,19 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::command::{last_lines, run_with_timeout, wait_or_kill, wait_until, CommandOutput};
-use super::data_dir::{random_hex, write_data_dir, Job, Names, PROJECT_DIR_NAME, PROJECT_URL};
-use super::engine::Engine;
+use dw_test_support::builder::wrapper_from_env;
+use dw_test_support::command::{
+    last_lines, run_with_timeout, wait_or_kill, wait_until, CommandOutput,
+};
+use dw_test_support::tempdir::TempDir;
+use dw_test_support::{wrapper_path, TestEngine};
+
+use super::data_dir::{random_hex, write_data_dir, Names, Workunit, PROJECT_DIR_NAME, PROJECT_URL};
+use super::engine::ClientEngine;
 use super::engine_lock::EngineLock;
 use super::state::{find_result, ResultRecord};
-use super::tempdir::TempDir;
 use super::variant::{ClientVersion, Variant};
 
-/// The wrapper under test; default: the binary cargo built for this test.
-pub const WRAPPER_VAR: &str = "DW_WRAPPER_BIN";
 /// How many clients (tasks) run at once in this test process (default 2), so
 /// that a larger `--test-threads` does not crowd the machine.
 pub const PARALLEL_VAR: &str = "DW_REAL_CLIENT_PARALLEL";
@@ -50,7 +53,7 @@ const CLIENT_STDOUT: &str = "client_stdout.txt";
 const CLIENT_STDERR: &str = "client_stderr.txt";
 
 pub struct RealClient {
-    engine: Engine,
+    engine: TestEngine,
     client_version: ClientVersion,
     client_bin: PathBuf,
     boinccmd_bin: PathBuf,
@@ -68,8 +71,12 @@ pub struct RealClient {
 }
 
 impl RealClient {
-    /// Writes a fresh data dir for `job` and starts the variant's client on it.
-    pub fn start(label: &str, variant: &Variant, job: &Job) -> Result<RealClient, String> {
+    /// Writes a fresh data dir for `workunit` and starts the variant's client on it.
+    pub fn start(
+        label: &str,
+        variant: &Variant,
+        workunit: &Workunit,
+    ) -> Result<RealClient, String> {
         let (client_bin, boinccmd_bin) = variant.client.programs()?;
         let engine = &variant.engine;
         if variant.client == ClientVersion::V8_2 {
@@ -93,7 +100,7 @@ impl RealClient {
         let password = random_hex(16)?;
         write_data_dir(
             &data_dir,
-            job,
+            workunit,
             &names,
             &wrapper_program(),
             &password,
@@ -462,19 +469,6 @@ impl RealClient {
         self.project_dir().join(self.names.output_file(open_name))
     }
 
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
-    }
-
-    pub fn result_name(&self) -> &str {
-        &self.names.result
-    }
-
-    /// How many times the client was started.
-    pub fn starts(&self) -> u32 {
-        self.starts
-    }
-
     /// The wrapper's container: `boinc__<project dir>__<result>`, lower-cased,
     /// as the wrapper (and the C++ wrapper) names it.
     pub fn container_name(&self) -> String {
@@ -490,7 +484,7 @@ impl RealClient {
         ))
     }
 
-    /// See `Engine::is_suspended`.
+    /// See `TestEngine::is_suspended`.
     pub fn is_suspended(&self) -> bool {
         self.engine.is_suspended(&self.container_name())
     }
@@ -569,11 +563,9 @@ impl Drop for RealClient {
     }
 }
 
+/// The wrapper under test: `DW_WRAPPER_BIN`, else the binary cargo built for this test.
 fn wrapper_program() -> PathBuf {
-    std::env::var_os(WRAPPER_VAR)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_docker_wrapper")))
+    wrapper_from_env().unwrap_or_else(|| PathBuf::from(wrapper_path!()))
 }
 
 /// SIGKILL to every process whose working directory lies in `dir`. Only apps

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::command::run_with_timeout;
+use dw_test_support::jobs::{JobFile, TestJob};
+use dw_test_support::run_with_timeout;
+use dw_test_support::tempdir::file_name_safe;
 
 pub const PROJECT_URL: &str = "http://example.test/dw_real_client/";
 /// `PROJECT_URL` escaped as the client names the project dir (lib/url.cpp
@@ -28,29 +30,23 @@ pub const APP_NAME: &str = "docker_app";
 pub const PLATFORM: &str = "x86_64-pc-linux-gnu";
 pub const VERSION_NUM: u32 = 100;
 pub const PLAN_CLASS: &str = "docker";
-/// Debian's busybox-static.
-pub const BUSYBOX: &str = "/bin/busybox";
 /// The workunit's memory bound: the wrapper's `--memory`.
 const MEMORY_BOUND: u64 = 512 << 20;
 
-/// Every test uses this Dockerfile, so the wrapper's content-addressed image
-/// cache builds one image per engine for all of them. main.sh is not copied
-/// into the image: it reaches the container through the slot (at /app).
-pub const DOCKERFILE: &str = "FROM scratch\n\
-    COPY busybox /bin/busybox\n\
-    RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
-    WORKDIR /app\n\
-    ENV ARGS=\"\"\n\
-    CMD [\"/bin/sh\", \"-c\", \"exec /bin/sh ./main.sh $ARGS\"]\n";
+/// Every test's job.toml. The jobs use the default Dockerfile, so the
+/// wrapper's content-addressed image cache builds one image per engine for
+/// all of them; main.sh is not copied into the image: it reaches the
+/// container through the slot (at /app).
 pub const JOB_TOML: &str = "# real-client test job\nverbose = 1\n";
 /// For engines without a usable network here (rootless Podman).
 const NO_NETWORK_TOML: &str = "network = false\nbuild_args = \"--network none\"\n";
 
-/// The job of one test: main.sh, the workunit's command line, its input files
-/// and the result's output files (by open name), and the one preference tests vary.
+/// The workunit of one test: the job (its files become the app version's),
+/// the command line, its input files and the result's output files (by open
+/// name), and the one preference tests vary.
 #[derive(Clone, Debug)]
-pub struct Job {
-    pub(super) script: String,
+pub struct Workunit {
+    pub(super) job: TestJob,
     pub(super) command_line: Option<String>,
     pub(super) inputs: Vec<(String, Vec<u8>)>,
     pub(super) outputs: Vec<String>,
@@ -60,11 +56,11 @@ pub struct Job {
     pub(super) job_toml: String,
 }
 
-impl Job {
-    /// A job running `script` with busybox sh in /app (the slot).
-    pub fn shell(script: &str) -> Job {
-        Job {
-            script: script.to_string(),
+impl Workunit {
+    /// A workunit running `script` with busybox sh in /app (the slot).
+    pub fn shell(script: &str) -> Workunit {
+        Workunit {
+            job: TestJob::shell(script),
             command_line: None,
             inputs: Vec::new(),
             outputs: Vec::new(),
@@ -75,41 +71,50 @@ impl Job {
     }
 
     /// A line for job.toml.
-    pub fn job_toml(mut self, line: &str) -> Job {
+    pub fn job_toml(mut self, line: &str) -> Workunit {
         self.job_toml.push_str(line);
         self.job_toml.push('\n');
         self
     }
 
     /// The workunit's `<command_line>`: the job's `$ARGS`.
-    pub fn command_line(mut self, line: &str) -> Job {
+    pub fn command_line(mut self, line: &str) -> Workunit {
         self.command_line = Some(line.to_string());
         self
     }
 
     /// A workunit input file, delivered in the slot under `open_name`.
-    pub fn input(mut self, open_name: &str, contents: impl Into<Vec<u8>>) -> Job {
+    pub fn input(mut self, open_name: &str, contents: impl Into<Vec<u8>>) -> Workunit {
         self.inputs.push((open_name.to_string(), contents.into()));
         self
     }
 
     /// A result output file the job writes as `open_name` in the slot.
-    pub fn output(mut self, open_name: &str) -> Job {
+    pub fn output(mut self, open_name: &str) -> Workunit {
         self.outputs.push(open_name.to_string());
         self
     }
 
     /// The "leave applications in memory" preference (default off, as on a
     /// fresh client: then a task that checkpointed is quit, not suspended).
-    pub fn leave_apps_in_memory(mut self, on: bool) -> Job {
+    pub fn leave_apps_in_memory(mut self, on: bool) -> Workunit {
         self.leave_apps_in_memory = on;
         self
     }
 
     /// job.toml turns the container's network off, and the build's.
-    pub fn without_network(mut self) -> Job {
+    pub fn without_network(mut self) -> Workunit {
         self.no_network = true;
         self
+    }
+
+    /// The app version's files: the job's, with the harness's job.toml.
+    fn app_files(&self) -> Result<Vec<JobFile>, String> {
+        let no_network = if self.no_network { NO_NETWORK_TOML } else { "" };
+        self.job
+            .clone()
+            .job_toml(&format!("{JOB_TOML}{no_network}{}", self.job_toml))
+            .files()
     }
 }
 
@@ -153,7 +158,7 @@ struct FileInfo {
 /// `allow_multiple_clients` goes into cc_config.xml.
 pub fn write_data_dir(
     data_dir: &Path,
-    job: &Job,
+    workunit: &Workunit,
     names: &Names,
     wrapper_bin: &Path,
     gui_rpc_password: &str,
@@ -163,61 +168,21 @@ pub fn write_data_dir(
     fs::create_dir_all(&project_dir)
         .map_err(|e| format!("cannot create {}: {e}", project_dir.display()))?;
 
-    if !Path::new(BUSYBOX).is_file() {
-        return Err(format!(
-            "{BUSYBOX} is missing: the test image needs a static busybox. Install it with `apt-get install -y busybox-static`."
-        ));
-    }
-    // (file_info name, open name, contents source)
     let wrapper_name = format!("docker_wrapper_{VERSION_NUM}_{PLATFORM}");
     let main_program = put_file(&project_dir, &wrapper_name, Source::Copy(wrapper_bin), true)?;
-    let app_files = vec![
-        (
-            put_file(
-                &project_dir,
-                &format!("Dockerfile_{VERSION_NUM}"),
-                Source::Bytes(DOCKERFILE.as_bytes()),
-                false,
-            )?,
-            "Dockerfile",
-        ),
-        (
-            put_file(
-                &project_dir,
-                &format!("job_{VERSION_NUM}.toml"),
-                Source::Bytes(
-                    format!(
-                        "{JOB_TOML}{}{}",
-                        if job.no_network { NO_NETWORK_TOML } else { "" },
-                        job.job_toml
-                    )
-                    .as_bytes(),
-                ),
-                false,
-            )?,
-            "job.toml",
-        ),
-        (
-            put_file(
-                &project_dir,
-                &format!("main_{VERSION_NUM}.sh"),
-                Source::Bytes(format!("#!/bin/sh\n{}\n", job.script).as_bytes()),
-                true,
-            )?,
-            "main.sh",
-        ),
-        (
-            put_file(
-                &project_dir,
-                &format!("busybox_{VERSION_NUM}"),
-                Source::Copy(Path::new(BUSYBOX)),
-                true,
-            )?,
-            "busybox",
-        ),
-    ];
+    let mut app_files = Vec::new();
+    for file in workunit.app_files()? {
+        let physical_name = versioned_name(&file.name);
+        let info = put_file(
+            &project_dir,
+            &physical_name,
+            Source::Bytes(&file.contents),
+            file.executable,
+        )?;
+        app_files.push((info, file.name));
+    }
     let mut inputs = Vec::new();
-    for (open_name, contents) in &job.inputs {
+    for (open_name, contents) in &workunit.inputs {
         inputs.push((
             put_file(
                 &project_dir,
@@ -263,7 +228,7 @@ pub fn write_data_dir(
             if fi.executable { "<executable/>\n" } else { "" }
         );
     }
-    for open_name in &job.outputs {
+    for open_name in &workunit.outputs {
         // No upload URL and <sticky/>: see `RealClient` on what "done" means.
         let _ = write!(
             xml,
@@ -293,7 +258,7 @@ pub fn write_data_dir(
         "<workunit>\n<name>{}</name>\n<app_name>{APP_NAME}</app_name>\n<version_num>{VERSION_NUM}</version_num>\n",
         names.wu
     );
-    if let Some(line) = &job.command_line {
+    if let Some(line) = &workunit.command_line {
         let _ = writeln!(xml, "<command_line>{}</command_line>", xml_escape(line));
     }
     // Bounds far above what a test needs: the client aborts a task that exceeds
@@ -326,7 +291,7 @@ pub fn write_data_dir(
         names.wu,
         now + 7 * 86400
     );
-    for open_name in &job.outputs {
+    for open_name in &workunit.outputs {
         let _ = write!(
             xml,
             "<file_ref>\n<file_name>{}</file_name>\n<open_name>{open_name}</open_name>\n</file_ref>\n",
@@ -353,7 +318,7 @@ pub fn write_data_dir(
     write(
         data_dir,
         "global_prefs_override.xml",
-        &global_prefs(job.leave_apps_in_memory),
+        &global_prefs(workunit.leave_apps_in_memory),
     )?;
     write(
         data_dir,
@@ -492,15 +457,14 @@ fn xml_escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// Keeps [A-Za-z0-9_.-]; anything else becomes '_'.
-pub fn file_name_safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+/// An app-version file's physical name: the open name with the version
+/// before its extension (`main.sh` -> `main_100.sh`, `busybox` -> `busybox_100`).
+fn versioned_name(open_name: &str) -> String {
+    let safe = file_name_safe(open_name);
+    match safe.rsplit_once('.') {
+        Some((stem, extension)) if !stem.is_empty() => {
+            format!("{stem}_{VERSION_NUM}.{extension}")
+        }
+        _ => format!("{safe}_{VERSION_NUM}"),
+    }
 }

@@ -5,7 +5,7 @@
 //! (CLIENT_STATE::docker_cleanup), as it would on a volunteer's host where it
 //! is the only client. So while a test runs an 8.2 client, no other test may
 //! have a task's container in the same engine namespace (see
-//! `Engine::namespace`): such a test holds the namespace's lock exclusively,
+//! `ClientEngine::namespace`): such a test holds the namespace's lock exclusively,
 //! the 7.20 tests (whose client has no Docker code) hold it shared. The lock
 //! is an flock(2) on a file in the test temp root, so concurrent test
 //! processes respect it too; within the process, a waiting exclusive holder
@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::tempdir::test_tmp_root;
+use dw_test_support::tempdir::test_tmp_root;
 
 const POLL: Duration = Duration::from_millis(200);
 

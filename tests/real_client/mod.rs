@@ -16,9 +16,9 @@
 //! all tests on an engine.
 //!
 //! ```ignore
-//! let variant = Variant::new(ClientVersion::V8_2, Engine::require(EngineKind::Podman));
-//! let job = Job::shell("echo hello; exit 3");
-//! let client = RealClient::start("exit", &variant, &job).unwrap();
+//! let variant = Variant::new(ClientVersion::V8_2, engine::as_root(EngineKind::Podman));
+//! let workunit = Workunit::shell("echo hello; exit 3");
+//! let client = RealClient::start("exit", &variant, &workunit).unwrap();
 //! let result = client.wait_final(Duration::from_secs(120)).unwrap();
 //! assert_eq!((result.state, result.exit_status), (RESULT_COMPUTE_ERROR, 3));
 //! ```
@@ -38,7 +38,7 @@
 //!   and only if Podman fails, the same with `docker`, each found in PATH;
 //!   an engine counts only if hello-world prints "Hello". The harness builds
 //!   a local hello-world image (no registry here) and, for Docker, gives the
-//!   client a PATH without podman (`Engine::client_path`). The engine found
+//!   client a PATH without podman (`ClientEngine::client_path`). The engine found
 //!   goes into every init_data.xml (`host_info/docker_type`), from which the
 //!   wrapper takes it (no `DOCKER_WRAPPER_ENGINE` for 8.2 clients);
 //! * apps whose plan class contains `docker` run only when it found an
@@ -46,27 +46,18 @@
 //!   active task's, unless `allow_multiple_clients` is set. The 8.2 clients
 //!   run without it, as volunteers' do, and hold their engine's containers
 //!   to themselves meanwhile (`engine_lock`).
-#![allow(dead_code)]
 
 pub mod client;
-#[path = "../emulator/command.rs"]
-pub mod command;
 pub mod data_dir;
 pub mod engine;
 pub mod engine_lock;
-#[path = "../emulator/procfs.rs"]
-pub mod procfs;
 pub mod state;
-#[path = "../emulator/tempdir.rs"]
-pub mod tempdir;
-#[path = "../emulator/user.rs"]
-pub mod user;
 pub mod variant;
 
 pub use client::RealClient;
-pub use command::wait_until;
-pub use data_dir::Job;
-pub use engine::{Engine, EngineKind};
+pub use data_dir::Workunit;
+pub use dw_test_support::{wait_until, EngineKind, TestEngine};
+pub use engine::ClientEngine;
 pub use state::*;
 pub use std::time::{Duration, Instant};
 pub use variant::{ClientVersion, Variant};

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::engine::Engine;
+use dw_test_support::TestEngine;
 
 /// Overrides for the 7.20 client programs (defaults: Debian's boinc-client).
 pub const CLIENT_VAR: &str = "DW_BOINC_CLIENT";
@@ -25,13 +25,6 @@ pub enum ClientVersion {
 }
 
 impl ClientVersion {
-    pub fn name(self) -> &'static str {
-        match self {
-            ClientVersion::V7_20 => "7.20.5",
-            ClientVersion::V8_2 => "8.2.15",
-        }
-    }
-
     /// The client's `boinc` and `boinccmd`; Err says how to get them.
     pub fn programs(self) -> Result<(PathBuf, PathBuf), String> {
         match self {
@@ -92,11 +85,11 @@ impl ClientVersion {
 #[derive(Clone, Debug)]
 pub struct Variant {
     pub client: ClientVersion,
-    pub engine: Engine,
+    pub engine: TestEngine,
 }
 
 impl Variant {
-    pub fn new(client: ClientVersion, engine: Engine) -> Variant {
+    pub fn new(client: ClientVersion, engine: TestEngine) -> Variant {
         Variant { client, engine }
     }
 
@@ -119,7 +112,7 @@ impl Variant {
     pub fn expected_docker_type(&self) -> Option<u32> {
         match self.client {
             ClientVersion::V7_20 => None,
-            ClientVersion::V8_2 => Some(self.engine.docker_type()),
+            ClientVersion::V8_2 => Some(self.engine.kind().docker_type() as u32),
         }
     }
 }

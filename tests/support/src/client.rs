@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::init_data::c_e;
-use super::shm::{Channel, SharedMemory};
+use crate::init_data::c_e;
+use crate::shm::{Channel, SharedMemory};
 
 const TICK: Duration = Duration::from_millis(100);
 const TICKS_PER_HEARTBEAT: u32 = 10;

@@ -8,11 +8,11 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::command::{last_lines, run_with_timeout, CommandOutput};
-use super::init_data::{DockerHostInfo, DockerType};
-use super::jobs::BUSYBOX_PATH;
-use super::tempdir::{test_tmp_root, TempDir};
-use super::user::{HostUser, BOINC_USER};
+use crate::command::{last_lines, run_with_timeout, CommandOutput};
+use crate::init_data::{DockerHostInfo, DockerType};
+use crate::jobs::BUSYBOX_PATH;
+use crate::tempdir::{test_tmp_root, TempDir};
+use crate::user::{HostUser, BOINC_USER};
 
 const INFO_TIMEOUT: Duration = Duration::from_secs(20);
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
@@ -131,6 +131,22 @@ impl TestEngine {
         self.user.as_ref()
     }
 
+    /// "podman", "docker", "podman_as_boinc", ...: for names and reports.
+    pub fn label(&self) -> String {
+        match &self.user {
+            Some(user) => format!("{}_as_{}", self.kind.name(), user.name),
+            None => self.kind.name().to_string(),
+        }
+    }
+
+    /// This engine with `name=value` in its environment instead of any other value of `name`.
+    pub fn with_env(mut self, name: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> TestEngine {
+        let name = name.as_ref().to_os_string();
+        self.env.retain(|(k, _)| *k != name);
+        self.env.push((name, value.as_ref().to_os_string()));
+        self
+    }
+
     /// Rootless Podman here has no usable network (slirp4netns cannot open
     /// /dev/net/tun): jobs and builds must do without one.
     pub fn lacks_network(&self) -> bool {
@@ -186,7 +202,7 @@ impl TestEngine {
     }
 
     /// Fails the test when the task's container is still there.
-    pub fn assert_no_container(&self, task: &super::Task) {
+    pub fn assert_no_container(&self, task: &crate::Task) {
         let name = task.container_name();
         assert_eq!(
             self.container_state(&name),
@@ -199,7 +215,12 @@ impl TestEngine {
     /// the engine cannot pause, e.g. rootless Podman on cgroup v1).
     pub fn is_suspended(&self, name: &str) -> bool {
         self.inspect_container(name, "{{.State.Status}} {{.State.Pid}}")
-            .is_some_and(|state| super::procfs::is_suspended(&state))
+            .is_some_and(|state| crate::procfs::is_suspended(&state))
+    }
+
+    /// The container's ID; None if there is no such container.
+    pub fn container_id(&self, name: &str) -> Option<String> {
+        self.inspect_container(name, "{{.Id}}")
     }
 
     /// "created", "running", "paused", "exited", ...; None if there is no such container.
@@ -263,21 +284,47 @@ impl TestEngine {
     /// as `busybox` and these labels, through the classic builder (Debian's
     /// docker.io has no buildx). Fails the test with the engine's output.
     pub fn build_busybox_image(&self, tag: &str, dockerfile: &str, labels: &[(&str, &str)]) {
-        let dir = TempDir::new("busybox_image").unwrap();
-        fs::copy(BUSYBOX_PATH, dir.path().join("busybox")).unwrap();
-        fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+        self.try_build_busybox_image(tag, dockerfile, labels)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// `build_busybox_image`, returning what went wrong instead of failing.
+    /// The context belongs to the engine's user; without a network
+    /// (`lacks_network`) the build runs with none.
+    pub fn try_build_busybox_image(
+        &self,
+        tag: &str,
+        dockerfile: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<(), String> {
+        let dir = TempDir::new("busybox_image")
+            .map_err(|e| format!("cannot create a build context: {e}"))?;
+        fs::copy(BUSYBOX_PATH, dir.path().join("busybox")).map_err(|e| {
+            format!("cannot copy {BUSYBOX_PATH} (`apt-get install -y busybox-static`): {e}")
+        })?;
+        fs::write(dir.path().join("Dockerfile"), dockerfile)
+            .map_err(|e| format!("cannot write the Dockerfile: {e}"))?;
+        if let Some(user) = &self.user {
+            user.own_tree(dir.path())
+                .map_err(|e| format!("cannot give the build context to {}: {e}", user.name))?;
+        }
         let mut cmd = self.command(["build", "-t", tag]);
         for (key, value) in labels {
             cmd.arg("--label").arg(format!("{key}={value}"));
         }
+        if self.lacks_network() {
+            cmd.args(["--network", "none"]);
+        }
         cmd.arg(dir.path()).env("DOCKER_BUILDKIT", "0");
-        let out = run_with_timeout(cmd, IMAGE_BUILD_TIMEOUT).unwrap();
-        assert!(
-            out.success(),
-            "cannot build {tag}: {}\n{}",
-            out.stdout,
-            out.stderr
-        );
+        let out = run_with_timeout(cmd, IMAGE_BUILD_TIMEOUT)?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "cannot build {tag}: {}\n{}",
+                out.stdout, out.stderr
+            ))
+        }
     }
 
     /// `(repository:tag, id)` of every image with `label` (`key=value`).
@@ -433,17 +480,27 @@ fn podman_env() -> Result<Vec<(OsString, OsString)>, String> {
     if std::env::var_os("CONTAINERS_CONF").is_some() {
         return Ok(Vec::new());
     }
-    let path = test_tmp_root().join("docker_wrapper_tests_containers.conf");
-    write_atomically(&path, PODMAN_CONTAINERS_CONF)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let path = write_containers_conf(
+        "docker_wrapper_tests_containers.conf",
+        PODMAN_CONTAINERS_CONF,
+    )?;
     Ok(vec![(
         OsString::from("CONTAINERS_CONF"),
         path.into_os_string(),
     )])
 }
 
+/// Writes a containers.conf for Podman calls made by (and for) the tests into
+/// the test temp root, where concurrent test processes share it.
+pub fn write_containers_conf(file_name: &str, contents: &str) -> Result<PathBuf, String> {
+    let path = test_tmp_root().join(file_name);
+    write_atomically(&path, contents)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
 /// Write + rename, so concurrent test processes never see a half-written file.
-fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
+pub fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }

@@ -5,11 +5,10 @@
 //! suspend/resume/quit/abort, status and graphics messages).
 //!
 //! ```ignore
-//! mod emulator;
-//! use emulator::*;
+//! use dw_test_support::*;
 //!
 //! let engine = TestEngine::require(EngineKind::Podman);
-//! let mut task = Task::builder("exit_code", WRAPPER)
+//! let mut task = Task::builder("exit_code", wrapper_path!())
 //!     .engine(&engine)
 //!     .job(TestJob::shell("echo hello; exit 3"))
 //!     .start()
@@ -24,29 +23,31 @@
 //! (`TaskBuilder::client_pid(0)`), after 30 s; otherwise the API checks every
 //! 10 s that the client pid exists.
 //!
-//! Each `tests/*.rs` compiles this module on its own and uses a part of it.
-#![allow(dead_code, unused_imports)]
+//! Used by the wrapper's tests, its benchmark and its example `emulate`,
+//! and by the real-client harness (tests/real_client/).
 
-/// The wrapper binary cargo built for the test or benchmark being compiled;
-/// empty where cargo names none (examples).
-pub const WRAPPER: &str = match option_env!("CARGO_BIN_EXE_docker_wrapper") {
-    Some(path) => path,
-    None => "",
-};
+/// The wrapper binary cargo built for the test or benchmark being compiled
+/// (`CARGO_BIN_EXE_docker_wrapper` of the calling program; examples have none).
+#[macro_export]
+macro_rules! wrapper_path {
+    () => {
+        env!("CARGO_BIN_EXE_docker_wrapper")
+    };
+}
 
 /// Generates `<name>::podman` and `<name>::docker` tests from one function
-/// `fn name(kind: EngineKind)`. Use with `#[macro_use] mod emulator;`.
-#[allow(unused_macros)]
+/// `fn name(kind: EngineKind)`.
+#[macro_export]
 macro_rules! on_both_engines {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[test]
             fn podman() {
-                super::$name(super::emulator::EngineKind::Podman);
+                super::$name($crate::EngineKind::Podman);
             }
             #[test]
             fn docker() {
-                super::$name(super::emulator::EngineKind::Docker);
+                super::$name($crate::EngineKind::Docker);
             }
         }
     )*};
@@ -66,6 +67,11 @@ pub mod slot;
 pub mod task;
 pub mod tempdir;
 pub mod user;
+
+/// Bounds a whole task, image build included.
+pub const TASK_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long a running job may take to count on.
+pub const COUNT_WAIT: Duration = Duration::from_secs(60);
 
 pub use builder::TaskBuilder;
 pub use client::AppStatus;

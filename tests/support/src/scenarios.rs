@@ -6,13 +6,11 @@
 //! checks of its own.
 use std::path::{Path, PathBuf};
 
-use super::{Control, EngineKind, Outcome, TaskBuilder, TestEngine, TestJob, COUNTER_JOB};
+use crate::{
+    Control, EngineKind, Outcome, TaskBuilder, TestEngine, TestJob, COUNTER_JOB, COUNT_WAIT,
+    TASK_TIMEOUT,
+};
 use std::time::Duration;
-
-/// Bounds a whole task, image build included.
-pub const TASK_TIMEOUT: Duration = Duration::from_secs(180);
-/// How long a running job may take to count on.
-pub const COUNT_WAIT: Duration = Duration::from_secs(60);
 
 /// Which wrapper binary a scenario runs, and how.
 pub struct Wrapper {

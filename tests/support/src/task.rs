@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::builder::TaskBuilder;
-use super::client::{AppStatus, ClientThread};
-use super::command::{last_lines, wait_or_kill, wait_until};
-use super::engine::TestEngine;
-use super::init_data::{InitData, INIT_DATA_FILE_NAME};
-use super::shm::{Channel, SharedMemory, MMAP_FILE_NAME};
-use super::slot::BoincDirs;
+use crate::builder::TaskBuilder;
+use crate::client::{AppStatus, ClientThread};
+use crate::command::{last_lines, wait_or_kill, wait_until};
+use crate::engine::TestEngine;
+use crate::init_data::{InitData, INIT_DATA_FILE_NAME};
+use crate::shm::{Channel, SharedMemory, MMAP_FILE_NAME};
+use crate::slot::BoincDirs;
 
 pub const WRAPPER_OUTPUT_FILE: &str = "wrapper_output.txt";
 pub const STDERR_FILE: &str = "stderr.txt";

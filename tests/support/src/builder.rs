@@ -4,16 +4,23 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::engine::TestEngine;
-use super::init_data::{ClientVersion, DockerHostInfo, InitData};
-use super::jobs::TestJob;
-use super::shm::{SharedMemory, MMAP_FILE_NAME};
-use super::slot::{BoincDirs, LinkKind, DEFAULT_DATA_DIR_NAME, DEFAULT_PROJECT_DIR_NAME};
-use super::task::{Launch, Task};
-use super::tempdir::file_name_safe;
+use crate::engine::TestEngine;
+use crate::init_data::{ClientVersion, DockerHostInfo, InitData};
+use crate::jobs::TestJob;
+use crate::shm::{SharedMemory, MMAP_FILE_NAME};
+use crate::slot::{BoincDirs, LinkKind, DEFAULT_DATA_DIR_NAME, DEFAULT_PROJECT_DIR_NAME};
+use crate::task::{Launch, Task};
+use crate::tempdir::file_name_safe;
 
 /// Overrides the wrapper binary given by the test (to run the same tests against another build).
 pub const WRAPPER_BIN_VAR: &str = "DW_WRAPPER_BIN";
+
+/// The wrapper named by `DW_WRAPPER_BIN`, if set.
+pub fn wrapper_from_env() -> Option<PathBuf> {
+    std::env::var_os(WRAPPER_BIN_VAR)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
 
 static NEXT_TASK_ID: AtomicU32 = AtomicU32::new(0);
 
@@ -79,10 +86,7 @@ impl TaskBuilder {
     /// `wrapper_bin` is normally `env!("CARGO_BIN_EXE_docker_wrapper")`;
     /// `DW_WRAPPER_BIN` replaces it when set.
     pub fn new(test_name: &str, wrapper_bin: impl AsRef<Path>) -> TaskBuilder {
-        let program = std::env::var_os(WRAPPER_BIN_VAR)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| wrapper_bin.as_ref().to_path_buf());
+        let program = wrapper_from_env().unwrap_or_else(|| wrapper_bin.as_ref().to_path_buf());
         TaskBuilder {
             test_name: test_name.to_string(),
             program,

@@ -4,7 +4,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::tempdir::TempDir;
+use crate::tempdir::TempDir;
 
 /// The escaped form of the project URL `http://example.org/test/`.
 pub const DEFAULT_PROJECT_DIR_NAME: &str = "example.org_test";

@@ -74,31 +74,61 @@ impl TestJob {
             .unwrap_or_else(|| default_dockerfile(&self.workdir))
     }
 
+    /// The job's files: Dockerfile, job.toml (if given), main.sh, busybox and
+    /// the extra files. Err when the host has no static busybox.
+    pub fn files(&self) -> Result<Vec<JobFile>, String> {
+        let mut files = vec![JobFile::new("Dockerfile", self.dockerfile_text(), false)];
+        if let Some(toml) = &self.job_toml {
+            files.push(JobFile::new("job.toml", toml.as_str(), false));
+        }
+        files.push(JobFile::new(
+            "main.sh",
+            format!("#!/bin/sh\n{}\n", self.script),
+            true,
+        ));
+        files.push(JobFile::new("busybox", static_busybox()?, true));
+        for (name, contents) in &self.files {
+            files.push(JobFile::new(name, contents.as_slice(), false));
+        }
+        Ok(files)
+    }
+
     /// Writes the job's files into `dir` (created if needed).
     pub fn write_to(&self, dir: &Path) -> Result<(), String> {
         let io = |what: &str, e: std::io::Error| {
             format!("cannot write {what} in {}: {e}", dir.display())
         };
         fs::create_dir_all(dir).map_err(|e| io("the job dir", e))?;
-        copy_busybox(dir)?;
-        fs::write(dir.join("Dockerfile"), self.dockerfile_text())
-            .map_err(|e| io("Dockerfile", e))?;
-        write_executable(
-            &dir.join("main.sh"),
-            &format!("#!/bin/sh\n{}\n", self.script),
-        )
-        .map_err(|e| io("main.sh", e))?;
-        if let Some(toml) = &self.job_toml {
-            fs::write(dir.join("job.toml"), toml).map_err(|e| io("job.toml", e))?;
-        }
-        for (name, contents) in &self.files {
-            let path = dir.join(name);
+        for file in self.files()? {
+            let path = dir.join(&file.name);
             if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent).map_err(|e| io(name, e))?;
+                fs::create_dir_all(parent).map_err(|e| io(&file.name, e))?;
             }
-            fs::write(&path, contents).map_err(|e| io(name, e))?;
+            fs::write(&path, &file.contents).map_err(|e| io(&file.name, e))?;
+            if file.executable {
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+                    .map_err(|e| io(&file.name, e))?;
+            }
         }
         Ok(())
+    }
+}
+
+/// A file of a job directory: its name there (relative), contents and mode.
+#[derive(Clone, Debug)]
+pub struct JobFile {
+    pub name: String,
+    pub contents: Vec<u8>,
+    pub executable: bool,
+}
+
+impl JobFile {
+    fn new(name: &str, contents: impl Into<Vec<u8>>, executable: bool) -> JobFile {
+        JobFile {
+            name: name.to_string(),
+            contents: contents.into(),
+            executable,
+        }
     }
 }
 
@@ -115,29 +145,26 @@ pub fn default_dockerfile(workdir: &str) -> String {
     )
 }
 
-fn copy_busybox(dir: &Path) -> Result<(), String> {
+/// The host's static busybox, which every test image is built with.
+fn static_busybox() -> Result<Vec<u8>, String> {
     if !Path::new(BUSYBOX_PATH).is_file() {
         return Err(format!(
             "{BUSYBOX_PATH} is missing: test images need a static busybox. Install it with `apt-get install -y busybox-static`."
         ));
     }
-    if has_elf_interpreter(Path::new(BUSYBOX_PATH)) {
+    let bytes = fs::read(BUSYBOX_PATH).map_err(|e| format!("cannot read {BUSYBOX_PATH}: {e}"))?;
+    if has_elf_interpreter(&bytes) {
         return Err(format!(
             "{BUSYBOX_PATH} is dynamically linked and cannot run in a FROM scratch image. \
              Install the static one with `apt-get install -y busybox-static`."
         ));
     }
-    fs::copy(BUSYBOX_PATH, dir.join("busybox"))
-        .map_err(|e| format!("cannot copy {BUSYBOX_PATH} into {}: {e}", dir.display()))?;
-    Ok(())
+    Ok(bytes)
 }
 
 /// True for a 64-bit little-endian ELF with a PT_INTERP header (a dynamic executable).
-fn has_elf_interpreter(path: &Path) -> bool {
+fn has_elf_interpreter(bytes: &[u8]) -> bool {
     const PT_INTERP: u32 = 3;
-    let Ok(bytes) = fs::read(path) else {
-        return false;
-    };
     if bytes.len() < 64 || &bytes[..4] != b"\x7fELF" || bytes[4] != 2 || bytes[5] != 1 {
         return false;
     }
@@ -151,9 +178,4 @@ fn has_elf_interpreter(path: &Path) -> bool {
             .map(|t| u32::from_le_bytes(t.try_into().unwrap()))
             == Some(PT_INTERP)
     })
-}
-
-fn write_executable(path: &Path, text: &str) -> std::io::Result<()> {
-    fs::write(path, text)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755))
 }
