@@ -67,6 +67,9 @@ pub struct ControlWatch {
     upload_paths: HashMap<String, PathBuf>,
     /// What the last look saw of each trigger file.
     last_seen: HashMap<String, Stamp>,
+    /// Files refused that could not be removed either (a directory, say):
+    /// not looked at again until they change, so they are reported once.
+    unremovable: HashMap<String, Stamp>,
     /// Uploads asked for (once each).
     uploads_asked: Vec<String>,
     heartbeat: Option<Stamp>,
@@ -103,6 +106,7 @@ impl ControlWatch {
             names: names.clone(),
             upload_paths,
             last_seen: HashMap::new(),
+            unremovable: HashMap::new(),
             uploads_asked: Vec::new(),
             heartbeat: None,
             last_beat: now,
@@ -139,16 +143,12 @@ impl ControlWatch {
         requests.extend(uploads.iter().filter_map(|name| self.upload(name)));
         requests.extend(self.heartbeat(now));
         if let Some(name) = self.names.temporary_exit_trigger_file.clone() {
-            requests.extend(
-                self.trigger(&name)
-                    .map(|text| parse_temporary_exit(&name, &text)),
-            );
+            let text = self.take_settled(&name, TRIGGER_MAX_BYTES);
+            requests.extend(text.map(|text| parse_temporary_exit(&name, &text)));
         }
         if let Some(name) = self.names.completion_trigger_file.clone() {
-            requests.extend(
-                self.trigger(&name)
-                    .map(|text| parse_completion(&name, &text)),
-            );
+            let text = self.take_settled(&name, TRIGGER_MAX_BYTES);
+            requests.extend(text.map(|text| parse_completion(&name, &text)));
         }
         requests
     }
@@ -169,26 +169,21 @@ impl ControlWatch {
         now.1.is_some() && before == Some(now)
     }
 
-    /// The text of a trigger file once it stands still; the file is removed
-    /// so that it is acted on once.
-    fn trigger(&mut self, name: &str) -> Option<String> {
+    /// The text of a file the job wrote, once it stands still; the file is
+    /// removed so that it is acted on once. None (said in the log) when it
+    /// is no regular file or larger than `limit`.
+    fn take_settled(&mut self, name: &str, limit: u64) -> Option<String> {
         let stamp = self.stamp(name);
-        if !self.settled(name, stamp) {
+        if self.unremovable.get(name) == Some(&stamp) || !self.settled(name, stamp) {
             return None;
         }
-        let text = self.take(name, TRIGGER_MAX_BYTES)?;
-        Some(text)
-    }
-
-    /// Reads and removes a file the job wrote; None (said in the log) when
-    /// it is no regular file or too big.
-    fn take(&mut self, name: &str, limit: u64) -> Option<String> {
         let path = self.slot_dir.join(name);
         let read = slot_io::read_bounded(&path, limit);
+        self.last_seen.remove(name);
         if let Err(err) = std::fs::remove_file(&path) {
             log::warn!("{name}: cannot remove it after reading: {err}");
+            self.unremovable.insert(name.to_string(), stamp);
         }
-        self.last_seen.remove(name);
         match read {
             Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
             Err(err) => {
@@ -199,11 +194,7 @@ impl ControlWatch {
     }
 
     fn trickle(&mut self, name: &str) -> Option<JobRequest> {
-        let stamp = self.stamp(name);
-        if !self.settled(name, stamp) {
-            return None;
-        }
-        let content = self.take(name, TRICKLE_MAX_BYTES)?;
+        let content = self.take_settled(name, TRICKLE_MAX_BYTES)?;
         Some(JobRequest::Trickle {
             variety: name.to_string(),
             content,
@@ -493,6 +484,14 @@ mod tests {
         assert!(std::fs::symlink_metadata(d.0.join("status")).is_err());
         assert!(!d.0.join("result").exists());
         assert!(std::path::Path::new("/etc/passwd").exists());
+        // One that cannot be removed is refused once, then left alone.
+        std::fs::create_dir(d.0.join("done")).unwrap();
+        watch.look(t0 + POLL * 5);
+        watch.look(t0 + POLL * 6);
+        assert!(watch.unremovable.contains_key("done"));
+        for n in 7..10 {
+            assert_eq!(watch.look(t0 + POLL * n), vec![]);
+        }
     }
 
     #[test]
