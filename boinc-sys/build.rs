@@ -66,10 +66,7 @@ const SYSTEM_LIB_DIRS: &[&str] = &[
 
 fn main() {
     println!("cargo:rerun-if-changed=csrc");
-    // Source mode and Windows libraries make the binary a project ships:
-    // the C++ runtime goes into it too. Debian's shared BOINC libraries
-    // need the shared libstdc++ anyway.
-    let (include_dirs, self_contained) = if target_is_windows() {
+    let (include_dirs, linkage) = if target_is_windows() {
         if env_path("BOINC_SRC_DIR").is_some() {
             fail(
                 "BOINC_SRC_DIR compiles the API from Linux's lib/ files and cannot target Windows.\n  \
@@ -80,19 +77,34 @@ fn main() {
         match env_path("BOINC_INCLUDE_DIR") {
             Some(includes) => (
                 link_windows_libraries(env::split_paths(&includes).collect()),
-                true,
+                Linkage::PrebuiltStatic,
             ),
             None => return declarations_without_library(),
         }
     } else {
         match env_path("BOINC_SRC_DIR") {
-            Some(src) => (link_from_source(&src), true),
-            None => (link_system(), false),
+            Some(src) => (link_from_source(&src), Linkage::FromSource),
+            None => (link_system(), Linkage::Shared),
         }
     };
     let boinc8 = declares_sporadic_api(&include_dirs);
-    compile_shim(&include_dirs, boinc8, self_contained);
+    compile_shim(&include_dirs, boinc8, linkage);
     generate_bindings(&include_dirs);
+}
+
+/// How the BOINC code is linked, which decides how the shim hooks the API's
+/// timer thread (`csrc/shim.cpp`, "Status changes").
+#[derive(Clone, Copy, PartialEq)]
+enum Linkage {
+    /// Compiled here from BOINC_SRC_DIR: the API's calls to boinc_sleep are
+    /// renamed at compile time to the shim's hook.
+    FromSource,
+    /// The distro's shared libraries: the shim's own boinc_sleep takes the
+    /// place of libboinc's for libboinc_api's calls (ELF symbol interposition).
+    Shared,
+    /// BOINC's prebuilt static Windows libraries: no hook (their timer thread
+    /// sleeps with the system's Sleep); the wrapper looks at the status itself.
+    PrebuiltStatic,
 }
 
 /// Reads an environment variable and tells cargo to rebuild when it changes.
@@ -245,19 +257,29 @@ fn link_from_source(src: &Path) -> Vec<PathBuf> {
         println!("cargo:rerun-if-changed={}", path.display());
     }
 
-    let mut build = cc::Build::new();
-    build
-        .cpp(true)
-        .warnings(false)
-        // The BOINC sources include config.h themselves; the define only
-        // mirrors what configure's Makefiles pass.
-        .define("HAVE_CONFIG_H", None)
-        .include(src)
-        .include(&api)
-        .include(&lib)
-        .files(&files);
-    link_cxx_runtime_statically(&mut build);
-    build.compile("boinc_api_static");
+    // Two archives, because only the API's calls to boinc_sleep are renamed
+    // to the shim's hook: lib/util.cpp keeps the definition the hook calls.
+    let compile = |name: &str, sources: Vec<PathBuf>, hook: bool| {
+        let mut build = cc::Build::new();
+        build
+            .cpp(true)
+            .warnings(false)
+            // The BOINC sources include config.h themselves; the define only
+            // mirrors what configure's Makefiles pass.
+            .define("HAVE_CONFIG_H", None)
+            .include(src)
+            .include(&api)
+            .include(&lib)
+            .files(&sources);
+        if hook {
+            build.define("boinc_sleep", "dw_api_timer_sleep");
+        }
+        link_cxx_runtime_statically(&mut build);
+        build.compile(name);
+    };
+    let (api_files, lib_files) = files.split_at(API_SOURCES.len());
+    compile("boinc_api_static", api_files.to_vec(), true);
+    compile("boinc_lib_static", lib_files.to_vec(), false);
     // The API starts a timer thread (pthread_create), which needs
     // libpthread on glibc older than 2.34.
     println!("cargo:rustc-link-lib=dylib=pthread");
@@ -304,12 +326,20 @@ fn declares_sporadic_api(include_dirs: &[PathBuf]) -> bool {
         .any(|text| text.contains("boinc_sporadic_dir"))
 }
 
-fn compile_shim(include_dirs: &[PathBuf], boinc8: bool, self_contained: bool) {
+fn compile_shim(include_dirs: &[PathBuf], boinc8: bool, linkage: Linkage) {
     let mut build = cc::Build::new();
     build.cpp(true).file("csrc/shim.cpp").include("csrc");
-    if self_contained {
+    // Source mode and Windows libraries make the binary a project ships:
+    // the C++ runtime goes into it too. Debian's shared BOINC libraries
+    // need the shared libstdc++ anyway.
+    if linkage != Linkage::Shared {
         link_cxx_runtime_statically(&mut build);
     }
+    match linkage {
+        Linkage::FromSource => build.define("DW_TIMER_HOOK_RENAMED", None),
+        Linkage::Shared => build.define("DW_TIMER_HOOK_INTERPOSED", None),
+        Linkage::PrebuiltStatic => &mut build,
+    };
     for dir in include_dirs {
         build.include(dir);
     }

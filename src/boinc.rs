@@ -74,6 +74,25 @@ pub fn status() -> ClientStatus {
     }
 }
 
+/// Has the library's timer thread write to `wakeup`'s pipe whenever the
+/// client's status changes. `'static`: the library keeps the descriptor for
+/// the rest of the process.
+#[cfg(unix)]
+pub fn notify_status_changes(wakeup: &'static crate::wakeup::Wakeup) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain descriptor that stays open until the process ends.
+    unsafe { sys::dw_notify_status_changes(wakeup.write_end().as_raw_fd()) };
+}
+
+/// How many times the library's timer thread has ticked (10 Hz), as far as
+/// this build can see: 0 where the shim cannot hook it.
+// c_ulong is 32 bits on Windows.
+#[allow(clippy::useless_conversion)]
+pub fn timer_ticks() -> u64 {
+    // SAFETY: reads a counter.
+    u64::from(unsafe { sys::dw_timer_ticks() })
+}
+
 pub fn report(report: &TaskReport) {
     // SAFETY: plain values; the API copies them into shared memory.
     unsafe {

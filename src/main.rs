@@ -26,6 +26,7 @@ mod supervisor;
 mod suspend;
 mod task;
 mod usage;
+mod wakeup;
 
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -37,6 +38,7 @@ use cli::CliAction;
 use config::JobConfig;
 use exit_code::WrapperExit;
 use task::Outcome;
+use wakeup::Wakeup;
 
 fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args_os().skip(1).collect()) {
@@ -89,6 +91,13 @@ fn main() -> ExitCode {
     if cli.sporadic {
         start_sporadic();
     }
+    // Lives until the process ends: the library keeps its descriptor.
+    let wakeup: &'static Wakeup = match Wakeup::new() {
+        Ok(wakeup) => Box::leak(Box::new(wakeup)),
+        Err(err) => fail(&format!("cannot create the wake-up pipe: {err}")),
+    };
+    #[cfg(unix)]
+    boinc::notify_status_changes(wakeup);
     let terminated = Arc::new(AtomicBool::new(false));
     #[cfg(unix)]
     for signal in [
@@ -96,7 +105,10 @@ fn main() -> ExitCode {
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGQUIT,
     ] {
-        if let Err(err) = signal_hook::flag::register(signal, Arc::clone(&terminated)) {
+        let registered = signal_hook::flag::register(signal, Arc::clone(&terminated))
+            .and_then(|_| wakeup.writer())
+            .and_then(|writer| signal_hook::low_level::pipe::register(signal, writer));
+        if let Err(err) = registered {
             log::warn!("cannot handle signal {signal}: {err}");
         }
     }
@@ -105,7 +117,7 @@ fn main() -> ExitCode {
     } else {
         task::SlotKind::Client
     };
-    match task::run(cli, config, slot, terminated) {
+    match task::run(cli, config, slot, terminated, wakeup) {
         Ok(Outcome::Finished(code)) => boinc::finish_promptly(code, None, FINAL_REPORT_WAIT),
         Ok(Outcome::Completed { code, message }) => {
             boinc::finish_promptly(code, Some(&message), FINAL_REPORT_WAIT)

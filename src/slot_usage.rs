@@ -11,6 +11,11 @@ use std::time::{Duration, Instant};
 /// (a slot with very many files), so the walk stays below 0.5% of a core.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(2);
 const SLOWNESS_FACTOR: u32 = 200;
+/// Between two measurements at most.
+const MAX_INTERVAL: Duration = Duration::from_secs(60);
+/// The fastest a job is assumed to fill its slot (a fast local disk): the
+/// next look comes before the headroom left could be used up at this rate.
+const FASTEST_WRITE_BYTES_PER_SEC: u64 = 1 << 30;
 
 pub struct DiskWatch {
     slot_dir: PathBuf,
@@ -65,9 +70,19 @@ impl DiskWatch {
         ));
         Measurement {
             over_bound: (used > self.bound).then_some(used),
-            next_in: MIN_INTERVAL.max(started.elapsed() * SLOWNESS_FACTOR),
+            next_in: next_look(self.bound.saturating_sub(used), started.elapsed()),
         }
     }
+}
+
+/// When to look again: as late as the headroom allows at the fastest write
+/// rate, within MIN_INTERVAL..MAX_INTERVAL, and never so soon that walking
+/// the slot costs much.
+fn next_look(headroom: u64, walk_took: Duration) -> Duration {
+    let fill_time = Duration::from_secs(headroom / FASTEST_WRITE_BYTES_PER_SEC);
+    fill_time
+        .clamp(MIN_INTERVAL, MAX_INTERVAL)
+        .max(walk_took * SLOWNESS_FACTOR)
 }
 
 fn file_size(path: &Path) -> u64 {
@@ -101,6 +116,21 @@ fn size_up_to(dir: &Path, limit: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_look_follows_the_headroom() {
+        let gib = 1u64 << 30;
+        let instant = Duration::ZERO;
+        assert_eq!(next_look(0, instant), MIN_INTERVAL);
+        assert_eq!(next_look(gib, instant), MIN_INTERVAL);
+        assert_eq!(next_look(10 * gib, instant), Duration::from_secs(10));
+        assert_eq!(next_look(1000 * gib, instant), MAX_INTERVAL);
+        // A slow walk is not repeated often, whatever the headroom.
+        assert_eq!(
+            next_look(0, Duration::from_secs(1)),
+            Duration::from_secs(200)
+        );
+    }
 
     #[test]
     fn sizes_nested_files_and_stops_past_the_limit() {

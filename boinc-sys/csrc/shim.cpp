@@ -1,7 +1,10 @@
 // C entry points over the BOINC API's C++ functions. Differences between
 // BOINC versions are decided at compile time from DW_BOINC_8 (set by build.rs
 // when boinc_api.h declares the 8.x sporadic API).
+#include <atomic>
+#include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <cstdio>
 #include <cstdlib>
@@ -12,8 +15,77 @@
 #include "boinc_api.h"
 #include "error_numbers.h"
 #include "network.h"
+#include "util.h"
 #include "version.h"
 #include "shim.h"
+
+// Status changes. The API's timer thread reads the client's messages ten
+// times a second and records them in boinc_status; nothing tells the main
+// thread. The shim hooks the thread's sleep between two ticks: there, right
+// after a tick, it writes one byte to the wrapper's wake-up pipe when the
+// status differs from the last tick's. The wrapper then waits on that pipe
+// instead of looking at the status ten times a second itself.
+//
+// How the hook is reached depends on how BOINC is linked (build.rs):
+// compiled from source, the API's calls to boinc_sleep are renamed to
+// dw_api_timer_sleep; with the shared libraries, this binary's boinc_sleep
+// takes the place of libboinc's (the dynamic linker looks in the executable
+// first). BOINC's Windows libraries sleep with Sleep(): no hook there.
+
+static std::atomic<int> status_fd(-1);
+static std::atomic<unsigned long> timer_ticks(0);
+static std::atomic<int> last_status(-1);
+
+static int status_bits(void) {
+    return (boinc_status.suspended ? 1 : 0) | (boinc_status.quit_request ? 2 : 0) |
+           (boinc_status.abort_request ? 4 : 0) | (boinc_status.no_heartbeat ? 8 : 0) |
+           (boinc_status.network_suspended ? 16 : 0);
+}
+
+// Called before each of the timer thread's sleeps (and the API's other
+// sleeps, where it does no harm). Signal-safe and non-blocking: an atomic
+// exchange and at most one write to a non-blocking pipe.
+static void on_timer_sleep(void) {
+    timer_ticks.fetch_add(1, std::memory_order_relaxed);
+    int fd = status_fd.load();
+    if (fd < 0) return;
+    int bits = status_bits();
+    if (last_status.exchange(bits) == bits) return;
+#ifndef _WIN32
+    char byte = 1;
+    // A full pipe already holds a wake-up the wrapper has not read.
+    ssize_t written = write(fd, &byte, 1);
+    (void)written;
+#endif
+}
+
+#if defined(DW_TIMER_HOOK_RENAMED)
+void dw_api_timer_sleep(double seconds) {
+    on_timer_sleep();
+    boinc_sleep(seconds);
+}
+#elif defined(DW_TIMER_HOOK_INTERPOSED)
+// The whole of libboinc's boinc_sleep, which this one replaces: sleep the
+// full time, signals or not.
+void boinc_sleep(double seconds) {
+    on_timer_sleep();
+    if (!(seconds > 0)) return;
+    struct timespec left;
+    left.tv_sec = (time_t)seconds;
+    left.tv_nsec = (long)((seconds - (double)left.tv_sec) * 1e9);
+    while (nanosleep(&left, &left) != 0 && errno == EINTR) {
+    }
+}
+#endif
+
+void dw_notify_status_changes(int fd) {
+    last_status.store(status_bits());
+    status_fd.store(fd);
+}
+
+unsigned long dw_timer_ticks(void) {
+    return timer_ticks.load(std::memory_order_relaxed);
+}
 
 int dw_init_wrapper(void) {
     BOINC_OPTIONS options;

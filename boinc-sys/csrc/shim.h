@@ -65,6 +65,15 @@ int dw_upload_status(const char* name);
 /* Tells the library that the job checkpointed. */
 void dw_checkpoint_completed(void);
 
+/* After each tick of the API's timer thread (10 Hz) that changed the
+ * client's status (suspend, quit, abort, heartbeat, network), one byte is
+ * written to `fd` (a non-blocking pipe). -1 stops it. */
+void dw_notify_status_changes(int fd);
+
+/* The timer thread's ticks seen by the hook so far: stays 0 in a build whose
+ * library cannot be hooked (then nothing is written to the fd either). */
+unsigned long dw_timer_ticks(void);
+
 /* Version of the BOINC headers this shim was compiled against, e.g. 72005. */
 int dw_boinc_version(void);
 

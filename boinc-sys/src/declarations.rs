@@ -39,4 +39,6 @@ unsafe extern "C" {
     pub fn dw_upload_status(name: *const ::std::os::raw::c_char) -> ::std::os::raw::c_int;
     pub fn dw_checkpoint_completed();
     pub fn dw_boinc_version() -> ::std::os::raw::c_int;
+    pub fn dw_notify_status_changes(fd: ::std::os::raw::c_int);
+    pub fn dw_timer_ticks() -> ::std::os::raw::c_ulong;
 }

@@ -18,9 +18,14 @@ use std::time::{Duration, Instant};
 use super::{ContainerState, Engine, EngineError};
 #[cfg(unix)]
 use crate::os;
+use crate::wakeup::Wakeup;
+#[cfg(unix)]
+use crate::wakeup::Woken;
 
 /// How often the container's state is read when there is nothing to watch.
 const STATE_POLL: Duration = Duration::from_secs(1);
+/// How often a `wait` child without a pidfd is asked whether it ended.
+const CHILD_POLL: Duration = Duration::from_millis(100);
 /// Failed state reads in a row after which the engine counts as gone; the
 /// caller then learns why from `exit`.
 const MAX_FAILED_POLLS: u32 = 30;
@@ -103,15 +108,16 @@ impl<'a> ExitWatch<'a> {
         Ok(watch(Watch::WaitChild, Some(child)))
     }
 
-    /// Waits up to `timeout`; true once the container has exited.
-    pub fn wait_exited(&mut self, timeout: Duration) -> bool {
+    /// Waits up to `timeout`, or until `wakeup` has news; true once the
+    /// container has exited.
+    pub fn wait_exited(&mut self, timeout: Duration, wakeup: &Wakeup) -> bool {
         match &mut self.watch {
             #[cfg(unix)]
             Watch::AlreadyExited => true,
             #[cfg(unix)]
-            Watch::Handle(handle) => !os::wait_readable(&[&*handle], timeout).is_empty(),
+            Watch::Handle(handle) => wakeup.wait(Some(handle), timeout) == Woken::Handle,
             Watch::WaitChild => {
-                std::thread::sleep(timeout);
+                wakeup.wait(None, timeout.min(CHILD_POLL));
                 self.wait_child
                     .as_mut()
                     .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
@@ -121,7 +127,8 @@ impl<'a> ExitWatch<'a> {
                 exit,
                 failures,
             } => {
-                std::thread::sleep(timeout);
+                let until_check = next_check.saturating_duration_since(Instant::now());
+                wakeup.wait(None, timeout.min(until_check));
                 if Instant::now() < *next_check {
                     return false;
                 }

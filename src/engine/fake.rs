@@ -9,6 +9,7 @@ use super::exit_watch::Exit;
 use super::seam::{ContainerEngine, ExitWatcher};
 use super::stats::{CpuFigure, Stats};
 use super::{ContainerState, ContainerStatus, EngineError};
+use crate::wakeup::Wakeup;
 
 #[derive(Default)]
 pub struct FakeEngine {
@@ -238,7 +239,7 @@ impl FakeExitWatch<'_> {
 }
 
 impl ExitWatcher for FakeExitWatch<'_> {
-    fn wait_exited(&mut self, timeout: Duration) -> bool {
+    fn wait_exited(&mut self, timeout: Duration, _wakeup: &Wakeup) -> bool {
         self.waits += 1;
         if let Some((waits, code, oom_killed)) = self.engine.exit_after_waits.get() {
             if self.waits >= waits && !self.exited() {

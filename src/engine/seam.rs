@@ -7,11 +7,13 @@ use std::time::Duration;
 use super::exit_watch::{Exit, ExitWatch};
 use super::stats::Stats;
 use super::{ContainerState, Engine, EngineError};
+use crate::wakeup::Wakeup;
 
 /// Learns that the container exited.
 pub trait ExitWatcher {
-    /// Waits up to `timeout`; true once the container has exited.
-    fn wait_exited(&mut self, timeout: Duration) -> bool;
+    /// Waits up to `timeout`, or until `wakeup` has news; true once the
+    /// container has exited.
+    fn wait_exited(&mut self, timeout: Duration, wakeup: &Wakeup) -> bool;
     /// Whether the exit is known already, without waiting and without an
     /// engine command (safe to ask while another engine command runs).
     fn exited_now(&mut self) -> bool;
@@ -119,8 +121,8 @@ impl ContainerEngine for Engine {
 }
 
 impl ExitWatcher for ExitWatch<'_> {
-    fn wait_exited(&mut self, timeout: Duration) -> bool {
-        ExitWatch::wait_exited(self, timeout)
+    fn wait_exited(&mut self, timeout: Duration, wakeup: &Wakeup) -> bool {
+        ExitWatch::wait_exited(self, timeout, wakeup)
     }
     fn exited_now(&mut self) -> bool {
         ExitWatch::exited_now(self)

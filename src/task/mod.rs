@@ -19,6 +19,7 @@ use crate::journal::{Journal, Phase};
 use crate::os;
 use crate::supervisor::{self, Found, Owner, StartPlan};
 use crate::suspend;
+use crate::wakeup::Wakeup;
 
 mod actions;
 mod client;
@@ -64,6 +65,7 @@ pub fn run(
     config: JobConfig,
     slot: SlotKind,
     terminated: Arc<AtomicBool>,
+    wakeup: &Wakeup,
 ) -> Result<Outcome> {
     let slot_dir = std::env::current_dir().context("cannot read the current directory")?;
     let archive = image_archive(&slot_dir, &config)?;
@@ -125,7 +127,11 @@ pub fn run(
         init,
         archive,
     };
-    let client = BoincClient { terminated };
+    let client = BoincClient {
+        terminated,
+        wakeup,
+        timer: client::TimerTicks::new(std::time::Instant::now()),
+    };
     let mut task = TaskRun::new(&ctx, &engine, &client);
     let result = task.start_and_supervise(&mut |task| task.create_container(&engine));
     task.settle(result)

@@ -19,10 +19,6 @@ use crate::supervisor::{Event, Periodic, Supervisor};
 use crate::suspend::Pauser;
 use crate::usage::Accounting;
 
-/// How often the loop looks at the client's status. The API reads the
-/// client's messages at 10 Hz; matching it keeps suspend -> paused near
-/// 100 ms for about a millisecond of CPU a second.
-const TICK: Duration = Duration::from_millis(100);
 /// How often CPU time, memory and fraction done go to the client.
 pub(super) const REPORT_PERIOD: Duration = Duration::from_secs(1);
 
@@ -62,8 +58,8 @@ impl<'a> TaskRun<'a> {
         let linked: Vec<(String, std::path::PathBuf)> = slot_files::linked_files(&ctx.slot_dir)
             .map(|files| files.into_iter().map(|f| (f.name, f.target)).collect())
             .unwrap_or_default();
-        let mut schedule = Schedule::new();
         let now = Instant::now();
+        let mut schedule = Schedule::new(now, REPORT_PERIOD);
         schedule.set(Periodic::Report, now);
         schedule.set(Periodic::DiskCheck, now + slot_usage::MIN_INTERVAL);
         let control = ControlWatch::new(&ctx.slot_dir, &ctx.config.control, &linked, now);
@@ -108,14 +104,18 @@ impl<'a> TaskRun<'a> {
     }
 
     /// The container's exit, else a signal, else the client's status:
-    /// waiting at most a tick, less when periodic work falls due sooner.
+    /// sleeping until one of them has news or periodic work falls due.
     fn next_event(&mut self, watchers: &mut Watchers) -> Result<Event> {
-        let wait = watchers.schedule.wait_from(Instant::now(), TICK);
-        if !watchers.exit.wait_exited(wait) {
-            return Ok(if self.client.terminated() {
+        let client = self.client;
+        let wait = watchers
+            .schedule
+            .wait_from(Instant::now(), client.longest_wait());
+        if !watchers.exit.wait_exited(wait, client.wakeup()) {
+            let status = client.poll();
+            return Ok(if client.terminated() {
                 Event::Terminated
             } else {
-                Event::Client(self.client.poll())
+                Event::Client(status)
             });
         }
         // Read the cgroup's OOM counter at once, before the engine removes the cgroup.
