@@ -64,6 +64,7 @@ on_each_release_file!(
     output_reaches_the_slot,
     exit_code_is_forwarded,
     suspend_pauses_and_resume_unpauses,
+    an_undisturbed_task_sleeps,
     quit_and_restart_continue_the_same_container,
     abort_removes_the_container_promptly,
 );

@@ -10,6 +10,7 @@ on_both_engines!(
     success_writes_output_into_the_slot,
     exit_code_is_forwarded_with_the_log,
     suspend_pauses_and_resume_unpauses,
+    an_undisturbed_task_sleeps,
     progress_and_cpu_time_reach_the_client,
     args_reach_the_job_intact,
     slot_path_with_a_space_works,
@@ -26,6 +27,10 @@ fn exit_code_is_forwarded_with_the_log(kind: EngineKind) {
 
 fn suspend_pauses_and_resume_unpauses(kind: EngineKind) {
     scenarios::suspend_pauses_and_resume_unpauses(&Wrapper::built(WRAPPER), kind);
+}
+
+fn an_undisturbed_task_sleeps(kind: EngineKind) {
+    scenarios::an_undisturbed_task_sleeps(&Wrapper::built(WRAPPER), kind);
 }
 
 fn progress_and_cpu_time_reach_the_client(kind: EngineKind) {

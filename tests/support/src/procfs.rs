@@ -16,3 +16,15 @@ pub fn is_suspended(status_and_pid: &str) -> bool {
     let pid = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
     status == "paused" || (pid > 0 && process_state(pid) == Some('T'))
 }
+
+/// How many times thread `tid` of process `pid` went to sleep of its own
+/// accord (voluntary context switches): its wake-ups.
+pub fn voluntary_switches(pid: u32, tid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))?
+        .trim()
+        .parse()
+        .ok()
+}

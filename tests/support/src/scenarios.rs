@@ -149,6 +149,54 @@ pub fn suspend_pauses_and_resume_unpauses(wrapper: &Wrapper, kind: EngineKind) -
     outcome
 }
 
+/// While nothing happens, the wrapper's main thread sleeps until the next
+/// periodic report (once a second): looking at the client's status itself
+/// ten times a second would be 30 wake-ups in a window. The quietest of a
+/// few windows counts: the first seconds after the start may still see the
+/// image cache's sweep. Then a suspend still reaches it.
+pub fn an_undisturbed_task_sleeps(wrapper: &Wrapper, kind: EngineKind) -> Outcome {
+    const WINDOW: Duration = Duration::from_secs(3);
+    const WINDOWS: usize = 5;
+    const MOST: u64 = 9;
+    let engine = TestEngine::require(kind);
+    let mut task = wrapper
+        .task("sleeps", &engine)
+        .job(TestJob::shell("while [ ! -f go ]; do sleep 1; done"))
+        .start()
+        .unwrap();
+    let name = task.container_name();
+    engine
+        .wait_for_container_state(&name, "running", TASK_TIMEOUT)
+        .unwrap();
+    let pid = task.pid().expect("the wrapper runs");
+    let wake_ups =
+        || crate::procfs::voluntary_switches(pid, pid).expect("the wrapper's /proc status");
+    let mut windows: Vec<u64> = Vec::new();
+    while windows.len() < WINDOWS && windows.last().is_none_or(|woke| *woke > MOST) {
+        let before = wake_ups();
+        std::thread::sleep(WINDOW);
+        windows.push(wake_ups() - before);
+    }
+    assert!(
+        windows.iter().any(|woke| *woke <= MOST),
+        "the wrapper's main thread woke {windows:?} times in windows of {WINDOW:?} of an undisturbed task (at most {MOST} in one): it should sleep until something happens\n{}",
+        task.logs_tail(30)
+    );
+    task.send_control(Control::Suspend);
+    let paused = engine.wait_for_container_state(&name, "paused", Duration::from_secs(10));
+    assert!(
+        paused.is_ok(),
+        "not paused: {paused:?}\n{}",
+        task.logs_tail(30)
+    );
+    task.send_control(Control::Resume);
+    std::fs::write(task.slot_dir().join("go"), "").unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    engine.assert_no_container(&task);
+    outcome
+}
+
 pub fn quit_and_restart_continue_the_same_container(
     wrapper: &Wrapper,
     kind: EngineKind,
