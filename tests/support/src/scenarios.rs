@@ -172,7 +172,7 @@ pub fn an_undisturbed_task_sleeps(wrapper: &Wrapper, kind: EngineKind) -> Outcom
     let wake_ups =
         || crate::procfs::voluntary_switches(pid, pid).expect("the wrapper's /proc status");
     let mut windows: Vec<u64> = Vec::new();
-    while windows.len() < WINDOWS && windows.last().is_none_or(|woke| *woke > MOST) {
+    while windows.len() < WINDOWS && !windows.last().is_some_and(|woke| *woke <= MOST) {
         let before = wake_ups();
         std::thread::sleep(WINDOW);
         windows.push(wake_ups() - before);
