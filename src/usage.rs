@@ -88,21 +88,22 @@ impl Cgroup {
     }
 
     /// OOM kills in this cgroup so far (v1 memory.oom_control, v2 memory.events).
-    pub fn oom_kills(&self) -> Option<u64> {
+    pub fn oom_kills(&self, files: &mut dyn Files) -> Option<u64> {
         let (file, key) = match self {
             Cgroup::V1 { memory, .. } => (memory.as_ref()?.join("memory.oom_control"), "oom_kill"),
             Cgroup::V2 { dir } => (dir.join("memory.events"), "oom_kill"),
         };
-        stat_field(&file, key).map(|n| n as u64)
+        stat_field(&files.read(&file)?, key).map(|n| n as u64)
     }
 
-    pub fn sample(&self) -> Option<Sample> {
+    pub fn sample(&self, files: &mut dyn Files) -> Option<Sample> {
         match self {
             Cgroup::V1 { cpuacct, memory } => {
-                let ns: f64 = read_number(&cpuacct.join("cpuacct.usage"))?;
+                let ns: f64 = number(&files.read(&cpuacct.join("cpuacct.usage"))?)?;
                 let memory_bytes = memory
                     .as_ref()
-                    .and_then(|m| stat_field(&m.join("memory.stat"), "total_rss"))
+                    .and_then(|m| files.read(&m.join("memory.stat")))
+                    .and_then(|text| stat_field(&text, "total_rss"))
                     .unwrap_or(0.0);
                 Some(Sample {
                     cpu_secs: ns / 1e9,
@@ -110,9 +111,11 @@ impl Cgroup {
                 })
             }
             Cgroup::V2 { dir } => {
-                let usec = stat_field(&dir.join("cpu.stat"), "usage_usec")?;
-                let memory_bytes = stat_field(&dir.join("memory.stat"), "anon")
-                    .or_else(|| read_number(&dir.join("memory.current")))
+                let usec = stat_field(&files.read(&dir.join("cpu.stat"))?, "usage_usec")?;
+                let memory_bytes = files
+                    .read(&dir.join("memory.stat"))
+                    .and_then(|text| stat_field(&text, "anon"))
+                    .or_else(|| number(&files.read(&dir.join("memory.current"))?))
                     .unwrap_or(0.0);
                 Some(Sample {
                     cpu_secs: usec / 1e6,
@@ -136,21 +139,77 @@ fn find_v1_dir(
         .find(|dir| dir.is_dir())
 }
 
-fn read_number(path: &Path) -> Option<f64> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
+fn number(text: &str) -> Option<f64> {
+    text.trim().parse().ok()
 }
 
-fn stat_field(path: &Path, key: &str) -> Option<f64> {
-    let text = fs::read_to_string(path).ok()?;
+fn stat_field(text: &str, key: &str) -> Option<f64> {
     text.lines().find_map(|line| {
         let (k, v) = line.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok()).flatten()
     })
 }
 
+/// Reads a small kernel file whole.
+pub trait Files {
+    fn read(&mut self, path: &Path) -> Option<String>;
+}
+
+/// Reads each file through a descriptor kept open: reading a cgroup file
+/// again costs one read from its start, not a path walk, an open and a
+/// close (the report reads three of them every second). A file that fails
+/// is opened afresh the next time.
+#[derive(Default)]
+pub struct OpenFiles {
+    open: Vec<(PathBuf, fs::File)>,
+}
+
+/// The cgroup files read are a few hundred bytes; memory.stat about 1 KiB.
+const MAX_FILE: usize = 16 * 1024;
+
+impl Files for OpenFiles {
+    fn read(&mut self, path: &Path) -> Option<String> {
+        let at = match self.open.iter().position(|(p, _)| p == path) {
+            Some(at) => at,
+            None => {
+                self.open
+                    .push((path.to_path_buf(), fs::File::open(path).ok()?));
+                self.open.len() - 1
+            }
+        };
+        let text = read_from_start(&self.open[at].1);
+        if text.is_none() {
+            self.open.remove(at);
+        }
+        text
+    }
+}
+
+#[cfg(unix)]
+fn read_from_start(file: &fs::File) -> Option<String> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; MAX_FILE];
+    let mut len = 0;
+    while len < buf.len() {
+        match file.read_at(&mut buf[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(_) => return None,
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).ok()
+}
+
+/// Windows sees no cgroups (the engine is in WSL).
+#[cfg(windows)]
+fn read_from_start(_file: &fs::File) -> Option<String> {
+    None
+}
+
 /// Where the container's counters come from.
 enum Source<'a> {
-    Cgroup(Cgroup),
+    Cgroup(Cgroup, OpenFiles),
     /// The container's init process and its descendants.
     Processes {
         root: u32,
@@ -177,7 +236,9 @@ impl<'a> Source<'a> {
             return stats;
         };
         match Cgroup::of_process(pid) {
-            Some(cgroup) if cgroup.belongs_to(container_id) => Source::Cgroup(cgroup),
+            Some(cgroup) if cgroup.belongs_to(container_id) => {
+                Source::Cgroup(cgroup, OpenFiles::default())
+            }
             _ => {
                 log::warn!(
                     "the container has no cgroup of its own (rootless Podman on cgroup v1): its memory, CPU and \
@@ -192,7 +253,7 @@ impl<'a> Source<'a> {
     /// at every report, the costlier sources less often.
     fn period(&self) -> Duration {
         match self {
-            Source::Cgroup(_) => Duration::ZERO,
+            Source::Cgroup(..) => Duration::ZERO,
             Source::Processes { .. } => PROCESS_SAMPLE_PERIOD,
             Source::Stats { .. } => STATS_PERIOD,
         }
@@ -200,7 +261,7 @@ impl<'a> Source<'a> {
 
     fn sample(&mut self) -> Option<Sample> {
         match self {
-            Source::Cgroup(cgroup) => cgroup.sample(),
+            Source::Cgroup(cgroup, files) => cgroup.sample(files),
             Source::Processes { root } => process_tree::sample(*root),
             Source::Stats {
                 read,
@@ -227,9 +288,9 @@ impl<'a> Source<'a> {
         }
     }
 
-    fn oom_kills(&self) -> Option<u64> {
+    fn oom_kills(&mut self) -> Option<u64> {
         match self {
-            Source::Cgroup(cgroup) => cgroup.oom_kills(),
+            Source::Cgroup(cgroup, files) => cgroup.oom_kills(files),
             _ => None,
         }
     }
@@ -329,6 +390,21 @@ mod tests {
     }
 
     #[test]
+    fn an_open_file_is_read_anew_each_time() {
+        let root = fake_root("reread");
+        fs::create_dir_all(&root).unwrap();
+        let file = root.join("cpuacct.usage");
+        fs::write(&file, "100\n").unwrap();
+        let mut files = OpenFiles::default();
+        assert_eq!(files.read(&file).as_deref(), Some("100\n"));
+        fs::write(&file, "2500\n").unwrap();
+        assert_eq!(files.read(&file).as_deref(), Some("2500\n"));
+        assert_eq!(files.open.len(), 1);
+        assert_eq!(files.read(&root.join("missing")), None);
+        assert_eq!(files.open.len(), 1);
+    }
+
+    #[test]
     fn reads_cgroup_v1_hybrid() {
         let root = fake_root("v1");
         let cpu = root.join("cpu,cpuacct/docker/abc");
@@ -345,13 +421,13 @@ mod tests {
         let text = "12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/docker/abc\n";
         let cg = Cgroup::from_proc_cgroup(text, &root).unwrap();
         assert_eq!(
-            cg.sample(),
+            cg.sample(&mut OpenFiles::default()),
             Some(Sample {
                 cpu_secs: 2.5,
                 memory_bytes: 4096.0
             })
         );
-        assert_eq!(cg.oom_kills(), Some(2));
+        assert_eq!(cg.oom_kills(&mut OpenFiles::default()), Some(2));
         fs::remove_dir_all(root).unwrap();
     }
 
@@ -364,7 +440,7 @@ mod tests {
         fs::write(dir.join("memory.current"), "8192\n").unwrap();
         let cg = Cgroup::from_proc_cgroup("0::/system.slice/libpod-abc.scope\n", &root).unwrap();
         assert_eq!(
-            cg.sample(),
+            cg.sample(&mut OpenFiles::default()),
             Some(Sample {
                 cpu_secs: 1.5,
                 memory_bytes: 8192.0
