@@ -338,11 +338,19 @@ fn run(options: &Options) -> Result<bool, String> {
     let mut tables = Vec::new();
     // (engine, wrapper, all tasks finished 0 after one build) of each scale run.
     let mut scale_ok = Vec::new();
+    let mut phases = Vec::new();
     for engine in &engines {
         if interrupted() {
             break;
         }
-        let rows = measure_engine(options, engine, &overhead, &mut scale_ok, began);
+        let rows = measure_engine(
+            options,
+            engine,
+            &overhead,
+            &mut scale_ok,
+            &mut phases,
+            began,
+        );
         tables.push((engine.clone(), rows));
     }
 
@@ -369,7 +377,7 @@ fn run(options: &Options) -> Result<bool, String> {
             rows,
         );
     }
-    print_phases(options, &tables);
+    print_phases(options, &tables, &phases);
     print_wakeups(&overhead);
     print_memory(options, &overhead);
     let all_met = print_targets(options, &tables, &scale_ok);
@@ -399,6 +407,7 @@ fn measure_engine(
     engine: &TestEngine,
     overhead: &[(EngineKind, usize, Result<OverheadResult, String>)],
     scale_ok: &mut Vec<(EngineKind, usize, bool)>,
+    phases: &mut Vec<PhaseCommands>,
     began: Instant,
 ) -> Vec<Row> {
     let kind = engine.kind();
@@ -437,21 +446,31 @@ fn measure_engine(
             format!("\"engine: \" lines logged in the window{errors}")
         };
         rows.push(Row::new(M_COMMANDS_STEADY, w, spawns, note));
-        rows.push(Row::new(
-            M_COMMANDS_SETTLE,
+        for r in &ok {
+            add_memory(memory, &r.mem);
+            phases.push(PhaseCommands::new(
+                kind,
+                w,
+                M_COMMANDS_SETTLE,
+                &r.settle_commands,
+            ));
+            phases.push(PhaseCommands::new(
+                kind,
+                w,
+                M_COMMANDS_STEADY,
+                &r.steady_commands,
+            ));
+        }
+        rows.push(count_row(
+            phases,
+            kind,
             w,
-            ok.iter()
-                .filter_map(|r| r.settle_commands)
-                .map(|n| n as f64)
-                .collect(),
+            M_COMMANDS_SETTLE,
             format!(
                 "job started -> {} s later (the window's start)",
                 SETTLE.as_secs()
             ),
         ));
-        for r in &ok {
-            add_memory(memory, &r.mem);
-        }
     }
 
     // Start, exit and RSS: runs tasks per binary, interleaved with bare engine
@@ -459,8 +478,6 @@ fn measure_engine(
     let image = project_images(engine, PROJECT).into_iter().next();
     let mut start: Vec<Vec<f64>> = vec![Vec::new(); binaries];
     let mut exit: Vec<Vec<f64>> = vec![Vec::new(); binaries];
-    let mut start_commands: Vec<Vec<f64>> = vec![Vec::new(); binaries];
-    let mut exit_commands: Vec<Vec<f64>> = vec![Vec::new(); binaries];
     let mut start_errors = vec![0usize; binaries];
     let mut bare: Vec<BareRun> = Vec::new();
     let mut bare_errors = 0;
@@ -477,8 +494,18 @@ fn measure_engine(
             match start_exit_run(engine, wrapper) {
                 Ok(r) => {
                     start[w].push(r.start_ms);
-                    start_commands[w].push(r.start_commands as f64);
-                    exit_commands[w].push(r.exit_commands as f64);
+                    phases.push(PhaseCommands::new(
+                        kind,
+                        w,
+                        M_COMMANDS_START,
+                        &r.start_commands,
+                    ));
+                    phases.push(PhaseCommands::new(
+                        kind,
+                        w,
+                        M_COMMANDS_EXIT,
+                        &r.exit_commands,
+                    ));
                     exit[w].extend(r.exit_ms);
                     add_memory(&mut memory[w], &r.mem);
                 }
@@ -523,10 +550,11 @@ fn measure_engine(
             start[w].clone(),
             format!("Task::start -> `started` in the slot{errors}"),
         ));
-        rows.push(Row::new(
-            M_COMMANDS_START,
+        rows.push(count_row(
+            phases,
+            kind,
             w,
-            start_commands[w].clone(),
+            M_COMMANDS_START,
             "launch -> `started` in the slot",
         ));
         rows.push(Row::new(
@@ -535,10 +563,11 @@ fn measure_engine(
             exit[w].clone(),
             format!("pidfd of container init -> pidfd of wrapper{errors}"),
         ));
-        rows.push(Row::new(
-            M_COMMANDS_EXIT,
+        rows.push(count_row(
+            phases,
+            kind,
             w,
-            exit_commands[w].clone(),
+            M_COMMANDS_EXIT,
             "`go` (the job ends) -> wrapper exit",
         ));
     }
@@ -559,16 +588,24 @@ fn measure_engine(
                 suspend[w] = r.suspend_ms.clone();
                 rows.push(Row::new(M_SUSPEND, w, r.suspend_ms, how.clone()));
                 rows.push(Row::new(M_RESUME, w, r.resume_ms, how));
-                rows.push(Row::new(
-                    M_COMMANDS_SUSPEND,
+                for c in &r.suspend_commands {
+                    phases.push(PhaseCommands::new(kind, w, M_COMMANDS_SUSPEND, c));
+                }
+                for c in &r.resume_commands {
+                    phases.push(PhaseCommands::new(kind, w, M_COMMANDS_RESUME, c));
+                }
+                rows.push(count_row(
+                    phases,
+                    kind,
                     w,
-                    r.suspend_commands,
+                    M_COMMANDS_SUSPEND,
                     "suspend message -> resume message (1 s paused)",
                 ));
-                rows.push(Row::new(
-                    M_COMMANDS_RESUME,
+                rows.push(count_row(
+                    phases,
+                    kind,
                     w,
-                    r.resume_commands,
+                    M_COMMANDS_RESUME,
                     "resume message -> 1 s later",
                 ));
                 add_memory(&mut memory[w], &r.mem);
@@ -682,6 +719,41 @@ fn measure_engine(
     }
     rows.sort_by_key(|r| (metric_order(r.metric), r.wrapper));
     rows
+}
+
+/// The engine commands one run logged in one phase (a metric M_COMMANDS_*).
+pub struct PhaseCommands {
+    pub kind: EngineKind,
+    pub wrapper: usize,
+    pub metric: &'static str,
+    pub commands: Vec<String>,
+}
+
+impl PhaseCommands {
+    fn new(kind: EngineKind, wrapper: usize, metric: &'static str, commands: &[String]) -> Self {
+        PhaseCommands {
+            kind,
+            wrapper,
+            metric,
+            commands: commands.to_vec(),
+        }
+    }
+}
+
+/// The row of how many commands a phase took, one sample per run.
+fn count_row(
+    phases: &[PhaseCommands],
+    kind: EngineKind,
+    w: usize,
+    metric: &'static str,
+    note: impl Into<String>,
+) -> Row {
+    let counts = phases
+        .iter()
+        .filter(|p| p.kind == kind && p.wrapper == w && p.metric == metric)
+        .map(|p| p.commands.len() as f64)
+        .collect();
+    Row::new(metric, w, counts, note)
 }
 
 /// The rows of the bare engine commands of one engine.
@@ -851,7 +923,9 @@ struct OverheadResult {
     /// None when the log has no "engine: " lines at all (not this wrapper's log?).
     commands_per_minute: Option<f64>,
     /// Engine commands between the job's start and the window (SETTLE).
-    settle_commands: Option<usize>,
+    settle_commands: Vec<String>,
+    /// Engine commands in the window.
+    steady_commands: Vec<String>,
     wakeups: Wakeups,
     /// The wrapper's live descendants at the end of the window (a long-lived
     /// `wait`, say): pid, name, wake-ups. Not the wrapper's, shown for diagnosis.
@@ -892,20 +966,16 @@ fn overhead_run(
     let started = task.slot_dir().join("started");
     wait_for_file(&started, Instant::now(), START_TIMEOUT, &fd, pid, &mut mem)
         .map_err(|e| with_logs(&task, e))?;
-    let lines_started = engine_command_lines(&task.stderr_txt());
+    let at_started = engine_commands(&task.stderr_txt()).len();
     sleep(SETTLE)?;
 
-    let snapshot = |task: &Task| -> Result<(Instant, f64, usize, TreeSnapshot), String> {
+    let snapshot = || -> Result<(Instant, f64, TreeSnapshot), String> {
         let threads = TreeSnapshot::take(pid);
         let cpu = tree_cpu_secs(pid).ok_or("cannot read /proc/<wrapper>/stat")?;
-        Ok((
-            Instant::now(),
-            cpu,
-            engine_command_lines(&task.stderr_txt()),
-            threads,
-        ))
+        Ok((Instant::now(), cpu, threads))
     };
-    let (t0, cpu0, lines0, threads0) = snapshot(&task)?;
+    let at_window = engine_commands(&task.stderr_txt()).len();
+    let (t0, cpu0, threads0) = snapshot()?;
     while t0.elapsed() < window {
         if poll_exits(&[&fd], Duration::from_millis(200))[0] {
             return Err(with_logs(
@@ -917,7 +987,8 @@ fn overhead_run(
             return Err("interrupted".into());
         }
     }
-    let (t1, cpu1, lines1, threads1) = snapshot(&task)?;
+    let (t1, cpu1, threads1) = snapshot()?;
+    let commands = engine_commands(&task.stderr_txt());
     mem.sample_full(pid);
     let breakdown = memory_breakdown(pid);
     release(&task)?;
@@ -940,8 +1011,10 @@ fn overhead_run(
         .collect();
     Ok(OverheadResult {
         cpu_per_hour: cpu * 3600.0 / secs,
-        commands_per_minute: (lines1 > 0).then(|| (lines1 - lines0) as f64 * 60.0 / secs),
-        settle_commands: (lines0 > 0).then(|| lines0 - lines_started),
+        commands_per_minute: (!commands.is_empty())
+            .then(|| (commands.len() - at_window) as f64 * 60.0 / secs),
+        settle_commands: logged_between(&commands, at_started, at_window),
+        steady_commands: logged_between(&commands, at_window, commands.len()),
         wakeups: Wakeups::between(&threads0.wrapper, &threads1.wrapper, secs),
         descendants,
         mem,
@@ -953,9 +1026,9 @@ fn overhead_run(
 struct StartExit {
     start_ms: f64,
     /// Engine commands the wrapper had run when the job started.
-    start_commands: usize,
+    start_commands: Vec<String>,
     /// Engine commands from `go` (the job ends within 50 ms) to the wrapper's exit.
-    exit_commands: usize,
+    exit_commands: Vec<String>,
     exit_ms: Option<f64>,
     mem: Memory,
 }
@@ -970,7 +1043,7 @@ fn start_exit_run(engine: &TestEngine, wrapper: &Path) -> Result<StartExit, Stri
     let started = task.slot_dir().join("started");
     let start = wait_for_file(&started, t0, START_TIMEOUT, &wfd, pid, &mut mem)
         .map_err(|e| with_logs(&task, e))?;
-    let start_commands = engine_command_lines(&task.stderr_txt());
+    let start_commands = engine_commands(&task.stderr_txt());
 
     let name = task.container_name();
     let cpid = container_pid(engine, &name)
@@ -979,7 +1052,7 @@ fn start_exit_run(engine: &TestEngine, wrapper: &Path) -> Result<StartExit, Stri
     // Let the wrapper reach its steady loop before the job ends.
     sleep(Duration::from_secs(1))?;
     mem.sample_full(pid);
-    let lines_released = engine_command_lines(&task.stderr_txt());
+    let at_release = engine_commands(&task.stderr_txt()).len();
     release(&task)?;
 
     let released = Instant::now();
@@ -1015,7 +1088,8 @@ fn start_exit_run(engine: &TestEngine, wrapper: &Path) -> Result<StartExit, Stri
         }
     };
     expect_success(&mut task)?;
-    let exit_commands = engine_command_lines(&task.stderr_txt()).saturating_sub(lines_released);
+    let all = engine_commands(&task.stderr_txt());
+    let exit_commands = logged_between(&all, at_release, all.len());
     if let Some(ms) = exit_ms.filter(|ms| *ms > SLOW_EXIT_MS) {
         // Seconds-resolution timestamps, but enough to see which step took long.
         let log = task.stderr_txt();
@@ -1044,9 +1118,9 @@ struct SuspendResume {
     suspend_ms: Vec<f64>,
     resume_ms: Vec<f64>,
     /// Engine commands from each suspend message to the resume message (1 s paused).
-    suspend_commands: Vec<f64>,
+    suspend_commands: Vec<Vec<String>>,
     /// Engine commands from each resume message to 1 s after it.
-    resume_commands: Vec<f64>,
+    resume_commands: Vec<Vec<String>>,
     method: &'static str,
     mem: Memory,
 }
@@ -1070,7 +1144,7 @@ fn suspend_run(
     let timeout = Duration::from_secs(15);
     let (mut suspend_ms, mut resume_ms) = (Vec::new(), Vec::new());
     let (mut suspend_commands, mut resume_commands) = (Vec::new(), Vec::new());
-    let lines = |task: &Task| engine_command_lines(&task.stderr_txt());
+    let lines = |task: &Task| engine_commands(&task.stderr_txt()).len();
     sleep(Duration::from_secs(1))?;
     let mut before_suspend = lines(&task);
     for _ in 0..cycles {
@@ -1087,9 +1161,10 @@ fn suspend_run(
             .map_err(|e| with_logs(&task, e))?;
         resume_ms.push(took.as_secs_f64() * 1000.0);
         sleep(Duration::from_secs(1))?;
-        let after = lines(&task);
-        suspend_commands.push(before_resume.saturating_sub(before_suspend) as f64);
-        resume_commands.push(after.saturating_sub(before_resume) as f64);
+        let commands = engine_commands(&task.stderr_txt());
+        let after = commands.len();
+        suspend_commands.push(logged_between(&commands, before_suspend, before_resume));
+        resume_commands.push(logged_between(&commands, before_resume, after));
         before_suspend = after;
     }
     mem.sample_full(pid);

@@ -487,12 +487,35 @@ pub fn wait_for_file(
     }
 }
 
-/// Lines of the wrapper's log naming an engine command it ran.
-pub fn engine_command_lines(stderr_txt: &str) -> usize {
+/// The engine commands the wrapper logged so far (its debug lines
+/// "engine: <cli> <args>", `verbose = 2`), each as its verb: "create",
+/// "image inspect". A phase's commands are a slice between two reads.
+pub fn engine_commands(stderr_txt: &str) -> Vec<String> {
     stderr_txt
         .lines()
-        .filter(|l| l.contains("engine: "))
-        .count()
+        .filter_map(|l| l.split_once(" debug: engine: "))
+        .map(|(_, argv)| command_verb(argv))
+        .collect()
+}
+
+/// The commands logged between two reads of the log (positions from `len`).
+pub fn logged_between(commands: &[String], from: usize, to: usize) -> Vec<String> {
+    let to = to.min(commands.len());
+    commands[from.min(to)..to].to_vec()
+}
+
+/// "/usr/bin/podman image inspect --format x y" -> "image inspect".
+fn command_verb(argv: &str) -> String {
+    let mut words = argv.split_whitespace().skip(1);
+    let first = words.next().unwrap_or("?");
+    match (first, words.next()) {
+        ("image" | "container" | "system" | "network" | "volume", Some(second))
+            if !second.starts_with('-') =>
+        {
+            format!("{first} {second}")
+        }
+        _ => first.to_string(),
+    }
 }
 
 pub fn kernel() -> String {

@@ -346,8 +346,13 @@ pub fn print_targets(
     all
 }
 
-/// Engine commands per phase, medians, one line per engine and binary.
-pub fn print_phases(options: &Options, tables: &[(TestEngine, Vec<Row>)]) {
+/// Engine commands per phase: medians, one line per engine and binary, then
+/// each phase's commands (every distinct sequence, with how many runs had it).
+pub fn print_phases(
+    options: &Options,
+    tables: &[(TestEngine, Vec<Row>)],
+    phases: &[PhaseCommands],
+) {
     println!();
     println!(
         "engine commands per phase (medians): start = launch -> job running, settle = the \
@@ -356,7 +361,7 @@ pub fn print_phases(options: &Options, tables: &[(TestEngine, Vec<Row>)]) {
          wrapper exit",
         SETTLE.as_secs()
     );
-    let phases = [
+    let names = [
         ("start", M_COMMANDS_START),
         ("settle", M_COMMANDS_SETTLE),
         ("steady/min", M_COMMANDS_STEADY),
@@ -365,8 +370,9 @@ pub fn print_phases(options: &Options, tables: &[(TestEngine, Vec<Row>)]) {
         ("exit", M_COMMANDS_EXIT),
     ];
     for (engine, rows) in tables {
+        let kind = engine.kind();
         for w in 0..options.wrappers.len() {
-            let figures: Vec<String> = phases
+            let figures: Vec<String> = names
                 .iter()
                 .map(|(name, metric)| {
                     let v = rows
@@ -376,14 +382,50 @@ pub fn print_phases(options: &Options, tables: &[(TestEngine, Vec<Row>)]) {
                     format!("{name} {}", fmt(v))
                 })
                 .collect();
-            println!(
-                "  {:<7} #{}: {}",
-                engine.kind().name(),
-                w + 1,
-                figures.join(", ")
-            );
+            println!("  {:<7} #{}: {}", kind.name(), w + 1, figures.join(", "));
+            for (name, metric) in names {
+                let mut seen: Vec<(String, usize)> = Vec::new();
+                for p in phases
+                    .iter()
+                    .filter(|p| p.kind == kind && p.wrapper == w && p.metric == metric)
+                {
+                    let line = compress(&p.commands);
+                    match seen.iter_mut().find(|(l, _)| *l == line) {
+                        Some((_, n)) => *n += 1,
+                        None => seen.push((line, 1)),
+                    }
+                }
+                let runs: usize = seen.iter().map(|(_, n)| n).sum();
+                for (line, n) in seen {
+                    let share = if runs > 1 {
+                        format!(" ({n} of {runs} runs)")
+                    } else {
+                        String::new()
+                    };
+                    println!("      {name:<10} {line}{share}");
+                }
+            }
         }
     }
+}
+
+/// "inspect, inspect, inspect, rm" -> "inspect x3, rm"; "-" for none.
+fn compress(commands: &[String]) -> String {
+    let mut parts: Vec<(String, usize)> = Vec::new();
+    for c in commands {
+        match parts.last_mut() {
+            Some((last, n)) if last == c => *n += 1,
+            _ => parts.push((c.clone(), 1)),
+        }
+    }
+    if parts.is_empty() {
+        return "-".into();
+    }
+    parts
+        .into_iter()
+        .map(|(c, n)| if n > 1 { format!("{c} x{n}") } else { c })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Which thread wakes: each overhead run's wake-ups per thread, and its
