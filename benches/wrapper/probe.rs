@@ -562,8 +562,11 @@ pub fn memory_breakdown(pid: u32) -> Option<Vec<MemoryPart>> {
     let exe = fs::read_link(format!("/proc/{pid}/exe")).ok();
     let mut parts: Vec<MemoryPart> = Vec::new();
     let mut current: Option<usize> = None;
-    // Whether the mapping before this one was an inaccessible anonymous one (a guard page).
-    let mut after_guard = false;
+    // What the mapping before this one was, for anonymous mappings: right
+    // after the program file's last one it is the rest of its .bss; right
+    // after an inaccessible anonymous one (a guard page), a thread stack.
+    let mut before = Before::Other;
+    let mut previous_end = 0u64;
     for line in text.lines() {
         let mut fields = line.split_whitespace();
         let first = fields.next().unwrap_or_default();
@@ -571,8 +574,28 @@ pub fn memory_breakdown(pid: u32) -> Option<Vec<MemoryPart>> {
             // A mapping header: range perms offset dev inode [path].
             let perms = fields.next().unwrap_or_default();
             let path: String = fields.skip(3).collect::<Vec<_>>().join(" ");
-            let what = classify_mapping(&path, perms, exe.as_deref(), after_guard);
-            after_guard = path.is_empty() && perms.starts_with("---");
+            let (start, end) = first
+                .split_once('-')
+                .and_then(|(a, b)| {
+                    Some((
+                        u64::from_str_radix(a, 16).ok()?,
+                        u64::from_str_radix(b, 16).ok()?,
+                    ))
+                })
+                .unwrap_or_default();
+            let adjacent = if start == previous_end {
+                before
+            } else {
+                Before::Other
+            };
+            let is_exe = exe.as_deref().is_some_and(|e| Path::new(&path) == e);
+            let what = classify_mapping(&path, perms, is_exe, adjacent);
+            before = match (is_exe, path.is_empty() && perms.starts_with("---")) {
+                (true, _) => Before::ProgramFile,
+                (_, true) => Before::Guard,
+                _ => Before::Other,
+            };
+            previous_end = end;
             current = Some(match parts.iter().position(|p| p.what == what) {
                 Some(i) => i,
                 None => {
@@ -603,7 +626,15 @@ pub fn memory_breakdown(pid: u32) -> Option<Vec<MemoryPart>> {
     Some(parts)
 }
 
-fn classify_mapping(path: &str, perms: &str, exe: Option<&Path>, after_guard: bool) -> String {
+/// The mapping right below an anonymous one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Before {
+    ProgramFile,
+    Guard,
+    Other,
+}
+
+fn classify_mapping(path: &str, perms: &str, is_exe: bool, before: Before) -> String {
     let section = |perms: &str| {
         if perms.contains('x') {
             "text"
@@ -613,16 +644,19 @@ fn classify_mapping(path: &str, perms: &str, exe: Option<&Path>, after_guard: bo
             "read-only data"
         }
     };
-    if exe.is_some_and(|e| Path::new(path) == e) {
+    if is_exe {
         return format!("program file: {}", section(perms));
     }
     match path {
         "" if perms.starts_with("---") => "guard pages, reservations".into(),
-        "" if after_guard => "thread stacks (anonymous, above a guard page)".into(),
+        "" if before == Before::ProgramFile => "program: .bss beyond the file's last page".into(),
+        "" if before == Before::Guard => "thread stacks (anonymous, above a guard page)".into(),
         "" => "other anonymous (allocator arenas, mmap'd buffers)".into(),
         "[heap]" => "heap (brk)".into(),
         "[stack]" => "main thread stack".into(),
-        "[vdso]" | "[vvar]" | "[vsyscall]" => "kernel vdso/vvar".into(),
+        p if p.starts_with("[vdso") || p.starts_with("[vvar") || p == "[vsyscall]" => {
+            "kernel vdso/vvar".into()
+        }
         p if p.ends_with("boinc_mmap_file") => "BOINC shared memory (boinc_mmap_file)".into(),
         p => {
             let name = Path::new(p)
