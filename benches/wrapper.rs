@@ -13,7 +13,8 @@
 //! * `--engine podman|docker|both` (default both);
 //! * `--wrapper PATH`, repeatable: the binaries to compare (same job, same
 //!   emulator, same run); default the `docker_wrapper` cargo just built for
-//!   this bench (target/release/docker_wrapper);
+//!   this bench (target/release/docker_wrapper). With two or more, #1 is
+//!   "the previous build": each later one must use at most half its CPU-s/h;
 //! * `--dist`: adds the self-contained x86_64 release file of `cargo xtask
 //!   dist` (in dist/, or `DW_DIST_DIR`) after the other binaries (the
 //!   default build when no `--wrapper` is given); its RSS target is the
@@ -22,23 +23,47 @@
 //! * `--overhead-runs N`: concurrent overhead tasks per binary and engine (default 1);
 //! * `--quick`: a 10 s steady-state window instead of 60 s (CI smoke runs);
 //! * `--check`: exit with failure when a target is missed (by default only
-//!   when a measurement fails).
+//!   when a measurement fails). Targets that do not apply (the CPU rule with
+//!   one --wrapper binary) do not fail it.
 //!
-//! Metrics, per engine and binary:
+//! Metrics, per engine and binary. The targets decide on counts and ratios
+//! measured in the same run, which do not depend on the machine:
 //! * overhead: CPU seconds (the wrapper's CPU-time clock, the children it
 //!   reaped (cutime+cstime), its live descendants likewise) per hour of a task whose
-//!   job sleeps, over a steady window after start-up; engine commands per
-//!   minute in that window (the wrapper's "engine: " debug lines, `verbose = 2`).
-//!   The tasks of both engines run at the same time.
+//!   job sleeps, over a steady window starting 5 s after the job started.
+//!   The tasks of all binaries and engines run at the same time.
+//! * wake-ups per second in that window: voluntary context switches of all
+//!   the wrapper's threads (/proc/PID/task/*/status, read at both ends of
+//!   the window per thread id; a thread born in the window counts whole, one
+//!   that ended is lost and reported). Printed per thread below the tables,
+//!   with the wrapper's live descendants' (a long-lived `wait`), not counted.
 //! * start: `Task::start` -> the job's first action (`touch started`) is seen
 //!   in the slot (polled every 2 ms), image cached (a warm-up task runs first);
+//! * bare `run -d` (same run, one per round of start runs, so both see the
+//!   same load): `ENGINE run -d --name N -v DIR:/app IMAGE` of the bench
+//!   image with its own command, which runs the same `touch started` from
+//!   the mounted dir; timed from spawning the command to `started` seen, the
+//!   wrapper's end point (also to the command's return, shown). The start
+//!   ratio is the wrapper's start over the bare median;
 //! * suspend -> paused / resume -> running: from writing the control message
 //!   to the container's cgroup freezer saying FROZEN / THAWED (polled every
 //!   1 ms; `inspect` polling where there is no freezer file);
+//! * bare `pause` of the bare container after 0.5 s: spawning `ENGINE pause`
+//!   -> its freezer says FROZEN (and -> the command returned). The suspend
+//!   ratio is the wrapper's suspend over this median (the wrapper's includes
+//!   the BOINC API's 100 ms message tick);
 //! * exit: the container's init process exits (pidfd) -> the wrapper exits (pidfd);
+//! * engine commands per phase ("engine: " debug lines, `verbose = 2`,
+//!   counted in stderr.txt at each boundary; the lines carry seconds only):
+//!   start (launch -> job running), settle (the next 5 s), steady (per
+//!   minute of the window), suspend (suspend message -> resume message, 1 s
+//!   paused), resume (resume message -> 1 s later), exit (`go` written, the
+//!   job ends within 50 ms -> wrapper exit);
 //! * peak RSS: the wrapper's VmHWM, last value read before it exited; with
 //!   its RssAnon (private part: the rest is shared library pages) and PSS;
-//! * engine commands to start: "engine: " lines logged when the job started;
+//!   where it is (program file, libraries, heap, thread stacks, the BOINC
+//!   shared memory) from /proc/PID/smaps at the end of the window, printed
+//!   below the tables;
 //! * scale: 8 tasks of a new project in one data dir (one project dir, as
 //!   under one client: `TaskBuilder::shared_data_dir`) start at once:
 //!   all must finish with 0 after exactly one image build; their total CPU
@@ -47,17 +72,21 @@
 //!
 //! Engine daemons (dockerd, containerd, conmon) are not children of the
 //! wrapper: their CPU is not counted.
+#[path = "wrapper/baseline.rs"]
+mod baseline;
 #[path = "wrapper/probe.rs"]
 mod probe;
 #[path = "wrapper/report.rs"]
 mod report;
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::thread;
 use std::time::Instant;
 
+use baseline::*;
 use dw_test_support::*;
 use probe::*;
 use report::*;
@@ -74,13 +103,38 @@ const SETTLE: Duration = Duration::from_secs(5);
 const SLOW_EXIT_MS: f64 = 5000.0;
 const JOB_TOML: &str = "verbose = 2\n";
 
+// Targets (shared/DESIGN.md section 7).
+const OVERHEAD_MAX: f64 = 2.0;
+/// With two or more --wrapper binaries: each later one's CPU-s/h over #1's (the previous build).
+const CPU_VS_PREVIOUS_MAX: f64 = 0.5;
+/// The BOINC API's own 10 Hz timer thread plus at most one.
+const WAKEUPS_MAX: f64 = 11.0;
+const START_RATIO_MAX: f64 = 1.3;
+const START_MAX_MS: f64 = 1000.0;
+const SUSPEND_P50_MAX_MS: f64 = 120.0;
+const RESUME_P50_MAX_MS: f64 = 120.0;
+const EXIT_P50_MAX_MS: f64 = 500.0;
+const RSS_MAX_MIB: f64 = 4.0;
+const RSS_SHIPPED_MAX_MIB: f64 = 3.0;
+
 const M_OVERHEAD: &str = "overhead (CPU-s/h)";
-const M_SPAWNS: &str = "engine commands (/min)";
+const M_WAKEUPS: &str = "wake-ups (/s)";
 const M_START: &str = "start -> running (ms)";
-const M_START_COMMANDS: &str = "engine commands to start";
+const M_BARE_RUN: &str = "bare run -d -> running (ms)";
+const M_BARE_RUN_RETURNED: &str = "bare run -d returned (ms)";
+const M_START_RATIO: &str = "start / bare run -d";
 const M_SUSPEND: &str = "suspend -> paused (ms)";
+const M_BARE_PAUSE: &str = "bare pause -> paused (ms)";
+const M_BARE_PAUSE_RETURNED: &str = "bare pause returned (ms)";
+const M_SUSPEND_RATIO: &str = "suspend / bare pause";
 const M_RESUME: &str = "resume -> running (ms)";
 const M_EXIT: &str = "container exit -> exit (ms)";
+const M_COMMANDS_START: &str = "engine commands: start";
+const M_COMMANDS_SETTLE: &str = "engine commands: settle";
+const M_COMMANDS_STEADY: &str = "engine commands: steady (/min)";
+const M_COMMANDS_SUSPEND: &str = "engine commands: suspend";
+const M_COMMANDS_RESUME: &str = "engine commands: resume";
+const M_COMMANDS_EXIT: &str = "engine commands: exit";
 const M_RSS: &str = "peak RSS (MiB)";
 const M_ANON: &str = "private RSS (MiB)";
 const M_PSS: &str = "PSS (MiB)";
@@ -91,6 +145,8 @@ const M_SCALE_TASK: &str = "scale: CPU per task (s)";
 struct Options {
     engines: Vec<EngineKind>,
     wrappers: Vec<PathBuf>,
+    /// How many of `wrappers` were given with --wrapper (they come first).
+    given: usize,
     /// Indexes into `wrappers` of self-contained release files.
     shipped: Vec<usize>,
     runs: usize,
@@ -156,6 +212,7 @@ fn parse_options() -> Result<Options, String> {
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
+    let given = wrappers.len();
     if wrappers.is_empty() {
         wrappers.push(default_wrapper()?);
     }
@@ -172,6 +229,7 @@ fn parse_options() -> Result<Options, String> {
     Ok(Options {
         engines,
         wrappers,
+        given,
         shipped,
         runs: runs.unwrap_or(if quick { 3 } else { 5 }),
         overhead_runs,
@@ -280,11 +338,19 @@ fn run(options: &Options) -> Result<bool, String> {
     let mut tables = Vec::new();
     // (engine, wrapper, all tasks finished 0 after one build) of each scale run.
     let mut scale_ok = Vec::new();
+    let mut phases = Vec::new();
     for engine in &engines {
         if interrupted() {
             break;
         }
-        let rows = measure_engine(options, engine, &overhead, &mut scale_ok, began);
+        let rows = measure_engine(
+            options,
+            engine,
+            &overhead,
+            &mut scale_ok,
+            &mut phases,
+            began,
+        );
         tables.push((engine.clone(), rows));
     }
 
@@ -311,6 +377,9 @@ fn run(options: &Options) -> Result<bool, String> {
             rows,
         );
     }
+    print_phases(options, &tables, &phases);
+    print_wakeups(&overhead);
+    print_memory(options, &overhead);
     let all_met = print_targets(options, &tables, &scale_ok);
     println!();
     println!(
@@ -338,12 +407,14 @@ fn measure_engine(
     engine: &TestEngine,
     overhead: &[(EngineKind, usize, Result<OverheadResult, String>)],
     scale_ok: &mut Vec<(EngineKind, usize, bool)>,
+    phases: &mut Vec<PhaseCommands>,
     began: Instant,
 ) -> Vec<Row> {
     let kind = engine.kind();
+    let binaries = options.wrappers.len();
     let mut rows = Vec::new();
     // Per binary: VmHWM, RssAnon, Pss samples.
-    let mut memory: Vec<[Vec<f64>; 3]> = vec![Default::default(); options.wrappers.len()];
+    let mut memory: Vec<[Vec<f64>; 3]> = vec![Default::default(); binaries];
     for (w, memory) in memory.iter_mut().enumerate() {
         let mine: Vec<&Result<OverheadResult, String>> = overhead
             .iter()
@@ -362,23 +433,54 @@ fn measure_engine(
             ok.iter().map(|r| r.cpu_per_hour).collect(),
             format!("over {window:.0} s of an idle task{errors}"),
         ));
+        rows.push(Row::new(
+            M_WAKEUPS,
+            w,
+            ok.iter().map(|r| r.wakeups.per_second).collect(),
+            "voluntary context switches of all its threads in the window (per thread below)",
+        ));
         let spawns: Vec<f64> = ok.iter().filter_map(|r| r.commands_per_minute).collect();
         let note = if spawns.is_empty() && !ok.is_empty() {
             "no \"engine: \" lines in stderr.txt (not this wrapper's log?)".to_string()
         } else {
-            format!("\"engine: \" lines in stderr.txt{errors}")
+            format!("\"engine: \" lines logged in the window{errors}")
         };
-        rows.push(Row::new(M_SPAWNS, w, spawns, note));
+        rows.push(Row::new(M_COMMANDS_STEADY, w, spawns, note));
         for r in &ok {
             add_memory(memory, &r.mem);
+            phases.push(PhaseCommands::new(
+                kind,
+                w,
+                M_COMMANDS_SETTLE,
+                &r.settle_commands,
+            ));
+            phases.push(PhaseCommands::new(
+                kind,
+                w,
+                M_COMMANDS_STEADY,
+                &r.steady_commands,
+            ));
         }
+        rows.push(count_row(
+            phases,
+            kind,
+            w,
+            M_COMMANDS_SETTLE,
+            format!(
+                "job started -> {} s later (the window's start)",
+                SETTLE.as_secs()
+            ),
+        ));
     }
 
-    // Start, exit and RSS: runs tasks per binary, interleaved.
-    let mut start: Vec<Vec<f64>> = vec![Vec::new(); options.wrappers.len()];
-    let mut exit: Vec<Vec<f64>> = vec![Vec::new(); options.wrappers.len()];
-    let mut start_commands: Vec<Vec<f64>> = vec![Vec::new(); options.wrappers.len()];
-    let mut start_errors = vec![0usize; options.wrappers.len()];
+    // Start, exit and RSS: runs tasks per binary, interleaved with bare engine
+    // commands (one `run -d` + `pause` per round) so that all see the same load.
+    let image = project_images(engine, PROJECT).into_iter().next();
+    let mut start: Vec<Vec<f64>> = vec![Vec::new(); binaries];
+    let mut exit: Vec<Vec<f64>> = vec![Vec::new(); binaries];
+    let mut start_errors = vec![0usize; binaries];
+    let mut bare: Vec<BareRun> = Vec::new();
+    let mut bare_errors = 0;
     for run in 0..options.runs {
         for (w, wrapper) in options.wrappers.iter().enumerate() {
             eprintln!(
@@ -392,7 +494,18 @@ fn measure_engine(
             match start_exit_run(engine, wrapper) {
                 Ok(r) => {
                     start[w].push(r.start_ms);
-                    start_commands[w].push(r.start_commands as f64);
+                    phases.push(PhaseCommands::new(
+                        kind,
+                        w,
+                        M_COMMANDS_START,
+                        &r.start_commands,
+                    ));
+                    phases.push(PhaseCommands::new(
+                        kind,
+                        w,
+                        M_COMMANDS_EXIT,
+                        &r.exit_commands,
+                    ));
                     exit[w].extend(r.exit_ms);
                     add_memory(&mut memory[w], &r.mem);
                 }
@@ -406,8 +519,26 @@ fn measure_engine(
                 }
             }
         }
+        let Some(image) = &image else { continue };
+        eprintln!(
+            "[{:6.1}s] {}: bare run -d + pause {}/{}",
+            began.elapsed().as_secs_f64(),
+            kind.name(),
+            run + 1,
+            options.runs
+        );
+        match bare_run(engine, image, run) {
+            Ok(b) => bare.push(b),
+            Err(e) => {
+                bare_errors += 1;
+                failure(format!(
+                    "bare run -d / pause on {} failed: {e}",
+                    kind.name()
+                ));
+            }
+        }
     }
-    for w in 0..options.wrappers.len() {
+    for w in 0..binaries {
         let errors = if start_errors[w] > 0 {
             format!("; {} run(s) failed", start_errors[w])
         } else {
@@ -419,11 +550,12 @@ fn measure_engine(
             start[w].clone(),
             format!("Task::start -> `started` in the slot{errors}"),
         ));
-        rows.push(Row::new(
-            M_START_COMMANDS,
+        rows.push(count_row(
+            phases,
+            kind,
             w,
-            start_commands[w].clone(),
-            "\"engine: \" lines logged by then",
+            M_COMMANDS_START,
+            "launch -> `started` in the slot",
         ));
         rows.push(Row::new(
             M_EXIT,
@@ -431,9 +563,18 @@ fn measure_engine(
             exit[w].clone(),
             format!("pidfd of container init -> pidfd of wrapper{errors}"),
         ));
+        rows.push(count_row(
+            phases,
+            kind,
+            w,
+            M_COMMANDS_EXIT,
+            "`go` (the job ends) -> wrapper exit",
+        ));
     }
+    rows.extend(bare_rows(&image, &bare, bare_errors));
 
     // Suspend / resume: one task per binary, `runs` cycles.
+    let mut suspend: Vec<Vec<f64>> = vec![Vec::new(); binaries];
     for (w, wrapper) in options.wrappers.iter().enumerate() {
         eprintln!(
             "[{:6.1}s] {} #{}: suspend/resume",
@@ -443,17 +584,29 @@ fn measure_engine(
         );
         match suspend_run(engine, wrapper, options.runs) {
             Ok(r) => {
-                rows.push(Row::new(
-                    M_SUSPEND,
+                let how = format!("control message -> {}", r.method);
+                suspend[w] = r.suspend_ms.clone();
+                rows.push(Row::new(M_SUSPEND, w, r.suspend_ms, how.clone()));
+                rows.push(Row::new(M_RESUME, w, r.resume_ms, how));
+                for c in &r.suspend_commands {
+                    phases.push(PhaseCommands::new(kind, w, M_COMMANDS_SUSPEND, c));
+                }
+                for c in &r.resume_commands {
+                    phases.push(PhaseCommands::new(kind, w, M_COMMANDS_RESUME, c));
+                }
+                rows.push(count_row(
+                    phases,
+                    kind,
                     w,
-                    r.suspend_ms,
-                    format!("control message -> {}", r.method),
+                    M_COMMANDS_SUSPEND,
+                    "suspend message -> resume message (1 s paused)",
                 ));
-                rows.push(Row::new(
-                    M_RESUME,
+                rows.push(count_row(
+                    phases,
+                    kind,
                     w,
-                    r.resume_ms,
-                    format!("control message -> {}", r.method),
+                    M_COMMANDS_RESUME,
+                    "resume message -> 1 s later",
                 ));
                 add_memory(&mut memory[w], &r.mem);
             }
@@ -468,6 +621,28 @@ fn measure_engine(
             }
         }
     }
+
+    // Ratios to the bare commands: each sample over the bare median, so the
+    // median of the row is the ratio of the medians.
+    let bare_run_ms = percentile(&bare.iter().map(|b| b.run_ms).collect::<Vec<_>>(), 0.5);
+    let bare_pause_ms = percentile(&bare.iter().map(|b| b.pause_ms).collect::<Vec<_>>(), 0.5);
+    for w in 0..binaries {
+        rows.push(ratio_row(
+            M_START_RATIO,
+            w,
+            &start[w],
+            bare_run_ms,
+            "start -> running over the bare run -d -> running median",
+        ));
+        rows.push(ratio_row(
+            M_SUSPEND_RATIO,
+            w,
+            &suspend[w],
+            bare_pause_ms,
+            "suspend -> paused over the bare pause -> paused median",
+        ));
+    }
+
     for (w, [rss, anon, pss]) in memory.into_iter().enumerate() {
         rows.push(Row::new(
             M_RSS,
@@ -546,15 +721,115 @@ fn measure_engine(
     rows
 }
 
+/// The engine commands one run logged in one phase (a metric M_COMMANDS_*).
+pub struct PhaseCommands {
+    pub kind: EngineKind,
+    pub wrapper: usize,
+    pub metric: &'static str,
+    pub commands: Vec<String>,
+}
+
+impl PhaseCommands {
+    fn new(kind: EngineKind, wrapper: usize, metric: &'static str, commands: &[String]) -> Self {
+        PhaseCommands {
+            kind,
+            wrapper,
+            metric,
+            commands: commands.to_vec(),
+        }
+    }
+}
+
+/// The row of how many commands a phase took, one sample per run.
+fn count_row(
+    phases: &[PhaseCommands],
+    kind: EngineKind,
+    w: usize,
+    metric: &'static str,
+    note: impl Into<String>,
+) -> Row {
+    let counts = phases
+        .iter()
+        .filter(|p| p.kind == kind && p.wrapper == w && p.metric == metric)
+        .map(|p| p.commands.len() as f64)
+        .collect();
+    Row::new(metric, w, counts, note)
+}
+
+/// The rows of the bare engine commands of one engine.
+fn bare_rows(image: &Option<String>, bare: &[BareRun], errors: usize) -> Vec<Row> {
+    let Some(image) = image else {
+        failure(format!(
+            "no image of {PROJECT} found after the warm-up: no bare run -d / pause"
+        ));
+        return [M_BARE_RUN, M_BARE_PAUSE]
+            .map(|m| Row::bare(m, Vec::new(), "no bench image (warm-up failed?)"))
+            .into();
+    };
+    let failed = if errors > 0 {
+        format!("; {errors} run(s) failed")
+    } else {
+        String::new()
+    };
+    let method = bare.first().map(|b| b.method).unwrap_or("freezer");
+    let column = |f: fn(&BareRun) -> f64| bare.iter().map(f).collect::<Vec<f64>>();
+    vec![
+        Row::bare(
+            M_BARE_RUN,
+            column(|b| b.run_ms),
+            format!("`run -d {image}` spawned -> `started` in its mounted dir{failed}"),
+        ),
+        Row::bare(
+            M_BARE_RUN_RETURNED,
+            column(|b| b.run_returned_ms),
+            "`run -d` spawned -> it returned",
+        ),
+        Row::bare(
+            M_BARE_PAUSE,
+            column(|b| b.pause_ms),
+            format!("`pause` spawned -> {method}{failed}"),
+        ),
+        Row::bare(
+            M_BARE_PAUSE_RETURNED,
+            column(|b| b.pause_returned_ms),
+            "`pause` spawned -> it returned",
+        ),
+    ]
+}
+
+fn ratio_row(
+    metric: &'static str,
+    w: usize,
+    samples: &[f64],
+    bare_median: Option<f64>,
+    how: &str,
+) -> Row {
+    match bare_median.filter(|m| *m > 0.0) {
+        Some(m) => Row::new(metric, w, samples.iter().map(|s| s / m).collect(), how),
+        None => Row::new(metric, w, Vec::new(), "no bare measurement"),
+    }
+}
+
 fn metric_order(metric: &str) -> usize {
     [
         M_OVERHEAD,
-        M_SPAWNS,
+        M_WAKEUPS,
         M_START,
-        M_START_COMMANDS,
+        M_BARE_RUN,
+        M_BARE_RUN_RETURNED,
+        M_START_RATIO,
         M_SUSPEND,
+        M_BARE_PAUSE,
+        M_BARE_PAUSE_RETURNED,
+        M_SUSPEND_RATIO,
         M_RESUME,
         M_EXIT,
+        M_COMMANDS_START,
+        M_COMMANDS_SETTLE,
+        M_COMMANDS_STEADY,
+        M_COMMANDS_SUSPEND,
+        M_COMMANDS_RESUME,
+        M_COMMANDS_EXIT,
         M_RSS,
         M_ANON,
         M_PSS,
@@ -565,125 +840,6 @@ fn metric_order(metric: &str) -> usize {
     .iter()
     .position(|m| *m == metric)
     .unwrap_or(usize::MAX)
-}
-
-fn print_setup(options: &Options, engines: &[TestEngine]) {
-    let ncpu = thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    println!(
-        "docker_wrapper benchmark ({})",
-        if options.quick { "--quick" } else { "full" }
-    );
-    println!(
-        "machine: {ncpu} CPUs, kernel {}, cgroup {}, load average {}",
-        kernel(),
-        cgroup_layout(),
-        loadavg()
-    );
-    for engine in engines {
-        println!(
-            "engine: {} {} ({})",
-            engine.kind().name(),
-            engine.version(),
-            engine.cli().display()
-        );
-    }
-    for (w, wrapper) in options.wrappers.iter().enumerate() {
-        let modified = fs::metadata(wrapper)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .map(|d| format!("built {:.0} min ago", d.as_secs_f64() / 60.0))
-            .unwrap_or_default();
-        println!("wrapper #{}: {} ({modified})", w + 1, wrapper.display());
-    }
-    println!(
-        "runs: {} per latency metric, {} overhead task(s) per binary and engine over {} s, scale {SCALE_TASKS} tasks",
-        options.runs,
-        options.overhead_runs,
-        options.window.as_secs()
-    );
-}
-
-/// Prints each design target per engine and binary; true when all were met.
-fn print_targets(
-    options: &Options,
-    tables: &[(TestEngine, Vec<Row>)],
-    scale: &[(EngineKind, usize, bool)],
-) -> bool {
-    println!();
-    println!("targets (shared/DESIGN.md section 7):");
-    let mut all = true;
-    for (engine, rows) in tables {
-        let kind = engine.kind();
-        for w in 0..options.wrappers.len() {
-            let row = |metric: &str| rows.iter().find(|r| r.metric == metric && r.wrapper == w);
-            let median = |metric: &str| row(metric).and_then(Row::median);
-            let max = |metric: &str| row(metric).and_then(Row::max);
-            let checks: Vec<(String, Option<f64>, Option<bool>)> = vec![
-                (
-                    "overhead <= 2 CPU-s/h (median)".into(),
-                    median(M_OVERHEAD),
-                    median(M_OVERHEAD).map(|v| v <= 2.0),
-                ),
-                (
-                    "exit p50 <= 500 ms".into(),
-                    median(M_EXIT),
-                    median(M_EXIT).map(|v| v <= 500.0),
-                ),
-                (
-                    "suspend p50 <= 150 ms".into(),
-                    median(M_SUSPEND),
-                    median(M_SUSPEND).map(|v| v <= 150.0),
-                ),
-                (
-                    "resume p50 <= 150 ms".into(),
-                    median(M_RESUME),
-                    median(M_RESUME).map(|v| v <= 150.0),
-                ),
-                (
-                    "cached start <= 1000 ms (median)".into(),
-                    median(M_START),
-                    median(M_START).map(|v| v <= 1000.0),
-                ),
-                if options.shipped.contains(&w) {
-                    (
-                        "RSS <= 3 MiB (max, self-contained build)".into(),
-                        max(M_RSS),
-                        max(M_RSS).map(|v| v <= 3.0),
-                    )
-                } else {
-                    (
-                        "RSS <= 4 MiB (max)".into(),
-                        max(M_RSS),
-                        max(M_RSS).map(|v| v <= 4.0),
-                    )
-                },
-                (
-                    format!("{SCALE_TASKS} concurrent tasks correct, one build"),
-                    None,
-                    scale
-                        .iter()
-                        .find(|(k, ww, _)| *k == kind && *ww == w)
-                        .map(|(_, _, ok)| *ok),
-                ),
-            ];
-            for (target, value, met) in checks {
-                all &= met == Some(true);
-                let value = value.map(|v| show(Some(v))).unwrap_or_default();
-                println!(
-                    "  {:<7} #{} {:<40} {:>8}  {}",
-                    kind.name(),
-                    w + 1,
-                    target,
-                    value,
-                    verdict(met)
-                );
-            }
-        }
-    }
-    all
 }
 
 /// Measurements that failed (each printed when it happened).
@@ -764,9 +920,38 @@ fn warm_up(engine: &TestEngine, wrapper: &Path) -> Result<(), String> {
 
 struct OverheadResult {
     cpu_per_hour: f64,
+    /// None when the log has no "engine: " lines at all (not this wrapper's log?).
     commands_per_minute: Option<f64>,
+    /// Engine commands between the job's start and the window (SETTLE).
+    settle_commands: Vec<String>,
+    /// Engine commands in the window.
+    steady_commands: Vec<String>,
+    wakeups: Wakeups,
+    /// The wrapper's live descendants at the end of the window (a long-lived
+    /// `wait`, say): pid, name, wake-ups. Not the wrapper's, shown for diagnosis.
+    descendants: Vec<(u32, String, Wakeups)>,
     mem: Memory,
+    /// Where the wrapper's memory is at the end of the window.
+    breakdown: Option<Vec<MemoryPart>>,
     window: Duration,
+}
+
+/// The wrapper's threads and its live descendants' at one moment.
+struct TreeSnapshot {
+    wrapper: ThreadSnapshot,
+    descendants: HashMap<u32, ThreadSnapshot>,
+}
+
+impl TreeSnapshot {
+    fn take(pid: u32) -> TreeSnapshot {
+        TreeSnapshot {
+            wrapper: ThreadSnapshot::take(pid),
+            descendants: descendants(pid)
+                .into_iter()
+                .map(|(p, _)| (p, ThreadSnapshot::take(p)))
+                .collect(),
+        }
+    }
 }
 
 fn overhead_run(
@@ -781,17 +966,16 @@ fn overhead_run(
     let started = task.slot_dir().join("started");
     wait_for_file(&started, Instant::now(), START_TIMEOUT, &fd, pid, &mut mem)
         .map_err(|e| with_logs(&task, e))?;
+    let at_started = engine_commands(&task.stderr_txt()).len();
     sleep(SETTLE)?;
 
-    let snapshot = |task: &Task| -> Result<(Instant, f64, usize), String> {
+    let snapshot = || -> Result<(Instant, f64, TreeSnapshot), String> {
+        let threads = TreeSnapshot::take(pid);
         let cpu = tree_cpu_secs(pid).ok_or("cannot read /proc/<wrapper>/stat")?;
-        Ok((
-            Instant::now(),
-            cpu,
-            engine_command_lines(&task.stderr_txt()),
-        ))
+        Ok((Instant::now(), cpu, threads))
     };
-    let (t0, cpu0, lines0) = snapshot(&task)?;
+    let at_window = engine_commands(&task.stderr_txt()).len();
+    let (t0, cpu0, threads0) = snapshot()?;
     while t0.elapsed() < window {
         if poll_exits(&[&fd], Duration::from_millis(200))[0] {
             return Err(with_logs(
@@ -803,17 +987,38 @@ fn overhead_run(
             return Err("interrupted".into());
         }
     }
-    let (t1, cpu1, lines1) = snapshot(&task)?;
+    let (t1, cpu1, threads1) = snapshot()?;
+    let commands = engine_commands(&task.stderr_txt());
     mem.sample_full(pid);
+    let breakdown = memory_breakdown(pid);
     release(&task)?;
     expect_success(&mut task)?;
 
     let secs = (t1 - t0).as_secs_f64();
     let cpu = (cpu1 - cpu0).max(0.0);
+    let descendants = threads1
+        .descendants
+        .iter()
+        .map(|(p, after)| {
+            let before = threads0.descendants.get(p).cloned().unwrap_or_default();
+            let comm = after
+                .threads
+                .get(p)
+                .map(|t| t.comm.clone())
+                .unwrap_or_else(|| "?".into());
+            (*p, comm, Wakeups::between(&before, after, secs))
+        })
+        .collect();
     Ok(OverheadResult {
         cpu_per_hour: cpu * 3600.0 / secs,
-        commands_per_minute: (lines1 > 0).then(|| (lines1 - lines0) as f64 * 60.0 / secs),
+        commands_per_minute: (!commands.is_empty())
+            .then(|| (commands.len() - at_window) as f64 * 60.0 / secs),
+        settle_commands: logged_between(&commands, at_started, at_window),
+        steady_commands: logged_between(&commands, at_window, commands.len()),
+        wakeups: Wakeups::between(&threads0.wrapper, &threads1.wrapper, secs),
+        descendants,
         mem,
+        breakdown,
         window: t1 - t0,
     })
 }
@@ -821,7 +1026,9 @@ fn overhead_run(
 struct StartExit {
     start_ms: f64,
     /// Engine commands the wrapper had run when the job started.
-    start_commands: usize,
+    start_commands: Vec<String>,
+    /// Engine commands from `go` (the job ends within 50 ms) to the wrapper's exit.
+    exit_commands: Vec<String>,
     exit_ms: Option<f64>,
     mem: Memory,
 }
@@ -836,7 +1043,7 @@ fn start_exit_run(engine: &TestEngine, wrapper: &Path) -> Result<StartExit, Stri
     let started = task.slot_dir().join("started");
     let start = wait_for_file(&started, t0, START_TIMEOUT, &wfd, pid, &mut mem)
         .map_err(|e| with_logs(&task, e))?;
-    let start_commands = engine_command_lines(&task.stderr_txt());
+    let start_commands = engine_commands(&task.stderr_txt());
 
     let name = task.container_name();
     let cpid = container_pid(engine, &name)
@@ -845,6 +1052,7 @@ fn start_exit_run(engine: &TestEngine, wrapper: &Path) -> Result<StartExit, Stri
     // Let the wrapper reach its steady loop before the job ends.
     sleep(Duration::from_secs(1))?;
     mem.sample_full(pid);
+    let at_release = engine_commands(&task.stderr_txt()).len();
     release(&task)?;
 
     let released = Instant::now();
@@ -880,6 +1088,8 @@ fn start_exit_run(engine: &TestEngine, wrapper: &Path) -> Result<StartExit, Stri
         }
     };
     expect_success(&mut task)?;
+    let all = engine_commands(&task.stderr_txt());
+    let exit_commands = logged_between(&all, at_release, all.len());
     if let Some(ms) = exit_ms.filter(|ms| *ms > SLOW_EXIT_MS) {
         // Seconds-resolution timestamps, but enough to see which step took long.
         let log = task.stderr_txt();
@@ -898,6 +1108,7 @@ fn start_exit_run(engine: &TestEngine, wrapper: &Path) -> Result<StartExit, Stri
     Ok(StartExit {
         start_ms: start.as_secs_f64() * 1000.0,
         start_commands,
+        exit_commands,
         exit_ms,
         mem,
     })
@@ -906,6 +1117,10 @@ fn start_exit_run(engine: &TestEngine, wrapper: &Path) -> Result<StartExit, Stri
 struct SuspendResume {
     suspend_ms: Vec<f64>,
     resume_ms: Vec<f64>,
+    /// Engine commands from each suspend message to the resume message (1 s paused).
+    suspend_commands: Vec<Vec<String>>,
+    /// Engine commands from each resume message to 1 s after it.
+    resume_commands: Vec<Vec<String>>,
     method: &'static str,
     mem: Memory,
 }
@@ -928,19 +1143,29 @@ fn suspend_run(
     let freezer = Freezer::find(cpid, engine, &name);
     let timeout = Duration::from_secs(15);
     let (mut suspend_ms, mut resume_ms) = (Vec::new(), Vec::new());
+    let (mut suspend_commands, mut resume_commands) = (Vec::new(), Vec::new());
+    let lines = |task: &Task| engine_commands(&task.stderr_txt()).len();
+    sleep(Duration::from_secs(1))?;
+    let mut before_suspend = lines(&task);
     for _ in 0..cycles {
-        sleep(Duration::from_secs(1))?;
         let sent = task.try_send_control(Control::Suspend, Duration::from_secs(10))?;
         let took = freezer
             .wait_for(true, sent, timeout)
             .map_err(|e| with_logs(&task, e))?;
         suspend_ms.push(took.as_secs_f64() * 1000.0);
         sleep(Duration::from_secs(1))?;
+        let before_resume = lines(&task);
         let sent = task.try_send_control(Control::Resume, Duration::from_secs(10))?;
         let took = freezer
             .wait_for(false, sent, timeout)
             .map_err(|e| with_logs(&task, e))?;
         resume_ms.push(took.as_secs_f64() * 1000.0);
+        sleep(Duration::from_secs(1))?;
+        let commands = engine_commands(&task.stderr_txt());
+        let after = commands.len();
+        suspend_commands.push(logged_between(&commands, before_suspend, before_resume));
+        resume_commands.push(logged_between(&commands, before_resume, after));
+        before_suspend = after;
     }
     mem.sample_full(pid);
     release(&task)?;
@@ -948,6 +1173,8 @@ fn suspend_run(
     Ok(SuspendResume {
         suspend_ms,
         resume_ms,
+        suspend_commands,
+        resume_commands,
         method: freezer.method(),
         mem,
     })
@@ -1040,20 +1267,24 @@ fn scale_run(engine: &TestEngine, wrapper: &Path, project: &str) -> Result<Scale
     })
 }
 
-/// Removes the images of `boinc_wrapper/<project>` (any tag); how many.
-fn remove_project_images(engine: &TestEngine, project: &str) -> usize {
+/// The images of `boinc_wrapper/<project>` (any tag), as the engine names them.
+fn project_images(engine: &TestEngine, project: &str) -> Vec<String> {
     let repository = format!("boinc_wrapper/{project}:");
     let Ok(out) = engine.run(["images", "--format", "{{.Repository}}:{{.Tag}}"]) else {
-        return 0;
+        return Vec::new();
     };
-    let tags: Vec<String> = out
-        .stdout
+    out.stdout
         .lines()
         .map(str::trim)
         .filter(|t| t.trim_start_matches("localhost/").starts_with(&repository))
         .map(String::from)
-        .collect();
-    tags.iter()
+        .collect()
+}
+
+/// Removes the images of `boinc_wrapper/<project>` (any tag); how many.
+fn remove_project_images(engine: &TestEngine, project: &str) -> usize {
+    project_images(engine, project)
+        .iter()
         .filter(|t| engine.remove_image(t).is_ok())
         .count()
 }

@@ -110,16 +110,18 @@ pub fn tree_cpu_secs(pid: u32) -> Option<f64> {
         process_cpu_secs(p).unwrap_or(s.own_ticks as f64 / tck) + s.children_ticks as f64 / tck
     };
     let root = proc_stat(pid)?;
+    let mut total = secs(pid, &root);
+    for (p, s) in descendants(pid) {
+        total += secs(p, &s);
+    }
+    Some(total)
+}
+
+/// The live descendants of `pid` (children, theirs, ...) with their stat.
+pub fn descendants(pid: u32) -> Vec<(u32, ProcStat)> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     let mut stats = HashMap::new();
-    for entry in fs::read_dir("/proc").ok()?.flatten() {
-        let Some(p) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for p in numeric_entries(Path::new("/proc")) {
         if p == pid {
             continue;
         }
@@ -128,17 +130,129 @@ pub fn tree_cpu_secs(pid: u32) -> Option<f64> {
             stats.insert(p, s);
         }
     }
-    let mut total = secs(pid, &root);
+    let mut found = Vec::new();
     let mut stack = children.get(&pid).cloned().unwrap_or_default();
     while let Some(p) = stack.pop() {
         if let Some(s) = stats.get(&p) {
-            total += secs(p, s);
+            found.push((p, *s));
         }
         if let Some(more) = children.get(&p) {
             stack.extend(more);
         }
     }
-    Some(total)
+    found
+}
+
+/// The entries of a directory whose names are numbers (pids, thread ids).
+fn numeric_entries(dir: &Path) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        .collect()
+}
+
+/// One thread's name and voluntary context switches (each one a sleep that
+/// ended: a wake-up) at one moment.
+#[derive(Clone, Debug)]
+pub struct ThreadSample {
+    pub comm: String,
+    pub voluntary: u64,
+}
+
+/// The threads of a process at one moment, by thread id.
+#[derive(Clone, Debug, Default)]
+pub struct ThreadSnapshot {
+    pub pid: u32,
+    pub threads: HashMap<u32, ThreadSample>,
+}
+
+impl ThreadSnapshot {
+    /// Reads /proc/<pid>/task/*/{comm,status}; threads that end while it
+    /// reads are left out. Empty once the process has exited.
+    pub fn take(pid: u32) -> ThreadSnapshot {
+        let dir = PathBuf::from(format!("/proc/{pid}/task"));
+        let mut threads = HashMap::new();
+        for tid in numeric_entries(&dir) {
+            let Ok(status) = fs::read_to_string(dir.join(format!("{tid}/status"))) else {
+                continue;
+            };
+            let Some(voluntary) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse().ok())
+            else {
+                continue;
+            };
+            let comm = fs::read_to_string(dir.join(format!("{tid}/comm")))
+                .map(|c| c.trim().to_string())
+                .unwrap_or_default();
+            threads.insert(tid, ThreadSample { comm, voluntary });
+        }
+        ThreadSnapshot { pid, threads }
+    }
+}
+
+/// How a thread took part in a window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadLife {
+    /// There at both ends: its switches in between.
+    Whole,
+    /// Born during the window: all its switches (they all fall inside it).
+    New,
+}
+
+/// Wake-ups of one thread over a window.
+#[derive(Clone, Debug)]
+pub struct ThreadWakeups {
+    pub tid: u32,
+    pub comm: String,
+    pub life: ThreadLife,
+    pub per_second: f64,
+}
+
+/// Wake-ups of a process over a window, from two snapshots of its threads.
+#[derive(Clone, Debug)]
+pub struct Wakeups {
+    pub pid: u32,
+    pub per_second: f64,
+    pub threads: Vec<ThreadWakeups>,
+    /// Threads there at the start and gone at the end (their switches are lost).
+    pub gone: usize,
+}
+
+impl Wakeups {
+    pub fn between(before: &ThreadSnapshot, after: &ThreadSnapshot, secs: f64) -> Wakeups {
+        let mut threads: Vec<ThreadWakeups> = after
+            .threads
+            .iter()
+            .map(|(tid, a)| {
+                let (life, count) = match before.threads.get(tid) {
+                    Some(b) => (ThreadLife::Whole, a.voluntary.saturating_sub(b.voluntary)),
+                    None => (ThreadLife::New, a.voluntary),
+                };
+                ThreadWakeups {
+                    tid: *tid,
+                    comm: a.comm.clone(),
+                    life,
+                    per_second: count as f64 / secs,
+                }
+            })
+            .collect();
+        threads.sort_by_key(|t| t.tid);
+        Wakeups {
+            pid: after.pid,
+            per_second: threads.iter().map(|t| t.per_second).sum(),
+            threads,
+            gone: before
+                .threads
+                .keys()
+                .filter(|t| !after.threads.contains_key(t))
+                .count(),
+        }
+    }
 }
 
 /// Memory of the wrapper, from /proc/<pid>/status, KiB.
@@ -373,12 +487,35 @@ pub fn wait_for_file(
     }
 }
 
-/// Lines of the wrapper's log naming an engine command it ran.
-pub fn engine_command_lines(stderr_txt: &str) -> usize {
+/// The engine commands the wrapper logged so far (its debug lines
+/// "engine: <cli> <args>", `verbose = 2`), each as its verb: "create",
+/// "image inspect". A phase's commands are a slice between two reads.
+pub fn engine_commands(stderr_txt: &str) -> Vec<String> {
     stderr_txt
         .lines()
-        .filter(|l| l.contains("engine: "))
-        .count()
+        .filter_map(|l| l.split_once(" debug: engine: "))
+        .map(|(_, argv)| command_verb(argv))
+        .collect()
+}
+
+/// The commands logged between two reads of the log (positions from `len`).
+pub fn logged_between(commands: &[String], from: usize, to: usize) -> Vec<String> {
+    let to = to.min(commands.len());
+    commands[from.min(to)..to].to_vec()
+}
+
+/// "/usr/bin/podman image inspect --format x y" -> "image inspect".
+fn command_verb(argv: &str) -> String {
+    let mut words = argv.split_whitespace().skip(1);
+    let first = words.next().unwrap_or("?");
+    match (first, words.next()) {
+        ("image" | "container" | "system" | "network" | "volume", Some(second))
+            if !second.starts_with('-') =>
+        {
+            format!("{first} {second}")
+        }
+        _ => first.to_string(),
+    }
 }
 
 pub fn kernel() -> String {
@@ -401,5 +538,140 @@ pub fn cgroup_layout() -> &'static str {
         "v1 (hybrid)"
     } else {
         "v1"
+    }
+}
+
+/// Resident memory of one kind of mapping, KiB (from /proc/<pid>/smaps).
+#[derive(Clone, Debug, Default)]
+pub struct MemoryPart {
+    pub what: String,
+    pub rss_kib: u64,
+    pub pss_kib: u64,
+    /// Private_Clean + Private_Dirty: pages no other process shares.
+    pub private_kib: u64,
+    /// Address space reserved (Size), resident or not.
+    pub size_kib: u64,
+}
+
+/// Where a process's resident memory is, grouped by mapping: the program
+/// file (text, read-only data, data), each shared library, the heap, thread
+/// stacks (anonymous mappings right above a guard page), other anonymous
+/// memory, the BOINC shared-memory file, the kernel's vdso/vvar.
+pub fn memory_breakdown(pid: u32) -> Option<Vec<MemoryPart>> {
+    let text = fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let mut parts: Vec<MemoryPart> = Vec::new();
+    let mut current: Option<usize> = None;
+    // What the mapping before this one was, for anonymous mappings: right
+    // after the program file's last one it is the rest of its .bss; right
+    // after an inaccessible anonymous one (a guard page), a thread stack.
+    let mut before = Before::Other;
+    let mut previous_end = 0u64;
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or_default();
+        if first.contains('-') && !first.ends_with(':') {
+            // A mapping header: range perms offset dev inode [path].
+            let perms = fields.next().unwrap_or_default();
+            let path: String = fields.skip(3).collect::<Vec<_>>().join(" ");
+            let (start, end) = first
+                .split_once('-')
+                .and_then(|(a, b)| {
+                    Some((
+                        u64::from_str_radix(a, 16).ok()?,
+                        u64::from_str_radix(b, 16).ok()?,
+                    ))
+                })
+                .unwrap_or_default();
+            let adjacent = if start == previous_end {
+                before
+            } else {
+                Before::Other
+            };
+            let is_exe = exe.as_deref().is_some_and(|e| Path::new(&path) == e);
+            let what = classify_mapping(&path, perms, is_exe, adjacent);
+            before = match (is_exe, path.is_empty() && perms.starts_with("---")) {
+                (true, _) => Before::ProgramFile,
+                (_, true) => Before::Guard,
+                _ => Before::Other,
+            };
+            previous_end = end;
+            current = Some(match parts.iter().position(|p| p.what == what) {
+                Some(i) => i,
+                None => {
+                    parts.push(MemoryPart {
+                        what,
+                        ..Default::default()
+                    });
+                    parts.len() - 1
+                }
+            });
+            continue;
+        }
+        let (Some(i), Some(value)) = (current, fields.next().and_then(|v| v.parse::<u64>().ok()))
+        else {
+            continue;
+        };
+        let part = &mut parts[i];
+        match first {
+            "Size:" => part.size_kib += value,
+            "Rss:" => part.rss_kib += value,
+            "Pss:" => part.pss_kib += value,
+            "Private_Clean:" | "Private_Dirty:" => part.private_kib += value,
+            _ => {}
+        }
+    }
+    parts.retain(|p| p.rss_kib > 0);
+    parts.sort_by_key(|p| std::cmp::Reverse(p.rss_kib));
+    Some(parts)
+}
+
+/// The mapping right below an anonymous one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Before {
+    ProgramFile,
+    Guard,
+    Other,
+}
+
+fn classify_mapping(path: &str, perms: &str, is_exe: bool, before: Before) -> String {
+    let section = |perms: &str| {
+        if perms.contains('x') {
+            "text"
+        } else if perms.contains('w') {
+            "data, bss"
+        } else {
+            "read-only data"
+        }
+    };
+    if is_exe {
+        return format!("program file: {}", section(perms));
+    }
+    match path {
+        "" if perms.starts_with("---") => "guard pages, reservations".into(),
+        "" if before == Before::ProgramFile => "program: .bss beyond the file's last page".into(),
+        "" if before == Before::Guard => "thread stacks (anonymous, above a guard page)".into(),
+        "" => "other anonymous (allocator arenas, mmap'd buffers)".into(),
+        "[heap]" => "heap (brk)".into(),
+        "[stack]" => "main thread stack".into(),
+        p if p.starts_with("[vdso") || p.starts_with("[vvar") || p == "[vsyscall]" => {
+            "kernel vdso/vvar".into()
+        }
+        p if p.ends_with("boinc_mmap_file") => "BOINC shared memory (boinc_mmap_file)".into(),
+        p => {
+            let name = Path::new(p)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or(p);
+            // libfoo.so.6 -> libfoo.so
+            let short = name.find(".so").map(|i| &name[..i + 3]).unwrap_or(name);
+            if name.contains(".so") {
+                short.to_string()
+            } else if p.starts_with('[') {
+                p.to_string()
+            } else {
+                format!("file {name}")
+            }
+        }
     }
 }
