@@ -103,18 +103,21 @@ const SETTLE: Duration = Duration::from_secs(5);
 const SLOW_EXIT_MS: f64 = 5000.0;
 const JOB_TOML: &str = "verbose = 2\n";
 
-// Targets (shared/DESIGN.md section 7).
-const OVERHEAD_MAX: f64 = 2.0;
+// Targets (shared/DESIGN.md section 7): counts and ratios measured in one
+// run, not absolute CPU seconds or milliseconds of a start, which depend on
+// the machine.
 /// With two or more --wrapper binaries: each later one's CPU-s/h over #1's (the previous build).
 const CPU_VS_PREVIOUS_MAX: f64 = 0.5;
 /// The BOINC API's own 10 Hz timer thread plus at most one.
 const WAKEUPS_MAX: f64 = 11.0;
 const START_RATIO_MAX: f64 = 1.3;
-const START_MAX_MS: f64 = 1000.0;
+/// Engine commands from launch to the job running, image cached, no journal.
+const START_COMMANDS_MAX: f64 = 2.0;
 const SUSPEND_P50_MAX_MS: f64 = 120.0;
 const RESUME_P50_MAX_MS: f64 = 120.0;
 const EXIT_P50_MAX_MS: f64 = 500.0;
-const RSS_MAX_MIB: f64 = 4.0;
+/// Of the self-contained build; the default build's RSS is mostly the
+/// shared libraries' pages.
 const RSS_SHIPPED_MAX_MIB: f64 = 3.0;
 
 const M_OVERHEAD: &str = "overhead (CPU-s/h)";
