@@ -90,8 +90,12 @@ impl TaskRun<'_> {
                     }
                 }
                 Recovery::DropLimits => {
+                    let why = match &err {
+                        EngineError::Failed { detail, .. } => detail.clone(),
+                        other => other.to_string(),
+                    };
                     log::warn!(
-                        "the engine refused the resource limits, so the job runs without them: {err}"
+                        "the engine refused the resource limits, so the job runs without them: {why}"
                     );
                     attempt.resource_limits = false;
                     // The name was free (the engine did not refuse it), so
@@ -100,6 +104,7 @@ impl TaskRun<'_> {
                         log::debug!("{err}");
                     }
                 }
+                // (RefreshFacts cannot come twice: the facts are fresh now.)
                 Recovery::RefreshFacts | Recovery::GiveUp => {
                     self.claim_leftover(&err, began);
                     break Err(anyhow::Error::new(err).context("cannot start the container"));
