@@ -22,6 +22,7 @@ const TAIL: usize = 40;
 
 on_both_engines!(
     a_cached_start_is_two_engine_commands,
+    a_fixed_image_name_is_built_once_then_used,
     two_workunits_share_one_build,
     four_concurrent_tasks_build_once,
     lru_eviction_keeps_the_limit,
@@ -375,6 +376,37 @@ fn a_cached_start_is_two_engine_commands(kind: EngineKind) {
         "the engine's version is still logged\n{}",
         second.describe()
     );
+    project.assert_nothing_left();
+}
+
+/// job.toml's `image_name`: created from at once, built only when the
+/// engine says it lacks it, never garbage-collected.
+fn a_fixed_image_name_is_built_once_then_used(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let project = Project::new(&engine, "fixed_name");
+    let name = format!("{}:fixed", project.name);
+    let _remove_at_the_end = ForeignImages {
+        engine: engine.clone(),
+        tags: vec![name.clone()],
+    };
+    let _ = engine.remove_image(&name);
+    let job = || fresh_job(&project).job_toml(&format!("image_name = \"{name}\"\n"));
+    let (_first_task, first) = project.run("wu_fixed_1", job());
+    assert!(
+        first.stderr_txt.contains(&format!("building image {name}")),
+        "{}",
+        explain(&first)
+    );
+    let (_second_task, second) = project.run("wu_fixed_2", job());
+    assert!(
+        second
+            .stderr_txt
+            .contains(&format!("image {name} is present"))
+            && !second.stderr_txt.contains("building image"),
+        "{}",
+        explain(&second)
+    );
+    assert!(engine.image_exists(&name), "{name} was removed");
     project.assert_nothing_left();
 }
 
