@@ -1068,7 +1068,8 @@ mod tests {
         }
     }
 
-    /// A CLI whose daemon is out of reach, as Docker's says it for any command.
+    /// A CLI whose daemon is out of reach or not the user's to use, as
+    /// Docker's says it for any command.
     #[cfg(unix)]
     #[test]
     fn a_daemon_out_of_reach_makes_the_engine_unavailable_whichever_command_finds_out() {
@@ -1076,29 +1077,31 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("dw-unreachable-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let cli = dir.join("docker");
-        std::fs::write(
-            &cli,
-            "#!/bin/sh\n\
-             echo 'docker: Cannot connect to the Docker daemon at unix:///nonexistent.sock. Is the docker daemon running?.' >&2\n\
-             echo \"See 'docker run --help'.\" >&2\n\
-             exit 125\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
         let timeout = Duration::from_secs(10);
         let engine = Engine::new(EngineKind::Docker, cli.clone(), timeout, timeout);
         let unavailable = |err: EngineError| match err {
             EngineError::Unavailable(why) => why,
             other => panic!("{other:?}"),
         };
-        let why = unavailable(engine.start("boinc__x").unwrap_err());
-        assert!(
-            why.contains("does not answer: docker: Cannot connect to the Docker daemon"),
-            "{why}"
-        );
-        // No second question to an engine that cannot answer the first.
-        unavailable(engine.inspect("boinc__x").unwrap_err());
-        unavailable(engine.remove("boinc__x").unwrap_err());
+        for says in [
+            "docker: Cannot connect to the Docker daemon at unix:///nonexistent.sock. Is the docker daemon running?.",
+            "docker: permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: \
+             Post \"http://%2Fvar%2Frun%2Fdocker.sock/v1.24/containers/create?name=x\": dial unix /var/run/docker.sock: connect: permission denied.",
+        ] {
+            std::fs::write(
+                &cli,
+                format!(
+                    "#!/bin/sh\necho '{says}' >&2\necho \"See 'docker run --help'.\" >&2\nexit 125\n"
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let why = unavailable(engine.start("boinc__x").unwrap_err());
+            assert!(why.contains(&format!("does not answer: {says}")), "{why}");
+            // Not taken for an absent container.
+            unavailable(engine.inspect("boinc__x").unwrap_err());
+            unavailable(engine.remove("boinc__x").unwrap_err());
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 
