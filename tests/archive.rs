@@ -28,15 +28,19 @@ fn an_archive_only_app_version_runs_without_a_dockerfile(kind: EngineKind) {
     let _ = engine.remove_image(&source_tag);
     let archive = std::fs::read(work.path().join("image.tar.gz")).unwrap();
 
-    let mut task = Task::builder(&format!("archive_{}", kind.name()), WRAPPER)
-        .engine(&engine)
-        .job(TestJob::shell("echo from the archived image > out.txt"))
-        .prepare()
-        .unwrap();
-    std::fs::remove_file(task.slot_dir().join("Dockerfile")).unwrap();
-    std::fs::write(task.slot_dir().join("image.tar.gz"), &archive).unwrap();
-    task.start().unwrap();
-    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    let run = |name: &str| {
+        let mut task = Task::builder(&format!("{name}_{}", kind.name()), WRAPPER)
+            .engine(&engine)
+            .job(TestJob::shell("echo from the archived image > out.txt"))
+            .prepare()
+            .unwrap();
+        std::fs::remove_file(task.slot_dir().join("Dockerfile")).unwrap();
+        std::fs::write(task.slot_dir().join("image.tar.gz"), &archive).unwrap();
+        task.start().unwrap();
+        let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+        (task, outcome)
+    };
+    let (task, outcome) = run("archive");
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert_eq!(
         task.read_slot_file("out.txt").as_deref(),
@@ -61,6 +65,17 @@ fn an_archive_only_app_version_runs_without_a_dockerfile(kind: EngineKind) {
         .unwrap_or_default()
         .to_string();
     assert_eq!(engine.container_state(&task.container_name()), None);
+
+    // Loaded once: the next task runs the cached image.
+    let (again, cached) = run("archive_again");
+    assert_eq!(cached.finish_code(), Some(0), "{}", cached.describe());
+    assert!(
+        cached.stderr_txt.contains("(from image.tar.gz) is cached")
+            && !cached.stderr_txt.contains("loading image archive"),
+        "{}",
+        cached.describe()
+    );
+    assert_eq!(engine.container_state(&again.container_name()), None);
     if !image.is_empty() {
         let _ = engine.remove_image(&image);
     }

@@ -21,6 +21,8 @@ const INPUTS_LABEL: &str = "boinc.docker_wrapper.inputs";
 const TAIL: usize = 40;
 
 on_both_engines!(
+    a_cached_start_is_two_engine_commands,
+    a_fixed_image_name_is_built_once_then_used,
     two_workunits_share_one_build,
     four_concurrent_tasks_build_once,
     lru_eviction_keeps_the_limit,
@@ -297,6 +299,123 @@ fn run_building(project: &Project, wu_name: &str, job: TestJob) -> (String, Outc
 
 fn set(images: &[&String]) -> BTreeSet<String> {
     images.iter().map(|s| s.to_string()).collect()
+}
+
+/// The engine commands a task's log shows from the wrapper's start until its
+/// container ran and its pid was known (the `inspect` after "container
+/// started"), each as its subcommand: "run", "container inspect", "info"...
+fn commands_to_start(stderr_txt: &str) -> Vec<String> {
+    let mut commands = Vec::new();
+    let mut started = false;
+    for line in stderr_txt.lines() {
+        started |= line.ends_with("container started");
+        let Some((_, argv)) = line.split_once("engine: ") else {
+            continue;
+        };
+        // The CLI, its global flags, then the subcommand (two words for
+        // `container ...` and `image ...`).
+        let mut words = argv
+            .split_whitespace()
+            .skip(1)
+            .skip_while(|w| w.starts_with('-'));
+        let mut command = words.next().unwrap_or_default().to_string();
+        if command == "container" || command == "image" {
+            command = format!("{command} {}", words.next().unwrap_or_default());
+        }
+        let done = started && command == "container inspect";
+        commands.push(command);
+        if done {
+            break;
+        }
+    }
+    commands
+}
+
+fn a_cached_start_is_two_engine_commands(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let project = Project::new(&engine, "two_commands");
+    let job = || fresh_job(&project).job_toml("verbose = 2\n");
+    // The first task of the host asks the engine's facts, and learns from
+    // the refused `run` that the image is missing.
+    let (first_task, first) = project.run("wu_first", job());
+    let first_commands = commands_to_start(&first.stderr_txt);
+    assert_eq!(builds(&first), 1, "{}", explain(&first));
+    assert_eq!(
+        first_commands[..2],
+        ["info", "run"],
+        "{first_commands:?}\n{}",
+        explain(&first)
+    );
+    // Built, then created; the host's first start also sweeps the cache.
+    let position = |command: &str| first_commands.iter().rposition(|c| c == command);
+    assert!(
+        position("build") < position("run") && position("run") > Some(1),
+        "{first_commands:?}"
+    );
+    let facts = first_task
+        .data_dir()
+        .join(format!("docker_wrapper/engine_facts_{}.toml", kind.name()));
+    assert!(facts.is_file(), "{} is missing", facts.display());
+
+    let (_second_task, second) = project.run("wu_second", job());
+    assert_eq!(
+        commands_to_start(&second.stderr_txt),
+        ["run", "container inspect"],
+        "{}",
+        second.describe()
+    );
+    assert!(
+        second.stderr_txt.contains(" is cached"),
+        "{}",
+        second.describe()
+    );
+    assert!(
+        second
+            .stderr_txt
+            .contains(&format!("using {} ", kind_title(kind))),
+        "the engine's version is still logged\n{}",
+        second.describe()
+    );
+    project.assert_nothing_left();
+}
+
+/// job.toml's `image_name`: created from at once, built only when the
+/// engine says it lacks it, never garbage-collected.
+fn a_fixed_image_name_is_built_once_then_used(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let project = Project::new(&engine, "fixed_name");
+    let name = format!("{}:fixed", project.name);
+    let _remove_at_the_end = ForeignImages {
+        engine: engine.clone(),
+        tags: vec![name.clone()],
+    };
+    let _ = engine.remove_image(&name);
+    let job = || fresh_job(&project).job_toml(&format!("image_name = \"{name}\"\n"));
+    let (_first_task, first) = project.run("wu_fixed_1", job());
+    assert!(
+        first.stderr_txt.contains(&format!("building image {name}")),
+        "{}",
+        explain(&first)
+    );
+    let (_second_task, second) = project.run("wu_fixed_2", job());
+    assert!(
+        second
+            .stderr_txt
+            .contains(&format!("image {name} is present"))
+            && !second.stderr_txt.contains("building image"),
+        "{}",
+        explain(&second)
+    );
+    assert!(engine.image_exists(&name), "{name} was removed");
+    project.assert_nothing_left();
+}
+
+/// As the wrapper names the engine in its log.
+fn kind_title(kind: EngineKind) -> &'static str {
+    match kind {
+        EngineKind::Podman => "Podman",
+        EngineKind::Docker => "Docker",
+    }
 }
 
 fn two_workunits_share_one_build(kind: EngineKind) {

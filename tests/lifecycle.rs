@@ -11,6 +11,7 @@ on_both_engines!(
     quit_with_stop_restarts_the_container,
     sigterm_keeps_the_container_for_a_restart,
     a_job_that_finished_while_the_wrapper_was_dead_is_reported_not_rerun,
+    a_container_left_without_a_journal_is_continued,
     abort_removes_the_container_promptly,
     out_of_memory_is_reported_with_the_limit,
     web_graphics_url_reaches_the_client_and_the_port_answers,
@@ -102,6 +103,38 @@ fn a_job_that_finished_while_the_wrapper_was_dead_is_reported_not_rerun(kind: En
         task.read_slot_file("starts.txt").as_deref(),
         Some("start\n"),
         "the job was rerun"
+    );
+    engine.assert_no_container(&task);
+}
+
+/// A wrapper killed between `run` and writing its journal: the restarted
+/// one creates at once, hears from the engine that the name is in use, and
+/// continues that container instead of running the job twice.
+fn a_container_left_without_a_journal_is_continued(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let mut task = TaskBuilder::on_engine("no_journal", WRAPPER, &engine)
+        .job(TestJob::shell(COUNTER_JOB))
+        .start()
+        .unwrap();
+    let before = task.wait_for_counter_above(2, COUNT_WAIT);
+    task.kill();
+    std::fs::remove_file(task.slot_dir().join("docker_wrapper_journal.toml")).unwrap();
+
+    task.restart().unwrap();
+    task.wait_for_counter_above(before, COUNT_WAIT);
+    let outcome = task.release_and_wait(TASK_TIMEOUT);
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert_eq!(
+        task.read_slot_file("starts.txt").as_deref(),
+        Some("start\n"),
+        "the job was run twice\n{}",
+        outcome.describe()
+    );
+    assert!(
+        outcome.stderr_txt.contains("already: looking at it")
+            && outcome.stderr_txt.contains("re-attaching"),
+        "{}",
+        outcome.describe()
     );
     engine.assert_no_container(&task);
 }

@@ -222,14 +222,15 @@ fn cpu_time_reaches_the_client(kind: EngineKind) {
     engine.assert_no_container(&task);
 }
 
-/// An engine CLI that refuses `create` with a memory limit, as Podman with
-/// crun does where the user has no delegated memory controller, and passes
-/// everything else to the real CLI.
+/// An engine CLI that refuses to create a container with a memory limit
+/// (`run`, as the wrapper creates and starts one), as Podman with crun does
+/// where the user has no delegated memory controller, and passes everything
+/// else to the real CLI.
 fn engine_refusing_limits(engine: &TestEngine, dir: &TempDir) -> std::path::PathBuf {
     let path = dir.path().join(engine.kind().name());
     let script = format!(
         "#!/bin/sh\n\
-         if [ \"$1\" = create ]; then for arg in \"$@\"; do if [ \"$arg\" = --memory ]; then\n\
+         if [ \"$1\" = create ] || [ \"$1\" = run ]; then for arg in \"$@\"; do if [ \"$arg\" = --memory ]; then\n\
            echo 'Error: OCI runtime error: crun: the requested cgroup controller `memory` is not available' >&2; exit 126\n\
          fi; done; fi\n\
          exec {} \"$@\"\n",

@@ -1,5 +1,5 @@
-//! The argv of `create`: everything the container gets, built without I/O
-//! so every flag can be unit-tested.
+//! The argv of `run -d` (create and start in one command): everything the
+//! container gets, built without I/O so every flag can be unit-tested.
 use std::path::PathBuf;
 
 use super::EngineKind;
@@ -24,8 +24,11 @@ pub struct CreateSpec {
     /// own environment on by itself; Docker gets them here.
     pub proxy_env: Vec<(String, String)>,
     /// Whether to ask for the cgroup limits below at all: false where the
-    /// engine refused them (see `task/provision.rs`).
+    /// engine refused them (see `task/launch.rs`).
     pub resource_limits: bool,
+    /// `--pull never`, for engines that know it (see `Facts::knows_pull_never`):
+    /// an image that is not there must be reported, not looked for in a registry.
+    pub pull_never: bool,
     pub cpus: f64,
     pub memory_bytes: Option<u64>,
     pub cpu_shares: u32,
@@ -48,8 +51,13 @@ pub struct CreateSpec {
 /// Docker refuses memory limits below 6 MiB.
 const MIN_MEMORY: u64 = 6 * 1024 * 1024;
 
-pub fn create_args(kind: EngineKind, spec: &CreateSpec) -> Vec<String> {
-    let mut args: Vec<String> = vec!["create".into(), "--name".into(), spec.name.clone()];
+/// `run -d`: the engine prints the container's id once it runs.
+pub fn run_args(kind: EngineKind, spec: &CreateSpec) -> Vec<String> {
+    let mut args: Vec<String> = vec!["run".into(), "-d".into()];
+    if spec.pull_never {
+        args.extend(["--pull".into(), "never".into()]);
+    }
+    args.extend(["--name".into(), spec.name.clone()]);
     for (key, value) in &spec.labels {
         args.extend(["--label".into(), format!("{key}={value}")]);
     }
@@ -180,6 +188,7 @@ mod tests {
             env: vec![("ARGS".into(), "a 'b' $(c)".into())],
             proxy_env: vec![("http_proxy".into(), "http://proxy:3128".into())],
             resource_limits: true,
+            pull_never: true,
             cpus: 1.0,
             memory_bytes: Some(512 << 20),
             cpu_shares: 2,
@@ -203,26 +212,37 @@ mod tests {
 
     #[test]
     fn slot_is_mounted_at_workdir_as_one_argument() {
-        let args = create_args(EngineKind::Docker, &spec());
+        let args = run_args(EngineKind::Docker, &spec());
         assert_eq!(pair(&args, "-v"), vec!["/var/lib/boinc/slots/3 x:/app"]);
         assert_eq!(args.last().unwrap(), "img");
-        assert_eq!(&args[..3], ["create", "--name", "boinc__p__r"]);
+        assert_eq!(
+            &args[..6],
+            ["run", "-d", "--pull", "never", "--name", "boinc__p__r"]
+        );
+    }
+
+    #[test]
+    fn an_engine_without_pull_never_is_not_told_it() {
+        let mut s = spec();
+        s.pull_never = false;
+        let args = run_args(EngineKind::Docker, &s);
+        assert_eq!(&args[..4], ["run", "-d", "--name", "boinc__p__r"]);
     }
 
     #[test]
     fn args_env_is_passed_verbatim() {
-        let args = create_args(EngineKind::Podman, &spec());
+        let args = run_args(EngineKind::Podman, &spec());
         assert_eq!(pair(&args, "-e"), vec!["ARGS=a 'b' $(c)"]);
     }
 
     #[test]
     fn docker_gets_the_proxy_variables_podman_passes_on_itself() {
-        let args = create_args(EngineKind::Docker, &spec());
+        let args = run_args(EngineKind::Docker, &spec());
         assert_eq!(
             pair(&args, "-e"),
             vec!["ARGS=a 'b' $(c)", "http_proxy=http://proxy:3128"]
         );
-        let args = create_args(EngineKind::Podman, &spec());
+        let args = run_args(EngineKind::Podman, &spec());
         assert!(!args.iter().any(|a| a.contains("proxy")), "{args:?}");
     }
 
@@ -231,14 +251,14 @@ mod tests {
         let mut s = spec();
         s.cpus = 0.0;
         s.memory_bytes = Some(1000);
-        let args = create_args(EngineKind::Podman, &s);
+        let args = run_args(EngineKind::Podman, &s);
         assert_eq!(pair(&args, "--cpus"), vec!["1"]);
         assert_eq!(pair(&args, "--cpu-shares"), vec!["2"]);
         assert_eq!(pair(&args, "--pids-limit"), vec!["4096"]);
         assert_eq!(pair(&args, "--memory"), vec![MIN_MEMORY.to_string()]);
         s.cpus = 2.5;
         s.memory_bytes = None;
-        let args = create_args(EngineKind::Podman, &s);
+        let args = run_args(EngineKind::Podman, &s);
         assert_eq!(pair(&args, "--cpus"), vec!["2.5"]);
         assert!(pair(&args, "--memory").is_empty());
     }
@@ -249,7 +269,7 @@ mod tests {
         s.memory_bytes = Some(1 << 30);
         s.cgroup_parent = Some("/boinc_wrapper".into());
         s.resource_limits = false;
-        let args = create_args(EngineKind::Podman, &s);
+        let args = run_args(EngineKind::Podman, &s);
         for flag in [
             "--cpus",
             "--cpu-shares",
@@ -270,7 +290,7 @@ mod tests {
     #[test]
     fn security_defaults() {
         let mut s = spec();
-        let args = create_args(EngineKind::Docker, &s);
+        let args = run_args(EngineKind::Docker, &s);
         assert_eq!(pair(&args, "--cap-drop"), vec!["ALL"]);
         assert_eq!(pair(&args, "--security-opt"), vec!["no-new-privileges"]);
         assert!(!args
@@ -278,16 +298,16 @@ mod tests {
             .any(|a| a == "--privileged" || a == "--user" || a == "--cap-add"));
         s.cap_add = vec!["CHOWN".into()];
         s.user = Some((1000, 1001));
-        let args = create_args(EngineKind::Docker, &s);
+        let args = run_args(EngineKind::Docker, &s);
         assert_eq!(pair(&args, "--cap-add"), vec!["CHOWN"]);
         assert_eq!(pair(&args, "--user"), vec!["1000:1001"]);
     }
 
     #[test]
     fn podman_logs_to_a_file() {
-        let podman = create_args(EngineKind::Podman, &spec());
+        let podman = run_args(EngineKind::Podman, &spec());
         assert_eq!(pair(&podman, "--log-driver"), vec!["k8s-file"]);
-        let docker = create_args(EngineKind::Docker, &spec());
+        let docker = run_args(EngineKind::Docker, &spec());
         assert!(pair(&docker, "--log-driver").is_empty());
     }
 
@@ -306,7 +326,7 @@ mod tests {
         s.mounts = vec!["/data:/data:ro".into()];
         s.network = false;
         s.extra_args = vec!["--label".into(), "x=y z".into()];
-        let args = create_args(EngineKind::Docker, &s);
+        let args = run_args(EngineKind::Docker, &s);
         assert_eq!(
             pair(&args, "-v")[1..],
             ["/p:/project".to_string(), "/data:/data:ro".to_string()]

@@ -13,8 +13,12 @@ pub enum Failure {
     LimitsRefused,
     /// The user may not use the engine (Docker's socket without the group).
     PermissionDenied,
-    /// The container or image named does not exist.
+    /// The container named does not exist.
     NotFound,
+    /// The image to create a container from is not on the engine.
+    ImageMissing,
+    /// Another container has the name asked for.
+    NameInUse,
     /// The engine is missing or down.
     Unavailable,
     /// A command did not finish in time: the engine hangs.
@@ -35,13 +39,29 @@ const LIMIT_REFUSALS: &[&str] = &[
     "nanocpus can not be set",
 ];
 
-/// How Docker and Podman say that a container or image does not exist.
+/// How Docker and Podman say that a container does not exist.
 const NOT_FOUND: &[&str] = &[
     "no such container",
     "no such object",
     "no container with name or id",
-    "no such image",
-    "image not known",
+];
+
+/// How they say that an image is not there: Docker and Podman asked not to
+/// pull (`--pull never`), or an older Docker whose pull a registry refused.
+const IMAGE_MISSING: &[&str] = &["no such image", "image not known", "pull access denied"];
+
+/// Docker: `Conflict. The container name "/x" is already in use by
+/// container "..."`; Podman: `the container name "x" is already in use by
+/// ...`. Both phrases, so that a port in use ("bind: address already in
+/// use") is never taken for it.
+const NAME_IN_USE: &[&str] = &["the container name ", " is already in use"];
+
+/// The CLI cannot reach its engine (the Docker daemon is down, its socket is
+/// not ours to use, a remote Podman does not answer).
+const UNREACHABLE: &[&str] = &[
+    "cannot connect to the docker daemon",
+    "while trying to connect to the docker daemon",
+    "cannot connect to podman",
 ];
 
 const PAUSE_REFUSALS: &[&str] = &[
@@ -50,6 +70,17 @@ const PAUSE_REFUSALS: &[&str] = &[
 ];
 
 impl EngineError {
+    /// Whether a command failed because the CLI cannot reach its engine.
+    pub(super) fn out_of_reach(&self) -> bool {
+        match self {
+            EngineError::Failed { detail, .. } => {
+                let text = detail.to_lowercase();
+                UNREACHABLE.iter().any(|phrase| text.contains(phrase))
+            }
+            _ => false,
+        }
+    }
+
     pub fn failure(&self) -> Failure {
         let text = match self {
             EngineError::Cancelled => return Failure::Cancelled,
@@ -61,10 +92,20 @@ impl EngineError {
             EngineError::Failed { detail, .. } => detail.to_lowercase(),
         };
         let says = |phrases: &[&str]| phrases.iter().any(|phrase| text.contains(phrase));
-        if says(PAUSE_REFUSALS) {
+        if says(UNREACHABLE) {
+            if text.contains("permission denied") {
+                Failure::PermissionDenied
+            } else {
+                Failure::Unavailable
+            }
+        } else if says(PAUSE_REFUSALS) {
             Failure::CannotPause
+        } else if NAME_IN_USE.iter().all(|phrase| text.contains(phrase)) {
+            Failure::NameInUse
         } else if says(NOT_FOUND) {
             Failure::NotFound
+        } else if says(IMAGE_MISSING) {
+            Failure::ImageMissing
         } else if says(LIMIT_REFUSALS) {
             Failure::LimitsRefused
         } else if text.contains("permission denied") {
@@ -100,7 +141,6 @@ mod tests {
             "Error: invalid reference format",
             "Error: invalid device cgroup rule 'bogus'",
             "Error: the cgroup controller is mentioned but nothing was refused",
-            "Error: creating container storage: the container name \"x\" is already in use",
         ] {
             assert_eq!(failed(other), Failure::Other, "{other}");
         }
@@ -113,11 +153,49 @@ mod tests {
             "Error response from daemon: No such container: boinc__x",
             "Error: No such object: boinc__x",
             "Error: no container with name or ID \"boinc__x\" found: no such container",
-            "Error: boinc_wrapper/x:1: image not known",
         ] {
             assert_eq!(failed(absent), Failure::NotFound, "{absent}");
         }
         assert_eq!(failed("Error: container is in use"), Failure::Other);
+    }
+
+    /// The words of Podman 4.3 and Docker 20.10 (the daemon) and 28 (the
+    /// CLI) for `run --pull never` of an image they do not have.
+    #[test]
+    fn a_missing_image_is_told_apart() {
+        for missing in [
+            "Error: boinc_wrapper/x:1: image not known",
+            "docker: Error response from daemon: No such image: boinc_wrapper/x:1.",
+            "Error response from daemon: pull access denied for boinc_wrapper/x, repository does not exist or may require 'docker login'",
+        ] {
+            assert_eq!(failed(missing), Failure::ImageMissing, "{missing}");
+        }
+    }
+
+    /// A second `run` under a name in use, as Podman 4.3 and Docker 20.10
+    /// refuse it; a port in use is something else.
+    #[test]
+    fn a_name_in_use_is_told_apart() {
+        for in_use in [
+            "Error: creating container storage: the container name \"boinc__x\" is already in use by 38a7910e1b44. You have to remove that container to be able to reuse that name: that name is already in use",
+            "docker: Error response from daemon: Conflict. The container name \"/boinc__x\" is already in use by container \"43412f65dde7\". You have to remove (or rename) that container to be able to reuse that name.",
+        ] {
+            assert_eq!(failed(in_use), Failure::NameInUse, "{in_use}");
+        }
+        let port = "docker: Error response from daemon: driver failed programming external connectivity on endpoint boinc__x: Error starting userland proxy: listen tcp4 127.0.0.1:8080: bind: address already in use.";
+        assert_eq!(failed(port), Failure::Other);
+    }
+
+    #[test]
+    fn an_engine_out_of_reach_is_told_apart() {
+        assert_eq!(
+            failed("docker: Cannot connect to the Docker daemon at unix:///nonexistent/docker.sock. Is the docker daemon running?."),
+            Failure::Unavailable
+        );
+        assert_eq!(
+            failed("docker: Got permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: Post \"http://%2Fvar%2Frun%2Fdocker.sock/v1.41/containers/create\": dial unix /var/run/docker.sock: connect: permission denied."),
+            Failure::PermissionDenied
+        );
     }
 
     #[test]

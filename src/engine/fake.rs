@@ -1,6 +1,6 @@
 //! A recording fake engine for unit tests: it keeps one container's state
-//! as an engine would, records every command, and fails or hangs where a
-//! test says so.
+//! as an engine would (a second `run` under its name is refused), records
+//! every command, and fails or hangs where a test says so.
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -8,7 +8,10 @@ use std::time::Duration;
 use super::exit_watch::Exit;
 use super::seam::{ContainerEngine, ExitWatcher};
 use super::stats::{CpuFigure, Stats};
-use super::{ContainerState, ContainerStatus, EngineError};
+use super::{
+    ContainerState, ContainerStatus, CreateSpec, EngineError, EngineKind, Facts, Known, SLOT_LABEL,
+};
+use crate::background::CgroupDriver;
 use crate::wakeup::Wakeup;
 
 #[derive(Default)]
@@ -23,6 +26,24 @@ pub struct FakeEngine {
     exit_after_waits: Cell<Option<(u32, i32, bool)>>,
     /// The engine is lost when the watch asks how the container ended.
     exit_unknown: Cell<bool>,
+    /// What `info` answers.
+    facts: RefCell<Option<Facts>>,
+    /// What the host remembers of the facts (asked when None).
+    remembered: RefCell<Option<Facts>>,
+    /// The specification of the last `run`.
+    last_spec: RefCell<Option<CreateSpec>>,
+    /// A `run` that fails does so after creating the container (its start
+    /// failed), as both engines do.
+    failed_runs_create: Cell<bool>,
+}
+
+/// Podman 4.3's facts on a cgroupfs host.
+pub fn podman_facts() -> Facts {
+    Facts {
+        kind: EngineKind::Podman,
+        version: "4.3.1".into(),
+        cgroup_driver: Some(CgroupDriver::Cgroupfs),
+    }
 }
 
 /// A failure as the engine reports a command that ran and failed.
@@ -44,6 +65,15 @@ impl FakeEngine {
         let engine = FakeEngine::default();
         engine.set_container(Some(status));
         engine.networks.borrow_mut().push("bridge".into());
+        engine
+    }
+
+    /// An engine without the task's container, whose facts the host
+    /// remembers: a fresh start asks it only what it must.
+    pub fn fresh() -> FakeEngine {
+        let engine = FakeEngine::default();
+        engine.networks.borrow_mut().push("bridge".into());
+        engine.remember_facts(Some(podman_facts()));
         engine
     }
 
@@ -80,6 +110,31 @@ impl FakeEngine {
             .push_back(err);
     }
 
+    /// The host remembers these facts (none: they are asked).
+    pub fn remember_facts(&self, facts: Option<Facts>) {
+        *self.remembered.borrow_mut() = facts;
+    }
+
+    /// The engine's facts from now on (Podman 4.3's on cgroupfs by default).
+    pub fn set_facts(&self, facts: Facts) {
+        *self.facts.borrow_mut() = Some(facts);
+    }
+
+    /// `run`s that fail leave the container they created.
+    pub fn failed_runs_create(&self, yes: bool) {
+        self.failed_runs_create.set(yes);
+    }
+
+    /// What the last `run` asked for.
+    pub fn last_spec(&self) -> Option<CreateSpec> {
+        self.last_spec.borrow().clone()
+    }
+
+    /// Records a command made outside this seam (an image build, say).
+    pub fn note(&self, call: &'static str) -> Result<(), EngineError> {
+        self.record(call, "")
+    }
+
     pub fn reconnect_paused_containers(&self, yes: bool) {
         self.reconnects_paused.set(yes);
     }
@@ -101,7 +156,9 @@ impl FakeEngine {
 
     /// The commands that change something (no inspect, stats, logs, ...).
     pub fn changes(&self) -> Vec<String> {
-        const READS: &[&str] = &["find", "inspect", "stats", "logs", "port", "networks"];
+        const READS: &[&str] = &[
+            "info", "find", "inspect", "stats", "logs", "port", "networks",
+        ];
         self.calls()
             .into_iter()
             .filter(|c| !READS.contains(&c.split(' ').next().unwrap_or_default()))
@@ -135,6 +192,54 @@ impl FakeEngine {
 }
 
 impl ContainerEngine for FakeEngine {
+    fn facts(&self, fresh: bool) -> Result<Known, EngineError> {
+        if !fresh {
+            if let Some(facts) = self.remembered.borrow().clone() {
+                return Ok(Known {
+                    facts,
+                    remembered: true,
+                });
+            }
+        }
+        self.record("info", "")?;
+        let facts = self.facts.borrow().clone().unwrap_or_else(podman_facts);
+        self.remember_facts(Some(facts.clone()));
+        Ok(Known {
+            facts,
+            remembered: false,
+        })
+    }
+    fn run_container(&self, spec: &CreateSpec) -> Result<(), EngineError> {
+        *self.last_spec.borrow_mut() = Some(spec.clone());
+        let scripted = self.record("run", "");
+        let exists = self.container().is_some();
+        if scripted.is_ok() && exists {
+            return Err(failed(&format!(
+                "Error: creating container storage: the container name \"{}\" is already in use by 0123456789ab. \
+                 You have to remove that container to be able to reuse that name: that name is already in use",
+                spec.name
+            )));
+        }
+        if exists || (scripted.is_err() && !self.failed_runs_create.get()) {
+            return scripted;
+        }
+        let status = match scripted {
+            Ok(()) => ContainerStatus::Running,
+            Err(_) => ContainerStatus::Created,
+        };
+        self.set_container(Some(status));
+        let slot = spec
+            .labels
+            .iter()
+            .find(|(key, _)| key == SLOT_LABEL)
+            .map(|(_, value)| value.clone())
+            .unwrap_or_default();
+        self.edit_container(|state| {
+            state.slot = slot;
+            state.created = Some(crate::os::unix_time_now());
+        });
+        scripted
+    }
     fn find(&self, _container: &str) -> Result<Option<ContainerState>, EngineError> {
         self.record("find", "")?;
         Ok(self.container())

@@ -15,7 +15,7 @@ impl Engine {
     }
 
     /// A hint to add to this engine's "does not answer" error, when it says why.
-    pub fn access_hint(&self, error: &EngineError) -> Option<String> {
+    pub(super) fn access_hint(&self, error: &EngineError) -> Option<String> {
         access_hint(self.kind, error)
     }
 }

@@ -1,38 +1,20 @@
-//! Facts about the engine's host set-up, asked only when a container is
-//! created, and what they mean for the container's flags.
-use super::{gpu, Engine, EngineError, EngineKind};
-use crate::background::{self, CgroupDriver};
+//! What the engine's host set-up means for a new container's flags.
+use super::{gpu, Engine, EngineKind, Facts};
+use crate::background;
 use crate::os;
 
 impl Engine {
-    /// How the engine manages cgroups (decides the form of `--cgroup-parent`).
-    pub fn cgroup_driver(&self) -> Result<Option<CgroupDriver>, EngineError> {
-        let format = match self.kind {
-            EngineKind::Docker => "{{.CgroupDriver}}",
-            EngineKind::Podman => "{{.Host.CgroupManager}}",
-        };
-        let out = self.run(["info", "--format", format])?;
-        Ok(CgroupDriver::parse(&out.stdout))
-    }
-
     /// A parent cgroup marked idle for the container, where this engine
-    /// can use one.
-    pub fn idle_cgroup_parent(&self) -> Option<String> {
-        // Windows: the engine's cgroups are inside WSL's VM, not under this
-        // host's /sys/fs/cgroup (README: not available there).
-        if cfg!(windows) {
-            log::debug!("no idle parent cgroup: the engine runs in WSL");
+    /// can use one: its form depends on the engine's cgroup driver.
+    pub fn idle_cgroup_parent(&self, facts: &Facts) -> Option<String> {
+        if !self.uses_cgroup_driver() {
+            log::debug!("no idle parent cgroup for this engine");
             return None;
         }
-        // Rootless Podman has no cgroup hierarchy of its own to place us in.
-        if self.kind == EngineKind::Podman && os::user_and_group().0 != 0 {
-            return None;
-        }
-        match self.cgroup_driver() {
-            Ok(Some(driver)) => background::idle_parent(driver),
-            Ok(None) => None,
-            Err(err) => {
-                log::debug!("cgroup driver unknown ({err}): no idle parent cgroup");
+        match facts.cgroup_driver {
+            Some(driver) => background::idle_parent(driver),
+            None => {
+                log::debug!("cgroup driver unknown: no idle parent cgroup");
                 None
             }
         }

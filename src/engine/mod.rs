@@ -7,6 +7,7 @@ mod archive;
 mod build_trace;
 mod create;
 mod exit_watch;
+mod facts;
 mod failure;
 mod flags;
 mod gpu;
@@ -34,6 +35,7 @@ use build_trace::BuildTrace;
 // The engine's face to the rest of the wrapper; its submodules are its own.
 pub use build_trace::{BuildEvent, Leftover};
 pub use create::CreateSpec;
+pub use facts::{Facts, Known};
 pub use failure::Failure;
 #[cfg(test)]
 pub(crate) use names::props as name_props;
@@ -222,6 +224,8 @@ pub struct Engine {
     /// Whether `docker build` must use the classic builder (no buildx plugin).
     docker_classic_builder: Cell<Option<bool>>,
     transport: Transport,
+    /// Where the host's tasks remember the engine's facts (`facts.rs`).
+    facts_file: Option<PathBuf>,
 }
 
 impl Engine {
@@ -239,6 +243,7 @@ impl Engine {
             build_timeout,
             docker_classic_builder: Cell::new(None),
             transport: Transport::Local,
+            facts_file: None,
         }
     }
 
@@ -246,6 +251,15 @@ impl Engine {
     /// program as the transport's side names it.
     pub fn with_transport(self, transport: Transport) -> Engine {
         Engine { transport, ..self }
+    }
+
+    /// Remembers the engine's facts in `dir`, shared by the host's tasks.
+    pub fn with_facts_dir(self, dir: &Path) -> Engine {
+        let file = dir.join(format!("engine_facts_{}.toml", self.kind.cli_name()));
+        Engine {
+            facts_file: Some(file),
+            ..self
+        }
     }
 
     pub fn transport(&self) -> &Transport {
@@ -290,10 +304,32 @@ impl Engine {
         if out.success() {
             Ok(out)
         } else {
-            Err(EngineError::Failed {
-                command: argv.display(),
-                detail: out.error_summary(),
-            })
+            Err(self.failed(&argv, &out))
+        }
+    }
+
+    /// The error of a command that ran and failed. A CLI that cannot reach
+    /// its engine (the daemon down, its socket not ours) makes the engine
+    /// unavailable, whichever command found it out: the task is retried
+    /// later, not failed.
+    fn failed(&self, argv: &Argv, out: &Output) -> EngineError {
+        let err = EngineError::Failed {
+            command: argv.display(),
+            detail: out.error_summary(),
+        };
+        if err.out_of_reach() {
+            self.does_not_answer(&out.error_summary())
+        } else {
+            err
+        }
+    }
+
+    /// "<cli> does not answer: <why>", with what the volunteer can do about it.
+    fn does_not_answer(&self, detail: &str) -> EngineError {
+        let why = format!("{} does not answer: {detail}", self.cli.display());
+        match self.access_hint(&EngineError::Unavailable(why.clone())) {
+            Some(hint) => EngineError::Unavailable(format!("{why}; {hint}")),
+            None => EngineError::Unavailable(why),
         }
     }
 
@@ -312,10 +348,7 @@ impl Engine {
         };
         match self.run(["version", "--format", format]) {
             Ok(out) => Ok(out.stdout.trim().to_string()),
-            Err(EngineError::Failed { detail, .. }) => Err(EngineError::Unavailable(format!(
-                "{} does not answer: {detail}",
-                self.cli.display()
-            ))),
+            Err(EngineError::Failed { detail, .. }) => Err(self.does_not_answer(&detail)),
             Err(other) => Err(other),
         }
     }
@@ -330,10 +363,7 @@ impl Engine {
         match out.status.code() {
             Some(0) => Ok(true),
             Some(1) => Ok(false),
-            _ => Err(EngineError::Failed {
-                command: argv.display(),
-                detail: out.error_summary(),
-            }),
+            _ => Err(self.failed(&argv, &out)),
         }
     }
 
@@ -517,10 +547,7 @@ impl Engine {
         if out.success() {
             Ok(())
         } else {
-            Err(EngineError::Failed {
-                command: argv.display(),
-                detail: out.error_summary(),
-            })
+            Err(self.failed(&argv, &out))
         }
     }
 
@@ -549,8 +576,10 @@ impl Engine {
         !has_buildx
     }
 
-    pub fn create(&self, spec: &create::CreateSpec) -> Result<(), EngineError> {
-        self.run(create::create_args(self.kind, spec)).map(|_| ())
+    /// Creates and starts the container in one command. When it fails, a
+    /// container may be left created but not started (the start failed).
+    pub fn run_container(&self, spec: &create::CreateSpec) -> Result<(), EngineError> {
+        self.run(create::run_args(self.kind, spec)).map(|_| ())
     }
 
     /// None when no container has that name.
@@ -558,10 +587,10 @@ impl Engine {
         let argv = self.argv(["container", "inspect", "--format", STATE_FORMAT, container]);
         let out = self.run_argv(&argv, self.limits(), &mut || false)?;
         if !out.success() {
-            let err = EngineError::Failed {
-                command: argv.display(),
-                detail: out.error_summary(),
-            };
+            let err = self.failed(&argv, &out);
+            if err.unavailable().is_some() {
+                return Err(err);
+            }
             // Absent containers make inspect fail: the engine says so, or,
             // if it says something else, asking for the exact name tells.
             if err.failure() == Failure::NotFound || !self.container_exists(container)? {
@@ -626,10 +655,7 @@ impl Engine {
         if out.success() {
             Ok(())
         } else {
-            Err(EngineError::Failed {
-                command: argv.display(),
-                detail: out.error_summary(),
-            })
+            Err(self.failed(&argv, &out))
         }
     }
 
@@ -682,10 +708,7 @@ impl Engine {
         if out.success() {
             Ok(())
         } else {
-            Err(EngineError::Failed {
-                command: argv.display(),
-                detail: out.error_summary(),
-            })
+            Err(self.failed(&argv, &out))
         }
     }
 
@@ -706,10 +729,10 @@ impl Engine {
         if out.success() {
             return Ok(());
         }
-        let err = EngineError::Failed {
-            command: argv.display(),
-            detail: out.error_summary(),
-        };
+        let err = self.failed(&argv, &out);
+        if err.unavailable().is_some() {
+            return Err(err);
+        }
         if err.failure() == Failure::NotFound || !self.container_exists(container)? {
             Ok(())
         } else {
@@ -796,10 +819,7 @@ impl Engine {
         };
         let out = self.run_argv(&argv, limits, &mut || false)?;
         if !out.success() {
-            return Err(EngineError::Failed {
-                command: argv.display(),
-                detail: out.error_summary(),
-            });
+            return Err(self.failed(&argv, &out));
         }
         // The container's stdout and stderr arrive on our two pipes.
         let mut text = out.stdout;
@@ -1046,6 +1066,43 @@ mod tests {
         ] {
             assert!(ContainerState::parse(&garbage).is_none(), "{garbage}");
         }
+    }
+
+    /// A CLI whose daemon is out of reach or not the user's to use, as
+    /// Docker's says it for any command.
+    #[cfg(unix)]
+    #[test]
+    fn a_daemon_out_of_reach_makes_the_engine_unavailable_whichever_command_finds_out() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("dw-unreachable-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cli = dir.join("docker");
+        let timeout = Duration::from_secs(10);
+        let engine = Engine::new(EngineKind::Docker, cli.clone(), timeout, timeout);
+        let unavailable = |err: EngineError| match err {
+            EngineError::Unavailable(why) => why,
+            other => panic!("{other:?}"),
+        };
+        for says in [
+            "docker: Cannot connect to the Docker daemon at unix:///nonexistent.sock. Is the docker daemon running?.",
+            "docker: permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: \
+             Post \"http://%2Fvar%2Frun%2Fdocker.sock/v1.24/containers/create?name=x\": dial unix /var/run/docker.sock: connect: permission denied.",
+        ] {
+            std::fs::write(
+                &cli,
+                format!(
+                    "#!/bin/sh\necho '{says}' >&2\necho \"See 'docker run --help'.\" >&2\nexit 125\n"
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let why = unavailable(engine.start("boinc__x").unwrap_err());
+            assert!(why.contains(&format!("does not answer: {says}")), "{why}");
+            // Not taken for an absent container.
+            unavailable(engine.inspect("boinc__x").unwrap_err());
+            unavailable(engine.remove("boinc__x").unwrap_err());
+        }
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     fn only(names: &'static [&'static str]) -> impl Fn(&str) -> Option<PathBuf> {

@@ -117,7 +117,7 @@ impl Output {
         let last = text
             .lines()
             .rev()
-            .find(|l| !l.trim().is_empty())
+            .find(|l| !l.trim().is_empty() && !is_usage_hint(l))
             .unwrap_or("");
         format!(
             "{} ({})",
@@ -125,6 +125,14 @@ impl Output {
             self.status
         )
     }
+}
+
+/// The line Docker's CLI adds after a failed `run` or `create` ("See
+/// 'docker run --help'.", "Run 'docker run --help' for more information"):
+/// the error is the line before it.
+fn is_usage_hint(line: &str) -> bool {
+    let line = line.trim();
+    (line.starts_with("See '") || line.starts_with("Run '")) && line.contains(" --help'")
 }
 
 #[derive(Debug)]
@@ -661,6 +669,28 @@ mod tests {
             "{}",
             out.error_summary().len()
         );
+    }
+
+    #[test]
+    fn a_failure_summary_is_the_error_not_the_usage_hint_after_it() {
+        for hint in [
+            "See 'docker run --help'.",
+            "Run 'docker run --help' for more information",
+        ] {
+            let out = Output {
+                status: exit_status(125),
+                stdout: String::new(),
+                stderr: format!(
+                    "docker: Error response from daemon: No such image: x:1.\n{hint}\n\n"
+                ),
+            };
+            assert!(
+                out.error_summary()
+                    .starts_with("docker: Error response from daemon: No such image"),
+                "{}",
+                out.error_summary()
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::exit_watch::{Exit, ExitWatch};
 use super::stats::Stats;
-use super::{ContainerState, Engine, EngineError};
+use super::{ContainerState, CreateSpec, Engine, EngineError, Known};
 use crate::wakeup::Wakeup;
 
 /// Learns that the container exited.
@@ -24,6 +24,11 @@ pub trait ExitWatcher {
 /// The engine's operations on a named container. Errors are typed
 /// (`EngineError::failure`): callers never read the engine's text.
 pub trait ContainerEngine {
+    /// The engine's version and cgroup driver: remembered for the host
+    /// unless `fresh` (see `facts.rs`).
+    fn facts(&self, fresh: bool) -> Result<Known, EngineError>;
+    /// Creates and starts a container (`run -d`).
+    fn run_container(&self, spec: &CreateSpec) -> Result<(), EngineError>;
     /// The container's state; None when no container has that name.
     fn find(&self, container: &str) -> Result<Option<ContainerState>, EngineError>;
     /// Like `find`, for a container known to exist (one command fewer).
@@ -63,6 +68,12 @@ pub trait ContainerEngine {
 }
 
 impl ContainerEngine for Engine {
+    fn facts(&self, fresh: bool) -> Result<Known, EngineError> {
+        Engine::facts(self, fresh)
+    }
+    fn run_container(&self, spec: &CreateSpec) -> Result<(), EngineError> {
+        Engine::run_container(self, spec)
+    }
     fn find(&self, container: &str) -> Result<Option<ContainerState>, EngineError> {
         Engine::find(self, container)
     }

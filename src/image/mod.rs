@@ -39,6 +39,25 @@ const STAGING_DIR: &str = ".docker_wrapper_context";
 /// Where an engine may decompress an image archive, in the slot while it loads.
 const UNPACKED_ARCHIVE: &str = ".docker_wrapper_image.tar";
 
+/// Where a task's image comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum ImageSource<'a> {
+    /// job.toml's `image_name`: used as it is, built from the Dockerfile
+    /// only if the engine does not have it.
+    Named {
+        name: &'a str,
+        dockerfile: &'a Path,
+        build_args: &'a [String],
+    },
+    /// An image archive shipped with the app version (a slot file name).
+    Archive(&'a Path),
+    /// The slot's Dockerfile, cached by the hash of its inputs.
+    Dockerfile {
+        dockerfile: &'a Path,
+        build_args: &'a [String],
+    },
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct CacheLimits {
     pub max_images: usize,
@@ -152,9 +171,68 @@ impl<'a> ImageCache<'a> {
         }
     }
 
+    /// The image `source` gives, named without asking the engine whether
+    /// it has it (a container is created from it at once; the engine says
+    /// when it is missing, and `ensure_source` makes it).
+    pub fn reference(&self, slot_dir: &Path, source: ImageSource) -> Result<String, ImageError> {
+        match source {
+            ImageSource::Named { name, .. } => Ok(name.to_string()),
+            ImageSource::Archive(archive) => {
+                let path = crate::slot_files::resolve(slot_dir, archive)?;
+                Ok(self.cache_tag(&context::file_hash(&path)?))
+            }
+            ImageSource::Dockerfile {
+                dockerfile,
+                build_args,
+            } => {
+                let inputs = BuildInputs::collect(slot_dir, dockerfile, build_args)?;
+                Ok(self.cache_tag(&inputs.hash()?))
+            }
+        }
+    }
+
+    /// The engine had the image `reference` names: what `ensure` does for
+    /// an image it finds (the log, and the time of use for garbage
+    /// collection; a fixed `image_name` is never collected).
+    pub fn found(&self, source: ImageSource, reference: &str) {
+        match source {
+            ImageSource::Named { .. } => log::info!("image {reference} is present"),
+            ImageSource::Archive(archive) => {
+                log::info!("image {reference} (from {}) is cached", archive.display());
+                self.mark_used(reference);
+            }
+            ImageSource::Dockerfile { .. } => {
+                log::info!("image {reference} is cached");
+                self.mark_used(reference);
+            }
+        }
+    }
+
+    /// The image `source` gives, loaded or built if the engine does not
+    /// have it. None when `cancel` said stop while waiting or building.
+    pub fn ensure_source(
+        &self,
+        slot_dir: &Path,
+        source: ImageSource,
+        cancel: &mut dyn FnMut() -> bool,
+    ) -> Result<Option<String>, ImageError> {
+        match source {
+            ImageSource::Named {
+                name,
+                dockerfile,
+                build_args,
+            } => self.ensure_named(name, slot_dir, dockerfile, build_args, cancel),
+            ImageSource::Archive(archive) => self.ensure_archive(slot_dir, archive, cancel),
+            ImageSource::Dockerfile {
+                dockerfile,
+                build_args,
+            } => self.ensure(slot_dir, dockerfile, build_args, cancel),
+        }
+    }
+
     /// The image for this slot's Dockerfile, built if no task built it yet.
     /// None when `cancel` said stop while waiting or building.
-    pub fn ensure(
+    fn ensure(
         &self,
         slot_dir: &Path,
         dockerfile: &Path,
@@ -192,7 +270,7 @@ impl<'a> ImageCache<'a> {
 
     /// The image in a shipped archive, loaded once and cached by the
     /// archive's content hash.
-    pub fn ensure_archive(
+    fn ensure_archive(
         &self,
         slot_dir: &Path,
         archive: &Path,
@@ -240,7 +318,7 @@ impl<'a> ImageCache<'a> {
 
     /// The image job.toml names (`image_name`): built from the Dockerfile if
     /// missing, never garbage-collected, as in the C++ wrapper.
-    pub fn ensure_named(
+    fn ensure_named(
         &self,
         name: &str,
         slot_dir: &Path,

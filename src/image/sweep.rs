@@ -151,6 +151,14 @@ pub fn after_start(engine: &Engine, init: &InitData, image: &str, standalone: bo
     }
 }
 
+/// The wrapper's own dir in the BOINC data dir of the task's client:
+/// shared by all its tasks on this host. None when the data dir cannot be
+/// told (see `data_dir`).
+pub fn host_dir(init: &InitData) -> Option<PathBuf> {
+    let data_dir = data_dir(Path::new(&init.project_dir), Path::new(&init.boinc_dir))?;
+    Some(data_dir.join(STATE_DIR))
+}
+
 /// The BOINC data dir: the one holding `projects/<project dir>`.
 fn data_dir(project_dir: &Path, boinc_dir: &Path) -> Option<PathBuf> {
     let name = project_dir.file_name()?;

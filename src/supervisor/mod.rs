@@ -11,7 +11,10 @@ use crate::control_files::JobRequest;
 use crate::journal::Phase;
 use crate::suspend::Paused;
 
-pub use start::{owner, plan_start, trusted_cpu_time, Found, Owner, StartPlan};
+pub use start::{
+    owner, plan_from_journal, plan_start, recover, trusted_cpu_time, Attempt, Found, Owner,
+    Recovery, StartPlan,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {

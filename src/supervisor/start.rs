@@ -1,6 +1,8 @@
-//! How a task starts again from what an earlier run left: the start plan,
-//! whose a container under the task's name is, and how much of the
-//! journal's CPU time to believe. No I/O here.
+//! How a task starts, and starts again from what an earlier run left: the
+//! start plan, how a refused creation goes on, whose a container under the
+//! task's name is, and how much of the journal's CPU time to believe. No I/O
+//! here.
+use crate::engine::Failure;
 use crate::journal::{Journal, Phase};
 
 /// How to get the container going at start, given what a previous run left.
@@ -38,6 +40,70 @@ pub enum Found {
     },
     /// Any other engine state (restarting, removing, ...).
     Other,
+}
+
+/// The plan when the journal alone decides it: a slot without a journal
+/// never had a container of this wrapper's running (the journal is written
+/// as soon as one runs), so the task creates its container at once, without
+/// asking the engine first; if a container has the name after all (a
+/// wrapper killed between `run` and the journal, a copied slot), the
+/// engine refuses the name and `recover` says to look. None: look first.
+pub fn plan_from_journal(journal: Option<&Journal>) -> Option<StartPlan> {
+    journal.is_none().then_some(StartPlan::CreateAndStart)
+}
+
+/// What a start has tried so far to get its container created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    /// The container under the task's name was looked at and reconciled.
+    pub looked: bool,
+    /// The image was built or loaded in this start.
+    pub made_image: bool,
+    /// The engine facts the specification used were remembered from
+    /// another task, not asked in this start.
+    pub remembered_facts: bool,
+    /// The specification has a cgroup parent, whose form a fact (the cgroup
+    /// driver) decides.
+    pub cgroup_parent: bool,
+    /// The specification asks for cgroup limits.
+    pub resource_limits: bool,
+}
+
+/// How to go on when the engine refused to create the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// The name is in use: look at that container and reconcile with it,
+    /// as a restart does (it may be this slot's, another's, or an orphan).
+    Reconcile,
+    /// The image is not there: build or load it, then create again.
+    MakeImage,
+    /// Remembered facts may be stale (an engine changed in a way the key
+    /// missed): ask them again, and create again only if they changed.
+    RefreshFacts,
+    /// The host cannot apply the cgroup limits: create without them.
+    DropLimits,
+    /// The name was free when looked at, and taken since: a task in
+    /// another slot is starting; try again later.
+    Later,
+    /// Nothing more to try: the start fails with the engine's error.
+    GiveUp,
+}
+
+/// Decides how to go on after the engine refused `attempt` with `failure`.
+/// Each way is tried once: the same refusal again gives up.
+pub fn recover(failure: Failure, attempt: &Attempt) -> Recovery {
+    match failure {
+        Failure::NameInUse if attempt.looked => Recovery::Later,
+        Failure::NameInUse => Recovery::Reconcile,
+        Failure::ImageMissing if !attempt.made_image => Recovery::MakeImage,
+        // A cgroup parent of the wrong form can read as a cgroup refusal.
+        Failure::LimitsRefused if attempt.remembered_facts && attempt.cgroup_parent => {
+            Recovery::RefreshFacts
+        }
+        Failure::LimitsRefused if attempt.resource_limits => Recovery::DropLimits,
+        Failure::Other if attempt.remembered_facts => Recovery::RefreshFacts,
+        _ => Recovery::GiveUp,
+    }
 }
 
 /// Decides how to continue from the journal and the container's state.
@@ -150,6 +216,87 @@ fn killed_by_shutdown(code: i32, finished_at: Option<i64>, boot_time: Option<i64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn attempt() -> Attempt {
+        Attempt {
+            looked: false,
+            made_image: false,
+            remembered_facts: true,
+            cgroup_parent: true,
+            resource_limits: true,
+        }
+    }
+
+    #[test]
+    fn without_a_journal_the_container_is_created_at_once() {
+        assert_eq!(plan_from_journal(None), Some(StartPlan::CreateAndStart));
+        assert_eq!(
+            plan_from_journal(Some(&journal(Phase::Running, None))),
+            None
+        );
+        // A finished job is reported from its journal, after a look.
+        assert_eq!(
+            plan_from_journal(Some(&journal(Phase::Finished, Some(0)))),
+            None
+        );
+    }
+
+    #[test]
+    fn a_refused_creation_tries_each_way_once() {
+        let first = attempt();
+        assert_eq!(recover(Failure::NameInUse, &first), Recovery::Reconcile);
+        let looked = Attempt {
+            looked: true,
+            ..first
+        };
+        assert_eq!(recover(Failure::NameInUse, &looked), Recovery::Later);
+        assert_eq!(recover(Failure::ImageMissing, &first), Recovery::MakeImage);
+        let made = Attempt {
+            made_image: true,
+            ..first
+        };
+        assert_eq!(recover(Failure::ImageMissing, &made), Recovery::GiveUp);
+        // Remembered facts are asked again before anything else is blamed.
+        assert_eq!(recover(Failure::Other, &first), Recovery::RefreshFacts);
+        assert_eq!(
+            recover(Failure::LimitsRefused, &first),
+            Recovery::RefreshFacts
+        );
+        let fresh = Attempt {
+            remembered_facts: false,
+            ..first
+        };
+        assert_eq!(recover(Failure::Other, &fresh), Recovery::GiveUp);
+        assert_eq!(
+            recover(Failure::LimitsRefused, &fresh),
+            Recovery::DropLimits
+        );
+        // Without a cgroup parent no fact shapes the limits (rootless Podman).
+        let no_parent = Attempt {
+            cgroup_parent: false,
+            ..first
+        };
+        assert_eq!(
+            recover(Failure::LimitsRefused, &no_parent),
+            Recovery::DropLimits
+        );
+        let no_limits = Attempt {
+            resource_limits: false,
+            ..fresh
+        };
+        assert_eq!(
+            recover(Failure::LimitsRefused, &no_limits),
+            Recovery::GiveUp
+        );
+        // An engine that is down or hangs: the task is retried later as it is.
+        for failure in [
+            Failure::Unavailable,
+            Failure::TimedOut,
+            Failure::PermissionDenied,
+        ] {
+            assert_eq!(recover(failure, &first), Recovery::GiveUp, "{failure:?}");
+        }
+    }
 
     #[test]
     fn a_container_of_another_slot_is_never_adopted() {

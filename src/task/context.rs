@@ -70,6 +70,18 @@ impl TaskContext {
         }
     }
 
+    /// Where the engine's facts are remembered for the host's other tasks:
+    /// the wrapper's dir in the BOINC data dir, else the project dir; None
+    /// standalone (a directory of the user's, and no other tasks).
+    pub fn engine_facts_dir(&self) -> Option<PathBuf> {
+        if self.is_standalone() {
+            return None;
+        }
+        let project_dir = Path::new(&self.init.project_dir);
+        crate::image::sweep::host_dir(&self.init)
+            .or_else(|| project_dir.is_dir().then(|| project_dir.to_path_buf()))
+    }
+
     /// The file the job writes its progress to.
     pub fn fraction_done_file(&self) -> PathBuf {
         self.slot_dir.join(&self.config.fraction_done_file)

@@ -11,7 +11,7 @@ use crate::boinc;
 use crate::cli::Cli;
 use crate::config::JobConfig;
 use crate::engine::{
-    self, ContainerEngine, ContainerState, ContainerStatus, Engine, EngineError, EngineKind,
+    self, ContainerEngine, ContainerState, ContainerStatus, Engine, EngineError, EngineKind, Known,
 };
 use crate::host_limits;
 use crate::init_data::InitData;
@@ -24,6 +24,7 @@ use crate::wakeup::Wakeup;
 mod actions;
 mod client;
 mod context;
+mod launch;
 mod provision;
 mod supervise;
 #[cfg(test)]
@@ -31,6 +32,7 @@ mod tests;
 
 use client::{BoincClient, Client};
 pub use context::{SlotKind, TaskContext};
+use launch::Launch;
 
 /// Delay before the client restarts us after a temporary exit.
 pub const RETRY_DELAY_SECS: i32 = 300;
@@ -103,21 +105,6 @@ pub fn run(
     // Before the engine is asked anything: a broken app version fails at
     // once. The flags are read as this engine reads them.
     check_security(&config, engine.kind, &slot_dir)?;
-    match engine.version() {
-        Ok(version) => log::info!(
-            "using {} {version} ({})",
-            engine.kind,
-            engine.cli().display()
-        ),
-        Err(err) => {
-            let hint = engine
-                .access_hint(&err)
-                .map(|h| format!("; {h}"))
-                .unwrap_or_default();
-            return Ok(Outcome::TemporaryExit(format!("{err}{hint}")));
-        }
-    }
-    engine.check_host_user();
     let ctx = TaskContext {
         container: context::container_name(&init, slot),
         slot_dir,
@@ -127,13 +114,42 @@ pub fn run(
         init,
         archive,
     };
+    let engine = match ctx.engine_facts_dir() {
+        Some(dir) if std::fs::create_dir_all(&dir).is_ok() => engine.with_facts_dir(&dir),
+        _ => engine,
+    };
+    // Remembered by the host's tasks: no command unless the engine changed.
+    // An engine that is down shows here when they are asked, else in the
+    // first command that needs the engine (`EngineError::Unavailable`).
+    let facts = match engine.facts(false) {
+        Ok(known) => known,
+        Err(err) => return Ok(Outcome::TemporaryExit(err.to_string())),
+    };
+    log::info!(
+        "using {} {} ({})",
+        engine.kind,
+        facts.facts.version,
+        engine.cli().display()
+    );
+    let source = if facts.remembered {
+        "remembered"
+    } else {
+        "asked"
+    };
+    log::debug!("engine facts ({source}): {}", facts.facts);
+    engine.check_host_user();
     let client = BoincClient {
         terminated,
         wakeup,
         timer: client::TimerTicks::new(std::time::Instant::now()),
     };
+    let supply = provision::EngineSupply {
+        ctx: &ctx,
+        engine: &engine,
+    };
     let mut task = TaskRun::new(&ctx, &engine, &client);
-    let result = task.start_and_supervise(&mut |task| task.create_container(&engine));
+    task.facts = Some(facts);
+    let result = task.start_and_supervise(&mut |task, looked| task.launch(&supply, looked));
     task.settle(result)
 }
 
@@ -209,6 +225,8 @@ struct TaskRun<'a> {
     /// Set once a container with the task's name exists and is this slot's
     /// (found so, or created here): only then may an error remove it.
     owns_container: bool,
+    /// The engine's facts, once asked or read from the host's record.
+    facts: Option<Known>,
 }
 
 /// How a run begins, given what an earlier one left.
@@ -233,41 +251,67 @@ impl<'a> TaskRun<'a> {
             web_graphics_port: None,
             container_pid: 0,
             owns_container: false,
+            facts: None,
         }
     }
 
     /// Starts or continues the container and supervises it to the end.
-    /// `create` makes a new container (image, specification, engine
-    /// commands), or says why the task ends instead.
+    /// `launch` makes a new container (image, specification, engine
+    /// commands) and says how that went; its bool: whether the name's
+    /// container was looked at already.
     fn start_and_supervise(
         &mut self,
-        create: &mut dyn FnMut(&mut Self) -> Result<Option<Outcome>>,
+        launch: &mut dyn FnMut(&mut Self, bool) -> Result<Launch>,
     ) -> Result<Outcome> {
         log::info!("container {}", self.ctx.container);
-        let (plan, client_cpu) = match self.begin()? {
-            Begin::Plan { plan, client_cpu } => (plan, client_cpu),
-            Begin::End(outcome) => return Ok(outcome),
-        };
-        match &plan {
-            StartPlan::CreateAndStart => {
-                if let Some(outcome) = create(self)? {
-                    return Ok(outcome);
+        let journal = self.load_journal();
+        let mut looked = false;
+        let (mut plan, mut client_cpu) = match supervisor::plan_from_journal(journal.as_ref()) {
+            Some(plan) => (plan, self.cpu_time_so_far(None, None)),
+            None => {
+                looked = true;
+                match self.reconcile(journal.as_ref())? {
+                    Begin::Plan { plan, client_cpu } => (plan, client_cpu),
+                    Begin::End(outcome) => return Ok(outcome),
                 }
             }
-            StartPlan::Start { reason } => {
-                log::info!("{reason}: starting it");
-                self.engine.start(&self.ctx.container)?;
+        };
+        loop {
+            match &plan {
+                StartPlan::CreateAndStart => match launch(self, looked)? {
+                    Launch::Running => {}
+                    Launch::Ended(outcome) => return Ok(outcome),
+                    Launch::NameInUse => {
+                        log::info!(
+                            "a container is named {} already: looking at it",
+                            self.ctx.container
+                        );
+                        looked = true;
+                        (plan, client_cpu) = match self.reconcile(journal.as_ref())? {
+                            Begin::Plan { plan, client_cpu } => (plan, client_cpu),
+                            Begin::End(outcome) => return Ok(outcome),
+                        };
+                        continue;
+                    }
+                },
+                StartPlan::Start { reason } => {
+                    log::info!("{reason}: starting it");
+                    self.engine.start(&self.ctx.container)?;
+                }
+                StartPlan::Unpause => {
+                    log::info!("container is paused from an earlier run: resuming it");
+                    self.engine.unpause(&self.ctx.container)?;
+                }
+                StartPlan::Reattach => log::info!("container is already running: re-attaching"),
+                StartPlan::Report { code, oom_killed } => {
+                    log::info!(
+                        "the job ended (code {code}) while the wrapper was away: reporting it"
+                    );
+                    let exists = self.owns_container;
+                    return Ok(self.finish(*code, *oom_killed, exists, client_cpu));
+                }
             }
-            StartPlan::Unpause => {
-                log::info!("container is paused from an earlier run: resuming it");
-                self.engine.unpause(&self.ctx.container)?;
-            }
-            StartPlan::Reattach => log::info!("container is already running: re-attaching"),
-            StartPlan::Report { code, oom_killed } => {
-                log::info!("the job ended (code {code}) while the wrapper was away: reporting it");
-                let exists = self.owns_container;
-                return Ok(self.finish(*code, *oom_killed, exists, client_cpu));
-            }
+            break;
         }
         if plan != StartPlan::CreateAndStart {
             // Asked of the engine, not of the job-writable journal.
@@ -298,19 +342,26 @@ impl<'a> TaskRun<'a> {
         self.supervise(&state, client_cpu)
     }
 
-    /// Reads the journal and the container an earlier run may have left,
-    /// and decides how to go on.
-    fn begin(&mut self) -> Result<Begin> {
-        let ctx = self.ctx;
-        let mut journal = Journal::load(&ctx.slot_dir);
+    /// The journal an earlier run left, if it is one to go on from (and
+    /// the image it names).
+    fn load_journal(&mut self) -> Option<Journal> {
+        let mut journal = Journal::load(&self.ctx.slot_dir);
         // In a plain directory each standalone run is a new job; under the
         // client a finished task is never started again.
-        if ctx.is_standalone() && journal.as_ref().is_some_and(|j| j.phase == Phase::Finished) {
+        if self.ctx.is_standalone() && journal.as_ref().is_some_and(|j| j.phase == Phase::Finished)
+        {
             journal = None;
         }
         if let Some(journal) = &journal {
             self.image = journal.image.clone();
         }
+        journal
+    }
+
+    /// Looks at the container an earlier run may have left under the
+    /// task's name, and decides with the journal how to go on.
+    fn reconcile(&mut self, journal: Option<&Journal>) -> Result<Begin> {
+        let ctx = self.ctx;
         let existing = match self.engine.find(&ctx.container)? {
             Some(state) => match self.owner_of(&state) {
                 Owner::ThisSlot => Some(state),
@@ -333,28 +384,11 @@ impl<'a> TaskRun<'a> {
             None => None,
         };
         self.owns_container = existing.is_some();
-        let client_cpu = self.cpu_time_so_far(journal.as_ref(), existing.as_ref());
+        let client_cpu = self.cpu_time_so_far(journal, existing.as_ref());
         let found = found(existing);
-        let plan = supervisor::plan_start(journal.as_ref(), &found, os::boot_time());
+        let plan = supervisor::plan_start(journal, &found, os::boot_time());
         log::debug!("found {found:?}, journal {journal:?}: {plan:?}");
         Ok(Begin::Plan { plan, client_cpu })
-    }
-
-    /// A new container: image, the steps before its specification, create,
-    /// start. Some(outcome) when the client interrupted the image's build.
-    fn create_container(&mut self, engine: &Engine) -> Result<Option<Outcome>> {
-        let ctx = self.ctx;
-        self.image = match provision::ensure_image(ctx, engine, self.client)? {
-            Ok(image) => image,
-            Err(outcome) => return Ok(Some(outcome)),
-        };
-        let prepared = provision::prepare(ctx, engine, self.image.clone())?;
-        self.web_graphics_port = prepared.web_graphics_port;
-        let spec = provision::container_spec(ctx, &prepared, provision::host_cpus());
-        provision::create_and_start(engine, spec, &mut || self.owns_container = true)?;
-        log::info!("container started");
-        crate::image::sweep::after_start(engine, &ctx.init, &self.image, ctx.is_standalone());
-        Ok(None)
     }
 
     /// What a run's result means for the process: an engine that is down or

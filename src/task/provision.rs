@@ -1,7 +1,9 @@
-//! A new container for the task: the image (cached, loaded or built), the
-//! explicit steps its specification needs (a host port for web graphics,
-//! the output files bind mounts need, the engine's view of the paths), the
-//! specification itself, built without side effects, and its creation.
+//! A new container for the task: its image (named at once; loaded or built
+//! when the engine says it is missing), the explicit steps its
+//! specification needs (a host port for web graphics, the output files
+//! bind mounts need, the engine's view of the paths), and the
+//! specification itself, built without side effects. How the container is
+//! then created, and what a refusal leads to, is `launch.rs`.
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,52 +13,115 @@ use super::client::{self, Client};
 use super::context::TaskContext;
 use super::Outcome;
 use crate::boinc;
-use crate::engine::{CreateSpec, Engine, EngineError, Failure};
-use crate::image::{CacheLimits, ImageCache, ImageError};
+use crate::engine::{CreateSpec, Engine, EngineError, Facts};
+use crate::image::{CacheLimits, ImageCache, ImageError, ImageSource};
 use crate::slot_files;
 
-/// Gets the image: from the cache, loaded or built. Err(outcome) when the
-/// client (or a signal) interrupted the wait or the build.
-pub fn ensure_image(
-    ctx: &TaskContext,
-    engine: &Engine,
-    client: &dyn Client,
-) -> Result<Result<String, Outcome>> {
-    let mut interrupted = None;
-    let result = {
-        let mut cancel = || {
-            interrupted = client::interruption(client);
-            interrupted.is_some()
-        };
+/// What a new container needs besides container commands: its image, and
+/// what its specification needs of the host. A real task gets them from the
+/// engine and the image cache (`EngineSupply`); unit tests from a fake.
+pub trait Supply {
+    /// The image to create the container from, named without asking the
+    /// engine whether it has it.
+    fn image(&self) -> Result<String>;
+    /// Loads or builds the image after the engine said it has no such
+    /// image. Err(outcome) when the client (or a signal) interrupted the
+    /// wait or the build.
+    fn make_image(&self, client: &dyn Client) -> Result<Result<String, Outcome>>;
+    /// The steps before the specification, for the engine as `facts` describe it.
+    fn prepare(&self, image: String, facts: &Facts) -> Result<Prepared>;
+    /// The container runs from `image`: the image's bookkeeping. `found`:
+    /// the engine had it (it was not made in this start).
+    fn started(&self, image: &str, found: bool);
+}
+
+/// The real supply: the task's engine and the project's image cache.
+pub struct EngineSupply<'a> {
+    pub ctx: &'a TaskContext,
+    pub engine: &'a Engine,
+}
+
+impl EngineSupply<'_> {
+    fn source(&self) -> ImageSource<'_> {
+        let config = &self.ctx.config;
+        let (dockerfile, build_args) = (&self.ctx.cli.dockerfile, &config.build_args[..]);
+        match (&config.image_name, &self.ctx.archive) {
+            (Some(name), _) => ImageSource::Named {
+                name,
+                dockerfile,
+                build_args,
+            },
+            (None, Some(archive)) => ImageSource::Archive(archive),
+            (None, None) => ImageSource::Dockerfile {
+                dockerfile,
+                build_args,
+            },
+        }
+    }
+
+    fn cache(&self) -> ImageCache<'_> {
+        let config = &self.ctx.config;
         let limits = CacheLimits {
-            max_images: ctx.config.image_cache_max_images as usize,
-            max_bytes: ctx.config.image_cache_max_mb.saturating_mul(1024 * 1024),
+            max_images: config.image_cache_max_images as usize,
+            max_bytes: config.image_cache_max_mb.saturating_mul(1024 * 1024),
         };
-        let build_timeout = Duration::from_secs(ctx.config.build_timeout_secs);
-        let state_dir = ctx.image_state_dir();
-        let cache = ImageCache::new(
-            engine,
-            ctx.project_name(),
-            &state_dir,
+        ImageCache::new(
+            self.engine,
+            self.ctx.project_name(),
+            &self.ctx.image_state_dir(),
             limits,
-            build_timeout,
-        );
-        let (slot, dockerfile, args) = (&ctx.slot_dir, &ctx.cli.dockerfile, &ctx.config.build_args);
-        match (&ctx.config.image_name, &ctx.archive) {
-            (Some(name), _) => cache.ensure_named(name, slot, dockerfile, args, &mut cancel),
-            (None, Some(archive)) => cache.ensure_archive(slot, archive, &mut cancel),
-            (None, None) => cache.ensure(slot, dockerfile, args, &mut cancel),
+            Duration::from_secs(config.build_timeout_secs),
+        )
+    }
+}
+
+impl Supply for EngineSupply<'_> {
+    fn image(&self) -> Result<String> {
+        self.cache()
+            .reference(&self.ctx.slot_dir, self.source())
+            .map_err(image_error)
+    }
+
+    fn make_image(&self, client: &dyn Client) -> Result<Result<String, Outcome>> {
+        let mut interrupted = None;
+        let result = {
+            let mut cancel = || {
+                interrupted = client::interruption(client);
+                interrupted.is_some()
+            };
+            self.cache()
+                .ensure_source(&self.ctx.slot_dir, self.source(), &mut cancel)
+        };
+        match result {
+            Ok(Some(image)) => Ok(Ok(image)),
+            Ok(None) => Ok(Err(interrupted.unwrap_or(Outcome::KeepForRestart))),
+            Err(err) => Err(image_error(err)),
         }
-    };
-    match result {
-        Ok(Some(image)) => Ok(Ok(image)),
-        Ok(None) => Ok(Err(interrupted.unwrap_or(Outcome::KeepForRestart))),
-        Err(ImageError::Busy(why)) => Err(EngineError::Unavailable(why).into()),
-        Err(ImageError::Engine(EngineError::Failed { detail, .. })) => {
-            anyhow::bail!("image build failed: {detail}")
+    }
+
+    fn prepare(&self, image: String, facts: &Facts) -> Result<Prepared> {
+        prepare(self.ctx, self.engine, image, facts)
+    }
+
+    fn started(&self, image: &str, found: bool) {
+        if found {
+            self.cache().found(self.source(), image);
         }
-        Err(ImageError::Engine(err)) => Err(err.into()),
-        Err(ImageError::Inputs(why)) => anyhow::bail!("cannot build the image: {why}"),
+        let ctx = self.ctx;
+        crate::image::sweep::after_start(self.engine, &ctx.init, image, ctx.is_standalone());
+    }
+}
+
+/// An image that cannot be had: an engine that is busy or down makes a
+/// temporary exit; anything else fails the task.
+fn image_error(err: ImageError) -> anyhow::Error {
+    match err {
+        ImageError::Busy(why) => EngineError::Unavailable(why).into(),
+        ImageError::Engine(EngineError::Failed { detail, .. }) => {
+            anyhow::anyhow!("image build failed: {detail}")
+        }
+        ImageError::Engine(err) => err.into(),
+        ImageError::Inputs(why) => anyhow::anyhow!("cannot build the image: {why}"),
     }
 }
 
@@ -74,13 +139,15 @@ pub struct Prepared {
     /// Loopback host port for the job's web graphics, when it has some.
     pub web_graphics_port: Option<u16>,
     pub cgroup_parent: Option<String>,
+    /// Whether the engine knows `--pull never`.
+    pub pull_never: bool,
     pub user: Option<(u32, u32)>,
     pub gpu_args: Vec<String>,
 }
 
-/// Allocates the web graphics port, creates the output files and asks the
-/// engine what the flags depend on.
-pub fn prepare(ctx: &TaskContext, engine: &Engine, image: String) -> Result<Prepared> {
+/// Allocates the web graphics port, creates the output files and works
+/// out what the flags depend on.
+fn prepare(ctx: &TaskContext, engine: &Engine, image: String, facts: &Facts) -> Result<Prepared> {
     let engine_path =
         |host: &std::path::Path| -> Result<PathBuf> { Ok(engine.path_in_engine(host)?) };
     let project_dir = match &ctx.config.project_dir_mount {
@@ -100,8 +167,9 @@ pub fn prepare(ctx: &TaskContext, engine: &Engine, image: String) -> Result<Prep
         cgroup_parent: ctx
             .config
             .idle_priority
-            .then(|| engine.idle_cgroup_parent())
+            .then(|| engine.idle_cgroup_parent(facts))
             .flatten(),
+        pull_never: facts.knows_pull_never(),
         user: engine.job_user(ctx.config.run_as_wrapper_user),
         gpu_args: if ctx.config.use_gpu {
             engine
@@ -193,6 +261,7 @@ pub fn container_spec(ctx: &TaskContext, prepared: &Prepared, host_cpus: f64) ->
         env: vec![("ARGS".to_string(), ctx.cli.job_args.join(" "))],
         proxy_env: ctx.init.proxy_env(),
         resource_limits: true,
+        pull_never: prepared.pull_never,
         // Docker refuses more CPUs than the host has; the client's ncpus
         // can exceed them (a volunteer's <ncpus> override).
         cpus: ctx.init.ncpus.min(host_cpus),
@@ -211,39 +280,4 @@ pub fn container_spec(ctx: &TaskContext, prepared: &Prepared, host_cpus: f64) ->
 
 pub fn host_cpus() -> f64 {
     std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
-}
-
-/// Creates and starts the container. An engine that refuses the cgroup
-/// limits (no delegated controllers for a rootless user, a kernel without
-/// them) gets the container without them, with one warning. `created` is
-/// called once a container exists.
-pub fn create_and_start(
-    engine: &Engine,
-    spec: CreateSpec,
-    created: &mut dyn FnMut(),
-) -> Result<()> {
-    let mut create_then_start = |spec: &CreateSpec| -> Result<()> {
-        engine.create(spec).context("cannot create the container")?;
-        created();
-        engine
-            .start(&spec.name)
-            .context("cannot start the container")
-    };
-    let err = match create_then_start(&spec) {
-        Ok(()) => return Ok(()),
-        Err(err) => err,
-    };
-    let failure = err.downcast_ref::<EngineError>().map(EngineError::failure);
-    if failure != Some(Failure::LimitsRefused) {
-        return Err(err);
-    }
-    log::warn!("the engine refused the resource limits, so the job runs without them: {err:#}");
-    // A refusal at start leaves the created container in the way.
-    if let Err(err) = engine.remove(&spec.name) {
-        log::debug!("{err}");
-    }
-    create_then_start(&CreateSpec {
-        resource_limits: false,
-        ..spec
-    })
 }

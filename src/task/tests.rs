@@ -4,10 +4,15 @@
 use std::path::PathBuf;
 
 use super::client::fake::FakeClient;
+use super::provision::{Prepared, Supply};
 use super::*;
 use crate::boinc::ClientStatus;
 use crate::engine::fake::{self, FakeEngine};
+use crate::engine::Facts;
 use crate::exit_code::WrapperExit;
+
+/// The image every fake task runs.
+const IMAGE: &str = "boinc_wrapper/test:1";
 
 /// A slot directory of its own for each test, removed afterwards.
 struct Slot(PathBuf);
@@ -57,20 +62,53 @@ impl Drop for Slot {
     }
 }
 
-/// Runs the task as `run` does after set-up; a new container is made by
-/// putting a running one into the fake.
+/// What a new container needs besides container commands, faked: the
+/// image is named at once, and making it is one recorded "build".
+struct FakeSupply<'a> {
+    ctx: &'a TaskContext,
+    engine: &'a FakeEngine,
+}
+
+impl Supply for FakeSupply<'_> {
+    fn image(&self) -> Result<String> {
+        Ok(IMAGE.into())
+    }
+    fn make_image(&self, _client: &dyn Client) -> Result<Result<String, Outcome>> {
+        self.engine.note("build")?;
+        Ok(Ok(IMAGE.into()))
+    }
+    fn prepare(&self, image: String, facts: &Facts) -> Result<Prepared> {
+        Ok(Prepared {
+            image,
+            slot_dir: self.ctx.slot_dir.clone(),
+            project_dir: None,
+            linked_file_mounts: Vec::new(),
+            web_graphics_port: None,
+            cgroup_parent: facts.cgroup_driver.map(|driver| format!("{driver:?}")),
+            pull_never: facts.knows_pull_never(),
+            user: None,
+            gpu_args: Vec::new(),
+        })
+    }
+    fn started(&self, _image: &str, _found: bool) {}
+}
+
+/// Runs the task as `run` does after set-up.
 fn run_task(ctx: &TaskContext, engine: &FakeEngine, client: &FakeClient) -> Result<Outcome> {
+    let supply = FakeSupply { ctx, engine };
     let mut task = TaskRun::new(ctx, engine, client);
-    let result = task.start_and_supervise(&mut |task| {
-        engine.set_container(Some(ContainerStatus::Running));
-        task.owns_container = true;
-        Ok(None)
-    });
+    let result = task.start_and_supervise(&mut |task, looked| task.launch(&supply, looked));
     task.settle(result)
 }
 
-fn running_container() -> FakeEngine {
-    FakeEngine::with_container(ContainerStatus::Running)
+/// The commands from launch to running: those before the exit watch.
+fn commands_to_start(engine: &FakeEngine) -> Vec<String> {
+    let calls = engine.calls();
+    let watch = calls
+        .iter()
+        .position(|c| c == "watch")
+        .unwrap_or(calls.len());
+    calls[..watch].to_vec()
 }
 
 fn suspended(s: &mut ClientStatus) {
@@ -84,12 +122,12 @@ fn quit(s: &mut ClientStatus) {
 #[test]
 fn suspend_and_resume_pause_and_unpause_the_container() {
     let slot = Slot::new("suspend");
-    let engine = running_container();
+    let engine = FakeEngine::fresh();
     engine.exit_after_waits(5, 0, false);
     let client = FakeClient::scripted(&[resumed, suspended, suspended, resumed]);
     let outcome = run_task(&slot.context(), &engine, &client).unwrap();
     assert_eq!(outcome, Outcome::Finished(0));
-    assert_eq!(engine.changes(), ["watch", "pause", "unpause", "rm"]);
+    assert_eq!(engine.changes(), ["run", "watch", "pause", "unpause", "rm"]);
     assert!(engine.calls().contains(&"logs".to_string()));
     assert_eq!(slot.journal_phase(), Some(Phase::Finished));
     let reports = client.reports.borrow();
@@ -99,14 +137,14 @@ fn suspend_and_resume_pause_and_unpause_the_container() {
 #[test]
 fn a_container_that_cannot_be_paused_is_stopped_for_a_restart() {
     let slot = Slot::new("cannot-pause");
-    let engine = running_container();
+    let engine = FakeEngine::fresh();
     for _ in 0..2 {
         engine.fail_next("pause", fake::failed("container does not have a cgroup"));
     }
     let client = FakeClient::scripted(&[suspended, quit]);
     let outcome = run_task(&slot.context(), &engine, &client).unwrap();
     assert_eq!(outcome, Outcome::KeepForRestart);
-    assert_eq!(engine.changes(), ["watch", "pause", "pause", "stop"]);
+    assert_eq!(engine.changes(), ["run", "watch", "pause", "pause", "stop"]);
     assert_eq!(slot.journal_phase(), Some(Phase::KeptStopped));
 }
 
@@ -115,31 +153,31 @@ fn quit_with_quit_action_stop_stops_the_container() {
     let slot = Slot::new("quit-stop");
     let mut ctx = slot.context();
     ctx.config.quit_action = crate::config::QuitAction::Stop;
-    let engine = running_container();
+    let engine = FakeEngine::fresh();
     let client = FakeClient::scripted(&[resumed, quit]);
     assert_eq!(
         run_task(&ctx, &engine, &client).unwrap(),
         Outcome::KeepForRestart
     );
-    assert_eq!(engine.changes(), ["watch", "stop"]);
+    assert_eq!(engine.changes(), ["run", "watch", "stop"]);
     assert_eq!(slot.journal_phase(), Some(Phase::KeptStopped));
 }
 
 #[test]
 fn abort_kills_and_removes_the_container() {
     let slot = Slot::new("abort");
-    let engine = running_container();
+    let engine = FakeEngine::fresh();
     let client = FakeClient::scripted(&[resumed, |s| s.abort_request = true]);
     let outcome = run_task(&slot.context(), &engine, &client).unwrap();
     assert_eq!(outcome, Outcome::Aborted);
-    assert_eq!(engine.changes(), ["watch", "kill", "rm"]);
+    assert_eq!(engine.changes(), ["run", "watch", "kill", "rm"]);
     assert_eq!(engine.container(), None);
 }
 
 #[test]
 fn an_oom_killed_job_finishes_with_the_memory_error() {
     let slot = Slot::new("oom");
-    let engine = running_container();
+    let engine = FakeEngine::fresh();
     engine.exit_after_waits(2, 137, true);
     let client = FakeClient::scripted(&[resumed]);
     let outcome = run_task(&slot.context(), &engine, &client).unwrap();
@@ -147,7 +185,7 @@ fn an_oom_killed_job_finishes_with_the_memory_error() {
         outcome,
         Outcome::Finished(WrapperExit::MemLimitExceeded.code())
     );
-    assert_eq!(engine.changes(), ["watch", "rm"]);
+    assert_eq!(engine.changes(), ["run", "watch", "rm"]);
     // The journal keeps the job's own code; the report says why it ended.
     assert_eq!(Journal::load(&slot.0).unwrap().exit_code, Some(137));
 }
@@ -158,14 +196,14 @@ fn a_job_that_fills_the_slot_is_ended_with_the_disk_error() {
     let mut ctx = slot.context();
     ctx.init.rsc_disk_bound = 10_000.0;
     std::fs::write(slot.0.join("big"), vec![0u8; 20_000]).unwrap();
-    let engine = running_container();
+    let engine = FakeEngine::fresh();
     let client = FakeClient::scripted(&[resumed]);
     let outcome = run_task(&ctx, &engine, &client).unwrap();
     assert_eq!(
         outcome,
         Outcome::Finished(WrapperExit::DiskLimitExceeded.code())
     );
-    assert_eq!(engine.changes(), ["watch", "kill", "rm"]);
+    assert_eq!(engine.changes(), ["run", "watch", "kill", "rm"]);
 }
 
 /// The network is suspended, then the task, then the client quits: what
@@ -173,7 +211,7 @@ fn a_job_that_fills_the_slot_is_ended_with_the_disk_error() {
 /// paused container.
 fn network_suspension_then_quit(name: &str, reconnects_paused: bool) -> Vec<String> {
     let slot = Slot::new(name);
-    let engine = running_container();
+    let engine = FakeEngine::fresh();
     engine.reconnect_paused_containers(reconnects_paused);
     let client = FakeClient::scripted(&[
         |s| s.network_suspended = true,
@@ -199,6 +237,7 @@ fn networks_taken_for_a_network_suspension_come_back_before_a_restart() {
     assert_eq!(
         network_suspension_then_quit("network-podman", false),
         [
+            "run",
             "watch",
             "disconnect bridge",
             "pause",
@@ -210,14 +249,20 @@ fn networks_taken_for_a_network_suspension_come_back_before_a_restart() {
     // Docker connects a paused one as it is.
     assert_eq!(
         network_suspension_then_quit("network-docker", true),
-        ["watch", "disconnect bridge", "pause", "connect bridge"]
+        [
+            "run",
+            "watch",
+            "disconnect bridge",
+            "pause",
+            "connect bridge"
+        ]
     );
 }
 
 #[test]
 fn an_engine_that_hangs_leaves_the_job_running_and_keeps_the_task() {
     let slot = Slot::new("hang");
-    let engine = running_container();
+    let engine = FakeEngine::fresh();
     engine.fail_next("pause", fake::hung());
     engine.fail_next("pause", fake::hung());
     engine.fail_next("stop", fake::hung());
@@ -225,7 +270,7 @@ fn an_engine_that_hangs_leaves_the_job_running_and_keeps_the_task() {
     let outcome = run_task(&slot.context(), &engine, &client).unwrap();
     assert_eq!(outcome, Outcome::KeepForRestart);
     // A hung engine is not asked again and again: one pause each time.
-    assert_eq!(engine.changes(), ["watch", "pause", "pause", "stop"]);
+    assert_eq!(engine.changes(), ["run", "watch", "pause", "pause", "stop"]);
     // The next run re-attaches to whatever it finds.
     assert_eq!(slot.journal_phase(), Some(Phase::Running));
 }
@@ -233,7 +278,7 @@ fn an_engine_that_hangs_leaves_the_job_running_and_keeps_the_task() {
 #[test]
 fn an_engine_that_loses_the_container_mid_task_means_a_retry() {
     let slot = Slot::new("lost");
-    let engine = running_container();
+    let engine = FakeEngine::fresh();
     engine.exit_after_waits(2, 0, false);
     engine.lose_exit();
     let client = FakeClient::scripted(&[resumed]);
@@ -243,7 +288,7 @@ fn an_engine_that_loses_the_container_mid_task_means_a_retry() {
         "{outcome:?}"
     );
     // Kept for the retry, which finds it by name.
-    assert_eq!(engine.changes(), ["watch"]);
+    assert_eq!(engine.changes(), ["run", "watch"]);
 }
 
 #[test]
@@ -283,43 +328,233 @@ fn a_job_that_ended_while_the_wrapper_was_away_is_reported_not_rerun() {
     assert_eq!(slot.journal_phase(), Some(Phase::Finished));
 }
 
+/// An engine that already has a container under the task's name, made
+/// by the task in `slot` `age_secs` ago.
+fn name_taken(status: ContainerStatus, slot: &str, age_secs: i64) -> FakeEngine {
+    let engine = FakeEngine::fresh();
+    engine.set_container(Some(status));
+    engine.edit_container(|c| {
+        c.slot = slot.into();
+        c.created = Some(os::unix_time_now() - age_secs);
+    });
+    engine
+}
+
+#[test]
+fn a_cached_start_without_a_journal_is_two_commands() {
+    let slot = Slot::new("cached-start");
+    let engine = FakeEngine::fresh();
+    engine.exit_after_waits(2, 0, false);
+    let client = FakeClient::scripted(&[resumed]);
+    let outcome = run_task(&slot.context(), &engine, &client).unwrap();
+    assert_eq!(outcome, Outcome::Finished(0));
+    // `run -d` (create and start, no look for the name or the image
+    // first), then `inspect` for the pid the exit watch needs.
+    assert_eq!(commands_to_start(&engine), ["run", "inspect"]);
+    let spec = engine.last_spec().unwrap();
+    assert!(spec.pull_never && spec.resource_limits, "{spec:?}");
+    assert_eq!(spec.cgroup_parent.as_deref(), Some("Cgroupfs"));
+    assert_eq!(spec.image, IMAGE);
+}
+
+#[test]
+fn facts_the_host_does_not_remember_are_asked_once() {
+    let slot = Slot::new("facts-asked");
+    let engine = FakeEngine::fresh();
+    engine.remember_facts(None);
+    let client = FakeClient::scripted(&[quit]);
+    run_task(&slot.context(), &engine, &client).unwrap();
+    assert_eq!(commands_to_start(&engine), ["info", "run", "inspect"]);
+    // The next task of the host asks nothing for them.
+    let next = Slot::new("facts-remembered");
+    let client = FakeClient::scripted(&[quit]);
+    let again = FakeEngine::fresh();
+    again.remember_facts(engine.facts(false).ok().map(|known| known.facts));
+    run_task(&next.context(), &again, &client).unwrap();
+    assert_eq!(commands_to_start(&again), ["run", "inspect"]);
+}
+
+#[test]
+fn an_image_the_engine_lacks_is_made_then_the_container_created() {
+    let slot = Slot::new("image-missing");
+    let engine = FakeEngine::fresh();
+    engine.fail_next(
+        "run",
+        fake::failed("Error: boinc_wrapper/test:1: image not known"),
+    );
+    let client = FakeClient::scripted(&[quit]);
+    assert_eq!(
+        run_task(&slot.context(), &engine, &client).unwrap(),
+        Outcome::KeepForRestart
+    );
+    assert_eq!(
+        commands_to_start(&engine),
+        ["run", "build", "run", "inspect"]
+    );
+    assert_eq!(slot.journal_phase(), Some(Phase::KeptPaused));
+}
+
+#[test]
+fn stale_facts_are_asked_again_once_and_the_container_created_with_the_new_ones() {
+    let slot = Slot::new("stale-facts");
+    let engine = FakeEngine::fresh();
+    let mut stale = fake::podman_facts();
+    stale.cgroup_driver = Some(crate::background::CgroupDriver::Systemd);
+    engine.remember_facts(Some(stale));
+    engine.fail_next(
+        "run",
+        fake::failed("Error: systemd slice must end in \".slice\": invalid argument"),
+    );
+    let client = FakeClient::scripted(&[quit]);
+    assert_eq!(
+        run_task(&slot.context(), &engine, &client).unwrap(),
+        Outcome::KeepForRestart
+    );
+    // The refused `run` left nothing (the look says so), so nothing is removed.
+    assert_eq!(
+        commands_to_start(&engine),
+        ["run", "info", "inspect", "run", "inspect"]
+    );
+    let spec = engine.last_spec().unwrap();
+    assert_eq!(spec.cgroup_parent.as_deref(), Some("Cgroupfs"));
+    // The host remembers the new facts.
+    assert_eq!(engine.facts(false).unwrap().facts, fake::podman_facts());
+}
+
+#[test]
+fn facts_asked_again_and_unchanged_do_not_make_a_retry() {
+    let slot = Slot::new("facts-unchanged");
+    let engine = FakeEngine::fresh();
+    engine.failed_runs_create(true);
+    engine.fail_next(
+        "run",
+        fake::failed("Error: runc: exec: \"./main.sh\": no such file or directory"),
+    );
+    let client = FakeClient::scripted(&[quit]);
+    let err = run_task(&slot.context(), &engine, &client).unwrap_err();
+    assert!(format!("{err:#}").contains("main.sh"), "{err:#}");
+    // The container the failed `run` created is this start's: removed.
+    assert_eq!(engine.calls(), ["run", "info", "inspect", "kill", "rm"]);
+    assert_eq!(engine.container(), None);
+}
+
+#[test]
+fn limits_the_host_refuses_are_dropped_and_the_leftover_removed() {
+    let slot = Slot::new("limits-refused");
+    let mut ctx = slot.context();
+    // No cgroup parent (rootless Podman): no fact shapes the limits.
+    ctx.config.idle_priority = false;
+    let engine = FakeEngine::fresh();
+    engine.set_facts({
+        let mut facts = fake::podman_facts();
+        facts.cgroup_driver = None;
+        facts
+    });
+    engine.remember_facts(Some(engine.facts(true).unwrap().facts));
+    let before = engine.calls().len();
+    engine.failed_runs_create(true);
+    engine.fail_next(
+        "run",
+        fake::failed(
+            "crun: the requested cgroup controller `pids` is not available: OCI runtime error",
+        ),
+    );
+    let client = FakeClient::scripted(&[quit]);
+    run_task(&ctx, &engine, &client).unwrap();
+    assert_eq!(
+        commands_to_start(&engine)[before..],
+        ["run", "rm", "run", "inspect"]
+    );
+    assert!(!engine.last_spec().unwrap().resource_limits);
+}
+
+#[test]
+fn a_name_in_use_by_this_slot_is_continued_not_created_again() {
+    // A wrapper killed between `run` and its journal.
+    let slot = Slot::new("name-ours");
+    let engine = name_taken(ContainerStatus::Running, &slot.0.to_string_lossy(), 5);
+    engine.exit_after_waits(2, 0, false);
+    let client = FakeClient::scripted(&[resumed]);
+    let outcome = run_task(&slot.context(), &engine, &client).unwrap();
+    assert_eq!(outcome, Outcome::Finished(0));
+    assert_eq!(commands_to_start(&engine), ["run", "find", "inspect"]);
+    assert_eq!(engine.changes(), ["run", "watch", "rm"]);
+
+    // Killed between create and start (an older wrapper): started.
+    let slot = Slot::new("name-ours-created");
+    let engine = name_taken(ContainerStatus::Created, &slot.0.to_string_lossy(), 5);
+    let client = FakeClient::scripted(&[quit]);
+    run_task(&slot.context(), &engine, &client).unwrap();
+    assert_eq!(
+        commands_to_start(&engine),
+        ["run", "find", "start", "inspect"]
+    );
+}
+
 #[test]
 fn a_container_of_another_slot_is_left_alone() {
     let slot = Slot::new("reconcile-other");
-    let engine = running_container();
-    engine.edit_container(|c| {
-        c.slot = "/elsewhere/slots/9".into();
-        c.created = Some(os::unix_time_now());
-    });
+    let engine = name_taken(ContainerStatus::Running, "/elsewhere/slots/9", 0);
     let client = FakeClient::scripted(&[resumed]);
     let outcome = run_task(&slot.context(), &engine, &client).unwrap();
     assert!(
         matches!(outcome, Outcome::TemporaryExit(ref why) if why.contains("belongs to the task in /elsewhere/slots/9")),
         "{outcome:?}"
     );
-    assert!(engine.changes().is_empty(), "{:?}", engine.changes());
+    // A refused `run`, a look, and nothing else.
+    assert_eq!(engine.calls(), ["run", "find"]);
+    assert!(engine.container().is_some());
+}
+
+#[test]
+fn a_refusal_read_wrongly_never_removes_another_slots_container() {
+    let slot = Slot::new("misread");
+    let engine = name_taken(ContainerStatus::Running, "/elsewhere/slots/9", 0);
+    // An engine that words "name in use" in a way we do not know.
+    engine.fail_next("run", fake::failed("Error: that name is taken"));
+    let client = FakeClient::scripted(&[resumed]);
+    assert!(run_task(&slot.context(), &engine, &client).is_err());
+    assert_eq!(engine.changes(), ["run"]);
+    assert_eq!(engine.container().unwrap().status, ContainerStatus::Running);
 }
 
 #[test]
 fn an_orphan_is_removed_and_a_new_container_made() {
     let slot = Slot::new("reconcile-orphan");
-    let engine = running_container();
-    engine.edit_container(|c| {
-        c.slot = "/gone/slots/9".into();
-        c.created = Some(os::unix_time_now() - 3600);
-    });
+    let engine = name_taken(ContainerStatus::Exited, "/gone/slots/9", 3600);
     engine.exit_after_waits(2, 0, false);
     let client = FakeClient::scripted(&[resumed]);
     let outcome = run_task(&slot.context(), &engine, &client).unwrap();
     assert_eq!(outcome, Outcome::Finished(0));
-    assert_eq!(engine.changes(), ["rm", "watch", "rm"]);
+    assert_eq!(
+        commands_to_start(&engine),
+        ["run", "find", "rm", "run", "inspect"]
+    );
+    assert_eq!(engine.changes(), ["run", "rm", "run", "watch", "rm"]);
+}
+
+#[test]
+fn a_name_taken_again_after_the_look_means_a_retry_later() {
+    let slot = Slot::new("name-race");
+    let engine = name_taken(ContainerStatus::Exited, "/gone/slots/9", 3600);
+    // Between the orphan's removal and the second `run`, another slot's
+    // task took the name.
+    engine.fail_next("run", fake::failed("Error: creating container storage: the container name \"boinc__test__wu_0\" is already in use by 1"));
+    engine.fail_next("run", fake::failed("Error: creating container storage: the container name \"boinc__test__wu_0\" is already in use by 2"));
+    let client = FakeClient::scripted(&[resumed]);
+    let outcome = run_task(&slot.context(), &engine, &client).unwrap();
+    assert!(
+        matches!(outcome, Outcome::TemporaryExit(ref why) if why.contains("appeared while this task started")),
+        "{outcome:?}"
+    );
+    assert_eq!(engine.calls(), ["run", "find", "rm", "run"]);
 }
 
 #[test]
 fn a_task_that_fails_for_good_removes_only_its_own_container() {
     let slot = Slot::new("failure");
     let ctx = slot.context();
-    let engine = running_container();
+    let engine = FakeEngine::fresh();
     let client = FakeClient::default();
     let mut task = TaskRun::new(&ctx, &engine, &client);
     let failure = || Err(anyhow::anyhow!("cannot create output file"));
@@ -342,7 +577,8 @@ fn web_graphics_of_a_continued_container_are_announced_from_the_engine() {
     let slot = Slot::new("web-graphics");
     let mut ctx = slot.context();
     ctx.config.web_graphics_guest_port = Some(8080);
-    let engine = running_container();
+    slot.keep(Phase::KeptPaused);
+    let engine = FakeEngine::with_container(ContainerStatus::Paused);
     let client = FakeClient::scripted(&[quit]);
     run_task(&ctx, &engine, &client).unwrap();
     assert!(engine.calls().contains(&"port 8080".to_string()));
@@ -358,7 +594,7 @@ fn a_completion_file_stops_the_container_and_passes_the_message_on() {
     let mut ctx = slot.context();
     ctx.config.control.completion_trigger_file = Some("done".into());
     std::fs::write(slot.0.join("done"), "5\n1\nstopped early\n").unwrap();
-    let engine = running_container();
+    let engine = FakeEngine::fresh();
     let client = FakeClient::scripted(&[resumed]);
     let outcome = run_task(&ctx, &engine, &client).unwrap();
     assert_eq!(
@@ -371,7 +607,7 @@ fn a_completion_file_stops_the_container_and_passes_the_message_on() {
             }
         }
     );
-    assert_eq!(engine.changes(), ["watch", "stop", "rm"]);
+    assert_eq!(engine.changes(), ["run", "watch", "stop", "rm"]);
     assert_eq!(Journal::load(&slot.0).unwrap().exit_code, Some(5));
     assert!(!slot.0.join("done").exists());
 }
@@ -382,7 +618,7 @@ fn a_temporary_exit_file_keeps_the_container_for_the_retry() {
     let mut ctx = slot.context();
     ctx.config.control.temporary_exit_trigger_file = Some("later".into());
     std::fs::write(slot.0.join("later"), "120\n0\nwaiting for input\n").unwrap();
-    let engine = running_container();
+    let engine = FakeEngine::fresh();
     let client = FakeClient::scripted(&[resumed]);
     let outcome = run_task(&ctx, &engine, &client).unwrap();
     assert_eq!(
@@ -393,7 +629,7 @@ fn a_temporary_exit_file_keeps_the_container_for_the_retry() {
             notice: false
         })
     );
-    assert_eq!(engine.changes(), ["watch", "pause"]);
+    assert_eq!(engine.changes(), ["run", "watch", "pause"]);
     assert_eq!(slot.journal_phase(), Some(Phase::KeptPaused));
     assert!(!slot.0.join("later").exists(), "acted on once");
 }
@@ -415,7 +651,7 @@ fn trickles_uploads_and_checkpoints_reach_the_client() {
             std::fs::write(dir.join("out"), "partial results").unwrap();
         })
     };
-    let engine = running_container();
+    let engine = FakeEngine::fresh();
     engine.exit_after_waits(45, 0, false);
     let client = FakeClient::scripted(&[resumed]);
     let outcome = run_task(&ctx, &engine, &client).unwrap();
@@ -444,9 +680,9 @@ fn a_job_that_stops_its_heartbeat_is_ended_as_hung() {
     let mut ctx = slot.context();
     ctx.config.control.heartbeat_filename = Some("beat".into());
     ctx.config.control.minimum_heartbeat_interval_secs = 1;
-    let engine = running_container();
+    let engine = FakeEngine::fresh();
     let client = FakeClient::scripted(&[resumed]);
     let outcome = run_task(&ctx, &engine, &client).unwrap();
     assert_eq!(outcome, Outcome::Finished(WrapperExit::JobHung.code()));
-    assert_eq!(engine.changes(), ["watch", "kill", "rm"]);
+    assert_eq!(engine.changes(), ["run", "watch", "kill", "rm"]);
 }
