@@ -357,6 +357,7 @@ fn run(options: &Options) -> Result<bool, String> {
         tables.push((engine.clone(), rows));
     }
 
+    forget_hosts();
     let removed: usize = engines
         .iter()
         .map(|e| remove_project_images(e, PROJECT))
@@ -881,12 +882,40 @@ fn add_memory(samples: &mut [Vec<f64>; 3], mem: &Memory) {
     }
 }
 
+/// A task of the bench project in the data dir of its engine and binary:
+/// as on a volunteer's host, every task after the warm-up finds what the
+/// earlier ones left (the engine's remembered facts, the image cache's
+/// records), and each gets a slot of its own.
 fn builder(label: &str, wrapper: &Path, engine: &TestEngine, script: &str) -> TaskBuilder {
-    Task::builder(&format!("bench_{label}_{}", engine.kind().name()), wrapper)
+    let builder = Task::builder(&format!("bench_{label}_{}", engine.kind().name()), wrapper)
         .program_exact(wrapper)
         .engine(engine)
         .project_dir_name(PROJECT)
-        .job(TestJob::shell(script).job_toml(JOB_TOML))
+        .job(TestJob::shell(script).job_toml(JOB_TOML));
+    match host_data_dir(engine.kind(), wrapper) {
+        Some(dir) => builder.shared_data_dir(dir),
+        None => builder,
+    }
+}
+
+/// One BOINC data dir per engine and binary, kept until `forget_hosts`.
+static HOSTS: std::sync::Mutex<Vec<(EngineKind, PathBuf, TempDir)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn host_data_dir(kind: EngineKind, wrapper: &Path) -> Option<PathBuf> {
+    let mut hosts = HOSTS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, _, dir)) = hosts.iter().find(|(k, w, _)| *k == kind && w == wrapper) {
+        return Some(dir.path().join("boinc_data"));
+    }
+    let dir = TempDir::new(&format!("bench_host_{}", kind.name())).ok()?;
+    let data_dir = dir.path().join("boinc_data");
+    hosts.push((kind, wrapper.to_path_buf(), dir));
+    Some(data_dir)
+}
+
+/// Removes the data dirs of `builder`.
+fn forget_hosts() {
+    HOSTS.lock().unwrap_or_else(|e| e.into_inner()).clear();
 }
 
 fn with_logs(task: &Task, error: String) -> String {

@@ -316,7 +316,12 @@ pub fn print_targets(
                     },
                 },
             ];
-            for check in checks {
+            // The previous build is shown beside the others, not judged.
+            let reference = options.given >= 2 && w == 0;
+            for mut check in checks {
+                if reference {
+                    check.verdict = Verdict::NotApplicable("#1 is the previous build");
+                }
                 all &= check.verdict.passes();
                 println!(
                     "  {:<7} #{} {:<44} {:>9}  {}",
