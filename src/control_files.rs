@@ -14,8 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::config::ControlFiles;
 use crate::slot_io;
 
-/// How often the loop looks at the files.
-pub const POLL: Duration = Duration::from_secs(1);
+/// How often the loop looks at the files: with the report, so that both
+/// share a wake-up.
+pub const POLL: Duration = Duration::from_secs(2);
 /// A completion or temporary-exit file is a few lines.
 const TRIGGER_MAX_BYTES: u64 = 4096;
 /// A trickle-up message is sent whole; the project's messages are small.
@@ -327,6 +328,10 @@ fn parse_temporary_exit(name: &str, text: &str) -> JobRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The looks of these tests come a second apart: the watch keeps no
+    /// cadence of its own, only the times it is given.
+    const POLL: Duration = Duration::from_secs(1);
 
     struct Dir(PathBuf);
     impl Drop for Dir {

@@ -19,8 +19,11 @@ use crate::supervisor::{Event, Periodic, Supervisor};
 use crate::suspend::Pauser;
 use crate::usage::Accounting;
 
-/// How often CPU time, memory and fraction done go to the client.
-pub(super) const REPORT_PERIOD: Duration = Duration::from_secs(1);
+/// How often CPU time, memory and fraction done go to the client, and the
+/// grid every periodic job keeps to. The client reads them once a second;
+/// every two seconds keeps the wrapper's own wake-ups at one every two
+/// seconds beside the BOINC library's ten a second.
+pub(super) const REPORT_PERIOD: Duration = Duration::from_secs(2);
 
 /// What supervising one container needs besides the task: the exit watch,
 /// the counters, the slot's size, the job's control files, the networks and
