@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::{
-    Control, EngineKind, Outcome, TaskBuilder, TestEngine, TestJob, COUNTER_JOB, COUNT_WAIT,
+    Control, EngineKind, Outcome, Task, TaskBuilder, TestEngine, TestJob, COUNTER_JOB, COUNT_WAIT,
     TASK_TIMEOUT,
 };
 use std::time::Duration;
@@ -128,6 +128,13 @@ pub fn suspend_pauses_and_resume_unpauses(wrapper: &Wrapper, kind: EngineKind) -
     engine
         .wait_for_container_state(&name, "running", TASK_TIMEOUT)
         .unwrap();
+    suspend_resume_and_release(&mut task, &engine)
+}
+
+/// Suspends and resumes the running task, checking the container each
+/// time, then lets its job end (it waits for `go`) and checks the result.
+fn suspend_resume_and_release(task: &mut Task, engine: &TestEngine) -> Outcome {
+    let name = task.container_name();
     task.send_control(Control::Suspend);
     let paused = engine.wait_for_container_state(&name, "paused", Duration::from_secs(10));
     assert!(
@@ -145,13 +152,13 @@ pub fn suspend_pauses_and_resume_unpauses(wrapper: &Wrapper, kind: EngineKind) -
     std::fs::write(task.slot_dir().join("go"), "").unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    engine.assert_no_container(&task);
+    engine.assert_no_container(task);
     outcome
 }
 
 /// While nothing happens, the wrapper's main thread sleeps until the next
-/// periodic report (once a second): looking at the client's status itself
-/// ten times a second would be 30 wake-ups in a window. The quietest of a
+/// periodic report (every two seconds): looking at the client's status
+/// itself ten times a second would be 30 wake-ups in a window. The quietest of a
 /// few windows counts: the first seconds after the start may still see the
 /// image cache's sweep. Then a suspend still reaches it.
 pub fn an_undisturbed_task_sleeps(wrapper: &Wrapper, kind: EngineKind) -> Outcome {
@@ -182,19 +189,7 @@ pub fn an_undisturbed_task_sleeps(wrapper: &Wrapper, kind: EngineKind) -> Outcom
         "the wrapper's main thread woke {windows:?} times in windows of {WINDOW:?} of an undisturbed task (at most {MOST} in one): it should sleep until something happens\n{}",
         task.logs_tail(30)
     );
-    task.send_control(Control::Suspend);
-    let paused = engine.wait_for_container_state(&name, "paused", Duration::from_secs(10));
-    assert!(
-        paused.is_ok(),
-        "not paused: {paused:?}\n{}",
-        task.logs_tail(30)
-    );
-    task.send_control(Control::Resume);
-    std::fs::write(task.slot_dir().join("go"), "").unwrap();
-    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    engine.assert_no_container(&task);
-    outcome
+    suspend_resume_and_release(&mut task, &engine)
 }
 
 pub fn quit_and_restart_continue_the_same_container(
