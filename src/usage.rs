@@ -164,9 +164,6 @@ pub struct OpenFiles {
     open: Vec<(PathBuf, fs::File)>,
 }
 
-/// The cgroup files read are a few hundred bytes; memory.stat about 1 KiB.
-const MAX_FILE: usize = 16 * 1024;
-
 impl Files for OpenFiles {
     fn read(&mut self, path: &Path) -> Option<String> {
         let at = match self.open.iter().position(|(p, _)| p == path) {
@@ -188,6 +185,8 @@ impl Files for OpenFiles {
 #[cfg(unix)]
 fn read_from_start(file: &fs::File) -> Option<String> {
     use std::os::unix::fs::FileExt;
+    /// The cgroup files read are a few hundred bytes; memory.stat about 1 KiB.
+    const MAX_FILE: usize = 16 * 1024;
     let mut buf = vec![0u8; MAX_FILE];
     let mut len = 0;
     while len < buf.len() {

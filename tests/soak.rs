@@ -30,10 +30,9 @@ const QUIT_EVERY: usize = 4;
 const SETTLE: Duration = Duration::from_secs(10);
 /// The last quarter's median peak RSS may exceed the first quarter's by this much.
 const RSS_MARGIN: f64 = 0.10;
-/// Open files at the same point of every task (each the least of several
-/// looks, see `open_fds`): the median may grow by one, an engine command
-/// that outlasts every look on a loaded machine; a leak grows it with
-/// every task.
+/// Open files at the same point of every task, at rest (see `open_fds`):
+/// the median may grow by one, a file the wrapper opens lazily that one
+/// look sees and another not; a leak grows it with every task.
 const FD_MARGIN: usize = 1;
 
 /// Writes "running" once it runs, then waits for the slot file `go`.
@@ -343,20 +342,40 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// The process's open files: the least of a few looks, so that the pipes of
-/// an engine command it happens to be running do not count.
+/// The process's open files at rest: the median of a few looks taken while
+/// it has no child process (an engine command in flight holds its pipes
+/// open for as long as the engine takes, which on a loaded machine outlasts
+/// any fixed window), or the least of all looks if it never rests.
 fn open_fds(pid: u32) -> usize {
-    (0..8)
-        .map(|i| {
-            if i > 0 {
-                thread::sleep(Duration::from_millis(25));
-            }
-            fs::read_dir(format!("/proc/{pid}/fd"))
-                .map(|d| d.count())
-                .unwrap_or(usize::MAX)
-        })
-        .min()
-        .unwrap_or(usize::MAX)
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let (mut at_rest, mut all) = (Vec::new(), Vec::new());
+    while at_rest.len() < 4 && Instant::now() < deadline {
+        let busy_before = has_children(pid);
+        let count = fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(usize::MAX);
+        if !busy_before && !has_children(pid) {
+            at_rest.push(count);
+        }
+        all.push(count);
+        thread::sleep(Duration::from_millis(25));
+    }
+    if at_rest.is_empty() {
+        return all.into_iter().min().unwrap_or(usize::MAX);
+    }
+    at_rest.sort_unstable();
+    at_rest[at_rest.len() / 2]
+}
+
+/// Whether any thread of the process has a child process.
+fn has_children(pid: u32) -> bool {
+    let Ok(threads) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    threads.flatten().any(|thread| {
+        fs::read_to_string(thread.path().join("children"))
+            .is_ok_and(|children| !children.trim().is_empty())
+    })
 }
 
 /// Every directory under /sys/fs/cgroup whose name holds the container id

@@ -22,7 +22,7 @@ use crate::{os, slot_io};
 pub struct Facts {
     pub kind: EngineKind,
     pub version: String,
-    /// None where it is not asked (see `Engine::uses_cgroup_driver`) or the
+    /// None where it is not asked (see `Engine::cgroup_driver_unused`) or the
     /// engine names a driver we do not know.
     pub cgroup_driver: Option<CgroupDriver>,
 }
@@ -119,16 +119,16 @@ impl Engine {
         })
     }
 
-    /// Whether the cgroup driver is of any use: not for rootless Podman (no
-    /// cgroup hierarchy of its own to place us in), nor on Windows (the
+    /// Why the cgroup driver is of no use, if it is not: rootless Podman
+    /// has no cgroup hierarchy of its own to place us in, and on Windows the
     /// engine's cgroups are inside WSL's VM, not under this host's
-    /// /sys/fs/cgroup).
-    pub(super) fn uses_cgroup_driver(&self) -> bool {
+    /// /sys/fs/cgroup.
+    pub(super) fn cgroup_driver_unused(&self) -> Option<&'static str> {
         if cfg!(windows) {
-            return false;
+            return Some("the engine runs in WSL");
         }
         let rootless_podman = self.kind == EngineKind::Podman && os::user_and_group().0 != 0;
-        !rootless_podman
+        rootless_podman.then_some("rootless Podman")
     }
 
     /// One command: `info` for both facts where the driver is of use, else
@@ -145,7 +145,7 @@ impl Engine {
                 complete,
             ))
         };
-        if !self.uses_cgroup_driver() {
+        if self.cgroup_driver_unused().is_some() {
             return version_only(true);
         }
         let format = match self.kind {

@@ -7,8 +7,8 @@ impl Engine {
     /// A parent cgroup marked idle for the container, where this engine
     /// can use one: its form depends on the engine's cgroup driver.
     pub fn idle_cgroup_parent(&self, facts: &Facts) -> Option<String> {
-        if !self.uses_cgroup_driver() {
-            log::debug!("no idle parent cgroup for this engine");
+        if let Some(reason) = self.cgroup_driver_unused() {
+            log::debug!("no idle parent cgroup: {reason}");
             return None;
         }
         match facts.cgroup_driver {
