@@ -328,23 +328,11 @@ fn parse_temporary_exit(name: &str, text: &str) -> JobRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
 
     /// The looks of these tests come a second apart: the watch keeps no
     /// cadence of its own, only the times it is given.
     const POLL: Duration = Duration::from_secs(1);
-
-    struct Dir(PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    fn dir(name: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("dw-control-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
 
     #[test]
     fn trigger_files_are_parsed_leniently() {
@@ -416,7 +404,7 @@ mod tests {
 
     #[test]
     fn a_trigger_file_is_acted_on_once_it_stands_still_and_then_removed() {
-        let d = dir("trigger");
+        let d = TestDir::new("control-trigger");
         let t0 = Instant::now();
         let mut watch = ControlWatch::new(&d.0, &names(), &[], t0).unwrap();
         std::fs::write(d.0.join("done"), "7\n0\nbye\n").unwrap();
@@ -436,7 +424,7 @@ mod tests {
 
     #[test]
     fn trickles_go_one_a_look_and_uploads_once() {
-        let d = dir("trickle");
+        let d = TestDir::new("control-trickle");
         let out = d.0.join("project_out1");
         std::fs::write(&out, "").unwrap();
         let linked = [("out1".to_string(), out.clone())];
@@ -470,7 +458,7 @@ mod tests {
 
     #[test]
     fn a_hostile_trigger_file_is_refused_not_followed() {
-        let d = dir("hostile");
+        let d = TestDir::new("control-hostile");
         let t0 = Instant::now();
         let mut watch = ControlWatch::new(&d.0, &names(), &[], t0).unwrap();
         #[cfg(unix)]
@@ -501,7 +489,7 @@ mod tests {
 
     #[test]
     fn silence_counts_only_while_the_watch_looks() {
-        let d = dir("beat");
+        let d = TestDir::new("control-beat");
         let t0 = Instant::now();
         let mut watch = ControlWatch::new(&d.0, &names(), &[], t0).unwrap();
         let mut now = t0;
@@ -532,7 +520,7 @@ mod tests {
 
     #[test]
     fn a_rewritten_checkpoint_file_is_a_checkpoint() {
-        let d = dir("ckpt");
+        let d = TestDir::new("control-ckpt");
         std::fs::write(d.0.join("ckpt"), "1").unwrap();
         let t0 = Instant::now();
         let mut watch = ControlWatch::new(&d.0, &names(), &[], t0).unwrap();
@@ -544,7 +532,7 @@ mod tests {
 
     #[test]
     fn nothing_to_watch_without_names() {
-        let d = dir("none");
+        let d = TestDir::new("control-none");
         assert!(ControlWatch::new(&d.0, &ControlFiles::default(), &[], Instant::now()).is_none());
     }
 }

@@ -25,6 +25,8 @@ mod slot_usage;
 mod supervisor;
 mod suspend;
 mod task;
+#[cfg(test)]
+mod test_dir;
 mod usage;
 mod wakeup;
 

@@ -154,25 +154,11 @@ mod tests {
     use std::os::unix::fs::symlink;
     use std::time::{Duration, Instant};
 
-    struct Dir(PathBuf);
-    impl Dir {
-        fn new(label: &str) -> Dir {
-            let dir =
-                std::env::temp_dir().join(format!("dw-slot-io-{label}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            Dir(dir)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::test_dir::TestDir;
 
     #[test]
     fn reads_regular_files_within_the_limit() {
-        let d = Dir::new("read");
+        let d = TestDir::new("slot-io-read");
         let file = d.0.join("f");
         fs::write(&file, "0.5\n").unwrap();
         assert_eq!(read_text(&file, 100).unwrap(), "0.5\n");
@@ -187,7 +173,7 @@ mod tests {
 
     #[test]
     fn refuses_symlinks_devices_and_directories() {
-        let d = Dir::new("refuse");
+        let d = TestDir::new("slot-io-refuse");
         fs::write(d.0.join("real"), "1").unwrap();
         symlink(d.0.join("real"), d.0.join("link")).unwrap();
         symlink("/dev/zero", d.0.join("zero")).unwrap();
@@ -204,7 +190,7 @@ mod tests {
 
     #[test]
     fn a_fifo_is_refused_at_once() {
-        let d = Dir::new("fifo");
+        let d = TestDir::new("slot-io-fifo");
         let fifo = d.0.join("fifo");
         rustix::fs::mkfifoat(
             rustix::fs::CWD,
@@ -219,7 +205,7 @@ mod tests {
 
     #[test]
     fn a_huge_file_costs_only_the_limit() {
-        let d = Dir::new("huge");
+        let d = TestDir::new("slot-io-huge");
         let file = d.0.join("big");
         File::create(&file).unwrap().set_len(1 << 40).unwrap();
         assert_eq!(read_prefix(&file, 16).unwrap().len(), 16);
@@ -228,7 +214,7 @@ mod tests {
 
     #[test]
     fn replace_writes_over_a_planted_link_not_through_it() {
-        let d = Dir::new("replace");
+        let d = TestDir::new("slot-io-replace");
         let outside = d.0.join("outside");
         fs::write(&outside, "precious").unwrap();
         let file = d.0.join("journal");
@@ -245,7 +231,7 @@ mod tests {
 
     #[test]
     fn create_new_replaces_a_planted_link() {
-        let d = Dir::new("create");
+        let d = TestDir::new("slot-io-create");
         let outside = d.0.join("outside");
         fs::write(&outside, "precious").unwrap();
         let file = d.0.join("unpacked.tar");
@@ -257,7 +243,7 @@ mod tests {
 
     #[test]
     fn replace_fails_cleanly_on_a_directory() {
-        let d = Dir::new("dir");
+        let d = TestDir::new("slot-io-dir");
         fs::create_dir(d.0.join("x")).unwrap();
         assert!(replace(&d.0.join("x"), b"1", false).is_err());
         assert!(!d.0.join("x.tmp").exists());
@@ -267,7 +253,7 @@ mod tests {
 
     #[test]
     fn remove_unless_regular_keeps_files_and_removes_the_rest() {
-        let d = Dir::new("clear");
+        let d = TestDir::new("slot-io-clear");
         let outside = d.0.join("outside");
         fs::write(&outside, "precious").unwrap();
         fs::write(d.0.join("stderr.txt"), "log").unwrap();

@@ -347,23 +347,7 @@ fn store(file: &Path, key: &[String], facts: &Facts) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Dir(PathBuf);
-
-    impl Dir {
-        fn new(name: &str) -> Dir {
-            let dir = std::env::temp_dir().join(format!("dw-facts-{name}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            Dir(dir)
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::test_dir::TestDir;
 
     fn facts(version: &str, driver: Option<CgroupDriver>) -> Facts {
         Facts {
@@ -379,7 +363,7 @@ mod tests {
 
     #[test]
     fn facts_are_read_back_only_under_the_same_key() {
-        let dir = Dir::new("key");
+        let dir = TestDir::new("facts-key");
         let file = dir.0.join("facts.toml");
         let asked = facts("4.3.1", Some(CgroupDriver::Cgroupfs));
         let key_now = key(&["engine podman", "cli /usr/bin/podman 1:2 3 4.5 6.7"]);
@@ -401,7 +385,7 @@ mod tests {
 
     #[test]
     fn a_file_we_did_not_write_is_no_record() {
-        let dir = Dir::new("hostile");
+        let dir = TestDir::new("facts-hostile");
         let file = dir.0.join("facts.toml");
         let key_now = key(&["k"]);
         let bad = [
@@ -458,7 +442,7 @@ mod tests {
 
     #[test]
     fn the_key_changes_with_the_cli() {
-        let dir = Dir::new("cli");
+        let dir = TestDir::new("facts-cli");
         let cli = dir.0.join("podman");
         fs::write(&cli, "#!/bin/sh\n").unwrap();
         let before = engine(EngineKind::Podman, &cli).facts_key().unwrap();
@@ -479,7 +463,7 @@ mod tests {
 
     #[test]
     fn the_key_follows_the_docker_daemon() {
-        let dir = Dir::new("daemon");
+        let dir = TestDir::new("facts-daemon");
         let socket = dir.0.join("docker.sock");
         let env = |name: &str| {
             (name == "DOCKER_HOST").then(|| PathBuf::from(format!("unix://{}", socket.display())))

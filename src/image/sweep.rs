@@ -377,6 +377,7 @@ fn sweep_now(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
 
     const MIB: u64 = 1024 * 1024;
 
@@ -535,23 +536,9 @@ mod tests {
         assert_eq!(cache_name("boinc_wrapper/..:1"), None);
     }
 
-    struct Dir(PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn temp_dir(label: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("dw-sweep-{label}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-
     #[test]
     fn the_data_dir_holds_our_project() {
-        let root = temp_dir("data");
+        let root = TestDir::new("sweep-data");
         let data = root.0.join("boinc");
         let project = data.join("projects").join("example.org_p");
         fs::create_dir_all(&project).unwrap();
@@ -569,7 +556,7 @@ mod tests {
 
     #[test]
     fn sweeps_are_due_once_a_day() {
-        let root = temp_dir("stamp");
+        let root = TestDir::new("sweep-stamp");
         let state = State {
             dir: root.0.clone(),
             engine: "podman",
@@ -592,7 +579,7 @@ mod tests {
 
     #[test]
     fn records_say_when_an_image_was_used_and_are_pruned_with_it() {
-        let root = temp_dir("records");
+        let root = TestDir::new("sweep-records");
         let state = State {
             dir: root.0.clone(),
             engine: "docker",
