@@ -90,43 +90,43 @@ fn make_idle(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
 
-    fn fake_v1(name: &str) -> PathBuf {
-        let root = std::env::temp_dir().join(format!("dw-bg-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        fs::create_dir_all(root.join("cpu")).unwrap();
-        fs::write(root.join("cpu/cpu.shares"), "1024").unwrap();
+    fn fake_v1(name: &str) -> TestDir {
+        let root = TestDir::new(&format!("bg-{name}"));
+        fs::create_dir_all(root.0.join("cpu")).unwrap();
+        fs::write(root.0.join("cpu/cpu.shares"), "1024").unwrap();
         root
     }
 
     #[test]
     fn cgroupfs_parent_is_created_and_made_idle() {
-        let root = fake_v1("cgroupfs");
+        let tmp = fake_v1("cgroupfs");
+        let root = &tmp.0;
         // A fake cgroup fs has no kernel-made files in new dirs: pretend cpu.idle exists.
         fs::create_dir_all(root.join("cpu/boinc_wrapper")).unwrap();
         fs::write(root.join("cpu/boinc_wrapper/cpu.idle"), "0").unwrap();
         assert_eq!(
-            idle_parent_in(&root, CgroupDriver::Cgroupfs).as_deref(),
+            idle_parent_in(root, CgroupDriver::Cgroupfs).as_deref(),
             Some("/boinc_wrapper")
         );
         assert_eq!(
             fs::read_to_string(root.join("cpu/boinc_wrapper/cpu.idle")).unwrap(),
             "1"
         );
-        fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
     fn a_systemd_slice_is_used_only_when_the_host_made_it_idle() {
-        let root = fake_v1("systemd");
-        assert_eq!(idle_parent_in(&root, CgroupDriver::Systemd), None);
+        let tmp = fake_v1("systemd");
+        let root = &tmp.0;
+        assert_eq!(idle_parent_in(root, CgroupDriver::Systemd), None);
         fs::create_dir_all(root.join("cpu/boinc_wrapper.slice")).unwrap();
         fs::write(root.join("cpu/boinc_wrapper.slice/cpu.shares"), "2").unwrap();
         assert_eq!(
-            idle_parent_in(&root, CgroupDriver::Systemd).as_deref(),
+            idle_parent_in(root, CgroupDriver::Systemd).as_deref(),
             Some("boinc_wrapper.slice")
         );
-        fs::remove_dir_all(root).unwrap();
     }
 
     #[test]

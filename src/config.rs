@@ -862,6 +862,7 @@ fn is_capability(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
 
     fn parse_ok(text: &str) -> (JobConfig, Vec<String>) {
         JobConfig::from_toml(text).unwrap_or_else(|e| panic!("{text:?} should parse: {e}"))
@@ -1371,8 +1372,8 @@ mod tests {
 
     #[test]
     fn load_handles_missing_required_big_and_odd_files() {
-        let dir = std::env::temp_dir().join(format!("job_toml_test_{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = TestDir::new("job-toml");
+        let dir = &tmp.0;
         let missing = dir.join("job.toml");
 
         let (c, warnings) = JobConfig::load(&missing, false).unwrap();
@@ -1415,11 +1416,9 @@ mod tests {
 
         // A directory where the file should be is an error, required or not.
         assert!(matches!(
-            JobConfig::load(&dir, false),
+            JobConfig::load(dir, false),
             Err(ConfigError::Io { .. })
         ));
-
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 

@@ -98,13 +98,14 @@ pub fn normalize(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
     use std::os::unix::fs::symlink;
 
-    fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("dw-hostpath-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir.canonicalize().unwrap()
+    /// A scratch dir and its canonical path (resolve's results are canonical).
+    fn temp(name: &str) -> (TestDir, PathBuf) {
+        let tmp = TestDir::new(&format!("hostpath-{name}"));
+        let dir = tmp.0.canonicalize().unwrap();
+        (tmp, dir)
     }
 
     fn r(path: &str) -> PathBuf {
@@ -127,7 +128,7 @@ mod tests {
 
     #[test]
     fn symlinks_are_followed_and_a_missing_tail_kept() {
-        let dir = temp("links");
+        let (_tmp, dir) = temp("links");
         fs::create_dir(dir.join("real")).unwrap();
         symlink(dir.join("real"), dir.join("abs")).unwrap();
         symlink("real/../..", dir.join("up")).unwrap();
@@ -150,17 +151,15 @@ mod tests {
         );
         symlink("loop", dir.join("loop")).unwrap();
         assert!(resolve(&dir, Path::new("loop")).is_err());
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_dangling_symlink_resolves_to_where_it_points() {
-        let dir = temp("dangling");
+        let (_tmp, dir) = temp("dangling");
         symlink("/etc/no-such-dir/x", dir.join("d")).unwrap();
         assert_eq!(
             resolve(&dir, Path::new("d")).unwrap(),
             Path::new("/etc/no-such-dir/x")
         );
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

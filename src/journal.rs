@@ -82,13 +82,14 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
     use std::fs;
 
     #[test]
     fn round_trip_and_damage() {
-        let dir = std::env::temp_dir().join(format!("dw-journal-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        assert_eq!(Journal::load(&dir), None);
+        let tmp = TestDir::new("journal");
+        let dir = &tmp.0;
+        assert_eq!(Journal::load(dir), None);
         let journal = Journal {
             container: "boinc__p__r".into(),
             image: "img".into(),
@@ -96,10 +97,9 @@ mod tests {
             cpu_time: 12.5,
             exit_code: None,
         };
-        journal.save(&dir);
-        assert_eq!(Journal::load(&dir), Some(journal));
-        fs::write(Journal::path(&dir), "phase = 7\n[[[").unwrap();
-        assert_eq!(Journal::load(&dir), None);
-        fs::remove_dir_all(dir).unwrap();
+        journal.save(dir);
+        assert_eq!(Journal::load(dir), Some(journal));
+        fs::write(Journal::path(dir), "phase = 7\n[[[").unwrap();
+        assert_eq!(Journal::load(dir), None);
     }
 }

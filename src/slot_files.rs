@@ -187,25 +187,25 @@ pub fn is_boinc_own(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
 
     struct Dirs {
-        root: PathBuf,
+        root: TestDir,
         slot: PathBuf,
     }
 
     fn dirs(name: &str) -> Dirs {
-        let root = std::env::temp_dir().join(format!("dw-slotfiles-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        let slot = root.join("slots/3");
+        let root = TestDir::new(&format!("slotfiles-{name}"));
+        let slot = root.0.join("slots/3");
         fs::create_dir_all(&slot).unwrap();
-        fs::create_dir_all(root.join("projects/example.org")).unwrap();
+        fs::create_dir_all(root.0.join("projects/example.org")).unwrap();
         Dirs { root, slot }
     }
 
     #[test]
     fn soft_link_files_and_symlinks_resolve_to_the_project_file() {
         let d = dirs("links");
-        fs::write(d.root.join("projects/example.org/in_1"), "data").unwrap();
+        fs::write(d.root.0.join("projects/example.org/in_1"), "data").unwrap();
         fs::write(
             d.slot.join("in.txt"),
             "<soft_link>../../projects/example.org/in_1</soft_link>\n",
@@ -214,7 +214,7 @@ mod tests {
         std::os::unix::fs::symlink("../../projects/example.org/in_1", d.slot.join("sym.txt"))
             .unwrap();
         fs::write(d.slot.join("plain.txt"), "plain").unwrap();
-        let want = d.root.join("projects/example.org/in_1");
+        let want = d.root.0.join("projects/example.org/in_1");
         assert_eq!(resolve(&d.slot, Path::new("in.txt")).unwrap(), want);
         assert_eq!(resolve(&d.slot, Path::new("sym.txt")).unwrap(), want);
         assert_eq!(read(&d.slot, Path::new("in.txt"), 100).unwrap(), b"data");
@@ -222,7 +222,6 @@ mod tests {
             resolve(&d.slot, Path::new("plain.txt")).unwrap(),
             d.slot.join("plain.txt")
         );
-        fs::remove_dir_all(&d.root).unwrap();
     }
 
     #[test]
@@ -237,13 +236,12 @@ mod tests {
         let err = resolve(&d.slot, Path::new("evil")).unwrap_err().to_string();
         assert!(err.contains("outside the BOINC data directory"), "{err}");
         assert!(resolve(&d.slot, Path::new("evil2")).is_err());
-        fs::remove_dir_all(&d.root).unwrap();
     }
 
     #[test]
     fn links_through_a_symlink_in_the_project_dir_are_refused() {
         let d = dirs("through");
-        let project = d.root.join("projects/example.org");
+        let project = d.root.0.join("projects/example.org");
         std::os::unix::fs::symlink("/etc", project.join("sub")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", project.join("file")).unwrap();
         fs::write(
@@ -266,7 +264,6 @@ mod tests {
             );
         }
         assert!(linked_files(&d.slot).is_err());
-        fs::remove_dir_all(&d.root).unwrap();
     }
 
     #[test]
@@ -277,18 +274,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("outside the BOINC data directory"), "{err}");
-        fs::remove_dir_all(&d.root).unwrap();
     }
 
     #[test]
     fn a_project_dir_moved_elsewhere_by_the_volunteer_still_works() {
         let d = dirs("moved");
-        let elsewhere = d.root.with_extension("elsewhere");
-        let _ = fs::remove_dir_all(&elsewhere);
-        fs::create_dir_all(&elsewhere).unwrap();
+        let elsewhere_tmp = TestDir::new("slotfiles-elsewhere");
+        let elsewhere = &elsewhere_tmp.0;
         fs::write(elsewhere.join("in_1"), "data").unwrap();
-        fs::remove_dir(d.root.join("projects/example.org")).unwrap();
-        std::os::unix::fs::symlink(&elsewhere, d.root.join("projects/example.org")).unwrap();
+        fs::remove_dir(d.root.0.join("projects/example.org")).unwrap();
+        std::os::unix::fs::symlink(elsewhere, d.root.0.join("projects/example.org")).unwrap();
         fs::write(
             d.slot.join("in.txt"),
             "<soft_link>../../projects/example.org/in_1</soft_link>",
@@ -298,14 +293,12 @@ mod tests {
             resolve(&d.slot, Path::new("in.txt")).unwrap(),
             elsewhere.join("in_1")
         );
-        fs::remove_dir_all(&d.root).unwrap();
-        fs::remove_dir_all(&elsewhere).unwrap();
     }
 
     #[test]
     fn linked_files_lists_links_only() {
         let d = dirs("listing");
-        fs::write(d.root.join("projects/example.org/in_1"), "data").unwrap();
+        fs::write(d.root.0.join("projects/example.org/in_1"), "data").unwrap();
         fs::write(
             d.slot.join("in.txt"),
             "<soft_link>../../projects/example.org/in_1</soft_link>\n",
@@ -321,10 +314,12 @@ mod tests {
         let linked = linked_files(&d.slot).unwrap();
         let names: Vec<_> = linked.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["in.txt", "out.txt"]);
-        assert_eq!(linked[1].target, d.root.join("projects/example.org/out_1"));
+        assert_eq!(
+            linked[1].target,
+            d.root.0.join("projects/example.org/out_1")
+        );
         fs::write(d.slot.join("evil"), "<soft_link>/etc/passwd</soft_link>").unwrap();
         assert!(linked_files(&d.slot).is_err());
-        fs::remove_dir_all(&d.root).unwrap();
     }
 
     #[test]
@@ -332,7 +327,6 @@ mod tests {
         let d = dirs("bounded");
         fs::write(d.slot.join("big"), vec![b'x'; 2000]).unwrap();
         assert!(read(&d.slot, Path::new("big"), 1000).is_err());
-        fs::remove_dir_all(&d.root).unwrap();
     }
 
     #[test]

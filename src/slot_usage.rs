@@ -116,6 +116,7 @@ fn size_up_to(dir: &Path, limit: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
 
     #[test]
     fn the_next_look_follows_the_headroom() {
@@ -134,23 +135,23 @@ mod tests {
 
     #[test]
     fn sizes_nested_files_and_stops_past_the_limit() {
-        let dir = std::env::temp_dir().join(format!("dw-slot-usage-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = TestDir::new("slot-usage");
+        let dir = &tmp.0;
         fs::create_dir_all(dir.join("a/b")).unwrap();
         fs::write(dir.join("one"), vec![0u8; 1000]).unwrap();
         fs::write(dir.join("a/b/two"), vec![0u8; 3000]).unwrap();
-        assert_eq!(size_up_to(&dir, u64::MAX), 4000);
-        assert!(size_up_to(&dir, 1500) >= 1500);
-        let watch = DiskWatch::new(&dir, Vec::new(), 3500.0).unwrap();
+        assert_eq!(size_up_to(dir, u64::MAX), 4000);
+        assert!(size_up_to(dir, 1500) >= 1500);
+        let watch = DiskWatch::new(dir, Vec::new(), 3500.0).unwrap();
         let measured = watch.measure();
         assert_eq!(measured.over_bound, Some(4000));
         assert!(measured.next_in >= MIN_INTERVAL);
-        assert!(DiskWatch::new(&dir, Vec::new(), 0.0).is_none());
+        assert!(DiskWatch::new(dir, Vec::new(), 0.0).is_none());
 
         // An output file elsewhere counts by what it grew while watched.
         let output = dir.with_extension("output");
         fs::write(&output, vec![0u8; 100]).unwrap();
-        let watch = DiskWatch::new(&dir, vec![output.clone()], 4500.0).unwrap();
+        let watch = DiskWatch::new(dir, vec![output.clone()], 4500.0).unwrap();
         assert_eq!(
             watch.measure().over_bound,
             None,
@@ -159,6 +160,5 @@ mod tests {
         fs::write(&output, vec![0u8; 700]).unwrap();
         assert_eq!(watch.measure().over_bound, Some(4600));
         fs::remove_file(&output).unwrap();
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -381,17 +381,12 @@ impl<'a> Accounting<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fake_root(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("dw-cgroup-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        dir
-    }
+    use crate::test_dir::TestDir;
 
     #[test]
     fn an_open_file_is_read_anew_each_time() {
-        let root = fake_root("reread");
-        fs::create_dir_all(&root).unwrap();
+        let tmp = TestDir::new("cgroup-reread");
+        let root = &tmp.0;
         let file = root.join("cpuacct.usage");
         fs::write(&file, "100\n").unwrap();
         let mut files = OpenFiles::default();
@@ -405,7 +400,8 @@ mod tests {
 
     #[test]
     fn reads_cgroup_v1_hybrid() {
-        let root = fake_root("v1");
+        let tmp = TestDir::new("cgroup-v1");
+        let root = &tmp.0;
         let cpu = root.join("cpu,cpuacct/docker/abc");
         let mem = root.join("memory/docker/abc");
         fs::create_dir_all(&cpu).unwrap();
@@ -418,7 +414,7 @@ mod tests {
         )
         .unwrap();
         let text = "12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/docker/abc\n";
-        let cg = Cgroup::from_proc_cgroup(text, &root).unwrap();
+        let cg = Cgroup::from_proc_cgroup(text, root).unwrap();
         assert_eq!(
             cg.sample(&mut OpenFiles::default()),
             Some(Sample {
@@ -427,17 +423,17 @@ mod tests {
             })
         );
         assert_eq!(cg.oom_kills(&mut OpenFiles::default()), Some(2));
-        fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
     fn reads_cgroup_v2() {
-        let root = fake_root("v2");
+        let tmp = TestDir::new("cgroup-v2");
+        let root = &tmp.0;
         let dir = root.join("system.slice/libpod-abc.scope");
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("cpu.stat"), "usage_usec 1500000\nuser_usec 1\n").unwrap();
         fs::write(dir.join("memory.current"), "8192\n").unwrap();
-        let cg = Cgroup::from_proc_cgroup("0::/system.slice/libpod-abc.scope\n", &root).unwrap();
+        let cg = Cgroup::from_proc_cgroup("0::/system.slice/libpod-abc.scope\n", root).unwrap();
         assert_eq!(
             cg.sample(&mut OpenFiles::default()),
             Some(Sample {
@@ -445,7 +441,6 @@ mod tests {
                 memory_bytes: 8192.0
             })
         );
-        fs::remove_dir_all(root).unwrap();
     }
 
     #[test]

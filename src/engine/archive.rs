@@ -59,12 +59,13 @@ pub fn gunzip(path: &Path, target: &Path) -> Result<(), GunzipError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
     use std::io::Write;
 
     #[test]
     fn gzip_archives_are_decompressed_and_plain_ones_recognised() {
-        let dir = std::env::temp_dir().join(format!("dw-engine-archive-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = TestDir::new("engine-archive");
+        let dir = &tmp.0;
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(b"tar bytes").unwrap();
         std::fs::write(dir.join("image.tar.gz"), gz.finish().unwrap()).unwrap();
@@ -75,6 +76,5 @@ mod tests {
         assert_eq!(std::fs::read(dir.join("out.tar")).unwrap(), b"tar bytes");
         let err = gunzip(&dir.join("missing.tar.gz"), &dir.join("out2.tar")).unwrap_err();
         assert!(err.to_string().starts_with("cannot open "), "{err}");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

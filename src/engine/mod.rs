@@ -1013,6 +1013,7 @@ fn forced_engine(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
 
     #[test]
     fn parses_inspect_state() {
@@ -1074,8 +1075,8 @@ mod tests {
     #[test]
     fn a_daemon_out_of_reach_makes_the_engine_unavailable_whichever_command_finds_out() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("dw-unreachable-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = TestDir::new("unreachable");
+        let dir = &tmp.0;
         let cli = dir.join("docker");
         let timeout = Duration::from_secs(10);
         let engine = Engine::new(EngineKind::Docker, cli.clone(), timeout, timeout);
@@ -1102,7 +1103,6 @@ mod tests {
             unavailable(engine.inspect("boinc__x").unwrap_err());
             unavailable(engine.remove("boinc__x").unwrap_err());
         }
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     fn only(names: &'static [&'static str]) -> impl Fn(&str) -> Option<PathBuf> {

@@ -182,6 +182,7 @@ fn is_host_path(source: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
     use std::fs;
     use std::os::unix::fs::symlink;
 
@@ -241,18 +242,17 @@ mod tests {
 
     #[test]
     fn a_symlink_is_judged_by_its_target() {
-        let dir = std::env::temp_dir().join(format!("dw-mountpolicy-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = TestDir::new("mountpolicy");
+        let dir = &tmp.0;
         fs::create_dir_all(dir.join("data")).unwrap();
         symlink("/etc", dir.join("cfg")).unwrap();
         symlink("/", dir.join("root")).unwrap();
-        assert!(unsafe_source(&format!("{}/cfg", dir.display()), &dir).is_some());
-        assert!(unsafe_source("root/etc/../", &dir).is_some());
-        assert!(unsafe_volume("./cfg:/x:ro", &dir).is_some());
-        assert_eq!(unsafe_volume("./data:/x:ro", &dir), None);
-        let why = unsafe_source(&format!("{}/cfg/passwd", dir.display()), &dir).unwrap();
+        assert!(unsafe_source(&format!("{}/cfg", dir.display()), dir).is_some());
+        assert!(unsafe_source("root/etc/../", dir).is_some());
+        assert!(unsafe_volume("./cfg:/x:ro", dir).is_some());
+        assert_eq!(unsafe_volume("./data:/x:ro", dir), None);
+        let why = unsafe_source(&format!("{}/cfg/passwd", dir.display()), dir).unwrap();
         assert!(why.contains("leads to /etc/passwd"), "{why}");
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -291,7 +291,8 @@ mod tests {
 
     #[test]
     fn options_that_change_host_files_are_refused() {
-        let slot = std::env::temp_dir().join(format!("dw-mountopts-{}", std::process::id()));
+        let tmp = TestDir::new("mountopts");
+        let slot = &tmp.0;
         fs::create_dir_all(slot.join("data")).unwrap();
         for bad in [
             "/opt/data:/d:U",
@@ -299,7 +300,7 @@ mod tests {
             "/opt/data:/d:Z",
             "./data:/d:rw,U",
         ] {
-            assert!(unsafe_volume(bad, &slot).is_some(), "{bad}");
+            assert!(unsafe_volume(bad, slot).is_some(), "{bad}");
         }
         for good in [
             "./data:/d:z",
@@ -307,22 +308,21 @@ mod tests {
             "/opt/data:/d:ro,noexec",
             "vol:/d:U",
         ] {
-            assert_eq!(unsafe_volume(good, &slot), None, "{good}");
+            assert_eq!(unsafe_volume(good, slot), None, "{good}");
         }
         for bad in [
             "type=bind,src=/opt/data,dst=/d,U=true",
             "type=bind,src=/opt/data,dst=/d,relabel=private",
             "type=bind,src=./data,dst=/d,chown",
         ] {
-            assert!(unsafe_mount_flag(bad, &slot).is_some(), "{bad}");
+            assert!(unsafe_mount_flag(bad, slot).is_some(), "{bad}");
         }
         for good in [
             "type=bind,src=./data,dst=/d,relabel=shared",
             "type=bind,src=/opt/data,dst=/d,U=false",
         ] {
-            assert_eq!(unsafe_mount_flag(good, &slot), None, "{good}");
+            assert_eq!(unsafe_mount_flag(good, slot), None, "{good}");
         }
-        fs::remove_dir_all(&slot).unwrap();
     }
 
     #[test]

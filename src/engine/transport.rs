@@ -406,6 +406,7 @@ fn wait_for_end(
 mod tests {
     use super::*;
     use crate::engine::shell::quote;
+    use crate::test_dir::TestDir;
     use std::ffi::OsStr;
 
     fn sh() -> ShellTransport {
@@ -527,15 +528,15 @@ mod tests {
     #[test]
     fn environment_and_working_directory_apply() {
         let shell = sh();
-        let dir = std::env::temp_dir().join(format!("dw shell cwd 'x' {}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        // Spaces and quotes in the path: the shell must be given it as one word.
+        let tmp = TestDir::new("shell cwd 'x'");
+        let dir = &tmp.0;
         let argv = Argv::new("sh")
             .args(["-c", "pwd; echo \"$DW_TEST_VALUE\""])
             .env("DW_TEST_VALUE", "a 'b' $c")
-            .current_dir(&dir);
+            .current_dir(dir);
         let out = run(&shell, argv).unwrap();
         assert_eq!(out.stdout, format!("{}\na 'b' $c\n", dir.display()));
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -195,6 +195,7 @@ fn config_id(manifest: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
     use std::io::Write;
 
     fn tar_with(entries: &[(&str, &[u8])]) -> Vec<u8> {
@@ -217,8 +218,8 @@ mod tests {
 
     #[test]
     fn reads_the_image_id_from_plain_and_gzip_archives() {
-        let dir = std::env::temp_dir().join(format!("dw-archive-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = TestDir::new("archive");
+        let dir = &tmp.0;
         let manifest =
             format!("[{{\"Config\":\"{ID}.json\",\"RepoTags\":[\"x:1\"],\"Layers\":[]}}]");
         let tar = tar_with(&[
@@ -239,7 +240,6 @@ mod tests {
         );
         std::fs::write(dir.join("junk"), b"not a tar at all").unwrap();
         assert!(image_id(&dir.join("junk")).is_err());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

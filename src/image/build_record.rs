@@ -115,6 +115,7 @@ fn parse(text: &str, kind: EngineKind) -> Option<Recorded> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
 
     #[test]
     fn a_record_lists_what_its_build_left_for_its_engine_only() {
@@ -142,9 +143,9 @@ mod tests {
 
     #[test]
     fn a_record_is_written_as_the_build_goes_and_removed_at_its_end() {
-        let dir = std::env::temp_dir().join(format!("dw_build_record_{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let path = BuildRecord::path(&dir);
+        let tmp = TestDir::new("build-record");
+        let dir = &tmp.0;
+        let path = BuildRecord::path(dir);
         let mut record = BuildRecord::start(&path, EngineKind::Podman);
         let id = "717da5166fb5e16263695e6b9f822339bdf1889578efdfc8073c134ac114c17c";
         let me = ProcessId::of(std::process::id()).unwrap();
@@ -160,6 +161,5 @@ mod tests {
         record.close();
         assert!(!path.exists());
         assert_eq!(BuildRecord::read(&path, EngineKind::Podman), None);
-        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -336,13 +336,14 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
 
-    fn slot(name: &str) -> (PathBuf, PathBuf) {
-        let root = std::env::temp_dir().join(format!("dw-context-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        let slot = root.join("slots/0");
+    /// A BOINC data dir with project p and slot 0: the dir, and the slot in it.
+    fn slot(name: &str) -> (TestDir, PathBuf) {
+        let root = TestDir::new(&format!("context-{name}"));
+        let slot = root.0.join("slots/0");
         fs::create_dir_all(slot.join("lib")).unwrap();
-        fs::create_dir_all(root.join("projects/p")).unwrap();
+        fs::create_dir_all(root.0.join("projects/p")).unwrap();
         fs::write(
             slot.join("Dockerfile"),
             "FROM scratch\nCOPY main.sh lib/ /app/\n",
@@ -357,7 +358,7 @@ mod tests {
 
     #[test]
     fn only_copied_files_count_and_boinc_files_never() {
-        let (root, slot) = slot("only");
+        let (_data_dir, slot) = slot("only");
         let inputs = BuildInputs::collect(&slot, Path::new("Dockerfile"), &[]).unwrap();
         let names: Vec<_> = inputs
             .files
@@ -391,12 +392,12 @@ mod tests {
             BuildInputs::collect(&slot, Path::new("Dockerfile"), &["--build-arg=X=1".into()])
                 .unwrap();
         assert_ne!(with_arg.hash().unwrap(), changed);
-        fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
     fn whole_context_leaves_out_boinc_files_and_stages_real_data() {
-        let (root, slot) = slot("whole");
+        let (tmp, slot) = slot("whole");
+        let root = &tmp.0;
         fs::write(slot.join("Dockerfile"), "FROM scratch\nCOPY . /app\n").unwrap();
         fs::write(root.join("projects/p/real_tool"), "tool bytes").unwrap();
         fs::write(
@@ -414,12 +415,11 @@ mod tests {
         );
         assert!(staged.join(STAGED_DOCKERFILE).is_file());
         assert!(!staged.join("init_data.xml").exists());
-        fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
     fn missing_sources_and_escapes_are_errors() {
-        let (root, slot) = slot("missing");
+        let (_data_dir, slot) = slot("missing");
         fs::write(
             slot.join("Dockerfile"),
             "FROM scratch\nCOPY nothere.sh /app/\n",
@@ -435,27 +435,24 @@ mod tests {
         )
         .unwrap();
         assert!(BuildInputs::collect(&slot, Path::new("Dockerfile"), &[]).is_err());
-        fs::remove_dir_all(root).unwrap();
     }
 
     /// A link into the project dir whose target there is a symlinked
     /// directory outside: its files must not reach the build context.
     #[test]
     fn files_under_a_linked_directory_outside_are_refused() {
-        let (root, slot) = slot("linked_dir");
-        let outside = root.with_extension("outside");
-        let _ = fs::remove_dir_all(&outside);
-        fs::create_dir_all(&outside).unwrap();
+        let (tmp, slot) = slot("linked_dir");
+        let root = &tmp.0;
+        let outside_tmp = TestDir::new("context-linked-outside");
+        let outside = &outside_tmp.0;
         fs::write(outside.join("secret"), "host secret").unwrap();
-        std::os::unix::fs::symlink(&outside, root.join("projects/p/data")).unwrap();
+        std::os::unix::fs::symlink(outside, root.join("projects/p/data")).unwrap();
         std::os::unix::fs::symlink("../../projects/p/data", slot.join("data")).unwrap();
         fs::write(slot.join("Dockerfile"), "FROM scratch\nCOPY data /data\n").unwrap();
         let err = BuildInputs::collect(&slot, Path::new("Dockerfile"), &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("outside the BOINC data directory"), "{err}");
-        fs::remove_dir_all(root).unwrap();
-        fs::remove_dir_all(outside).unwrap();
     }
 
     #[test]

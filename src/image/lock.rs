@@ -117,6 +117,7 @@ fn open(path: &Path) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
 
     #[test]
     fn a_second_holder_waits_and_can_give_up() {
@@ -144,9 +145,8 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn try_acquire_never_waits_nor_follows_a_symlink() {
-        let dir = std::env::temp_dir().join(format!("dw-try-lock-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = TestDir::new("try-lock");
+        let dir = &tmp.0;
         let path = dir.join("lock");
         let held = BuildLock::try_acquire(&path).unwrap();
         assert!(held.is_some());
@@ -157,6 +157,5 @@ mod tests {
         std::os::unix::fs::symlink(&target, dir.join("planted")).unwrap();
         assert!(BuildLock::try_acquire(&dir.join("planted")).is_err());
         assert!(!target.exists(), "the lock was created through the symlink");
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -360,11 +360,12 @@ fn read_fraction_done(path: &Path) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
 
     #[test]
     fn fraction_done_is_read_and_clamped() {
-        let dir = std::env::temp_dir().join(format!("dw-fd-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = TestDir::new("fraction-done");
+        let dir = &tmp.0;
         let file = dir.join("fraction_done");
         assert_eq!(read_fraction_done(&file), 0.0);
         for (text, want) in [
@@ -395,6 +396,5 @@ mod tests {
             .unwrap();
             assert_eq!(read_fraction_done(&file), 0.0);
         }
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -1,7 +1,7 @@
 //! The supervision paths through a recording fake engine and a scripted
 //! client: what the task asks of the engine, what it journals and how it
 //! ends, for each way a task can go.
-use std::path::PathBuf;
+use std::path::Path;
 
 use super::client::fake::FakeClient;
 use super::provision::{Prepared, Supply};
@@ -10,24 +10,26 @@ use crate::boinc::ClientStatus;
 use crate::engine::fake::{self, FakeEngine};
 use crate::engine::Facts;
 use crate::exit_code::WrapperExit;
+use crate::test_dir::TestDir;
 
 /// The image every fake task runs.
 const IMAGE: &str = "boinc_wrapper/test:1";
 
 /// A slot directory of its own for each test, removed afterwards.
-struct Slot(PathBuf);
+struct Slot(TestDir);
 
 impl Slot {
     fn new(name: &str) -> Slot {
-        let dir = std::env::temp_dir().join(format!("dw-task-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Slot(dir)
+        Slot(TestDir::new(&format!("task-{name}")))
+    }
+
+    fn dir(&self) -> &Path {
+        &self.0 .0
     }
 
     fn context(&self) -> TaskContext {
         TaskContext {
-            slot_dir: self.0.clone(),
+            slot_dir: self.dir().to_path_buf(),
             slot: SlotKind::Client,
             config: JobConfig::default(),
             cli: Cli::default(),
@@ -41,7 +43,7 @@ impl Slot {
     }
 
     fn journal_phase(&self) -> Option<Phase> {
-        Journal::load(&self.0).map(|j| j.phase)
+        Journal::load(self.dir()).map(|j| j.phase)
     }
 
     fn keep(&self, phase: Phase) {
@@ -52,13 +54,7 @@ impl Slot {
             cpu_time: 0.0,
             exit_code: None,
         }
-        .save(&self.0);
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        .save(self.dir());
     }
 }
 
@@ -187,7 +183,7 @@ fn an_oom_killed_job_finishes_with_the_memory_error() {
     );
     assert_eq!(engine.changes(), ["run", "watch", "rm"]);
     // The journal keeps the job's own code; the report says why it ended.
-    assert_eq!(Journal::load(&slot.0).unwrap().exit_code, Some(137));
+    assert_eq!(Journal::load(slot.dir()).unwrap().exit_code, Some(137));
 }
 
 #[test]
@@ -195,7 +191,7 @@ fn a_job_that_fills_the_slot_is_ended_with_the_disk_error() {
     let slot = Slot::new("disk");
     let mut ctx = slot.context();
     ctx.init.rsc_disk_bound = 10_000.0;
-    std::fs::write(slot.0.join("big"), vec![0u8; 20_000]).unwrap();
+    std::fs::write(slot.dir().join("big"), vec![0u8; 20_000]).unwrap();
     let engine = FakeEngine::fresh();
     let client = FakeClient::scripted(&[resumed]);
     let outcome = run_task(&ctx, &engine, &client).unwrap();
@@ -472,7 +468,7 @@ fn limits_the_host_refuses_are_dropped_and_the_leftover_removed() {
 fn a_name_in_use_by_this_slot_is_continued_not_created_again() {
     // A wrapper killed between `run` and its journal.
     let slot = Slot::new("name-ours");
-    let engine = name_taken(ContainerStatus::Running, &slot.0.to_string_lossy(), 5);
+    let engine = name_taken(ContainerStatus::Running, &slot.dir().to_string_lossy(), 5);
     engine.exit_after_waits(2, 0, false);
     let client = FakeClient::scripted(&[resumed]);
     let outcome = run_task(&slot.context(), &engine, &client).unwrap();
@@ -482,7 +478,7 @@ fn a_name_in_use_by_this_slot_is_continued_not_created_again() {
 
     // Killed between create and start (an older wrapper): started.
     let slot = Slot::new("name-ours-created");
-    let engine = name_taken(ContainerStatus::Created, &slot.0.to_string_lossy(), 5);
+    let engine = name_taken(ContainerStatus::Created, &slot.dir().to_string_lossy(), 5);
     let client = FakeClient::scripted(&[quit]);
     run_task(&slot.context(), &engine, &client).unwrap();
     assert_eq!(
@@ -593,7 +589,7 @@ fn a_completion_file_stops_the_container_and_passes_the_message_on() {
     let slot = Slot::new("completion");
     let mut ctx = slot.context();
     ctx.config.control.completion_trigger_file = Some("done".into());
-    std::fs::write(slot.0.join("done"), "5\n1\nstopped early\n").unwrap();
+    std::fs::write(slot.dir().join("done"), "5\n1\nstopped early\n").unwrap();
     let engine = FakeEngine::fresh();
     let client = FakeClient::scripted(&[resumed]);
     let outcome = run_task(&ctx, &engine, &client).unwrap();
@@ -608,8 +604,8 @@ fn a_completion_file_stops_the_container_and_passes_the_message_on() {
         }
     );
     assert_eq!(engine.changes(), ["run", "watch", "stop", "rm"]);
-    assert_eq!(Journal::load(&slot.0).unwrap().exit_code, Some(5));
-    assert!(!slot.0.join("done").exists());
+    assert_eq!(Journal::load(slot.dir()).unwrap().exit_code, Some(5));
+    assert!(!slot.dir().join("done").exists());
 }
 
 #[test]
@@ -617,7 +613,7 @@ fn a_temporary_exit_file_keeps_the_container_for_the_retry() {
     let slot = Slot::new("temporary-exit");
     let mut ctx = slot.context();
     ctx.config.control.temporary_exit_trigger_file = Some("later".into());
-    std::fs::write(slot.0.join("later"), "120\n0\nwaiting for input\n").unwrap();
+    std::fs::write(slot.dir().join("later"), "120\n0\nwaiting for input\n").unwrap();
     let engine = FakeEngine::fresh();
     let client = FakeClient::scripted(&[resumed]);
     let outcome = run_task(&ctx, &engine, &client).unwrap();
@@ -631,7 +627,7 @@ fn a_temporary_exit_file_keeps_the_container_for_the_retry() {
     );
     assert_eq!(engine.changes(), ["run", "watch", "pause"]);
     assert_eq!(slot.journal_phase(), Some(Phase::KeptPaused));
-    assert!(!slot.0.join("later").exists(), "acted on once");
+    assert!(!slot.dir().join("later").exists(), "acted on once");
 }
 
 #[test]
@@ -641,10 +637,10 @@ fn trickles_uploads_and_checkpoints_reach_the_client() {
     ctx.config.control.trickle_trigger_files = vec!["status".into()];
     ctx.config.control.intermediate_upload_files = vec!["out".into()];
     ctx.config.control.checkpoint_file = Some("ckpt".into());
-    std::fs::write(slot.0.join("status"), "<progress>1</progress>").unwrap();
-    std::fs::write(slot.0.join("ckpt"), "from an earlier run").unwrap();
+    std::fs::write(slot.dir().join("status"), "<progress>1</progress>").unwrap();
+    std::fs::write(slot.dir().join("ckpt"), "from an earlier run").unwrap();
     let writer = {
-        let dir = slot.0.clone();
+        let dir = slot.dir().to_path_buf();
         std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(1500));
             std::fs::write(dir.join("ckpt"), "checkpoint 2").unwrap();
