@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::ControlFiles;
-use crate::slot_io;
+use crate::{slot_handover, slot_io};
 
 /// How often the loop looks at the files: with the report, so that both
 /// share a wake-up.
@@ -212,6 +212,12 @@ impl ControlWatch {
             return None;
         }
         self.uploads_asked.push(name.to_string());
+        // The client reads the file where it is: it must not lead out.
+        let path = self.upload_paths.get(name)?;
+        if let Err(refused) = slot_handover::check_upload(&self.slot_dir, path) {
+            log::error!("{name}: {refused}; no upload asked for");
+            return None;
+        }
         Some(JobRequest::Upload {
             name: name.to_string(),
         })
@@ -485,6 +491,24 @@ mod tests {
         for n in 7..10 {
             assert_eq!(watch.look(t0 + POLL * n), vec![]);
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_upload_file_that_is_a_link_is_refused_not_uploaded() {
+        let d = TestDir::new("control-upload-link");
+        let host = d.0.join("host_secret");
+        std::fs::write(&host, "secret").unwrap();
+        let slot = d.0.join("slot");
+        std::fs::create_dir(&slot).unwrap();
+        let t0 = Instant::now();
+        let mut watch = ControlWatch::new(&slot, &names(), &[], t0).unwrap();
+        std::os::unix::fs::symlink(&host, slot.join("out1")).unwrap();
+        for n in 1..5 {
+            assert_eq!(watch.look(t0 + POLL * n), vec![], "look {n}");
+        }
+        assert!(std::fs::symlink_metadata(slot.join("out1")).is_err());
+        assert!(host.is_file());
     }
 
     #[test]

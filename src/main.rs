@@ -20,6 +20,7 @@ mod process_tree;
 mod property_tests;
 mod schedule;
 mod slot_files;
+mod slot_handover;
 mod slot_io;
 mod slot_usage;
 mod supervisor;
@@ -120,10 +121,8 @@ fn main() -> ExitCode {
         task::SlotKind::Client
     };
     match task::run(cli, config, slot, terminated, wakeup) {
-        Ok(Outcome::Finished(code)) => boinc::finish_promptly(code, None, FINAL_REPORT_WAIT),
-        Ok(Outcome::Completed { code, message }) => {
-            boinc::finish_promptly(code, Some(&message), FINAL_REPORT_WAIT)
-        }
+        Ok(Outcome::Finished(code)) => finish(code, None),
+        Ok(Outcome::Completed { code, message }) => finish(code, Some(&message)),
         Ok(Outcome::RetryLater(retry)) => {
             log::info!(
                 "the job asked to be restarted in {} s: {}",
@@ -154,10 +153,37 @@ fn config_path(name: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
 /// How long to wait for the client to read the final status report.
 const FINAL_REPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Logs the reason and reports the task failed during set-up.
+/// Hands the slot to the client and reports the task finished.
+fn finish(code: i32, message: Option<&boinc::FinishMessage>) -> ! {
+    hand_over_slot();
+    boinc::finish_promptly(code, message, FINAL_REPORT_WAIT)
+}
+
+/// Logs the reason and reports the task failed during set-up (a restarted
+/// task's job may have run before).
 fn fail(message: &str) -> ! {
     log::error!("{message}");
+    hand_over_slot();
     boinc::finish(WrapperExit::InitFailure.code())
+}
+
+/// Before the client takes the outputs: nothing the job left in a client's
+/// slot may lead out of it (a standalone directory is the admin's own).
+fn hand_over_slot() {
+    let Ok(slot) = std::env::current_dir() else {
+        return;
+    };
+    let init_data = slot.join("init_data.xml");
+    if !init_data.exists() {
+        return;
+    }
+    let project_dir = init_data::InitData::load(&init_data)
+        .ok()
+        .map(|init| std::path::PathBuf::from(init.project_dir))
+        .filter(|dir| !dir.as_os_str().is_empty());
+    for refused in slot_handover::clear_slot(&slot, project_dir.as_deref()) {
+        log::error!("{refused}");
+    }
 }
 
 fn start_sporadic() {

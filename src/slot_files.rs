@@ -112,6 +112,19 @@ fn project_dir_of(written: &Path, data_dir: &Path) -> Option<PathBuf> {
     Some(data_dir.join("projects").join(name))
 }
 
+/// The path a slot entry links to, as written: a symlink's, or a
+/// soft-link file's. None for anything else.
+pub fn link_text(path: &Path) -> Option<PathBuf> {
+    let meta = fs::symlink_metadata(path).ok()?;
+    if meta.file_type().is_symlink() {
+        fs::read_link(path).ok()
+    } else if meta.is_file() {
+        soft_link_target(path, meta.len()).map(PathBuf::from)
+    } else {
+        None
+    }
+}
+
 /// The path in a soft-link file, if `path` is one.
 fn soft_link_target(path: &Path, len: u64) -> Option<String> {
     if len > MAX_LINK_FILE {
