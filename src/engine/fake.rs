@@ -9,7 +9,8 @@ use super::exit_watch::Exit;
 use super::seam::{ContainerEngine, ExitWatcher};
 use super::stats::{CpuFigure, Stats};
 use super::{
-    ContainerState, ContainerStatus, CreateSpec, EngineError, EngineKind, Facts, Known, SLOT_LABEL,
+    ContainerState, ContainerStatus, CreateSpec, EngineError, EngineKind, Facts, Known,
+    RESULT_LABEL, SLOT_LABEL, WRAPPER_LABEL,
 };
 use crate::background::CgroupDriver;
 use crate::wakeup::Wakeup;
@@ -86,6 +87,9 @@ impl FakeEngine {
             finished_at: None,
             id: "0123456789ab".into(),
             created: None,
+            image: String::new(),
+            made_by_wrapper: true,
+            result: String::new(),
             slot: String::new(),
         });
     }
@@ -228,14 +232,17 @@ impl ContainerEngine for FakeEngine {
             Err(_) => ContainerStatus::Created,
         };
         self.set_container(Some(status));
-        let slot = spec
-            .labels
-            .iter()
-            .find(|(key, _)| key == SLOT_LABEL)
-            .map(|(_, value)| value.clone())
-            .unwrap_or_default();
+        let label = |name: &str| {
+            spec.labels
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        };
         self.edit_container(|state| {
-            state.slot = slot;
+            state.slot = label(SLOT_LABEL).unwrap_or_default();
+            state.result = label(RESULT_LABEL).unwrap_or_default();
+            state.made_by_wrapper = label(WRAPPER_LABEL).is_some();
+            state.image = spec.image.clone();
             state.created = Some(crate::os::unix_time_now());
         });
         scripted

@@ -15,6 +15,10 @@ pub enum GpuError {
     Unsupported {
         gpu_type: String,
     },
+    /// A device node the flags name is not on the engine's host.
+    MissingDevice {
+        path: String,
+    },
 }
 
 impl fmt::Display for GpuError {
@@ -32,6 +36,9 @@ impl fmt::Display for GpuError {
             }
             GpuError::Unsupported { gpu_type } => {
                 write!(f, "GPU type '{gpu_type}' cannot be passed into a container")
+            }
+            GpuError::MissingDevice { path } => {
+                write!(f, "its device {path} is not on this host")
             }
         }
     }
@@ -69,6 +76,18 @@ pub fn gpu_args(podman: bool, gpu_type: &str, device_num: i32) -> Result<Vec<Str
     Ok(args)
 }
 
+/// The first host device node that `args` pass in and that does not exist:
+/// the engine would refuse it, or start the job with no GPU at all.
+pub fn missing_device(args: &[String], exists: impl Fn(&str) -> bool) -> Option<GpuError> {
+    args.windows(2)
+        .filter(|pair| pair[0] == "--device" && pair[1].starts_with("/dev/"))
+        .map(|pair| pair[1].as_str())
+        .find(|path| !exists(path))
+        .map(|path| GpuError::MissingDevice {
+            path: path.to_string(),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +110,22 @@ mod tests {
             gpu_args(true, "intel_gpu", 0).unwrap(),
             ["--device", "/dev/dri/renderD128"]
         );
+    }
+
+    #[test]
+    fn a_device_node_the_host_lacks_is_named() {
+        let args = gpu_args(false, "ATI", 1).unwrap();
+        let only_kfd = |path: &str| path == "/dev/kfd";
+        assert_eq!(
+            missing_device(&args, only_kfd),
+            Some(GpuError::MissingDevice {
+                path: "/dev/dri/renderD129".into()
+            })
+        );
+        assert_eq!(missing_device(&args, |_| true), None);
+        // NVIDIA's are names the engine resolves, not host paths.
+        let nvidia = gpu_args(true, "NVIDIA", 0).unwrap();
+        assert_eq!(missing_device(&nvidia, |_| false), None);
     }
 
     #[test]

@@ -30,8 +30,18 @@ impl Engine {
         (self.kind == EngineKind::Docker && run_as_wrapper_user && uid != 0).then_some((uid, gid))
     }
 
-    /// The flags that give the container the GPU the client assigned.
+    /// The flags that give the container the GPU the client assigned; an
+    /// error when it cannot have it.
     pub fn gpu_args(&self, gpu_type: &str, device_num: i32) -> Result<Vec<String>, gpu::GpuError> {
-        gpu::gpu_args(self.kind == EngineKind::Podman, gpu_type, device_num)
+        let args = gpu::gpu_args(self.kind == EngineKind::Podman, gpu_type, device_num)?;
+        // Device paths are the engine's host's: ours, unless it is in WSL.
+        if self.transport().is_local() {
+            if let Some(missing) =
+                gpu::missing_device(&args, |path| std::path::Path::new(path).exists())
+            {
+                return Err(missing);
+            }
+        }
+        Ok(args)
     }
 }

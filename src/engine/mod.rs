@@ -39,7 +39,9 @@ pub use facts::{Facts, Known};
 pub use failure::Failure;
 #[cfg(test)]
 pub(crate) use names::props as name_props;
-pub use names::{component as name_component, task_container, SLOT_LABEL};
+pub use names::{
+    component as name_component, task_container, RESULT_LABEL, SLOT_LABEL, WRAPPER_LABEL,
+};
 pub use policy::{is_host_capability, unsafe_setting};
 pub use process::terminate_orphan;
 pub use seam::{ContainerEngine, ExitWatcher};
@@ -171,6 +173,13 @@ pub struct ContainerState {
     pub id: String,
     /// Unix time of the container's creation.
     pub created: Option<i64>,
+    /// The image the container was created from, as named then.
+    pub image: String,
+    /// Whether docker_wrapper made it (its version label, `names::WRAPPER_LABEL`).
+    pub made_by_wrapper: bool,
+    /// The result recorded on the container (`names::RESULT_LABEL`); empty
+    /// when it has none.
+    pub result: String,
     /// The slot recorded on the container (`names::SLOT_LABEL`); empty for
     /// containers made without it.
     pub slot: String,
@@ -182,7 +191,7 @@ impl ContainerState {
         let line = line.trim_start();
         let line = line.strip_suffix('\n').unwrap_or(line);
         let line = line.strip_suffix('\r').unwrap_or(line);
-        let mut fields = line.splitn(8, '|');
+        let mut fields = line.splitn(11, '|');
         let status = ContainerStatus::parse(fields.next()?);
         let exit_code = fields.next()?.trim().parse().ok()?;
         let oom_killed = fields.next()?.trim() == "true";
@@ -190,6 +199,9 @@ impl ContainerState {
         let finished_at = fields.next().and_then(time::parse_unix_time);
         let id = fields.next().unwrap_or_default().trim().to_string();
         let created = fields.next().and_then(time::parse_unix_time);
+        let image = fields.next().unwrap_or_default().trim().to_string();
+        let made_by_wrapper = !fields.next().unwrap_or_default().trim().is_empty();
+        let result = fields.next().unwrap_or_default().trim().to_string();
         let slot = fields.next().unwrap_or_default().to_string();
         Some(ContainerState {
             status,
@@ -199,6 +211,9 @@ impl ContainerState {
             finished_at,
             id,
             created,
+            image,
+            made_by_wrapper,
+            result,
             slot,
         })
     }
@@ -208,9 +223,14 @@ impl ContainerState {
     }
 }
 
+/// Labels are printed through `with`: Docker prints a missing one as
+/// `<no value>`, Podman as nothing; `with` prints nothing for both.
 const STATE_FORMAT: &str = concat!(
     "{{.State.Status}}|{{.State.ExitCode}}|{{.State.OOMKilled}}|{{.State.Pid}}|{{.State.FinishedAt}}|{{.Id}}|{{.Created}}",
-    "|{{index .Config.Labels \"boinc.docker_wrapper.slot\"}}"
+    "|{{.Config.Image}}",
+    "|{{with index .Config.Labels \"boinc.docker_wrapper\"}}{{.}}{{end}}",
+    "|{{with index .Config.Labels \"boinc.result\"}}{{.}}{{end}}",
+    "|{{with index .Config.Labels \"boinc.docker_wrapper.slot\"}}{{.}}{{end}}"
 );
 
 /// Output kept from ordinary commands; logs and builds choose their own.
@@ -1049,11 +1069,19 @@ mod tests {
 
     #[test]
     fn the_slot_label_is_read_whole() {
-        assert!(STATE_FORMAT.contains(names::SLOT_LABEL));
-        let s = ContainerState::parse("running|0|false|1|||| /slots/a|b c \n").unwrap();
+        for label in [names::SLOT_LABEL, names::RESULT_LABEL, names::WRAPPER_LABEL] {
+            assert!(STATE_FORMAT.contains(&format!("\"{label}\"")), "{label}");
+        }
+        let s = ContainerState::parse("running|0|false|1||||||| /slots/a|b c \n").unwrap();
         assert_eq!(s.slot, " /slots/a|b c ");
-        let s = ContainerState::parse("running|0|false|1|x|id|x|\n").unwrap();
+        let s = ContainerState::parse("running|0|false|1|x|id|x|img|0.1.0|r_0|\n").unwrap();
         assert_eq!(s.slot, "");
+        assert_eq!(
+            (s.image.as_str(), s.made_by_wrapper, s.result.as_str()),
+            ("img", true, "r_0")
+        );
+        let s = ContainerState::parse("running|0|false|1|x|id|x|img|||\n").unwrap();
+        assert!(!s.made_by_wrapper && s.result.is_empty());
         assert_eq!(ContainerState::parse("running|0|false|1").unwrap().slot, "");
     }
 

@@ -6,6 +6,10 @@
 /// are refused; keep room for a registry prefix and a tag.
 const MAX_NAME: usize = 200;
 
+/// Label on every container docker_wrapper makes: its version.
+pub const WRAPPER_LABEL: &str = "boinc.docker_wrapper";
+/// Label on a task's container: the BOINC result it runs.
+pub const RESULT_LABEL: &str = "boinc.result";
 /// Label on a task's container: the slot directory of the task it belongs
 /// to, so that another slot's wrapper does not adopt it.
 pub const SLOT_LABEL: &str = "boinc.docker_wrapper.slot";

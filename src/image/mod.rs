@@ -575,9 +575,60 @@ fn same_image(a: &str, b: &str) -> bool {
     a.trim_start_matches("localhost/") == b.trim_start_matches("localhost/")
 }
 
+/// Whether `image` (a container's, as the engine recorded it) is one this
+/// project's tasks run: an image of its cache, or job.toml's `image_name`.
+pub fn is_task_image(project_dir_name: &str, image_name: Option<&str>, image: &str) -> bool {
+    let image = reference(image);
+    match image_name {
+        Some(name) => image == reference(name),
+        None => image
+            .strip_prefix(CACHE_REPOSITORY)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .and_then(|rest| rest.strip_prefix(engine::name_component(project_dir_name).as_str()))
+            .is_some_and(|tag| tag.starts_with(':')),
+    }
+}
+
+/// An image reference as both engines may record it, in one spelling:
+/// without the registry a local or Docker Hub image gets, with a tag.
+fn reference(name: &str) -> String {
+    let name = name.trim();
+    let name = ["localhost/", "docker.io/library/", "docker.io/"]
+        .iter()
+        .find_map(|prefix| name.strip_prefix(prefix))
+        .unwrap_or(name);
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.contains(':') || last.contains('@') {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_containers_image_is_the_tasks_only_if_the_project_could_run_it() {
+        let ours = |image_name: Option<&str>, image: &str| {
+            is_task_image("example.org_p", image_name, image)
+        };
+        assert!(ours(None, "boinc_wrapper/example.org_p:0a1b2c"));
+        assert!(ours(None, "localhost/boinc_wrapper/example.org_p:0a1b2c"));
+        assert!(!ours(None, "boinc_wrapper/example.org_p2:0a1b2c"));
+        assert!(!ours(None, "boinc_wrapper/other:0a1b2c"));
+        assert!(!ours(None, "busybox"));
+        assert!(!ours(None, ""));
+        assert!(ours(Some("debian"), "docker.io/library/debian:latest"));
+        assert!(ours(Some("localhost/app:2"), "app:2"));
+        assert!(ours(
+            Some("reg.example:5000/app"),
+            "reg.example:5000/app:latest"
+        ));
+        assert!(!ours(Some("debian"), "debian:12"));
+        assert!(!ours(Some("debian"), "boinc_wrapper/example.org_p:0a1b2c"));
+    }
 
     #[test]
     fn leftovers_are_counted_for_the_log() {

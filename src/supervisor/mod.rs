@@ -12,8 +12,8 @@ use crate::journal::Phase;
 use crate::suspend::Paused;
 
 pub use start::{
-    owner, plan_from_journal, plan_start, recover, trusted_cpu_time, Attempt, Found, Owner,
-    Recovery, StartPlan,
+    owner, plan_from_journal, plan_start, recover, trusted_cpu_time, Attempt, Found, Identity,
+    Owner, Recovery, StartPlan,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -153,6 +153,9 @@ pub fn plan_start(journal: Option<&Journal>, found: &Found, boot_time: Option<i6
 /// Whose a container with the task's name is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner {
+    /// Not made by the wrapper for this task (no wrapper label, another
+    /// result, an image the task would not run): it only has the name.
+    Stranger,
     /// This slot's (or made before containers recorded their slot).
     ThisSlot,
     /// Another slot's task still holds it: a second wrapper for the same
@@ -166,17 +169,34 @@ pub enum Owner {
 /// starting in its slot, before its journal names the container.
 pub const STARTING_UP_SECS: i64 = 120;
 
-/// `recorded_slot`: the slot on the container's label; `claimed_there`:
-/// whether that slot's journal names the container and the job has not
-/// ended (asked only of another slot); `age_secs`: since the container was
-/// created, when known.
+/// What a container found under the task's name says of itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity<'a> {
+    /// It carries the wrapper's label.
+    pub by_wrapper: bool,
+    /// The result on its label.
+    pub result: &'a str,
+    /// The slot on its label.
+    pub slot: &'a str,
+    /// Its image is one the task runs.
+    pub task_image: bool,
+}
+
+/// `this`: the task's own result and slot; `claimed_there`: whether the
+/// found container's slot's journal names the container and the job has
+/// not ended (asked only of another slot); `age_secs`: since the container
+/// was created, when known.
 pub fn owner(
+    this_result: &str,
     this_slot: &str,
-    recorded_slot: &str,
+    found: &Identity,
     claimed_there: impl FnOnce() -> bool,
     age_secs: Option<i64>,
 ) -> Owner {
-    if recorded_slot.is_empty() || recorded_slot == this_slot {
+    let recorded_slot = found.slot;
+    if !found.by_wrapper || found.result != this_result || !found.task_image {
+        Owner::Stranger
+    } else if recorded_slot.is_empty() || recorded_slot == this_slot {
         Owner::ThisSlot
     } else if claimed_there() || !age_secs.is_some_and(|age| age >= STARTING_UP_SECS) {
         Owner::OtherSlot
@@ -298,20 +318,67 @@ mod tests {
         }
     }
 
+    /// A container of this task's result found with `slot` on its label.
+    fn ours(slot: &str) -> Identity<'_> {
+        Identity {
+            by_wrapper: true,
+            result: "r_0",
+            slot,
+            task_image: true,
+        }
+    }
+
     #[test]
     fn a_container_of_another_slot_is_never_adopted() {
         let unasked = || panic!("this slot's own container needs no look at another slot");
-        assert_eq!(owner("/s/1", "/s/1", unasked, Some(9999)), Owner::ThisSlot);
+        let owner = |found: &Identity, claimed: &dyn Fn() -> bool, age| {
+            owner("r_0", "/s/1", found, claimed, age)
+        };
+        assert_eq!(owner(&ours("/s/1"), &unasked, Some(9999)), Owner::ThisSlot);
         // Containers made before the label existed.
-        assert_eq!(owner("/s/1", "", unasked, Some(9999)), Owner::ThisSlot);
-        assert_eq!(owner("/s/1", "/s/2", || true, Some(9999)), Owner::OtherSlot);
+        assert_eq!(owner(&ours(""), &unasked, Some(9999)), Owner::ThisSlot);
+        assert_eq!(owner(&ours("/s/2"), &|| true, Some(9999)), Owner::OtherSlot);
         // Its task may still be starting there.
-        assert_eq!(owner("/s/1", "/s/2", || false, Some(10)), Owner::OtherSlot);
-        assert_eq!(owner("/s/1", "/s/2", || false, None), Owner::OtherSlot);
+        assert_eq!(owner(&ours("/s/2"), &|| false, Some(10)), Owner::OtherSlot);
+        assert_eq!(owner(&ours("/s/2"), &|| false, None), Owner::OtherSlot);
         assert_eq!(
-            owner("/s/1", "/s/2", || false, Some(STARTING_UP_SECS)),
+            owner(&ours("/s/2"), &|| false, Some(STARTING_UP_SECS)),
             Owner::Orphan
         );
+    }
+
+    #[test]
+    fn a_container_with_only_the_tasks_name_is_a_stranger() {
+        let unasked = || panic!("a stranger's slot is not asked");
+        let owner = |found: &Identity| owner("r_0", "/s/1", found, unasked, Some(10));
+        for stranger in [
+            // Made by another program (the C++ wrapper, a person).
+            Identity {
+                by_wrapper: false,
+                ..ours("/s/1")
+            },
+            Identity {
+                by_wrapper: false,
+                slot: "",
+                ..ours("")
+            },
+            // Labelled by the wrapper for another result.
+            Identity {
+                result: "r_1",
+                ..ours("/s/1")
+            },
+            Identity {
+                result: "",
+                ..ours("/s/1")
+            },
+            // Its labels copied onto another image.
+            Identity {
+                task_image: false,
+                ..ours("/s/1")
+            },
+        ] {
+            assert_eq!(owner(&stranger), Owner::Stranger, "{stranger:?}");
+        }
     }
 
     fn journal(phase: Phase, exit_code: Option<i32>) -> Journal {

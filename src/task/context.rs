@@ -91,12 +91,12 @@ impl TaskContext {
     pub fn labels(&self) -> Vec<(String, String)> {
         vec![
             (
-                "boinc.docker_wrapper".into(),
+                engine::WRAPPER_LABEL.into(),
                 env!("CARGO_PKG_VERSION").into(),
             ),
             ("boinc.project".into(), self.init.project_dir_name().into()),
             ("boinc.wu".into(), self.init.wu_name.clone()),
-            ("boinc.result".into(), self.init.result_name.clone()),
+            (engine::RESULT_LABEL.into(), self.init.result_name.clone()),
             (engine::SLOT_LABEL.into(), self.slot_label()),
         ]
     }

@@ -14,6 +14,7 @@ use crate::engine::{
     self, ContainerEngine, ContainerState, ContainerStatus, Engine, EngineError, EngineKind, Known,
 };
 use crate::host_limits;
+use crate::image;
 use crate::init_data::InitData;
 use crate::journal::{Journal, Phase};
 use crate::os;
@@ -380,6 +381,16 @@ impl<'a> TaskRun<'a> {
                     self.engine.remove(&ctx.container)?;
                     None
                 }
+                Owner::Stranger => {
+                    log::warn!(
+                        "container {} ({}) was not made by docker_wrapper for this task: removing it and creating the task's own",
+                        ctx.container,
+                        describe_stranger(&state)
+                    );
+                    self.engine.kill(&ctx.container);
+                    self.engine.remove(&ctx.container)?;
+                    None
+                }
             },
             None => None,
         };
@@ -418,7 +429,27 @@ impl<'a> TaskRun<'a> {
                 .is_some_and(|j| j.container == self.ctx.container && j.phase != Phase::Finished)
         };
         let age = state.created.map(|created| os::unix_time_now() - created);
-        supervisor::owner(&self.ctx.slot_label(), &state.slot, claimed_there, age)
+        let task_image = if self.image.is_empty() {
+            let image_name = self.ctx.config.image_name.as_deref();
+            image::is_task_image(self.ctx.project_name(), image_name, &state.image)
+        } else {
+            // The journal names the image this task's container runs.
+            image::is_task_image(self.ctx.project_name(), Some(&self.image), &state.image)
+        };
+        let found = supervisor::Identity {
+            by_wrapper: state.made_by_wrapper,
+            result: &state.result,
+            slot: &state.slot,
+            task_image,
+        };
+        let this_result = &self.ctx.init.result_name;
+        supervisor::owner(
+            this_result,
+            &self.ctx.slot_label(),
+            &found,
+            claimed_there,
+            age,
+        )
     }
 
     /// Kills and removes this slot's container after a failure that ends
@@ -466,6 +497,25 @@ impl<'a> TaskRun<'a> {
             exit_code,
         };
         journal.save(&self.ctx.slot_dir);
+    }
+}
+
+/// What a stranger under the task's name is, for the log.
+fn describe_stranger(state: &ContainerState) -> String {
+    let image = if state.image.is_empty() {
+        "no image"
+    } else {
+        &state.image
+    };
+    if !state.made_by_wrapper {
+        format!("image {image}, no docker_wrapper label")
+    } else {
+        let result = if state.result.is_empty() {
+            "none"
+        } else {
+            &state.result
+        };
+        format!("image {image}, labelled for result {result}")
     }
 }
 

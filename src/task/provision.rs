@@ -171,16 +171,22 @@ fn prepare(ctx: &TaskContext, engine: &Engine, image: String, facts: &Facts) -> 
             .flatten(),
         pull_never: facts.knows_pull_never(),
         user: engine.job_user(ctx.config.run_as_wrapper_user),
-        gpu_args: if ctx.config.use_gpu {
-            engine
-                .gpu_args(&ctx.init.gpu_type, ctx.init.gpu_device_num)
-                .unwrap_or_else(|why| {
-                    log::warn!("{why}: running without a GPU");
-                    Vec::new()
-                })
-        } else {
-            Vec::new()
-        },
+        gpu_args: gpu_args(ctx, engine)?,
+    })
+}
+
+/// The flags that give the job its GPU. A job that asks for one never runs
+/// without it: one that cannot be passed in ends the task.
+fn gpu_args(ctx: &TaskContext, engine: &Engine) -> Result<Vec<String>> {
+    if !ctx.config.use_gpu {
+        return Ok(Vec::new());
+    }
+    let (gpu_type, device) = (&ctx.init.gpu_type, ctx.init.gpu_device_num);
+    engine.gpu_args(gpu_type, device).map_err(|why| {
+        anyhow::anyhow!(
+            "job.toml sets use_gpu = true, and the GPU the client assigned (type {:?}, device {device}) cannot be given to the container: {why}; the job is not run without it",
+            gpu_type
+        )
     })
 }
 

@@ -35,6 +35,8 @@ impl Slot {
             cli: Cli::default(),
             init: InitData {
                 ncpus: 1.0,
+                project_dir: "/var/lib/boinc/projects/test".into(),
+                result_name: "wu_0".into(),
                 ..InitData::default()
             },
             container: "boinc__test__wu_0".into(),
@@ -291,7 +293,7 @@ fn an_engine_that_loses_the_container_mid_task_means_a_retry() {
 fn a_paused_container_from_an_earlier_run_is_unpaused() {
     let slot = Slot::new("reconcile-paused");
     slot.keep(Phase::KeptPaused);
-    let engine = FakeEngine::with_container(ContainerStatus::Paused);
+    let engine = with_our_container(ContainerStatus::Paused);
     engine.exit_after_waits(2, 0, false);
     let client = FakeClient::scripted(&[resumed]);
     let outcome = run_task(&slot.context(), &engine, &client).unwrap();
@@ -303,7 +305,7 @@ fn a_paused_container_from_an_earlier_run_is_unpaused() {
 fn a_container_stopped_for_a_quit_is_started_again() {
     let slot = Slot::new("reconcile-stopped");
     slot.keep(Phase::KeptStopped);
-    let engine = FakeEngine::with_container(ContainerStatus::Exited);
+    let engine = with_our_container(ContainerStatus::Exited);
     engine.edit_container(|c| c.exit_code = 143);
     let client = FakeClient::scripted(&[resumed, quit]);
     let outcome = run_task(&slot.context(), &engine, &client).unwrap();
@@ -315,13 +317,23 @@ fn a_container_stopped_for_a_quit_is_started_again() {
 fn a_job_that_ended_while_the_wrapper_was_away_is_reported_not_rerun() {
     let slot = Slot::new("reconcile-ended");
     slot.keep(Phase::Running);
-    let engine = FakeEngine::with_container(ContainerStatus::Exited);
+    let engine = with_our_container(ContainerStatus::Exited);
     engine.edit_container(|c| c.exit_code = 3);
     let client = FakeClient::scripted(&[resumed]);
     let outcome = run_task(&slot.context(), &engine, &client).unwrap();
     assert_eq!(outcome, Outcome::Finished(3));
     assert_eq!(engine.changes(), ["rm"]);
     assert_eq!(slot.journal_phase(), Some(Phase::Finished));
+}
+
+/// An engine with the container an earlier run of the task made.
+fn with_our_container(status: ContainerStatus) -> FakeEngine {
+    let engine = FakeEngine::with_container(status);
+    engine.edit_container(|c| {
+        c.result = "wu_0".into();
+        c.image = IMAGE.into();
+    });
+    engine
 }
 
 /// An engine that already has a container under the task's name, made
@@ -331,6 +343,8 @@ fn name_taken(status: ContainerStatus, slot: &str, age_secs: i64) -> FakeEngine 
     engine.set_container(Some(status));
     engine.edit_container(|c| {
         c.slot = slot.into();
+        c.result = "wu_0".into();
+        c.image = IMAGE.into();
         c.created = Some(os::unix_time_now() - age_secs);
     });
     engine
@@ -530,6 +544,52 @@ fn an_orphan_is_removed_and_a_new_container_made() {
 }
 
 #[test]
+fn a_stranger_with_the_tasks_name_is_removed_and_the_tasks_own_container_made() {
+    let strangers: [(&str, fn(&mut ContainerState)); 3] = [
+        ("no labels", |c| {
+            c.made_by_wrapper = false;
+            c.result.clear();
+            c.slot.clear();
+        }),
+        ("another result", |c| c.result = "wu_1".into()),
+        ("another image", |c| c.image = "busybox:latest".into()),
+    ];
+    for (what, make_stranger) in strangers {
+        let slot = Slot::new("stranger");
+        let engine = name_taken(ContainerStatus::Running, &slot.dir().to_string_lossy(), 5);
+        engine.edit_container(make_stranger);
+        engine.exit_after_waits(2, 0, false);
+        let client = FakeClient::scripted(&[resumed]);
+        let outcome = run_task(&slot.context(), &engine, &client).unwrap();
+        assert_eq!(outcome, Outcome::Finished(0), "{what}");
+        assert_eq!(
+            commands_to_start(&engine),
+            ["run", "find", "kill", "rm", "run", "inspect"],
+            "{what}"
+        );
+        assert_eq!(engine.last_spec().unwrap().image, IMAGE, "{what}");
+    }
+}
+
+#[test]
+fn a_leftover_of_an_earlier_run_with_its_journal_is_continued_not_taken_for_a_stranger() {
+    let slot = Slot::new("journal-image");
+    slot.keep(Phase::Running);
+    let engine = name_taken(ContainerStatus::Running, &slot.dir().to_string_lossy(), 5);
+    engine.exit_after_waits(2, 0, false);
+    let client = FakeClient::scripted(&[resumed]);
+    assert_eq!(
+        run_task(&slot.context(), &engine, &client).unwrap(),
+        Outcome::Finished(0)
+    );
+    assert!(
+        !engine.calls().iter().any(|call| call == "kill"),
+        "{:?}",
+        engine.calls()
+    );
+}
+
+#[test]
 fn a_name_taken_again_after_the_look_means_a_retry_later() {
     let slot = Slot::new("name-race");
     let engine = name_taken(ContainerStatus::Exited, "/gone/slots/9", 3600);
@@ -574,7 +634,7 @@ fn web_graphics_of_a_continued_container_are_announced_from_the_engine() {
     let mut ctx = slot.context();
     ctx.config.web_graphics_guest_port = Some(8080);
     slot.keep(Phase::KeptPaused);
-    let engine = FakeEngine::with_container(ContainerStatus::Paused);
+    let engine = with_our_container(ContainerStatus::Paused);
     let client = FakeClient::scripted(&[quit]);
     run_task(&ctx, &engine, &client).unwrap();
     assert!(engine.calls().contains(&"port 8080".to_string()));
