@@ -19,6 +19,8 @@ on_both_engines!(
     a_link_at_the_journal_temp_file_is_not_followed,
     a_link_at_boinc_finish_called_is_not_followed,
     a_link_at_stderr_txt_is_not_followed_after_a_restart,
+    links_the_job_leaves_are_not_handed_to_the_client,
+    control_files_that_are_links_are_refused_not_followed,
 );
 
 /// A runner that starts the wrapper with its data size limited (RLIMIT_DATA: the engines' Go
@@ -215,5 +217,101 @@ fn a_link_at_stderr_txt_is_not_followed_after_a_restart(kind: EngineKind) {
         "{}",
         outcome.describe()
     );
+    engine.assert_no_container(&task);
+}
+
+/// A host file the client's user can read (an account key) and its
+/// directory, which a job must not get the client to send.
+fn host_secret(name: &str) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(name).unwrap();
+    let secret = dir.path().join("account_example.org.xml");
+    // A completion code, should anything read it as the job's file.
+    std::fs::write(&secret, "3\n1\n<authenticator>secret</authenticator>\n").unwrap();
+    (dir, secret)
+}
+
+/// Outputs the client would rename from the slot and upload: a link to a
+/// host file, to a directory, one inside a subdirectory and a linked
+/// subdirectory. All are removed before boinc_finish and named in
+/// stderr.txt; what they lead to stays; plain results stay.
+fn links_the_job_leaves_are_not_handed_to_the_client(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let (dir, secret) = host_secret("handover");
+    let script = format!(
+        "ln -s {secret} result.dat; ln -s {dir} result_dir; mkdir -p sub/deeper; \
+         ln -s {secret} sub/deeper/key; ln -s {dir} linked; echo ok > plain.txt",
+        secret = secret.display(),
+        dir = dir.path().display()
+    );
+    let mut task = TaskBuilder::on_engine("handover", WRAPPER, &engine)
+        .job(TestJob::shell(&script))
+        .start()
+        .unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    for (name, to) in [
+        ("result.dat", secret.clone()),
+        ("result_dir", dir.path().to_path_buf()),
+        ("sub/deeper/key", secret.clone()),
+        ("linked", dir.path().to_path_buf()),
+    ] {
+        let line = format!(
+            "{} is a link to {}: not handed to the client, removed",
+            task.slot_dir().join(name).display(),
+            to.display()
+        );
+        assert!(
+            outcome.stderr_txt.contains(&line),
+            "{line}\n{}",
+            outcome.describe()
+        );
+        assert!(
+            std::fs::symlink_metadata(task.slot_dir().join(name)).is_err(),
+            "{name}"
+        );
+    }
+    assert_eq!(task.read_slot_file("plain.txt").as_deref(), Some("ok\n"));
+    assert!(secret.is_file() && dir.path().is_dir());
+    engine.assert_no_container(&task);
+}
+
+/// Trickle, completion and upload files the job makes links: none is
+/// followed or handed on, each is said in stderr.txt, the job ends as it
+/// would have.
+fn control_files_that_are_links_are_refused_not_followed(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let (_dir, secret) = host_secret("control_links");
+    let script = format!(
+        "ln -s {s} status; ln -s {s} done; ln -s {s} partial.dat; sleep 7",
+        s = secret.display()
+    );
+    let job_toml = "trickle_trigger_files = [\"status\"]\ncompletion_trigger_file = \"done\"\n\
+                    intermediate_upload_files = [\"partial.dat\"]";
+    let mut task = TaskBuilder::on_engine("control_links", WRAPPER, &engine)
+        .job(TestJob::shell(&script).job_toml(job_toml))
+        .start()
+        .unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    // Not the code in the linked file: the job's own.
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert!(
+        task.trickle_up_messages().is_empty(),
+        "{:?}",
+        task.trickle_up_messages()
+    );
+    assert!(!task.slot_dir().join("boinc_ufr_partial.dat").exists());
+    for said in [
+        "status: ignored",
+        "done: ignored",
+        "partial.dat: ",
+        "no upload asked for",
+    ] {
+        assert!(
+            outcome.stderr_txt.contains(said),
+            "{said}\n{}",
+            outcome.describe()
+        );
+    }
+    assert!(std::fs::read_to_string(&secret).unwrap().contains("secret"));
     engine.assert_no_container(&task);
 }
