@@ -91,6 +91,10 @@ pub struct JobConfig {
     /// vboxwrapper's `job_duration`: seconds of running time after which
     /// the job is stopped and the task succeeds.
     pub job_duration_secs: Option<u64>,
+    /// Mount each linked file's real file at its name under the workdir;
+    /// false leaves the client's link files as they are, for images that
+    /// resolve them themselves.
+    pub mount_linked_files: bool,
 }
 
 /// The files a job may write into the slot to ask things of the client, as
@@ -189,6 +193,7 @@ impl Default for JobConfig {
                 ..ControlFiles::default()
             },
             job_duration_secs: None,
+            mount_linked_files: true,
         }
     }
 }
@@ -419,6 +424,10 @@ const KEYS: &[(&str, Apply)] = &[
         c.control.checkpoint_file = e.optional_string_where(FILE_NAME, is_plain_file_name)?;
         Ok(())
     }),
+    ("mount_linked_files", |c, e| {
+        c.mount_linked_files = e.boolean()?;
+        Ok(())
+    }),
     ("job_duration", |c, e| {
         let secs: u64 = e.integer_in(
             0..=JOB_DURATION_MAX,
@@ -548,6 +557,9 @@ impl JobConfig {
         );
         for (key, name) in self.control.names() {
             add(key, name.to_string());
+        }
+        if !self.mount_linked_files {
+            add("mount linked files", yes_no(false));
         }
         if let Some(secs) = self.job_duration_secs {
             add("job duration", format!("{secs} s of running time"));
@@ -970,6 +982,7 @@ mod tests {
             minimum_heartbeat_interval = 60
             checkpoint_file = "ckpt"
             job_duration = 3600
+            mount_linked_files = false
             "#,
         );
         let expected = JobConfig {
@@ -1014,6 +1027,7 @@ mod tests {
                 checkpoint_file: Some("ckpt".into()),
             },
             job_duration_secs: Some(3600),
+            mount_linked_files: false,
         };
         assert_eq!(c, expected);
     }
@@ -1736,6 +1750,7 @@ mod props {
             optional("checkpoint_file", control_name("checkpoint:"), |c, s| {
                 c.control.checkpoint_file = s
             }),
+            boolean("mount_linked_files", |c, b| c.mount_linked_files = b),
             integer("job_duration", 0..=JOB_DURATION_MAX, |c, n| {
                 c.job_duration_secs = (n != 0).then_some(n as u64)
             }),
