@@ -17,6 +17,7 @@ on_both_engines!(
     project_dir_and_mounts_are_mounted,
     boinc_sample_app_resolves_its_soft_links_under_the_project_mount,
     buda_style_app_gets_its_args_through_a_shell_form_cmd,
+    check_reports_the_engine_root_reaches,
 );
 
 fn success_writes_output_into_the_slot(kind: EngineKind) {
@@ -183,4 +184,24 @@ fn buda_style_app_gets_its_args_through_a_shell_form_cmd(kind: EngineKind) {
         Some("3 words: --exit 208 --steps=3\n")
     );
     engine.assert_no_container(&task);
+}
+
+/// `--check` as root: the engine, its version, rootful, and success.
+fn check_reports_the_engine_root_reaches(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let out = engine.wrapper_check(WRAPPER);
+    let report = format!("{}{}", out.stdout, out.stderr);
+    assert!(out.success(), "{report}");
+    let line = format!(
+        "{kind:?} ({}): version {}",
+        engine.cli().display(),
+        engine.version()
+    );
+    assert!(report.contains(&line), "no '{line}' in\n{report}");
+    assert!(report.contains("rootful, cgroup v"), "{report}");
+    assert!(report.contains("hello-world: "), "{report}");
+    assert!(
+        report.contains(&format!("a task could run here, on {kind:?}")),
+        "{report}"
+    );
 }

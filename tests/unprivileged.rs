@@ -21,6 +21,7 @@ on_both_engines!(
     malformed_job_toml_is_an_error_naming_the_file,
     cpu_time_reaches_the_client,
     limits_the_engine_refuses_are_dropped_with_one_warning,
+    check_as_boinc_reports_the_engine_it_reaches,
 );
 
 /// A job for `engine`: without a network where it has none.
@@ -268,4 +269,23 @@ fn limits_the_engine_refuses_are_dropped_with_one_warning(kind: EngineKind) {
         outcome.describe()
     );
     engine.assert_no_container(&task);
+}
+
+/// `--check` as the BOINC user: rootless Podman, or Docker through the
+/// docker group, reached and usable.
+fn check_as_boinc_reports_the_engine_it_reaches(kind: EngineKind) {
+    let engine = TestEngine::require_unprivileged(kind);
+    let out = engine.wrapper_check(WRAPPER);
+    let report = format!("{}{}", out.stdout, out.stderr);
+    assert!(out.success(), "{report}");
+    assert!(report.contains("user: boinc (uid "), "{report}");
+    let how = match kind {
+        EngineKind::Podman => "rootless",
+        EngineKind::Docker => "rootful",
+    };
+    assert!(report.contains(&format!("{how}, cgroup v")), "{report}");
+    assert!(
+        report.contains(&format!("a task could run here, on {kind:?}")),
+        "{report}"
+    );
 }
