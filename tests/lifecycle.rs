@@ -3,6 +3,7 @@
 
 use dw_test_support::scenarios::{self, Wrapper};
 use dw_test_support::*;
+use std::time::Instant;
 
 const WRAPPER: &str = wrapper_path!();
 
@@ -17,6 +18,7 @@ on_both_engines!(
     web_graphics_url_reaches_the_client_and_the_port_answers,
     a_journal_written_by_the_job_cannot_inflate_cpu_time,
     a_cxx_era_web_app_serves_on_port_80_and_ends_at_its_job_duration,
+    job_duration_does_not_count_time_suspended,
 );
 
 fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
@@ -350,5 +352,36 @@ fn a_cxx_era_web_app_serves_on_port_80_and_ends_at_its_job_duration(kind: Engine
         .filter_map(|(_, s)| s.fraction_done)
         .collect();
     assert!(shares.iter().any(|f| *f > 0.1 && *f < 1.0), "{shares:?}");
+    engine.assert_no_container(&task);
+}
+
+/// `job_duration = 6`, suspended for 8 s after the job has counted a little:
+/// the task ends as a success, and no sooner than 6 s of running time plus
+/// the suspension (less the two-second report grid).
+fn job_duration_does_not_count_time_suspended(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let job = TestJob::shell(COUNTER_JOB).job_toml("job_duration = 6\nstop_grace_secs = 2\n");
+    let mut task = TaskBuilder::on_engine("job_duration_suspend", WRAPPER, &engine)
+        .job(job)
+        .start()
+        .unwrap();
+    task.wait_for_counter_above(1, COUNT_WAIT);
+    let running = Instant::now();
+    task.send_control(Control::Suspend);
+    std::thread::sleep(Duration::from_secs(8));
+    task.send_control(Control::Resume);
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    let took = running.elapsed();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert!(
+        outcome.stderr_txt.contains("job_duration of 6 s"),
+        "{}",
+        outcome.describe()
+    );
+    assert!(
+        took >= Duration::from_secs(12),
+        "ended {took:?} after the job ran, suspended 8 s of it\n{}",
+        outcome.describe()
+    );
     engine.assert_no_container(&task);
 }

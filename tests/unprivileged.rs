@@ -22,6 +22,7 @@ on_both_engines!(
     cpu_time_reaches_the_client,
     limits_the_engine_refuses_are_dropped_with_one_warning,
     check_as_boinc_reports_the_engine_it_reaches,
+    a_job_binds_port_80_in_its_own_network,
 );
 
 /// A job for `engine`: without a network where it has none.
@@ -288,4 +289,17 @@ fn check_as_boinc_reports_the_engine_it_reaches(kind: EngineKind) {
         report.contains(&format!("a task could run here, on {kind:?}")),
         "{report}"
     );
+}
+
+/// A web server on port 80 inside the container, as images written for the
+/// C++ wrapper run one, works without capabilities as `boinc` too.
+fn a_job_binds_port_80_in_its_own_network(kind: EngineKind) {
+    let engine = TestEngine::require_unprivileged(kind);
+    let script = "mkdir -p www && echo served > www/index.html && httpd -p 80 -h www && \\
+                  wget -q -O got.txt http://127.0.0.1:80/index.html";
+    let mut task = start(&engine, "port_80", job(&engine, script, ""));
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert_eq!(task.read_slot_file("got.txt").as_deref(), Some("served\n"));
+    engine.assert_no_container(&task);
 }
