@@ -19,6 +19,7 @@ on_both_engines!(
     a_journal_written_by_the_job_cannot_inflate_cpu_time,
     a_cxx_era_web_app_serves_on_port_80_and_ends_at_its_job_duration,
     job_duration_does_not_count_time_suspended,
+    the_cxx_wrapper_serves_the_web_app_but_never_ends_it,
 );
 
 fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
@@ -299,12 +300,14 @@ httpd -p 80 -h /var/www || { echo 'cannot serve the graphics on port 80' >&2; ex
   echo \"uid $(id -u) home $HOME\"; } > checks.txt 2>&1
 i=0; while :; do i=$((i+1)); echo $i > beats; sleep 0.2; done";
 
-fn a_cxx_era_web_app_serves_on_port_80_and_ends_at_its_job_duration(kind: EngineKind) {
-    let engine = TestEngine::require(kind);
+/// Starts the web app and waits until its graphics are served.
+fn start_cxx_era_web_app(wrapper: &str, engine: &TestEngine) -> Task {
     let job = TestJob::shell(CXX_ERA_WEB_JOB)
         .dockerfile(CXX_ERA_WEB_DOCKERFILE)
-        .job_toml("workdir = \"/science\"\nweb_graphics_guest_port = 80\njob_duration = 12\nstop_grace_secs = 10\n");
-    let mut task = TaskBuilder::on_engine("cxx_era_web", WRAPPER, &engine)
+        .job_toml(&format!(
+            "workdir = \"/science\"\nweb_graphics_guest_port = 80\njob_duration = {WEB_APP_DURATION_SECS}\nstop_grace_secs = 10\n"
+        ));
+    let task = TaskBuilder::on_engine("cxx_era_web", wrapper, engine)
         .job(job)
         .start()
         .unwrap();
@@ -325,6 +328,14 @@ fn a_cxx_era_web_app_serves_on_port_80_and_ends_at_its_job_duration(kind: Engine
         "nothing served on {url}\n{}",
         task.logs_tail(30)
     );
+    task
+}
+
+const WEB_APP_DURATION_SECS: u64 = 12;
+
+fn a_cxx_era_web_app_serves_on_port_80_and_ends_at_its_job_duration(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let mut task = start_cxx_era_web_app(WRAPPER, &engine);
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert!(
@@ -383,5 +394,21 @@ fn job_duration_does_not_count_time_suspended(kind: EngineKind) {
         "ended {took:?} after the job ran, suspended 8 s of it\n{}",
         outcome.describe()
     );
+    engine.assert_no_container(&task);
+}
+
+/// The C++ wrapper serves the same app's graphics (it runs the image's root
+/// with the engine's default capabilities), but knows no `job_duration`:
+/// the job is still running well past it, and only an abort ends it.
+fn the_cxx_wrapper_serves_the_web_app_but_never_ends_it(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let cxx = dw_test_support::release::cxx_wrapper().unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    let mut task = start_cxx_era_web_app(cxx.to_str().unwrap(), &engine);
+    let past = Duration::from_secs(WEB_APP_DURATION_SECS + 4);
+    std::thread::sleep(past.saturating_sub(started.elapsed()));
+    assert!(task.is_running(), "{}", task.logs_tail(30));
+    task.send_control(Control::Abort);
+    task.wait_exit(Duration::from_secs(60)).unwrap();
     engine.assert_no_container(&task);
 }

@@ -18,6 +18,7 @@ on_both_engines!(
     boinc_sample_app_resolves_its_soft_links_under_the_project_mount,
     buda_style_app_gets_its_args_through_a_shell_form_cmd,
     check_reports_the_engine_root_reaches,
+    the_cxx_wrapper_runs_the_same_sample_apps,
 );
 
 fn success_writes_output_into_the_slot(kind: EngineKind) {
@@ -124,6 +125,10 @@ fn project_dir_and_mounts_are_mounted(kind: EngineKind) {
 /// Such a script needs the link file itself, which this wrapper replaces by
 /// the real file unless job.toml says `mount_linked_files = false`.
 fn boinc_sample_app_resolves_its_soft_links_under_the_project_mount(kind: EngineKind) {
+    run_boinc_sample_app(WRAPPER, kind);
+}
+
+fn run_boinc_sample_app(wrapper: &str, kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let dockerfile = "FROM scratch\n\
         COPY busybox /bin/busybox\n\
@@ -137,7 +142,7 @@ work \"$(physical in)\" out";
     let job = TestJob::shell(script)
         .dockerfile(dockerfile)
         .job_toml("project_dir_mount = \"/project\"\nmount_linked_files = false\n");
-    let mut task = TaskBuilder::on_engine("boinc_sample", WRAPPER, &engine)
+    let mut task = TaskBuilder::on_engine("boinc_sample", wrapper, &engine)
         .job(job)
         .project_file(
             "in",
@@ -164,6 +169,10 @@ work \"$(physical in)\" out";
 /// script as words. Its exit code, here one of BOINC's own (208), is the
 /// task's, as with the C++ wrapper.
 fn buda_style_app_gets_its_args_through_a_shell_form_cmd(kind: EngineKind) {
+    run_buda_style_app(WRAPPER, kind);
+}
+
+fn run_buda_style_app(wrapper: &str, kind: EngineKind) {
     let engine = TestEngine::require(kind);
     let dockerfile = "FROM scratch\n\
         COPY busybox /bin/busybox\n\
@@ -172,7 +181,7 @@ fn buda_style_app_gets_its_args_through_a_shell_form_cmd(kind: EngineKind) {
         ENV ARGS \"\"\n\
         CMD ./main.sh ${ARGS}\n";
     let script = "echo \"$# words: $*\" > out; exit \"$2\"";
-    let mut task = TaskBuilder::on_engine("buda_style", WRAPPER, &engine)
+    let mut task = TaskBuilder::on_engine("buda_style", wrapper, &engine)
         .job(TestJob::shell(script).dockerfile(dockerfile))
         .args(["--exit", "208", "--steps=3"])
         .start()
@@ -204,4 +213,15 @@ fn check_reports_the_engine_root_reaches(kind: EngineKind) {
         report.contains(&format!("a task could run here, on {kind:?}")),
         "{report}"
     );
+}
+
+/// BOINC's C++ docker_wrapper (built from the same source by `cargo xtask
+/// client`) runs both sample apps with the same files: what ours does is
+/// what projects get today. (It ignores `mount_linked_files`, an unknown
+/// key to it, and always leaves the link files as they are.)
+fn the_cxx_wrapper_runs_the_same_sample_apps(kind: EngineKind) {
+    let cxx = dw_test_support::release::cxx_wrapper().unwrap_or_else(|e| panic!("{e}"));
+    let cxx = cxx.to_str().unwrap();
+    run_boinc_sample_app(cxx, kind);
+    run_buda_style_app(cxx, kind);
 }
