@@ -23,6 +23,7 @@ on_both_engines!(
     limits_the_engine_refuses_are_dropped_with_one_warning,
     check_as_boinc_reports_the_engine_it_reaches,
     a_job_binds_port_80_in_its_own_network,
+    an_images_user_is_kept_or_its_replacement_named,
 );
 
 /// A job for `engine`: without a network where it has none.
@@ -302,4 +303,58 @@ fn a_job_binds_port_80_in_its_own_network(kind: EngineKind) {
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     assert_eq!(task.read_slot_file("got.txt").as_deref(), Some("served\n"));
     engine.assert_no_container(&task);
+}
+
+/// An image with its own `USER` (uid 1234 here): rootless Podman runs the
+/// job as that user; Docker runs it as `boinc` and says so in stderr.txt,
+/// naming the key that gives the image its user back. The job's exit code
+/// tells its uid (modulo 200: 34 for 1234).
+fn an_images_user_is_kept_or_its_replacement_named(kind: EngineKind) {
+    let engine = TestEngine::require_unprivileged(kind);
+    let dockerfile = format!(
+        "{}USER 1234\n",
+        dw_test_support::jobs::default_dockerfile("/app")
+    );
+    let run = |name: &str, toml: &str| {
+        let job = job(&engine, "exit $(( $(id -u) % 200 ))", toml).dockerfile(&dockerfile);
+        let mut task = start(&engine, name, job);
+        let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+        engine.assert_no_container(&task);
+        outcome
+    };
+    let replaced = "USER 1234 is replaced";
+    let outcome = run("image_user", "");
+    match kind {
+        EngineKind::Podman => {
+            assert_eq!(outcome.finish_code(), Some(34), "{}", outcome.describe());
+            assert!(
+                !outcome.stderr_txt.contains(replaced),
+                "{}",
+                outcome.describe()
+            );
+        }
+        EngineKind::Docker => {
+            let boinc = boinc_uid(&engine) % 200;
+            assert_eq!(
+                outcome.finish_code(),
+                Some(boinc as i32),
+                "{}",
+                outcome.describe()
+            );
+            assert!(
+                outcome
+                    .stderr_txt
+                    .contains("run_as_wrapper_user = false runs it as 1234"),
+                "{}",
+                outcome.describe()
+            );
+            let outcome = run("image_user_kept", "run_as_wrapper_user = false\n");
+            assert_eq!(outcome.finish_code(), Some(34), "{}", outcome.describe());
+            assert!(
+                !outcome.stderr_txt.contains(replaced),
+                "{}",
+                outcome.describe()
+            );
+        }
+    }
 }
