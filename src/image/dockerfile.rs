@@ -30,13 +30,13 @@ pub fn context_sources(dockerfile: &str) -> Vec<String> {
 pub fn user(dockerfile: &str) -> Option<String> {
     let user = instructions(dockerfile)
         .iter()
-        .filter_map(|instruction| {
+        .rev()
+        .find_map(|instruction| {
             let (keyword, rest) = instruction.split_once(char::is_whitespace)?;
             keyword
                 .eq_ignore_ascii_case("USER")
                 .then(|| rest.trim().to_string())
-        })
-        .last()?;
+        })?;
     let name = user
         .split(':')
         .next()
