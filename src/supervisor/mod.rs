@@ -253,6 +253,8 @@ impl Supervisor {
         actions
     }
 
+    /// `on_at` with no time passing since the last event: for the tests
+    /// whose paths do not depend on the clock.
     #[cfg(test)]
     pub fn on(&mut self, event: &Event) -> Vec<Action> {
         self.on_at(self.now, event)
