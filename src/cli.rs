@@ -44,6 +44,8 @@ pub enum CliAction {
     Run(Cli),
     Help,
     Version,
+    /// `--check`: report what this host offers and exit.
+    Check,
 }
 
 /// A command line that cannot be read.
@@ -82,6 +84,11 @@ impl std::error::Error for CliError {}
 /// Parses the arguments (without the program name).
 pub fn parse(args: Vec<OsString>) -> Result<CliAction, CliError> {
     let args = to_strings(args)?;
+    // Only alone: under the client, a job's own `--check` among its
+    // arguments is the job's.
+    if args == ["--check"] {
+        return Ok(CliAction::Check);
+    }
     let mut cli = Cli::default();
     let mut rest = args.into_iter();
 
@@ -159,6 +166,11 @@ Options:
   --sporadic         run as a BOINC sporadic app
   -h, --help         print this help and exit
   -V, --version      print the version and exit
+  --check            (alone) print what this host offers Docker apps, as the user
+                     running it (engine, version, rootless or not, cgroups,
+                     whether the user reaches it, the BOINC client's
+                     hello-world image; on Windows the WSL distros), and
+                     exit 0 when a task could run here, 1 otherwise
   --                 end of options: all later arguments are job arguments
 
 --config=FILE and --dockerfile=FILE are accepted too. Every other argument,
@@ -214,6 +226,9 @@ mod tests {
         assert_eq!(parse_strs(&["-h"]), Ok(CliAction::Help));
         assert_eq!(parse_strs(&["--version"]), Ok(CliAction::Version));
         assert_eq!(parse_strs(&["-V"]), Ok(CliAction::Version));
+        assert_eq!(parse_strs(&["--check"]), Ok(CliAction::Check));
+        assert_eq!(run(&["--check", "x"]).job_args, strings(&["--check", "x"]));
+        assert_eq!(run(&["x", "--check"]).job_args, strings(&["x", "--check"]));
     }
 
     #[test]

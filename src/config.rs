@@ -88,6 +88,13 @@ pub struct JobConfig {
     pub image_cache_max_mb: u64,
     /// Files through which the job talks to the client (vboxwrapper's keys).
     pub control: ControlFiles,
+    /// vboxwrapper's `job_duration`: seconds of running time after which
+    /// the job is stopped and the task succeeds.
+    pub job_duration_secs: Option<u64>,
+    /// Mount each linked file's real file at its name under the workdir;
+    /// false leaves the client's link files as they are, for images that
+    /// resolve them themselves.
+    pub mount_linked_files: bool,
 }
 
 /// The files a job may write into the slot to ask things of the client, as
@@ -185,6 +192,8 @@ impl Default for JobConfig {
                 minimum_heartbeat_interval_secs: 600,
                 ..ControlFiles::default()
             },
+            job_duration_secs: None,
+            mount_linked_files: true,
         }
     }
 }
@@ -252,6 +261,8 @@ const MOUNT_SPEC: &str =
 const PORT_SPEC: &str =
     "an array of port maps \"host_port:container_port\" (digits, letters and . : [ ] / - only, not starting with '-')";
 const PORT: &str = "an integer port from 1 to 65535 (0 means none)";
+/// The longest `job_duration`: a year of running time.
+const JOB_DURATION_MAX: i64 = 31_536_000;
 const FILE_NAME: &str =
     "a plain file name (not empty, not '.' or '..', no '/', '\\' or control characters, at most 255 characters)";
 const QUIT_ACTION: &str = "\"pause\" or \"stop\"";
@@ -413,6 +424,18 @@ const KEYS: &[(&str, Apply)] = &[
         c.control.checkpoint_file = e.optional_string_where(FILE_NAME, is_plain_file_name)?;
         Ok(())
     }),
+    ("mount_linked_files", |c, e| {
+        c.mount_linked_files = e.boolean()?;
+        Ok(())
+    }),
+    ("job_duration", |c, e| {
+        let secs: u64 = e.integer_in(
+            0..=JOB_DURATION_MAX,
+            "an integer number of seconds from 0 (none) to 31536000 (a year)",
+        )?;
+        c.job_duration_secs = (secs != 0).then_some(secs);
+        Ok(())
+    }),
     ("log_tail_bytes", |c, e| {
         c.log_tail_bytes = e.integer_in(
             0..=16 * 1024 * 1024,
@@ -534,6 +557,12 @@ impl JobConfig {
         );
         for (key, name) in self.control.names() {
             add(key, name.to_string());
+        }
+        if !self.mount_linked_files {
+            add("mount linked files", yes_no(false));
+        }
+        if let Some(secs) = self.job_duration_secs {
+            add("job duration", format!("{secs} s of running time"));
         }
         if self.control.heartbeat_filename.is_some() {
             add(
@@ -952,6 +981,8 @@ mod tests {
             heartbeat_filename = "beat"
             minimum_heartbeat_interval = 60
             checkpoint_file = "ckpt"
+            job_duration = 3600
+            mount_linked_files = false
             "#,
         );
         let expected = JobConfig {
@@ -995,6 +1026,8 @@ mod tests {
                 minimum_heartbeat_interval_secs: 60,
                 checkpoint_file: Some("ckpt".into()),
             },
+            job_duration_secs: Some(3600),
+            mount_linked_files: false,
         };
         assert_eq!(c, expected);
     }
@@ -1150,6 +1183,8 @@ mod tests {
         for (key, bad) in [
             ("web_graphics_guest_port", "-1"),
             ("web_graphics_guest_port", "65536"),
+            ("job_duration", "-1"),
+            ("job_duration", "31536001"),
             ("verbose", "3"),
             ("verbose", "-1"),
             ("cpu_shares", "1"),
@@ -1714,6 +1749,10 @@ mod props {
             }),
             optional("checkpoint_file", control_name("checkpoint:"), |c, s| {
                 c.control.checkpoint_file = s
+            }),
+            boolean("mount_linked_files", |c, b| c.mount_linked_files = b),
+            integer("job_duration", 0..=JOB_DURATION_MAX, |c, n| {
+                c.job_duration_secs = (n != 0).then_some(n as u64)
             }),
             integer("log_tail_bytes", 0..=16 * 1024 * 1024, |c, n| {
                 c.log_tail_bytes = n as u64

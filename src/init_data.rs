@@ -111,6 +111,9 @@ pub struct InitData {
     pub wu_name: String,
     pub result_name: String,
     pub wu_cpu_time: f64,
+    /// The task's running time (wall clock, suspensions excluded) before
+    /// this run, as the client counts it.
+    pub starting_elapsed_time: f64,
     /// Kept exactly as written (0 when absent); callers treat a value <= 0
     /// as 1 CPU.
     pub ncpus: f64,
@@ -359,6 +362,7 @@ fn parse_app_init_data(cur: &mut Cursor<'_>, root: &Elem) -> Result<InitData> {
             "wu_name" => d.wu_name = cur.string(e)?,
             "result_name" => d.result_name = cur.string(e)?,
             "wu_cpu_time" => d.wu_cpu_time = cur.number(e)?,
+            "starting_elapsed_time" => d.starting_elapsed_time = cur.number(e)?,
             "ncpus" => d.ncpus = cur.number(e)?,
             "rsc_memory_bound" => d.rsc_memory_bound = cur.number(e)?,
             "rsc_disk_bound" => d.rsc_disk_bound = cur.number(e)?,
@@ -1075,6 +1079,7 @@ mod tests {
         assert_eq!(d.wu_name, "docker_test_wu_1700000000_0");
         assert_eq!(d.result_name, "docker_test_wu_1700000000_0_r123456789_0");
         assert_eq!(d.wu_cpu_time, 12.5);
+        assert_eq!(d.starting_elapsed_time, 30.25);
         assert_eq!(d.ncpus, 1.0);
         assert_eq!(d.rsc_memory_bound, 536870912.0);
         assert_eq!(d.rsc_disk_bound, 1073741824.0);
@@ -1916,6 +1921,7 @@ mod props {
                     wu_name: wu,
                     result_name: result,
                     wu_cpu_time: cpu,
+                    starting_elapsed_time: 0.0,
                     ncpus,
                     rsc_memory_bound: mem,
                     rsc_disk_bound: disk,

@@ -2,6 +2,7 @@
 mod argv;
 mod background;
 mod boinc;
+mod check;
 mod cli;
 mod config;
 mod control_files;
@@ -52,6 +53,15 @@ fn main() -> ExitCode {
         Ok(CliAction::Version) => {
             println!("{}", version_line());
             return ExitCode::SUCCESS;
+        }
+        // Outside any slot, for volunteers and admins: no BOINC client.
+        Ok(CliAction::Check) => {
+            println!("{}", version_line());
+            return if check::run() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            };
         }
         Ok(CliAction::Run(cli)) => Ok(cli),
         Err(err) => Err(err),

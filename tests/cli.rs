@@ -19,6 +19,7 @@ fn help_lists_every_option() {
         "--sporadic",
         "--help",
         "--version",
+        "--check",
     ] {
         assert!(
             text.contains(option),
@@ -157,4 +158,41 @@ fn sporadic_without_a_boinc_8_library_says_so() {
             outcome.describe()
         );
     }
+}
+
+/// `--check` on a host where no engine is found, or the one forced cannot
+/// be reached: it says so and fails.
+#[test]
+fn check_without_a_reachable_engine_says_why_and_fails() {
+    let out = Command::new(WRAPPER)
+        .arg("--check")
+        .env("PATH", "/nonexistent")
+        .env_remove("DOCKER_WRAPPER_ENGINE")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.contains("Podman: not found"), "{report}");
+    assert!(report.contains("Docker: not found"), "{report}");
+    assert!(report.contains("no task can run here"), "{report}");
+
+    let docker = dw_test_support::engine::find_in_path("docker")
+        .expect("docker CLI (apt-get install -y docker.io)");
+    let out = Command::new(WRAPPER)
+        .arg("--check")
+        .env("DOCKER_WRAPPER_ENGINE", &docker)
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.contains("cannot be reached by"), "{report}");
+    assert!(
+        report.contains("Cannot connect to the Docker daemon"),
+        "{report}"
+    );
+    assert!(
+        !report.contains("Podman"),
+        "only the forced engine counts: {report}"
+    );
 }

@@ -3,6 +3,7 @@
 
 use dw_test_support::scenarios::{self, Wrapper};
 use dw_test_support::*;
+use std::time::Instant;
 
 const WRAPPER: &str = wrapper_path!();
 
@@ -16,6 +17,9 @@ on_both_engines!(
     out_of_memory_is_reported_with_the_limit,
     web_graphics_url_reaches_the_client_and_the_port_answers,
     a_journal_written_by_the_job_cannot_inflate_cpu_time,
+    a_cxx_era_web_app_serves_on_port_80_and_ends_at_its_job_duration,
+    job_duration_does_not_count_time_suspended,
+    the_cxx_wrapper_serves_the_web_app_but_never_ends_it,
 );
 
 fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
@@ -266,5 +270,145 @@ fn a_journal_written_by_the_job_cannot_inflate_cpu_time(kind: EngineKind) {
         "{}",
         outcome.describe()
     );
+    engine.assert_no_container(&task);
+}
+
+/// An image written for the C++ wrapper, where the job ran as the image's
+/// root with the engine's default capabilities: a Debian-like root file
+/// system (`/etc/passwd`, `/root`, a sticky `/tmp`, `/var/www`), a web
+/// server for the volunteer's graphics on port 80, scratch files in `/tmp`,
+/// `$HOME` and `/dev/shm`, the working directory elsewhere than `/app`, and
+/// a job that runs until it is stopped and then writes a last file. With
+/// `job_duration` the wrapper stops it after that much running time and the
+/// task succeeds; without a fraction_done file the progress shown is the
+/// share of that time.
+const CXX_ERA_WEB_DOCKERFILE: &str = "FROM scratch
+COPY busybox /bin/busybox
+RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]
+RUN mkdir -p /etc /root /var/www && mkdir -m 1777 /tmp && \\
+    echo 'root:x:0:0:root:/root:/bin/sh' > /etc/passwd && echo 'root:x:0:' > /etc/group
+WORKDIR /science
+CMD [\"/bin/sh\", \"./main.sh\"]
+";
+
+const CXX_ERA_WEB_JOB: &str =
+    "trap 'echo \"stopped after $(cat beats) beats\" > shutdown.txt; exit 0' TERM
+echo '<html>graphics of the running job</html>' > /var/www/index.html
+httpd -p 80 -h /var/www || { echo 'cannot serve the graphics on port 80' >&2; exit 1; }
+{ echo tmp > /tmp/scratch && echo home > \"$HOME/.state\" && \\
+  dd if=/dev/zero of=/dev/shm/buffer bs=1M count=32 2>/dev/null && \\
+  echo \"uid $(id -u) home $HOME\"; } > checks.txt 2>&1
+i=0; while :; do i=$((i+1)); echo $i > beats; sleep 0.2; done";
+
+/// Starts the web app and waits until its graphics are served.
+fn start_cxx_era_web_app(wrapper: &str, engine: &TestEngine) -> Task {
+    let job = TestJob::shell(CXX_ERA_WEB_JOB)
+        .dockerfile(CXX_ERA_WEB_DOCKERFILE)
+        .job_toml(&format!(
+            "workdir = \"/science\"\nweb_graphics_guest_port = 80\njob_duration = {WEB_APP_DURATION_SECS}\nstop_grace_secs = 10\n"
+        ));
+    let task = TaskBuilder::on_engine("cxx_era_web", wrapper, engine)
+        .job(job)
+        .start()
+        .unwrap();
+    let url = wait_until(Duration::from_secs(60), || task.web_graphics_url());
+    let url = url.unwrap_or_else(|| panic!("no web graphics URL\n{}", task.logs_tail(30)));
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let body = wait_until(Duration::from_secs(20), || {
+        http_get(port).filter(|b| b.contains("graphics of the running job"))
+    });
+    assert!(
+        body.is_some(),
+        "nothing served on {url}\n{}",
+        task.logs_tail(30)
+    );
+    task
+}
+
+const WEB_APP_DURATION_SECS: u64 = 12;
+
+fn a_cxx_era_web_app_serves_on_port_80_and_ends_at_its_job_duration(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let mut task = start_cxx_era_web_app(WRAPPER, &engine);
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert!(
+        task.stderr_txt().contains("job_duration of 12 s"),
+        "{}",
+        task.logs_tail(30)
+    );
+    assert_eq!(
+        task.read_slot_file("checks.txt").as_deref(),
+        Some("uid 0 home /root\n"),
+        "{}",
+        task.logs_tail(30)
+    );
+    let last = task.read_slot_file("shutdown.txt");
+    assert!(
+        last.as_deref()
+            .is_some_and(|l| l.starts_with("stopped after")),
+        "{last:?}\n{}",
+        task.logs_tail(30)
+    );
+    // Progress rose with the time run, short of done until the end.
+    let shares: Vec<f64> = task
+        .status_history()
+        .iter()
+        .filter_map(|(_, s)| s.fraction_done)
+        .collect();
+    assert!(shares.iter().any(|f| *f > 0.1 && *f < 1.0), "{shares:?}");
+    engine.assert_no_container(&task);
+}
+
+/// `job_duration = 6`, suspended for 8 s after the job has counted a little:
+/// the task ends as a success, and no sooner than 6 s of running time plus
+/// the suspension (less the two-second report grid).
+fn job_duration_does_not_count_time_suspended(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let job = TestJob::shell(COUNTER_JOB).job_toml("job_duration = 6\nstop_grace_secs = 2\n");
+    let mut task = TaskBuilder::on_engine("job_duration_suspend", WRAPPER, &engine)
+        .job(job)
+        .start()
+        .unwrap();
+    task.wait_for_counter_above(1, COUNT_WAIT);
+    let running = Instant::now();
+    task.send_control(Control::Suspend);
+    std::thread::sleep(Duration::from_secs(8));
+    task.send_control(Control::Resume);
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    let took = running.elapsed();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert!(
+        outcome.stderr_txt.contains("job_duration of 6 s"),
+        "{}",
+        outcome.describe()
+    );
+    assert!(
+        took >= Duration::from_secs(12),
+        "ended {took:?} after the job ran, suspended 8 s of it\n{}",
+        outcome.describe()
+    );
+    engine.assert_no_container(&task);
+}
+
+/// The C++ wrapper serves the same app's graphics (it runs the image's root
+/// with the engine's default capabilities), but knows no `job_duration`:
+/// the job is still running well past it, and only an abort ends it.
+fn the_cxx_wrapper_serves_the_web_app_but_never_ends_it(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let cxx = dw_test_support::release::cxx_wrapper().unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    let mut task = start_cxx_era_web_app(cxx.to_str().unwrap(), &engine);
+    let past = Duration::from_secs(WEB_APP_DURATION_SECS + 4);
+    std::thread::sleep(past.saturating_sub(started.elapsed()));
+    assert!(task.is_running(), "{}", task.logs_tail(30));
+    task.send_control(Control::Abort);
+    task.wait_exit(Duration::from_secs(60)).unwrap();
     engine.assert_no_container(&task);
 }

@@ -21,6 +21,9 @@ on_both_engines!(
     malformed_job_toml_is_an_error_naming_the_file,
     cpu_time_reaches_the_client,
     limits_the_engine_refuses_are_dropped_with_one_warning,
+    check_as_boinc_reports_the_engine_it_reaches,
+    a_job_binds_port_80_in_its_own_network,
+    an_images_user_is_kept_or_its_replacement_named,
 );
 
 /// A job for `engine`: without a network where it has none.
@@ -268,4 +271,90 @@ fn limits_the_engine_refuses_are_dropped_with_one_warning(kind: EngineKind) {
         outcome.describe()
     );
     engine.assert_no_container(&task);
+}
+
+/// `--check` as the BOINC user: rootless Podman, or Docker through the
+/// docker group, reached and usable.
+fn check_as_boinc_reports_the_engine_it_reaches(kind: EngineKind) {
+    let engine = TestEngine::require_unprivileged(kind);
+    let out = engine.wrapper_check(WRAPPER);
+    let report = format!("{}{}", out.stdout, out.stderr);
+    assert!(out.success(), "{report}");
+    assert!(report.contains("user: boinc (uid "), "{report}");
+    let how = match kind {
+        EngineKind::Podman => "rootless",
+        EngineKind::Docker => "rootful",
+    };
+    assert!(report.contains(&format!("{how}, cgroup v")), "{report}");
+    assert!(
+        report.contains(&format!("a task could run here, on {kind:?}")),
+        "{report}"
+    );
+}
+
+/// A web server on port 80 inside the container, as images written for the
+/// C++ wrapper run one, works without capabilities as `boinc` too.
+fn a_job_binds_port_80_in_its_own_network(kind: EngineKind) {
+    let engine = TestEngine::require_unprivileged(kind);
+    let script = "mkdir -p www && echo served > www/index.html && httpd -p 80 -h www && \\
+                  wget -q -O got.txt http://127.0.0.1:80/index.html";
+    let mut task = start(&engine, "port_80", job(&engine, script, ""));
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert_eq!(task.read_slot_file("got.txt").as_deref(), Some("served\n"));
+    engine.assert_no_container(&task);
+}
+
+/// An image with its own `USER` (uid 1234 here): rootless Podman runs the
+/// job as that user; Docker runs it as `boinc` and says so in stderr.txt,
+/// naming the key that gives the image its user back. The job's exit code
+/// tells its uid (modulo 200: 34 for 1234).
+fn an_images_user_is_kept_or_its_replacement_named(kind: EngineKind) {
+    let engine = TestEngine::require_unprivileged(kind);
+    let dockerfile = format!(
+        "{}USER 1234\n",
+        dw_test_support::jobs::default_dockerfile("/app")
+    );
+    let run = |name: &str, toml: &str| {
+        let job = job(&engine, "exit $(( $(id -u) % 200 ))", toml).dockerfile(&dockerfile);
+        let mut task = start(&engine, name, job);
+        let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+        engine.assert_no_container(&task);
+        outcome
+    };
+    let replaced = "USER 1234 is replaced";
+    let outcome = run("image_user", "");
+    match kind {
+        EngineKind::Podman => {
+            assert_eq!(outcome.finish_code(), Some(34), "{}", outcome.describe());
+            assert!(
+                !outcome.stderr_txt.contains(replaced),
+                "{}",
+                outcome.describe()
+            );
+        }
+        EngineKind::Docker => {
+            let boinc = boinc_uid(&engine) % 200;
+            assert_eq!(
+                outcome.finish_code(),
+                Some(boinc as i32),
+                "{}",
+                outcome.describe()
+            );
+            assert!(
+                outcome
+                    .stderr_txt
+                    .contains("run_as_wrapper_user = false runs it as 1234"),
+                "{}",
+                outcome.describe()
+            );
+            let outcome = run("image_user_kept", "run_as_wrapper_user = false\n");
+            assert_eq!(outcome.finish_code(), Some(34), "{}", outcome.describe());
+            assert!(
+                !outcome.stderr_txt.contains(replaced),
+                "{}",
+                outcome.describe()
+            );
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! container gets, built without I/O so every flag can be unit-tested.
 use std::path::PathBuf;
 
+use super::flags::{self, Command};
 use super::EngineKind;
 
 /// Everything that decides how the task's container is created.
@@ -87,6 +88,7 @@ pub fn run_args(kind: EngineKind, spec: &CreateSpec) -> Vec<String> {
     if !spec.network {
         args.extend(["--network".into(), "none".into()]);
     }
+    args.extend(low_ports(kind, &spec.extra_args));
     args.extend(log_options(kind, spec.log_max_bytes));
     args.extend(spec.gpu_args.iter().cloned());
     args.extend(spec.extra_args.iter().cloned());
@@ -141,6 +143,41 @@ fn security_options(spec: &CreateSpec) -> Vec<String> {
         args.extend(["--user".into(), format!("{uid}:{gid}")]);
     }
     args
+}
+
+/// Lets any user of the container bind ports below 1024 in its own network
+/// namespace, as images written for the C++ wrapper (root with all of the
+/// engine's default capabilities) expect of a web server on port 80.
+/// Docker does this by itself; Podman 4.3 does not, and with all
+/// capabilities dropped the job's root could not bind them. The setting is
+/// the namespace's own, so the host's ports are untouched and no capability
+/// is given. Left out when `create_args` puts the container into another
+/// namespace (host, another container's, a pod's), where the engine would
+/// refuse it, or cannot be read (the policy check reports that).
+fn low_ports(kind: EngineKind, extra_args: &[String]) -> Vec<String> {
+    if kind != EngineKind::Podman {
+        return Vec::new();
+    }
+    let Ok(extra) = flags::parse(kind, Command::Create, extra_args) else {
+        return Vec::new();
+    };
+    let own_namespace = extra.iter().all(|flag| match flag.name {
+        "network" | "net" => flag.value.as_deref().is_some_and(|mode| {
+            mode.split(',').all(|mode| {
+                let name = mode.split_once(':').map_or(mode, |(name, _)| name);
+                !matches!(name, "host" | "container" | "ns")
+            })
+        }),
+        "pod" => false,
+        _ => true,
+    });
+    if !own_namespace {
+        return Vec::new();
+    }
+    vec![
+        "--sysctl".into(),
+        "net.ipv4.ip_unprivileged_port_start=0".into(),
+    ]
 }
 
 fn format_cpus(cpus: f64) -> String {
@@ -301,6 +338,30 @@ mod tests {
         let args = run_args(EngineKind::Docker, &s);
         assert_eq!(pair(&args, "--cap-add"), vec!["CHOWN"]);
         assert_eq!(pair(&args, "--user"), vec!["1000:1001"]);
+    }
+
+    #[test]
+    fn podman_lets_the_job_bind_low_ports_in_its_own_network_only() {
+        let sysctl = |kind, extra: &[&str]| {
+            let mut s = spec();
+            s.extra_args = extra.iter().map(|a| a.to_string()).collect();
+            pair(&run_args(kind, &s), "--sysctl")
+        };
+        let low = vec!["net.ipv4.ip_unprivileged_port_start=0".to_string()];
+        assert_eq!(sysctl(EngineKind::Podman, &[]), low);
+        assert_eq!(sysctl(EngineKind::Podman, &["--network", "none"]), low);
+        assert_eq!(sysctl(EngineKind::Podman, &["--net=bridge"]), low);
+        // Docker sets it itself.
+        assert!(sysctl(EngineKind::Docker, &[]).is_empty());
+        for shared in [
+            &["--network", "host"][..],
+            &["--net=container:other"],
+            &["--network", "ns:/proc/1/ns/net"],
+            &["--pod", "p"],
+            &["--no-such-flag"],
+        ] {
+            assert!(sysctl(EngineKind::Podman, shared).is_empty(), "{shared:?}");
+        }
     }
 
     #[test]

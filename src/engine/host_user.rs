@@ -63,7 +63,7 @@ fn has_subordinate_ids(text: &str, name: &str, uid: u32) -> bool {
     })
 }
 
-fn user_name(uid: u32) -> Option<String> {
+pub fn user_name(uid: u32) -> Option<String> {
     let passwd = fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(':').collect();

@@ -16,6 +16,7 @@ mod info;
 mod mount_policy;
 mod names;
 mod policy;
+mod probe;
 mod process;
 mod seam;
 mod shell;
@@ -37,12 +38,16 @@ pub use build_trace::{BuildEvent, Leftover};
 pub use create::CreateSpec;
 pub use facts::{Facts, Known};
 pub use failure::Failure;
+pub use host_user::user_name;
 #[cfg(test)]
 pub(crate) use names::props as name_props;
 pub use names::{
     component as name_component, task_container, RESULT_LABEL, SLOT_LABEL, WRAPPER_LABEL,
 };
 pub use policy::{is_host_capability, unsafe_setting};
+#[cfg(test)]
+pub use probe::EngineInfo;
+pub use probe::{candidates, wsl_distros, Detection, Probe, DETECTION_IMAGE};
 pub use process::terminate_orphan;
 pub use seam::{ContainerEngine, ExitWatcher};
 pub use stats::{CpuFigure, Stats};

@@ -81,11 +81,22 @@ fn in_slot(resolved: &Path, base: &Path) -> bool {
 /// Mount options that change the host's files rather than the container's
 /// view of them: Podman's `U` chowns the source to the container's user,
 /// `z`/`Z` relabel it for SELinux (outside the slot, files other software
-/// relies on).
+/// relies on); shared propagation carries mounts made in the container
+/// back into the host's mount table.
 fn unsafe_option(source: &str, option: &str, base: &Path) -> Option<String> {
     let (key, value) = option.split_once('=').unwrap_or((option, "true"));
     let key = key.trim();
     let on = !value.trim().eq_ignore_ascii_case("false");
+    let propagation = if key.eq_ignore_ascii_case("bind-propagation") {
+        value.trim()
+    } else {
+        key
+    };
+    if matches!(propagation, "shared" | "rshared") {
+        return Some(format!(
+            "option '{option}' would carry mounts made in the container back to the host at '{source}'"
+        ));
+    }
     if on && (key == "U" || key.eq_ignore_ascii_case("chown")) {
         return Some(format!(
             "option '{option}' would give the host's files at '{source}' to the container's user"
@@ -141,7 +152,7 @@ pub fn unsafe_mount_flag(spec: &str, base: &Path) -> Option<String> {
         match key.trim().to_ascii_lowercase().as_str() {
             "type" => kind = value,
             "source" | "src" => source = Some(value),
-            "u" | "chown" | "relabel" => options.push(field),
+            "u" | "chown" | "relabel" | "bind-propagation" => options.push(field),
             // The local volume driver binds any host path given as its device.
             key if key.starts_with("volume-opt") || key == "volume-driver" => {
                 return Some(format!("'{field}' lets the volume driver mount host paths"));
@@ -299,6 +310,8 @@ mod tests {
             "/opt/data:/d:ro,z",
             "/opt/data:/d:Z",
             "./data:/d:rw,U",
+            "./data:/d:rshared",
+            "/opt/data:/d:ro,shared",
         ] {
             assert!(unsafe_volume(bad, slot).is_some(), "{bad}");
         }
@@ -306,6 +319,8 @@ mod tests {
             "./data:/d:z",
             "./data:/d:Z,ro",
             "/opt/data:/d:ro,noexec",
+            "/opt/data:/d:rslave",
+            "./data:/d:private",
             "vol:/d:U",
         ] {
             assert_eq!(unsafe_volume(good, slot), None, "{good}");
@@ -314,12 +329,14 @@ mod tests {
             "type=bind,src=/opt/data,dst=/d,U=true",
             "type=bind,src=/opt/data,dst=/d,relabel=private",
             "type=bind,src=./data,dst=/d,chown",
+            "type=bind,src=./data,dst=/d,bind-propagation=rshared",
         ] {
             assert!(unsafe_mount_flag(bad, slot).is_some(), "{bad}");
         }
         for good in [
             "type=bind,src=./data,dst=/d,relabel=shared",
             "type=bind,src=/opt/data,dst=/d,U=false",
+            "type=bind,src=./data,dst=/d,bind-propagation=rslave",
         ] {
             assert_eq!(unsafe_mount_flag(good, slot), None, "{good}");
         }

@@ -25,6 +25,27 @@ pub fn context_sources(dockerfile: &str) -> Vec<String> {
     sources
 }
 
+/// The user of the image's last `USER` instruction (without a group), if
+/// it names one other than root: whom the image means the job to run as.
+pub fn user(dockerfile: &str) -> Option<String> {
+    let user = instructions(dockerfile)
+        .iter()
+        .rev()
+        .find_map(|instruction| {
+            let (keyword, rest) = instruction.split_once(char::is_whitespace)?;
+            keyword
+                .eq_ignore_ascii_case("USER")
+                .then(|| rest.trim().to_string())
+        })?;
+    let name = user
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    (!name.is_empty() && name != "root" && name != "0").then_some(name)
+}
+
 /// Logical instructions: comments dropped, backslash continuations joined.
 fn instructions(text: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -93,6 +114,17 @@ fn is_remote(source: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_last_user_instruction_names_the_jobs_user() {
+        assert_eq!(user("FROM x\nRUN a\n"), None);
+        assert_eq!(user("FROM x\nUSER science\n"), Some("science".into()));
+        assert_eq!(user("FROM x\nuser 1000:1000\n"), Some("1000".into()));
+        assert_eq!(user("FROM x\nUSER app\nUSER root\n"), None);
+        assert_eq!(user("FROM x\nUSER 0:0\n"), None);
+        assert_eq!(user("FROM x\n# USER app\n"), None);
+    }
+
     use super::*;
 
     #[test]

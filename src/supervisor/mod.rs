@@ -3,13 +3,17 @@
 //! action) goes in, the actions to perform come out. No I/O here:
 //! `task/supervise.rs` gathers the events and performs the actions, and
 //! feeds their results back in as events.
+mod run_clock;
 pub mod start;
+
+use std::time::{Duration, Instant};
 
 use crate::boinc::ClientStatus;
 use crate::config::QuitAction;
 use crate::control_files::JobRequest;
 use crate::journal::Phase;
 use crate::suspend::Paused;
+use run_clock::RunClock;
 
 pub use start::{
     owner, plan_from_journal, plan_start, recover, trusted_cpu_time, Attempt, Found, Identity,
@@ -134,10 +138,12 @@ pub enum Action {
     /// CPU time, memory and fraction done to the client; `sample`: read
     /// the container's counters first (it runs); `job_ended`: say done, as
     /// boinc_finish does (sent before the clean-up, so that the client has
-    /// read it by the time the process exits).
+    /// read it by the time the process exits); `time_share`: the share of
+    /// `job_duration` run so far, the progress when the job writes none.
     Report {
         sample: bool,
         job_ended: bool,
+        time_share: Option<f64>,
     },
     CheckDisk,
     CheckControlFiles,
@@ -163,18 +169,17 @@ pub enum Action {
         silent_secs: u64,
         interval_secs: u64,
     },
+    /// The job has run for its `job_duration`: stop and remove the
+    /// container and finish as a success.
+    EndAtJobDuration {
+        secs: u64,
+    },
     /// Give up supervising: the engine is gone, so the task is retried
     /// later and the next run finds the container by name.
     GiveUp {
         why: String,
     },
 }
-
-/// The report before the process exits with the job still unfinished.
-const LAST_REPORT: Action = Action::Report {
-    sample: false,
-    job_ended: false,
-};
 
 /// The machine: the task's state and what it knows of the container.
 #[derive(Debug)]
@@ -185,17 +190,42 @@ pub struct Supervisor {
     quit_action: QuitAction,
     /// While quitting: the temporary exit the job asked for, if it did.
     retry: Option<Retry>,
+    /// `job_duration`, when job.toml sets it.
+    job_duration: Option<Duration>,
+    /// The job's running time: the clock stops while it is suspended.
+    clock: RunClock,
+    /// When the event being decided on happened.
+    now: Instant,
 }
 
 impl Supervisor {
     /// A supervisor for a running container; `quit_action`: job.toml's.
     pub fn new(quit_action: QuitAction) -> Supervisor {
+        let now = Instant::now();
         Supervisor {
             state: State::Running,
             paused: None,
             quit_action,
             retry: None,
+            job_duration: None,
+            clock: RunClock::started(Duration::ZERO, now),
+            now,
         }
+    }
+
+    /// Ends the job as a success once it has run for `limit`, counting
+    /// `ran_before` (earlier runs of the task) and its running time from
+    /// `now` on.
+    pub fn with_job_duration(
+        mut self,
+        limit: Duration,
+        ran_before: Duration,
+        now: Instant,
+    ) -> Self {
+        self.job_duration = Some(limit);
+        self.clock = RunClock::started(ran_before, now);
+        self.now = now;
+        self
     }
 
     #[cfg(test)]
@@ -203,13 +233,63 @@ impl Supervisor {
         self.state
     }
 
-    pub fn on(&mut self, event: &Event) -> Vec<Action> {
+    /// What to do about `event`, which happened at `now`.
+    pub fn on_at(&mut self, now: Instant, event: &Event) -> Vec<Action> {
+        self.now = now.max(self.now);
         let before = self.state;
-        let actions = self.decide(event);
+        let mut actions = self.decide(event);
+        match (before, self.state) {
+            (State::Running, State::Running) => actions.extend(self.time_up()),
+            (State::Running, _) => self.clock.stop(self.now),
+            (State::Suspended, State::Running) => {
+                self.clock.start(self.now);
+                actions.extend(self.time_up());
+            }
+            _ => {}
+        }
         if self.state != before {
             log::debug!("{before:?} -> {:?} on {event:?}", self.state);
         }
         actions
+    }
+
+    /// `on_at` with no time passing since the last event: for the tests
+    /// whose paths do not depend on the clock.
+    #[cfg(test)]
+    pub fn on(&mut self, event: &Event) -> Vec<Action> {
+        self.on_at(self.now, event)
+    }
+
+    /// The end of a job that has run for its `job_duration`.
+    fn time_up(&mut self) -> Vec<Action> {
+        let Some(limit) = self.job_duration else {
+            return vec![];
+        };
+        if self.clock.elapsed(self.now) < limit {
+            return vec![];
+        }
+        let end = vec![
+            self.report(true, true),
+            Action::EndAtJobDuration {
+                secs: limit.as_secs(),
+            },
+        ];
+        self.end(end)
+    }
+
+    fn report(&self, sample: bool, job_ended: bool) -> Action {
+        Action::Report {
+            sample,
+            job_ended,
+            time_share: self.job_duration.map(|limit| {
+                (self.clock.elapsed(self.now).as_secs_f64() / limit.as_secs_f64()).min(1.0)
+            }),
+        }
+    }
+
+    /// The report before the process exits with the job still unfinished.
+    fn last_report(&self) -> Action {
+        self.report(false, false)
     }
 
     fn decide(&mut self, event: &Event) -> Vec<Action> {
@@ -221,10 +301,7 @@ impl Supervisor {
         }
         match event {
             Event::ContainerExited { code, oom_killed } => self.end(vec![
-                Action::Report {
-                    sample: false,
-                    job_ended: true,
-                },
+                self.report(false, true),
                 Action::Finish {
                     code: *code,
                     oom_killed: *oom_killed,
@@ -233,10 +310,7 @@ impl Supervisor {
             Event::EngineLost { why } => self.end(vec![Action::GiveUp { why: why.clone() }]),
             Event::Terminated => self.quit("the wrapper was terminated"),
             Event::Client(status) => self.client(status),
-            Event::Due(Periodic::Report) => vec![Action::Report {
-                sample: self.state == State::Running,
-                job_ended: false,
-            }],
+            Event::Due(Periodic::Report) => vec![self.report(self.state == State::Running, false)],
             Event::Due(Periodic::DiskCheck) if self.state == State::Running => {
                 vec![Action::CheckDisk]
             }
@@ -263,7 +337,7 @@ impl Supervisor {
 
     fn client(&mut self, status: &ClientStatus) -> Vec<Action> {
         if status.abort_request {
-            return self.end(vec![LAST_REPORT, Action::Abort]);
+            return self.end(vec![self.last_report(), Action::Abort]);
         }
         if status.quit_request {
             return self.quit("the client asked us to quit");
@@ -301,10 +375,7 @@ impl Supervisor {
                 message,
                 notice,
             } => self.end(vec![
-                Action::Report {
-                    sample: true,
-                    job_ended: true,
-                },
+                self.report(true, true),
                 Action::Complete {
                     code,
                     message,
@@ -343,8 +414,9 @@ impl Supervisor {
 
     /// Keeping the work takes steps whose outcome decides the next one.
     fn quit(&mut self, reason: &'static str) -> Vec<Action> {
+        let report = self.last_report();
         self.state = State::Quitting;
-        vec![LAST_REPORT, Action::PrepareRestart { reason }]
+        vec![report, Action::PrepareRestart { reason }]
     }
 
     fn quitting(&mut self, event: &Event) -> Vec<Action> {
@@ -415,6 +487,14 @@ mod tests {
     const FINAL_REPORT: Action = Action::Report {
         sample: false,
         job_ended: true,
+        time_share: None,
+    };
+
+    /// The report before the process exits with the job still unfinished.
+    const LAST_REPORT: Action = Action::Report {
+        sample: false,
+        job_ended: false,
+        time_share: None,
     };
 
     #[test]
@@ -613,6 +693,7 @@ mod tests {
         let report = |sample| Action::Report {
             sample,
             job_ended: false,
+            time_share: None,
         };
         assert_eq!(s.on(&Event::Due(Periodic::Report)), vec![report(true)]);
         assert_eq!(
@@ -678,7 +759,8 @@ mod tests {
             vec![
                 Action::Report {
                     sample: true,
-                    job_ended: true
+                    job_ended: true,
+                    time_share: None
                 },
                 Action::Complete {
                     code: 4,
@@ -734,6 +816,105 @@ mod tests {
             }]
         ));
         assert_eq!(s.state(), State::Done);
+    }
+
+    fn job_duration(limit: u64, before: u64, t0: Instant) -> Supervisor {
+        Supervisor::new(QuitAction::Pause).with_job_duration(
+            Duration::from_secs(limit),
+            Duration::from_secs(before),
+            t0,
+        )
+    }
+
+    fn share(actions: &[Action]) -> Option<f64> {
+        match actions {
+            [Action::Report { time_share, .. }, ..] => *time_share,
+            other => panic!("no report in {other:?}"),
+        }
+    }
+
+    #[test]
+    fn job_duration_ends_the_job_as_a_success_after_its_running_time() {
+        let t0 = Instant::now();
+        let at = |secs| t0 + Duration::from_secs(secs);
+        let mut s = job_duration(100, 20, t0);
+        let report = Event::Due(Periodic::Report);
+        // Progress is the share of the time run, earlier runs included.
+        assert_eq!(share(&s.on_at(at(30), &report)), Some(0.5));
+        // Suspended for 1000 s: that time does not count.
+        assert_eq!(s.on_at(at(40), &suspended()), vec![Action::Pause]);
+        assert_eq!(share(&s.on_at(at(500), &report)), Some(0.6));
+        assert_eq!(
+            s.on_at(at(1040), &running()),
+            vec![Action::Unpause(Paused::ByEngine), follow(false)]
+        );
+        assert_eq!(share(&s.on_at(at(1060), &report)), Some(0.8));
+        // Any event after the time is up ends the job, here the next report.
+        let end = s.on_at(at(1080), &report);
+        assert_eq!(
+            end,
+            vec![
+                Action::Report {
+                    sample: true,
+                    job_ended: false,
+                    time_share: Some(1.0)
+                },
+                Action::Report {
+                    sample: true,
+                    job_ended: true,
+                    time_share: Some(1.0)
+                },
+                Action::EndAtJobDuration { secs: 100 }
+            ]
+        );
+        assert_eq!(s.state(), State::Done);
+    }
+
+    #[test]
+    fn job_duration_used_up_before_a_restart_ends_the_job_at_once() {
+        let t0 = Instant::now();
+        let mut s = job_duration(60, 61, t0);
+        let actions = s.on_at(t0, &running());
+        assert!(
+            matches!(actions[..], [_, _, Action::EndAtJobDuration { secs: 60 }]),
+            "{actions:?}"
+        );
+        // Suspended a second short of the time: it runs out only after the
+        // resume, however long the suspension.
+        let at = |secs| t0 + Duration::from_secs(secs);
+        let mut s = job_duration(60, 0, t0);
+        s.on_at(at(59), &suspended());
+        assert_eq!(s.on_at(at(500), &Event::Due(Periodic::Report)).len(), 1);
+        assert_eq!(s.on_at(at(1000), &running()).len(), 2);
+        assert_eq!(s.state(), State::Running);
+        let actions = s.on_at(at(1001), &Event::Due(Periodic::Report));
+        assert!(
+            matches!(actions.last(), Some(Action::EndAtJobDuration { secs: 60 })),
+            "{actions:?}"
+        );
+    }
+
+    #[test]
+    fn job_duration_gives_way_to_the_jobs_own_end_and_to_a_quit() {
+        let t0 = Instant::now();
+        let late = t0 + Duration::from_secs(100);
+        let mut s = job_duration(60, 0, t0);
+        let exited = Event::ContainerExited {
+            code: 3,
+            oom_killed: false,
+        };
+        let actions = s.on_at(late, &exited);
+        assert!(
+            matches!(actions[..], [_, Action::Finish { code: 3, .. }]),
+            "{actions:?}"
+        );
+        let mut s = job_duration(60, 0, t0);
+        let actions = s.on_at(late, &client(|c| c.quit_request = true));
+        assert!(
+            matches!(actions[..], [_, Action::PrepareRestart { .. }]),
+            "{actions:?}"
+        );
+        assert_eq!(s.state(), State::Quitting);
     }
 
     #[test]

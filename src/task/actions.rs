@@ -120,7 +120,11 @@ impl TaskRun<'_> {
                 let code = WrapperExit::DiskLimitExceeded.code();
                 Next::End(self.finish(code, false, true, cpu))
             }
-            Action::Report { sample, job_ended } => {
+            Action::Report {
+                sample,
+                job_ended,
+                time_share,
+            } => {
                 if *sample {
                     watchers.accounting.update();
                 }
@@ -135,6 +139,8 @@ impl TaskRun<'_> {
                         1.0
                     } else {
                         read_fraction_done(&self.ctx.fraction_done_file())
+                            .or(*time_share)
+                            .unwrap_or(0.0)
                     },
                     working_set_size: watchers.accounting.memory_bytes(),
                 });
@@ -235,6 +241,16 @@ impl TaskRun<'_> {
                 let cpu = watchers.accounting.cpu_time();
                 let code = WrapperExit::JobHung.code();
                 Next::End(self.finish(code, false, true, cpu))
+            }
+            Action::EndAtJobDuration { secs } => {
+                log::info!("the job has run for its job_duration of {secs} s: stopping it");
+                let grace = Duration::from_secs(self.ctx.config.stop_grace_secs);
+                if let Err(err) = engine.stop(container, grace) {
+                    log::warn!("the container could not be stopped ({err}); killing it");
+                    engine.kill(container);
+                }
+                let cpu = watchers.accounting.cpu_time();
+                Next::End(self.finish(0, false, true, cpu))
             }
             Action::GiveUp { why } => {
                 log::error!("the engine cannot say how the container ended: {why}");
@@ -344,17 +360,18 @@ fn pause_result(
 /// A number and some white space; the job may write anything, of any size.
 const FRACTION_DONE_MAX_BYTES: u64 = 256;
 
-/// The first number in the job's fraction_done file, clamped to 0..1.
-fn read_fraction_done(path: &Path) -> f64 {
-    let Ok(bytes) = slot_io::read_prefix(path, FRACTION_DONE_MAX_BYTES) else {
-        return 0.0;
-    };
-    String::from_utf8_lossy(&bytes)
-        .split_whitespace()
-        .next()
-        .and_then(|w| w.parse::<f64>().ok())
-        .filter(|f| f.is_finite())
-        .map_or(0.0, |f| f.clamp(0.0, 1.0))
+/// The first number in the job's fraction_done file, clamped to 0..1 (0
+/// when the file holds none); None when there is no such file to read.
+fn read_fraction_done(path: &Path) -> Option<f64> {
+    let bytes = slot_io::read_prefix(path, FRACTION_DONE_MAX_BYTES).ok()?;
+    Some(
+        String::from_utf8_lossy(&bytes)
+            .split_whitespace()
+            .next()
+            .and_then(|w| w.parse::<f64>().ok())
+            .filter(|f| f.is_finite())
+            .map_or(0.0, |f| f.clamp(0.0, 1.0)),
+    )
 }
 
 #[cfg(test)]
@@ -367,7 +384,7 @@ mod tests {
         let tmp = TestDir::new("fraction-done");
         let dir = &tmp.0;
         let file = dir.join("fraction_done");
-        assert_eq!(read_fraction_done(&file), 0.0);
+        assert_eq!(read_fraction_done(&file), None);
         for (text, want) in [
             ("0.25\n", 0.25),
             ("7", 1.0),
@@ -377,16 +394,16 @@ mod tests {
             ("0.5 extra", 0.5),
         ] {
             std::fs::write(&file, text).unwrap();
-            assert_eq!(read_fraction_done(&file), want, "{text:?}");
+            assert_eq!(read_fraction_done(&file), Some(want), "{text:?}");
         }
         // Whatever the job puts there costs at most a short read.
         std::fs::write(&file, format!("0.75{}", " ".repeat(1 << 20))).unwrap();
-        assert_eq!(read_fraction_done(&file), 0.75);
+        assert_eq!(read_fraction_done(&file), Some(0.75));
         std::fs::remove_file(&file).unwrap();
         #[cfg(unix)]
         {
             std::os::unix::fs::symlink("/dev/zero", &file).unwrap();
-            assert_eq!(read_fraction_done(&file), 0.0);
+            assert_eq!(read_fraction_done(&file), None);
             std::fs::remove_file(&file).unwrap();
             rustix::fs::mkfifoat(
                 rustix::fs::CWD,
@@ -394,7 +411,7 @@ mod tests {
                 rustix::fs::Mode::from_raw_mode(0o644),
             )
             .unwrap();
-            assert_eq!(read_fraction_done(&file), 0.0);
+            assert_eq!(read_fraction_done(&file), None);
         }
     }
 }

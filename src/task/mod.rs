@@ -18,6 +18,7 @@ use crate::image;
 use crate::init_data::InitData;
 use crate::journal::{Journal, Phase};
 use crate::os;
+use crate::slot_files;
 use crate::supervisor::{self, Found, Owner, StartPlan};
 use crate::suspend;
 use crate::wakeup::Wakeup;
@@ -106,6 +107,7 @@ pub fn run(
     // Before the engine is asked anything: a broken app version fails at
     // once. The flags are read as this engine reads them.
     check_security(&config, engine.kind, &slot_dir)?;
+    warn_of_a_replaced_user(&config, &engine, &slot_dir, &cli.dockerfile);
     let ctx = TaskContext {
         container: context::container_name(&init, slot),
         slot_dir,
@@ -187,6 +189,29 @@ fn check_security(config: &JobConfig, kind: EngineKind, slot_dir: &Path) -> Resu
     match engine::unsafe_setting(kind, create, build, mounts, slot_dir) {
         Some(why) => anyhow::bail!("job.toml {why}; refused (set allow_unsafe = true to allow it)"),
         None => Ok(()),
+    }
+}
+
+/// Images written for the C++ wrapper may need their `USER`, which the
+/// job does not get where it runs as the wrapper's user (Docker, the
+/// client not root): say so, and which key gives it back.
+fn warn_of_a_replaced_user(
+    config: &JobConfig,
+    engine: &Engine,
+    slot_dir: &Path,
+    dockerfile: &Path,
+) {
+    let Some((uid, gid)) = engine.job_user(config.run_as_wrapper_user) else {
+        return;
+    };
+    let Ok(text) = slot_files::read(slot_dir, dockerfile, 1024 * 1024) else {
+        return;
+    };
+    if let Some(user) = image::dockerfile::user(&String::from_utf8_lossy(&text)) {
+        log::warn!(
+            "the Dockerfile's USER {user} is replaced: the job runs as the wrapper's user {uid}:{gid} \
+             (run_as_wrapper_user = false runs it as {user})"
+        );
     }
 }
 

@@ -154,7 +154,13 @@ fn prepare(ctx: &TaskContext, engine: &Engine, image: String, facts: &Facts) -> 
         Some(_) => Some(engine_path(&ctx.project_dir()?)?),
         None => None,
     };
-    let linked_file_mounts = linked_file_mounts(ctx, &engine_path)?;
+    // Images that resolve the client's link files themselves (as the C++
+    // wrapper left them) must see the link text, not the file.
+    let linked_file_mounts = if ctx.config.mount_linked_files {
+        linked_file_mounts(ctx, &engine_path)?
+    } else {
+        Vec::new()
+    };
     Ok(Prepared {
         image,
         slot_dir: engine_path(&ctx.slot_dir)?,

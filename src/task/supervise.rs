@@ -90,12 +90,18 @@ impl<'a> TaskRun<'a> {
             schedule,
         };
         let mut machine = Supervisor::new(ctx.config.quit_action);
+        if let Some(secs) = ctx.config.job_duration_secs {
+            // The client's count of the task's running time: the journal
+            // is the job's to write, the client's figure is not.
+            let before = Duration::from_secs_f64(ctx.init.starting_elapsed_time.clamp(0.0, 1e9));
+            machine = machine.with_job_duration(Duration::from_secs(secs), before, now);
+        }
         loop {
             let mut events = VecDeque::from([self.next_event(&mut watchers)?]);
             let due = watchers.schedule.take_due(Instant::now());
             events.extend(due.into_iter().map(Event::Due));
             while let Some(event) = events.pop_front() {
-                for action in machine.on(&event) {
+                for action in machine.on_at(Instant::now(), &event) {
                     match self.perform(&action, &mut watchers)? {
                         Next::Continue => {}
                         Next::Then(more) => events.extend(more),

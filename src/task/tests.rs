@@ -742,3 +742,46 @@ fn a_job_that_stops_its_heartbeat_is_ended_as_hung() {
     assert_eq!(outcome, Outcome::Finished(WrapperExit::JobHung.code()));
     assert_eq!(engine.changes(), ["run", "watch", "kill", "rm"]);
 }
+
+#[test]
+fn a_job_that_has_run_its_job_duration_is_stopped_as_a_success() {
+    let slot = Slot::new("job-duration");
+    let mut ctx = slot.context();
+    ctx.config.job_duration_secs = Some(60);
+    // Earlier runs of the task used up the time but for a second.
+    ctx.init.starting_elapsed_time = 59.0;
+    let engine = FakeEngine::fresh();
+    let client = FakeClient::scripted(&[resumed]);
+    let outcome = run_task(&ctx, &engine, &client).unwrap();
+    assert_eq!(outcome, Outcome::Finished(0));
+    assert_eq!(engine.changes(), ["run", "watch", "stop", "rm"]);
+    assert_eq!(Journal::load(slot.dir()).unwrap().exit_code, Some(0));
+    let reports = client.reports.borrow();
+    assert_eq!(reports.last().unwrap().fraction_done, 1.0, "{reports:?}");
+}
+
+#[test]
+fn without_a_fraction_done_file_progress_is_the_share_of_job_duration() {
+    let progress = |fraction_done: Option<&str>| {
+        let slot = Slot::new("job-duration-share");
+        let mut ctx = slot.context();
+        ctx.config.job_duration_secs = Some(1000);
+        ctx.init.starting_elapsed_time = 500.0;
+        if let Some(text) = fraction_done {
+            std::fs::write(slot.dir().join("fraction_done"), text).unwrap();
+        }
+        let engine = FakeEngine::fresh();
+        engine.exit_after_waits(2, 0, false);
+        let client = FakeClient::scripted(&[resumed]);
+        assert_eq!(
+            run_task(&ctx, &engine, &client).unwrap(),
+            Outcome::Finished(0)
+        );
+        let first = client.reports.borrow()[0].fraction_done;
+        first
+    };
+    let share = progress(None);
+    assert!((0.5..0.51).contains(&share), "{share}");
+    // The job's own figure wins.
+    assert_eq!(progress(Some("0.25")), 0.25);
+}

@@ -184,6 +184,20 @@ impl TestEngine {
         cmd
     }
 
+    /// `wrapper --check` as this engine's user, with its environment and
+    /// the engine forced (`DOCKER_WRAPPER_ENGINE`), with a 3 minute bound.
+    pub fn wrapper_check(&self, wrapper: &str) -> CommandOutput {
+        let mut cmd = match &self.user {
+            Some(user) => user.command(wrapper),
+            None => Command::new(wrapper),
+        };
+        cmd.arg("--check").env("DOCKER_WRAPPER_ENGINE", &self.cli);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        run_with_timeout(cmd, Duration::from_secs(180)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Runs the CLI with a 60 s timeout.
     pub fn run<I, S>(&self, args: I) -> Result<CommandOutput, String>
     where

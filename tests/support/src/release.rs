@@ -59,3 +59,23 @@ pub fn version_of(file: &Path, suffix: &str) -> Option<String> {
     let version = name.strip_prefix(PREFIX)?.strip_suffix(suffix)?;
     Some(version.to_string())
 }
+
+/// BOINC's own C++ docker_wrapper, built by `cargo xtask client` beside
+/// the 8.2 client (`DW_BOINC8_CLIENT_DIR`, else `target/boinc-client-8.2.15`),
+/// to run images written for it under both wrappers. Err names the command
+/// that builds it.
+pub fn cxx_wrapper() -> Result<PathBuf, String> {
+    let dir = std::env::var_os("DW_BOINC8_CLIENT_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_dir().join("target/boinc-client-8.2.15"));
+    let file = dir.join("docker_wrapper_cxx");
+    if file.is_file() {
+        Ok(file)
+    } else {
+        Err(format!(
+            "BOINC's C++ docker_wrapper is missing ({}): build it with `cargo xtask client`",
+            file.display()
+        ))
+    }
+}
