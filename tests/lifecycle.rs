@@ -13,6 +13,7 @@ on_both_engines!(
     sigterm_keeps_the_container_for_a_restart,
     a_job_that_finished_while_the_wrapper_was_dead_is_reported_not_rerun,
     a_container_left_without_a_journal_is_continued,
+    a_stranger_with_the_tasks_name_is_replaced_by_the_tasks_own,
     abort_removes_the_container_promptly,
     out_of_memory_is_reported_with_the_limit,
     web_graphics_url_reaches_the_client_and_the_port_answers,
@@ -142,6 +143,47 @@ fn a_container_left_without_a_journal_is_continued(kind: EngineKind) {
         outcome.describe()
     );
     engine.assert_no_container(&task);
+}
+
+/// A container that only has the task's name (not made by the wrapper:
+/// no labels, another image) is neither adopted nor waited for: it is
+/// removed, and the task runs its own.
+fn a_stranger_with_the_tasks_name_is_replaced_by_the_tasks_own(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    let image = "dw-test-stranger:1";
+    engine.build_busybox_image(image, "FROM scratch\nCOPY busybox /bin/busybox\n", &[]);
+    let mut task = TaskBuilder::on_engine("stranger", WRAPPER, &engine)
+        .job(TestJob::shell("echo ran > ran.txt"))
+        .prepare()
+        .unwrap();
+    let name = task.container_name();
+    let stranger = engine.run([
+        "run",
+        "-d",
+        "--name",
+        &name,
+        image,
+        "/bin/busybox",
+        "sleep",
+        "600",
+    ]);
+    assert!(
+        stranger.as_ref().is_ok_and(|out| out.success()),
+        "{stranger:?}"
+    );
+    task.start().unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert!(
+        outcome
+            .stderr_txt
+            .contains("was not made by docker_wrapper for this task: removing it"),
+        "{}",
+        outcome.describe()
+    );
+    assert_eq!(task.read_slot_file("ran.txt").as_deref(), Some("ran\n"));
+    engine.assert_no_container(&task);
+    engine.remove_image(image).ok();
 }
 
 fn abort_removes_the_container_promptly(kind: EngineKind) {
