@@ -16,6 +16,7 @@ on_both_engines!(
     other_spellings_of_unsafe_flags_and_mounts_are_refused,
     harmless_create_args_still_work,
     names_with_odd_characters_work,
+    a_gpu_job_without_its_gpu_is_not_run,
 );
 
 fn status_field(status: &str, field: &str) -> String {
@@ -345,5 +346,45 @@ fn names_with_odd_characters_work(kind: EngineKind) {
             leftovers.iter().all(|c| !c.contains("odd")),
             "left: {leftovers:?}"
         );
+    }
+}
+
+/// `use_gpu = true` and a GPU the container cannot get (none assigned, a
+/// type no engine passes in, a device node this host lacks): the task ends
+/// with a set-up failure that says what was assigned, never a CPU run.
+fn a_gpu_job_without_its_gpu_is_not_run(kind: EngineKind) {
+    let engine = TestEngine::require(kind);
+    for (gpu_type, device, why) in [
+        ("", 0, "assigned no GPU"),
+        ("apple_gpu", 0, "cannot be passed into a container"),
+        ("intel_gpu", 60, "/dev/dri/renderD188 is not on this host"),
+    ] {
+        let job = TestJob::shell("echo ran > ran.txt").job_toml("use_gpu = true\n");
+        let mut task = TaskBuilder::on_engine("gpu", WRAPPER, &engine)
+            .gpu(gpu_type, device)
+            .job(job)
+            .start()
+            .unwrap();
+        let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+        let said = format!("(type {gpu_type:?}, device {device}) cannot be given to the container");
+        assert_eq!(
+            outcome.finish_code(),
+            Some(206),
+            "{gpu_type}: {}",
+            outcome.describe()
+        );
+        for said in [said.as_str(), why, "not run without it"] {
+            assert!(
+                outcome.stderr_txt.contains(said),
+                "{said}: {}",
+                outcome.describe()
+            );
+        }
+        assert_eq!(
+            task.read_slot_file("ran.txt"),
+            None,
+            "the job ran without its GPU"
+        );
+        engine.assert_no_container(&task);
     }
 }
