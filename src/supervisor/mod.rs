@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::boinc::ClientStatus;
 use crate::config::QuitAction;
 use crate::control_files::JobRequest;
+use crate::exit_code::WrapperExit;
 use crate::journal::Phase;
 use crate::suspend::Paused;
 use run_clock::RunClock;
@@ -125,15 +126,12 @@ pub enum Action {
     },
     /// Kill and remove the container, then exit.
     Abort,
-    /// Copy the log, remove the container, report the exit code.
-    Finish {
+    /// The end of the job: say why, bring the container down as `kill`
+    /// says, copy its log, remove it and finish with `code`.
+    End {
         code: i32,
-        oom_killed: bool,
-    },
-    /// Kill the job that filled the slot and finish with the disk error.
-    EndOverDiskBound {
-        used: u64,
-        bound: u64,
+        why: Ending,
+        kill: Kill,
     },
     /// CPU time, memory and fraction done to the client; `sample`: read
     /// the container's counters first (it runs); `job_ended`: say done, as
@@ -156,29 +154,53 @@ pub enum Action {
     },
     /// The job checkpointed: its CPU time so far is kept work.
     Checkpoint,
-    /// The job is done by its own word: stop and remove the container,
-    /// finish with `code` and pass its message on.
-    Complete {
-        code: i32,
-        message: String,
-        notice: bool,
-    },
-    /// Kill the job that stopped touching its heartbeat file and fail.
-    EndHungJob {
-        file: String,
-        silent_secs: u64,
-        interval_secs: u64,
-    },
-    /// The job has run for its `job_duration`: stop and remove the
-    /// container and finish as a success.
-    EndAtJobDuration {
-        secs: u64,
-    },
     /// Give up supervising: the engine is gone, so the task is retried
     /// later and the next run finds the container by name.
     GiveUp {
         why: String,
     },
+}
+
+/// Why the job ends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ending {
+    /// It exited by itself.
+    Exited,
+    /// The kernel killed it at its memory limit.
+    OutOfMemory,
+    /// It wrote past the workunit's disk bound.
+    OverDiskBound { used: u64, bound: u64 },
+    /// It stopped touching its heartbeat file.
+    Hung {
+        file: String,
+        silent_secs: u64,
+        interval_secs: u64,
+    },
+    /// It has run for its `job_duration`.
+    JobDuration { secs: u64 },
+    /// It wrote its completion file; the message goes to the volunteer.
+    Completed { message: String, notice: bool },
+}
+
+/// How the container is brought down at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kill {
+    /// It has exited already.
+    No,
+    /// Asked to stop (SIGTERM, `stop_grace_secs`, then SIGKILL): the job
+    /// may write its last files.
+    Stop,
+    /// At once: the job is past a limit or hangs.
+    Now,
+}
+
+/// The exit code to report for a job that exited with `code`, and why.
+pub fn job_exit(code: i32, oom_killed: bool) -> (i32, Ending) {
+    if oom_killed {
+        (WrapperExit::MemLimitExceeded.code(), Ending::OutOfMemory)
+    } else {
+        (code, Ending::Exited)
+    }
 }
 
 /// The machine: the task's state and what it knows of the container.
@@ -270,8 +292,12 @@ impl Supervisor {
         }
         let end = vec![
             self.report(true, true),
-            Action::EndAtJobDuration {
-                secs: limit.as_secs(),
+            Action::End {
+                code: 0,
+                why: Ending::JobDuration {
+                    secs: limit.as_secs(),
+                },
+                kill: Kill::Stop,
             },
         ];
         self.end(end)
@@ -300,13 +326,17 @@ impl Supervisor {
             return self.quitting(event);
         }
         match event {
-            Event::ContainerExited { code, oom_killed } => self.end(vec![
-                self.report(false, true),
-                Action::Finish {
-                    code: *code,
-                    oom_killed: *oom_killed,
-                },
-            ]),
+            Event::ContainerExited { code, oom_killed } => {
+                let (code, why) = job_exit(*code, *oom_killed);
+                self.end(vec![
+                    self.report(false, true),
+                    Action::End {
+                        code,
+                        why,
+                        kill: Kill::No,
+                    },
+                ])
+            }
             Event::EngineLost { why } => self.end(vec![Action::GiveUp { why: why.clone() }]),
             Event::Terminated => self.quit("the wrapper was terminated"),
             Event::Client(status) => self.client(status),
@@ -319,9 +349,13 @@ impl Supervisor {
             }
             Event::Due(Periodic::DiskCheck | Periodic::ControlFiles) => vec![],
             Event::Job(request) => self.job(request),
-            Event::DiskOverBound { used, bound } => self.end(vec![Action::EndOverDiskBound {
-                used: *used,
-                bound: *bound,
+            Event::DiskOverBound { used, bound } => self.end(vec![Action::End {
+                code: WrapperExit::DiskLimitExceeded.code(),
+                why: Ending::OverDiskBound {
+                    used: *used,
+                    bound: *bound,
+                },
+                kill: Kill::Now,
             }]),
             Event::PauseDone(result) => {
                 self.paused = match result {
@@ -376,10 +410,10 @@ impl Supervisor {
                 notice,
             } => self.end(vec![
                 self.report(true, true),
-                Action::Complete {
+                Action::End {
                     code,
-                    message,
-                    notice,
+                    why: Ending::Completed { message, notice },
+                    kill: Kill::Stop,
                 },
             ]),
             JobRequest::TemporaryExit {
@@ -404,10 +438,14 @@ impl Supervisor {
                 file,
                 silent_secs,
                 interval_secs,
-            } => self.end(vec![Action::EndHungJob {
-                file,
-                silent_secs,
-                interval_secs,
+            } => self.end(vec![Action::End {
+                code: WrapperExit::JobHung.code(),
+                why: Ending::Hung {
+                    file,
+                    silent_secs,
+                    interval_secs,
+                },
+                kill: Kill::Now,
             }]),
         }
     }
@@ -674,9 +712,10 @@ mod tests {
             code: 3,
             oom_killed: false,
         };
-        let finish = Action::Finish {
+        let finish = Action::End {
             code: 3,
-            oom_killed: false,
+            why: Ending::Exited,
+            kill: Kill::No,
         };
         let mut s = Supervisor::new(QuitAction::Pause);
         assert_eq!(s.on(&e), vec![FINAL_REPORT, finish.clone()]);
@@ -685,6 +724,18 @@ mod tests {
         s.on(&suspended());
         assert_eq!(s.on(&e), vec![FINAL_REPORT, finish]);
         assert_eq!(s.state(), State::Done);
+        // Killed at its memory limit: the memory error, whatever its code.
+        let mut s = Supervisor::new(QuitAction::Pause);
+        let oom = Event::ContainerExited {
+            code: 137,
+            oom_killed: true,
+        };
+        let end = Action::End {
+            code: WrapperExit::MemLimitExceeded.code(),
+            why: Ending::OutOfMemory,
+            kill: Kill::No,
+        };
+        assert_eq!(s.on(&oom), vec![FINAL_REPORT, end]);
     }
 
     #[test]
@@ -711,7 +762,11 @@ mod tests {
         let over = Event::DiskOverBound { used: 9, bound: 5 };
         assert_eq!(
             s.on(&over),
-            vec![Action::EndOverDiskBound { used: 9, bound: 5 }]
+            vec![Action::End {
+                code: WrapperExit::DiskLimitExceeded.code(),
+                why: Ending::OverDiskBound { used: 9, bound: 5 },
+                kill: Kill::Now,
+            }]
         );
         let mut s = Supervisor::new(QuitAction::Pause);
         let lost = Event::EngineLost { why: "gone".into() };
@@ -762,10 +817,13 @@ mod tests {
                     job_ended: true,
                     time_share: None
                 },
-                Action::Complete {
+                Action::End {
                     code: 4,
-                    message: "m".into(),
-                    notice: true
+                    why: Ending::Completed {
+                        message: "m".into(),
+                        notice: true
+                    },
+                    kill: Kill::Stop,
                 }
             ]
         );
@@ -810,9 +868,13 @@ mod tests {
         };
         assert!(matches!(
             s.on(&Event::Job(silent))[..],
-            [Action::EndHungJob {
-                silent_secs: 700,
-                ..
+            [Action::End {
+                code: 195,
+                why: Ending::Hung {
+                    silent_secs: 700,
+                    ..
+                },
+                kill: Kill::Now,
             }]
         ));
         assert_eq!(s.state(), State::Done);
@@ -864,7 +926,11 @@ mod tests {
                     job_ended: true,
                     time_share: Some(1.0)
                 },
-                Action::EndAtJobDuration { secs: 100 }
+                Action::End {
+                    code: 0,
+                    why: Ending::JobDuration { secs: 100 },
+                    kill: Kill::Stop,
+                }
             ]
         );
         assert_eq!(s.state(), State::Done);
@@ -876,7 +942,18 @@ mod tests {
         let mut s = job_duration(60, 61, t0);
         let actions = s.on_at(t0, &running());
         assert!(
-            matches!(actions[..], [_, _, Action::EndAtJobDuration { secs: 60 }]),
+            matches!(
+                actions[..],
+                [
+                    _,
+                    _,
+                    Action::End {
+                        code: 0,
+                        why: Ending::JobDuration { secs: 60 },
+                        ..
+                    }
+                ]
+            ),
             "{actions:?}"
         );
         // Suspended a second short of the time: it runs out only after the
@@ -889,7 +966,13 @@ mod tests {
         assert_eq!(s.state(), State::Running);
         let actions = s.on_at(at(1001), &Event::Due(Periodic::Report));
         assert!(
-            matches!(actions.last(), Some(Action::EndAtJobDuration { secs: 60 })),
+            matches!(
+                actions.last(),
+                Some(Action::End {
+                    why: Ending::JobDuration { secs: 60 },
+                    ..
+                })
+            ),
             "{actions:?}"
         );
     }
@@ -905,7 +988,17 @@ mod tests {
         };
         let actions = s.on_at(late, &exited);
         assert!(
-            matches!(actions[..], [_, Action::Finish { code: 3, .. }]),
+            matches!(
+                actions[..],
+                [
+                    _,
+                    Action::End {
+                        code: 3,
+                        why: Ending::Exited,
+                        ..
+                    }
+                ]
+            ),
             "{actions:?}"
         );
         let mut s = job_duration(60, 0, t0);

@@ -11,10 +11,9 @@ use super::{Outcome, TaskRun};
 use crate::boinc::{FinishMessage, TaskReport};
 use crate::control_files;
 use crate::engine::EngineError;
-use crate::exit_code::WrapperExit;
 use crate::journal::Phase;
 use crate::slot_io;
-use crate::supervisor::{Action, Event, PauseResult, Periodic};
+use crate::supervisor::{Action, Ending, Event, Kill, PauseResult, Periodic};
 use crate::suspend;
 
 /// What performing an action leads to.
@@ -104,21 +103,11 @@ impl TaskRun<'_> {
                 }
                 Next::End(Outcome::Aborted)
             }
-            Action::Finish { code, oom_killed } => {
+            Action::End { code, why, kill } => {
+                self.say_why(*code, why);
+                self.bring_down(*kill);
                 let cpu = watchers.accounting.cpu_time();
-                Next::End(self.finish(*code, *oom_killed, true, cpu))
-            }
-            Action::EndOverDiskBound { used, bound } => {
-                let mb = |bytes: u64| bytes / 1_000_000;
-                log::error!(
-                    "the job wrote at least {} MB into the slot, past the workunit's disk bound of {} MB: stopping it",
-                    mb(*used),
-                    mb(*bound)
-                );
-                engine.kill(container);
-                let cpu = watchers.accounting.cpu_time();
-                let code = WrapperExit::DiskLimitExceeded.code();
-                Next::End(self.finish(code, false, true, cpu))
+                Next::End(self.finish(*code, why, true, cpu))
             }
             Action::Report {
                 sample,
@@ -206,52 +195,6 @@ impl TaskRun<'_> {
                 log::debug!("the job checkpointed at {cpu:.0} s of CPU time");
                 Next::Continue
             }
-            Action::Complete {
-                code,
-                message,
-                notice,
-            } => {
-                log::info!("the job wrote its completion file: code {code}");
-                let grace = Duration::from_secs(self.ctx.config.stop_grace_secs);
-                if let Err(err) = engine.stop(container, grace) {
-                    log::warn!("the container could not be stopped ({err}); killing it");
-                    engine.kill(container);
-                }
-                let cpu = watchers.accounting.cpu_time();
-                Next::End(match self.finish(*code, false, true, cpu) {
-                    Outcome::Finished(code) if !message.is_empty() => Outcome::Completed {
-                        code,
-                        message: FinishMessage {
-                            text: message.clone(),
-                            notice: *notice,
-                        },
-                    },
-                    other => other,
-                })
-            }
-            Action::EndHungJob {
-                file,
-                silent_secs,
-                interval_secs,
-            } => {
-                log::error!(
-                    "the job has not touched {file} for {silent_secs} s (minimum_heartbeat_interval {interval_secs} s): it is taken as hung and stopped"
-                );
-                engine.kill(container);
-                let cpu = watchers.accounting.cpu_time();
-                let code = WrapperExit::JobHung.code();
-                Next::End(self.finish(code, false, true, cpu))
-            }
-            Action::EndAtJobDuration { secs } => {
-                log::info!("the job has run for its job_duration of {secs} s: stopping it");
-                let grace = Duration::from_secs(self.ctx.config.stop_grace_secs);
-                if let Err(err) = engine.stop(container, grace) {
-                    log::warn!("the container could not be stopped ({err}); killing it");
-                    engine.kill(container);
-                }
-                let cpu = watchers.accounting.cpu_time();
-                Next::End(self.finish(0, false, true, cpu))
-            }
             Action::GiveUp { why } => {
                 log::error!("the engine cannot say how the container ended: {why}");
                 return Err(EngineError::Unavailable(why.clone()).into());
@@ -274,12 +217,59 @@ impl TaskRun<'_> {
         });
     }
 
+    /// Why the job ends, in stderr.txt.
+    pub(super) fn say_why(&self, code: i32, why: &Ending) {
+        match why {
+            Ending::Exited => {}
+            Ending::OutOfMemory => {
+                let limit = self.ctx.init.rsc_memory_bound / (1024.0 * 1024.0);
+                log::error!("the job was killed: out of memory (limit {limit:.0} MiB)");
+            }
+            Ending::OverDiskBound { used, bound } => {
+                let mb = |bytes: u64| bytes / 1_000_000;
+                log::error!(
+                    "the job wrote at least {} MB into the slot, past the workunit's disk bound of {} MB: stopping it",
+                    mb(*used),
+                    mb(*bound)
+                );
+            }
+            Ending::Hung {
+                file,
+                silent_secs,
+                interval_secs,
+            } => log::error!(
+                "the job has not touched {file} for {silent_secs} s (minimum_heartbeat_interval {interval_secs} s): it is taken as hung and stopped"
+            ),
+            Ending::JobDuration { secs } => {
+                log::info!("the job has run for its job_duration of {secs} s: stopping it")
+            }
+            Ending::Completed { .. } => {
+                log::info!("the job wrote its completion file: code {code}")
+            }
+        }
+    }
+
+    fn bring_down(&self, kill: Kill) {
+        let (engine, container) = (self.engine, &self.ctx.container);
+        match kill {
+            Kill::No => {}
+            Kill::Now => engine.kill(container),
+            Kill::Stop => {
+                let grace = Duration::from_secs(self.ctx.config.stop_grace_secs);
+                if let Err(err) = engine.stop(container, grace) {
+                    log::warn!("the container could not be stopped ({err}); killing it");
+                    engine.kill(container);
+                }
+            }
+        }
+    }
+
     /// Container log into stderr.txt, container removed (the image stays
-    /// cached for the next workunit).
+    /// cached for the next workunit), the end journalled and reported.
     pub(super) fn finish(
         &mut self,
         code: i32,
-        oom_killed: bool,
+        why: &Ending,
         container_exists: bool,
         cpu_time: f64,
     ) -> Outcome {
@@ -292,13 +282,19 @@ impl TaskRun<'_> {
                 log::error!("cannot remove the container: {err}");
             }
         }
-        if oom_killed {
-            let limit = self.ctx.init.rsc_memory_bound / (1024.0 * 1024.0);
-            log::error!("the job was killed: out of memory (limit {limit:.0} MiB)");
-            return Outcome::Finished(WrapperExit::MemLimitExceeded.code());
+        if *why != Ending::OutOfMemory {
+            log::info!("the job exited with code {code}");
         }
-        log::info!("the job exited with code {code}");
-        Outcome::Finished(code)
+        match why {
+            Ending::Completed { message, notice } if !message.is_empty() => Outcome::Completed {
+                code,
+                message: FinishMessage {
+                    text: message.clone(),
+                    notice: *notice,
+                },
+            },
+            _ => Outcome::Finished(code),
+        }
     }
 
     fn copy_container_log(&self) {

@@ -334,7 +334,9 @@ impl<'a> TaskRun<'a> {
                         "the job ended (code {code}) while the wrapper was away: reporting it"
                     );
                     let exists = self.owns_container;
-                    return Ok(self.finish(*code, *oom_killed, exists, client_cpu));
+                    let (code, why) = supervisor::job_exit(*code, *oom_killed);
+                    self.say_why(code, &why);
+                    return Ok(self.finish(code, &why, exists, client_cpu));
                 }
             }
             break;
