@@ -194,6 +194,35 @@ pub enum Kill {
     Now,
 }
 
+/// What the client (or a signal) asks that ends supervision, ranked: an
+/// abort wins over everything, a quit over a suspension. The one place
+/// that ranks them; the loop and the cancellation of engine commands ask it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interruption {
+    /// Throw the work away.
+    Abort,
+    /// Keep the work for a restart, for this reason.
+    Quit(&'static str),
+}
+
+const TERMINATED: &str = "the wrapper was terminated";
+
+/// The interruption `status` asks for; `terminated`: a signal reached the
+/// wrapper itself.
+pub fn interruption(status: &ClientStatus, terminated: bool) -> Option<Interruption> {
+    if status.abort_request {
+        Some(Interruption::Abort)
+    } else if status.quit_request {
+        Some(Interruption::Quit("the client asked us to quit"))
+    } else if status.no_heartbeat {
+        Some(Interruption::Quit("no heartbeat from the client"))
+    } else if terminated {
+        Some(Interruption::Quit(TERMINATED))
+    } else {
+        None
+    }
+}
+
 /// The exit code to report for a job that exited with `code`, and why.
 pub fn job_exit(code: i32, oom_killed: bool) -> (i32, Ending) {
     if oom_killed {
@@ -338,7 +367,7 @@ impl Supervisor {
                 ])
             }
             Event::EngineLost { why } => self.end(vec![Action::GiveUp { why: why.clone() }]),
-            Event::Terminated => self.quit("the wrapper was terminated"),
+            Event::Terminated => self.interrupted(Interruption::Quit(TERMINATED)),
             Event::Client(status) => self.client(status),
             Event::Due(Periodic::Report) => vec![self.report(self.state == State::Running, false)],
             Event::Due(Periodic::DiskCheck) if self.state == State::Running => {
@@ -370,14 +399,9 @@ impl Supervisor {
     }
 
     fn client(&mut self, status: &ClientStatus) -> Vec<Action> {
-        if status.abort_request {
-            return self.end(vec![self.last_report(), Action::Abort]);
-        }
-        if status.quit_request {
-            return self.quit("the client asked us to quit");
-        }
-        if status.no_heartbeat {
-            return self.quit("no heartbeat from the client");
+        // A signal comes as an event of its own (`Terminated`).
+        if let Some(asked) = interruption(status, false) {
+            return self.interrupted(asked);
         }
         let mut actions = match (self.state, status.suspended) {
             (State::Running, true) => {
@@ -447,6 +471,13 @@ impl Supervisor {
                 },
                 kill: Kill::Now,
             }]),
+        }
+    }
+
+    fn interrupted(&mut self, asked: Interruption) -> Vec<Action> {
+        match asked {
+            Interruption::Abort => self.end(vec![self.last_report(), Action::Abort]),
+            Interruption::Quit(reason) => self.quit(reason),
         }
     }
 
@@ -574,6 +605,41 @@ mod tests {
             })),
             vec![Action::Pause]
         );
+    }
+
+    #[test]
+    fn interruptions_are_ranked_in_one_place() {
+        let status = |f: fn(&mut ClientStatus)| {
+            let mut s = ClientStatus::default();
+            f(&mut s);
+            s
+        };
+        let all = status(|s| {
+            s.abort_request = true;
+            s.quit_request = true;
+            s.no_heartbeat = true;
+            s.suspended = true;
+        });
+        assert_eq!(interruption(&all, true), Some(Interruption::Abort));
+        let quit_and_silent = status(|s| {
+            s.quit_request = true;
+            s.no_heartbeat = true;
+        });
+        assert_eq!(
+            interruption(&quit_and_silent, true),
+            Some(Interruption::Quit("the client asked us to quit"))
+        );
+        let silent = status(|s| s.no_heartbeat = true);
+        assert_eq!(
+            interruption(&silent, true),
+            Some(Interruption::Quit("no heartbeat from the client"))
+        );
+        let suspended = status(|s| s.suspended = true);
+        assert_eq!(
+            interruption(&suspended, true),
+            Some(Interruption::Quit(TERMINATED))
+        );
+        assert_eq!(interruption(&suspended, false), None);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::control_files;
 use crate::engine::EngineError;
 use crate::journal::Phase;
 use crate::slot_io;
-use crate::supervisor::{Action, Ending, Event, Kill, PauseResult, Periodic};
+use crate::supervisor::{self, Action, Ending, Event, Interruption, Kill, PauseResult, Periodic};
 use crate::suspend;
 
 /// What performing an action leads to.
@@ -45,7 +45,10 @@ impl TaskRun<'_> {
             Action::PauseForQuit => {
                 // Only an abort makes keeping the work pointless.
                 let client = self.client;
-                let mut abort = || client.latest().abort_request;
+                let mut abort = || {
+                    let asked = supervisor::interruption(&client.latest(), client.terminated());
+                    asked == Some(Interruption::Abort)
+                };
                 let result =
                     watchers
                         .pauser

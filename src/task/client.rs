@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::boinc::{self, ClientStatus, TaskReport};
+use crate::supervisor::{self, Interruption};
 use crate::wakeup::{Wakeup, POLL_WITHOUT_NEWS};
 
 pub trait Client {
@@ -126,14 +127,10 @@ impl TimerTicks {
 /// What the client's status (or a signal) asks of a task that is not
 /// supervising a container yet: whether to stop setting it up.
 pub fn interruption(client: &dyn Client) -> Option<super::Outcome> {
-    let status = client.latest();
-    if status.abort_request {
-        Some(super::Outcome::Aborted)
-    } else if status.quit_request || status.no_heartbeat || client.terminated() {
-        Some(super::Outcome::KeepForRestart)
-    } else {
-        None
-    }
+    supervisor::interruption(&client.latest(), client.terminated()).map(|asked| match asked {
+        Interruption::Abort => super::Outcome::Aborted,
+        Interruption::Quit(_) => super::Outcome::KeepForRestart,
+    })
 }
 
 #[cfg(test)]
