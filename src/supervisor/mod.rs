@@ -21,13 +21,22 @@ pub use start::{
     Owner, Recovery, StartPlan,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where the task is, with what is known only there.
+#[derive(Debug, Clone, PartialEq)]
 pub enum State {
     Running,
-    /// The client suspended the task (paused, unless the pause failed).
-    Suspended,
-    /// Keeping the container's work for a restart; waiting for the steps.
-    Quitting,
+    /// The client suspended the task; `paused`: how the container is
+    /// paused, None while the pause is under way or when it failed.
+    Suspended {
+        paused: Option<Paused>,
+    },
+    /// Keeping the container's work for a restart, step by step; `paused`:
+    /// how it is paused, if it is; `retry`: the temporary exit the job
+    /// asked for, if it did.
+    Quitting {
+        paused: Option<Paused>,
+        retry: Option<Retry>,
+    },
     /// Nothing more to supervise; the process is about to exit.
     Done,
 }
@@ -236,11 +245,7 @@ pub fn job_exit(code: i32, oom_killed: bool) -> (i32, Ending) {
 #[derive(Debug)]
 pub struct Supervisor {
     state: State,
-    /// How the container is paused, while it is.
-    paused: Option<Paused>,
     quit_action: QuitAction,
-    /// While quitting: the temporary exit the job asked for, if it did.
-    retry: Option<Retry>,
     /// `job_duration`, when job.toml sets it.
     job_duration: Option<Duration>,
     /// The job's running time: the clock stops while it is suspended.
@@ -255,9 +260,7 @@ impl Supervisor {
         let now = Instant::now();
         Supervisor {
             state: State::Running,
-            paused: None,
             quit_action,
-            retry: None,
             job_duration: None,
             clock: RunClock::started(Duration::ZERO, now),
             now,
@@ -281,24 +284,24 @@ impl Supervisor {
 
     #[cfg(test)]
     pub fn state(&self) -> State {
-        self.state
+        self.state.clone()
     }
 
     /// What to do about `event`, which happened at `now`.
     pub fn on_at(&mut self, now: Instant, event: &Event) -> Vec<Action> {
         self.now = now.max(self.now);
-        let before = self.state;
+        let before = self.state.clone();
         let mut actions = self.decide(event);
-        match (before, self.state) {
+        match (&before, &self.state) {
             (State::Running, State::Running) => actions.extend(self.time_up()),
             (State::Running, _) => self.clock.stop(self.now),
-            (State::Suspended, State::Running) => {
+            (State::Suspended { .. }, State::Running) => {
                 self.clock.start(self.now);
                 actions.extend(self.time_up());
             }
             _ => {}
         }
-        if self.state != before {
+        if std::mem::discriminant(&self.state) != std::mem::discriminant(&before) {
             log::debug!("{before:?} -> {:?} on {event:?}", self.state);
         }
         actions
@@ -351,7 +354,7 @@ impl Supervisor {
         if self.state == State::Done {
             return vec![];
         }
-        if self.state == State::Quitting {
+        if matches!(self.state, State::Quitting { .. }) {
             return self.quitting(event);
         }
         match event {
@@ -387,10 +390,14 @@ impl Supervisor {
                 kill: Kill::Now,
             }]),
             Event::PauseDone(result) => {
-                self.paused = match result {
-                    PauseResult::Paused(how) => Some(*how),
-                    PauseResult::Cancelled | PauseResult::Failed => None,
-                };
+                // Asked only while suspended (a quit's pause is the
+                // Quitting state's).
+                if let State::Suspended { paused } = &mut self.state {
+                    *paused = match result {
+                        PauseResult::Paused(how) => Some(*how),
+                        PauseResult::Cancelled | PauseResult::Failed => None,
+                    };
+                }
                 vec![]
             }
             // Answers to steps of a quit, which only Quitting asks for.
@@ -403,18 +410,17 @@ impl Supervisor {
         if let Some(asked) = interruption(status, false) {
             return self.interrupted(asked);
         }
-        let mut actions = match (self.state, status.suspended) {
+        let mut actions = match (&self.state, status.suspended) {
             (State::Running, true) => {
-                self.state = State::Suspended;
+                self.state = State::Suspended { paused: None };
                 vec![Action::Pause]
             }
-            (State::Suspended, false) => {
-                self.state = State::Running;
+            (State::Suspended { paused }, false) => {
                 // Undone as it was made; without a record, the engine's way
                 // (a pause that timed out may have happened all the same).
-                vec![Action::Unpause(
-                    self.paused.take().unwrap_or(Paused::ByEngine),
-                )]
+                let how = paused.unwrap_or(Paused::ByEngine);
+                self.state = State::Running;
+                vec![Action::Unpause(how)]
             }
             _ => vec![],
         };
@@ -445,13 +451,12 @@ impl Supervisor {
                 reason,
                 notice,
             } => {
-                let actions = self.quit("the job asked for a temporary exit");
-                self.retry = Some(Retry {
+                let retry = Retry {
                     delay_secs,
                     reason,
                     notice,
-                });
-                actions
+                };
+                self.quit_to_retry("the job asked for a temporary exit", Some(retry))
             }
             JobRequest::Trickle { variety, content } => {
                 vec![Action::SendTrickle { variety, content }]
@@ -483,18 +488,30 @@ impl Supervisor {
 
     /// Keeping the work takes steps whose outcome decides the next one.
     fn quit(&mut self, reason: &'static str) -> Vec<Action> {
+        self.quit_to_retry(reason, None)
+    }
+
+    /// `quit`, with the temporary exit to make at the end.
+    fn quit_to_retry(&mut self, reason: &'static str, retry: Option<Retry>) -> Vec<Action> {
         let report = self.last_report();
-        self.state = State::Quitting;
+        let paused = match self.state {
+            State::Suspended { paused } => paused,
+            _ => None,
+        };
+        self.state = State::Quitting { paused, retry };
         vec![report, Action::PrepareRestart { reason }]
     }
 
     fn quitting(&mut self, event: &Event) -> Vec<Action> {
+        let State::Quitting { paused, .. } = &mut self.state else {
+            return vec![];
+        };
         match event {
             Event::NetworksRestored { running_again } => {
                 if *running_again {
-                    self.paused = None;
+                    *paused = None;
                 }
-                match (self.quit_action, self.paused) {
+                match (self.quit_action, *paused) {
                     (QuitAction::Pause, Some(_)) => self.keep(Phase::KeptPaused),
                     (QuitAction::Pause, None) => vec![Action::PauseForQuit],
                     (QuitAction::Stop, paused) => vec![Action::StopForRestart {
@@ -502,10 +519,7 @@ impl Supervisor {
                     }],
                 }
             }
-            Event::PauseDone(PauseResult::Paused(how)) => {
-                self.paused = Some(*how);
-                self.keep(Phase::KeptPaused)
-            }
+            Event::PauseDone(PauseResult::Paused(_)) => self.keep(Phase::KeptPaused),
             // A container that cannot be paused is stopped, so it never runs
             // on unsupervised while the client is down.
             Event::PauseDone(_) => vec![Action::StopForRestart {
@@ -521,7 +535,10 @@ impl Supervisor {
     }
 
     fn keep(&mut self, phase: Phase) -> Vec<Action> {
-        let retry = self.retry.take();
+        let retry = match &mut self.state {
+            State::Quitting { retry, .. } => retry.take(),
+            _ => None,
+        };
         self.end(vec![Action::KeepForRestart { phase, retry }])
     }
 
@@ -570,7 +587,7 @@ mod tests {
     fn suspend_pauses_and_resume_undoes_the_same_pause_once() {
         let mut s = Supervisor::new(QuitAction::Pause);
         assert_eq!(s.on(&suspended()), vec![Action::Pause]);
-        assert_eq!(s.state(), State::Suspended);
+        assert!(matches!(s.state(), State::Suspended { .. }));
         assert_eq!(
             s.on(&Event::PauseDone(PauseResult::Paused(Paused::BySignals))),
             vec![]
@@ -766,7 +783,7 @@ mod tests {
                 matches!(actions[..], [_, Action::PrepareRestart { .. }]),
                 "{actions:?}"
             );
-            assert_eq!(s.state(), State::Quitting);
+            assert!(matches!(s.state(), State::Quitting { .. }));
             // Client statuses wait until the steps are done.
             assert_eq!(s.on(&client(|c| c.abort_request = true)), vec![]);
         }
@@ -1073,7 +1090,7 @@ mod tests {
             matches!(actions[..], [_, Action::PrepareRestart { .. }]),
             "{actions:?}"
         );
-        assert_eq!(s.state(), State::Quitting);
+        assert!(matches!(s.state(), State::Quitting { .. }));
     }
 
     #[test]
