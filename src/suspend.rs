@@ -25,13 +25,14 @@ pub struct Pauser {
 }
 
 impl Pauser {
-    /// Pauses the container whose init is host process `pid`. `cancel` ends
+    /// Pauses the container whose init is host process `pid` (None when it
+    /// is not a process of this host: then only the engine can). `cancel` ends
     /// the engine's attempt early (the client wants something else now).
     pub fn pause(
         &mut self,
         engine: &dyn ContainerEngine,
         container: &str,
-        pid: u32,
+        pid: Option<u32>,
         cancel: &mut dyn FnMut() -> bool,
     ) -> Result<Paused, EngineError> {
         let engine_error = if self.engine_cannot_pause {
@@ -43,7 +44,9 @@ impl Pauser {
                 Err(err) => Some(err),
             }
         };
-        let signalled = process_tree::stop_or_continue(pid, true);
+        let signalled = pid.map_or_else(Default::default, |pid| {
+            process_tree::stop_or_continue(pid, true)
+        });
         if signalled.done == 0 {
             return Err(engine_error.unwrap_or_else(|| EngineError::Failed {
                 command: "SIGSTOP to the container's processes".into(),
@@ -68,7 +71,7 @@ impl Pauser {
 pub fn resume(
     engine: &dyn ContainerEngine,
     container: &str,
-    pid: u32,
+    pid: Option<u32>,
     how: Paused,
 ) -> Result<(), EngineError> {
     match how {
@@ -82,7 +85,10 @@ pub fn resume(
 
 /// SIGCONT to the container's processes: also for a restarted wrapper that
 /// finds a container an earlier run stopped this way.
-pub fn continue_processes(pid: u32) {
+pub fn continue_processes(pid: Option<u32>) {
+    let Some(pid) = pid else {
+        return;
+    };
     let signalled = process_tree::stop_or_continue(pid, false);
     log::debug!("SIGCONT to {} processes", signalled.done);
 }

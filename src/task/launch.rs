@@ -47,7 +47,7 @@ impl TaskRun<'_> {
                 ..provision::container_spec(self.ctx, &prepared, provision::host_cpus())
             };
             attempt.cgroup_parent = spec.cgroup_parent.is_some();
-            self.image = prepared.image.clone();
+            self.image = Some(prepared.image.clone());
             self.web_graphics_port = prepared.web_graphics_port;
             let began = os::unix_time_now();
             let err = match self.engine.run_container(&spec) {

@@ -242,12 +242,12 @@ struct TaskRun<'a> {
     engine: &'a dyn ContainerEngine,
     client: &'a dyn Client,
     /// The image the container runs, once known (from the cache or the journal).
-    image: String,
+    image: Option<String>,
     /// Host port of the job's web graphics, once allocated or found.
     web_graphics_port: Option<u16>,
-    /// Host pid of the container's init, once running; 0 when it is not a
-    /// pid of this host (the engine in WSL).
-    container_pid: u32,
+    /// Host pid of the container's init, once running; None before, and
+    /// when it is not a pid of this host (the engine in WSL).
+    container_pid: Option<u32>,
     /// Set once a container with the task's name exists and is this slot's
     /// (found so, or created here): only then may an error remove it.
     owns_container: bool,
@@ -273,9 +273,9 @@ impl<'a> TaskRun<'a> {
             ctx,
             engine,
             client,
-            image: String::new(),
+            image: None,
             web_graphics_port: None,
-            container_pid: 0,
+            container_pid: None,
             owns_container: false,
             facts: None,
         }
@@ -357,12 +357,9 @@ impl<'a> TaskRun<'a> {
             .inspect(&self.ctx.container)?
             .context("the container vanished after start")?;
         // Through a shell into WSL, the pid is the distro's, out of our reach.
-        self.container_pid = if self.engine.shares_host_pids() {
-            state.pid
-        } else {
-            0
-        };
-        if plan == StartPlan::Reattach && self.container_pid > 0 {
+        self.container_pid =
+            Some(state.pid).filter(|pid| *pid > 0 && self.engine.shares_host_pids());
+        if plan == StartPlan::Reattach {
             // An earlier run may have stopped its processes (SIGSTOP, where the
             // engine cannot pause) and died before continuing them.
             suspend::continue_processes(self.container_pid);
@@ -381,7 +378,7 @@ impl<'a> TaskRun<'a> {
             journal = None;
         }
         if let Some(journal) = &journal {
-            self.image = journal.image.clone();
+            self.image = Some(journal.image.clone()).filter(|image| !image.is_empty());
         }
         journal
     }
@@ -456,13 +453,13 @@ impl<'a> TaskRun<'a> {
                 .is_some_and(|j| j.container == self.ctx.container && j.phase != Phase::Finished)
         };
         let age = state.created.map(|created| os::unix_time_now() - created);
-        let task_image = if self.image.is_empty() {
-            let image_name = self.ctx.config.image_name.as_deref();
-            image::is_task_image(self.ctx.project_name(), image_name, &state.image)
-        } else {
-            // The journal names the image this task's container runs.
-            image::is_task_image(self.ctx.project_name(), Some(&self.image), &state.image)
-        };
+        // The journal names the image this task's container runs, else
+        // it is one of the project's.
+        let expected = self
+            .image
+            .as_deref()
+            .or(self.ctx.config.image_name.as_deref());
+        let task_image = image::is_task_image(self.ctx.project_name(), expected, &state.image);
         let found = supervisor::Identity {
             by_wrapper: state.made_by_wrapper,
             result: &state.result,
@@ -518,7 +515,7 @@ impl<'a> TaskRun<'a> {
     fn save_journal(&self, phase: Phase, cpu_time: f64, exit_code: Option<i32>) {
         let journal = Journal {
             container: self.ctx.container.clone(),
-            image: self.image.clone(),
+            image: self.image.clone().unwrap_or_default(),
             phase,
             cpu_time,
             exit_code,

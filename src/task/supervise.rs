@@ -51,7 +51,7 @@ impl<'a> TaskRun<'a> {
         client_cpu: f64,
     ) -> Result<Outcome> {
         let (engine, ctx) = (self.engine, self.ctx);
-        let host_pid = Some(self.container_pid).filter(|pid| *pid > 0);
+        let host_pid = self.container_pid;
         let read_stats = Box::new(move || {
             engine
                 .stats(&ctx.container)
