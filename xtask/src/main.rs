@@ -17,6 +17,7 @@ mod client;
 mod dist;
 mod platforms;
 mod portability;
+mod project;
 mod run;
 mod toolchain;
 
@@ -65,6 +66,7 @@ fn run_command(args: &[String]) -> Result<()> {
             dist::check(&dir)
         }
         Some("client") => client::run(&workspace),
+        Some("project") => project::command(&workspace, &args[1..]),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");
             Ok(())
