@@ -52,6 +52,12 @@ impl<'a> TaskRun<'a> {
     ) -> Result<Outcome> {
         let (engine, ctx) = (self.engine, self.ctx);
         let host_pid = Some(self.container_pid).filter(|pid| *pid > 0);
+        if host_pid.is_none() && engine.shares_host_pids() {
+            // Started or unpaused, and gone before `inspect` gave its pid: a
+            // job that ends at once, or one whose work was done by the time
+            // it was unpaused. Its CPU time since then is not counted.
+            log::info!("the container ended before the wrapper could look at its processes");
+        }
         let read_stats = Box::new(move || {
             engine
                 .stats(&ctx.container)
