@@ -284,7 +284,7 @@ fn report(
                 result.name,
                 result.cpu_time,
                 100.0 * result.cpu_time / result.elapsed.max(0.1)
-            );
+            ));
         }
     }
     if !seen.values().any(|s| s.docker_type.is_some()) {
