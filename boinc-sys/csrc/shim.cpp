@@ -87,7 +87,17 @@ unsigned long dw_timer_ticks(void) {
     return timer_ticks.load(std::memory_order_relaxed);
 }
 
+// "API_VERSION_<version>", defined in boinc_api.cpp. A project's
+// update_versions finds it with `strings` in the main program and records it
+// as the app version's <api_version>; without it the client takes the app
+// for a pre-6 one and talks to it through System V shared memory instead of
+// the mmap file. Nothing else refers to it, so the linker would drop it.
+extern const char* api_version;
+
 int dw_init_wrapper(void) {
+    // Keeps api_version (and so its text) in the linked binary.
+    const char* volatile keep = api_version;
+    (void)keep;
     BOINC_OPTIONS options;
     memset(&options, 0, sizeof(options));
     options.main_program = 1;

@@ -119,6 +119,8 @@ impl TaskRun<'_> {
             } => {
                 if *sample {
                     watchers.accounting.update();
+                } else if *job_ended {
+                    watchers.accounting.update_at_exit();
                 }
                 let cpu_time = watchers.accounting.cpu_time();
                 self.client.report(&TaskReport {

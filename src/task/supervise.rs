@@ -49,9 +49,16 @@ impl<'a> TaskRun<'a> {
         &mut self,
         container: &ContainerState,
         client_cpu: f64,
+        fresh: bool,
     ) -> Result<Outcome> {
         let (engine, ctx) = (self.engine, self.ctx);
         let host_pid = self.container_pid;
+        if host_pid.is_none() && engine.shares_host_pids() {
+            // Started or unpaused, and gone before `inspect` gave its pid: a
+            // job that ends at once, or one whose work was done by the time
+            // it was unpaused. Its CPU time since then is not counted.
+            log::info!("the container ended before the wrapper could look at its processes");
+        }
         let read_stats = Box::new(move || {
             engine
                 .stats(&ctx.container)
@@ -71,7 +78,7 @@ impl<'a> TaskRun<'a> {
         }
         let mut watchers = Watchers {
             exit: engine.watch_exit(&ctx.container, container.pid)?,
-            accounting: Accounting::new(host_pid, &container.id, client_cpu, read_stats),
+            accounting: Accounting::new(host_pid, &container.id, client_cpu, fresh, read_stats),
             disk: DiskWatch::new(
                 &ctx.slot_dir,
                 linked.into_iter().map(|(_, target)| target).collect(),

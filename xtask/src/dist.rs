@@ -49,8 +49,8 @@ pub fn run(workspace: &Path, names: &[String]) -> Result<()> {
 /// Checks every release file in `dir` and prints what it found.
 pub fn check(dir: &Path) -> Result<()> {
     let mut found = 0;
-    println!("\n| file | size | dynamic dependencies | highest glibc symbol |");
-    println!("|---|---|---|---|");
+    println!("\n| file | size | dynamic dependencies | highest glibc symbol | BOINC API |");
+    println!("|---|---|---|---|---|");
     for platform in PLATFORMS {
         let suffix = platform.file_suffix();
         let files = fs::read_dir(dir)
@@ -69,11 +69,12 @@ pub fn check(dir: &Path) -> Result<()> {
             let report = check_file(platform, &file)?;
             found += 1;
             println!(
-                "| {} | {:.2} MiB | {} | {} |",
+                "| {} | {:.2} MiB | {} | {} | {} |",
                 file.file_name().unwrap_or_default().to_string_lossy(),
                 report.size as f64 / (1024.0 * 1024.0),
                 report.dependencies_text(),
-                report.glibc_text()
+                report.glibc_text(),
+                report.api_version
             );
         }
     }

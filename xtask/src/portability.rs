@@ -7,6 +7,10 @@
 //!   volunteers run).
 //! * Windows: a PE for x86-64 importing only DLLs that ship with Windows
 //!   (no libstdc++-6.dll, libgcc_s_seh-1.dll or libwinpthread-1.dll).
+//! * Both: the BOINC API's `API_VERSION_<version>` text is in the file. A
+//!   project's `update_versions` records it as the app version's
+//!   `<api_version>`; without it the client treats the wrapper as a pre-6.0
+//!   app and talks to it through System V shared memory.
 use crate::run::output;
 use anyhow::{bail, Result};
 use std::path::Path;
@@ -44,6 +48,8 @@ pub struct Report {
     pub dependencies: Vec<String>,
     /// The highest `GLIBC_x.y` symbol version, if it uses glibc at all.
     pub max_glibc: Option<(u32, u32)>,
+    /// The BOINC API version the file says it speaks (`API_VERSION_x.y.z`).
+    pub api_version: String,
 }
 
 impl Report {
@@ -78,6 +84,7 @@ pub fn check_linux(file: &Path, elf_machine: &str) -> Result<Report> {
         size: file.metadata()?.len(),
         dependencies: elf_needed(&dynamic),
         max_glibc: max_glibc_version(&symbols),
+        api_version: api_version_of(file)?,
     };
     let problems = linux_problems(&report);
     if !problems.is_empty() {
@@ -103,6 +110,7 @@ pub fn check_windows(file: &Path, mingw_prefix: &str) -> Result<Report> {
         size: file.metadata()?.len(),
         dependencies: dll_names(&headers),
         max_glibc: None,
+        api_version: api_version_of(file)?,
     };
     let foreign: Vec<&String> = report
         .dependencies
@@ -132,6 +140,45 @@ fn linux_problems(report: &Report) -> Vec<String> {
         ));
     }
     problems
+}
+
+/// The file's `API_VERSION_x.y.z` text, found as `update_versions` finds it
+/// (`strings` piped to a grep for the marker followed by three numbers, at
+/// the end of a string).
+pub fn api_version_of(file: &Path) -> Result<String> {
+    let bytes = std::fs::read(file)?;
+    match api_version_in(&bytes) {
+        Some(version) => Ok(version),
+        None => bail!(
+            "{} has no API_VERSION_x.y.z text: a BOINC server's update_versions would record no \
+             <api_version> and the client would run it as a pre-6.0 app \
+             (the shim must refer to boinc_api.cpp's api_version)",
+            file.display()
+        ),
+    }
+}
+
+fn api_version_in(bytes: &[u8]) -> Option<String> {
+    const MARKER: &[u8] = b"API_VERSION_";
+    let mut from = 0;
+    while let Some(at) = bytes[from..]
+        .windows(MARKER.len())
+        .position(|window| window == MARKER)
+    {
+        let start = from + at + MARKER.len();
+        let len = bytes[start..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit() || **b == b'.')
+            .count();
+        let version = &bytes[start..start + len];
+        let ends_string = matches!(bytes.get(start + len), None | Some(0) | Some(b'\n'));
+        let numbers: Vec<&[u8]> = version.split(|b| *b == b'.').collect();
+        if ends_string && numbers.len() == 3 && numbers.iter().all(|n| !n.is_empty()) {
+            return Some(String::from_utf8_lossy(version).into_owned());
+        }
+        from = start;
+    }
+    None
 }
 
 /// `0x...1 (NEEDED)  Shared library: [libc.so.6]` lines of `readelf -d`.
@@ -205,17 +252,30 @@ mod tests {
             size: 1,
             dependencies: vec!["libc.so.6".into(), "libgcc_s.so.1".into()],
             max_glibc: Some((2, 17)),
+            api_version: "8.2.15".into(),
         };
         assert!(linux_problems(&ok).is_empty());
         let bad = Report {
             size: 1,
             dependencies: vec!["libc.so.6".into(), "libboinc_api.so.7".into()],
             max_glibc: Some((2, 34)),
+            api_version: "8.2.15".into(),
         };
         let problems = linux_problems(&bad);
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("libboinc_api.so.7"));
         assert!(problems[1].contains("GLIBC_2.34"));
+    }
+
+    #[test]
+    fn the_api_version_is_a_whole_string_of_three_numbers() {
+        assert_eq!(
+            api_version_in(b"\0junk API_VERSION_\0API_VERSION_8.2.15\0more").as_deref(),
+            Some("8.2.15")
+        );
+        assert_eq!(api_version_in(b"API_VERSION_8.2\0"), None);
+        assert_eq!(api_version_in(b"API_VERSION_8.2.15x\0"), None);
+        assert_eq!(api_version_in(b"nothing here"), None);
     }
 
     #[test]
