@@ -218,15 +218,7 @@ fn web_graphics_url_reaches_the_client_and_the_port_answers(kind: EngineKind) {
         .job(job)
         .start()
         .unwrap();
-    let url = wait_until(Duration::from_secs(60), || task.web_graphics_url());
-    let url = url.unwrap_or_else(|| panic!("no web graphics URL\n{}", task.logs_tail(30)));
-    let port: u16 = url
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
+    let (url, port) = web_graphics_port(&task);
     assert!(url.starts_with("http://localhost:"), "{url}");
     let body = wait_until(Duration::from_secs(30), || {
         http_get(port).filter(|b| b.contains("graphics-ok"))
@@ -253,6 +245,20 @@ fn web_graphics_url_reaches_the_client_and_the_port_answers(kind: EngineKind) {
     let outcome = task.release_and_wait(TASK_TIMEOUT);
     assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
     engine.assert_no_container(&task);
+}
+
+/// The web graphics URL the client was given, and its port.
+fn web_graphics_port(task: &Task) -> (String, u16) {
+    let url = wait_until(Duration::from_secs(60), || task.web_graphics_url());
+    let url = url.unwrap_or_else(|| panic!("no web graphics URL\n{}", task.logs_tail(30)));
+    let port = url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    (url, port)
 }
 
 fn http_get(port: u16) -> Option<String> {
@@ -353,15 +359,7 @@ fn start_cxx_era_web_app(wrapper: &str, engine: &TestEngine) -> Task {
         .job(job)
         .start()
         .unwrap();
-    let url = wait_until(Duration::from_secs(60), || task.web_graphics_url());
-    let url = url.unwrap_or_else(|| panic!("no web graphics URL\n{}", task.logs_tail(30)));
-    let port: u16 = url
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
+    let (url, port) = web_graphics_port(&task);
     let body = wait_until(Duration::from_secs(20), || {
         http_get(port).filter(|b| b.contains("graphics of the running job"))
     });
