@@ -248,7 +248,7 @@ fn links_the_job_leaves_are_not_handed_to_the_client(kind: EngineKind) {
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     for (name, to) in [
         ("result.dat", secret.clone()),
         ("result_dir", dir.path().to_path_buf()),
@@ -260,11 +260,7 @@ fn links_the_job_leaves_are_not_handed_to_the_client(kind: EngineKind) {
             task.slot_dir().join(name).display(),
             to.display()
         );
-        assert!(
-            outcome.stderr_txt.contains(&line),
-            "{line}\n{}",
-            outcome.describe()
-        );
+        outcome.assert_said(&[&line]);
         assert!(
             std::fs::symlink_metadata(task.slot_dir().join(name)).is_err(),
             "{name}"
@@ -293,25 +289,19 @@ fn control_files_that_are_links_are_refused_not_followed(kind: EngineKind) {
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     // Not the code in the linked file: the job's own.
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert!(
         task.trickle_up_messages().is_empty(),
         "{:?}",
         task.trickle_up_messages()
     );
     assert!(!task.slot_dir().join("boinc_ufr_partial.dat").exists());
-    for said in [
+    outcome.assert_said(&[
         "status: ignored",
         "done: ignored",
         "partial.dat: ",
         "no upload asked for",
-    ] {
-        assert!(
-            outcome.stderr_txt.contains(said),
-            "{said}\n{}",
-            outcome.describe()
-        );
-    }
+    ]);
     assert!(std::fs::read_to_string(&secret).unwrap().contains("secret"));
     engine.assert_no_container(&task);
 }

@@ -173,14 +173,8 @@ fn a_stranger_with_the_tasks_name_is_replaced_by_the_tasks_own(kind: EngineKind)
     );
     task.start().unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert!(
-        outcome
-            .stderr_txt
-            .contains("was not made by docker_wrapper for this task: removing it"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(0);
+    outcome.assert_said(&["was not made by docker_wrapper for this task: removing it"]);
     assert_eq!(task.read_slot_file("ran.txt").as_deref(), Some("ran\n"));
     engine.assert_no_container(&task);
     engine.remove_image(image).ok();

@@ -367,19 +367,8 @@ fn a_gpu_job_without_its_gpu_is_not_run(kind: EngineKind) {
             .unwrap();
         let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
         let said = format!("(type {gpu_type:?}, device {device}) cannot be given to the container");
-        assert_eq!(
-            outcome.finish_code(),
-            Some(206),
-            "{gpu_type}: {}",
-            outcome.describe()
-        );
-        for said in [said.as_str(), why, "not run without it"] {
-            assert!(
-                outcome.stderr_txt.contains(said),
-                "{said}: {}",
-                outcome.describe()
-            );
-        }
+        outcome.assert_finished(206);
+        outcome.assert_said(&[&said, why, "not run without it"]);
         assert_eq!(
             task.read_slot_file("ran.txt"),
             None,

@@ -94,6 +94,28 @@ impl Outcome {
             .map(str::trim)
     }
 
+    /// Fails the test, with the outcome told once, unless the wrapper
+    /// called `boinc_finish(code)`.
+    #[track_caller]
+    pub fn assert_finished(&self, code: i32) {
+        assert_eq!(self.finish_code(), Some(code), "{}", self.describe());
+    }
+
+    /// Fails the test, with the outcome told once, unless stderr.txt has
+    /// each of `lines`.
+    #[track_caller]
+    pub fn assert_said(&self, lines: &[&str]) {
+        let missing: Vec<_> = lines
+            .iter()
+            .filter(|line| !self.stderr_txt.contains(*line))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "stderr.txt lacks {missing:?}\n{}",
+            self.describe()
+        );
+    }
+
     /// A readable account for assertion messages.
     pub fn describe(&self) -> String {
         format!(
