@@ -174,8 +174,17 @@ fn update_versions(project: &Project) -> Result<()> {
     if text.contains("BOINC files are immutable") || text.contains("Error") {
         bail!("bin/update_versions refused the app version:\n{text}");
     }
-    if !text.contains("API version: ") || text.contains("API version: \n") {
-        bail!("bin/update_versions found no API version in the wrapper:\n{text}");
+    // update_versions takes <api_version> from the main program's
+    // API_VERSION_x.y.z text; without it the client uses System V shm.
+    let missing = super::services::sql(
+        Some(project.database()),
+        "SELECT COUNT(*) FROM app_version WHERE xml_doc NOT LIKE '%<api_version>%'",
+    )?;
+    if missing.trim() != "0" {
+        bail!(
+            "bin/update_versions recorded no <api_version> for {} app version(s):\n{text}",
+            missing.trim()
+        );
     }
     Ok(())
 }

@@ -54,6 +54,15 @@ impl Client {
              <allow_multiple_clients>1</allow_multiple_clients>\n  </options>\n  <log_flags>\n    \
              <sched_op_debug>1</sched_op_debug>\n    <task_debug>1</task_debug>\n  </log_flags>\n</cc_config>\n",
         )?;
+        // Compute whatever else the host does: by default the client
+        // suspends work while other programs use more than half the CPU,
+        // which on a busy build machine is most of the time.
+        fs::write(
+            dir.join("global_prefs_override.xml"),
+            "<global_preferences>\n  <run_if_user_active>1</run_if_user_active>\n  \
+             <suspend_cpu_usage>0</suspend_cpu_usage>\n  <cpu_usage_limit>100</cpu_usage_limit>\n  \
+             <max_ncpus_pct>100</max_ncpus_pct>\n</global_preferences>\n",
+        )?;
         let mut client = Client {
             dir: dir.to_path_buf(),
             bin_dir: bin_dir.to_path_buf(),

@@ -1,16 +1,19 @@
 #!/bin/sh
-# The BUDA test app: busy for the given number of seconds (default 20) in
-# one process, so its CPU time should come out close to its run time; then
-# copies its input "in" to its output "out".
+# The BUDA test app: keeps one process busy until it has used the given
+# number of CPU seconds (default 20), as its own /proc/PID/stat counts them,
+# so its CPU time is known whatever else the host runs; then writes that
+# count and its input "in" to its output "out".
 seconds=${1:-20}
-start=$(date +%s)
-end=$((start + seconds))
-rounds=0
-while [ "$(date +%s)" -lt "$end" ]; do
+ticks_wanted=$((seconds * 100))
+used=0
+while [ "$used" -lt "$ticks_wanted" ]; do
     i=0
     while [ "$i" -lt 20000 ]; do i=$((i + 1)); done
-    rounds=$((rounds + 1))
-    echo "$(($(date +%s) - start)) $seconds" | awk '{ printf "%.3f\n", $1 / $2 }' > fraction_done
+    # utime and stime, fields 14 and 15, in clock ticks (100 a second).
+    read -r stat < /proc/$$/stat
+    set -- ${stat#*) }
+    used=$((${12} + ${13}))
+    echo "$used $ticks_wanted" | awk '{ printf "%.3f\n", $1 / $2 }' > fraction_done
 done
-echo "spun $rounds rounds in $seconds s" > out
+echo "cpu_ticks $used" > out
 cat in >> out

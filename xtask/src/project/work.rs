@@ -168,13 +168,20 @@ pub fn submit_buda(project: &Project, jobs: usize, seconds: u32) -> Result<Vec<E
     Ok(expects)
 }
 
+/// Puts input files where the download hierarchy wants them, as
+/// `submit_buda` does (`bin/dir_hier_path`; 8.2.15's `bin/stage_file` calls
+/// a PHP function its includes no longer define).
 fn stage(project: &Project, files: &[(String, String)]) -> Result<()> {
     for (physical, _) in files {
-        let path = project.root.join("staging").join(physical);
-        let path = path.to_string_lossy().into_owned();
-        project.tool("bin/stage_file", &["--copy", &path])?;
+        let target = project.tool("bin/dir_hier_path", &[physical])?;
+        let target = target.trim();
+        if !target.starts_with(&*project.root.join("download").to_string_lossy()) {
+            bail!("bin/dir_hier_path {physical} answered {target:?}");
+        }
+        fs::copy(project.root.join("staging").join(physical), target)
+            .with_context(|| format!("staging {physical} as {target}"))?;
     }
-    Ok(())
+    project.own()
 }
 
 fn create_work(
