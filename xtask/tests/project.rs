@@ -66,7 +66,8 @@ fn the_project_runs_the_release_files_on_both_engines() {
         // The first run builds the server, if it is not yet built, while the
         // second waits for it here rather than building it too.
         if engine == "podman" {
-            wait_for_server_build(&mut runs[0].1, &runs[0].2);
+            let (_, first, first_log) = &mut runs[0];
+            wait_for_server_build(first, first_log);
         }
     }
     let mut failures = Vec::new();

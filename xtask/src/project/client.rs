@@ -195,6 +195,18 @@ impl Client {
             .find(|xml| xml.contains(&format!("<result_name>{task}</result_name>")))
     }
 
+    /// The file `name` in the slot running `task`, if one does.
+    pub fn slot_file_of(&self, task: &str, name: &str) -> Option<String> {
+        let slots = fs::read_dir(self.dir.join("slots")).ok()?;
+        slots
+            .flatten()
+            .find(|slot| {
+                fs::read_to_string(slot.path().join("init_data.xml"))
+                    .is_ok_and(|xml| xml.contains(&format!("<result_name>{task}</result_name>")))
+            })
+            .and_then(|slot| fs::read_to_string(slot.path().join(name)).ok())
+    }
+
     /// Quits the client (its apps are told to quit), waits for it, starts it again.
     pub fn restart(&mut self) -> Result<()> {
         self.stop()?;

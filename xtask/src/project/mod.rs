@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 const CLASSIC_APP: &str = "dw_hello";
 /// BUDA jobs in the batch, and how long each spins.
 const BUDA_JOBS: usize = 3;
-pub const BUDA_SECONDS: u32 = 20;
+pub const BUDA_SECONDS: u32 = 10;
 /// The most a run waits for its results, unless `--timeout` says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(900);
 const NO_WORK_REASON: &str = "Docker not present";

@@ -29,6 +29,8 @@ struct Seen {
     /// The engine the slot's init_data.xml named (`<docker_type>`).
     docker_type: Option<u32>,
     client_state: String,
+    /// Whether the input file the plan names was a `<soft_link>` file in the slot.
+    linked_input: Option<bool>,
     suspended_at: Option<Instant>,
     resumed: bool,
     restarted: bool,
@@ -82,6 +84,11 @@ pub fn watch(
                 continue;
             };
             match expects.get(&result.name) {
+                Some(Expect::ValidWithLinkedInput(input)) if entry.linked_input.is_none() => {
+                    entry.linked_input = client
+                        .slot_file_of(&result.name, input)
+                        .map(|text| text.starts_with("<soft_link>"));
+                }
                 Some(Expect::ValidAfterSuspend) => {
                     if entry.suspended_at.is_none() && task.elapsed >= ACT_AFTER {
                         println!("suspending {}", result.name);
@@ -235,6 +242,13 @@ fn report(
                     ));
                 }
                 match expect {
+                    Expect::ValidWithLinkedInput(input) if s.and_then(|s| s.linked_input) != Some(true) => {
+                        problems.push(format!(
+                            "{}: its input {input} was not seen in the slot as a <soft_link> file ({:?})",
+                            result.wu_name,
+                            s.and_then(|s| s.linked_input)
+                        ))
+                    }
                     Expect::ValidAfterSuspend if !s.is_some_and(|s| s.resumed) => problems.push(
                         format!("{}: was never suspended and resumed", result.wu_name),
                     ),

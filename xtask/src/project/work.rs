@@ -12,6 +12,8 @@ use std::path::Path;
 pub enum Expect {
     /// Valid on the server.
     Valid,
+    /// Valid, with this input file in the slot as a `<soft_link>` file.
+    ValidWithLinkedInput(String),
     /// Valid, after being suspended and resumed on the client.
     ValidAfterSuspend,
     /// Valid, after the client was restarted while it ran.
@@ -94,7 +96,12 @@ pub fn create_classic(
     project.own()?;
     stage(project, std::slice::from_ref(&input))?;
     let units = [
-        (format!("{app}_input"), "_in_file", "6", Expect::Valid),
+        (
+            format!("{app}_input"),
+            "_in_file",
+            "6",
+            Expect::ValidWithLinkedInput(input.1.clone()),
+        ),
         (
             format!("{app}_exit3"),
             "_in",
