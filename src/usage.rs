@@ -313,11 +313,13 @@ pub struct Accounting<'a> {
 impl<'a> Accounting<'a> {
     /// `host_pid`: the container's init as this process sees it (None when
     /// the engine runs elsewhere); `client_cpu`: the task's CPU time when
-    /// this run started.
+    /// this run started; `fresh`: this run started the container, so its
+    /// counter began at zero (else it holds CPU time an earlier run reported).
     pub fn new(
         host_pid: Option<u32>,
         container_id: &str,
         client_cpu: f64,
+        fresh: bool,
         read_stats: StatsReader<'a>,
     ) -> Accounting<'a> {
         let source = Source::find(host_pid, container_id, read_stats);
@@ -330,7 +332,10 @@ impl<'a> Accounting<'a> {
             memory_bytes: 0.0,
             oom_kills: 0,
         };
-        accounting.cpu_at_start = accounting.sample().map(|s| s.cpu_secs);
+        let first = accounting.sample().map(|s| s.cpu_secs);
+        // Without this, a CPU-bound job lost the CPU time it used between
+        // its start and the first reading (a second or more on a busy host).
+        accounting.cpu_at_start = if fresh { Some(0.0) } else { first };
         accounting
     }
 

@@ -339,7 +339,10 @@ impl<'a> TaskRun<'a> {
             // engine cannot pause) and died before continuing them.
             suspend::continue_processes(self.container_pid);
         }
-        self.supervise(&state, client_cpu)
+        // A container this run started has a new cgroup: every CPU second
+        // on its counter is this run's, also those used before the first reading.
+        let fresh = matches!(plan, StartPlan::CreateAndStart | StartPlan::Start { .. });
+        self.supervise(&state, client_cpu, fresh)
     }
 
     /// The journal an earlier run left, if it is one to go on from (and

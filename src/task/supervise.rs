@@ -49,6 +49,7 @@ impl<'a> TaskRun<'a> {
         &mut self,
         container: &ContainerState,
         client_cpu: f64,
+        fresh: bool,
     ) -> Result<Outcome> {
         let (engine, ctx) = (self.engine, self.ctx);
         let host_pid = Some(self.container_pid).filter(|pid| *pid > 0);
@@ -77,7 +78,7 @@ impl<'a> TaskRun<'a> {
         }
         let mut watchers = Watchers {
             exit: engine.watch_exit(&ctx.container, container.pid)?,
-            accounting: Accounting::new(host_pid, &container.id, client_cpu, read_stats),
+            accounting: Accounting::new(host_pid, &container.id, client_cpu, fresh, read_stats),
             disk: DiskWatch::new(
                 &ctx.slot_dir,
                 linked.into_iter().map(|(_, target)| target).collect(),
