@@ -5,7 +5,9 @@
 //!   SHA256SUMS and app-version templates, into `dist/`;
 //! * `check-dist [DIR]`: the portability checks alone, on files already built;
 //! * `client`: the BOINC client of the same source tree, for the tests that
-//!   run the wrapper under the real client.
+//!   run the wrapper under the real client;
+//! * `project run|down`: a BOINC project on this machine (server built from
+//!   the same tree) that sends the release files to that client.
 //!
 //! The BOINC tree comes from `BOINC_SRC_DIR` (a checkout) or
 //! `BOINC_SRC_TARBALL`, else `../shared/vendor/boinc-*.tar.xz` beside the
@@ -35,6 +37,13 @@ Commands:
   check-dist [DIR]           check the portability of the files in DIR (default dist/)
   client                     build BOINC's client (boinc, boinccmd) from the same
                              source into target/boinc-client-<version>/
+  project run [--engine podman|docker] [--keep] [--app DIR] [--timeout SECONDS]
+                             stand up a BOINC server and project here (as root),
+                             install dist/ as app versions, create classic and
+                             BUDA work, run it under that client and check each
+                             result (after dist and client)
+  project down               stop and remove the projects, their clients,
+                             MariaDB and Apache
 
 Environment:
   BOINC_SRC_DIR       a BOINC source checkout to build from

@@ -201,8 +201,7 @@ impl Project {
         self.log_dir.join(name)
     }
 
-    /// The authenticator of the project's user `name` (made if missing, by
-    /// the web RPC volunteers' clients use).
+    /// The project's database (make_project names it after the project).
     pub fn database(&self) -> &str {
         &self.name
     }

@@ -39,7 +39,7 @@ pub fn start() -> Result<()> {
     if !Path::new("/etc/apache2/mods-enabled/cgi.load").exists() {
         run(Command::new("a2enmod").args(["-q", "cgi"]))?;
     }
-    if answers(Command::new("apache2ctl").arg("status")) || apache_running() {
+    if apache_running() {
         run(Command::new("apache2ctl").arg("graceful"))?;
     } else {
         run(Command::new("apache2ctl").arg("start"))
