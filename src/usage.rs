@@ -364,6 +364,17 @@ impl<'a> Accounting<'a> {
         }
     }
 
+    /// A last reading when the job has ended, if the source is the
+    /// container's cgroup: right after its init exits the cgroup is usually
+    /// still there, and the CPU time since the last periodic reading (up
+    /// to a report period) counts. The other sources have nothing left to read.
+    pub fn update_at_exit(&mut self) {
+        if matches!(self.source, Source::Cgroup(..)) {
+            self.next_sample = Instant::now();
+            self.update();
+        }
+    }
+
     /// Whether the kernel OOM-killed a process of the container, from the
     /// counter now or, if the cgroup is already gone, as last read. Podman
     /// on cgroup v1 does not report OOM kills in `inspect`.

@@ -123,6 +123,8 @@ impl TaskRun<'_> {
             Action::Report { sample, job_ended } => {
                 if *sample {
                     watchers.accounting.update();
+                } else if *job_ended {
+                    watchers.accounting.update_at_exit();
                 }
                 let cpu_time = watchers.accounting.cpu_time();
                 self.client.report(&TaskReport {
