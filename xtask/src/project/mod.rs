@@ -95,10 +95,22 @@ impl Timings {
 
 fn run(workspace: &Path, options: &Options) -> Result<()> {
     let dist = workspace.join("dist");
+    if !dist.join("app_versions").is_dir() {
+        bail!(
+            "{} has no app_versions: run `cargo xtask dist` first",
+            dist.display()
+        );
+    }
     let mut timings = Timings(Vec::new());
     let built = server::build(workspace)?;
     timings.add("server build (cached after the first)", built.took);
     let client_bin = workspace.join(format!("target/boinc-client-{}", built.version));
+    if !client_bin.join("boinc").exists() {
+        bail!(
+            "{} has no BOINC client: run `cargo xtask client` first",
+            client_bin.display()
+        );
+    }
 
     let setting_up = Instant::now();
     let name = format!("dw_{}", options.engine.name());
