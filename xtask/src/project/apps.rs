@@ -171,7 +171,7 @@ fn install_plan_class(project: &Project, dist: &Path) -> Result<()> {
 fn update_versions(project: &Project) -> Result<()> {
     project.own()?;
     let text = project.tool("bin/update_versions", &["--noconfirm"])?;
-    if text.contains("BOINC files are immutable") || text.contains("Error") {
+    if refused(&text) {
         bail!("bin/update_versions refused the app version:\n{text}");
     }
     // update_versions takes <api_version> from the main program's
@@ -187,6 +187,12 @@ fn update_versions(project: &Project) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Whether update_versions' output says it refused a file: it prints an
+/// error (a changed file under a name the project has) and exits 0.
+fn refused(output: &str) -> bool {
+    output.contains("BOINC files are immutable") || output.lines().any(|l| l.starts_with("Error"))
 }
 
 fn wrapper_in(template: &Path) -> Result<PathBuf> {
@@ -246,4 +252,17 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
         fs::copy(entry.path(), to.join(entry.file_name()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refused;
+
+    #[test]
+    fn an_immutable_file_is_a_refusal_even_with_exit_0() {
+        let text = "Error: files apps/a/1.0/x86_64-pc-linux-gnu__docker/main.sh and download/main.sh differ.\n\
+                    BOINC files are immutable.\nIf you change a file, you must give it a new name.\n";
+        assert!(refused(text));
+        assert!(!refused("App version added successfully; ID=1\n"));
+    }
 }
