@@ -246,8 +246,9 @@ fn check_no_engine_host(
             asked = Instant::now();
         }
     }
+    // Gone before the client with an engine attaches from the same host
+    // and account, so that only that one asks for work from now on.
     client.stop()?;
-    // Same host, same account: the engine client must not inherit this one's record.
     Ok(())
 }
 
