@@ -276,7 +276,9 @@ fn limits_the_engine_refuses_are_dropped_with_one_warning(kind: EngineKind) {
 /// `--check` as the BOINC user: rootless Podman, or Docker through the
 /// docker group, reached and usable.
 fn check_as_boinc_reports_the_engine_it_reaches(kind: EngineKind) {
-    let engine = TestEngine::require_unprivileged(kind);
+    // As the client's user is set up for the 8.2 client to detect the
+    // engine: hello-world, if a test left it, must run.
+    let engine = TestEngine::require_unprivileged(kind).as_the_clients_user();
     let out = engine.wrapper_check(WRAPPER);
     let report = format!("{}{}", out.stdout, out.stderr);
     assert!(out.success(), "{report}");

@@ -8,18 +8,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use dw_test_support::engine::write_containers_conf;
 use dw_test_support::tempdir::test_tmp_root;
 use dw_test_support::{EngineKind, TestEngine};
 
 use super::data_dir::PROJECT_DIR_NAME;
 
-/// Rootless Podman here has no user-mode network (slirp4netns cannot open
-/// /dev/net/tun): containers default to no network, so that a plain
-/// `podman run` (the BOINC 8.2 client's `run --rm hello-world`) works. The
-/// wrapper's jobs run with `network = false` there anyway.
-const ROOTLESS_PODMAN_CONTAINERS_CONF: &str = "[engine]\nruntime = \"runc\"\n[containers]\n\
-    default_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\nnetns = \"none\"\n";
 /// The image the BOINC 8.2 client runs (`<engine> run --rm hello-world`) to
 /// believe an engine works, under the names each engine resolves
 /// `hello-world` to. No registry is reachable here, so the harness builds it.
@@ -39,16 +32,7 @@ pub fn as_root(kind: EngineKind) -> TestEngine {
 /// The engine as the BOINC user sees it (rootless Podman, or Docker through
 /// the docker group). Rootless Podman gets a containers.conf without network.
 pub fn as_boinc(kind: EngineKind) -> TestEngine {
-    let engine = TestEngine::require_unprivileged(kind);
-    if kind != EngineKind::Podman || std::env::var_os("CONTAINERS_CONF").is_some() {
-        return engine;
-    }
-    let conf = write_containers_conf(
-        "docker_wrapper_real_client_containers_rootless.conf",
-        ROOTLESS_PODMAN_CONTAINERS_CONF,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    engine.with_env("CONTAINERS_CONF", conf)
+    TestEngine::require_unprivileged(kind).as_the_clients_user()
 }
 
 /// The real-client harness's side of an engine.

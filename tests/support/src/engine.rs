@@ -198,6 +198,24 @@ impl TestEngine {
         run_with_timeout(cmd, Duration::from_secs(180)).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The engine as a BOINC client's unprivileged user has it set up on
+    /// these hosts: rootless Podman without a network by default, so that
+    /// the 8.2 client's `run --rm hello-world` works.
+    pub fn as_the_clients_user(self) -> TestEngine {
+        if self.kind != EngineKind::Podman
+            || self.user.is_none()
+            || std::env::var_os("CONTAINERS_CONF").is_some()
+        {
+            return self;
+        }
+        let conf = write_containers_conf(
+            "docker_wrapper_real_client_containers_rootless.conf",
+            ROOTLESS_PODMAN_CONTAINERS_CONF,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        self.with_env("CONTAINERS_CONF", conf)
+    }
+
     /// Runs the CLI with a 60 s timeout.
     pub fn run<I, S>(&self, args: I) -> Result<CommandOutput, String>
     where
@@ -503,6 +521,13 @@ fn podman_env() -> Result<Vec<(OsString, OsString)>, String> {
         path.into_os_string(),
     )])
 }
+
+/// Rootless Podman here has no user-mode network (slirp4netns cannot open
+/// /dev/net/tun): containers default to no network, so that a plain
+/// `podman run` (the BOINC 8.2 client's `run --rm hello-world`) works. The
+/// wrapper's jobs run with `network = false` there anyway.
+const ROOTLESS_PODMAN_CONTAINERS_CONF: &str = "[engine]\nruntime = \"runc\"\n[containers]\n\
+    default_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\nnetns = \"none\"\n";
 
 /// Writes a containers.conf for Podman calls made by (and for) the tests into
 /// the test temp root, where concurrent test processes share it.
