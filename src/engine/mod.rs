@@ -324,6 +324,12 @@ impl Engine {
         &self.cli
     }
 
+    /// Whether a container's pid is one of this host's processes: not
+    /// through WSL, nor in the VM of Podman on macOS.
+    pub fn shares_host_pids(&self) -> bool {
+        self.transport.is_local() && !self.needs_machine
+    }
+
     /// The program engine commands start: the helper, or the CLI itself.
     pub fn program(&self) -> &Path {
         self.helper.as_deref().unwrap_or(&self.cli)
