@@ -243,7 +243,7 @@ mod tests {
         symlink(d.host_file.parent().unwrap(), d.slot.join("linked_dir")).unwrap();
         rustix::fs::mkfifoat(
             rustix::fs::CWD,
-            &d.slot.join("fifo"),
+            d.slot.join("fifo"),
             rustix::fs::Mode::from_raw_mode(0o644),
         )
         .unwrap();

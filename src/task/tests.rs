@@ -545,7 +545,8 @@ fn an_orphan_is_removed_and_a_new_container_made() {
 
 #[test]
 fn a_stranger_with_the_tasks_name_is_removed_and_the_tasks_own_container_made() {
-    let strangers: [(&str, fn(&mut ContainerState)); 3] = [
+    type Stranger = (&'static str, fn(&mut ContainerState));
+    let strangers: [Stranger; 3] = [
         ("no labels", |c| {
             c.made_by_wrapper = false;
             c.result.clear();

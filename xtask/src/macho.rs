@@ -143,7 +143,7 @@ mod tests {
         );
         let old = command(
             LC_VERSION_MIN_MACOSX,
-            &((10 << 16) | (12 << 8)).to_le_bytes(),
+            &((10u32 << 16) | (12 << 8)).to_le_bytes(),
         );
         let parsed = parse(&file(CPU_X86_64, &[old])).unwrap();
         assert_eq!(
