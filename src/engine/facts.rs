@@ -127,7 +127,7 @@ impl Engine {
         if cfg!(windows) {
             return Some("the engine runs in WSL");
         }
-        if self.needs_machine {
+        if self.in_vm {
             return Some("the engine runs in a VM");
         }
         // A helper runs Podman as its own (unprivileged) user.

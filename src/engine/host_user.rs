@@ -12,7 +12,7 @@ impl Engine {
     /// engine's own error may follow and would not say why).
     pub fn check_host_user(&self) {
         // Through a helper or in a VM, Podman's user is not this one.
-        if self.helper.is_none() && !self.needs_machine {
+        if self.helper.is_none() && !self.in_vm {
             check(self.kind)
         }
     }

@@ -247,9 +247,10 @@ pub struct Engine {
     cli: PathBuf,
     /// The program that runs the CLI for us (BOINC's Run_Podman on macOS).
     helper: Option<PathBuf>,
-    /// Whether the engine lives in a VM the CLI reaches (Podman on macOS):
-    /// when the CLI cannot reach it, the VM may be down.
-    needs_machine: bool,
+    /// Whether the engine lives in a VM the CLI reaches (Docker Desktop,
+    /// Podman's machine: macOS): its pids and cgroups are not this host's,
+    /// and a Podman that cannot reach it may find its machine down.
+    in_vm: bool,
     timeout: Duration,
     build_timeout: Duration,
     /// Whether `docker build` must use the classic builder (no buildx plugin).
@@ -271,7 +272,7 @@ impl Engine {
             kind,
             cli,
             helper: None,
-            needs_machine: false,
+            in_vm: false,
             timeout,
             build_timeout,
             docker_classic_builder: Cell::new(None),
@@ -294,12 +295,9 @@ impl Engine {
         }
     }
 
-    /// The engine is in a VM (Podman's machine on macOS).
-    fn in_machine(self, needs_machine: bool) -> Engine {
-        Engine {
-            needs_machine,
-            ..self
-        }
+    /// The engine is in a VM (both engines on macOS).
+    fn with_vm(self, in_vm: bool) -> Engine {
+        Engine { in_vm, ..self }
     }
 
     /// Remembers the engine's facts in `dir`, shared by the host's tasks.
@@ -325,9 +323,9 @@ impl Engine {
     }
 
     /// Whether a container's pid is one of this host's processes: not
-    /// through WSL, nor in the VM of Podman on macOS.
+    /// through WSL, nor in the engine's VM on macOS.
     pub fn shares_host_pids(&self) -> bool {
-        self.transport.is_local() && !self.needs_machine
+        self.transport.is_local() && !self.in_vm
     }
 
     /// The program engine commands start: the helper, or the CLI itself.
@@ -392,7 +390,7 @@ impl Engine {
 
     /// "<cli> does not answer: <why>", with what the volunteer can do about it.
     fn does_not_answer(&self, detail: &str) -> EngineError {
-        if self.needs_machine {
+        if self.in_vm && self.kind == EngineKind::Podman {
             if let Some(why) = self.machine_down(detail) {
                 return EngineError::Unavailable(why);
             }
@@ -989,7 +987,7 @@ pub fn connect(request: &Request) -> Result<Engine, ConnectError> {
     let is_macos = cfg!(target_os = "macos");
     let engine = Engine::new(kind, cli, request.timeout, request.build_timeout)
         .with_transport(transport)
-        .in_machine(is_macos && kind == EngineKind::Podman);
+        .with_vm(is_macos);
     let helper_var = std::env::var_os(macos::HELPER_VAR);
     Ok(match macos::helper(kind, is_macos, helper_var.as_deref()) {
         Some(helper) => {
@@ -1268,7 +1266,7 @@ mod tests {
         let timeout = Duration::from_secs(10);
         let engine = Engine::new(EngineKind::Podman, cli.clone(), timeout, timeout)
             .with_helper(helper.clone())
-            .in_machine(true);
+            .with_vm(true);
         assert_eq!(engine.program(), helper);
         let why = match engine.version().unwrap_err() {
             EngineError::Unavailable(why) => why,
