@@ -89,7 +89,14 @@ fn main() {
     };
     let boinc8 = declares_sporadic_api(&include_dirs);
     compile_shim(&include_dirs, boinc8, linkage);
-    generate_bindings(&include_dirs);
+    if target_is_macos() {
+        // bindgen's clang has no macOS C headers here (zig brings its own
+        // to the C++ compiler, not to libclang): the shim's API is fixed,
+        // so its hand-written declarations serve.
+        use_declarations();
+    } else {
+        generate_bindings(&include_dirs);
+    }
 }
 
 /// How the BOINC code is linked, which decides how the shim hooks the API's
@@ -120,6 +127,17 @@ fn fail(message: &str) -> ! {
     process::exit(1);
 }
 
+fn target_is_macos() -> bool {
+    env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os == "macos")
+}
+
+/// Stand-ins for the IOKit headers BOINC's lib/hostinfo.h includes on
+/// macOS for one type (`csrc/macos`): the API compiles without Apple's SDK.
+fn macos_stand_in_headers() -> PathBuf {
+    println!("cargo:rerun-if-changed=csrc/macos");
+    PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("csrc/macos")
+}
+
 fn target_is_windows() -> bool {
     env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os == "windows")
 }
@@ -128,12 +146,17 @@ fn target_is_windows() -> bool {
 /// bindings are the hand-written declarations of the shim's C API (the same
 /// functions csrc/shim.h declares). Type-checks; cannot link.
 fn declarations_without_library() {
-    println!("cargo:rerun-if-changed=src/declarations.rs");
     println!(
         "cargo:warning=boinc-sys: no BOINC headers for this Windows target (BOINC_INCLUDE_DIR unset): \
          using the hand-written declarations, which is enough for `cargo check` only. \
          To link, build BOINC's libraries for Windows and set BOINC_INCLUDE_DIR and BOINC_LIB_DIR (see README)."
     );
+    use_declarations();
+}
+
+/// The hand-written declarations of the shim's C API as the bindings.
+fn use_declarations() {
+    println!("cargo:rerun-if-changed=src/declarations.rs");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     fs::copy("src/declarations.rs", out.join("bindings.rs"))
         .unwrap_or_else(|err| fail(&format!("cannot copy src/declarations.rs: {err}")));
@@ -271,6 +294,11 @@ fn link_from_source(src: &Path) -> Vec<PathBuf> {
             .include(&api)
             .include(&lib)
             .files(&sources);
+        if target_is_macos() {
+            build
+                .include(macos_stand_in_headers())
+                .include(lib.join("mac"));
+        }
         if hook {
             build.define("boinc_sleep", "dw_api_timer_sleep");
         }
@@ -279,11 +307,21 @@ fn link_from_source(src: &Path) -> Vec<PathBuf> {
     };
     let (api_files, lib_files) = files.split_at(API_SOURCES.len());
     compile("boinc_api_static", api_files.to_vec(), true);
-    compile("boinc_lib_static", lib_files.to_vec(), false);
+    let mut lib_files = lib_files.to_vec();
+    if target_is_macos() {
+        lib_files.push(macos_stand_in_headers().join("backtrace_stub.cpp"));
+    }
+    compile("boinc_lib_static", lib_files, false);
     // The API starts a timer thread (pthread_create), which needs
-    // libpthread on glibc older than 2.34.
-    println!("cargo:rustc-link-lib=dylib=pthread");
-    vec![src.to_path_buf(), api, lib]
+    // libpthread on glibc older than 2.34 (macOS: part of libSystem).
+    if !target_is_macos() {
+        println!("cargo:rustc-link-lib=dylib=pthread");
+    }
+    let mut dirs = vec![src.to_path_buf(), api, lib];
+    if target_is_macos() {
+        dirs.push(macos_stand_in_headers());
+    }
+    dirs
 }
 
 fn check_source_tree(src: &Path) {

@@ -43,13 +43,33 @@ pub enum Woken {
     Timeout,
 }
 
+/// One call where the kernel has pipe2 (no moment without close-on-exec).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn nonblocking_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::pipe::{pipe_with, PipeFlags};
+    Ok(pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?)
+}
+
+/// macOS has no pipe2: the flags are set right after (the wrapper starts
+/// its children only later, so none inherits the ends meanwhile).
+#[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
+fn nonblocking_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+    use rustix::io::{fcntl_setfd, FdFlags};
+    let (read, write) = rustix::pipe::pipe()?;
+    for end in [&read, &write] {
+        fcntl_setfd(end, FdFlags::CLOEXEC)?;
+        fcntl_setfl(end, fcntl_getfl(end)? | OFlags::NONBLOCK)?;
+    }
+    Ok((read, write))
+}
+
 #[cfg(unix)]
 impl Wakeup {
     pub fn new() -> std::io::Result<Wakeup> {
-        use rustix::pipe::{pipe_with, PipeFlags};
         // Non-blocking both ways: a writer (a signal handler, the library's
         // timer thread) must never block, and reading drains what is there.
-        let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+        let (read, write) = nonblocking_pipe()?;
         Ok(Wakeup { read, write })
     }
 

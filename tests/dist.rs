@@ -68,3 +68,26 @@ on_each_release_file!(
     quit_and_restart_continue_the_same_container,
     abort_removes_the_container_promptly,
 );
+
+/// The macOS files cannot run here: each is checked to be a 64-bit Mach-O
+/// executable for its CPU (`cargo xtask dist` checks their load commands).
+#[test]
+fn macos_files_are_mach_o_executables_for_their_cpu() {
+    const MH_MAGIC_64: u32 = 0xfeed_facf;
+    const MH_EXECUTE: u32 = 2;
+    for (suffix, cpu) in [
+        ("_x86_64-apple-darwin", 0x0100_0007u32),
+        ("_arm64-apple-darwin", 0x0100_000c),
+    ] {
+        let file = release_file(suffix);
+        let bytes = std::fs::read(&file).unwrap();
+        let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        assert!(bytes.len() > 4096, "{}", file.display());
+        assert_eq!(
+            (word(0), word(4), word(12)),
+            (MH_MAGIC_64, cpu, MH_EXECUTE),
+            "{}",
+            file.display()
+        );
+    }
+}

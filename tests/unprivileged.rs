@@ -360,3 +360,79 @@ fn an_images_user_is_kept_or_its_replacement_named(kind: EngineKind) {
         }
     }
 }
+
+/// A stand-in for the macOS client's setuid helper (`Run_Podman` in
+/// `BOINC Data`): it records its argv, one argument a line, then runs it as
+/// `user` with that user's HOME and runtime dir, as the real one runs
+/// Podman as the sandbox user with the client's Podman dirs.
+fn stand_in_helper(
+    dir: &std::path::Path,
+    user: &HostUser,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let data = dir.join("BOINC Data");
+    std::fs::create_dir_all(&data).unwrap();
+    let helper = data.join("Run_Podman");
+    let calls = dir.join("helper calls");
+    let script = format!(
+        "#!/bin/sh\n\
+         printf '%s\\n' \"$@\" >> '{calls}'\n\
+         exec setpriv --reuid {uid} --regid {gid} --init-groups -- \
+         env -u CONTAINERS_STORAGE_CONF -u TMPDIR HOME='{home}' XDG_RUNTIME_DIR='{runtime}' USER='{name}' \"$@\"\n",
+        calls = calls.display(),
+        uid = user.uid,
+        gid = user.gid,
+        home = user.home.display(),
+        runtime = user.runtime_dir.display(),
+        name = user.name,
+    );
+    std::fs::write(&helper, script).unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (helper, calls)
+}
+
+/// The wrapper as root runs every Podman command through the helper
+/// (`DOCKER_WRAPPER_RUN_PODMAN`), whose path has a space, so the job runs in
+/// the helper user's rootless Podman, not root's.
+#[test]
+fn podman_runs_through_the_clients_helper_as_its_user() {
+    let boinc_podman = TestEngine::require_unprivileged(EngineKind::Podman);
+    let root_podman = TestEngine::require(EngineKind::Podman);
+    let user = boinc_podman.user().unwrap().clone();
+    let dir = TempDir::new("helper").unwrap();
+    let (helper, calls) = stand_in_helper(dir.path(), &user);
+    let script = "echo hello through the helper; mkdir -p out; id -u > out/uid.txt";
+    let mut task = TaskBuilder::on_engine("boinc_helper", WRAPPER, &root_podman)
+        .data_owner(&user)
+        .env("DOCKER_WRAPPER_RUN_PODMAN", &helper)
+        .job(job(&boinc_podman, script, ""))
+        .start()
+        .unwrap();
+    let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
+    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    assert!(
+        outcome.stderr_txt.contains("hello through the helper"),
+        "{}",
+        outcome.describe()
+    );
+    // Written by the job in boinc's user namespace: boinc's on the host.
+    let owner = std::fs::metadata(task.slot_dir().join("out/uid.txt"))
+        .unwrap()
+        .uid();
+    assert_eq!(owner, user.uid, "{}", outcome.describe());
+    // Every engine command went through the helper, the CLI first.
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    let cli_lines = calls
+        .lines()
+        .filter(|line| std::path::Path::new(line).file_name() == Some("podman".as_ref()))
+        .count();
+    assert!(cli_lines >= 3, "{calls}");
+    assert!(
+        calls.lines().any(|line| line == "run" || line == "create"),
+        "{calls}"
+    );
+    // The slot is mounted by its absolute path, one argument whatever it holds.
+    let mount = format!("{}:/app", task.slot_dir().display());
+    assert!(calls.lines().any(|line| line == mount), "{calls}");
+    boinc_podman.assert_no_container(&task);
+    root_podman.assert_no_container(&task);
+}

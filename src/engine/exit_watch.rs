@@ -83,15 +83,17 @@ impl<'a> ExitWatch<'a> {
             };
             return Ok(watch(state, None));
         }
+        // A VM's pid (Podman on macOS) means nothing here: the wait child then.
         #[cfg(unix)]
-        if pid == 0 || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            // A job can end between `start` and the inspect that gave its pid.
-            return Ok(watch(Watch::AlreadyExited, None));
-        }
-        #[cfg(unix)]
-        if let Some(handle) = os::process_exit_handle(pid) {
-            log::debug!("watching container pid {pid}");
-            return Ok(watch(Watch::Handle(handle), None));
+        if engine.shares_host_pids() {
+            if pid == 0 || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                // A job can end between `start` and the inspect that gave its pid.
+                return Ok(watch(Watch::AlreadyExited, None));
+            }
+            if let Some(handle) = os::process_exit_handle(pid) {
+                log::debug!("watching container pid {pid}");
+                return Ok(watch(Watch::Handle(handle), None));
+            }
         }
         // No pidfd (old kernel): the wait child covers it.
         #[cfg(not(unix))]

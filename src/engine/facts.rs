@@ -127,7 +127,12 @@ impl Engine {
         if cfg!(windows) {
             return Some("the engine runs in WSL");
         }
-        let rootless_podman = self.kind == EngineKind::Podman && os::user_and_group().0 != 0;
+        if self.in_vm {
+            return Some("the engine runs in a VM");
+        }
+        // A helper runs Podman as its own (unprivileged) user.
+        let rootless_podman = self.kind == EngineKind::Podman
+            && (self.helper.is_some() || os::user_and_group().0 != 0);
         rootless_podman.then_some("rootless Podman")
     }
 
@@ -186,6 +191,10 @@ impl Engine {
             format!("boot {}", boot_id()),
             format!("cli {} {}", cli.display(), stamp(&cli)),
         ];
+        // Another helper may run the engine as another user, with other storage.
+        if let Some(helper) = &self.helper {
+            key.push(format!("helper {} {}", helper.display(), stamp(helper)));
+        }
         let env = |name: &str| std::env::var_os(name).map(PathBuf::from);
         let (vars, files) = match self.kind {
             EngineKind::Docker => (DOCKER_VARS, docker_files(&env)),

@@ -11,7 +11,10 @@ impl Engine {
     /// Checks the host for this engine; warns about what is missing (the
     /// engine's own error may follow and would not say why).
     pub fn check_host_user(&self) {
-        check(self.kind)
+        // Through a helper or in a VM, Podman's user is not this one.
+        if self.helper.is_none() && !self.in_vm {
+            check(self.kind)
+        }
     }
 
     /// A hint to add to this engine's "does not answer" error, when it says why.

@@ -13,6 +13,7 @@ mod flags;
 mod gpu;
 mod host_user;
 mod info;
+mod macos;
 mod mount_policy;
 mod names;
 mod policy;
@@ -244,6 +245,12 @@ const COMMAND_CAPTURE: usize = 64 * 1024;
 pub struct Engine {
     pub kind: EngineKind,
     cli: PathBuf,
+    /// The program that runs the CLI for us (BOINC's Run_Podman on macOS).
+    helper: Option<PathBuf>,
+    /// Whether the engine lives in a VM the CLI reaches (Docker Desktop,
+    /// Podman's machine: macOS): its pids and cgroups are not this host's,
+    /// and a Podman that cannot reach it may find its machine down.
+    in_vm: bool,
     timeout: Duration,
     build_timeout: Duration,
     /// Whether `docker build` must use the classic builder (no buildx plugin).
@@ -264,6 +271,8 @@ impl Engine {
         Engine {
             kind,
             cli,
+            helper: None,
+            in_vm: false,
             timeout,
             build_timeout,
             docker_classic_builder: Cell::new(None),
@@ -276,6 +285,19 @@ impl Engine {
     /// program as the transport's side names it.
     pub fn with_transport(self, transport: Transport) -> Engine {
         Engine { transport, ..self }
+    }
+
+    /// Runs the CLI through `helper` (its first argument is the CLI).
+    pub fn with_helper(self, helper: PathBuf) -> Engine {
+        Engine {
+            helper: Some(helper),
+            ..self
+        }
+    }
+
+    /// The engine is in a VM (both engines on macOS).
+    fn with_vm(self, in_vm: bool) -> Engine {
+        Engine { in_vm, ..self }
     }
 
     /// Remembers the engine's facts in `dir`, shared by the host's tasks.
@@ -300,12 +322,29 @@ impl Engine {
         &self.cli
     }
 
+    /// Whether a container's pid is one of this host's processes: not
+    /// through WSL, nor in the engine's VM on macOS.
+    pub fn shares_host_pids(&self) -> bool {
+        self.transport.is_local() && !self.in_vm
+    }
+
+    /// The program engine commands start: the helper, or the CLI itself.
+    pub fn program(&self) -> &Path {
+        self.helper.as_deref().unwrap_or(&self.cli)
+    }
+
     fn argv<I, S>(&self, args: I) -> Argv
     where
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
-        Argv::new(self.cli.as_os_str()).args(args)
+        match &self.helper {
+            Some(helper) => {
+                let (program, lead) = macos::prefix(helper, &self.cli);
+                Argv::new(program).args(lead).args(args)
+            }
+            None => Argv::new(self.cli.as_os_str()).args(args),
+        }
     }
 
     fn run_argv(
@@ -351,11 +390,25 @@ impl Engine {
 
     /// "<cli> does not answer: <why>", with what the volunteer can do about it.
     fn does_not_answer(&self, detail: &str) -> EngineError {
+        if self.in_vm && self.kind == EngineKind::Podman {
+            if let Some(why) = self.machine_down(detail) {
+                return EngineError::Unavailable(why);
+            }
+        }
         let why = format!("{} does not answer: {detail}", self.cli.display());
         match self.access_hint(&EngineError::Unavailable(why.clone())) {
             Some(hint) => EngineError::Unavailable(format!("{why}; {hint}")),
             None => EngineError::Unavailable(why),
         }
+    }
+
+    /// Why the engine cannot answer when its VM is down: None when a
+    /// machine runs (or the CLI cannot say), so the error stays the CLI's.
+    fn machine_down(&self, detail: &str) -> Option<String> {
+        let argv = self.argv(macos::MACHINE_LIST_ARGS);
+        let out = self.run_argv(&argv, self.limits(), &mut || false).ok()?;
+        (out.success() && !macos::machine_running(&out.stdout))
+            .then(|| macos::machine_not_running(detail))
     }
 
     fn limits(&self) -> Limits {
@@ -927,11 +980,53 @@ pub fn connect(request: &Request) -> Result<Engine, ConnectError> {
     } else {
         let forced = std::env::var("DOCKER_WRAPPER_ENGINE").ok();
         let (kind, cli) = choose(forced.as_deref(), request.from_client, &|name| {
-            which::which(name).ok()
+            find_cli(name, request.timeout)
         })?;
         (kind, cli, Transport::from_env())
     };
-    Ok(Engine::new(kind, cli, request.timeout, request.build_timeout).with_transport(transport))
+    let is_macos = cfg!(target_os = "macos");
+    let engine = Engine::new(kind, cli, request.timeout, request.build_timeout)
+        .with_transport(transport)
+        .with_vm(is_macos);
+    let helper_var = std::env::var_os(macos::HELPER_VAR);
+    Ok(match macos::helper(kind, is_macos, helper_var.as_deref()) {
+        Some(helper) => {
+            log::info!("engine commands go through {}", helper.display());
+            engine.with_helper(helper)
+        }
+        None => engine,
+    })
+}
+
+/// The CLI named `name`: in PATH; on macOS also where the client looks
+/// (apps it starts get a short PATH).
+fn find_cli(name: &str, timeout: Duration) -> Option<PathBuf> {
+    let in_path = which::which(name).ok();
+    if !cfg!(target_os = "macos") {
+        return in_path;
+    }
+    let exists = |path: &Path| path.is_file();
+    match name {
+        "podman" => {
+            let in_terminal =
+                terminal_path(timeout).and_then(|path| which::which_in(name, Some(path), "/").ok());
+            let apple_silicon = cfg!(target_arch = "aarch64");
+            macos::podman_path(in_terminal.or(in_path), &exists, apple_silicon)
+        }
+        "docker" => macos::docker_path(in_path, &exists),
+        _ => in_path,
+    }
+}
+
+/// The PATH Terminal gets, from `path_helper -s`.
+fn terminal_path(timeout: Duration) -> Option<String> {
+    let argv = Argv::new(macos::PATH_HELPER).arg("-s");
+    let limits = Limits {
+        timeout,
+        capture: COMMAND_CAPTURE,
+    };
+    let out = process::run(&argv, limits, &mut || false).ok()?;
+    out.success().then(|| macos::terminal_path(&out.stdout))?
 }
 
 /// Why no engine can be used.
@@ -1136,6 +1231,64 @@ mod tests {
             unavailable(engine.inspect("boinc__x").unwrap_err());
             unavailable(engine.remove("boinc__x").unwrap_err());
         }
+    }
+
+    /// macOS: a helper runs the CLI (its first argument); when the CLI
+    /// cannot reach the machine, `machine list` says whether one runs.
+    #[cfg(unix)]
+    #[test]
+    fn a_stopped_podman_machine_is_a_reason_to_wait() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = TestDir::new("podman machine");
+        let dir = tmp.0.join("BOINC Data");
+        std::fs::create_dir_all(&dir).unwrap();
+        let helper = dir.join("Run_Podman");
+        let cli = tmp.0.join("podman");
+        let calls = tmp.0.join("calls");
+        let script = |running: &str| {
+            format!(
+                "#!/bin/sh\ncase \"$1\" in\n  machine) echo false; echo {running}; exit 0;;\n  *) echo 'Cannot connect to Podman. Please verify your connection' >&2; exit 125;;\nesac\n"
+            )
+        };
+        std::fs::write(&cli, script("false")).unwrap();
+        // The helper records its argv (one argument a line), then runs it.
+        std::fs::write(
+            &helper,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{}'\nexec \"$@\"\n",
+                calls.display()
+            ),
+        )
+        .unwrap();
+        for file in [&helper, &cli] {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let timeout = Duration::from_secs(10);
+        let engine = Engine::new(EngineKind::Podman, cli.clone(), timeout, timeout)
+            .with_helper(helper.clone())
+            .with_vm(true);
+        assert_eq!(engine.program(), helper);
+        let why = match engine.version().unwrap_err() {
+            EngineError::Unavailable(why) => why,
+            other => panic!("{other:?}"),
+        };
+        assert!(why.starts_with("Podman machine not running"), "{why}");
+        assert!(why.contains("Cannot connect to Podman"), "{why}");
+        let calls = std::fs::read_to_string(&calls).unwrap();
+        let cli_line = format!("{}\n", cli.display());
+        assert!(
+            calls.starts_with(&format!("{cli_line}version\n")),
+            "{calls}"
+        );
+        assert!(
+            calls.contains(&format!("{cli_line}machine\nlist\n")),
+            "{calls}"
+        );
+        // A running machine leaves the CLI's own error.
+        std::fs::write(&cli, script("true")).unwrap();
+        let why = engine.version().unwrap_err().to_string();
+        assert!(!why.contains("machine not running"), "{why}");
+        assert!(why.contains("does not answer"), "{why}");
     }
 
     fn only(names: &'static [&'static str]) -> impl Fn(&str) -> Option<PathBuf> {

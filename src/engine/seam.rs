@@ -120,7 +120,7 @@ impl ContainerEngine for Engine {
         Engine::reconnects_paused_containers(self)
     }
     fn shares_host_pids(&self) -> bool {
-        self.transport().is_local()
+        Engine::shares_host_pids(self)
     }
     fn watch_exit<'a>(
         &'a self,

@@ -444,9 +444,10 @@ impl<'a> ImageCache<'a> {
     /// the process it names must be the one it claims to be).
     fn is_build_command(&self, process: crate::process_tree::ProcessId) -> bool {
         let args = crate::process_tree::command_line(process);
-        let cli = self.engine.cli().file_name();
+        // A helper (macOS) may run the CLI as its child, or become it.
+        let names = [self.engine.cli(), self.engine.program()].map(Path::file_name);
         args.first()
-            .is_some_and(|program| Path::new(program).file_name() == cli)
+            .is_some_and(|program| names.contains(&Path::new(program).file_name()))
             && args.iter().any(|a| a == "build")
     }
 

@@ -2,7 +2,7 @@
 //! checked for portability, with SHA256SUMS and app-version templates.
 use crate::app_version;
 use crate::boinc_source::BoincSource;
-use crate::platforms::{Build, Platform, PLATFORMS};
+use crate::platforms::{Build, Platform, MIN_MACOS, PLATFORMS};
 use crate::portability::{self, Report};
 use crate::toolchain;
 use anyhow::{bail, Context, Result};
@@ -49,7 +49,7 @@ pub fn run(workspace: &Path, names: &[String]) -> Result<()> {
 /// Checks every release file in `dir` and prints what it found.
 pub fn check(dir: &Path) -> Result<()> {
     let mut found = 0;
-    println!("\n| file | size | dynamic dependencies | highest glibc symbol | BOINC API |");
+    println!("\n| file | size | dynamic dependencies | highest glibc symbol or oldest macOS | BOINC API |");
     println!("|---|---|---|---|---|");
     for platform in PLATFORMS {
         let suffix = platform.file_suffix();
@@ -92,6 +92,7 @@ fn check_file(platform: &Platform, file: &Path) -> Result<Report> {
     match platform.how {
         Build::LinuxStatic { elf_machine, .. } => portability::check_linux(file, elf_machine),
         Build::WindowsMingw { prefix } => portability::check_windows(file, prefix),
+        Build::MacZig { cpu, .. } => portability::check_macos(file, cpu, MIN_MACOS),
     }
 }
 

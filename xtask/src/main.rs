@@ -17,6 +17,7 @@ mod app_version;
 mod boinc_source;
 mod client;
 mod dist;
+mod macho;
 mod platforms;
 mod portability;
 mod project;

@@ -3,6 +3,7 @@
 //! File names follow BOINC's app-version convention,
 //! `<name>_<version>_<platform>[.exe]`, with BOINC's platform names.
 use crate::boinc_source::{build_triple, BoincSource};
+use crate::macho::Cpu;
 use crate::run::{run, run_logged};
 use crate::toolchain;
 use anyhow::{Context, Result};
@@ -25,7 +26,19 @@ pub enum Build {
     },
     /// MinGW-w64 with BOINC's `lib/Makefile.mingw` libraries.
     WindowsMingw { prefix: &'static str },
+    /// zig for `zig_target` with its own macOS headers and libSystem stubs
+    /// (no Apple SDK): the API from source, zig's libc++ linked in.
+    MacZig {
+        zig_target: &'static str,
+        /// configure's `--host`.
+        host: &'static str,
+        cpu: Cpu,
+    },
 }
+
+/// The oldest macOS the Mac files declare (Big Sur, the first on Apple
+/// silicon); the BOINC client's Podman needs a newer one anyway.
+pub const MIN_MACOS: (u32, u32) = (11, 0);
 
 pub const PLATFORMS: &[Platform] = &[
     Platform {
@@ -42,6 +55,24 @@ pub const PLATFORMS: &[Platform] = &[
         how: Build::LinuxStatic {
             zig_target: "aarch64-linux-musl",
             elf_machine: "AArch64",
+        },
+    },
+    Platform {
+        boinc_name: "x86_64-apple-darwin",
+        rust_target: "x86_64-apple-darwin",
+        how: Build::MacZig {
+            zig_target: "x86_64-macos",
+            host: "x86_64-apple-darwin",
+            cpu: Cpu::X86_64,
+        },
+    },
+    Platform {
+        boinc_name: "arm64-apple-darwin",
+        rust_target: "aarch64-apple-darwin",
+        how: Build::MacZig {
+            zig_target: "aarch64-macos",
+            host: "aarch64-apple-darwin",
+            cpu: Cpu::Arm64,
         },
     },
     Platform {
@@ -62,7 +93,7 @@ impl Platform {
     pub fn file_suffix(&self) -> String {
         let extension = match self.how {
             Build::WindowsMingw { .. } => ".exe",
-            Build::LinuxStatic { .. } => "",
+            Build::LinuxStatic { .. } | Build::MacZig { .. } => "",
         };
         format!("_{}{extension}", self.boinc_name)
     }
@@ -78,6 +109,9 @@ impl Platform {
         match self.how {
             Build::LinuxStatic { zig_target, .. } => self.prepare_linux(source, zig_target),
             Build::WindowsMingw { prefix } => self.prepare_windows(source, prefix),
+            Build::MacZig {
+                zig_target, host, ..
+            } => self.prepare_mac(source, zig_target, host),
         }
     }
 
@@ -103,6 +137,29 @@ impl Platform {
             .join(exe))
     }
 
+    /// Configures a BOINC tree for macOS with zig (config.h must describe
+    /// macOS's headers) and returns the cargo command that compiles the API
+    /// from it; boinc-sys supplies what zig's headers lack.
+    fn prepare_mac(&self, source: &BoincSource, zig_target: &str, host: &str) -> Result<Command> {
+        toolchain::require_cargo_zigbuild()?;
+        let zig = toolchain::zig()?;
+        let log = source.log(&format!("configure-{}", self.boinc_name));
+        let tree = source.tree_for(self.boinc_name, |tree| {
+            configure(tree, &zig, zig_target, host, &log)
+        })?;
+        let mut cargo = Command::new("cargo");
+        cargo
+            .arg("zigbuild")
+            .env("BOINC_SRC_DIR", &tree)
+            .env(
+                "MACOSX_DEPLOYMENT_TARGET",
+                format!("{}.{}", MIN_MACOS.0, MIN_MACOS.1),
+            )
+            .env_remove("BOINC_INCLUDE_DIR")
+            .env_remove("BOINC_LIB_DIR");
+        Ok(cargo)
+    }
+
     /// Configures a BOINC tree for the target (config.h must describe musl,
     /// not the host's glibc) and returns the cargo command that compiles the
     /// API from it (boinc-sys's source mode).
@@ -111,23 +168,7 @@ impl Platform {
         let zig = toolchain::zig()?;
         let log = source.log(&format!("configure-{}", self.boinc_name));
         let tree = source.tree_for(self.boinc_name, |tree| {
-            let compiler =
-                |language: &str| format!("{} {language} -target {zig_target}", zig.display());
-            run_logged(
-                Command::new("./configure")
-                    .current_dir(tree)
-                    .arg(format!("--host={zig_target}"))
-                    .arg(format!("--build={}", build_triple()?))
-                    .args([
-                        "--disable-server",
-                        "--disable-client",
-                        "--disable-manager",
-                        "--disable-fcgi",
-                    ])
-                    .arg(format!("CC={}", compiler("cc")))
-                    .arg(format!("CXX={}", compiler("c++"))),
-                &log,
-            )
+            configure(tree, &zig, zig_target, zig_target, &log)
         })?;
         let mut cargo = Command::new("cargo");
         cargo
@@ -174,4 +215,24 @@ impl Platform {
             .env_remove("BOINC_SRC_DIR");
         Ok(cargo)
     }
+}
+
+/// BOINC's configure for the libraries only, compiling with zig for `zig_target`.
+fn configure(tree: &Path, zig: &Path, zig_target: &str, host: &str, log: &Path) -> Result<()> {
+    let compiler = |language: &str| format!("{} {language} -target {zig_target}", zig.display());
+    run_logged(
+        Command::new("./configure")
+            .current_dir(tree)
+            .arg(format!("--host={host}"))
+            .arg(format!("--build={}", build_triple()?))
+            .args([
+                "--disable-server",
+                "--disable-client",
+                "--disable-manager",
+                "--disable-fcgi",
+            ])
+            .arg(format!("CC={}", compiler("cc")))
+            .arg(format!("CXX={}", compiler("c++"))),
+        log,
+    )
 }

@@ -7,10 +7,14 @@
 //!   volunteers run).
 //! * Windows: a PE for x86-64 importing only DLLs that ship with Windows
 //!   (no libstdc++-6.dll, libgcc_s_seh-1.dll or libwinpthread-1.dll).
-//! * Both: the BOINC API's `API_VERSION_<version>` text is in the file. A
+//! * macOS: a Mach-O for the expected CPU loading only dylibs of macOS's
+//!   /usr/lib (libSystem, libc++, and the iconv pair Rust's std links),
+//!   declaring a minimum macOS no newer than the one the platform states.
+//! * All: the BOINC API's `API_VERSION_<version>` text is in the file. A
 //!   project's `update_versions` records it as the app version's
 //!   `<api_version>`; without it the client treats the wrapper as a pre-6.0
 //!   app and talks to it through System V shared memory.
+use crate::macho::{self, Cpu};
 use crate::run::output;
 use anyhow::{bail, Result};
 use std::path::Path;
@@ -41,6 +45,15 @@ const WINDOWS_SYSTEM_DLLS: &[&str] = &[
     "bcryptprimitives.dll",
 ];
 
+/// The dylibs a macOS file may load: every macOS has them in /usr/lib
+/// (the dyld cache). libc++ only if the C++ runtime were not linked in.
+const MACOS_SYSTEM_DYLIBS: &[&str] = &[
+    "/usr/lib/libSystem.B.dylib",
+    "/usr/lib/libc++.1.dylib",
+    "/usr/lib/libiconv.2.dylib",
+    "/usr/lib/libcharset.1.dylib",
+];
+
 /// What a check found out about one file.
 pub struct Report {
     pub size: u64,
@@ -50,6 +63,8 @@ pub struct Report {
     pub max_glibc: Option<(u32, u32)>,
     /// The BOINC API version the file says it speaks (`API_VERSION_x.y.z`).
     pub api_version: String,
+    /// macOS: the oldest version the file says it runs on.
+    pub min_macos: Option<(u32, u32, u32)>,
 }
 
 impl Report {
@@ -61,10 +76,12 @@ impl Report {
         }
     }
 
+    /// The C library's version bound: glibc's highest symbol, or macOS's minimum.
     pub fn glibc_text(&self) -> String {
-        match self.max_glibc {
-            Some((major, minor)) => format!("GLIBC_{major}.{minor}"),
-            None => "none".to_string(),
+        match (self.max_glibc, self.min_macos) {
+            (Some((major, minor)), _) => format!("GLIBC_{major}.{minor}"),
+            (None, Some((major, minor, _))) => format!("macOS {major}.{minor} or later"),
+            (None, None) => "none".to_string(),
         }
     }
 }
@@ -85,6 +102,7 @@ pub fn check_linux(file: &Path, elf_machine: &str) -> Result<Report> {
         dependencies: elf_needed(&dynamic),
         max_glibc: max_glibc_version(&symbols),
         api_version: api_version_of(file)?,
+        min_macos: None,
     };
     let problems = linux_problems(&report);
     if !problems.is_empty() {
@@ -111,6 +129,7 @@ pub fn check_windows(file: &Path, mingw_prefix: &str) -> Result<Report> {
         dependencies: dll_names(&headers),
         max_glibc: None,
         api_version: api_version_of(file)?,
+        min_macos: None,
     };
     let foreign: Vec<&String> = report
         .dependencies
@@ -124,6 +143,48 @@ pub fn check_windows(file: &Path, mingw_prefix: &str) -> Result<Report> {
         );
     }
     Ok(report)
+}
+
+pub fn check_macos(file: &Path, cpu: Cpu, min_macos: (u32, u32)) -> Result<Report> {
+    let bytes = std::fs::read(file)?;
+    let parsed = macho::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    if parsed.cpu != cpu {
+        bail!("{} is for {:?}, not {cpu:?}", file.display(), parsed.cpu);
+    }
+    let report = Report {
+        size: bytes.len() as u64,
+        dependencies: parsed.dylibs,
+        max_glibc: None,
+        api_version: api_version_of(file)?,
+        min_macos: parsed.min_macos,
+    };
+    let problems = macos_problems(&report, min_macos);
+    if !problems.is_empty() {
+        bail!(
+            "{} is not self-contained: {}",
+            file.display(),
+            problems.join("; ")
+        );
+    }
+    Ok(report)
+}
+
+fn macos_problems(report: &Report, min_macos: (u32, u32)) -> Vec<String> {
+    let mut problems: Vec<String> = report
+        .dependencies
+        .iter()
+        .filter(|lib| !MACOS_SYSTEM_DYLIBS.contains(&lib.as_str()))
+        .map(|lib| format!("loads {lib}"))
+        .collect();
+    match report.min_macos {
+        None => problems.push("names no minimum macOS version".into()),
+        Some((major, minor, _)) if (major, minor) > min_macos => problems.push(format!(
+            "needs macOS {major}.{minor} (at most {}.{} allowed)",
+            min_macos.0, min_macos.1
+        )),
+        Some(_) => {}
+    }
+    problems
 }
 
 fn linux_problems(report: &Report) -> Vec<String> {
@@ -253,6 +314,7 @@ mod tests {
             dependencies: vec!["libc.so.6".into(), "libgcc_s.so.1".into()],
             max_glibc: Some((2, 17)),
             api_version: "8.2.15".into(),
+            min_macos: None,
         };
         assert!(linux_problems(&ok).is_empty());
         let bad = Report {
@@ -260,6 +322,7 @@ mod tests {
             dependencies: vec!["libc.so.6".into(), "libboinc_api.so.7".into()],
             max_glibc: Some((2, 34)),
             api_version: "8.2.15".into(),
+            min_macos: None,
         };
         let problems = linux_problems(&bad);
         assert_eq!(problems.len(), 2, "{problems:?}");
@@ -276,6 +339,31 @@ mod tests {
         assert_eq!(api_version_in(b"API_VERSION_8.2\0"), None);
         assert_eq!(api_version_in(b"API_VERSION_8.2.15x\0"), None);
         assert_eq!(api_version_in(b"nothing here"), None);
+    }
+
+    #[test]
+    fn macos_files_may_load_only_system_dylibs_and_name_their_oldest_macos() {
+        let report = |dylibs: &[&str], min_macos| Report {
+            size: 1,
+            dependencies: dylibs.iter().map(|d| d.to_string()).collect(),
+            max_glibc: None,
+            api_version: "8.2.15".into(),
+            min_macos,
+        };
+        let system = ["/usr/lib/libSystem.B.dylib", "/usr/lib/libiconv.2.dylib"];
+        assert!(macos_problems(&report(&system, Some((11, 0, 0))), (11, 0)).is_empty());
+        let problems = macos_problems(
+            &report(&["/opt/homebrew/lib/libboinc.dylib"], Some((13, 0, 0))),
+            (11, 0),
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("libboinc"));
+        assert!(problems[1].contains("macOS 13.0"));
+        assert_eq!(macos_problems(&report(&system, None), (11, 0)).len(), 1);
+        assert_eq!(
+            report(&system, Some((10, 13, 0))).glibc_text(),
+            "macOS 10.13 or later"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::shm::{SharedMemory, MMAP_FILE_NAME};
 use crate::slot::{BoincDirs, LinkKind, DEFAULT_DATA_DIR_NAME, DEFAULT_PROJECT_DIR_NAME};
 use crate::task::{Launch, Task};
 use crate::tempdir::file_name_safe;
+use crate::user::HostUser;
 
 /// Overrides the wrapper binary given by the test (to run the same tests against another build).
 pub const WRAPPER_BIN_VAR: &str = "DW_WRAPPER_BIN";
@@ -65,6 +66,8 @@ pub struct TaskBuilder {
     args: Vec<OsString>,
     env: Vec<(OsString, Option<OsString>)>,
     engine: Option<TestEngine>,
+    /// Who owns the data dir when not the engine's user.
+    data_owner: Option<HostUser>,
     heartbeats: bool,
     client_priority: bool,
 }
@@ -108,6 +111,7 @@ impl TaskBuilder {
             args: Vec::new(),
             env: Vec::new(),
             engine: None,
+            data_owner: None,
             heartbeats: true,
             client_priority: false,
         }
@@ -290,6 +294,13 @@ impl TaskBuilder {
         self
     }
 
+    /// Gives the data dir to `user` while the wrapper runs as the engine's
+    /// user: a helper that runs the engine as `user` then meets its own files.
+    pub fn data_owner(mut self, user: &HostUser) -> Self {
+        self.data_owner = Some(user.clone());
+        self
+    }
+
     pub fn env(mut self, name: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
         self.env.push((
             name.as_ref().to_os_string(),
@@ -351,7 +362,11 @@ impl TaskBuilder {
         }
         let shm = SharedMemory::create(&dirs.slot_file(MMAP_FILE_NAME))
             .map_err(|e| format!("cannot create {MMAP_FILE_NAME}: {e}"))?;
-        if let Some(user) = self.engine.as_ref().and_then(TestEngine::user) {
+        let owner = self
+            .data_owner
+            .as_ref()
+            .or_else(|| self.engine.as_ref().and_then(TestEngine::user));
+        if let Some(user) = owner {
             user.own_tree(dirs.root()).map_err(|e| {
                 format!(
                     "cannot give {} to {}: {e}",

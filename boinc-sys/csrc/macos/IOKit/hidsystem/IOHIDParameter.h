@@ -1,0 +1,2 @@
+/* Build-only stand-in (see IOHIDLib.h): nothing of it is used. */
+#pragma once
