@@ -134,7 +134,10 @@ impl<'a> TaskRun<'a> {
                 Event::Client(status)
             });
         }
-        // Read the cgroup's OOM counter at once, before the engine removes the cgroup.
+        // Read the cgroup at once, before the engine removes it (Docker does
+        // within moments of the exit): the CPU time since the last periodic
+        // reading, and the OOM counter.
+        watchers.accounting.update_at_exit();
         let cgroup_oom = watchers.accounting.oom_killed();
         let exit = match watchers.exit.exit() {
             Ok(exit) => exit,
