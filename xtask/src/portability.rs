@@ -105,14 +105,7 @@ pub fn check_linux(file: &Path, elf_machine: &str) -> Result<Report> {
         min_macos: None,
     };
     let problems = linux_problems(&report);
-    if !problems.is_empty() {
-        bail!(
-            "{} is not self-contained: {}",
-            file.display(),
-            problems.join("; ")
-        );
-    }
-    Ok(report)
+    self_contained(file, report, problems)
 }
 
 pub fn check_windows(file: &Path, mingw_prefix: &str) -> Result<Report> {
@@ -155,10 +148,15 @@ pub fn check_macos(file: &Path, cpu: Cpu, min_macos: (u32, u32)) -> Result<Repor
         size: bytes.len() as u64,
         dependencies: parsed.dylibs,
         max_glibc: None,
-        api_version: api_version_of(file)?,
+        api_version: api_version_from(file, &bytes)?,
         min_macos: parsed.min_macos,
     };
     let problems = macos_problems(&report, min_macos);
+    self_contained(file, report, problems)
+}
+
+/// The report, or the file's problems as one error.
+fn self_contained(file: &Path, report: Report, problems: Vec<String>) -> Result<Report> {
     if !problems.is_empty() {
         bail!(
             "{} is not self-contained: {}",
@@ -207,8 +205,12 @@ fn linux_problems(report: &Report) -> Vec<String> {
 /// (`strings` piped to a grep for the marker followed by three numbers, at
 /// the end of a string).
 pub fn api_version_of(file: &Path) -> Result<String> {
-    let bytes = std::fs::read(file)?;
-    match api_version_in(&bytes) {
+    api_version_from(file, &std::fs::read(file)?)
+}
+
+/// `api_version_of` for a file already read.
+fn api_version_from(file: &Path, bytes: &[u8]) -> Result<String> {
+    match api_version_in(bytes) {
         Some(version) => Ok(version),
         None => bail!(
             "{} has no API_VERSION_x.y.z text: a BOINC server's update_versions would record no \
