@@ -693,7 +693,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// Reads a regular file of at most [`MAX_FILE_BYTES`] (job.toml may sit in
 /// the slot, where the job of an earlier run could have replaced it).
 fn read_small_file(path: &Path) -> std::io::Result<Vec<u8>> {
-    let bytes = crate::slot_io::read_prefix(path, MAX_FILE_BYTES + 1)?;
+    let bytes = crate::slot::io::read_prefix(path, MAX_FILE_BYTES + 1)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,

@@ -1,36 +1,23 @@
 //! docker_wrapper: runs a BOINC job in a Docker or Podman container.
 mod argv;
-mod background;
 mod boinc;
 mod check;
 mod cli;
 mod config;
-mod control_files;
+mod context;
 mod engine;
-mod exit_code;
-mod host_limits;
-mod host_path;
+mod host;
 mod image;
-mod init_data;
-mod journal;
 mod logging;
-mod network;
 mod os;
-mod process_tree;
+mod outcome;
 #[cfg(test)]
 mod property_tests;
-mod schedule;
-mod slot_files;
-mod slot_handover;
-mod slot_io;
-mod slot_usage;
-mod supervisor;
-mod suspend;
+mod slot;
+mod supervise;
 mod task;
 #[cfg(test)]
 mod test_dir;
-mod usage;
-mod wakeup;
 
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -38,11 +25,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use boinc::exit_code::WrapperExit;
+use boinc::wakeup::Wakeup;
 use cli::CliAction;
 use config::JobConfig;
-use exit_code::WrapperExit;
-use task::Outcome;
-use wakeup::Wakeup;
+use outcome::Outcome;
 
 fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args_os().skip(1).collect()) {
@@ -143,7 +130,7 @@ fn main() -> ExitCode {
         }
         Ok(Outcome::TemporaryExit(reason)) => {
             log::warn!("{reason}; asking the client to retry later");
-            boinc::temporary_exit(task::RETRY_DELAY_SECS, &reason, false)
+            boinc::temporary_exit(outcome::RETRY_DELAY_SECS, &reason, false)
         }
         Ok(Outcome::KeepForRestart) | Ok(Outcome::Aborted) => ExitCode::SUCCESS,
         Err(err) => fail(&format!("{err:#}")),
@@ -157,7 +144,7 @@ fn config_path(name: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     if std::fs::symlink_metadata(slot.join(name)).is_err() {
         return Ok(name.to_path_buf());
     }
-    Ok(slot_files::resolve(&slot, name)?)
+    Ok(slot::files::resolve(&slot, name)?)
 }
 
 /// How long to wait for the client to read the final status report.
@@ -187,11 +174,11 @@ fn hand_over_slot() {
     if !init_data.exists() {
         return;
     }
-    let project_dir = init_data::InitData::load(&init_data)
+    let project_dir = boinc::init_data::InitData::load(&init_data)
         .ok()
         .map(|init| std::path::PathBuf::from(init.project_dir))
         .filter(|dir| !dir.as_os_str().is_empty());
-    for refused in slot_handover::clear_slot(&slot, project_dir.as_deref()) {
+    for refused in slot::handover::clear_slot(&slot, project_dir.as_deref()) {
         log::error!("{refused}");
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 
-use crate::slot_io;
+use crate::slot::io as slot_io;
 
 pub fn is_gzip(path: &Path) -> bool {
     let mut magic = [0u8; 2];

@@ -13,7 +13,7 @@
 use std::fmt;
 
 use super::EngineKind;
-use crate::process_tree::ProcessId;
+use crate::host::process_tree::ProcessId;
 
 /// What a build reports while it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,11 +16,11 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use super::{ContainerState, Engine, EngineError};
+use crate::boinc::wakeup::Wakeup;
+#[cfg(unix)]
+use crate::boinc::wakeup::Woken;
 #[cfg(unix)]
 use crate::os;
-use crate::wakeup::Wakeup;
-#[cfg(unix)]
-use crate::wakeup::Woken;
 
 /// How often the container's state is read when there is nothing to watch.
 const STATE_POLL: Duration = Duration::from_secs(1);

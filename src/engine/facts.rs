@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{Engine, EngineError, EngineKind};
-use crate::background::CgroupDriver;
-use crate::{os, slot_io};
+use crate::host::background::CgroupDriver;
+use crate::os;
+use crate::slot::io as slot_io;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Facts {

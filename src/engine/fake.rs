@@ -12,8 +12,8 @@ use super::{
     ContainerState, ContainerStatus, CreateSpec, EngineError, EngineKind, Facts, Known,
     RESULT_LABEL, SLOT_LABEL, WRAPPER_LABEL,
 };
-use crate::background::CgroupDriver;
-use crate::wakeup::Wakeup;
+use crate::boinc::wakeup::Wakeup;
+use crate::host::background::CgroupDriver;
 
 #[derive(Default)]
 pub struct FakeEngine {

@@ -1,6 +1,6 @@
 //! What the engine's host set-up means for a new container's flags.
 use super::{gpu, Engine, EngineKind, Facts};
-use crate::background;
+use crate::host::background;
 use crate::os;
 
 impl Engine {

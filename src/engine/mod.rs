@@ -32,7 +32,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::init_data::WslDistro;
+use crate::boinc::init_data::WslDistro;
 use build_trace::BuildTrace;
 // The engine's face to the rest of the wrapper; its submodules are its own.
 pub use build_trace::{BuildEvent, Leftover};
@@ -54,7 +54,7 @@ pub use seam::{ContainerEngine, ExitWatcher};
 pub use stats::{CpuFigure, Stats};
 #[cfg(test)]
 pub mod fake;
-use crate::init_data::DockerType;
+use crate::boinc::init_data::DockerType;
 use process::{Argv, Limits, Output, RunError};
 use transport::Transport;
 

@@ -3,7 +3,7 @@
 //! `--mount` flags of `create_args`/`build_args`.
 use std::path::{Path, PathBuf};
 
-use crate::host_path;
+use crate::slot::host_path;
 
 /// Host directories whose contents would give a job the host: system
 /// configuration and secrets, the kernel's views, the engines' state and

@@ -108,9 +108,9 @@ fn judge(command: Command, flag: &Flag, base: &Path) -> Option<String> {
         "volume" => return mount_policy::unsafe_volume(value, base),
         "mount" => return mount_policy::unsafe_mount_flag(value, base),
         "env-file" | "label-file" => {
-            let inside = crate::host_path::resolve(base, Path::new(value))
+            let inside = crate::slot::host_path::resolve(base, Path::new(value))
                 .ok()
-                .zip(crate::host_path::resolve(base, Path::new(".")).ok())
+                .zip(crate::slot::host_path::resolve(base, Path::new(".")).ok())
                 .is_some_and(|(file, slot)| file.starts_with(slot));
             if inside {
                 return None;

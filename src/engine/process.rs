@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::process_tree::{self, ProcessId};
+use crate::host::process_tree::{self, ProcessId};
 
 /// Grace between SIGTERM and SIGKILL for a command that timed out.
 const KILL_GRACE: Duration = Duration::from_secs(2);

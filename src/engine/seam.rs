@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::exit_watch::{Exit, ExitWatch};
 use super::stats::Stats;
 use super::{ContainerState, CreateSpec, Engine, EngineError, Known};
-use crate::wakeup::Wakeup;
+use crate::boinc::wakeup::Wakeup;
 
 /// Learns that the container exited.
 pub trait ExitWatcher {

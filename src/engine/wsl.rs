@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::process::Argv;
 use super::EngineKind;
-use crate::init_data::{DockerType, WslDistro};
+use crate::boinc::init_data::{DockerType, WslDistro};
 
 /// The distro BOINC installs for container apps (`BOINC_WSL_DISTRO_NAME`
 /// in BOINC's lib/wslinfo.h).

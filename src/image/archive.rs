@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 
-use crate::slot_io;
+use crate::slot::io as slot_io;
 
 /// manifest.json is small; anything bigger is not a save archive.
 const MAX_MANIFEST: u64 = 1024 * 1024;

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::EngineKind;
 use crate::engine::Leftover;
-use crate::process_tree::ProcessId;
-use crate::slot_io;
+use crate::host::process_tree::ProcessId;
+use crate::slot::io as slot_io;
 
 const FILE_NAME: &str = "docker_wrapper_build.record";
 /// A build names a few dozen ids at most; anything longer is not ours.

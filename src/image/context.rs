@@ -11,7 +11,7 @@ use std::{fmt, fs, io};
 use sha2::{Digest, Sha256};
 
 use super::dockerfile;
-use crate::slot_files::{self, SlotFileError};
+use crate::slot::files::{self as slot_files, SlotFileError};
 
 /// Name of the Dockerfile inside the staged context.
 pub const STAGED_DOCKERFILE: &str = ".docker_wrapper.Dockerfile";
@@ -315,7 +315,7 @@ fn file_digest(path: &Path) -> Result<[u8; 32], ContextError> {
         source,
     };
     // Listed as a regular file, but the job may have swapped in a FIFO since.
-    let mut file = crate::slot_io::open_regular(path).map_err(read_error)?;
+    let mut file = crate::slot::io::open_regular(path).map_err(read_error)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {

@@ -23,8 +23,8 @@ use context::{BuildInputs, ContextError};
 use lock::{BuildLock, LockError};
 
 use crate::engine::{self, BuildEvent, Engine, EngineError, Leftover};
-use crate::slot_files::SlotFileError;
-use crate::slot_io;
+use crate::slot::files::SlotFileError;
+use crate::slot::io as slot_io;
 
 /// The first part of every cache image's name.
 const CACHE_REPOSITORY: &str = "boinc_wrapper";
@@ -178,7 +178,7 @@ impl<'a> ImageCache<'a> {
         match source {
             ImageSource::Named { name, .. } => Ok(name.to_string()),
             ImageSource::Archive(archive) => {
-                let path = crate::slot_files::resolve(slot_dir, archive)?;
+                let path = crate::slot::files::resolve(slot_dir, archive)?;
                 Ok(self.cache_tag(&context::file_hash(&path)?))
             }
             ImageSource::Dockerfile {
@@ -276,7 +276,7 @@ impl<'a> ImageCache<'a> {
         archive: &Path,
         cancel: &mut dyn FnMut() -> bool,
     ) -> Result<Option<String>, ImageError> {
-        let path = crate::slot_files::resolve(slot_dir, archive)?;
+        let path = crate::slot::files::resolve(slot_dir, archive)?;
         let hash = context::file_hash(&path)?;
         let tag = self.cache_tag(&hash);
         if self.engine.image_exists(&tag)? {
@@ -442,8 +442,8 @@ impl<'a> ImageCache<'a> {
 
     /// Whether `process` runs our engine's `build` (the record is a file;
     /// the process it names must be the one it claims to be).
-    fn is_build_command(&self, process: crate::process_tree::ProcessId) -> bool {
-        let args = crate::process_tree::command_line(process);
+    fn is_build_command(&self, process: crate::host::process_tree::ProcessId) -> bool {
+        let args = crate::host::process_tree::command_line(process);
         // A helper (macOS) may run the CLI as its child, or become it.
         let names = [self.engine.cli(), self.engine.program()].map(Path::file_name);
         args.first()

@@ -24,9 +24,9 @@ use std::{fmt, fs};
 
 use super::lock::BuildLock;
 use super::{same_image, CACHE_REPOSITORY};
+use crate::boinc::init_data::InitData;
 use crate::engine::{self, Engine, EngineError};
-use crate::init_data::InitData;
-use crate::slot_io;
+use crate::slot::io as slot_io;
 
 /// What all projects' cache images together may use. A project's own
 /// default budget (`image_cache_max_mb`) is 10 GiB; three such projects fit.

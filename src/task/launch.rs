@@ -10,7 +10,7 @@ use super::provision::{self, Supply};
 use super::{Outcome, TaskRun};
 use crate::engine::{CreateSpec, EngineError};
 use crate::os;
-use crate::supervisor::{self, Attempt, Recovery};
+use crate::supervise::machine::{self as supervisor, Attempt, Recovery};
 
 /// How an attempt to create the task's container ended.
 pub(super) enum Launch {

@@ -8,59 +8,30 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::boinc;
+use crate::boinc::host_limits;
+use crate::boinc::init_data::InitData;
+use crate::boinc::wakeup::Wakeup;
 use crate::cli::Cli;
 use crate::config::JobConfig;
 use crate::engine::{
     self, ContainerEngine, ContainerState, ContainerStatus, Engine, EngineError, EngineKind, Known,
 };
-use crate::host_limits;
 use crate::image;
-use crate::init_data::InitData;
-use crate::journal::{Journal, Phase};
 use crate::os;
-use crate::slot_files;
-use crate::supervisor::{self, Found, Owner, StartPlan};
-use crate::suspend;
-use crate::wakeup::Wakeup;
+use crate::slot::files as slot_files;
+use crate::slot::journal::{Journal, Phase};
+use crate::supervise::machine::{self as supervisor, Found, Owner, StartPlan};
+use crate::supervise::suspend;
 
-mod actions;
-mod client;
-mod context;
 mod launch;
 mod provision;
-mod supervise;
 #[cfg(test)]
 mod tests;
 
-use client::{BoincClient, Client};
-pub use context::{SlotKind, TaskContext};
+pub use crate::context::{SlotKind, TaskContext};
+pub use crate::outcome::Outcome;
+use crate::supervise::client::{self, BoincClient, Client};
 use launch::Launch;
-
-/// Delay before the client restarts us after a temporary exit.
-pub const RETRY_DELAY_SECS: i32 = 300;
-
-/// How the process ends.
-#[derive(Debug, PartialEq)]
-pub enum Outcome {
-    /// The job ran to its end: report this exit code with boinc_finish.
-    Finished(i32),
-    /// The task cannot run now; the client should retry later.
-    TemporaryExit(String),
-    /// The work is kept (container paused or stopped); exit without
-    /// finishing so the client restarts us.
-    KeepForRestart,
-    /// The client aborted the task; the container is gone.
-    Aborted,
-    /// The job said it is done (its completion file): finish with this
-    /// code and pass its message on to the volunteer.
-    Completed {
-        code: i32,
-        message: boinc::FinishMessage,
-    },
-    /// The job asked to be restarted later (its temporary-exit file); its
-    /// container is kept.
-    RetryLater(supervisor::Retry),
-}
 
 /// Runs the task. Errors are set-up failures: the caller reports them and
 /// finishes with `WrapperExit::InitFailure`.
@@ -109,7 +80,7 @@ pub fn run(
     check_security(&config, engine.kind, &slot_dir)?;
     warn_of_a_replaced_user(&config, &engine, &slot_dir, &cli.dockerfile);
     let ctx = TaskContext {
-        container: context::container_name(&init, slot),
+        container: crate::context::container_name(&init, slot),
         slot_dir,
         slot,
         config,
@@ -237,22 +208,22 @@ fn image_archive(slot_dir: &Path, config: &JobConfig) -> Result<Option<PathBuf>>
 /// A task once its inputs are read: the context it runs in, the engine and
 /// client it talks to, and what this run has learnt of its container.
 /// Everything that changes while the task runs lives here, behind `&mut self`.
-struct TaskRun<'a> {
-    ctx: &'a TaskContext,
-    engine: &'a dyn ContainerEngine,
-    client: &'a dyn Client,
+pub(crate) struct TaskRun<'a> {
+    pub(crate) ctx: &'a TaskContext,
+    pub(crate) engine: &'a dyn ContainerEngine,
+    pub(crate) client: &'a dyn Client,
     /// The image the container runs, once known (from the cache or the journal).
-    image: Option<String>,
+    pub(crate) image: Option<String>,
     /// Host port of the job's web graphics, once allocated or found.
-    web_graphics_port: Option<u16>,
+    pub(crate) web_graphics_port: Option<u16>,
     /// Host pid of the container's init, once running; None before, and
     /// when it is not a pid of this host (the engine in WSL).
-    container_pid: Option<u32>,
+    pub(crate) container_pid: Option<u32>,
     /// Set once a container with the task's name exists and is this slot's
     /// (found so, or created here): only then may an error remove it.
-    owns_container: bool,
+    pub(crate) owns_container: bool,
     /// The engine's facts, once asked or read from the host's record.
-    facts: Option<Known>,
+    pub(crate) facts: Option<Known>,
 }
 
 /// How a run begins, given what an earlier one left.
@@ -515,7 +486,7 @@ impl<'a> TaskRun<'a> {
         trusted
     }
 
-    fn save_journal(&self, phase: Phase, cpu_time: f64, exit_code: Option<i32>) {
+    pub(crate) fn save_journal(&self, phase: Phase, cpu_time: f64, exit_code: Option<i32>) {
         let journal = Journal {
             container: self.ctx.container.clone(),
             image: self.image.clone().unwrap_or_default(),

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::client::{self, Client};
-use super::context::TaskContext;
 use super::Outcome;
 use crate::boinc;
+use crate::context::TaskContext;
 use crate::engine::{CreateSpec, Engine, EngineError, Facts};
 use crate::image::{CacheLimits, ImageCache, ImageError, ImageSource};
-use crate::slot_files;
+use crate::slot::files as slot_files;
+use crate::supervise::client::{self, Client};
 
 /// What a new container needs besides container commands: its image, and
 /// what its specification needs of the host. A real task gets them from the

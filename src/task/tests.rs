@@ -6,10 +6,10 @@ use std::path::Path;
 use super::client::fake::FakeClient;
 use super::provision::{Prepared, Supply};
 use super::*;
+use crate::boinc::exit_code::WrapperExit;
 use crate::boinc::ClientStatus;
 use crate::engine::fake::{self, FakeEngine};
 use crate::engine::Facts;
-use crate::exit_code::WrapperExit;
 use crate::test_dir::TestDir;
 
 /// The image every fake task runs.
@@ -413,7 +413,7 @@ fn stale_facts_are_asked_again_once_and_the_container_created_with_the_new_ones(
     let slot = Slot::new("stale-facts");
     let engine = FakeEngine::fresh();
     let mut stale = fake::podman_facts();
-    stale.cgroup_driver = Some(crate::background::CgroupDriver::Systemd);
+    stale.cgroup_driver = Some(crate::host::background::CgroupDriver::Systemd);
     engine.remember_facts(Some(stale));
     engine.fail_next(
         "run",
@@ -684,7 +684,7 @@ fn a_temporary_exit_file_keeps_the_container_for_the_retry() {
     let outcome = run_task(&ctx, &engine, &client).unwrap();
     assert_eq!(
         outcome,
-        Outcome::RetryLater(crate::supervisor::Retry {
+        Outcome::RetryLater(crate::supervise::machine::Retry {
             delay_secs: 120,
             reason: "waiting for input".into(),
             notice: false

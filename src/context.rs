@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use crate::boinc::init_data::InitData;
 use crate::cli::Cli;
 use crate::config::JobConfig;
 use crate::engine;
-use crate::init_data::InitData;
 
 /// Where the wrapper runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::{fmt, fs, io};
 
-use crate::{host_path, slot_io};
+use crate::slot::{host_path, io as slot_io};
 
 /// Soft-link files are one short line; anything longer is real data.
 const MAX_LINK_FILE: u64 = 1024;

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::boinc::wakeup::{Wakeup, POLL_WITHOUT_NEWS};
 use crate::boinc::{self, ClientStatus, TaskReport};
-use crate::supervisor::{self, Interruption};
-use crate::wakeup::{Wakeup, POLL_WITHOUT_NEWS};
+use crate::supervise::machine::{self as supervisor, Interruption};
 
 pub trait Client {
     /// The client's status as the loop reads it, once per round; takes the
@@ -126,10 +126,10 @@ impl TimerTicks {
 
 /// What the client's status (or a signal) asks of a task that is not
 /// supervising a container yet: whether to stop setting it up.
-pub fn interruption(client: &dyn Client) -> Option<super::Outcome> {
+pub fn interruption(client: &dyn Client) -> Option<crate::outcome::Outcome> {
     supervisor::interruption(&client.latest(), client.terminated()).map(|asked| match asked {
-        Interruption::Abort => super::Outcome::Aborted,
-        Interruption::Quit(_) => super::Outcome::KeepForRestart,
+        Interruption::Abort => crate::outcome::Outcome::Aborted,
+        Interruption::Quit(_) => crate::outcome::Outcome::KeepForRestart,
     })
 }
 

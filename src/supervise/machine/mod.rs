@@ -8,12 +8,12 @@ pub mod start;
 
 use std::time::{Duration, Instant};
 
+use crate::boinc::exit_code::WrapperExit;
 use crate::boinc::ClientStatus;
 use crate::config::QuitAction;
-use crate::control_files::JobRequest;
-use crate::exit_code::WrapperExit;
-use crate::journal::Phase;
-use crate::suspend::Paused;
+use crate::slot::control_files::JobRequest;
+use crate::slot::journal::Phase;
+use crate::supervise::suspend::Paused;
 use run_clock::RunClock;
 
 pub use start::{

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::engine::{CpuFigure, Stats};
-use crate::process_tree::{self, Sample};
+use crate::host::process_tree::{self, Sample};
 
 /// How often the /proc fallback reads: on kernels without children files it
 /// walks the host's whole process table, far more than two cgroup files.

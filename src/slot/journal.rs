@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::slot_io;
+use crate::slot::io as slot_io;
 
 pub const FILE_NAME: &str = "docker_wrapper_journal.toml";
 

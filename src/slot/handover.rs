@@ -15,7 +15,7 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::{host_path, slot_files};
+use crate::slot::{files as slot_files, host_path};
 
 /// Entries looked at, at most: a job can make millions. The top of the
 /// slot, where outputs are, comes first.

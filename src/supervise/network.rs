@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::boinc;
 use crate::engine::{ContainerEngine, ContainerStatus};
-use crate::suspend;
+use crate::supervise::suspend;
 
 /// Wait before trying again to give networks back after a failure.
 const RECONNECT_RETRY: Duration = Duration::from_secs(30);

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::ControlFiles;
-use crate::{slot_handover, slot_io};
+use crate::slot::{handover as slot_handover, io as slot_io};
 
 /// How often the loop looks at the files: with the report, so that both
 /// share a wake-up.

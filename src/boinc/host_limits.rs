@@ -4,7 +4,7 @@
 //! turns into a `--memory` the engines refuse, and the task fails. Limits
 //! above what the host has mean "no tighter than the host", so they are
 //! lowered to the host's own figures, with one line saying so.
-use crate::init_data::InitData;
+use crate::boinc::init_data::InitData;
 
 /// What this host has; None where it cannot be told.
 #[derive(Debug, Clone, Copy, PartialEq)]

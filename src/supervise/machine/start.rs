@@ -3,7 +3,7 @@
 //! task's name is, and how much of the journal's CPU time to believe. No I/O
 //! here.
 use crate::engine::Failure;
-use crate::journal::{Journal, Phase};
+use crate::slot::journal::{Journal, Phase};
 
 /// How to get the container going at start, given what a previous run left.
 #[derive(Debug, Clone, PartialEq)]

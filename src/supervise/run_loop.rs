@@ -8,16 +8,17 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::actions::Next;
-use super::{Outcome, TaskRun};
-use crate::control_files::{self, ControlWatch};
 use crate::engine::{ContainerState, ExitWatcher};
-use crate::network::ContainerNetwork;
-use crate::schedule::Schedule;
-use crate::slot_files;
-use crate::slot_usage::{self, DiskWatch};
-use crate::supervisor::{Event, Periodic, Supervisor};
-use crate::suspend::Pauser;
-use crate::usage::Accounting;
+use crate::host::usage::Accounting;
+use crate::outcome::Outcome;
+use crate::slot::control_files::{self, ControlWatch};
+use crate::slot::files as slot_files;
+use crate::slot::usage::{self as slot_usage, DiskWatch};
+use crate::supervise::machine::{Event, Periodic, Supervisor};
+use crate::supervise::network::ContainerNetwork;
+use crate::supervise::schedule::Schedule;
+use crate::supervise::suspend::Pauser;
+use crate::task::TaskRun;
 
 /// How often CPU time, memory and fraction done go to the client, and the
 /// grid every periodic job keeps to. The client reads them once a second;
@@ -45,7 +46,7 @@ pub(super) struct Watchers<'a> {
 
 impl<'a> TaskRun<'a> {
     /// The main loop: events until the task ends.
-    pub(super) fn supervise(
+    pub(crate) fn supervise(
         &mut self,
         container: &ContainerState,
         client_cpu: f64,

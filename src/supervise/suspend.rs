@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::engine::{ContainerEngine, EngineError, Failure};
-use crate::process_tree;
+use crate::host::process_tree;
 
 /// Attempts at pausing: runc's freezer can fail transiently ("unable to
 /// freeze") while the job's processes are forking.

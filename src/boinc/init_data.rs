@@ -234,7 +234,7 @@ impl InitData {
         };
         // The client writes it before each start, but into the slot, where
         // the job may have left a FIFO or a link under that name.
-        let file = crate::slot_io::open_regular(path).map_err(io_err)?;
+        let file = crate::slot::io::open_regular(path).map_err(io_err)?;
         let declared = file.metadata().map_err(io_err)?.len();
         if declared > MAX_FILE_BYTES {
             return Err(too_large(declared));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use boinc_sys as sys;
 
-use crate::slot_io;
+use crate::slot::io as slot_io;
 
 /// What the client has asked of us, as last read from shared memory.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -78,7 +78,7 @@ pub fn status() -> ClientStatus {
 /// client's status changes. `'static`: the library keeps the descriptor for
 /// the rest of the process.
 #[cfg(unix)]
-pub fn notify_status_changes(wakeup: &'static crate::wakeup::Wakeup) {
+pub fn notify_status_changes(wakeup: &'static crate::boinc::wakeup::Wakeup) {
     use std::os::fd::AsRawFd;
     // SAFETY: a plain descriptor that stays open until the process ends.
     unsafe { sys::dw_notify_status_changes(wakeup.write_end().as_raw_fd()) };

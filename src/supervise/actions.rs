@@ -6,15 +6,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::supervise::{Watchers, REPORT_PERIOD};
-use super::{Outcome, TaskRun};
+use super::run_loop::{Watchers, REPORT_PERIOD};
 use crate::boinc::{FinishMessage, TaskReport};
-use crate::control_files;
 use crate::engine::EngineError;
-use crate::journal::Phase;
-use crate::slot_io;
-use crate::supervisor::{self, Action, Ending, Event, Interruption, Kill, PauseResult, Periodic};
-use crate::suspend;
+use crate::outcome::Outcome;
+use crate::slot::control_files;
+use crate::slot::io as slot_io;
+use crate::slot::journal::Phase;
+use crate::supervise::machine::{
+    self as supervisor, Action, Ending, Event, Interruption, Kill, PauseResult, Periodic,
+};
+use crate::supervise::suspend;
+use crate::task::TaskRun;
 
 /// What performing an action leads to.
 pub(super) enum Next {
@@ -223,7 +226,7 @@ impl TaskRun<'_> {
     }
 
     /// Why the job ends, in stderr.txt.
-    pub(super) fn say_why(&self, code: i32, why: &Ending) {
+    pub(crate) fn say_why(&self, code: i32, why: &Ending) {
         match why {
             Ending::Exited => {}
             Ending::OutOfMemory => {
@@ -271,7 +274,7 @@ impl TaskRun<'_> {
 
     /// Container log into stderr.txt, container removed (the image stays
     /// cached for the next workunit), the end journalled and reported.
-    pub(super) fn finish(
+    pub(crate) fn finish(
         &mut self,
         code: i32,
         why: &Ending,
@@ -326,7 +329,7 @@ impl TaskRun<'_> {
 
 /// The client or a signal asks for something other than a suspended task:
 /// resume, quit, abort, lost heartbeat, SIGTERM.
-fn pause_is_moot(client: &dyn super::Client) -> bool {
+fn pause_is_moot(client: &dyn super::client::Client) -> bool {
     !client.latest().suspended || super::client::interruption(client).is_some()
 }
 
