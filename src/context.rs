@@ -8,6 +8,7 @@ use crate::boinc::init_data::InitData;
 use crate::cli::Cli;
 use crate::config::JobConfig;
 use crate::engine;
+use crate::slot::journal::{Journal, Phase};
 
 /// Where the wrapper runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,24 @@ impl TaskContext {
             dir.display()
         );
         Ok(dir)
+    }
+
+    /// Journals what this run did with the container, for the next run.
+    pub fn save_journal(
+        &self,
+        image: Option<&str>,
+        phase: Phase,
+        cpu_time: f64,
+        exit_code: Option<i32>,
+    ) {
+        let journal = Journal {
+            container: self.container.clone(),
+            image: image.unwrap_or_default().to_string(),
+            phase,
+            cpu_time,
+            exit_code,
+        };
+        journal.save(&self.slot_dir);
     }
 
     /// Where the image cache keeps its records: the project dir, shared by

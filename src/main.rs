@@ -19,17 +19,17 @@ mod task;
 #[cfg(test)]
 mod test_dir;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Context;
 
-use boinc::exit_code::WrapperExit;
 use boinc::wakeup::Wakeup;
-use cli::CliAction;
+use cli::{Cli, CliAction, CliError};
 use config::JobConfig;
-use outcome::Outcome;
+use outcome::{Outcome, TaskError};
 
 fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args_os().skip(1).collect()) {
@@ -60,25 +60,18 @@ fn main() -> ExitCode {
     }
     logging::init();
     log::info!("{} starting", version_line());
-    let cli = match cli {
-        Ok(cli) => cli,
-        Err(err) => fail(&format!("{err} (see docker_wrapper --help)")),
-    };
-    let config_path = match config_path(&cli.config_file) {
-        Ok(path) => path,
-        Err(err) => fail(&format!("{err:#}")),
-    };
-    let config = match JobConfig::load(&config_path, cli.config_given) {
-        Ok((config, warnings)) => {
-            warnings.iter().for_each(|w| log::warn!("{w}"));
-            config
-        }
-        Err(err) => fail(&err.to_string()),
-    };
+    outcome::end_process(run_in_slot(cli))
+}
+
+/// Everything from the command line to the task's end; what the client is
+/// told is `end_process`'s to decide.
+fn run_in_slot(cli: Result<Cli, CliError>) -> Result<Outcome, TaskError> {
+    let cli = cli.map_err(|err| TaskError::set_up(format!("{err} (see docker_wrapper --help)")))?;
+    let config = load_config(&cli)?;
     // The library also says standalone when init_data.xml exists but does not
     // parse (e.g. empty): that is a slot with a damaged file, not a plain
     // directory, and reading it gives the error.
-    let standalone = boinc::is_standalone() && !std::path::Path::new("init_data.xml").exists();
+    let standalone = boinc::is_standalone() && !Path::new("init_data.xml").exists();
     logging::set_verbosity(if cli.verbose || standalone {
         2
     } else {
@@ -89,12 +82,16 @@ fn main() -> ExitCode {
         log::info!("standalone mode (no init_data.xml): image and container are named 'boinc'");
     }
     if cli.sporadic {
-        start_sporadic();
+        start_sporadic()?;
     }
     // Lives until the process ends: the library keeps its descriptor.
     let wakeup: &'static Wakeup = match Wakeup::new() {
         Ok(wakeup) => Box::leak(Box::new(wakeup)),
-        Err(err) => fail(&format!("cannot create the wake-up pipe: {err}")),
+        Err(err) => {
+            return Err(TaskError::set_up(format!(
+                "cannot create the wake-up pipe: {err}"
+            )))
+        }
     };
     #[cfg(unix)]
     boinc::notify_status_changes(wakeup);
@@ -117,29 +114,19 @@ fn main() -> ExitCode {
     } else {
         task::SlotKind::Client
     };
-    match task::run(cli, config, slot, terminated, wakeup) {
-        Ok(Outcome::Finished(code)) => finish(code, None),
-        Ok(Outcome::Completed { code, message }) => finish(code, Some(&message)),
-        Ok(Outcome::RetryLater(retry)) => {
-            log::info!(
-                "the job asked to be restarted in {} s: {}",
-                retry.delay_secs,
-                retry.reason
-            );
-            boinc::temporary_exit(retry.delay_secs as i32, &retry.reason, retry.notice)
-        }
-        Ok(Outcome::TemporaryExit(reason)) => {
-            log::warn!("{reason}; asking the client to retry later");
-            boinc::temporary_exit(outcome::RETRY_DELAY_SECS, &reason, false)
-        }
-        Ok(Outcome::KeepForRestart) | Ok(Outcome::Aborted) => ExitCode::SUCCESS,
-        Err(err) => fail(&format!("{err:#}")),
-    }
+    task::run(cli, config, slot, terminated, wakeup)
+}
+
+fn load_config(cli: &Cli) -> Result<JobConfig, TaskError> {
+    let path = config_path(&cli.config_file)?;
+    let (config, warnings) = JobConfig::load(&path, cli.config_given).map_err(TaskError::set_up)?;
+    warnings.iter().for_each(|w| log::warn!("{w}"));
+    Ok(config)
 }
 
 /// job.toml may arrive as a BOINC soft-link file (BUDA sends it with the
 /// workunit); a missing one is left for the loader to report.
-fn config_path(name: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+fn config_path(name: &Path) -> anyhow::Result<PathBuf> {
     let slot = std::env::current_dir().context("cannot read the current directory")?;
     if std::fs::symlink_metadata(slot.join(name)).is_err() {
         return Ok(name.to_path_buf());
@@ -147,54 +134,18 @@ fn config_path(name: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     Ok(slot::files::resolve(&slot, name)?)
 }
 
-/// How long to wait for the client to read the final status report.
-const FINAL_REPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Hands the slot to the client and reports the task finished.
-fn finish(code: i32, message: Option<&boinc::FinishMessage>) -> ! {
-    hand_over_slot();
-    boinc::finish_promptly(code, message, FINAL_REPORT_WAIT)
-}
-
-/// Logs the reason and reports the task failed during set-up (a restarted
-/// task's job may have run before).
-fn fail(message: &str) -> ! {
-    log::error!("{message}");
-    hand_over_slot();
-    boinc::finish(WrapperExit::InitFailure.code())
-}
-
-/// Before the client takes the outputs: nothing the job left in a client's
-/// slot may lead out of it (a standalone directory is the admin's own).
-fn hand_over_slot() {
-    let Ok(slot) = std::env::current_dir() else {
-        return;
-    };
-    let init_data = slot.join("init_data.xml");
-    if !init_data.exists() {
-        return;
-    }
-    let project_dir = boinc::init_data::InitData::load(&init_data)
-        .ok()
-        .map(|init| std::path::PathBuf::from(init.project_dir))
-        .filter(|dir| !dir.as_os_str().is_empty());
-    for refused in slot::handover::clear_slot(&slot, project_dir.as_deref()) {
-        log::error!("{refused}");
-    }
-}
-
-fn start_sporadic() {
+fn start_sporadic() -> Result<(), TaskError> {
     if !boinc::supports_sporadic() {
-        fail(&format!(
+        return Err(TaskError::set_up(format!(
             "--sporadic needs a BOINC 8 API library; this build uses BOINC {}",
             boinc::library_version()
-        ));
+        )));
     }
-    if let Err(code) = boinc::sporadic_dir(".") {
-        fail(&format!(
+    boinc::sporadic_dir(".").map_err(|code| {
+        TaskError::set_up(format!(
             "cannot create the sporadic-app files (error {code})"
-        ));
-    }
+        ))
+    })
 }
 
 fn version_line() -> String {

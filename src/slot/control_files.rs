@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::ControlFiles;
+use crate::slot::files::LinkedFile;
 use crate::slot::{handover as slot_handover, io as slot_io};
 
 /// How often the loop looks at the files: with the report, so that both
@@ -85,7 +86,7 @@ impl ControlWatch {
     pub fn new(
         slot_dir: &Path,
         names: &ControlFiles,
-        linked: &[(String, PathBuf)],
+        linked: &[LinkedFile],
         now: Instant,
     ) -> Option<ControlWatch> {
         if !names.any() {
@@ -97,8 +98,8 @@ impl ControlWatch {
             .map(|name| {
                 let path = linked
                     .iter()
-                    .find(|(linked_name, _)| linked_name == name)
-                    .map_or_else(|| slot_dir.join(name), |(_, target)| target.clone());
+                    .find(|file| file.name == *name)
+                    .map_or_else(|| slot_dir.join(name), |file| file.target.clone());
                 (name.clone(), path)
             })
             .collect();
@@ -433,7 +434,10 @@ mod tests {
         let d = TestDir::new("control-trickle");
         let out = d.0.join("project_out1");
         std::fs::write(&out, "").unwrap();
-        let linked = [("out1".to_string(), out.clone())];
+        let linked = [LinkedFile {
+            name: "out1".into(),
+            target: out.clone(),
+        }];
         let t0 = Instant::now();
         let mut watch = ControlWatch::new(&d.0, &names(), &linked, t0).unwrap();
         std::fs::write(d.0.join("status"), "<p>1</p>").unwrap();

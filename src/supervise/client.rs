@@ -259,13 +259,13 @@ pub mod fake {
         quit.poll();
         assert_eq!(
             interruption(&quit),
-            Some(crate::task::Outcome::KeepForRestart)
+            Some(crate::outcome::Outcome::KeepForRestart)
         );
         let abort = FakeClient::scripted(&[|s| {
             s.abort_request = true;
             s.quit_request = true
         }]);
         abort.poll();
-        assert_eq!(interruption(&abort), Some(crate::task::Outcome::Aborted));
+        assert_eq!(interruption(&abort), Some(crate::outcome::Outcome::Aborted));
     }
 }

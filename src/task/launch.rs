@@ -4,12 +4,11 @@
 //! (the name in use, the image missing, stale facts, cgroup limits the host
 //! cannot apply), `supervisor::recover` decides what to do about it, and
 //! only then is the engine asked more.
-use anyhow::Result;
-
-use super::provision::{self, Supply};
-use super::{Outcome, TaskRun};
-use crate::engine::{CreateSpec, EngineError};
+use super::provision::{self, Made, Supply};
+use super::TaskRun;
+use crate::engine::{CreateSpec, EngineError, Known};
 use crate::os;
+use crate::outcome::{Outcome, TaskError};
 use crate::supervise::machine::{self as supervisor, Attempt, Recovery};
 
 /// How an attempt to create the task's container ended.
@@ -25,12 +24,18 @@ pub(super) enum Launch {
 }
 
 impl TaskRun<'_> {
-    /// Creates and starts the task's container. `looked`: the name's
-    /// container was looked at already in this start.
-    pub(super) fn launch(&mut self, supply: &dyn Supply, looked: bool) -> Result<Launch> {
-        let mut known = match self.facts.take() {
+    /// Creates and starts the task's container. `facts`: the engine's, as
+    /// known so far in this run (asked when None, renewed when stale);
+    /// `looked`: the name's container was looked at already in this start.
+    pub(super) fn launch(
+        &mut self,
+        supply: &dyn Supply,
+        facts: &mut Option<Known>,
+        looked: bool,
+    ) -> Result<Launch, TaskError> {
+        let known = match facts {
             Some(known) => known,
-            None => self.engine.facts(false)?,
+            None => facts.insert(self.engine.facts(false)?),
         };
         let image = supply.image()?;
         let mut prepared = supply.prepare(image, &known.facts)?;
@@ -66,7 +71,7 @@ impl TaskRun<'_> {
                         fresh.facts
                     );
                     self.remove_leftover(began);
-                    known = fresh;
+                    *known = fresh;
                     prepared = supply.prepare(prepared.image, &known.facts)?;
                     continue;
                 }
@@ -85,8 +90,8 @@ impl TaskRun<'_> {
                     log::info!("image {} is not on the engine", prepared.image);
                     attempt.made_image = true;
                     match supply.make_image(self.client)? {
-                        Ok(image) => prepared.image = image,
-                        Err(outcome) => break Ok(Launch::Ended(outcome)),
+                        Made::Image(image) => prepared.image = image,
+                        Made::Interrupted(outcome) => break Ok(Launch::Ended(outcome)),
                     }
                 }
                 Recovery::DropLimits => {
@@ -107,7 +112,7 @@ impl TaskRun<'_> {
                 // (RefreshFacts cannot come twice: the facts are fresh now.)
                 Recovery::RefreshFacts | Recovery::GiveUp => {
                     self.claim_leftover(&err, began);
-                    break Err(anyhow::Error::new(err).context("cannot start the container"));
+                    break Err(TaskError::from(err).context("cannot start the container"));
                 }
             }
         };
@@ -116,8 +121,6 @@ impl TaskRun<'_> {
             log::info!("container started");
             supply.started(&prepared.image, !attempt.made_image);
         }
-        // Kept for a later launch in this run (after a reconcile).
-        self.facts = Some(known);
         result
     }
 

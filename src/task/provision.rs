@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::Outcome;
 use crate::boinc;
 use crate::context::TaskContext;
 use crate::engine::{CreateSpec, Engine, EngineError, Facts};
 use crate::image::{CacheLimits, ImageCache, ImageError, ImageSource};
+use crate::outcome::{Outcome, TaskError};
 use crate::slot::files as slot_files;
 use crate::supervise::client::{self, Client};
 
@@ -23,16 +23,23 @@ use crate::supervise::client::{self, Client};
 pub trait Supply {
     /// The image to create the container from, named without asking the
     /// engine whether it has it.
-    fn image(&self) -> Result<String>;
+    fn image(&self) -> Result<String, TaskError>;
     /// Loads or builds the image after the engine said it has no such
-    /// image. Err(outcome) when the client (or a signal) interrupted the
-    /// wait or the build.
-    fn make_image(&self, client: &dyn Client) -> Result<Result<String, Outcome>>;
+    /// image.
+    fn make_image(&self, client: &dyn Client) -> Result<Made, TaskError>;
     /// The steps before the specification, for the engine as `facts` describe it.
-    fn prepare(&self, image: String, facts: &Facts) -> Result<Prepared>;
+    fn prepare(&self, image: String, facts: &Facts) -> Result<Prepared, TaskError>;
     /// The container runs from `image`: the image's bookkeeping. `found`:
     /// the engine had it (it was not made in this start).
     fn started(&self, image: &str, found: bool);
+}
+
+/// What making the image came to.
+pub enum Made {
+    Image(String),
+    /// The client (or a signal) interrupted the wait or the build: the
+    /// task ends so.
+    Interrupted(Outcome),
 }
 
 /// The real supply: the task's engine and the project's image cache.
@@ -76,13 +83,13 @@ impl EngineSupply<'_> {
 }
 
 impl Supply for EngineSupply<'_> {
-    fn image(&self) -> Result<String> {
+    fn image(&self) -> Result<String, TaskError> {
         self.cache()
             .reference(&self.ctx.slot_dir, self.source())
             .map_err(image_error)
     }
 
-    fn make_image(&self, client: &dyn Client) -> Result<Result<String, Outcome>> {
+    fn make_image(&self, client: &dyn Client) -> Result<Made, TaskError> {
         let mut interrupted = None;
         let result = {
             let mut cancel = || {
@@ -93,14 +100,16 @@ impl Supply for EngineSupply<'_> {
                 .ensure_source(&self.ctx.slot_dir, self.source(), &mut cancel)
         };
         match result {
-            Ok(Some(image)) => Ok(Ok(image)),
-            Ok(None) => Ok(Err(interrupted.unwrap_or(Outcome::KeepForRestart))),
+            Ok(Some(image)) => Ok(Made::Image(image)),
+            Ok(None) => Ok(Made::Interrupted(
+                interrupted.unwrap_or(Outcome::KeepForRestart),
+            )),
             Err(err) => Err(image_error(err)),
         }
     }
 
-    fn prepare(&self, image: String, facts: &Facts) -> Result<Prepared> {
-        prepare(self.ctx, self.engine, image, facts)
+    fn prepare(&self, image: String, facts: &Facts) -> Result<Prepared, TaskError> {
+        Ok(prepare(self.ctx, self.engine, image, facts)?)
     }
 
     fn started(&self, image: &str, found: bool) {
@@ -114,14 +123,14 @@ impl Supply for EngineSupply<'_> {
 
 /// An image that cannot be had: an engine that is busy or down makes a
 /// temporary exit; anything else fails the task.
-fn image_error(err: ImageError) -> anyhow::Error {
+fn image_error(err: ImageError) -> TaskError {
     match err {
-        ImageError::Busy(why) => EngineError::Unavailable(why).into(),
+        ImageError::Busy(why) => TaskError::EngineLost(why),
         ImageError::Engine(EngineError::Failed { detail, .. }) => {
-            anyhow::anyhow!("image build failed: {detail}")
+            TaskError::set_up(format!("image build failed: {detail}"))
         }
         ImageError::Engine(err) => err.into(),
-        ImageError::Inputs(why) => anyhow::anyhow!("cannot build the image: {why}"),
+        ImageError::Inputs(why) => TaskError::set_up(format!("cannot build the image: {why}")),
     }
 }
 

@@ -3,13 +3,17 @@
 //! ends, for each way a task can go.
 use std::path::Path;
 
-use super::client::fake::FakeClient;
-use super::provision::{Prepared, Supply};
+use super::provision::{Made, Prepared, Supply};
 use super::*;
 use crate::boinc::exit_code::WrapperExit;
 use crate::boinc::ClientStatus;
 use crate::engine::fake::{self, FakeEngine};
 use crate::engine::Facts;
+use crate::engine::{ContainerEngine, ContainerState, ContainerStatus, EngineError};
+use crate::os;
+use crate::slot::journal::{Journal, Phase};
+use crate::supervise::client::fake::FakeClient;
+use crate::supervise::client::Client;
 use crate::test_dir::TestDir;
 
 /// The image every fake task runs.
@@ -68,14 +72,14 @@ struct FakeSupply<'a> {
 }
 
 impl Supply for FakeSupply<'_> {
-    fn image(&self) -> Result<String> {
+    fn image(&self) -> Result<String, TaskError> {
         Ok(IMAGE.into())
     }
-    fn make_image(&self, _client: &dyn Client) -> Result<Result<String, Outcome>> {
+    fn make_image(&self, _client: &dyn Client) -> Result<Made, TaskError> {
         self.engine.note("build")?;
-        Ok(Ok(IMAGE.into()))
+        Ok(Made::Image(IMAGE.into()))
     }
-    fn prepare(&self, image: String, facts: &Facts) -> Result<Prepared> {
+    fn prepare(&self, image: String, facts: &Facts) -> Result<Prepared, TaskError> {
         Ok(Prepared {
             image,
             slot_dir: self.ctx.slot_dir.clone(),
@@ -92,10 +96,16 @@ impl Supply for FakeSupply<'_> {
 }
 
 /// Runs the task as `run` does after set-up.
-fn run_task(ctx: &TaskContext, engine: &FakeEngine, client: &FakeClient) -> Result<Outcome> {
+fn run_task(
+    ctx: &TaskContext,
+    engine: &FakeEngine,
+    client: &FakeClient,
+) -> Result<Outcome, TaskError> {
     let supply = FakeSupply { ctx, engine };
+    let mut facts = None;
     let mut task = TaskRun::new(ctx, engine, client);
-    let result = task.start_and_supervise(&mut |task, looked| task.launch(&supply, looked));
+    let result =
+        task.start_and_supervise(&mut |task, looked| task.launch(&supply, &mut facts, looked));
     task.settle(result)
 }
 
@@ -284,10 +294,10 @@ fn an_engine_that_loses_the_container_mid_task_means_a_retry() {
     engine.exit_after_waits(2, 0, false);
     engine.lose_exit();
     let client = FakeClient::scripted(&[resumed]);
-    let outcome = run_task(&slot.context(), &engine, &client).unwrap();
+    let result = run_task(&slot.context(), &engine, &client);
     assert!(
-        matches!(outcome, Outcome::TemporaryExit(ref why) if why.contains("does not answer")),
-        "{outcome:?}"
+        matches!(result, Err(TaskError::EngineLost(ref why)) if why.contains("does not answer")),
+        "{result:?}"
     );
     // Kept for the retry, which finds it by name.
     assert_eq!(engine.changes(), ["run", "watch"]);
@@ -618,7 +628,7 @@ fn a_task_that_fails_for_good_removes_only_its_own_container() {
     let engine = FakeEngine::fresh();
     let client = FakeClient::default();
     let mut task = TaskRun::new(&ctx, &engine, &client);
-    let failure = || Err(anyhow::anyhow!("cannot create output file"));
+    let failure = || Err(TaskError::set_up("cannot create output file"));
     assert!(task.settle(failure()).is_err());
     assert!(engine.changes().is_empty(), "not known to be ours yet");
     task.owns_container = true;
@@ -626,10 +636,10 @@ fn a_task_that_fails_for_good_removes_only_its_own_container() {
     assert_eq!(engine.changes(), ["kill", "rm"]);
     // An engine that is down keeps the container for the retry.
     let down = || Err(EngineError::Unavailable("daemon down".into()).into());
-    assert_eq!(
-        task.settle(down()).unwrap(),
-        Outcome::TemporaryExit("daemon down".into())
-    );
+    assert!(matches!(
+        task.settle(down()),
+        Err(TaskError::EngineLost(why)) if why == "daemon down"
+    ));
     assert_eq!(engine.changes(), ["kill", "rm"]);
 }
 
