@@ -39,19 +39,38 @@ fn report(
     wsl: Option<Result<(Vec<String>, &'static str), String>>,
     found: &[Found],
 ) -> Report {
-    let mut text = String::new();
-    let mut line = |s: String| {
-        let _ = writeln!(text, "{s}");
-    };
-    line(format!("user: {user}"));
+    let mut lines = vec![format!("user: {user}")];
     if let Some(cgroup) = cgroup {
-        line(format!("host cgroups: {cgroup}"));
+        lines.push(format!("host cgroups: {cgroup}"));
     }
+    lines.extend(wsl.map(wsl_line));
+    let mut usable = None;
+    for (kind, probe) in found {
+        let works = engine_lines(*kind, probe, user, &mut lines);
+        if works && usable.is_none() {
+            usable = Some(*kind);
+        }
+    }
+    lines.push(match usable {
+        Some(kind) => format!("a task could run here, on {kind}"),
+        None => format!("no task can run here as {user}: no engine it can use"),
+    });
+    let mut text = String::new();
+    for line in lines {
+        let _ = writeln!(text, "{line}");
+    }
+    Report {
+        text,
+        usable: usable.is_some(),
+    }
+}
+
+fn wsl_line(wsl: Result<(Vec<String>, &'static str), String>) -> String {
     match wsl {
-        Some(Ok((distros, preferred))) if distros.is_empty() => line(format!(
-            "WSL distros: none (the BOINC client's installer offers {preferred})"
-        )),
-        Some(Ok((distros, preferred))) => line(format!(
+        Ok((distros, preferred)) if distros.is_empty() => {
+            format!("WSL distros: none (the BOINC client's installer offers {preferred})")
+        }
+        Ok((distros, preferred)) => format!(
             "WSL distros: {}; used: {}",
             distros.join(", "),
             if distros.iter().any(|d| d == preferred) {
@@ -59,84 +78,66 @@ fn report(
             } else {
                 "the first in which the BOINC client finds Podman or Docker".to_string()
             }
-        )),
-        Some(Err(why)) => line(format!("WSL distros: cannot list them: {why}")),
-        None => {}
+        ),
+        Err(why) => format!("WSL distros: cannot list them: {why}"),
     }
-    let mut usable = None;
-    for (kind, probe) in found {
-        let (cli, probe) = match probe {
-            Ok(found) => found,
-            Err(why) => {
-                line(format!("{kind}: not found ({why})"));
-                continue;
-            }
-        };
-        let info = match &probe.reach {
-            Ok(info) => info,
-            Err(why) => {
-                line(format!(
-                    "{kind} ({cli}): cannot be reached by {user}: {why}"
-                ));
-                continue;
-            }
-        };
-        let rootless = match info.rootless {
-            Some(true) => "rootless",
-            Some(false) => "rootful",
-            None => "rootless or not: unknown",
-        };
-        let unknown = |s: &str| {
-            if s.is_empty() {
-                "unknown".to_string()
-            } else {
-                s.to_string()
-            }
-        };
-        line(format!(
-            "{kind} ({cli}): version {}, {rootless}, cgroup v{} with the {} driver",
-            info.version,
-            unknown(&info.cgroup_version),
-            unknown(&info.cgroup_driver)
-        ));
-        let works = match &probe.detection_image {
-            Some(Detection::Runs) => {
-                line(format!("  {DETECTION_IMAGE}: present and runs (the BOINC 8.2 client's detection will find {kind})"));
-                true
-            }
-            Some(Detection::Absent) => {
-                line(format!(
-                    "  {DETECTION_IMAGE}: not present; the BOINC 8.2 client's detection runs it and pulls it from Docker Hub first, which needs a registry"
-                ));
-                true
-            }
-            Some(Detection::Fails(why)) => {
-                line(format!(
-                    "  {DETECTION_IMAGE}: present but does not run: {why}"
-                ));
-                false
-            }
-            None => {
-                line(format!(
-                    "  {DETECTION_IMAGE}: cannot tell whether it is present"
-                ));
-                true
-            }
-        };
-        if works && usable.is_none() {
-            usable = Some(*kind);
+}
+
+/// What one engine is and whether this user can run a task on it.
+fn engine_lines(
+    kind: EngineKind,
+    probe: &Result<(String, Probe), String>,
+    user: &str,
+    lines: &mut Vec<String>,
+) -> bool {
+    let (cli, probe) = match probe {
+        Ok(found) => found,
+        Err(why) => {
+            lines.push(format!("{kind}: not found ({why})"));
+            return false;
         }
-    }
-    match usable {
-        Some(kind) => line(format!("a task could run here, on {kind}")),
-        None => line(format!(
-            "no task can run here as {user}: no engine it can use"
-        )),
-    }
-    Report {
-        text,
-        usable: usable.is_some(),
-    }
+    };
+    let info = match &probe.reach {
+        Ok(info) => info,
+        Err(why) => {
+            lines.push(format!(
+                "{kind} ({cli}): cannot be reached by {user}: {why}"
+            ));
+            return false;
+        }
+    };
+    let rootless = match info.rootless {
+        Some(true) => "rootless",
+        Some(false) => "rootful",
+        None => "rootless or not: unknown",
+    };
+    let unknown = |s: &str| {
+        if s.is_empty() {
+            "unknown".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    lines.push(format!(
+        "{kind} ({cli}): version {}, {rootless}, cgroup v{} with the {} driver",
+        info.version,
+        unknown(&info.cgroup_version),
+        unknown(&info.cgroup_driver)
+    ));
+    let (works, detection) = match &probe.detection_image {
+        Some(Detection::Runs) => (
+            true,
+            format!("present and runs (the BOINC 8.2 client's detection will find {kind})"),
+        ),
+        Some(Detection::Absent) => (
+            true,
+            "not present; the BOINC 8.2 client's detection runs it and pulls it from Docker Hub first, which needs a registry".to_string(),
+        ),
+        Some(Detection::Fails(why)) => (false, format!("present but does not run: {why}")),
+        None => (true, "cannot tell whether it is present".to_string()),
+    };
+    lines.push(format!("  {DETECTION_IMAGE}: {detection}"));
+    works
 }
 
 fn user() -> String {

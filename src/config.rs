@@ -482,7 +482,13 @@ impl JobConfig {
     pub fn describe(&self) -> String {
         let mut lines = vec!["docker_wrapper config:".to_string()];
         let mut add = |label: &str, value: String| lines.push(format!("   {label}: {value}"));
+        self.describe_container(&mut add);
+        self.describe_running(&mut add);
+        lines.join("\n")
+    }
 
+    /// What the container is made of and given.
+    fn describe_container(&self, add: &mut dyn FnMut(&str, String)) {
         add("workdir", self.workdir.clone());
         if let Some(dir) = &self.project_dir_mount {
             add("project dir mounted at", dir.clone());
@@ -506,6 +512,10 @@ impl JobConfig {
         if !self.create_args.is_empty() {
             add("create args", argv::join_words(&self.create_args));
         }
+    }
+
+    /// How the wrapper runs and watches it.
+    fn describe_running(&self, add: &mut dyn FnMut(&str, String)) {
         add("verbose", self.verbose.to_string());
         add("fraction done file", self.fraction_done_file.clone());
         add("CPU shares", self.cpu_shares.to_string());
@@ -570,7 +580,6 @@ impl JobConfig {
                 format!("{} s", self.control.minimum_heartbeat_interval_secs),
             );
         }
-        lines.join("\n")
     }
 }
 

@@ -302,9 +302,25 @@ fn sweep_now(
         projects_dir.display()
     );
     // Read before the images are listed, so a project attached meanwhile
-    // cannot look gone. An unreadable dir stops the sweep: it must never
-    // make every project look gone.
-    let live_projects: HashSet<String> = fs::read_dir(projects_dir)
+    // cannot look gone.
+    let live_projects = live_projects(projects_dir)?;
+    let images = cached_images(engine, state)?;
+    let removed = sweep(
+        images,
+        &live_projects,
+        keep,
+        HOST_MAX_BYTES,
+        &mut |image, reason| remove_cached(engine, state, image, reason),
+    );
+    log::debug!("image cache sweep removed {} images", removed.len());
+    Ok(())
+}
+
+/// The projects attached now, by the name their images carry. An
+/// unreadable dir stops the sweep: it must never make every project look
+/// gone.
+fn live_projects(projects_dir: &Path) -> Result<HashSet<String>, SweepError> {
+    Ok(fs::read_dir(projects_dir)
         .map_err(|source| SweepError::ListProjects {
             dir: projects_dir.to_path_buf(),
             source,
@@ -312,7 +328,12 @@ fn sweep_now(
         .flatten()
         .filter(|entry| entry.path().is_dir())
         .map(|entry| engine::name_component(&entry.file_name().to_string_lossy()))
-        .collect();
+        .collect())
+}
+
+/// The cache's images on the engine that this host's records know, with
+/// their sizes and last use; records of images no longer there go.
+fn cached_images(engine: &Engine, state: &State) -> Result<Vec<CachedImage>, SweepError> {
     let listed_at = SystemTime::now();
     let listed = engine.image_tags(&format!("{CACHE_REPOSITORY}/*"))?;
     let mut on_engine = HashSet::new();
@@ -329,7 +350,7 @@ fn sweep_now(
     }
     state.prune(&on_engine, listed_at);
     let sized = engine.image_sizes(recorded)?;
-    let images = sized
+    Ok(sized
         .into_iter()
         .filter_map(|(reference, bytes)| {
             let (project, hash) = cache_name(&reference)?;
@@ -341,37 +362,30 @@ fn sweep_now(
                 last_used,
             })
         })
-        .collect();
-    let removed = sweep(
-        images,
-        &live_projects,
-        keep,
-        HOST_MAX_BYTES,
-        &mut |image, reason| match engine.remove_image(&image.reference) {
-            Ok(()) => {
-                let why = match reason {
-                    Reason::ProjectGone => "its project is gone",
-                    Reason::OverBound => "least recently used beyond the host-wide bound",
-                };
-                log::info!(
-                    "removed image {} ({} MiB): {why}",
-                    image.reference,
-                    image.bytes >> 20
-                );
-                if let Some((project, hash)) = cache_name(&image.reference) {
-                    let _ = fs::remove_file(state.record(project, hash));
-                    let _ = fs::remove_dir(state.images().join(project));
-                }
-                true
-            }
-            Err(err) => {
-                log::debug!("image {} kept: {err}", image.reference);
-                false
-            }
-        },
+        .collect())
+}
+
+/// Removes one image the sweep chose, and its record; false when the
+/// engine keeps it (a container still uses it).
+fn remove_cached(engine: &Engine, state: &State, image: &CachedImage, reason: Reason) -> bool {
+    if let Err(err) = engine.remove_image(&image.reference) {
+        log::debug!("image {} kept: {err}", image.reference);
+        return false;
+    }
+    let why = match reason {
+        Reason::ProjectGone => "its project is gone",
+        Reason::OverBound => "least recently used beyond the host-wide bound",
+    };
+    log::info!(
+        "removed image {} ({} MiB): {why}",
+        image.reference,
+        image.bytes >> 20
     );
-    log::debug!("image cache sweep removed {} images", removed.len());
-    Ok(())
+    if let Some((project, hash)) = cache_name(&image.reference) {
+        let _ = fs::remove_file(state.record(project, hash));
+        let _ = fs::remove_dir(state.images().join(project));
+    }
+    true
 }
 
 #[cfg(test)]

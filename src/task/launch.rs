@@ -4,12 +4,26 @@
 //! (the name in use, the image missing, stale facts, cgroup limits the host
 //! cannot apply), `supervisor::recover` decides what to do about it, and
 //! only then is the engine asked more.
-use super::provision::{self, Made, Supply};
+use super::provision::{self, Made, Prepared, Supply};
 use super::TaskRun;
 use crate::engine::{CreateSpec, EngineError, Known};
 use crate::os;
 use crate::outcome::{Outcome, TaskError};
 use crate::supervise::machine::{self as supervisor, Attempt, Recovery};
+
+/// One launch between its attempts: what the container is made from and
+/// what has been tried.
+struct Launching<'s> {
+    supply: &'s dyn Supply,
+    prepared: Prepared,
+    attempt: Attempt,
+}
+
+/// After a refused `run`: try again, or the launch is over.
+enum Step {
+    Again,
+    Done(Launch),
+}
 
 /// How an attempt to create the task's container ended.
 pub(super) enum Launch {
@@ -38,90 +52,123 @@ impl TaskRun<'_> {
             None => facts.insert(self.engine.facts(false)?),
         };
         let image = supply.image()?;
-        let mut prepared = supply.prepare(image, &known.facts)?;
-        let mut attempt = Attempt {
-            looked,
-            made_image: false,
-            remembered_facts: known.remembered,
-            cgroup_parent: false,
-            resource_limits: true,
+        let mut launching = Launching {
+            supply,
+            prepared: supply.prepare(image, &known.facts)?,
+            attempt: Attempt {
+                looked,
+                made_image: false,
+                remembered_facts: known.remembered,
+                cgroup_parent: false,
+                resource_limits: true,
+            },
         };
-        let result = loop {
-            let spec = CreateSpec {
-                resource_limits: attempt.resource_limits,
-                ..provision::container_spec(self.ctx, &prepared, provision::host_cpus())
-            };
-            attempt.cgroup_parent = spec.cgroup_parent.is_some();
-            self.image = Some(prepared.image.clone());
-            self.web_graphics_port = prepared.web_graphics_port;
+        let launch = loop {
             let began = os::unix_time_now();
-            let err = match self.engine.run_container(&spec) {
-                Ok(()) => break Ok(Launch::Running),
+            let err = match self.run_once(&mut launching) {
+                Ok(()) => break Launch::Running,
                 Err(err) => err,
             };
-            let failure = err.failure();
-            let mut recovery = supervisor::recover(failure, &attempt);
-            if recovery == Recovery::RefreshFacts {
-                attempt.remembered_facts = false;
-                let fresh = self.engine.facts(true)?;
-                if fresh.facts != known.facts {
-                    log::info!(
-                        "the engine's remembered facts were out of date ({}; now {}): trying again",
-                        known.facts,
-                        fresh.facts
-                    );
-                    self.remove_leftover(began);
-                    *known = fresh;
-                    prepared = supply.prepare(prepared.image, &known.facts)?;
-                    continue;
-                }
-                // The facts were right: the refusal is something else.
-                recovery = supervisor::recover(failure, &attempt);
-            }
-            match recovery {
-                Recovery::Reconcile => break Ok(Launch::NameInUse),
-                Recovery::Later => {
-                    break Ok(Launch::Ended(Outcome::TemporaryExit(format!(
-                        "container {} appeared while this task started; not adopting it now",
-                        self.ctx.container
-                    ))))
-                }
-                Recovery::MakeImage => {
-                    log::info!("image {} is not on the engine", prepared.image);
-                    attempt.made_image = true;
-                    match supply.make_image(self.client)? {
-                        Made::Image(image) => prepared.image = image,
-                        Made::Interrupted(outcome) => break Ok(Launch::Ended(outcome)),
-                    }
-                }
-                Recovery::DropLimits => {
-                    let why = match &err {
-                        EngineError::Failed { detail, .. } => detail.clone(),
-                        other => other.to_string(),
-                    };
-                    log::warn!(
-                        "the engine refused the resource limits, so the job runs without them: {why}"
-                    );
-                    attempt.resource_limits = false;
-                    // The name was free (the engine did not refuse it), so
-                    // what the refused `run` left under it is its own.
-                    if let Err(err) = self.engine.remove(&self.ctx.container) {
-                        log::debug!("{err}");
-                    }
-                }
-                // (RefreshFacts cannot come twice: the facts are fresh now.)
-                Recovery::RefreshFacts | Recovery::GiveUp => {
-                    self.claim_leftover(&err, began);
-                    break Err(TaskError::from(err).context("cannot start the container"));
-                }
+            match self.recover(&mut launching, known, err, began)? {
+                Step::Again => {}
+                Step::Done(launch) => break launch,
             }
         };
-        if matches!(result, Ok(Launch::Running)) {
+        if matches!(launch, Launch::Running) {
             self.owns_container = true;
             log::info!("container started");
-            supply.started(&prepared.image, !attempt.made_image);
+            let found = !launching.attempt.made_image;
+            supply.started(&launching.prepared.image, found);
         }
-        result
+        Ok(launch)
+    }
+
+    /// One `run` of the container as prepared so far.
+    fn run_once(&mut self, launching: &mut Launching) -> Result<(), EngineError> {
+        let (prepared, attempt) = (&launching.prepared, &mut launching.attempt);
+        let spec = CreateSpec {
+            resource_limits: attempt.resource_limits,
+            ..provision::container_spec(self.ctx, prepared, provision::host_cpus())
+        };
+        attempt.cgroup_parent = spec.cgroup_parent.is_some();
+        self.image = Some(prepared.image.clone());
+        self.web_graphics_port = prepared.web_graphics_port;
+        self.engine.run_container(&spec)
+    }
+
+    /// What the engine's refusal of a `run` begun at `began` leads to, as
+    /// `supervisor::recover` decides; the remembered facts are checked
+    /// first when they may be the cause.
+    fn recover(
+        &mut self,
+        launching: &mut Launching,
+        known: &mut Known,
+        err: EngineError,
+        began: i64,
+    ) -> Result<Step, TaskError> {
+        let failure = err.failure();
+        let mut recovery = supervisor::recover(failure, &launching.attempt);
+        if recovery == Recovery::RefreshFacts {
+            launching.attempt.remembered_facts = false;
+            let fresh = self.engine.facts(true)?;
+            if fresh.facts != known.facts {
+                log::info!(
+                    "the engine's remembered facts were out of date ({}; now {}): trying again",
+                    known.facts,
+                    fresh.facts
+                );
+                self.remove_leftover(began);
+                *known = fresh;
+                let image = std::mem::take(&mut launching.prepared.image);
+                launching.prepared = launching.supply.prepare(image, &known.facts)?;
+                return Ok(Step::Again);
+            }
+            // The facts were right: the refusal is something else.
+            recovery = supervisor::recover(failure, &launching.attempt);
+        }
+        Ok(match recovery {
+            Recovery::Reconcile => Step::Done(Launch::NameInUse),
+            Recovery::Later => Step::Done(Launch::Ended(Outcome::TemporaryExit(format!(
+                "container {} appeared while this task started; not adopting it now",
+                self.ctx.container
+            )))),
+            Recovery::MakeImage => {
+                log::info!("image {} is not on the engine", launching.prepared.image);
+                launching.attempt.made_image = true;
+                match launching.supply.make_image(self.client)? {
+                    Made::Image(image) => {
+                        launching.prepared.image = image;
+                        Step::Again
+                    }
+                    Made::Interrupted(outcome) => Step::Done(Launch::Ended(outcome)),
+                }
+            }
+            Recovery::DropLimits => {
+                self.drop_limits(&err);
+                launching.attempt.resource_limits = false;
+                Step::Again
+            }
+            // (RefreshFacts cannot come twice: the facts are fresh now.)
+            Recovery::RefreshFacts | Recovery::GiveUp => {
+                self.claim_leftover(&err, began);
+                return Err(TaskError::from(err).context("cannot start the container"));
+            }
+        })
+    }
+
+    /// The engine cannot apply the resource limits on this host: the job
+    /// runs without them, rather than not at all.
+    fn drop_limits(&self, err: &EngineError) {
+        let why = match err {
+            EngineError::Failed { detail, .. } => detail.clone(),
+            other => other.to_string(),
+        };
+        log::warn!("the engine refused the resource limits, so the job runs without them: {why}");
+        // The name was free (the engine did not refuse it), so what the
+        // refused `run` left under it is its own.
+        if let Err(err) = self.engine.remove(&self.ctx.container) {
+            log::debug!("{err}");
+        }
     }
 
     /// Whether the container under the task's name is one this start's
