@@ -1,4 +1,12 @@
 //! docker_wrapper: runs a BOINC job in a Docker or Podman container.
+//!
+//! Read top down: `main` reads the command line and job.toml and hands the
+//! slot to `task`, which reads the client's data, picks the engine, gets
+//! the image (`image`) and the container, and hands the running container
+//! to `supervise`; `outcome` turns how it ended into what the client is
+//! told. Below them: `engine` (Docker and Podman), `slot` (the directory
+//! the job shares), `boinc` (the client's API and files) and `host` (the
+//! container's processes and cgroups as this host sees them).
 mod argv;
 mod boinc;
 mod check;

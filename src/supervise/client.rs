@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::boinc::wakeup::{Wakeup, POLL_WITHOUT_NEWS};
 use crate::boinc::{self, ClientStatus, TaskReport};
-use crate::supervise::machine::{self as supervisor, Interruption};
+use crate::supervise::machine::{self, Interruption};
 
 pub trait Client {
     /// The client's status as the loop reads it, once per round; takes the
@@ -127,7 +127,7 @@ impl TimerTicks {
 /// What the client's status (or a signal) asks of a task that is not
 /// supervising a container yet: whether to stop setting it up.
 pub fn interruption(client: &dyn Client) -> Option<crate::outcome::Outcome> {
-    supervisor::interruption(&client.latest(), client.terminated()).map(|asked| match asked {
+    machine::interruption(&client.latest(), client.terminated()).map(|asked| match asked {
         Interruption::Abort => crate::outcome::Outcome::Aborted,
         Interruption::Quit(_) => crate::outcome::Outcome::KeepForRestart,
     })

@@ -2,14 +2,14 @@
 //! at once, with the image named but not looked for and the engine's facts
 //! as the host remembers them. The engine's refusal says what was wrong
 //! (the name in use, the image missing, stale facts, cgroup limits the host
-//! cannot apply), `supervisor::recover` decides what to do about it, and
+//! cannot apply), `machine::recover` decides what to do about it, and
 //! only then is the engine asked more.
 use super::provision::{self, Made, Prepared, Supply};
 use super::TaskRun;
 use crate::engine::{CreateSpec, EngineError, Known};
 use crate::os;
 use crate::outcome::{Outcome, TaskError};
-use crate::supervise::machine::{self as supervisor, Attempt, Recovery};
+use crate::supervise::machine::{self, Attempt, Recovery};
 
 /// One launch between its attempts: what the container is made from and
 /// what has been tried.
@@ -97,7 +97,7 @@ impl TaskRun<'_> {
     }
 
     /// What the engine's refusal of a `run` begun at `began` leads to, as
-    /// `supervisor::recover` decides; the remembered facts are checked
+    /// `machine::recover` decides; the remembered facts are checked
     /// first when they may be the cause.
     fn recover(
         &mut self,
@@ -107,7 +107,7 @@ impl TaskRun<'_> {
         began: i64,
     ) -> Result<Step, TaskError> {
         let failure = err.failure();
-        let mut recovery = supervisor::recover(failure, &launching.attempt);
+        let mut recovery = machine::recover(failure, &launching.attempt);
         if recovery == Recovery::RefreshFacts {
             launching.attempt.remembered_facts = false;
             let fresh = self.engine.facts(true)?;
@@ -124,7 +124,7 @@ impl TaskRun<'_> {
                 return Ok(Step::Again);
             }
             // The facts were right: the refusal is something else.
-            recovery = supervisor::recover(failure, &launching.attempt);
+            recovery = machine::recover(failure, &launching.attempt);
         }
         Ok(match recovery {
             Recovery::Reconcile => Step::Done(Launch::NameInUse),

@@ -15,7 +15,7 @@ use crate::os;
 use crate::outcome::{Outcome, TaskError};
 use crate::slot::journal::{Journal, Phase};
 use crate::supervise::client::Client;
-use crate::supervise::machine::{self as supervisor, Found, Owner, StartPlan};
+use crate::supervise::machine::{self, Found, Owner, StartPlan};
 use crate::supervise::{self, suspend, TaskEnd};
 
 /// A task once its inputs are read: the context it runs in, the engine and
@@ -88,7 +88,7 @@ impl<'a> TaskRun<'a> {
         launch: &mut dyn FnMut(&mut Self, bool) -> Result<Launch, TaskError>,
     ) -> Result<Begin, TaskError> {
         let mut looked = false;
-        let mut begin = match supervisor::plan_from_journal(journal) {
+        let mut begin = match machine::plan_from_journal(journal) {
             Some(plan) => Begin::Plan {
                 plan,
                 client_cpu: self.cpu_time_so_far(None, None),
@@ -130,7 +130,7 @@ impl<'a> TaskRun<'a> {
                     log::info!(
                         "the job ended (code {code}) while the wrapper was away: reporting it"
                     );
-                    let (code, why) = supervisor::job_exit(*code, *oom_killed);
+                    let (code, why) = machine::job_exit(*code, *oom_killed);
                     let end = self.end_of_task();
                     end.say_why(code, &why);
                     let outcome = end.finish(code, &why, self.owns_container, *client_cpu);
@@ -242,7 +242,7 @@ impl<'a> TaskRun<'a> {
         self.owns_container = existing.is_some();
         let client_cpu = self.cpu_time_so_far(journal, existing.as_ref());
         let found = found(existing);
-        let plan = supervisor::plan_start(journal, &found, os::boot_time());
+        let plan = machine::plan_start(journal, &found, os::boot_time());
         log::debug!("found {found:?}, journal {journal:?}: {plan:?}");
         Ok(Begin::Plan { plan, client_cpu })
     }
@@ -272,14 +272,14 @@ impl<'a> TaskRun<'a> {
             .as_deref()
             .or(self.ctx.config.image_name.as_deref());
         let task_image = image::is_task_image(self.ctx.project_name(), expected, &state.image);
-        let found = supervisor::Identity {
+        let found = machine::Identity {
             by_wrapper: state.made_by_wrapper,
             result: &state.result,
             slot: &state.slot,
             task_image,
         };
         let this_result = &self.ctx.init.result_name;
-        supervisor::owner(
+        machine::owner(
             this_result,
             &self.ctx.slot_label(),
             &found,
@@ -315,7 +315,7 @@ impl<'a> TaskRun<'a> {
             .map(|created| (os::unix_time_now() - created) as f64);
         let claimed = journal.map(|j| j.cpu_time);
         let init = &self.ctx.init;
-        let trusted = supervisor::trusted_cpu_time(init.wu_cpu_time, claimed, init.ncpus, age);
+        let trusted = machine::trusted_cpu_time(init.wu_cpu_time, claimed, init.ncpus, age);
         if let Some(claimed) = claimed.filter(|claimed| *claimed > trusted + 1.0) {
             log::warn!(
                 "the journal claims {claimed:.0} s of CPU time, more than the container can have used: reporting {trusted:.0} s"

@@ -1,8 +1,9 @@
 //! The task's life as a state machine: each event (the client's status, the
 //! container's exit, a signal, periodic work falling due, the result of an
-//! action) goes in, the actions to perform come out. No I/O here:
-//! `task/supervise.rs` gathers the events and performs the actions, and
-//! feeds their results back in as events.
+//! action) goes in, the actions to perform come out. No I/O here: the loop
+//! (`supervise::run_loop`) gathers the events and performs the actions, and
+//! feeds their results back in as events. `start` plans how a run begins
+//! from what an earlier one left; `run_clock` counts the job's running time.
 mod run_clock;
 pub mod start;
 
