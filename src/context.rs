@@ -72,7 +72,7 @@ impl TaskContext {
     ) {
         let journal = Journal {
             container: self.container.clone(),
-            image: image.unwrap_or_default().to_string(),
+            image: image.map(str::to_string),
             phase,
             cpu_time,
             exit_code,

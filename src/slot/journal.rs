@@ -29,7 +29,9 @@ pub enum Phase {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Journal {
     pub container: String,
-    pub image: String,
+    /// The image the container runs, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     pub phase: Phase,
     /// CPU seconds of the task so far, as last reported to the client.
     pub cpu_time: f64,
@@ -92,7 +94,7 @@ mod tests {
         assert_eq!(Journal::load(dir), None);
         let journal = Journal {
             container: "boinc__p__r".into(),
-            image: "img".into(),
+            image: Some("img".into()),
             phase: Phase::KeptPaused,
             cpu_time: 12.5,
             exit_code: None,

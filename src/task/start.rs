@@ -199,7 +199,8 @@ impl<'a> TaskRun<'a> {
             journal = None;
         }
         if let Some(journal) = &journal {
-            self.image = Some(journal.image.clone()).filter(|image| !image.is_empty());
+            // An earlier version wrote "" for an image it did not know.
+            self.image = journal.image.clone().filter(|image| !image.is_empty());
         }
         journal
     }

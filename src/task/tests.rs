@@ -55,7 +55,7 @@ impl Slot {
     fn keep(&self, phase: Phase) {
         Journal {
             container: "boinc__test__wu_0".into(),
-            image: "boinc_wrapper/test:1".into(),
+            image: Some("boinc_wrapper/test:1".into()),
             phase,
             cpu_time: 0.0,
             exit_code: None,

@@ -384,7 +384,7 @@ mod tests {
     fn journal(phase: Phase, exit_code: Option<i32>) -> Journal {
         Journal {
             container: "c".into(),
-            image: "i".into(),
+            image: Some("i".into()),
             phase,
             cpu_time: 0.0,
             exit_code,
