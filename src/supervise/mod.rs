@@ -21,17 +21,17 @@ use machine::{Event, Periodic, Supervisor};
 use network::ContainerNetwork;
 use schedule::Schedule;
 use suspend::Pauser;
+use task_end::TaskEnd;
 
 pub mod client;
 pub mod machine;
 pub mod network;
 pub mod schedule;
 pub mod suspend;
+pub mod task_end;
 
 mod actions;
 mod run_loop;
-
-pub use actions::endings::TaskEnd;
 
 /// How often CPU time, memory and fraction done go to the client, and the
 /// grid every periodic job keeps to. The client reads them once a second;

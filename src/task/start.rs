@@ -16,7 +16,8 @@ use crate::outcome::{Outcome, TaskError};
 use crate::slot::journal::{Journal, Phase};
 use crate::supervise::client::Client;
 use crate::supervise::machine::{self, Found, Owner, StartPlan};
-use crate::supervise::{self, suspend, TaskEnd};
+use crate::supervise::task_end::TaskEnd;
+use crate::supervise::{self, suspend};
 
 /// A task once its inputs are read: the context it runs in, the engine and
 /// client it talks to, and what this run has learnt of its container.

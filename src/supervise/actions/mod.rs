@@ -7,7 +7,7 @@ use super::machine::Action;
 use super::{Next, Supervision};
 use crate::outcome::TaskError;
 
-pub mod endings;
+mod endings;
 mod job_requests;
 mod pause_quit;
 mod reports;
