@@ -11,7 +11,6 @@ use crate::boinc::init_data::InitData;
 use crate::boinc::{self, FinishMessage};
 use crate::engine::EngineError;
 use crate::slot::handover;
-use crate::supervise::machine::Retry;
 
 /// Delay before the client restarts us after a temporary exit.
 pub const RETRY_DELAY_SECS: i32 = 300;
@@ -34,6 +33,15 @@ pub enum Outcome {
     /// The job asked to be restarted later (its temporary-exit file); its
     /// container is kept.
     RetryLater(Retry),
+}
+
+/// A temporary exit the job asked for (its temporary-exit file): the
+/// client restarts the task then.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    pub delay_secs: u32,
+    pub reason: String,
+    pub notice: bool,
 }
 
 /// Why a task cannot go on, decided where it happened.

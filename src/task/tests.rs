@@ -694,7 +694,7 @@ fn a_temporary_exit_file_keeps_the_container_for_the_retry() {
     let outcome = run_task(&ctx, &engine, &client).unwrap();
     assert_eq!(
         outcome,
-        Outcome::RetryLater(crate::supervise::machine::Retry {
+        Outcome::RetryLater(crate::outcome::Retry {
             delay_secs: 120,
             reason: "waiting for input".into(),
             notice: false

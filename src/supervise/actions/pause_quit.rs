@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use crate::engine::EngineError;
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, Retry};
 use crate::slot::journal::Phase;
 use crate::supervise::client::{self, Client};
-use crate::supervise::machine::{self, Event, Interruption, PauseResult, Retry};
+use crate::supervise::machine::{self, Event, Interruption, PauseResult};
 use crate::supervise::suspend::{self, Paused};
 use crate::supervise::{Next, Supervision};
 

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::boinc::exit_code::WrapperExit;
 use crate::boinc::ClientStatus;
 use crate::config::QuitAction;
+use crate::outcome::Retry;
 use crate::slot::control_files::JobRequest;
 use crate::slot::journal::Phase;
 use crate::supervise::suspend::Paused;
@@ -51,14 +52,6 @@ pub enum Periodic {
     DiskCheck,
     /// The files through which the job asks things of the client.
     ControlFiles,
-}
-
-/// A temporary exit the job asked for: the client restarts the task then.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Retry {
-    pub delay_secs: u32,
-    pub reason: String,
-    pub notice: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
