@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::machine::Event;
+use super::machine::{self, Event};
 use super::{Next, Supervision};
 use crate::outcome::{Outcome, TaskError};
 
@@ -62,7 +62,7 @@ impl Supervision<'_> {
         };
         Ok(Event::ContainerExited {
             code: exit.code,
-            oom_killed: engine_oom || (cgroup_oom && exit.code == 137),
+            oom_killed: machine::out_of_memory(exit.code, engine_oom, cgroup_oom),
         })
     }
 

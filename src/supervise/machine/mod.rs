@@ -235,6 +235,14 @@ pub fn job_exit(code: i32, oom_killed: bool) -> (i32, Ending) {
     }
 }
 
+/// Whether a job that exited with `code` was killed for its memory: the
+/// engine says so, or the cgroup counted an OOM kill and the code is
+/// SIGKILL's (a job that survived an OOM kill of one of its processes
+/// ended for other reasons).
+pub fn out_of_memory(code: i32, engine_says: bool, cgroup_counted: bool) -> bool {
+    engine_says || (cgroup_counted && code == 137)
+}
+
 /// The machine: the task's state and what it knows of the container.
 #[derive(Debug)]
 pub struct Supervisor {
@@ -576,6 +584,17 @@ mod tests {
         job_ended: false,
         time_share: None,
     };
+
+    #[test]
+    fn an_oom_kill_counted_by_the_cgroup_ends_the_job_only_with_sigkills_code() {
+        assert!(out_of_memory(137, true, false));
+        assert!(out_of_memory(1, true, false), "the engine's word is enough");
+        assert!(out_of_memory(137, false, true));
+        // One process of the job was killed, and the job went on to exit
+        // by itself.
+        assert!(!out_of_memory(0, false, true));
+        assert!(!out_of_memory(137, false, false));
+    }
 
     #[test]
     fn suspend_pauses_and_resume_undoes_the_same_pause_once() {
