@@ -120,6 +120,19 @@ impl Engine {
         })
     }
 
+    /// The engine's version; fails when the CLI is missing or (Docker) the daemon is down.
+    pub fn version(&self) -> Result<String, EngineError> {
+        let format = match self.kind {
+            EngineKind::Docker => "{{.Server.Version}}",
+            EngineKind::Podman => "{{.Client.Version}}",
+        };
+        match self.run(["version", "--format", format]) {
+            Ok(out) => Ok(out.stdout.trim().to_string()),
+            Err(EngineError::Failed { detail, .. }) => Err(self.does_not_answer(&detail)),
+            Err(other) => Err(other),
+        }
+    }
+
     /// Why the cgroup driver is of no use, if it is not: rootless Podman
     /// has no cgroup hierarchy of its own to place us in, and on Windows the
     /// engine's cgroups are inside WSL's VM, not under this host's
