@@ -15,7 +15,7 @@ use std::os::fd::OwnedFd;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use super::{ContainerState, Engine, EngineError};
+use super::{ContainerEngine, ContainerState, Engine, EngineError};
 use crate::boinc::wakeup::Wakeup;
 #[cfg(unix)]
 use crate::boinc::wakeup::Woken;
@@ -52,6 +52,18 @@ enum Watch {
     /// The container had exited before the watch began.
     #[cfg(unix)]
     AlreadyExited,
+}
+
+/// Learns that the container exited.
+pub trait ExitWatcher {
+    /// Waits up to `timeout`, or until `wakeup` has news; true once the
+    /// container has exited.
+    fn wait_exited(&mut self, timeout: Duration, wakeup: &Wakeup) -> bool;
+    /// Whether the exit is known already, without waiting and without an
+    /// engine command (safe to ask while another engine command runs).
+    fn exited_now(&mut self) -> bool;
+    /// How the container ended, once `wait_exited` said so.
+    fn exit(&mut self) -> Result<Exit, EngineError>;
 }
 
 /// How long to ask `inspect` for the exit the kernel already reported,
@@ -109,10 +121,10 @@ impl<'a> ExitWatch<'a> {
         }
         Ok(watch(Watch::WaitChild, Some(child)))
     }
+}
 
-    /// Waits up to `timeout`, or until `wakeup` has news; true once the
-    /// container has exited.
-    pub fn wait_exited(&mut self, timeout: Duration, wakeup: &Wakeup) -> bool {
+impl ExitWatcher for ExitWatch<'_> {
+    fn wait_exited(&mut self, timeout: Duration, wakeup: &Wakeup) -> bool {
         match &mut self.watch {
             #[cfg(unix)]
             Watch::AlreadyExited => true,
@@ -159,9 +171,7 @@ impl<'a> ExitWatch<'a> {
         }
     }
 
-    /// Whether the exit is known already, without waiting and without an
-    /// engine command (safe to ask while another engine command runs).
-    pub fn exited_now(&mut self) -> bool {
+    fn exited_now(&mut self) -> bool {
         match &mut self.watch {
             #[cfg(unix)]
             Watch::AlreadyExited => true,
@@ -175,8 +185,7 @@ impl<'a> ExitWatch<'a> {
         }
     }
 
-    /// How the container ended, once `wait_exited` said so.
-    pub fn exit(&mut self) -> Result<Exit, EngineError> {
+    fn exit(&mut self) -> Result<Exit, EngineError> {
         let (engine, container) = (self.engine, self.container);
         if let Watch::State {
             exit: Some(exit), ..

@@ -5,8 +5,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+use super::containers::ContainerEngine;
 use super::exit_watch::Exit;
-use super::seam::{ContainerEngine, ExitWatcher};
+use super::exit_watch::ExitWatcher;
 use super::stats::{CpuFigure, Stats};
 use super::{
     ContainerState, ContainerStatus, CreateSpec, EngineError, EngineKind, Facts, Known,

@@ -23,7 +23,6 @@ mod names;
 mod policy;
 mod probe;
 mod process;
-mod seam;
 mod shell;
 mod state;
 mod stats;
@@ -40,8 +39,10 @@ use std::time::Duration;
 // The engine's face to the rest of the wrapper; its submodules are its own.
 pub use build_trace::{BuildEvent, Leftover};
 pub use connection::{connect, ConnectError, Request};
+pub use containers::ContainerEngine;
 pub use create::CreateSpec;
 pub use error::EngineError;
+pub use exit_watch::ExitWatcher;
 pub use facts::{Facts, Known};
 pub use failure::Failure;
 pub use host_user::user_name;
@@ -55,7 +56,6 @@ pub use policy::{is_host_capability, unsafe_setting};
 pub use probe::EngineInfo;
 pub use probe::{candidates, wsl_distros, Detection, Probe, DETECTION_IMAGE};
 pub use process::terminate_orphan;
-pub use seam::{ContainerEngine, ExitWatcher};
 pub use state::{ContainerState, ContainerStatus};
 pub use stats::{CpuFigure, Stats};
 #[cfg(test)]
@@ -181,12 +181,6 @@ impl Engine {
         &self.cli
     }
 
-    /// Whether a container's pid is one of this host's processes: not
-    /// through WSL, nor in the engine's VM on macOS.
-    pub fn shares_host_pids(&self) -> bool {
-        self.transport.is_local() && !self.in_vm
-    }
-
     /// The program engine commands start: the helper, or the CLI itself.
     pub fn program(&self) -> &Path {
         self.helper.as_deref().unwrap_or(&self.cli)
@@ -223,11 +217,21 @@ impl Engine {
         S: Into<OsString>,
     {
         let argv = self.argv(args);
-        let out = self.run_argv(&argv, self.limits(), &mut || false)?;
+        self.run_checked(&argv, self.limits(), &mut || false)
+    }
+
+    /// Runs `argv`, which must succeed.
+    fn run_checked(
+        &self,
+        argv: &Argv,
+        limits: Limits,
+        cancel: &mut dyn FnMut() -> bool,
+    ) -> Result<Output, EngineError> {
+        let out = self.run_argv(argv, limits, cancel)?;
         if out.success() {
             Ok(out)
         } else {
-            Err(self.failed(&argv, &out))
+            Err(self.failed(argv, &out))
         }
     }
 
