@@ -111,15 +111,13 @@ impl ContainerEngine for Engine {
             Err(err) if self.is_absent(container, &err)? => return Ok(None),
             Err(err) => return Err(err),
         };
-        ContainerState::parse(&out.stdout)
-            .map(Some)
-            .ok_or_else(|| EngineError::Failed {
-                command: argv.display(),
-                detail: format!(
-                    "unexpected inspect output {:?}",
-                    process::excerpt(out.stdout.trim(), process::MESSAGE_MAX_CHARS)
-                ),
-            })
+        ContainerState::parse(&out.stdout).map(Some).ok_or_else(|| {
+            let output = process::excerpt(out.stdout.trim(), process::MESSAGE_MAX_CHARS);
+            EngineError::other(
+                argv.display(),
+                format!("unexpected inspect output {output:?}"),
+            )
+        })
     }
 
     fn start(&self, container: &str) -> Result<(), EngineError> {
@@ -190,9 +188,11 @@ impl ContainerEngine for Engine {
             EngineKind::Docker => "{{.CPUPerc}}|{{.MemUsage}}",
         };
         let out = self.run(["stats", "--no-stream", "--format", format, container])?;
-        stats::parse(self.kind, &out.stdout).ok_or_else(|| EngineError::Failed {
-            command: "stats".into(),
-            detail: format!("unexpected output {:?}", out.stdout.trim()),
+        stats::parse(self.kind, &out.stdout).ok_or_else(|| {
+            EngineError::other(
+                "stats".into(),
+                format!("unexpected output {:?}", out.stdout.trim()),
+            )
         })
     }
 
@@ -303,9 +303,11 @@ impl Engine {
             .lines()
             .filter_map(|l| l.trim().parse().ok())
             .next_back()
-            .ok_or_else(|| EngineError::Failed {
-                command: format!("{} wait {container}", self.cli.display()),
-                detail: format!("unexpected output {:?}", out.stdout.trim()),
+            .ok_or_else(|| {
+                EngineError::other(
+                    format!("{} wait {container}", self.cli.display()),
+                    format!("unexpected output {:?}", out.stdout.trim()),
+                )
             })
     }
 }

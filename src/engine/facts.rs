@@ -104,7 +104,9 @@ impl Engine {
         };
         match self.run(["version", "--format", format]) {
             Ok(out) => Ok(out.stdout.trim().to_string()),
-            Err(EngineError::Failed { detail, .. }) => Err(self.does_not_answer(&detail)),
+            Err(EngineError::Failed {
+                detail, failure, ..
+            }) => Err(self.does_not_answer(&detail, failure)),
             Err(other) => Err(other),
         }
     }

@@ -53,6 +53,7 @@ pub fn failed(detail: &str) -> EngineError {
     EngineError::Failed {
         command: "fake".into(),
         detail: detail.into(),
+        failure: super::failure::read(detail).failure,
     }
 }
 

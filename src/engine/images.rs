@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::build_trace::{self, BuildEvent, BuildTrace, Leftover};
 use super::process::{self, Limits};
-use super::{archive, Engine, EngineError, EngineKind};
+use super::{archive, failure, Engine, EngineError, EngineKind};
 
 impl Engine {
     pub fn image_exists(&self, image: &str) -> Result<bool, EngineError> {
@@ -93,9 +93,13 @@ impl Engine {
             return Ok(());
         }
         let tail = process::last_lines(&format!("{}\n{}", out.stdout, out.stderr), 20);
+        // A failed build stays a failure, whatever it says: its kind is
+        // read from its output here, once.
+        let detail = format!("{}\n{tail}", out.status);
         Err(EngineError::Failed {
             command: argv.display(),
-            detail: format!("{}\n{tail}", out.status),
+            failure: failure::read(&detail).failure,
+            detail,
         })
     }
 
@@ -164,10 +168,8 @@ impl Engine {
         scratch: &Path,
         cancel: &mut dyn FnMut() -> bool,
     ) -> Result<(), EngineError> {
-        let failed = |detail: String| EngineError::Failed {
-            command: format!("{} load", self.cli.display()),
-            detail,
-        };
+        let failed =
+            |detail: String| EngineError::other(format!("{} load", self.cli.display()), detail);
         // Podman 4 cannot load gzip-compressed docker archives.
         let unpack = self.kind == EngineKind::Podman && archive::is_gzip(archive);
         let loaded = if unpack {
@@ -188,12 +190,9 @@ impl Engine {
         archive: &Path,
         cancel: &mut dyn FnMut() -> bool,
     ) -> Result<(), EngineError> {
-        let archive = self
-            .path_in_engine(archive)
-            .map_err(|err| EngineError::Failed {
-                command: format!("{} load", self.cli.display()),
-                detail: err.to_string(),
-            })?;
+        let archive = self.path_in_engine(archive).map_err(|err| {
+            EngineError::other(format!("{} load", self.cli.display()), err.to_string())
+        })?;
         let argv = self.argv(["load", "-i"]).arg(archive.as_os_str());
         let limits = Limits {
             timeout: self.build_timeout,

@@ -235,33 +235,39 @@ impl Engine {
         }
     }
 
-    /// The error of a command that ran and failed. A CLI that cannot reach
-    /// its engine (the daemon down, its socket not ours) makes the engine
-    /// unavailable, whichever command found it out: the task is retried
-    /// later, not failed.
+    /// The error of a command that ran and failed: the one place where
+    /// an ordinary command's words are read (`failure::read`). A CLI that
+    /// cannot reach its engine (the daemon down, its socket not ours) makes
+    /// the engine unavailable, whichever command found it out: the task is
+    /// retried later, not failed.
     fn failed(&self, argv: &Argv, out: &Output) -> EngineError {
-        let err = EngineError::Failed {
+        let detail = out.error_summary();
+        let reading = failure::read(&detail);
+        if reading.out_of_reach {
+            return self.does_not_answer(&detail, reading.failure);
+        }
+        EngineError::Failed {
             command: argv.display(),
-            detail: out.error_summary(),
-        };
-        if err.out_of_reach() {
-            self.does_not_answer(&out.error_summary())
-        } else {
-            err
+            detail,
+            failure: reading.failure,
         }
     }
 
-    /// "<cli> does not answer: <why>", with what the volunteer can do about it.
-    fn does_not_answer(&self, detail: &str) -> EngineError {
+    /// "<cli> does not answer: <why>", with what the volunteer can do about
+    /// it; `failure` is what the CLI's words said.
+    fn does_not_answer(&self, detail: &str, failure: Failure) -> EngineError {
         if self.in_vm && self.kind == EngineKind::Podman {
             if let Some(why) = self.machine_down(detail) {
                 return EngineError::Unavailable(why);
             }
         }
         let why = format!("{} does not answer: {detail}", self.cli.display());
-        match self.access_hint(&EngineError::Unavailable(why.clone())) {
-            Some(hint) => EngineError::Unavailable(format!("{why}; {hint}")),
-            None => EngineError::Unavailable(why),
+        if failure != Failure::PermissionDenied {
+            return EngineError::Unavailable(why);
+        }
+        match self.access_hint() {
+            Some(hint) => EngineError::AccessDenied(format!("{why}; {hint}")),
+            None => EngineError::AccessDenied(why),
         }
     }
 
@@ -298,9 +304,9 @@ mod tests {
         let cli = dir.join("docker");
         let timeout = Duration::from_secs(10);
         let engine = Engine::new(EngineKind::Docker, cli.clone(), timeout, timeout);
-        let unavailable = |err: EngineError| match err {
-            EngineError::Unavailable(why) => why,
-            other => panic!("{other:?}"),
+        let unavailable = |err: EngineError| match err.unavailable() {
+            Some(why) => why.to_string(),
+            None => panic!("{err:?}"),
         };
         for says in [
             "docker: Cannot connect to the Docker daemon at unix:///nonexistent.sock. Is the docker daemon running?.",
