@@ -8,16 +8,16 @@ use std::time::Duration;
 
 use super::process::{self, Argv, Limits};
 use super::transport::Transport;
-use super::{macos, wsl, Engine, EngineKind, COMMAND_CAPTURE};
-use crate::boinc::init_data::WslDistro;
+use super::wsl::{self, WslDistro};
+use super::{macos, Engine, EngineKind, COMMAND_CAPTURE};
 
 /// What decides which engine a task uses, and how long its commands may take.
-pub struct Request<'a> {
+pub struct Request {
     /// The engine the client detected (BOINC 8.2 writes it), if any.
     pub from_client: Option<EngineKind>,
     /// The client's WSL distros (Windows); None in standalone mode, which
     /// uses the default distro.
-    pub wsl_distros: Option<&'a [WslDistro]>,
+    pub wsl_distros: Option<Vec<WslDistro>>,
     pub timeout: Duration,
     pub build_timeout: Duration,
 }
@@ -27,7 +27,7 @@ pub struct Request<'a> {
 /// detected, or the one `DOCKER_WRAPPER_ENGINE` names.
 pub fn connect(request: &Request) -> Result<Engine, ConnectError> {
     let (kind, cli, transport) = if cfg!(windows) {
-        let distro = match request.wsl_distros {
+        let distro = match &request.wsl_distros {
             Some(distros) => wsl::choose_distro(distros).map_err(ConnectError::NoDistro)?,
             None => wsl::standalone_distro(),
         };

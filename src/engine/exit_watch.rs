@@ -16,9 +16,6 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use super::{ContainerEngine, ContainerState, Engine, EngineError};
-use crate::boinc::wakeup::Wakeup;
-#[cfg(unix)]
-use crate::boinc::wakeup::Woken;
 #[cfg(unix)]
 use crate::os;
 
@@ -54,11 +51,24 @@ enum Watch {
     AlreadyExited,
 }
 
+/// What a watch sleeps on besides the container: news for its caller (the
+/// client's requests, a signal) end a wait early. The caller implements it
+/// (the wrapper's wake-up pipe), so that the engine needs nothing of the
+/// caller's but this.
+pub trait Wake {
+    /// Sleeps up to `timeout`, or until there is news.
+    fn sleep(&self, timeout: Duration);
+    /// Sleeps as `sleep` does, and also until `exit` (a process's exit
+    /// handle, `os::process_exit_handle`) is readable: true when it is.
+    #[cfg(unix)]
+    fn sleep_until_exit(&self, exit: &OwnedFd, timeout: Duration) -> bool;
+}
+
 /// Learns that the container exited.
 pub trait ExitWatcher {
-    /// Waits up to `timeout`, or until `wakeup` has news; true once the
+    /// Waits up to `timeout`, or until `wake` has news; true once the
     /// container has exited.
-    fn wait_exited(&mut self, timeout: Duration, wakeup: &Wakeup) -> bool;
+    fn wait_exited(&mut self, timeout: Duration, wake: &dyn Wake) -> bool;
     /// Whether the exit is known already, without waiting and without an
     /// engine command (safe to ask while another engine command runs).
     fn exited_now(&mut self) -> bool;
@@ -124,14 +134,14 @@ impl<'a> ExitWatch<'a> {
 }
 
 impl ExitWatcher for ExitWatch<'_> {
-    fn wait_exited(&mut self, timeout: Duration, wakeup: &Wakeup) -> bool {
+    fn wait_exited(&mut self, timeout: Duration, wake: &dyn Wake) -> bool {
         match &mut self.watch {
             #[cfg(unix)]
             Watch::AlreadyExited => true,
             #[cfg(unix)]
-            Watch::Handle(handle) => wakeup.wait(Some(handle), timeout) == Woken::Handle,
+            Watch::Handle(handle) => wake.sleep_until_exit(handle, timeout),
             Watch::WaitChild => {
-                wakeup.wait(None, timeout.min(CHILD_POLL));
+                wake.sleep(timeout.min(CHILD_POLL));
                 self.wait_child
                     .as_mut()
                     .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
@@ -142,7 +152,7 @@ impl ExitWatcher for ExitWatch<'_> {
                 failures,
             } => {
                 let until_check = next_check.saturating_duration_since(Instant::now());
-                wakeup.wait(None, timeout.min(until_check));
+                wake.sleep(timeout.min(until_check));
                 if Instant::now() < *next_check {
                     return false;
                 }

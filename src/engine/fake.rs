@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use super::containers::ContainerEngine;
 use super::exit_watch::Exit;
-use super::exit_watch::ExitWatcher;
+use super::exit_watch::{ExitWatcher, Wake};
 use super::stats::{CpuFigure, Stats};
 use super::{
     ContainerState, ContainerStatus, CreateSpec, EngineError, EngineKind, Facts, Known,
     RESULT_LABEL, SLOT_LABEL, WRAPPER_LABEL,
 };
-use crate::boinc::wakeup::Wakeup;
 use crate::host::background::CgroupDriver;
 
 #[derive(Default)]
@@ -353,7 +352,7 @@ impl FakeExitWatch<'_> {
 }
 
 impl ExitWatcher for FakeExitWatch<'_> {
-    fn wait_exited(&mut self, timeout: Duration, _wakeup: &Wakeup) -> bool {
+    fn wait_exited(&mut self, timeout: Duration, _wake: &dyn Wake) -> bool {
         self.waits += 1;
         if let Some((waits, code, oom_killed)) = self.engine.exit_after_waits.get() {
             if self.waits >= waits && !self.exited() {

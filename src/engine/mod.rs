@@ -42,7 +42,7 @@ pub use connection::{connect, ConnectError, Request};
 pub use containers::ContainerEngine;
 pub use create::CreateSpec;
 pub use error::EngineError;
-pub use exit_watch::ExitWatcher;
+pub use exit_watch::{ExitWatcher, Wake};
 pub use facts::{Facts, Known};
 pub use failure::Failure;
 pub use host_user::user_name;
@@ -58,9 +58,9 @@ pub use probe::{candidates, wsl_distros, Detection, Probe, DETECTION_IMAGE};
 pub use process::terminate_orphan;
 pub use state::{ContainerState, ContainerStatus};
 pub use stats::{CpuFigure, Stats};
+pub use wsl::WslDistro;
 #[cfg(test)]
 pub mod fake;
-use crate::boinc::init_data::DockerType;
 use process::{Argv, Limits, Output};
 use transport::Transport;
 
@@ -71,16 +71,6 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
-    /// The engine the client detected and wrote to init_data.xml (BOINC
-    /// 8.2); None when it names none (7.20 clients write no docker fields).
-    pub fn from_client(docker_type: DockerType) -> Option<EngineKind> {
-        match docker_type {
-            DockerType::Docker => Some(EngineKind::Docker),
-            DockerType::Podman => Some(EngineKind::Podman),
-            DockerType::None => None,
-        }
-    }
-
     pub fn cli_name(self) -> &'static str {
         match self {
             EngineKind::Docker => "docker",

@@ -138,12 +138,12 @@ fn pick_engine(
         from_client: if standalone {
             None
         } else {
-            EngineKind::from_client(init.host_info.docker_type)
+            init.host_info.docker_type.engine_kind()
         },
         wsl_distros: if standalone {
             None
         } else {
-            Some(&init.host_info.wsl_distros)
+            Some(init.host_info.engine_distros())
         },
         timeout: Duration::from_secs(config.command_timeout_secs),
         build_timeout: Duration::from_secs(config.build_timeout_secs),
