@@ -1,4 +1,5 @@
-//! Learns that the container exited.
+//! Learns that the container exited (`ExitWatcher`, what the supervision
+//! loop holds), while the loop's own news can end a wait (`Wake`).
 //!
 //! Local commands: within milliseconds and at no CPU cost, through a pidfd
 //! on the container's init process where we can see it, else a long-lived

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::path::Path;
 
 use super::build_trace::{self, BuildEvent, BuildTrace, Leftover};
-use super::process::{self, Limits};
+use super::process::{self, Argv, Limits};
 use super::{archive, failure, Engine, EngineError, EngineKind};
 
 impl Engine {
@@ -39,36 +39,7 @@ impl Engine {
         cancel: &mut dyn FnMut() -> bool,
         event: &mut dyn FnMut(BuildEvent),
     ) -> Result<(), EngineError> {
-        // Buildah names the working containers it creates only in its debug log.
-        let global: &[&str] = if self.kind == EngineKind::Podman {
-            &["--log-level=debug"]
-        } else {
-            &[]
-        };
-        // Run in the context with relative paths: Podman parses `-f` values as
-        // CSV, so quotes in an absolute slot path would break it.
-        let mut argv = self
-            .argv(global.iter().chain(&["build", "-t", tag, "-f"]).copied())
-            .arg(dockerfile.as_os_str())
-            .current_dir(context);
-        for (key, value) in labels {
-            argv = argv.arg("--label").arg(format!("{key}={value}"));
-        }
-        if self.kind == EngineKind::Podman {
-            // No registry retries: a FROM that cannot be pulled fails at once.
-            // No intermediate images: the cache is by content of the whole
-            // build, and a failed build then leaves no images behind.
-            argv = argv.args(["--retry", "0", "--layers=false"]);
-        }
-        // Docker's classic builder keeps the container of a failed RUN step
-        // unless told otherwise (Podman removes it by default).
-        if self.kind == EngineKind::Docker {
-            argv = argv.arg("--force-rm");
-        }
-        if self.kind == EngineKind::Docker && self.docker_needs_classic_builder() {
-            argv = argv.env("DOCKER_BUILDKIT", "0");
-        }
-        argv = argv.args(build_args.iter().map(String::as_str)).arg(".");
+        let argv = self.build_argv(context, dockerfile, tag, labels, build_args);
         let limits = Limits {
             timeout: self.build_timeout,
             capture: 16 * 1024,
@@ -103,6 +74,47 @@ impl Engine {
         })
     }
 
+    /// The `build` command: in the context with relative paths, since
+    /// Podman parses `-f` values as CSV, so quotes in an absolute slot path
+    /// would break it.
+    fn build_argv(
+        &self,
+        context: &Path,
+        dockerfile: &Path,
+        tag: &str,
+        labels: &[(String, String)],
+        build_args: &[String],
+    ) -> Argv {
+        // Buildah names the working containers it creates only in its debug log.
+        let global: &[&str] = if self.kind == EngineKind::Podman {
+            &["--log-level=debug"]
+        } else {
+            &[]
+        };
+        let mut argv = self
+            .argv(global.iter().chain(&["build", "-t", tag, "-f"]).copied())
+            .arg(dockerfile.as_os_str())
+            .current_dir(context);
+        for (key, value) in labels {
+            argv = argv.arg("--label").arg(format!("{key}={value}"));
+        }
+        if self.kind == EngineKind::Podman {
+            // No registry retries: a FROM that cannot be pulled fails at once.
+            // No intermediate images: the cache is by content of the whole
+            // build, and a failed build then leaves no images behind.
+            argv = argv.args(["--retry", "0", "--layers=false"]);
+        }
+        // Docker's classic builder keeps the container of a failed RUN step
+        // unless told otherwise (Podman removes it by default).
+        if self.kind == EngineKind::Docker {
+            argv = argv.arg("--force-rm");
+        }
+        if self.kind == EngineKind::Docker && self.docker_needs_classic_builder() {
+            argv = argv.env("DOCKER_BUILDKIT", "0");
+        }
+        argv.args(build_args.iter().map(String::as_str)).arg(".")
+    }
+
     /// Removes what an unfinished build left (its `leftover`s). Containers
     /// go by id, whatever their state; step images only while they are
     /// untagged, and without force, so an image that another image or a
@@ -112,11 +124,7 @@ impl Engine {
         for leftover in leftovers {
             if let Leftover::Container(id) = leftover {
                 // An absent one is fine: the engine may have removed it itself.
-                let out =
-                    self.run_argv(&self.argv(["rm", "-f", id]), self.limits(), &mut || false)?;
-                if !out.success() {
-                    log::debug!("build container {id}: {}", out.error_summary());
-                }
+                self.run_logged(["rm", "-f", id], || format!("build container {id}"))?;
             }
         }
         let images: Vec<&str> = leftovers
@@ -151,10 +159,21 @@ impl Engine {
         };
         // Children before their parents: each step's image is the next one's parent.
         for id in images.into_iter().rev().filter(|id| is_dangling(id)) {
-            let out = self.run_argv(&self.argv(["rmi", id]), self.limits(), &mut || false)?;
-            if !out.success() {
-                log::debug!("build step image {id}: {}", out.error_summary());
-            }
+            self.run_logged(["rmi", id], || format!("build step image {id}"))?;
+        }
+        Ok(())
+    }
+
+    /// Runs a command whose failure is only logged, as `what` failed;
+    /// fails only when the engine does not answer.
+    fn run_logged<const N: usize>(
+        &self,
+        args: [&str; N],
+        what: impl FnOnce() -> String,
+    ) -> Result<(), EngineError> {
+        let out = self.run_argv(&self.argv(args), self.limits(), &mut || false)?;
+        if !out.success() {
+            log::debug!("{}: {}", what(), out.error_summary());
         }
         Ok(())
     }
@@ -168,13 +187,11 @@ impl Engine {
         scratch: &Path,
         cancel: &mut dyn FnMut() -> bool,
     ) -> Result<(), EngineError> {
-        let failed =
-            |detail: String| EngineError::other(format!("{} load", self.cli.display()), detail);
         // Podman 4 cannot load gzip-compressed docker archives.
         let unpack = self.kind == EngineKind::Podman && archive::is_gzip(archive);
         let loaded = if unpack {
             archive::gunzip(archive, scratch)
-                .map_err(|err| failed(err.to_string()))
+                .map_err(|err| self.load_failed(err))
                 .and_then(|()| self.load_file(scratch, cancel))
         } else {
             self.load_file(archive, cancel)
@@ -190,20 +207,20 @@ impl Engine {
         archive: &Path,
         cancel: &mut dyn FnMut() -> bool,
     ) -> Result<(), EngineError> {
-        let archive = self.path_in_engine(archive).map_err(|err| {
-            EngineError::other(format!("{} load", self.cli.display()), err.to_string())
-        })?;
+        let archive = self
+            .path_in_engine(archive)
+            .map_err(|err| self.load_failed(err))?;
         let argv = self.argv(["load", "-i"]).arg(archive.as_os_str());
         let limits = Limits {
             timeout: self.build_timeout,
             capture: 16 * 1024,
         };
-        let out = self.run_argv(&argv, limits, cancel)?;
-        if out.success() {
-            Ok(())
-        } else {
-            Err(self.failed(&argv, &out))
-        }
+        self.run_checked(&argv, limits, cancel).map(|_| ())
+    }
+
+    /// An archive that could not be made ready to load.
+    fn load_failed(&self, err: impl std::fmt::Display) -> EngineError {
+        EngineError::other(format!("{} load", self.cli.display()), err.to_string())
     }
 
     pub fn tag(&self, source: &str, target: &str) -> Result<(), EngineError> {

@@ -2,7 +2,33 @@
 //!
 //! Every call is an argv vector with a timeout, run through the engine's
 //! transport (a child process, or a line for the WSL shell); results come
-//! from exit status and `--format` templates, never from human-readable text.
+//! from exit status and `--format` templates, never from human-readable
+//! text. The engine knows nothing of BOINC: its callers hand it what it
+//! needs in its own types (`Request`, `WslDistro`, `Wake`).
+//!
+//! Here: `EngineKind`, `Engine`, and the core every command goes through
+//! (its argv, its limits, and how a failed command becomes an error).
+//!
+//! * `connection.rs`: which engine a task uses, and how it is reached.
+//! * `containers.rs`: `ContainerEngine`, the operations on a task's
+//!   container; `exit_watch.rs`: learning that it exited.
+//! * `state.rs`: a container's state from `inspect`; `stats.rs`: the
+//!   engine's own CPU and memory figures.
+//! * `images.rs`: building, loading, tagging, listing and removing images;
+//!   `build_trace.rs`: what an interrupted build leaves; `archive.rs`:
+//!   image archives.
+//! * `facts.rs`: the engine's version and cgroup driver, remembered for the
+//!   host; `info.rs`: what they mean for a container's flags;
+//!   `host_user.rs`: what an unprivileged user needs of the host.
+//! * `error.rs`: `EngineError`; `failure.rs`: what a failure's words mean,
+//!   read once.
+//! * `create.rs`: the argv of `run -d`; `names.rs`: names and labels;
+//!   `gpu.rs`: the GPU the client assigned; `flags.rs`, `policy.rs`,
+//!   `mount_policy.rs`: job.toml's own flags, parsed and judged.
+//! * `process.rs`, `transport.rs`, `shell.rs`, `wsl.rs`, `macos.rs`: where
+//!   commands run (a child process, a WSL shell, macOS's helper).
+//! * `probe.rs`: what `--check` asks; `time.rs`: the engines' timestamps;
+//!   `fake.rs`: a recording fake for unit tests.
 mod archive;
 mod build_trace;
 mod connection;
@@ -64,6 +90,7 @@ pub mod fake;
 use process::{Argv, Limits, Output};
 use transport::Transport;
 
+/// Which CLI: where the two engines differ, they differ by this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineKind {
     Docker,
@@ -91,6 +118,7 @@ impl fmt::Display for EngineKind {
 /// Output kept from ordinary commands; logs and builds choose their own.
 const COMMAND_CAPTURE: usize = 64 * 1024;
 
+/// One engine as this task reaches it.
 pub struct Engine {
     pub kind: EngineKind,
     cli: PathBuf,
@@ -298,10 +326,10 @@ mod tests {
             Some(why) => why.to_string(),
             None => panic!("{err:?}"),
         };
-        for says in [
-            "docker: Cannot connect to the Docker daemon at unix:///nonexistent.sock. Is the docker daemon running?.",
-            "docker: permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: \
-             Post \"http://%2Fvar%2Frun%2Fdocker.sock/v1.24/containers/create?name=x\": dial unix /var/run/docker.sock: connect: permission denied.",
+        for (says, kind) in [
+            ("docker: Cannot connect to the Docker daemon at unix:///nonexistent.sock. Is the docker daemon running?.", Failure::Unavailable),
+            ("docker: permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: \
+             Post \"http://%2Fvar%2Frun%2Fdocker.sock/v1.24/containers/create?name=x\": dial unix /var/run/docker.sock: connect: permission denied.", Failure::PermissionDenied),
         ] {
             std::fs::write(
                 &cli,
@@ -311,7 +339,9 @@ mod tests {
             )
             .unwrap();
             std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
-            let why = unavailable(engine.start("boinc__x").unwrap_err());
+            let err = engine.start("boinc__x").unwrap_err();
+            assert_eq!(err.failure(), kind, "{err:?}");
+            let why = unavailable(err);
             assert!(why.contains(&format!("does not answer: {says}")), "{why}");
             // Not taken for an absent container.
             unavailable(engine.inspect("boinc__x").unwrap_err());

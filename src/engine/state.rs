@@ -1,5 +1,7 @@
 //! A container's state as `inspect` prints it through one template, read
-//! into types that speak neither engine's words.
+//! into types that speak neither engine's words: one command tells a
+//! restarted task all it needs to pick up its container (status, exit,
+//! pid, and the labels that say whose it is).
 use super::time;
 
 /// A container's status, in the words of neither engine.

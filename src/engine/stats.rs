@@ -1,7 +1,8 @@
 //! `stats`: the engine's own CPU and memory figures for a container, for
 //! where its cgroup files cannot be read (the engine in a WSL distro, or no
 //! process to follow). Podman gives cumulative CPU time; Docker's CLI only a
-//! percentage, which the caller integrates over time.
+//! percentage, which the caller integrates over time. The command itself
+//! is `ContainerEngine::stats`; here, what it answers.
 use super::EngineKind;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
