@@ -29,6 +29,8 @@ use std::str::FromStr;
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
+use crate::engine::{self, EngineKind};
+
 /// A slot's `init_data.xml` is a few kilobytes; anything this large is not
 /// one, and reading it whole could exhaust memory.
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -46,6 +48,16 @@ pub enum DockerType {
 }
 
 impl DockerType {
+    /// The engine the client detected (BOINC 8.2); None when it names none
+    /// (7.20 clients write no docker fields).
+    pub fn engine_kind(self) -> Option<EngineKind> {
+        match self {
+            DockerType::Docker => Some(EngineKind::Docker),
+            DockerType::Podman => Some(EngineKind::Podman),
+            DockerType::None => None,
+        }
+    }
+
     /// Maps the client's integer code; unknown codes (a newer client with a
     /// new engine) are treated as "no engine" so that we fall back to our own
     /// detection instead of failing.
@@ -83,6 +95,20 @@ pub struct HostInfo {
     pub docker_type: DockerType,
     /// Windows only: the `<wsl>` list.
     pub wsl_distros: Vec<WslDistro>,
+}
+
+impl HostInfo {
+    /// The WSL distros, as the engine's choice of one to run in sees them.
+    pub fn engine_distros(&self) -> Vec<engine::WslDistro> {
+        let for_engine = |d: &WslDistro| engine::WslDistro {
+            name: d.distro_name.clone(),
+            engine: d.docker_type.engine_kind(),
+            engine_version: d.docker_version.clone(),
+            disallowed: d.disallowed,
+            boinc_runner_version: d.boinc_buda_runner_version,
+        };
+        self.wsl_distros.iter().map(for_engine).collect()
+    }
 }
 
 /// The client's proxy settings (BOINC's `PROXY_INFO`).
@@ -1143,6 +1169,19 @@ mod tests {
                 },
             ]
         );
+        // The engine's choice of a distro sees the same, in its own terms.
+        assert_eq!(
+            h.engine_distros()[0],
+            engine::WslDistro {
+                name: "boinc-buda-runner".into(),
+                engine: Some(EngineKind::Podman),
+                engine_version: "5.2.2".into(),
+                disallowed: false,
+                boinc_runner_version: 3,
+            }
+        );
+        assert_eq!(h.engine_distros()[1].engine, Some(EngineKind::Docker));
+        assert_eq!(DockerType::None.engine_kind(), None);
 
         let p = d.proxy_info.as_ref().unwrap();
         assert!(p.use_http_proxy && !p.use_socks_proxy);

@@ -134,6 +134,18 @@ impl Wakeup {
     }
 }
 
+/// The supervision loop's exit watch sleeps on this pipe too.
+impl crate::engine::Wake for Wakeup {
+    fn sleep(&self, timeout: Duration) {
+        self.wait(None, timeout);
+    }
+
+    #[cfg(unix)]
+    fn sleep_until_exit(&self, exit: &OwnedFd, timeout: Duration) -> bool {
+        self.wait(Some(exit), timeout) == Woken::Handle
+    }
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;

@@ -1,4 +1,5 @@
-//! Learns that the container exited.
+//! Learns that the container exited (`ExitWatcher`, what the supervision
+//! loop holds), while the loop's own news can end a wait (`Wake`).
 //!
 //! Local commands: within milliseconds and at no CPU cost, through a pidfd
 //! on the container's init process where we can see it, else a long-lived
@@ -15,10 +16,7 @@ use std::os::fd::OwnedFd;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use super::{ContainerState, Engine, EngineError};
-use crate::boinc::wakeup::Wakeup;
-#[cfg(unix)]
-use crate::boinc::wakeup::Woken;
+use super::{ContainerEngine, ContainerState, Engine, EngineError};
 #[cfg(unix)]
 use crate::os;
 
@@ -52,6 +50,31 @@ enum Watch {
     /// The container had exited before the watch began.
     #[cfg(unix)]
     AlreadyExited,
+}
+
+/// What a watch sleeps on besides the container: news for its caller (the
+/// client's requests, a signal) end a wait early. The caller implements it
+/// (the wrapper's wake-up pipe), so that the engine needs nothing of the
+/// caller's but this.
+pub trait Wake {
+    /// Sleeps up to `timeout`, or until there is news.
+    fn sleep(&self, timeout: Duration);
+    /// Sleeps as `sleep` does, and also until `exit` (a process's exit
+    /// handle, `os::process_exit_handle`) is readable: true when it is.
+    #[cfg(unix)]
+    fn sleep_until_exit(&self, exit: &OwnedFd, timeout: Duration) -> bool;
+}
+
+/// Learns that the container exited.
+pub trait ExitWatcher {
+    /// Waits up to `timeout`, or until `wake` has news; true once the
+    /// container has exited.
+    fn wait_exited(&mut self, timeout: Duration, wake: &dyn Wake) -> bool;
+    /// Whether the exit is known already, without waiting and without an
+    /// engine command (safe to ask while another engine command runs).
+    fn exited_now(&mut self) -> bool;
+    /// How the container ended, once `wait_exited` said so.
+    fn exit(&mut self) -> Result<Exit, EngineError>;
 }
 
 /// How long to ask `inspect` for the exit the kernel already reported,
@@ -109,17 +132,17 @@ impl<'a> ExitWatch<'a> {
         }
         Ok(watch(Watch::WaitChild, Some(child)))
     }
+}
 
-    /// Waits up to `timeout`, or until `wakeup` has news; true once the
-    /// container has exited.
-    pub fn wait_exited(&mut self, timeout: Duration, wakeup: &Wakeup) -> bool {
+impl ExitWatcher for ExitWatch<'_> {
+    fn wait_exited(&mut self, timeout: Duration, wake: &dyn Wake) -> bool {
         match &mut self.watch {
             #[cfg(unix)]
             Watch::AlreadyExited => true,
             #[cfg(unix)]
-            Watch::Handle(handle) => wakeup.wait(Some(handle), timeout) == Woken::Handle,
+            Watch::Handle(handle) => wake.sleep_until_exit(handle, timeout),
             Watch::WaitChild => {
-                wakeup.wait(None, timeout.min(CHILD_POLL));
+                wake.sleep(timeout.min(CHILD_POLL));
                 self.wait_child
                     .as_mut()
                     .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
@@ -130,7 +153,7 @@ impl<'a> ExitWatch<'a> {
                 failures,
             } => {
                 let until_check = next_check.saturating_duration_since(Instant::now());
-                wakeup.wait(None, timeout.min(until_check));
+                wake.sleep(timeout.min(until_check));
                 if Instant::now() < *next_check {
                     return false;
                 }
@@ -159,9 +182,7 @@ impl<'a> ExitWatch<'a> {
         }
     }
 
-    /// Whether the exit is known already, without waiting and without an
-    /// engine command (safe to ask while another engine command runs).
-    pub fn exited_now(&mut self) -> bool {
+    fn exited_now(&mut self) -> bool {
         match &mut self.watch {
             #[cfg(unix)]
             Watch::AlreadyExited => true,
@@ -175,8 +196,7 @@ impl<'a> ExitWatch<'a> {
         }
     }
 
-    /// How the container ended, once `wait_exited` said so.
-    pub fn exit(&mut self) -> Result<Exit, EngineError> {
+    fn exit(&mut self) -> Result<Exit, EngineError> {
         let (engine, container) = (self.engine, self.container);
         if let Watch::State {
             exit: Some(exit), ..

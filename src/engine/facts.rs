@@ -96,28 +96,19 @@ struct Stored {
 }
 
 impl Engine {
-    /// The engine's facts: remembered ones when the host's record matches
-    /// the engine as it is now, unless `fresh`; else asked (and recorded).
-    /// Fails as the first command to an engine that is down would.
-    pub fn facts(&self, fresh: bool) -> Result<Known, EngineError> {
-        let key = self.facts_key();
-        let record = self.facts_file.as_deref().zip(key.as_deref());
-        if !fresh {
-            if let Some(facts) = record.and_then(|(file, key)| load(file, key, self.kind)) {
-                return Ok(Known {
-                    facts,
-                    remembered: true,
-                });
-            }
+    /// The engine's version; fails when the CLI is missing or (Docker) the daemon is down.
+    pub fn version(&self) -> Result<String, EngineError> {
+        let format = match self.kind {
+            EngineKind::Docker => "{{.Server.Version}}",
+            EngineKind::Podman => "{{.Client.Version}}",
+        };
+        match self.run(["version", "--format", format]) {
+            Ok(out) => Ok(out.stdout.trim().to_string()),
+            Err(EngineError::Failed {
+                detail, failure, ..
+            }) => Err(self.does_not_answer(&detail, failure)),
+            Err(other) => Err(other),
         }
-        let (facts, complete) = self.ask_facts()?;
-        if let Some((file, key)) = record.filter(|_| complete) {
-            store(file, key, &facts);
-        }
-        Ok(Known {
-            facts,
-            remembered: false,
-        })
     }
 
     /// Why the cgroup driver is of no use, if it is not: rootless Podman
@@ -140,7 +131,7 @@ impl Engine {
     /// One command: `info` for both facts where the driver is of use, else
     /// `version` (Podman's `info` is slow: it asks the package manager).
     /// The bool: whether the answers are whole (worth recording).
-    fn ask_facts(&self) -> Result<(Facts, bool), EngineError> {
+    pub(super) fn ask_facts(&self) -> Result<(Facts, bool), EngineError> {
         let version_only = |complete| {
             Ok((
                 Facts {
@@ -179,7 +170,7 @@ impl Engine {
 
     /// What the facts depend on, as the file system shows it now; None where
     /// the engine's files are not this host's (a shell into WSL).
-    fn facts_key(&self) -> Option<Vec<String>> {
+    pub(super) fn facts_key(&self) -> Option<Vec<String>> {
         if !self.transport.is_local() {
             return None;
         }
@@ -302,7 +293,7 @@ fn stamp(path: &Path) -> String {
 /// recorded under another key, or the file is not one we wrote (it is read
 /// as any file another program could have written: bounded, a regular file
 /// only, every field checked).
-fn load(file: &Path, key: &[String], kind: EngineKind) -> Option<Facts> {
+pub(super) fn load(file: &Path, key: &[String], kind: EngineKind) -> Option<Facts> {
     let text = slot_io::read_text(file, MAX_FILE_BYTES).ok()?;
     let stored: Stored = toml::from_str(&text).ok()?;
     let cgroup_driver = match stored.cgroup_driver.as_str() {
@@ -323,7 +314,7 @@ fn load(file: &Path, key: &[String], kind: EngineKind) -> Option<Facts> {
 /// name no other process uses, renamed into place: a concurrent task reads
 /// the old record or the new one, never half of one. Failing costs only
 /// the next task a question, so it is only logged.
-fn store(file: &Path, key: &[String], facts: &Facts) {
+pub(super) fn store(file: &Path, key: &[String], facts: &Facts) {
     let stored = Stored {
         key: key.to_vec(),
         version: facts.version.clone(),

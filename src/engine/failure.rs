@@ -1,7 +1,7 @@
 //! What an engine's failure means. Docker, Podman and their runtimes (runc,
-//! crun) say it only in words; this is the one place that reads them, so
-//! the rest of the wrapper decides on a kind, never on text.
-use super::EngineError;
+//! crun) say it only in words; this is the one place that reads them, when
+//! a command's output becomes an `EngineError`, so the rest of the wrapper
+//! (the engine's own code included) decides on a kind, never on text.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -69,50 +69,49 @@ const PAUSE_REFUSALS: &[&str] = &[
     "rootless containers with cgroup v1",
 ];
 
-impl EngineError {
-    /// Whether a command failed because the CLI cannot reach its engine.
-    pub(super) fn out_of_reach(&self) -> bool {
-        match self {
-            EngineError::Failed { detail, .. } => {
-                let text = detail.to_lowercase();
-                UNREACHABLE.iter().any(|phrase| text.contains(phrase))
-            }
-            _ => false,
-        }
-    }
+/// What a failed command's words say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Reading {
+    pub failure: Failure,
+    /// The CLI did not reach its engine at all: whatever the command, the
+    /// engine is unavailable (`Engine::failed`).
+    pub out_of_reach: bool,
+}
 
-    pub fn failure(&self) -> Failure {
-        let text = match self {
-            EngineError::Cancelled => return Failure::Cancelled,
-            EngineError::Unavailable(why) if why.to_lowercase().contains("permission denied") => {
-                return Failure::PermissionDenied
-            }
-            EngineError::Unavailable(_) => return Failure::Unavailable,
-            EngineError::TimedOut(_) => return Failure::TimedOut,
-            EngineError::Failed { detail, .. } => detail.to_lowercase(),
-        };
-        let says = |phrases: &[&str]| phrases.iter().any(|phrase| text.contains(phrase));
-        if says(UNREACHABLE) {
-            if text.contains("permission denied") {
-                Failure::PermissionDenied
-            } else {
-                Failure::Unavailable
-            }
-        } else if says(PAUSE_REFUSALS) {
-            Failure::CannotPause
-        } else if NAME_IN_USE.iter().all(|phrase| text.contains(phrase)) {
-            Failure::NameInUse
-        } else if says(NOT_FOUND) {
-            Failure::NotFound
-        } else if says(IMAGE_MISSING) {
-            Failure::ImageMissing
-        } else if says(LIMIT_REFUSALS) {
-            Failure::LimitsRefused
-        } else if text.contains("permission denied") {
+/// Reads what the engine said about a failed command.
+pub(super) fn read(text: &str) -> Reading {
+    let text = text.to_lowercase();
+    let says = |phrases: &[&str]| phrases.iter().any(|phrase| text.contains(phrase));
+    let denied = text.contains("permission denied");
+    if says(UNREACHABLE) {
+        let failure = if denied {
             Failure::PermissionDenied
         } else {
-            Failure::Other
-        }
+            Failure::Unavailable
+        };
+        return Reading {
+            failure,
+            out_of_reach: true,
+        };
+    }
+    let failure = if says(PAUSE_REFUSALS) {
+        Failure::CannotPause
+    } else if NAME_IN_USE.iter().all(|phrase| text.contains(phrase)) {
+        Failure::NameInUse
+    } else if says(NOT_FOUND) {
+        Failure::NotFound
+    } else if says(IMAGE_MISSING) {
+        Failure::ImageMissing
+    } else if says(LIMIT_REFUSALS) {
+        Failure::LimitsRefused
+    } else if denied {
+        Failure::PermissionDenied
+    } else {
+        Failure::Other
+    };
+    Reading {
+        failure,
+        out_of_reach: false,
     }
 }
 
@@ -121,11 +120,7 @@ mod tests {
     use super::*;
 
     fn failed(detail: &str) -> Failure {
-        EngineError::Failed {
-            command: "podman x".into(),
-            detail: detail.into(),
-        }
-        .failure()
+        read(detail).failure
     }
 
     #[test]
@@ -189,13 +184,22 @@ mod tests {
     #[test]
     fn an_engine_out_of_reach_is_told_apart() {
         assert_eq!(
-            failed("docker: Cannot connect to the Docker daemon at unix:///nonexistent/docker.sock. Is the docker daemon running?."),
-            Failure::Unavailable
+            read("docker: Cannot connect to the Docker daemon at unix:///nonexistent/docker.sock. Is the docker daemon running?."),
+            Reading { failure: Failure::Unavailable, out_of_reach: true }
         );
         assert_eq!(
-            failed("docker: Got permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: Post \"http://%2Fvar%2Frun%2Fdocker.sock/v1.41/containers/create\": dial unix /var/run/docker.sock: connect: permission denied."),
-            Failure::PermissionDenied
+            read("docker: Got permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: Post \"http://%2Fvar%2Frun%2Fdocker.sock/v1.41/containers/create\": dial unix /var/run/docker.sock: connect: permission denied."),
+            Reading { failure: Failure::PermissionDenied, out_of_reach: true }
         );
+        // A file the job may not read is the job's failure, not the engine's.
+        assert_eq!(
+            read("Error: crun: open `/app/in`: Permission denied: OCI permission denied"),
+            Reading {
+                failure: Failure::PermissionDenied,
+                out_of_reach: false
+            }
+        );
+        assert!(!read("Error: no such container x").out_of_reach);
     }
 
     #[test]
@@ -209,19 +213,5 @@ mod tests {
             Failure::CannotPause
         );
         assert_eq!(failed("Error: unable to freeze"), Failure::Other);
-    }
-
-    #[test]
-    fn access_and_availability() {
-        let socket = "permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock";
-        assert_eq!(
-            EngineError::Unavailable(socket.into()).failure(),
-            Failure::PermissionDenied
-        );
-        assert_eq!(
-            EngineError::Unavailable("'docker version' did not finish within 5s".into()).failure(),
-            Failure::Unavailable
-        );
-        assert_eq!(EngineError::Cancelled.failure(), Failure::Cancelled);
     }
 }

@@ -1,26 +1,77 @@
 //! A recording fake engine for unit tests: it keeps one container's state
 //! as an engine would (a second `run` under its name is refused), records
-//! every command, and fails or hangs where a test says so.
+//! every command as a typed `Call`, and fails or hangs where a test says so.
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::mem::{self, Discriminant};
 use std::time::Duration;
 
-use super::exit_watch::Exit;
-use super::seam::{ContainerEngine, ExitWatcher};
+use super::containers::ContainerEngine;
+use super::exit_watch::{Exit, ExitWatcher, Wake};
 use super::stats::{CpuFigure, Stats};
 use super::{
     ContainerState, ContainerStatus, CreateSpec, EngineError, EngineKind, Facts, Known,
     RESULT_LABEL, SLOT_LABEL, WRAPPER_LABEL,
 };
-use crate::boinc::wakeup::Wakeup;
 use crate::host::background::CgroupDriver;
+
+/// A command the fake got, with the arguments a test may care about. All
+/// container commands are on the one container the fake keeps, so its
+/// name is checked as they come (`FakeEngine::record`), not recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// `info`: the engine's facts.
+    Info,
+    /// `run -d` (its specification: `FakeEngine::last_spec`).
+    Run,
+    Find,
+    Inspect,
+    Start,
+    Pause,
+    Unpause,
+    Stop {
+        grace: Duration,
+    },
+    Kill,
+    /// `rm -f`.
+    Remove,
+    Logs,
+    Stats,
+    /// The host port published for this guest port.
+    Port(u16),
+    Networks,
+    Disconnect(String),
+    Connect(String),
+    /// The exit watch began.
+    Watch,
+    /// An image build, which a test's image supply records (`note`).
+    Build,
+}
+
+impl Call {
+    /// Whether the call only reads (the engine stays as it was).
+    fn is_read(&self) -> bool {
+        matches!(
+            self,
+            Call::Info
+                | Call::Find
+                | Call::Inspect
+                | Call::Stats
+                | Call::Logs
+                | Call::Port(_)
+                | Call::Networks
+        )
+    }
+}
 
 #[derive(Default)]
 pub struct FakeEngine {
-    calls: RefCell<Vec<String>>,
+    calls: RefCell<Vec<Call>>,
+    /// The name of the one container, as the first command on it named it.
+    name: RefCell<Option<String>>,
     container: RefCell<Option<ContainerState>>,
-    /// Errors the next commands of a kind return, in turn.
-    failures: RefCell<HashMap<&'static str, VecDeque<EngineError>>>,
+    /// Errors the next calls of a kind return, in turn.
+    failures: RefCell<HashMap<Discriminant<Call>, VecDeque<EngineError>>>,
     networks: RefCell<Vec<String>>,
     reconnects_paused: Cell<bool>,
     /// The job exits (code, OOM-killed) after this many waits of the watch.
@@ -52,6 +103,7 @@ pub fn failed(detail: &str) -> EngineError {
     EngineError::Failed {
         command: "fake".into(),
         detail: detail.into(),
+        failure: super::failure::read(detail).failure,
     }
 }
 
@@ -105,11 +157,12 @@ impl FakeEngine {
         self.container.borrow().clone()
     }
 
-    /// The next `command` (as recorded: "pause", "stop", ...) fails with `err`.
-    pub fn fail_next(&self, command: &'static str, err: EngineError) {
+    /// The next call of the kind of `call` (its arguments aside) fails
+    /// with `err`.
+    pub fn fail_next(&self, call: Call, err: EngineError) {
         self.failures
             .borrow_mut()
-            .entry(command)
+            .entry(mem::discriminant(&call))
             .or_default()
             .push_back(err);
     }
@@ -135,8 +188,8 @@ impl FakeEngine {
     }
 
     /// Records a command made outside this seam (an image build, say).
-    pub fn note(&self, call: &'static str) -> Result<(), EngineError> {
-        self.record(call, "")
+    pub fn note(&self, call: Call) -> Result<(), EngineError> {
+        self.record(None, call)
     }
 
     pub fn reconnect_paused_containers(&self, yes: bool) {
@@ -154,32 +207,29 @@ impl FakeEngine {
     }
 
     /// Every command so far, reads included.
-    pub fn calls(&self) -> Vec<String> {
+    pub fn calls(&self) -> Vec<Call> {
         self.calls.borrow().clone()
     }
 
     /// The commands that change something (no inspect, stats, logs, ...).
-    pub fn changes(&self) -> Vec<String> {
-        const READS: &[&str] = &[
-            "info", "find", "inspect", "stats", "logs", "port", "networks",
-        ];
-        self.calls()
-            .into_iter()
-            .filter(|c| !READS.contains(&c.split(' ').next().unwrap_or_default()))
-            .collect()
+    pub fn changes(&self) -> Vec<Call> {
+        self.calls().into_iter().filter(|c| !c.is_read()).collect()
     }
 
-    fn record(&self, call: &'static str, detail: &str) -> Result<(), EngineError> {
-        let entry = if detail.is_empty() {
-            call.to_string()
-        } else {
-            format!("{call} {detail}")
-        };
-        self.calls.borrow_mut().push(entry);
+    /// Records `call`, on `container` where it names one; the error a test
+    /// scripted for it, if any.
+    fn record(&self, container: Option<&str>, call: Call) -> Result<(), EngineError> {
+        if let Some(container) = container {
+            let mut name = self.name.borrow_mut();
+            let name = name.get_or_insert_with(|| container.to_string());
+            assert_eq!(name, container, "the fake engine keeps one container");
+        }
+        let kind = mem::discriminant(&call);
+        self.calls.borrow_mut().push(call);
         match self
             .failures
             .borrow_mut()
-            .get_mut(call)
+            .get_mut(&kind)
             .and_then(VecDeque::pop_front)
         {
             Some(err) => Err(err),
@@ -205,7 +255,7 @@ impl ContainerEngine for FakeEngine {
                 });
             }
         }
-        self.record("info", "")?;
+        self.record(None, Call::Info)?;
         let facts = self.facts.borrow().clone().unwrap_or_else(podman_facts);
         self.remember_facts(Some(facts.clone()));
         Ok(Known {
@@ -215,7 +265,7 @@ impl ContainerEngine for FakeEngine {
     }
     fn run_container(&self, spec: &CreateSpec) -> Result<(), EngineError> {
         *self.last_spec.borrow_mut() = Some(spec.clone());
-        let scripted = self.record("run", "");
+        let scripted = self.record(Some(&spec.name), Call::Run);
         let exists = self.container().is_some();
         if scripted.is_ok() && exists {
             return Err(failed(&format!(
@@ -247,74 +297,70 @@ impl ContainerEngine for FakeEngine {
         });
         scripted
     }
-    fn find(&self, _container: &str) -> Result<Option<ContainerState>, EngineError> {
-        self.record("find", "")?;
+    fn find(&self, container: &str) -> Result<Option<ContainerState>, EngineError> {
+        self.record(Some(container), Call::Find)?;
         Ok(self.container())
     }
-    fn inspect(&self, _container: &str) -> Result<Option<ContainerState>, EngineError> {
-        self.record("inspect", "")?;
+    fn inspect(&self, container: &str) -> Result<Option<ContainerState>, EngineError> {
+        self.record(Some(container), Call::Inspect)?;
         Ok(self.container())
     }
-    fn start(&self, _container: &str) -> Result<(), EngineError> {
-        self.record("start", "")?;
+    fn start(&self, container: &str) -> Result<(), EngineError> {
+        self.record(Some(container), Call::Start)?;
         self.set_status(ContainerStatus::Running, 0);
         Ok(())
     }
-    fn pause(
-        &self,
-        _container: &str,
-        _cancel: &mut dyn FnMut() -> bool,
-    ) -> Result<(), EngineError> {
-        self.record("pause", "")?;
+    fn pause(&self, container: &str, _cancel: &mut dyn FnMut() -> bool) -> Result<(), EngineError> {
+        self.record(Some(container), Call::Pause)?;
         self.set_status(ContainerStatus::Paused, 0);
         Ok(())
     }
-    fn unpause(&self, _container: &str) -> Result<(), EngineError> {
-        self.record("unpause", "")?;
+    fn unpause(&self, container: &str) -> Result<(), EngineError> {
+        self.record(Some(container), Call::Unpause)?;
         self.set_status(ContainerStatus::Running, 0);
         Ok(())
     }
-    fn stop(&self, _container: &str, _grace: Duration) -> Result<(), EngineError> {
-        self.record("stop", "")?;
+    fn stop(&self, container: &str, grace: Duration) -> Result<(), EngineError> {
+        self.record(Some(container), Call::Stop { grace })?;
         self.set_status(ContainerStatus::Exited, 143);
         Ok(())
     }
-    fn kill(&self, _container: &str) {
-        if self.record("kill", "").is_ok() {
+    fn kill(&self, container: &str) {
+        if self.record(Some(container), Call::Kill).is_ok() {
             self.set_status(ContainerStatus::Exited, 137);
         }
     }
-    fn remove(&self, _container: &str) -> Result<(), EngineError> {
-        self.record("rm", "")?;
+    fn remove(&self, container: &str) -> Result<(), EngineError> {
+        self.record(Some(container), Call::Remove)?;
         self.set_container(None);
         Ok(())
     }
-    fn logs_tail(&self, _container: &str, _max_bytes: usize) -> Result<String, EngineError> {
-        self.record("logs", "")?;
+    fn logs_tail(&self, container: &str, _max_bytes: usize) -> Result<String, EngineError> {
+        self.record(Some(container), Call::Logs)?;
         Ok("job output\n".into())
     }
-    fn stats(&self, _container: &str) -> Result<Stats, EngineError> {
-        self.record("stats", "")?;
+    fn stats(&self, container: &str) -> Result<Stats, EngineError> {
+        self.record(Some(container), Call::Stats)?;
         Ok(Stats {
             cpu: CpuFigure::Total(1.0),
             memory_bytes: 1e6,
         })
     }
-    fn published_port(&self, _container: &str, guest: u16) -> Option<u16> {
-        self.record("port", &guest.to_string()).ok()?;
+    fn published_port(&self, container: &str, guest: u16) -> Option<u16> {
+        self.record(Some(container), Call::Port(guest)).ok()?;
         Some(40000 + guest % 1000)
     }
-    fn networks(&self, _container: &str) -> Result<Vec<String>, EngineError> {
-        self.record("networks", "")?;
+    fn networks(&self, container: &str) -> Result<Vec<String>, EngineError> {
+        self.record(Some(container), Call::Networks)?;
         Ok(self.networks.borrow().clone())
     }
-    fn network_disconnect(&self, _container: &str, network: &str) -> Result<(), EngineError> {
-        self.record("disconnect", network)?;
+    fn network_disconnect(&self, container: &str, network: &str) -> Result<(), EngineError> {
+        self.record(Some(container), Call::Disconnect(network.into()))?;
         self.networks.borrow_mut().retain(|n| n != network);
         Ok(())
     }
-    fn network_connect(&self, _container: &str, network: &str) -> Result<(), EngineError> {
-        self.record("connect", network)?;
+    fn network_connect(&self, container: &str, network: &str) -> Result<(), EngineError> {
+        self.record(Some(container), Call::Connect(network.into()))?;
         self.networks.borrow_mut().push(network.into());
         Ok(())
     }
@@ -326,10 +372,10 @@ impl ContainerEngine for FakeEngine {
     }
     fn watch_exit<'a>(
         &'a self,
-        _container: &'a str,
+        container: &'a str,
         _pid: u32,
     ) -> Result<Box<dyn ExitWatcher + 'a>, EngineError> {
-        self.record("watch", "")?;
+        self.record(Some(container), Call::Watch)?;
         Ok(Box::new(FakeExitWatch {
             engine: self,
             waits: 0,
@@ -351,7 +397,7 @@ impl FakeExitWatch<'_> {
 }
 
 impl ExitWatcher for FakeExitWatch<'_> {
-    fn wait_exited(&mut self, timeout: Duration, _wakeup: &Wakeup) -> bool {
+    fn wait_exited(&mut self, timeout: Duration, _wake: &dyn Wake) -> bool {
         self.waits += 1;
         if let Some((waits, code, oom_killed)) = self.engine.exit_after_waits.get() {
             if self.waits >= waits && !self.exited() {

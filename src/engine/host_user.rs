@@ -4,7 +4,7 @@
 //! subordinate ids for it in /etc/subuid and /etc/subgid.
 use std::fs;
 
-use super::{Engine, EngineError, EngineKind, Failure};
+use super::{Engine, EngineKind};
 use crate::os;
 
 impl Engine {
@@ -17,9 +17,9 @@ impl Engine {
         }
     }
 
-    /// A hint to add to this engine's "does not answer" error, when it says why.
-    pub(super) fn access_hint(&self, error: &EngineError) -> Option<String> {
-        access_hint(self.kind, error)
+    /// What to tell the volunteer when this user may not use the engine.
+    pub(super) fn access_hint(&self) -> Option<String> {
+        access_hint(self.kind)
     }
 }
 
@@ -41,9 +41,9 @@ fn check(kind: EngineKind) {
     }
 }
 
-fn access_hint(kind: EngineKind, error: &EngineError) -> Option<String> {
+fn access_hint(kind: EngineKind) -> Option<String> {
     let (uid, _) = os::user_and_group();
-    if kind != EngineKind::Docker || uid == 0 || error.failure() != Failure::PermissionDenied {
+    if kind != EngineKind::Docker || uid == 0 {
         return None;
     }
     let name = user_name(uid).unwrap_or_else(|| uid.to_string());

@@ -1,8 +1,9 @@
 //! `stats`: the engine's own CPU and memory figures for a container, for
 //! where its cgroup files cannot be read (the engine in a WSL distro, or no
 //! process to follow). Podman gives cumulative CPU time; Docker's CLI only a
-//! percentage, which the caller integrates over time.
-use super::{Engine, EngineError, EngineKind};
+//! percentage, which the caller integrates over time. The command itself
+//! is `ContainerEngine::stats`; here, what it answers.
+use super::EngineKind;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum CpuFigure {
@@ -18,22 +19,8 @@ pub struct Stats {
     pub memory_bytes: f64,
 }
 
-impl Engine {
-    /// One `stats --no-stream` (Docker's takes about a second: it samples).
-    pub fn stats(&self, container: &str) -> Result<Stats, EngineError> {
-        let format = match self.kind {
-            EngineKind::Podman => "{{.CPUNano}}|{{.MemUsage}}",
-            EngineKind::Docker => "{{.CPUPerc}}|{{.MemUsage}}",
-        };
-        let out = self.run(["stats", "--no-stream", "--format", format, container])?;
-        parse(self.kind, &out.stdout).ok_or_else(|| EngineError::Failed {
-            command: "stats".into(),
-            detail: format!("unexpected output {:?}", out.stdout.trim()),
-        })
-    }
-}
-
-fn parse(kind: EngineKind, text: &str) -> Option<Stats> {
+/// One line of `stats --format` (see `ContainerEngine::stats`).
+pub(super) fn parse(kind: EngineKind, text: &str) -> Option<Stats> {
     let (cpu, memory) = text.lines().next()?.split_once('|')?;
     let cpu = match kind {
         EngineKind::Podman => CpuFigure::Total(cpu.trim().parse::<f64>().ok()? / 1e9),

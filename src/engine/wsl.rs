@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use super::process::Argv;
 use super::EngineKind;
-use crate::boinc::init_data::{DockerType, WslDistro};
 
 /// The distro BOINC installs for container apps (`BOINC_WSL_DISTRO_NAME`
 /// in BOINC's lib/wslinfo.h).
@@ -14,6 +13,22 @@ pub const BOINC_DISTRO: &str = "boinc-buda-runner";
 /// Versions of BOINC's distro before this one have Podman set up for their
 /// default user only; the C++ wrapper runs them without `-u root` too.
 const BOINC_DISTRO_ROOT_SINCE: i32 = 4;
+
+/// A WSL distro as the client reported it (BOINC's `WSL_DISTRO`, in
+/// `init_data.xml`): what choosing the one to run the engine in needs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WslDistro {
+    pub name: String,
+    /// The engine the client found in it, if any.
+    pub engine: Option<EngineKind>,
+    /// That engine's version; the client writes it only when it found
+    /// the engine working.
+    pub engine_version: String,
+    /// The volunteer does not let BOINC use it.
+    pub disallowed: bool,
+    /// The version of BOINC's own distro (`BOINC_DISTRO`); 0 for others.
+    pub boinc_runner_version: i32,
+}
 
 /// The distro to run the engine in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,21 +44,21 @@ pub fn choose_distro(distros: &[WslDistro]) -> Result<EngineDistro, NoDistro> {
     let usable = |d: &&WslDistro| !d.disallowed && engine_of(d).is_some();
     let chosen = distros
         .iter()
-        .filter(|d| d.distro_name == BOINC_DISTRO)
+        .filter(|d| d.name == BOINC_DISTRO)
         .find(usable)
         .or_else(|| distros.iter().find(usable));
     match chosen {
         Some(distro) => Ok(EngineDistro {
-            name: distro.distro_name.clone(),
+            name: distro.name.clone(),
             engine: engine_of(distro).expect("usable distros have an engine"),
-            as_root: distro.distro_name != BOINC_DISTRO
-                || distro.boinc_buda_runner_version >= BOINC_DISTRO_ROOT_SINCE,
+            as_root: distro.name != BOINC_DISTRO
+                || distro.boinc_runner_version >= BOINC_DISTRO_ROOT_SINCE,
         }),
         None => Err(NoDistro {
             seen: distros
                 .iter()
                 .map(|d| Unusable {
-                    name: d.distro_name.clone(),
+                    name: d.name.clone(),
                     disallowed: d.disallowed,
                 })
                 .collect(),
@@ -74,14 +89,10 @@ pub fn launcher(distro: &EngineDistro) -> Argv {
 
 fn engine_of(distro: &WslDistro) -> Option<EngineKind> {
     // The client fills in the version only when it found the engine working.
-    if distro.docker_version.trim().is_empty() {
+    if distro.engine_version.trim().is_empty() {
         return None;
     }
-    match distro.docker_type {
-        DockerType::Docker => Some(EngineKind::Docker),
-        DockerType::Podman => Some(EngineKind::Podman),
-        DockerType::None => None,
-    }
+    distro.engine
 }
 
 /// No distro the engine can run in: what the client reported instead.
@@ -183,26 +194,26 @@ pub fn windows_path_in_wsl(path: &str) -> Result<String, PathError> {
 mod tests {
     use super::*;
 
-    fn distro(name: &str, docker_type: DockerType, version: &str) -> WslDistro {
+    fn distro(name: &str, engine: Option<EngineKind>, version: &str) -> WslDistro {
         WslDistro {
-            distro_name: name.into(),
-            docker_type,
-            docker_version: version.into(),
+            name: name.into(),
+            engine,
+            engine_version: version.into(),
             ..WslDistro::default()
         }
     }
 
     fn boinc_distro(runner_version: i32) -> WslDistro {
         WslDistro {
-            boinc_buda_runner_version: runner_version,
-            ..distro(BOINC_DISTRO, DockerType::Podman, "4.9.3")
+            boinc_runner_version: runner_version,
+            ..distro(BOINC_DISTRO, Some(EngineKind::Podman), "4.9.3")
         }
     }
 
     #[test]
     fn the_boinc_distro_is_preferred_when_it_has_an_engine() {
         let distros = [
-            distro("Ubuntu", DockerType::Docker, "27.1"),
+            distro("Ubuntu", Some(EngineKind::Docker), "27.1"),
             boinc_distro(4),
         ];
         let chosen = choose_distro(&distros).unwrap();
@@ -219,11 +230,11 @@ mod tests {
     #[test]
     fn another_distro_is_used_when_the_boinc_one_has_no_engine() {
         let mut boinc = boinc_distro(4);
-        boinc.docker_version.clear();
+        boinc.engine_version.clear();
         let distros = [
             boinc,
-            distro("Debian", DockerType::None, ""),
-            distro("Ubuntu", DockerType::Docker, "27.1"),
+            distro("Debian", None, ""),
+            distro("Ubuntu", Some(EngineKind::Docker), "27.1"),
         ];
         let chosen = choose_distro(&distros).unwrap();
         assert_eq!(
@@ -236,13 +247,13 @@ mod tests {
     fn disallowed_distros_are_skipped() {
         let mut boinc = boinc_distro(5);
         boinc.disallowed = true;
-        let distros = [boinc, distro("Fedora", DockerType::Podman, "5.0")];
+        let distros = [boinc, distro("Fedora", Some(EngineKind::Podman), "5.0")];
         assert_eq!(choose_distro(&distros).unwrap().name, "Fedora");
     }
 
     #[test]
     fn an_engine_type_without_a_version_does_not_count() {
-        let distros = [distro("Ubuntu", DockerType::Docker, " ")];
+        let distros = [distro("Ubuntu", Some(EngineKind::Docker), " ")];
         assert!(choose_distro(&distros).is_err());
     }
 
@@ -250,7 +261,7 @@ mod tests {
     fn no_usable_distro_says_what_was_seen() {
         let mut boinc = boinc_distro(4);
         boinc.disallowed = true;
-        let err = choose_distro(&[boinc, distro("Ubuntu", DockerType::None, "")])
+        let err = choose_distro(&[boinc, distro("Ubuntu", None, "")])
             .unwrap_err()
             .to_string();
         assert!(err.contains("boinc-buda-runner (disallowed)"), "{err}");

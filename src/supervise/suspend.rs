@@ -51,6 +51,7 @@ impl Pauser {
             return Err(engine_error.unwrap_or_else(|| EngineError::Failed {
                 command: "SIGSTOP to the container's processes".into(),
                 detail: "none could be stopped".into(),
+                failure: Failure::Other,
             }));
         }
         if let Some(err) = engine_error {

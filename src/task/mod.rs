@@ -14,7 +14,7 @@ use crate::boinc::init_data::InitData;
 use crate::boinc::wakeup::Wakeup;
 use crate::cli::Cli;
 use crate::config::JobConfig;
-use crate::engine::{self, Engine, EngineError, EngineKind, Known};
+use crate::engine::{self, ContainerEngine, Engine, EngineError, EngineKind, Known};
 use crate::image;
 use crate::slot::files as slot_files;
 use crate::supervise::client::{self, BoincClient};
@@ -145,12 +145,12 @@ fn pick_engine(
         from_client: if standalone {
             None
         } else {
-            EngineKind::from_client(init.host_info.docker_type)
+            init.host_info.docker_type.engine_kind()
         },
         wsl_distros: if standalone {
             None
         } else {
-            Some(&init.host_info.wsl_distros)
+            Some(init.host_info.engine_distros())
         },
         timeout: Duration::from_secs(config.command_timeout_secs),
         build_timeout: Duration::from_secs(config.build_timeout_secs),

@@ -7,6 +7,10 @@ use super::provision::{Made, Prepared, Supply};
 use super::*;
 use crate::boinc::exit_code::WrapperExit;
 use crate::boinc::ClientStatus;
+use crate::engine::fake::Call::{
+    self, Build, Connect, Disconnect, Find, Info, Inspect, Kill, Logs, Pause, Port, Remove, Run,
+    Start, Unpause, Watch,
+};
 use crate::engine::fake::{self, FakeEngine};
 use crate::engine::Facts;
 use crate::engine::{ContainerEngine, ContainerState, ContainerStatus, EngineError};
@@ -65,7 +69,7 @@ impl Slot {
 }
 
 /// What a new container needs besides container commands, faked: the
-/// image is named at once, and making it is one recorded "build".
+/// image is named at once, and making it is one recorded `Build`.
 struct FakeSupply<'a> {
     ctx: &'a TaskContext,
     engine: &'a FakeEngine,
@@ -76,7 +80,7 @@ impl Supply for FakeSupply<'_> {
         Ok(IMAGE.into())
     }
     fn make_image(&self, _client: &dyn Client) -> Result<Made, TaskError> {
-        self.engine.note("build")?;
+        self.engine.note(Build)?;
         Ok(Made::Image(IMAGE.into()))
     }
     fn prepare(&self, image: String, facts: &Facts) -> Result<Prepared, TaskError> {
@@ -95,6 +99,13 @@ impl Supply for FakeSupply<'_> {
     fn started(&self, _image: &str, _found: bool) {}
 }
 
+/// A stop with job.toml's default grace.
+fn stop() -> Call {
+    Call::Stop {
+        grace: std::time::Duration::from_secs(JobConfig::default().stop_grace_secs),
+    }
+}
+
 /// Runs the task as `run` does after set-up.
 fn run_task(
     ctx: &TaskContext,
@@ -110,11 +121,11 @@ fn run_task(
 }
 
 /// The commands from launch to running: those before the exit watch.
-fn commands_to_start(engine: &FakeEngine) -> Vec<String> {
+fn commands_to_start(engine: &FakeEngine) -> Vec<Call> {
     let calls = engine.calls();
     let watch = calls
         .iter()
-        .position(|c| c == "watch")
+        .position(|c| *c == Watch)
         .unwrap_or(calls.len());
     calls[..watch].to_vec()
 }
@@ -135,8 +146,8 @@ fn suspend_and_resume_pause_and_unpause_the_container() {
     let client = FakeClient::scripted(&[resumed, suspended, suspended, resumed]);
     let outcome = run_task(&slot.context(), &engine, &client).unwrap();
     assert_eq!(outcome, Outcome::Finished(0));
-    assert_eq!(engine.changes(), ["run", "watch", "pause", "unpause", "rm"]);
-    assert!(engine.calls().contains(&"logs".to_string()));
+    assert_eq!(engine.changes(), [Run, Watch, Pause, Unpause, Remove]);
+    assert!(engine.calls().contains(&Logs));
     assert_eq!(slot.journal_phase(), Some(Phase::Finished));
     let reports = client.reports.borrow();
     assert_eq!(reports.last().unwrap().fraction_done, 1.0, "{reports:?}");
@@ -147,12 +158,12 @@ fn a_container_that_cannot_be_paused_is_stopped_for_a_restart() {
     let slot = Slot::new("cannot-pause");
     let engine = FakeEngine::fresh();
     for _ in 0..2 {
-        engine.fail_next("pause", fake::failed("container does not have a cgroup"));
+        engine.fail_next(Pause, fake::failed("container does not have a cgroup"));
     }
     let client = FakeClient::scripted(&[suspended, quit]);
     let outcome = run_task(&slot.context(), &engine, &client).unwrap();
     assert_eq!(outcome, Outcome::KeepForRestart);
-    assert_eq!(engine.changes(), ["run", "watch", "pause", "pause", "stop"]);
+    assert_eq!(engine.changes(), [Run, Watch, Pause, Pause, stop()]);
     assert_eq!(slot.journal_phase(), Some(Phase::KeptStopped));
 }
 
@@ -167,7 +178,7 @@ fn quit_with_quit_action_stop_stops_the_container() {
         run_task(&ctx, &engine, &client).unwrap(),
         Outcome::KeepForRestart
     );
-    assert_eq!(engine.changes(), ["run", "watch", "stop"]);
+    assert_eq!(engine.changes(), [Run, Watch, stop()]);
     assert_eq!(slot.journal_phase(), Some(Phase::KeptStopped));
 }
 
@@ -178,7 +189,7 @@ fn abort_kills_and_removes_the_container() {
     let client = FakeClient::scripted(&[resumed, |s| s.abort_request = true]);
     let outcome = run_task(&slot.context(), &engine, &client).unwrap();
     assert_eq!(outcome, Outcome::Aborted);
-    assert_eq!(engine.changes(), ["run", "watch", "kill", "rm"]);
+    assert_eq!(engine.changes(), [Run, Watch, Kill, Remove]);
     assert_eq!(engine.container(), None);
 }
 
@@ -193,7 +204,7 @@ fn an_oom_killed_job_finishes_with_the_memory_error() {
         outcome,
         Outcome::Finished(WrapperExit::MemLimitExceeded.code())
     );
-    assert_eq!(engine.changes(), ["run", "watch", "rm"]);
+    assert_eq!(engine.changes(), [Run, Watch, Remove]);
     // The journal keeps the code reported, as for every other ending: a
     // restart whose report was lost reports the memory error again.
     assert_eq!(
@@ -215,13 +226,13 @@ fn a_job_that_fills_the_slot_is_ended_with_the_disk_error() {
         outcome,
         Outcome::Finished(WrapperExit::DiskLimitExceeded.code())
     );
-    assert_eq!(engine.changes(), ["run", "watch", "kill", "rm"]);
+    assert_eq!(engine.changes(), [Run, Watch, Kill, Remove]);
 }
 
 /// The network is suspended, then the task, then the client quits: what
 /// the engine was asked, for an engine that does or does not reconnect a
 /// paused container.
-fn network_suspension_then_quit(name: &str, reconnects_paused: bool) -> Vec<String> {
+fn network_suspension_then_quit(name: &str, reconnects_paused: bool) -> Vec<Call> {
     let slot = Slot::new(name);
     let engine = FakeEngine::fresh();
     engine.reconnect_paused_containers(reconnects_paused);
@@ -249,24 +260,24 @@ fn networks_taken_for_a_network_suspension_come_back_before_a_restart() {
     assert_eq!(
         network_suspension_then_quit("network-podman", false),
         [
-            "run",
-            "watch",
-            "disconnect bridge",
-            "pause",
-            "unpause",
-            "connect bridge",
-            "pause"
+            Run,
+            Watch,
+            Disconnect("bridge".into()),
+            Pause,
+            Unpause,
+            Connect("bridge".into()),
+            Pause
         ]
     );
     // Docker connects a paused one as it is.
     assert_eq!(
         network_suspension_then_quit("network-docker", true),
         [
-            "run",
-            "watch",
-            "disconnect bridge",
-            "pause",
-            "connect bridge"
+            Run,
+            Watch,
+            Disconnect("bridge".into()),
+            Pause,
+            Connect("bridge".into())
         ]
     );
 }
@@ -275,14 +286,14 @@ fn networks_taken_for_a_network_suspension_come_back_before_a_restart() {
 fn an_engine_that_hangs_leaves_the_job_running_and_keeps_the_task() {
     let slot = Slot::new("hang");
     let engine = FakeEngine::fresh();
-    engine.fail_next("pause", fake::hung());
-    engine.fail_next("pause", fake::hung());
-    engine.fail_next("stop", fake::hung());
+    engine.fail_next(Pause, fake::hung());
+    engine.fail_next(Pause, fake::hung());
+    engine.fail_next(stop(), fake::hung());
     let client = FakeClient::scripted(&[suspended, quit]);
     let outcome = run_task(&slot.context(), &engine, &client).unwrap();
     assert_eq!(outcome, Outcome::KeepForRestart);
     // A hung engine is not asked again and again: one pause each time.
-    assert_eq!(engine.changes(), ["run", "watch", "pause", "pause", "stop"]);
+    assert_eq!(engine.changes(), [Run, Watch, Pause, Pause, stop()]);
     // The next run re-attaches to whatever it finds.
     assert_eq!(slot.journal_phase(), Some(Phase::Running));
 }
@@ -300,7 +311,7 @@ fn an_engine_that_loses_the_container_mid_task_means_a_retry() {
         "{result:?}"
     );
     // Kept for the retry, which finds it by name.
-    assert_eq!(engine.changes(), ["run", "watch"]);
+    assert_eq!(engine.changes(), [Run, Watch]);
 }
 
 #[test]
@@ -312,7 +323,7 @@ fn a_paused_container_from_an_earlier_run_is_unpaused() {
     let client = FakeClient::scripted(&[resumed]);
     let outcome = run_task(&slot.context(), &engine, &client).unwrap();
     assert_eq!(outcome, Outcome::Finished(0));
-    assert_eq!(engine.changes(), ["unpause", "watch", "rm"]);
+    assert_eq!(engine.changes(), [Unpause, Watch, Remove]);
 }
 
 #[test]
@@ -324,7 +335,7 @@ fn a_container_stopped_for_a_quit_is_started_again() {
     let client = FakeClient::scripted(&[resumed, quit]);
     let outcome = run_task(&slot.context(), &engine, &client).unwrap();
     assert_eq!(outcome, Outcome::KeepForRestart);
-    assert_eq!(engine.changes(), ["start", "watch", "pause"]);
+    assert_eq!(engine.changes(), [Start, Watch, Pause]);
 }
 
 #[test]
@@ -336,7 +347,7 @@ fn a_job_that_ended_while_the_wrapper_was_away_is_reported_not_rerun() {
     let client = FakeClient::scripted(&[resumed]);
     let outcome = run_task(&slot.context(), &engine, &client).unwrap();
     assert_eq!(outcome, Outcome::Finished(3));
-    assert_eq!(engine.changes(), ["rm"]);
+    assert_eq!(engine.changes(), [Remove]);
     assert_eq!(slot.journal_phase(), Some(Phase::Finished));
 }
 
@@ -374,7 +385,7 @@ fn a_cached_start_without_a_journal_is_two_commands() {
     assert_eq!(outcome, Outcome::Finished(0));
     // `run -d` (create and start, no look for the name or the image
     // first), then `inspect` for the pid the exit watch needs.
-    assert_eq!(commands_to_start(&engine), ["run", "inspect"]);
+    assert_eq!(commands_to_start(&engine), [Run, Inspect]);
     let spec = engine.last_spec().unwrap();
     assert!(spec.pull_never && spec.resource_limits, "{spec:?}");
     assert_eq!(spec.cgroup_parent.as_deref(), Some("Cgroupfs"));
@@ -388,14 +399,14 @@ fn facts_the_host_does_not_remember_are_asked_once() {
     engine.remember_facts(None);
     let client = FakeClient::scripted(&[quit]);
     run_task(&slot.context(), &engine, &client).unwrap();
-    assert_eq!(commands_to_start(&engine), ["info", "run", "inspect"]);
+    assert_eq!(commands_to_start(&engine), [Info, Run, Inspect]);
     // The next task of the host asks nothing for them.
     let next = Slot::new("facts-remembered");
     let client = FakeClient::scripted(&[quit]);
     let again = FakeEngine::fresh();
     again.remember_facts(engine.facts(false).ok().map(|known| known.facts));
     run_task(&next.context(), &again, &client).unwrap();
-    assert_eq!(commands_to_start(&again), ["run", "inspect"]);
+    assert_eq!(commands_to_start(&again), [Run, Inspect]);
 }
 
 #[test]
@@ -403,7 +414,7 @@ fn an_image_the_engine_lacks_is_made_then_the_container_created() {
     let slot = Slot::new("image-missing");
     let engine = FakeEngine::fresh();
     engine.fail_next(
-        "run",
+        Run,
         fake::failed("Error: boinc_wrapper/test:1: image not known"),
     );
     let client = FakeClient::scripted(&[quit]);
@@ -411,10 +422,7 @@ fn an_image_the_engine_lacks_is_made_then_the_container_created() {
         run_task(&slot.context(), &engine, &client).unwrap(),
         Outcome::KeepForRestart
     );
-    assert_eq!(
-        commands_to_start(&engine),
-        ["run", "build", "run", "inspect"]
-    );
+    assert_eq!(commands_to_start(&engine), [Run, Build, Run, Inspect]);
     assert_eq!(slot.journal_phase(), Some(Phase::KeptPaused));
 }
 
@@ -426,7 +434,7 @@ fn stale_facts_are_asked_again_once_and_the_container_created_with_the_new_ones(
     stale.cgroup_driver = Some(crate::host::background::CgroupDriver::Systemd);
     engine.remember_facts(Some(stale));
     engine.fail_next(
-        "run",
+        Run,
         fake::failed("Error: systemd slice must end in \".slice\": invalid argument"),
     );
     let client = FakeClient::scripted(&[quit]);
@@ -437,7 +445,7 @@ fn stale_facts_are_asked_again_once_and_the_container_created_with_the_new_ones(
     // The refused `run` left nothing (the look says so), so nothing is removed.
     assert_eq!(
         commands_to_start(&engine),
-        ["run", "info", "inspect", "run", "inspect"]
+        [Run, Info, Inspect, Run, Inspect]
     );
     let spec = engine.last_spec().unwrap();
     assert_eq!(spec.cgroup_parent.as_deref(), Some("Cgroupfs"));
@@ -451,14 +459,14 @@ fn facts_asked_again_and_unchanged_do_not_make_a_retry() {
     let engine = FakeEngine::fresh();
     engine.failed_runs_create(true);
     engine.fail_next(
-        "run",
+        Run,
         fake::failed("Error: runc: exec: \"./main.sh\": no such file or directory"),
     );
     let client = FakeClient::scripted(&[quit]);
     let err = run_task(&slot.context(), &engine, &client).unwrap_err();
     assert!(format!("{err:#}").contains("main.sh"), "{err:#}");
     // The container the failed `run` created is this start's: removed.
-    assert_eq!(engine.calls(), ["run", "info", "inspect", "kill", "rm"]);
+    assert_eq!(engine.calls(), [Run, Info, Inspect, Kill, Remove]);
     assert_eq!(engine.container(), None);
 }
 
@@ -478,7 +486,7 @@ fn limits_the_host_refuses_are_dropped_and_the_leftover_removed() {
     let before = engine.calls().len();
     engine.failed_runs_create(true);
     engine.fail_next(
-        "run",
+        Run,
         fake::failed(
             "crun: the requested cgroup controller `pids` is not available: OCI runtime error",
         ),
@@ -487,7 +495,7 @@ fn limits_the_host_refuses_are_dropped_and_the_leftover_removed() {
     run_task(&ctx, &engine, &client).unwrap();
     assert_eq!(
         commands_to_start(&engine)[before..],
-        ["run", "rm", "run", "inspect"]
+        [Run, Remove, Run, Inspect]
     );
     assert!(!engine.last_spec().unwrap().resource_limits);
 }
@@ -501,18 +509,15 @@ fn a_name_in_use_by_this_slot_is_continued_not_created_again() {
     let client = FakeClient::scripted(&[resumed]);
     let outcome = run_task(&slot.context(), &engine, &client).unwrap();
     assert_eq!(outcome, Outcome::Finished(0));
-    assert_eq!(commands_to_start(&engine), ["run", "find", "inspect"]);
-    assert_eq!(engine.changes(), ["run", "watch", "rm"]);
+    assert_eq!(commands_to_start(&engine), [Run, Find, Inspect]);
+    assert_eq!(engine.changes(), [Run, Watch, Remove]);
 
     // Killed between create and start (an older wrapper): started.
     let slot = Slot::new("name-ours-created");
     let engine = name_taken(ContainerStatus::Created, &slot.dir().to_string_lossy(), 5);
     let client = FakeClient::scripted(&[quit]);
     run_task(&slot.context(), &engine, &client).unwrap();
-    assert_eq!(
-        commands_to_start(&engine),
-        ["run", "find", "start", "inspect"]
-    );
+    assert_eq!(commands_to_start(&engine), [Run, Find, Start, Inspect]);
 }
 
 #[test]
@@ -526,7 +531,7 @@ fn a_container_of_another_slot_is_left_alone() {
         "{outcome:?}"
     );
     // A refused `run`, a look, and nothing else.
-    assert_eq!(engine.calls(), ["run", "find"]);
+    assert_eq!(engine.calls(), [Run, Find]);
     assert!(engine.container().is_some());
 }
 
@@ -535,10 +540,10 @@ fn a_refusal_read_wrongly_never_removes_another_slots_container() {
     let slot = Slot::new("misread");
     let engine = name_taken(ContainerStatus::Running, "/elsewhere/slots/9", 0);
     // An engine that words "name in use" in a way we do not know.
-    engine.fail_next("run", fake::failed("Error: that name is taken"));
+    engine.fail_next(Run, fake::failed("Error: that name is taken"));
     let client = FakeClient::scripted(&[resumed]);
     assert!(run_task(&slot.context(), &engine, &client).is_err());
-    assert_eq!(engine.changes(), ["run"]);
+    assert_eq!(engine.changes(), [Run]);
     assert_eq!(engine.container().unwrap().status, ContainerStatus::Running);
 }
 
@@ -552,9 +557,9 @@ fn an_orphan_is_removed_and_a_new_container_made() {
     assert_eq!(outcome, Outcome::Finished(0));
     assert_eq!(
         commands_to_start(&engine),
-        ["run", "find", "rm", "run", "inspect"]
+        [Run, Find, Remove, Run, Inspect]
     );
-    assert_eq!(engine.changes(), ["run", "rm", "run", "watch", "rm"]);
+    assert_eq!(engine.changes(), [Run, Remove, Run, Watch, Remove]);
 }
 
 #[test]
@@ -579,7 +584,7 @@ fn a_stranger_with_the_tasks_name_is_removed_and_the_tasks_own_container_made() 
         assert_eq!(outcome, Outcome::Finished(0), "{what}");
         assert_eq!(
             commands_to_start(&engine),
-            ["run", "find", "kill", "rm", "run", "inspect"],
+            [Run, Find, Kill, Remove, Run, Inspect],
             "{what}"
         );
         assert_eq!(engine.last_spec().unwrap().image, IMAGE, "{what}");
@@ -597,11 +602,7 @@ fn a_leftover_of_an_earlier_run_with_its_journal_is_continued_not_taken_for_a_st
         run_task(&slot.context(), &engine, &client).unwrap(),
         Outcome::Finished(0)
     );
-    assert!(
-        !engine.calls().iter().any(|call| call == "kill"),
-        "{:?}",
-        engine.calls()
-    );
+    assert!(!engine.calls().contains(&Kill), "{:?}", engine.calls());
 }
 
 #[test]
@@ -610,15 +611,15 @@ fn a_name_taken_again_after_the_look_means_a_retry_later() {
     let engine = name_taken(ContainerStatus::Exited, "/gone/slots/9", 3600);
     // Between the orphan's removal and the second `run`, another slot's
     // task took the name.
-    engine.fail_next("run", fake::failed("Error: creating container storage: the container name \"boinc__test__wu_0\" is already in use by 1"));
-    engine.fail_next("run", fake::failed("Error: creating container storage: the container name \"boinc__test__wu_0\" is already in use by 2"));
+    engine.fail_next(Run, fake::failed("Error: creating container storage: the container name \"boinc__test__wu_0\" is already in use by 1"));
+    engine.fail_next(Run, fake::failed("Error: creating container storage: the container name \"boinc__test__wu_0\" is already in use by 2"));
     let client = FakeClient::scripted(&[resumed]);
     let outcome = run_task(&slot.context(), &engine, &client).unwrap();
     assert!(
         matches!(outcome, Outcome::TemporaryExit(ref why) if why.contains("appeared while this task started")),
         "{outcome:?}"
     );
-    assert_eq!(engine.calls(), ["run", "find", "rm", "run"]);
+    assert_eq!(engine.calls(), [Run, Find, Remove, Run]);
 }
 
 #[test]
@@ -633,14 +634,14 @@ fn a_task_that_fails_for_good_removes_only_its_own_container() {
     assert!(engine.changes().is_empty(), "not known to be ours yet");
     task.owns_container = true;
     assert!(task.settle(failure()).is_err());
-    assert_eq!(engine.changes(), ["kill", "rm"]);
+    assert_eq!(engine.changes(), [Kill, Remove]);
     // An engine that is down keeps the container for the retry.
     let down = || Err(EngineError::Unavailable("daemon down".into()).into());
     assert!(matches!(
         task.settle(down()),
         Err(TaskError::EngineLost(why)) if why == "daemon down"
     ));
-    assert_eq!(engine.changes(), ["kill", "rm"]);
+    assert_eq!(engine.changes(), [Kill, Remove]);
 }
 
 #[test]
@@ -652,7 +653,7 @@ fn web_graphics_of_a_continued_container_are_announced_from_the_engine() {
     let engine = with_our_container(ContainerStatus::Paused);
     let client = FakeClient::scripted(&[quit]);
     run_task(&ctx, &engine, &client).unwrap();
-    assert!(engine.calls().contains(&"port 8080".to_string()));
+    assert!(engine.calls().contains(&Port(8080)));
     assert_eq!(
         client.web_graphics.borrow().as_deref(),
         Some("http://localhost:40080")
@@ -678,7 +679,7 @@ fn a_completion_file_stops_the_container_and_passes_the_message_on() {
             }
         }
     );
-    assert_eq!(engine.changes(), ["run", "watch", "stop", "rm"]);
+    assert_eq!(engine.changes(), [Run, Watch, stop(), Remove]);
     assert_eq!(Journal::load(slot.dir()).unwrap().exit_code, Some(5));
     assert!(!slot.dir().join("done").exists());
 }
@@ -700,7 +701,7 @@ fn a_temporary_exit_file_keeps_the_container_for_the_retry() {
             notice: false
         })
     );
-    assert_eq!(engine.changes(), ["run", "watch", "pause"]);
+    assert_eq!(engine.changes(), [Run, Watch, Pause]);
     assert_eq!(slot.journal_phase(), Some(Phase::KeptPaused));
     assert!(!slot.dir().join("later").exists(), "acted on once");
 }
@@ -755,7 +756,7 @@ fn a_job_that_stops_its_heartbeat_is_ended_as_hung() {
     let client = FakeClient::scripted(&[resumed]);
     let outcome = run_task(&ctx, &engine, &client).unwrap();
     assert_eq!(outcome, Outcome::Finished(WrapperExit::JobHung.code()));
-    assert_eq!(engine.changes(), ["run", "watch", "kill", "rm"]);
+    assert_eq!(engine.changes(), [Run, Watch, Kill, Remove]);
 }
 
 #[test]
@@ -769,7 +770,7 @@ fn a_job_that_has_run_its_job_duration_is_stopped_as_a_success() {
     let client = FakeClient::scripted(&[resumed]);
     let outcome = run_task(&ctx, &engine, &client).unwrap();
     assert_eq!(outcome, Outcome::Finished(0));
-    assert_eq!(engine.changes(), ["run", "watch", "stop", "rm"]);
+    assert_eq!(engine.changes(), [Run, Watch, stop(), Remove]);
     assert_eq!(Journal::load(slot.dir()).unwrap().exit_code, Some(0));
     let reports = client.reports.borrow();
     assert_eq!(reports.last().unwrap().fraction_done, 1.0, "{reports:?}");
