@@ -57,12 +57,12 @@ pub trait ContainerEngine {
     /// Whether a container's pid is one of this host's processes: not
     /// through WSL, nor in the engine's VM on macOS.
     fn shares_host_pids(&self) -> bool;
-    /// Starts watching for the container's exit; `pid`: its init's host pid
-    /// (0 when unknown).
+    /// Starts watching for the container's exit; `pid`: its init's host
+    /// pid, when known.
     fn watch_exit<'a>(
         &'a self,
         container: &'a str,
-        pid: u32,
+        pid: Option<u32>,
     ) -> Result<Box<dyn ExitWatcher + 'a>, EngineError>;
 }
 
@@ -242,7 +242,7 @@ impl ContainerEngine for Engine {
     fn watch_exit<'a>(
         &'a self,
         container: &'a str,
-        pid: u32,
+        pid: Option<u32>,
     ) -> Result<Box<dyn ExitWatcher + 'a>, EngineError> {
         Ok(Box::new(ExitWatch::start(self, container, pid)?))
     }

@@ -82,11 +82,11 @@ pub trait ExitWatcher {
 const RECORD_WAIT: Duration = Duration::from_secs(5);
 
 impl<'a> ExitWatch<'a> {
-    /// Watches the container whose init process has host pid `pid` (0 = unknown).
+    /// Watches the container whose init process has host pid `pid`, when known.
     pub fn start(
         engine: &'a Engine,
         container: &'a str,
-        pid: u32,
+        pid: Option<u32>,
     ) -> Result<ExitWatch<'a>, EngineError> {
         let watch = |watch, wait_child| ExitWatch {
             engine,
@@ -109,10 +109,12 @@ impl<'a> ExitWatch<'a> {
         // A VM's pid (Podman on macOS) means nothing here: the wait child then.
         #[cfg(unix)]
         if engine.shares_host_pids() {
-            if pid == 0 || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let Some(pid) =
+                pid.filter(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+            else {
                 // A job can end between `start` and the inspect that gave its pid.
                 return Ok(watch(Watch::AlreadyExited, None));
-            }
+            };
             if let Some(handle) = os::process_exit_handle(pid) {
                 log::debug!("watching container pid {pid}");
                 return Ok(watch(Watch::Handle(handle), None));

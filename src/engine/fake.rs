@@ -135,14 +135,14 @@ impl FakeEngine {
             status,
             exit_code: 0,
             oom_killed: false,
-            pid: 0,
+            pid: None,
             finished_at: None,
             id: "0123456789ab".into(),
             created: None,
-            image: String::new(),
+            image: None,
             made_by_wrapper: true,
-            result: String::new(),
-            slot: String::new(),
+            result: None,
+            slot: None,
         });
     }
 
@@ -289,10 +289,10 @@ impl ContainerEngine for FakeEngine {
                 .map(|(_, value)| value.clone())
         };
         self.edit_container(|state| {
-            state.slot = label(SLOT_LABEL).unwrap_or_default();
-            state.result = label(RESULT_LABEL).unwrap_or_default();
+            state.slot = label(SLOT_LABEL);
+            state.result = label(RESULT_LABEL);
             state.made_by_wrapper = label(WRAPPER_LABEL).is_some();
-            state.image = spec.image.clone();
+            state.image = Some(spec.image.clone());
             state.created = Some(crate::os::unix_time_now());
         });
         scripted
@@ -373,7 +373,7 @@ impl ContainerEngine for FakeEngine {
     fn watch_exit<'a>(
         &'a self,
         container: &'a str,
-        _pid: u32,
+        _pid: Option<u32>,
     ) -> Result<Box<dyn ExitWatcher + 'a>, EngineError> {
         self.record(Some(container), Call::Watch)?;
         Ok(Box::new(FakeExitWatch {

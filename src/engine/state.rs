@@ -35,8 +35,8 @@ pub struct ContainerState {
     pub status: ContainerStatus,
     pub exit_code: i32,
     pub oom_killed: bool,
-    /// Host pid of the container's init process; 0 when not running.
-    pub pid: u32,
+    /// Host pid of the container's init process, while it runs.
+    pub pid: Option<u32>,
     /// Unix time of the last exit, when there was one.
     pub finished_at: Option<i64>,
     /// The engine's full container id.
@@ -44,15 +44,14 @@ pub struct ContainerState {
     /// Unix time of the container's creation.
     pub created: Option<i64>,
     /// The image the container was created from, as named then.
-    pub image: String,
+    pub image: Option<String>,
     /// Whether docker_wrapper made it (its version label, `names::WRAPPER_LABEL`).
     pub made_by_wrapper: bool,
-    /// The result recorded on the container (`names::RESULT_LABEL`); empty
-    /// when it has none.
-    pub result: String,
-    /// The slot recorded on the container (`names::SLOT_LABEL`); empty for
+    /// The result recorded on the container (`names::RESULT_LABEL`).
+    pub result: Option<String>,
+    /// The slot recorded on the container (`names::SLOT_LABEL`); None for
     /// containers made without it.
-    pub slot: String,
+    pub slot: Option<String>,
 }
 
 impl ContainerState {
@@ -65,14 +64,14 @@ impl ContainerState {
         let status = ContainerStatus::parse(fields.next()?);
         let exit_code = fields.next()?.trim().parse().ok()?;
         let oom_killed = fields.next()?.trim() == "true";
-        let pid = fields.next()?.trim().parse().unwrap_or(0);
+        let pid = fields.next()?.trim().parse().ok().filter(|pid| *pid > 0);
         let finished_at = fields.next().and_then(time::parse_unix_time);
         let id = fields.next().unwrap_or_default().trim().to_string();
         let created = fields.next().and_then(time::parse_unix_time);
-        let image = fields.next().unwrap_or_default().trim().to_string();
+        let image = present(fields.next().unwrap_or_default().trim());
         let made_by_wrapper = !fields.next().unwrap_or_default().trim().is_empty();
-        let result = fields.next().unwrap_or_default().trim().to_string();
-        let slot = fields.next().unwrap_or_default().to_string();
+        let result = present(fields.next().unwrap_or_default().trim());
+        let slot = present(fields.next().unwrap_or_default());
         Some(ContainerState {
             status,
             exit_code,
@@ -91,6 +90,11 @@ impl ContainerState {
     pub fn has_exited(&self) -> bool {
         self.status == ContainerStatus::Exited
     }
+}
+
+/// A field the engine printed empty is one the container does not have.
+fn present(field: &str) -> Option<String> {
+    Some(field.to_string()).filter(|field| !field.is_empty())
 }
 
 /// Labels are printed through `with`: Docker prints a missing one as
@@ -114,12 +118,12 @@ mod tests {
         assert_eq!(s.finished_at, Some(1_795_435_200));
         assert_eq!(
             (&s.status, s.exit_code, s.oom_killed, s.pid),
-            (&ContainerStatus::Exited, 3, false, 0)
+            (&ContainerStatus::Exited, 3, false, None)
         );
         assert!(s.has_exited());
         let s = ContainerState::parse("running|0|false|4242").unwrap();
         assert!(!s.has_exited());
-        assert_eq!(s.pid, 4242);
+        assert_eq!(s.pid, Some(4242));
         assert!(ContainerState::parse("garbage").is_none());
     }
 
@@ -146,16 +150,19 @@ mod tests {
             assert!(STATE_FORMAT.contains(&format!("\"{label}\"")), "{label}");
         }
         let s = ContainerState::parse("running|0|false|1||||||| /slots/a|b c \n").unwrap();
-        assert_eq!(s.slot, " /slots/a|b c ");
+        assert_eq!(s.slot.as_deref(), Some(" /slots/a|b c "));
         let s = ContainerState::parse("running|0|false|1|x|id|x|img|0.1.0|r_0|\n").unwrap();
-        assert_eq!(s.slot, "");
+        assert_eq!(s.slot, None);
         assert_eq!(
-            (s.image.as_str(), s.made_by_wrapper, s.result.as_str()),
-            ("img", true, "r_0")
+            (s.image.as_deref(), s.made_by_wrapper, s.result.as_deref()),
+            (Some("img"), true, Some("r_0"))
         );
         let s = ContainerState::parse("running|0|false|1|x|id|x|img|||\n").unwrap();
-        assert!(!s.made_by_wrapper && s.result.is_empty());
-        assert_eq!(ContainerState::parse("running|0|false|1").unwrap().slot, "");
+        assert!(!s.made_by_wrapper && s.result.is_none());
+        assert_eq!(
+            ContainerState::parse("running|0|false|1").unwrap().slot,
+            None
+        );
     }
 
     #[test]

@@ -179,7 +179,8 @@ impl TaskRun<'_> {
     fn made_by_this_start(&self, began: i64) -> bool {
         match self.engine.inspect(&self.ctx.container) {
             Ok(Some(state)) => {
-                state.slot == self.ctx.slot_label() && state.created.is_some_and(|c| c >= began)
+                state.slot == Some(self.ctx.slot_label())
+                    && state.created.is_some_and(|c| c >= began)
             }
             Ok(None) => false,
             Err(err) => {

@@ -161,8 +161,7 @@ impl<'a> TaskRun<'a> {
             .inspect(&self.ctx.container)?
             .context("the container vanished after start")?;
         // Through a shell into WSL, the pid is the distro's, out of our reach.
-        self.container_pid =
-            Some(state.pid).filter(|pid| *pid > 0 && self.engine.shares_host_pids());
+        self.container_pid = state.pid.filter(|_| self.engine.shares_host_pids());
         if plan == StartPlan::Reattach {
             // An earlier run may have stopped its processes (SIGSTOP, where the
             // engine cannot pause) and died before continuing them.
@@ -212,18 +211,20 @@ impl<'a> TaskRun<'a> {
         let ctx = self.ctx;
         let existing = match self.engine.find(&ctx.container)? {
             Some(state) => match self.owner_of(&state) {
+                // Another slot's: its label names it.
                 Owner::ThisSlot => Some(state),
                 Owner::OtherSlot => {
                     return Ok(Begin::End(Outcome::TemporaryExit(format!(
                         "container {} belongs to the task in {}; not adopting it",
-                        ctx.container, state.slot
+                        ctx.container,
+                        state.slot.unwrap_or_default()
                     ))))
                 }
                 Owner::Orphan => {
                     log::warn!(
                         "removing container {}, left behind by {}",
                         ctx.container,
-                        state.slot
+                        state.slot.as_deref().unwrap_or_default()
                     );
                     self.engine.remove(&ctx.container)?;
                     None
@@ -261,9 +262,10 @@ impl<'a> TaskRun<'a> {
 
     /// Whether a container found under the task's name is this slot's.
     fn owner_of(&self, state: &ContainerState) -> Owner {
-        let recorded = Path::new(&state.slot);
+        let recorded = state.slot.as_deref().map(Path::new);
         let claimed_there = || {
-            Journal::load(recorded)
+            recorded
+                .and_then(Journal::load)
                 .is_some_and(|j| j.container == self.ctx.container && j.phase != Phase::Finished)
         };
         let age = state.created.map(|created| os::unix_time_now() - created);
@@ -273,11 +275,14 @@ impl<'a> TaskRun<'a> {
             .image
             .as_deref()
             .or(self.ctx.config.image_name.as_deref());
-        let task_image = image::is_task_image(self.ctx.project_name(), expected, &state.image);
+        let task_image = state
+            .image
+            .as_deref()
+            .is_some_and(|image| image::is_task_image(self.ctx.project_name(), expected, image));
         let found = machine::Identity {
             by_wrapper: state.made_by_wrapper,
-            result: &state.result,
-            slot: &state.slot,
+            result: state.result.as_deref(),
+            slot: state.slot.as_deref(),
             task_image,
         };
         let this_result = &self.ctx.init.result_name;
@@ -329,19 +334,11 @@ impl<'a> TaskRun<'a> {
 
 /// What a stranger under the task's name is, for the log.
 fn describe_stranger(state: &ContainerState) -> String {
-    let image = if state.image.is_empty() {
-        "no image"
-    } else {
-        &state.image
-    };
+    let image = state.image.as_deref().unwrap_or("no image");
     if !state.made_by_wrapper {
         format!("image {image}, no docker_wrapper label")
     } else {
-        let result = if state.result.is_empty() {
-            "none"
-        } else {
-            &state.result
-        };
+        let result = state.result.as_deref().unwrap_or("none");
         format!("image {image}, labelled for result {result}")
     }
 }

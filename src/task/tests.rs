@@ -355,8 +355,8 @@ fn a_job_that_ended_while_the_wrapper_was_away_is_reported_not_rerun() {
 fn with_our_container(status: ContainerStatus) -> FakeEngine {
     let engine = FakeEngine::with_container(status);
     engine.edit_container(|c| {
-        c.result = "wu_0".into();
-        c.image = IMAGE.into();
+        c.result = Some("wu_0".into());
+        c.image = Some(IMAGE.into());
     });
     engine
 }
@@ -367,9 +367,9 @@ fn name_taken(status: ContainerStatus, slot: &str, age_secs: i64) -> FakeEngine 
     let engine = FakeEngine::fresh();
     engine.set_container(Some(status));
     engine.edit_container(|c| {
-        c.slot = slot.into();
-        c.result = "wu_0".into();
-        c.image = IMAGE.into();
+        c.slot = Some(slot.into());
+        c.result = Some("wu_0".into());
+        c.image = Some(IMAGE.into());
         c.created = Some(os::unix_time_now() - age_secs);
     });
     engine
@@ -568,11 +568,11 @@ fn a_stranger_with_the_tasks_name_is_removed_and_the_tasks_own_container_made() 
     let strangers: [(&str, MakeStranger); 3] = [
         ("no labels", |c| {
             c.made_by_wrapper = false;
-            c.result.clear();
-            c.slot.clear();
+            c.result = None;
+            c.slot = None;
         }),
-        ("another result", |c| c.result = "wu_1".into()),
-        ("another image", |c| c.image = "busybox:latest".into()),
+        ("another result", |c| c.result = Some("wu_1".into())),
+        ("another image", |c| c.image = Some("busybox:latest".into())),
     ];
     for (what, make_stranger) in strangers {
         let slot = Slot::new("stranger");

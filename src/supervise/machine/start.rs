@@ -175,9 +175,9 @@ pub struct Identity<'a> {
     /// It carries the wrapper's label.
     pub by_wrapper: bool,
     /// The result on its label.
-    pub result: &'a str,
-    /// The slot on its label.
-    pub slot: &'a str,
+    pub result: Option<&'a str>,
+    /// The slot on its label; None on containers made before the label.
+    pub slot: Option<&'a str>,
     /// Its image is one the task runs.
     pub task_image: bool,
 }
@@ -193,10 +193,9 @@ pub fn owner(
     claimed_there: impl FnOnce() -> bool,
     age_secs: Option<i64>,
 ) -> Owner {
-    let recorded_slot = found.slot;
-    if !found.by_wrapper || found.result != this_result || !found.task_image {
+    if !found.by_wrapper || found.result != Some(this_result) || !found.task_image {
         Owner::Stranger
-    } else if recorded_slot.is_empty() || recorded_slot == this_slot {
+    } else if found.slot.map_or(true, |slot| slot == this_slot) {
         Owner::ThisSlot
     } else if claimed_there() || !age_secs.is_some_and(|age| age >= STARTING_UP_SECS) {
         Owner::OtherSlot
@@ -322,8 +321,8 @@ mod tests {
     fn ours(slot: &str) -> Identity<'_> {
         Identity {
             by_wrapper: true,
-            result: "r_0",
-            slot,
+            result: Some("r_0"),
+            slot: Some(slot).filter(|slot| !slot.is_empty()),
             task_image: true,
         }
     }
@@ -359,16 +358,16 @@ mod tests {
             },
             Identity {
                 by_wrapper: false,
-                slot: "",
+                slot: None,
                 ..ours("")
             },
             // Labelled by the wrapper for another result.
             Identity {
-                result: "r_1",
+                result: Some("r_1"),
                 ..ours("/s/1")
             },
             Identity {
-                result: "",
+                result: None,
                 ..ours("/s/1")
             },
             // Its labels copied onto another image.
