@@ -14,6 +14,7 @@ use std::path::Path;
 use toml::{Table, Value};
 
 use crate::argv;
+pub use crate::slot::control_files::ControlFiles;
 
 /// What to do with the container when the client asks the wrapper to quit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,64 +96,6 @@ pub struct JobConfig {
     /// false leaves the client's link files as they are, for images that
     /// resolve them themselves.
     pub mount_linked_files: bool,
-}
-
-/// The files a job may write into the slot to ask things of the client, as
-/// vboxwrapper's jobs do; plain file names, relative to the slot (the
-/// container's workdir). None/empty: not used.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ControlFiles {
-    /// Written when the job is done: exit code, notice flag, message.
-    pub completion_trigger_file: Option<String>,
-    /// Written to ask for a retry later: delay, notice flag, reason.
-    pub temporary_exit_trigger_file: Option<String>,
-    /// Each is sent as a trickle-up message named after the file.
-    pub trickle_trigger_files: Vec<String>,
-    /// Output files to upload as soon as the job has written them.
-    pub intermediate_upload_files: Vec<String>,
-    /// A file the job touches to show it is alive...
-    pub heartbeat_filename: Option<String>,
-    /// ...at least this often (seconds).
-    pub minimum_heartbeat_interval_secs: u64,
-    /// Rewritten by the job at each checkpoint.
-    pub checkpoint_file: Option<String>,
-}
-
-impl ControlFiles {
-    pub fn any(&self) -> bool {
-        self.completion_trigger_file.is_some()
-            || self.temporary_exit_trigger_file.is_some()
-            || !self.trickle_trigger_files.is_empty()
-            || !self.intermediate_upload_files.is_empty()
-            || self.heartbeat_filename.is_some()
-            || self.checkpoint_file.is_some()
-    }
-
-    /// Every name used, with the key that names it.
-    fn names(&self) -> Vec<(&'static str, &str)> {
-        let mut names = Vec::new();
-        let single = [
-            ("completion_trigger_file", &self.completion_trigger_file),
-            (
-                "temporary_exit_trigger_file",
-                &self.temporary_exit_trigger_file,
-            ),
-            ("heartbeat_filename", &self.heartbeat_filename),
-            ("checkpoint_file", &self.checkpoint_file),
-        ];
-        for (key, name) in single {
-            if let Some(name) = name {
-                names.push((key, name.as_str()));
-            }
-        }
-        for name in &self.trickle_trigger_files {
-            names.push(("trickle_trigger_files", name.as_str()));
-        }
-        for name in &self.intermediate_upload_files {
-            names.push(("intermediate_upload_files", name.as_str()));
-        }
-        names
-    }
 }
 
 impl Default for JobConfig {

@@ -83,7 +83,6 @@ pub use probe::EngineInfo;
 pub use probe::{candidates, wsl_distros, Detection, Probe, DETECTION_IMAGE};
 pub use process::terminate_orphan;
 pub use state::{ContainerState, ContainerStatus};
-pub use stats::{CpuFigure, Stats};
 pub use wsl::WslDistro;
 #[cfg(test)]
 pub mod fake;

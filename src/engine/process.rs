@@ -150,11 +150,9 @@ pub enum RunError {
     },
     /// The caller cancelled the command (e.g. the client asked us to quit).
     Cancelled { command: String },
-    /// The shell that carries engine commands failed (see `transport`).
-    Shell {
-        command: String,
-        why: super::transport::ShellError,
-    },
+    /// The shell that carries engine commands failed (see `transport`):
+    /// the engine is out of reach, whatever the reason.
+    Shell { command: String, why: String },
 }
 
 impl fmt::Display for RunError {

@@ -4,20 +4,7 @@
 //! percentage, which the caller integrates over time. The command itself
 //! is `ContainerEngine::stats`; here, what it answers.
 use super::EngineKind;
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum CpuFigure {
-    /// CPU seconds since the container started.
-    Total(f64),
-    /// Percent of one CPU, lately.
-    Percent(f64),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Stats {
-    pub cpu: CpuFigure,
-    pub memory_bytes: f64,
-}
+pub(super) use crate::host::usage::{CpuFigure, Stats};
 
 /// One line of `stats --format` (see `ContainerEngine::stats`).
 pub(super) fn parse(kind: EngineKind, text: &str) -> Option<Stats> {

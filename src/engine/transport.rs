@@ -189,7 +189,7 @@ impl ShellTransport {
     ) -> Result<Output, RunError> {
         let failed = |why: ShellError| RunError::Shell {
             command: argv.display(),
-            why,
+            why: why.to_string(),
         };
         let cwd: Option<OsString> = match &argv.cwd {
             Some(dir) => Some(
@@ -651,7 +651,7 @@ mod tests {
             )
             .unwrap_err();
             assert!(
-                matches!(&err, RunError::Shell { why, .. } if why.to_string().contains("exited")),
+                matches!(&err, RunError::Shell { why, .. } if why.contains("exited")),
                 "{err}"
             );
             assert_eq!(

@@ -6,7 +6,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::engine::{CpuFigure, Stats};
 use crate::host::process_tree::{self, Sample};
 
 /// How often the /proc fallback reads: on kernels without children files it
@@ -14,6 +13,21 @@ use crate::host::process_tree::{self, Sample};
 const PROCESS_SAMPLE_PERIOD: Duration = Duration::from_secs(2);
 /// How often the `stats` fallback asks the engine (Docker's takes a second).
 const STATS_PERIOD: Duration = Duration::from_secs(15);
+
+/// The engine's own figures for the container (its `stats` command).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats {
+    pub cpu: CpuFigure,
+    pub memory_bytes: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CpuFigure {
+    /// CPU seconds since the container started.
+    Total(f64),
+    /// Percent of one CPU, lately.
+    Percent(f64),
+}
 
 /// Asks the engine for the container's `stats`.
 pub type StatsReader<'a> = Box<dyn FnMut() -> Option<Stats> + 'a>;

@@ -1,6 +1,6 @@
 //! The files a job writes into the slot to ask things of the client, as
 //! vboxwrapper's jobs do (job.toml's `completion_trigger_file` and the
-//! others, see `config::ControlFiles`). Everything in them is the job's:
+//! others, named in `ControlFiles`). Everything in them is the job's:
 //! reads are bounded, never follow a link and never block; what cannot be
 //! understood is said in stderr.txt and never ends the wrapper.
 //!
@@ -11,9 +11,66 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::ControlFiles;
 use crate::slot::files::LinkedFile;
 use crate::slot::{handover as slot_handover, io as slot_io};
+
+/// The files a job may write into the slot to ask things of the client, as
+/// vboxwrapper's jobs do; plain file names, relative to the slot (the
+/// container's workdir). None/empty: not used.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ControlFiles {
+    /// Written when the job is done: exit code, notice flag, message.
+    pub completion_trigger_file: Option<String>,
+    /// Written to ask for a retry later: delay, notice flag, reason.
+    pub temporary_exit_trigger_file: Option<String>,
+    /// Each is sent as a trickle-up message named after the file.
+    pub trickle_trigger_files: Vec<String>,
+    /// Output files to upload as soon as the job has written them.
+    pub intermediate_upload_files: Vec<String>,
+    /// A file the job touches to show it is alive...
+    pub heartbeat_filename: Option<String>,
+    /// ...at least this often (seconds).
+    pub minimum_heartbeat_interval_secs: u64,
+    /// Rewritten by the job at each checkpoint.
+    pub checkpoint_file: Option<String>,
+}
+
+impl ControlFiles {
+    pub fn any(&self) -> bool {
+        self.completion_trigger_file.is_some()
+            || self.temporary_exit_trigger_file.is_some()
+            || !self.trickle_trigger_files.is_empty()
+            || !self.intermediate_upload_files.is_empty()
+            || self.heartbeat_filename.is_some()
+            || self.checkpoint_file.is_some()
+    }
+
+    /// Every name used, with the key that names it.
+    pub fn names(&self) -> Vec<(&'static str, &str)> {
+        let mut names = Vec::new();
+        let single = [
+            ("completion_trigger_file", &self.completion_trigger_file),
+            (
+                "temporary_exit_trigger_file",
+                &self.temporary_exit_trigger_file,
+            ),
+            ("heartbeat_filename", &self.heartbeat_filename),
+            ("checkpoint_file", &self.checkpoint_file),
+        ];
+        for (key, name) in single {
+            if let Some(name) = name {
+                names.push((key, name.as_str()));
+            }
+        }
+        for name in &self.trickle_trigger_files {
+            names.push(("trickle_trigger_files", name.as_str()));
+        }
+        for name in &self.intermediate_upload_files {
+            names.push(("intermediate_upload_files", name.as_str()));
+        }
+        names
+    }
+}
 
 /// How often the loop looks at the files: with the report, so that both
 /// share a wake-up.
