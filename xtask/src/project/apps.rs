@@ -85,13 +85,19 @@ pub fn make_science_app(project: &Project, auth: &str) -> Result<()> {
     let buda_root = project.root.join("buda_apps");
     fs::create_dir_all(&buda_root)?;
     project.own()?;
-    let page = |name: &str| format!("{}{name}", project.url);
+    put_in_sandbox(project, auth)?;
+    add_science_app(project, auth, &buda_root)?;
+    add_variant(project, auth, &buda_root)
+}
+
+/// The variant's files, into the user's sandbox (`sandbox.php`).
+fn put_in_sandbox(project: &Project, auth: &str) -> Result<()> {
     for (name, contents) in [
         ("Dockerfile", SCIENCE_DOCKERFILE),
         ("spin.sh", SCIENCE_SCRIPT),
     ] {
         web::request(
-            &page("sandbox.php"),
+            &format!("{}sandbox.php", project.url),
             &[
                 ("action", "add_file"),
                 ("name", name),
@@ -101,8 +107,12 @@ pub fn make_science_app(project: &Project, auth: &str) -> Result<()> {
             true,
         )?;
     }
+    Ok(())
+}
+
+fn add_science_app(project: &Project, auth: &str, buda_root: &Path) -> Result<()> {
     web::request(
-        &page("buda.php"),
+        &format!("{}buda.php", project.url),
         &[
             ("action", "app_action"),
             ("name", SCIENCE_APP),
@@ -124,8 +134,13 @@ pub fn make_science_app(project: &Project, auth: &str) -> Result<()> {
     if !desc.exists() {
         bail!("buda.php made no {} (see {})", desc.display(), apache_log());
     }
+    Ok(())
+}
+
+/// The variant for x86-64 CPUs, from the files in the sandbox.
+fn add_variant(project: &Project, auth: &str, buda_root: &Path) -> Result<()> {
     let answer = web::request(
-        &page("buda.php"),
+        &format!("{}buda.php", project.url),
         &[
             ("action", "variant_action"),
             ("app", SCIENCE_APP),

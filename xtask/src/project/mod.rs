@@ -93,6 +93,23 @@ impl Timings {
         println!("== {what}: {:.1} s", took.as_secs_f64());
         self.0.push((what, took));
     }
+
+    fn print(&self) {
+        println!("\n| step | time |\n|---|---|");
+        for (what, took) in &self.0 {
+            println!("| {what} | {:.1} s |", took.as_secs_f64());
+        }
+    }
+}
+
+/// A project set up to the point a client can attach: its work created,
+/// its daemons started.
+struct SetUp {
+    project: Project,
+    /// The admin's account, which the clients attach with.
+    auth: String,
+    clients_dir: PathBuf,
+    plan: Vec<work::Planned>,
 }
 
 fn run(workspace: &Path, options: &Options) -> Result<()> {
@@ -115,38 +132,12 @@ fn run(workspace: &Path, options: &Options) -> Result<()> {
     }
 
     let setting_up = Instant::now();
-    let name = format!("dw_{}", options.engine.name());
-    let project = {
-        // Two runs at once share MariaDB and Apache: one starts them and
-        // reloads Apache at a time.
-        let _lock = services_lock()?;
-        services::start()?;
-        Project::create(&name, &built.tree)?
-    };
-    let classic_app = match &options.app {
-        Some(dir) => dir
-            .file_name()
-            .map(|n| sanitize(&n.to_string_lossy()))
-            .unwrap_or_else(|| CLASSIC_APP.into()),
-        None => CLASSIC_APP.to_string(),
-    };
-    project.add_apps(&[
-        (classic_app.as_str(), "docker_wrapper sample job"),
-        (apps::BUDA_APP, "BOINC Universal Docker App"),
-    ])?;
-    project.set_daemons(&[classic_app.as_str(), apps::BUDA_APP])?;
-    apps::install_classic(&project, &dist, &classic_app, options.app.as_deref())?;
-    apps::install_buda(&project, &dist)?;
-    let auth = web::create_account(&project.url, "admin@example.com", "admin")?;
-    grant_submit(&project, &auth)?;
-    apps::make_science_app(&project, &auth)?;
-    let clients_dir = PathBuf::from(format!("{PROJECTS_DIR}/{name}.clients"));
-    let _ = fs::remove_dir_all(&clients_dir);
-    fs::create_dir_all(&clients_dir)?;
-    options.engine.prepare_images(&clients_dir)?;
-    let mut plan = work::create_classic(&project, &classic_app, options.app.as_deref())?;
-    let buda = work::submit_buda(&project, BUDA_JOBS, BUDA_SECONDS)?;
-    project.start_daemons()?;
+    let SetUp {
+        project,
+        auth,
+        clients_dir,
+        plan,
+    } = set_up(&dist, &built.tree, options)?;
     timings.add("project set-up", setting_up.elapsed());
 
     let asking = Instant::now();
@@ -156,19 +147,9 @@ fn run(workspace: &Path, options: &Options) -> Result<()> {
         asking.elapsed(),
     );
 
-    let path = engine::client_path(&clients_dir.join("bin-engine"), Some(options.engine))?;
-    let mut client = client::Client::start(
-        &client_bin,
-        &clients_dir.join(options.engine.name()),
-        path,
-        client::free_port()?,
-    )?;
+    let mut client = start_client(&client_bin, &clients_dir, Some(options.engine))?;
     let attached = Instant::now();
     client.attach(&project.url, &auth)?;
-    plan.extend(buda.into_iter().map(|expect| work::Planned {
-        wu_name: String::new(),
-        expect,
-    }));
     let outcome = watch::watch(
         &project,
         &mut client,
@@ -180,11 +161,91 @@ fn run(workspace: &Path, options: &Options) -> Result<()> {
         "attach to all validated and assimilated",
         attached.elapsed(),
     );
-    println!("\n| step | time |\n|---|---|");
-    for (what, took) in &timings.0 {
-        println!("| {what} | {:.1} s |", took.as_secs_f64());
-    }
-    if options.keep {
+    timings.print();
+    leave_or_stop(&project, client, options.keep)?;
+    outcome
+}
+
+/// The project named after the engine, with the classic app and BUDA, the
+/// admin's account, and the work the run watches; the engine's images for
+/// the clients.
+fn set_up(dist: &Path, tree: &Path, options: &Options) -> Result<SetUp> {
+    let name = format!("dw_{}", options.engine.name());
+    let project = {
+        // Two runs at once share MariaDB and Apache: one starts them and
+        // reloads Apache at a time.
+        let _lock = services_lock()?;
+        services::start()?;
+        Project::create(&name, tree)?
+    };
+    let classic_app = match &options.app {
+        Some(dir) => dir
+            .file_name()
+            .map(|n| sanitize(&n.to_string_lossy()))
+            .unwrap_or_else(|| CLASSIC_APP.into()),
+        None => CLASSIC_APP.to_string(),
+    };
+    install_apps(&project, dist, &classic_app, options.app.as_deref())?;
+    let auth = web::create_account(&project.url, "admin@example.com", "admin")?;
+    grant_submit(&project, &auth)?;
+    apps::make_science_app(&project, &auth)?;
+    let clients_dir = PathBuf::from(format!("{PROJECTS_DIR}/{name}.clients"));
+    let _ = fs::remove_dir_all(&clients_dir);
+    fs::create_dir_all(&clients_dir)?;
+    options.engine.prepare_images(&clients_dir)?;
+    let mut plan = work::create_classic(&project, &classic_app, options.app.as_deref())?;
+    let buda = work::submit_buda(&project, BUDA_JOBS, BUDA_SECONDS)?;
+    plan.extend(buda.into_iter().map(|expect| work::Planned {
+        wu_name: String::new(),
+        expect,
+    }));
+    project.start_daemons()?;
+    Ok(SetUp {
+        project,
+        auth,
+        clients_dir,
+        plan,
+    })
+}
+
+fn install_apps(
+    project: &Project,
+    dist: &Path,
+    classic_app: &str,
+    own_app: Option<&Path>,
+) -> Result<()> {
+    project.add_apps(&[
+        (classic_app, "docker_wrapper sample job"),
+        (apps::BUDA_APP, "BOINC Universal Docker App"),
+    ])?;
+    project.set_daemons(&[classic_app, apps::BUDA_APP])?;
+    apps::install_classic(project, dist, classic_app, own_app)?;
+    apps::install_buda(project, dist)
+}
+
+/// A client in its own dir below `clients_dir` that finds `engine` (or none).
+fn start_client(
+    client_bin: &Path,
+    clients_dir: &Path,
+    engine: Option<Engine>,
+) -> Result<client::Client> {
+    let (bin, dir) = match engine {
+        Some(engine) => ("bin-engine", engine.name()),
+        None => ("bin-none", "none"),
+    };
+    let path = engine::client_path(&clients_dir.join(bin), engine)?;
+    client::Client::start(
+        client_bin,
+        &clients_dir.join(dir),
+        path,
+        client::free_port()?,
+    )
+}
+
+/// With `--keep`, leaves the project and the client running and says where
+/// they are; otherwise stops both.
+fn leave_or_stop(project: &Project, mut client: client::Client, keep: bool) -> Result<()> {
+    if keep {
         println!(
             "\nLeft running: the project {url} (its admin pages: {ops}), its logs in {logs},\n\
              the client in {client} (`boinccmd --host 127.0.0.1:{port} --passwd docker_wrapper ...`).\n\
@@ -200,7 +261,7 @@ fn run(workspace: &Path, options: &Options) -> Result<()> {
         client.stop()?;
         let _ = project.tool("bin/stop", &[]);
     }
-    outcome
+    Ok(())
 }
 
 /// A client that finds no container engine asks for work: it must get none
@@ -211,13 +272,7 @@ fn check_no_engine_host(
     clients_dir: &Path,
     auth: &str,
 ) -> Result<()> {
-    let path = engine::client_path(&clients_dir.join("bin-none"), None)?;
-    let mut client = client::Client::start(
-        client_bin,
-        &clients_dir.join("none"),
-        path,
-        client::free_port()?,
-    )?;
+    let mut client = start_client(client_bin, clients_dir, None)?;
     client.attach(&project.url, auth)?;
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut asked = Instant::now();

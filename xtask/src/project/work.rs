@@ -34,109 +34,148 @@ pub fn create_classic(
     app: &str,
     own_app: Option<&Path>,
 ) -> Result<Vec<Planned>> {
-    let templates = project.root.join("templates");
-    let staging = project.root.join("staging");
-    fs::create_dir_all(&staging)?;
-    if let Some(own) = own_app {
-        let outputs =
-            fs::read_to_string(own.join(OWN_APP_OUTPUTS)).unwrap_or_else(|_| "output.txt".into());
-        let outputs: Vec<&str> = outputs.split_whitespace().collect();
-        let cmdline = fs::read_to_string(own.join(OWN_APP_CMDLINE)).unwrap_or_default();
-        let mut inputs = Vec::new();
-        if let Ok(entries) = fs::read_dir(own.join("input")) {
-            for entry in entries.flatten() {
-                inputs.push(entry.file_name().to_string_lossy().into_owned());
-            }
-        }
-        inputs.sort();
-        let name = format!("{app}_sample");
-        let staged: Vec<(String, String)> = inputs
-            .iter()
-            .map(|logical| {
-                let physical = format!("{name}_{logical}");
-                fs::copy(own.join("input").join(logical), staging.join(&physical))?;
-                Ok((physical, logical.clone()))
-            })
-            .collect::<Result<_>>()?;
-        fs::write(templates.join(format!("{app}_in")), input_template(&staged))?;
-        fs::write(
-            templates.join(format!("{app}_out")),
-            output_template(&outputs),
-        )?;
-        project.own()?;
-        stage(project, &staged)?;
-        create_work(
-            project,
-            app,
-            &name,
-            &format!("{app}_in"),
-            &format!("{app}_out"),
-            cmdline.trim(),
-            &staged,
-        )?;
-        return Ok(vec![Planned {
-            wu_name: name,
-            expect: Expect::Valid,
-        }]);
+    fs::create_dir_all(project.root.join("staging"))?;
+    match own_app {
+        Some(own) => Ok(vec![create_own(project, app, own)?]),
+        None => create_samples(project, app),
     }
+}
+
+/// The admin's own app's work unit: the files in its `input/`, the outputs
+/// its `outputs` names (default output.txt), its `cmdline`.
+fn create_own(project: &Project, app: &str, own: &Path) -> Result<Planned> {
+    let outputs =
+        fs::read_to_string(own.join(OWN_APP_OUTPUTS)).unwrap_or_else(|_| "output.txt".into());
+    let outputs: Vec<&str> = outputs.split_whitespace().collect();
+    let cmdline = fs::read_to_string(own.join(OWN_APP_CMDLINE)).unwrap_or_default();
+    let name = format!("{app}_sample");
+    let staged = copy_own_inputs(project, own, &name)?;
+    write_template(project, &format!("{app}_in"), input_template(&staged))?;
+    write_template(project, &format!("{app}_out"), output_template(&outputs))?;
+    project.own()?;
+    stage(project, &staged)?;
+    create_work(
+        project,
+        app,
+        &name,
+        &format!("{app}_in"),
+        cmdline.trim(),
+        &staged,
+    )?;
+    Ok(Planned {
+        wu_name: name,
+        expect: Expect::Valid,
+    })
+}
+
+/// Copies the own app's inputs into the staging dir under names of the work
+/// unit's own; returns them as (physical, logical) names.
+fn copy_own_inputs(project: &Project, own: &Path, wu_name: &str) -> Result<Vec<(String, String)>> {
+    let mut inputs = Vec::new();
+    if let Ok(entries) = fs::read_dir(own.join("input")) {
+        for entry in entries.flatten() {
+            inputs.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    inputs.sort();
+    let staging = project.root.join("staging");
+    inputs
+        .into_iter()
+        .map(|logical| {
+            let physical = format!("{wu_name}_{logical}");
+            fs::copy(own.join("input").join(&logical), staging.join(&physical))?;
+            Ok((physical, logical))
+        })
+        .collect()
+}
+
+/// One of the sample job's work units.
+struct Sample {
+    /// Its name after the app's.
+    suffix: &'static str,
+    /// `STEPS [EXIT]`
+    cmdline: &'static str,
+    /// Whether the input file goes with it.
+    with_input: bool,
+    expect: Expect,
+}
+
+/// The sample job's work units: one with an input file that reaches the slot
+/// as a soft link, one that exits 3, one to be suspended and resumed.
+fn create_samples(project: &Project, app: &str) -> Result<Vec<Planned>> {
     let input = (format!("{app}_input.txt"), "input.txt".to_string());
     fs::write(
-        staging.join(&input.0),
+        project.root.join("staging").join(&input.0),
         "an input file that arrives as a soft link\n",
     )?;
-    fs::write(templates.join(format!("{app}_in")), input_template(&[]))?;
-    fs::write(
-        templates.join(format!("{app}_in_file")),
+    write_template(project, &format!("{app}_in"), input_template(&[]))?;
+    write_template(
+        project,
+        &format!("{app}_in_file"),
         input_template(std::slice::from_ref(&input)),
     )?;
-    fs::write(
-        templates.join(format!("{app}_out")),
+    write_template(
+        project,
+        &format!("{app}_out"),
         output_template(&["output.txt"]),
     )?;
     project.own()?;
     stage(project, std::slice::from_ref(&input))?;
-    let units = [
-        (
-            format!("{app}_input"),
-            "_in_file",
-            "6",
-            Expect::ValidWithLinkedInput(input.1.clone()),
-        ),
-        (
-            format!("{app}_exit3"),
-            "_in",
-            "3 3",
-            Expect::ComputeError(3),
-        ),
-        (
-            format!("{app}_suspend"),
-            "_in",
-            "30",
-            Expect::ValidAfterSuspend,
-        ),
+    let samples = [
+        Sample {
+            suffix: "input",
+            cmdline: "6",
+            with_input: true,
+            expect: Expect::ValidWithLinkedInput(input.1.clone()),
+        },
+        Sample {
+            suffix: "exit3",
+            cmdline: "3 3",
+            with_input: false,
+            expect: Expect::ComputeError(3),
+        },
+        Sample {
+            suffix: "suspend",
+            cmdline: "30",
+            with_input: false,
+            expect: Expect::ValidAfterSuspend,
+        },
     ];
-    let mut planned = Vec::new();
-    for (name, template, cmdline, expect) in units {
-        let inputs = if template == "_in_file" {
-            vec![input.clone()]
-        } else {
-            Vec::new()
-        };
-        create_work(
-            project,
-            app,
-            &name,
-            &format!("{app}{template}"),
-            &format!("{app}_out"),
-            cmdline,
-            &inputs,
-        )?;
-        planned.push(Planned {
-            wu_name: name,
-            expect,
-        });
-    }
-    Ok(planned)
+    samples
+        .into_iter()
+        .map(|sample| create_sample(project, app, &input, sample))
+        .collect()
+}
+
+fn create_sample(
+    project: &Project,
+    app: &str,
+    input: &(String, String),
+    sample: Sample,
+) -> Result<Planned> {
+    let name = format!("{app}_{}", sample.suffix);
+    let (template, inputs) = if sample.with_input {
+        ("_in_file", std::slice::from_ref(input))
+    } else {
+        ("_in", &[][..])
+    };
+    create_work(
+        project,
+        app,
+        &name,
+        &format!("{app}{template}"),
+        sample.cmdline,
+        inputs,
+    )?;
+    Ok(Planned {
+        wu_name: name,
+        expect: sample.expect,
+    })
+}
+
+fn write_template(project: &Project, name: &str, xml: String) -> Result<()> {
+    fs::write(project.root.join("templates").join(name), xml)?;
+    Ok(())
 }
 
 /// A batch of BUDA jobs for the science app, each with its own input, as
@@ -191,17 +230,18 @@ fn stage(project: &Project, files: &[(String, String)]) -> Result<()> {
     project.own()
 }
 
+/// A work unit of `app` from the input template `wu_template`, with the
+/// app's output template (`<app>_out`).
 fn create_work(
     project: &Project,
     app: &str,
     name: &str,
     wu_template: &str,
-    result_template: &str,
     cmdline: &str,
     inputs: &[(String, String)],
 ) -> Result<()> {
     let wu_template = format!("templates/{wu_template}");
-    let result_template = format!("templates/{result_template}");
+    let result_template = format!("templates/{app}_out");
     let mut args: Vec<&str> = vec![
         "--appname",
         app,
