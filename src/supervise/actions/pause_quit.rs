@@ -7,8 +7,8 @@ use crate::outcome::{Outcome, Retry};
 use crate::slot::journal::Phase;
 use crate::supervise::client::{self, Client};
 use crate::supervise::machine::{self, Event, Interruption, PauseResult};
-use crate::supervise::suspend::{self, Paused};
-use crate::supervise::{Next, Supervision};
+use crate::supervise::suspend::{self, Paused, Pauser};
+use crate::supervise::{Next, Supervision, Task};
 
 impl Supervision<'_> {
     pub(super) fn pause(&mut self) -> Next {
@@ -17,12 +17,7 @@ impl Supervision<'_> {
         let client = self.task.client;
         let exit = &mut self.exit;
         let mut moot = || exit.exited_now() || pause_is_moot(client);
-        let result = self.pauser.pause(
-            self.task.engine,
-            &self.task.ctx.container,
-            self.task.container_pid,
-            &mut moot,
-        );
+        let result = pause_with(&self.task, &mut self.pauser, &mut moot);
         let result = pause_result(result, "suspended", "it keeps running");
         Next::Then(vec![Event::PauseDone(result)])
     }
@@ -34,12 +29,7 @@ impl Supervision<'_> {
             let asked = machine::interruption(&client.latest(), client.terminated());
             asked == Some(Interruption::Abort)
         };
-        let result = self.pauser.pause(
-            self.task.engine,
-            &self.task.ctx.container,
-            self.task.container_pid,
-            &mut abort,
-        );
+        let result = pause_with(&self.task, &mut self.pauser, &mut abort);
         let result = pause_result(result, "kept for a restart", "stopping it instead");
         Next::Then(vec![Event::PauseDone(result)])
     }
@@ -87,6 +77,15 @@ impl Supervision<'_> {
             None => Outcome::KeepForRestart,
         })
     }
+}
+
+/// Pauses the task's container; `cancel` is asked while the engine works.
+fn pause_with(
+    task: &Task,
+    pauser: &mut Pauser,
+    cancel: &mut dyn FnMut() -> bool,
+) -> Result<Paused, EngineError> {
+    pauser.pause(task.engine, &task.ctx.container, task.container_pid, cancel)
 }
 
 /// The client or a signal asks for something other than a suspended task:
