@@ -36,24 +36,44 @@ macro_rules! wrapper_path {
 }
 
 /// Generates `<name>::podman` and `<name>::docker` tests from one function
-/// `fn name(kind: EngineKind)`.
+/// `fn name(kind: EngineKind)`. Each holds the claim its test needs (see
+/// `claim`): shared by default; `engine_alone: a, b` or `machine_alone: c`
+/// for tests that may not overlap others.
 #[macro_export]
 macro_rules! on_both_engines {
-    ($($name:ident),* $(,)?) => {$(
+    (engine_alone: $($name:ident),* $(,)?) => {
+        $crate::on_both_engines!(@each EngineAlone; $($name),*);
+    };
+    (machine_alone: $($name:ident),* $(,)?) => {
+        $crate::on_both_engines!(@each MachineAlone; $($name),*);
+    };
+    (@each $need:ident; $($name:ident),*) => {$(
         mod $name {
             #[test]
             fn podman() {
+                let _claim = $crate::claim::Claim::take(
+                    $crate::claim::Need::$need,
+                    $crate::EngineKind::Podman,
+                );
                 super::$name($crate::EngineKind::Podman);
             }
             #[test]
             fn docker() {
+                let _claim = $crate::claim::Claim::take(
+                    $crate::claim::Need::$need,
+                    $crate::EngineKind::Docker,
+                );
                 super::$name($crate::EngineKind::Docker);
             }
         }
     )*};
+    ($($name:ident),* $(,)?) => {
+        $crate::on_both_engines!(@each Shared; $($name),*);
+    };
 }
 
 pub mod builder;
+pub mod claim;
 pub mod client;
 pub mod command;
 pub mod engine;
@@ -74,6 +94,7 @@ pub const TASK_TIMEOUT: Duration = Duration::from_secs(180);
 pub const COUNT_WAIT: Duration = Duration::from_secs(60);
 
 pub use builder::TaskBuilder;
+pub use claim::Claim;
 pub use client::AppStatus;
 pub use command::{run_with_timeout, wait_until, CommandOutput};
 pub use engine::{EngineKind, TestEngine};

@@ -1,9 +1,9 @@
 //! The key task scenarios (output, exit code, suspend/resume, quit and
 //! restart, abort), written once and run against any build of the wrapper:
-//! the build under test (tests/run_job.rs, tests/lifecycle.rs) and the
-//! self-contained release files (tests/dist.rs), the shell transport
-//! (tests/wsl_transport.rs). Each returns the task's last outcome, for
-//! checks of its own.
+//! the build under test (run_job and lifecycle of tests/suite/) and the
+//! self-contained release files (dist), the shell transport
+//! (wsl_transport). Each returns the task's last outcome, for checks of
+//! its own.
 use std::path::{Path, PathBuf};
 
 use crate::{

@@ -40,7 +40,7 @@
 //!
 //! Not covered: the client (init_data.xml with WSL distros, shared memory:
 //! suspend, resume, quit, abort), timeouts and kills through the second
-//! shell, which `tests/wsl_transport.rs` covers on Linux through
+//! shell, which `tests/suite/wsl_transport.rs` covers on Linux through
 //! `DOCKER_WRAPPER_SHELL=sh`; Docker; a real WSL VM.
 //!
 //! Needs: `wine` (Debian 12: `apt-get install wine wine64`, Wine 8.0),
@@ -76,6 +76,7 @@ const WSL_ARGS: &str = "-d boinc-buda-runner -u root --exec /bin/sh";
 
 #[test]
 fn version_prints_the_version_line() {
+    let _claim = Claim::no_engine();
     let exe = windows_exe();
     let wine = Wine::new("version");
     let run = wine.run(wine.command(&exe.path).arg("--version"), COMMAND_TIMEOUT);
@@ -92,6 +93,7 @@ fn version_prints_the_version_line() {
 
 #[test]
 fn help_prints_the_usage() {
+    let _claim = Claim::no_engine();
     let exe = windows_exe();
     let wine = Wine::new("help");
     let run = wine.run(wine.command(&exe.path).arg("--help"), COMMAND_TIMEOUT);
@@ -114,8 +116,11 @@ fn help_prints_the_usage() {
 
 #[test]
 fn a_standalone_job_runs_through_the_wsl_shell() {
+    let _claim = Claim::shared(EngineKind::Podman);
     let exe = windows_exe();
     let engine = TestEngine::require(EngineKind::Podman);
+    // Its container is `boinc`, as is every standalone run's (standalone.rs).
+    let _name = claim::standalone_container(EngineKind::Podman);
     let _drive_z = DriveZ::mount();
     let wine = Wine::new("standalone_job");
     let slot = wine.dir().join("slot");

@@ -1,18 +1,15 @@
 //! CPU time comes from the container's cgroup, so a multi-threaded job is
 //! charged for every thread (the C++ wrapper samples `stats` instead).
-//! A separate test binary, and one engine at a time, so that the two busy
-//! threads have this 2-core machine to themselves.
 
-use std::sync::Mutex;
 use std::time::Instant;
 
 use dw_test_support::*;
 
 const WRAPPER: &str = wrapper_path!();
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-on_both_engines!(cpu_time_counts_every_thread);
+// Alone on the machine (no other test, one engine at a time): the two busy
+// threads need this 2-core machine to themselves to reach 2x wall time.
+on_both_engines!(machine_alone: cpu_time_counts_every_thread);
 
 /// CPU seconds of every process in the container of host pid `pid`, from
 /// /proc (independent of the cgroup counter the wrapper reads).
@@ -50,7 +47,6 @@ fn container_cpu_seconds(pid: u32) -> f64 {
 }
 
 fn cpu_time_counts_every_thread(kind: EngineKind) {
-    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let engine = TestEngine::require(kind);
     let script = "spin() { while [ ! -f go ]; do :; done; }; spin & spin & wait";
     let mut task = Task::builder(&format!("two_threads_{}", kind.name()), WRAPPER)

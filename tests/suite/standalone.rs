@@ -11,6 +11,8 @@ on_both_engines!(the_example_job_runs_from_a_plain_directory);
 
 fn the_example_job_runs_from_a_plain_directory(kind: EngineKind) {
     let engine = TestEngine::require(kind);
+    // Its container is `boinc`, as is every standalone run's (windows_exe.rs).
+    let _name = claim::standalone_container(kind);
     let dir = TempDir::new(&format!("standalone_{}", kind.name())).unwrap();
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello");
     for entry in std::fs::read_dir(&example).unwrap() {

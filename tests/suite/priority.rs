@@ -1,10 +1,8 @@
 //! Background priority: a busy container started by the wrapper and an
 //! ordinary busy process on the same core; the ordinary process must get
-//! most of the core. A separate test binary, one engine at a time, so no
-//! other test competes for the core.
+//! most of the core.
 
 use std::process::{Child, Command};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use dw_test_support::*;
@@ -12,12 +10,12 @@ use dw_test_support::*;
 const WRAPPER: &str = wrapper_path!();
 
 const WINDOW: Duration = Duration::from_secs(5);
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-on_both_engines!(an_ordinary_process_gets_most_of_a_shared_core);
+// Alone on the machine (no other test, one engine at a time): no other
+// test may compete for the core the container and the process share.
+on_both_engines!(machine_alone: an_ordinary_process_gets_most_of_a_shared_core);
 
 fn an_ordinary_process_gets_most_of_a_shared_core(kind: EngineKind) {
-    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let engine = TestEngine::require(kind);
     let idle = share_of_ordinary_process(&engine, true);
     let normal = share_of_ordinary_process(&engine, false);

@@ -1,9 +1,15 @@
 //! The security defaults as the job sees them, and inputs that try to undo
 //! them or to exhaust the host.
 
+use std::sync::Mutex;
+
 use dw_test_support::*;
 
 const WRAPPER: &str = wrapper_path!();
+
+/// The host port `published_ports_listen_on_loopback_only` publishes on
+/// both engines, which share the host's ports: one at a time.
+static HOST_PORT_18080: Mutex<()> = Mutex::new(());
 
 on_both_engines!(
     the_job_has_no_capabilities_and_cannot_gain_privileges,
@@ -52,6 +58,7 @@ fn the_job_has_no_capabilities_and_cannot_gain_privileges(kind: EngineKind) {
 
 fn published_ports_listen_on_loopback_only(kind: EngineKind) {
     let engine = TestEngine::require(kind);
+    let _port = HOST_PORT_18080.lock().unwrap_or_else(|e| e.into_inner());
     let job = TestJob::shell("while [ ! -f go ]; do sleep 0.1; done")
         .job_toml("portmap = [\"18080:80\"]\n");
     let mut task = TaskBuilder::on_engine("ports", WRAPPER, &engine)

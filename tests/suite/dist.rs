@@ -6,11 +6,11 @@
 //!
 //! The files are looked up in `dist/` (or `DW_DIST_DIR`); a missing file
 //! fails the test with the command that builds it. The Windows file is
-//! tested under Wine in tests/windows_exe.rs.
+//! tested under Wine in tests/suite/windows_exe.rs.
 #![cfg(target_os = "linux")]
 
 use dw_test_support::scenarios::{self, Wrapper};
-use dw_test_support::EngineKind;
+use dw_test_support::{Claim, EngineKind};
 use std::path::PathBuf;
 
 const QEMU_AARCH64: &str = "qemu-aarch64-static";
@@ -46,14 +46,17 @@ macro_rules! on_each_release_file {
             use super::*;
             #[test]
             fn x86_64_podman() {
+                let _claim = Claim::shared(EngineKind::Podman);
                 scenarios::$name(&x86_64(), EngineKind::Podman);
             }
             #[test]
             fn x86_64_docker() {
+                let _claim = Claim::shared(EngineKind::Docker);
                 scenarios::$name(&x86_64(), EngineKind::Docker);
             }
             #[test]
             fn aarch64_podman() {
+                let _claim = Claim::shared(EngineKind::Podman);
                 scenarios::$name(&aarch64(), EngineKind::Podman);
             }
         }
@@ -73,6 +76,7 @@ on_each_release_file!(
 /// executable for its CPU (`cargo xtask dist` checks their load commands).
 #[test]
 fn macos_files_are_mach_o_executables_for_their_cpu() {
+    let _claim = Claim::no_engine();
     const MH_MAGIC_64: u32 = 0xfeed_facf;
     const MH_EXECUTE: u32 = 2;
     for (suffix, cpu) in [

@@ -4,14 +4,14 @@
 //! container reads and writes them through the mounted slot.
 //!
 //! BOINC 7.20's library (Debian 12's libboinc-app-dev, what `cargo build`
-//! links) has no sporadic support: tests/cli.rs checks that the default
+//! links) has no sporadic support: tests/suite/cli.rs checks that the default
 //! wrapper refuses `--sporadic`. These tests run the wrapper that volunteers
 //! get, linked against BOINC 8.2.15's API: `DW_WRAPPER_BIN` when set, else
 //! the self-contained x86_64 binary `cargo xtask dist` puts into `dist/`
 //! (`DW_DIST_DIR` overrides the directory), the file whose name ends in
 //! `_x86_64-pc-linux-gnu`. Without either they fail and say so.
 //!
-//! `cargo xtask dist && cargo test --release --test sporadic`
+//! `cargo xtask dist && cargo test --release --test suite -- sporadic::`
 
 use std::path::PathBuf;
 

@@ -9,6 +9,7 @@ const WRAPPER: &str = wrapper_path!();
 
 #[test]
 fn help_lists_every_option() {
+    let _claim = Claim::no_engine();
     let out = Command::new(WRAPPER).arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
@@ -30,6 +31,7 @@ fn help_lists_every_option() {
 
 #[test]
 fn version_names_the_build_and_the_boinc_library() {
+    let _claim = Claim::no_engine();
     let out = Command::new(WRAPPER).arg("--version").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
@@ -47,6 +49,7 @@ fn version_names_the_build_and_the_boinc_library() {
 /// wrapper says so, and stops at the missing Dockerfile before any engine call.
 #[test]
 fn standalone_mode_is_detected_through_the_boinc_library() {
+    let _claim = Claim::no_engine();
     let dir = TempDir::new("standalone").unwrap();
     let out = Command::new(WRAPPER)
         .current_dir(dir.path())
@@ -67,6 +70,7 @@ fn run_task(name: &str, builder: impl FnOnce(TaskBuilder) -> TaskBuilder) -> Out
 
 #[test]
 fn malformed_job_toml_is_an_error_naming_the_key() {
+    let _claim = Claim::no_engine();
     let outcome = run_task("bad_toml", |b| {
         b.job(TestJob::shell("exit 0").job_toml("verbose = \"yes\"\n"))
     });
@@ -80,6 +84,7 @@ fn malformed_job_toml_is_an_error_naming_the_key() {
 
 #[test]
 fn toml_syntax_error_gives_the_line() {
+    let _claim = Claim::no_engine();
     let outcome = run_task("toml_syntax", |b| {
         b.job(TestJob::shell("exit 0").job_toml("workdir = \"/app\"\nmount = [\n"))
     });
@@ -93,6 +98,7 @@ fn toml_syntax_error_gives_the_line() {
 
 #[test]
 fn malformed_init_data_is_an_error_naming_the_file() {
+    let _claim = Claim::no_engine();
     let outcome = run_task("bad_init_data", |b| {
         b.raw_init_data("<app_init_data><shm_key>-1</shm_key><ncpus>abc</ncpus></app_init_data>")
     });
@@ -110,6 +116,7 @@ fn malformed_init_data_is_an_error_naming_the_file() {
 /// before any engine call.
 #[test]
 fn empty_init_data_is_an_error_naming_the_file() {
+    let _claim = Claim::no_engine();
     let outcome = run_task("empty_init_data", |b| b.raw_init_data(""));
     assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
     assert!(
@@ -126,6 +133,7 @@ fn empty_init_data_is_an_error_naming_the_file() {
 
 #[test]
 fn missing_config_file_given_on_the_command_line_is_an_error() {
+    let _claim = Claim::no_engine();
     let outcome = run_task("missing_config", |b| b.args(["--config", "nope.toml"]));
     assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
     assert!(
@@ -139,6 +147,7 @@ fn missing_config_file_given_on_the_command_line_is_an_error() {
 /// older library the wrapper says so and fails the task, before any engine call.
 #[test]
 fn sporadic_without_a_boinc_8_library_says_so() {
+    let _claim = Claim::no_engine();
     let version = Command::new(WRAPPER).arg("--version").output().unwrap();
     let version = String::from_utf8_lossy(&version.stdout).to_string();
     let outcome = run_task("sporadic", |b| b.arg("--sporadic"));
@@ -164,6 +173,7 @@ fn sporadic_without_a_boinc_8_library_says_so() {
 /// be reached: it says so and fails.
 #[test]
 fn check_without_a_reachable_engine_says_why_and_fails() {
+    let _claim = Claim::no_engine();
     let out = Command::new(WRAPPER)
         .arg("--check")
         .env("PATH", "/nonexistent")

@@ -19,6 +19,7 @@ fn new_shm(dir: &TempDir) -> (SharedMemory, SharedMemory) {
 
 #[test]
 fn mmap_file_is_8_channels_of_1_kib() {
+    let _claim = Claim::no_engine();
     let dir = TempDir::new("shm_layout").unwrap();
     let (client, _app) = new_shm(&dir);
     assert_eq!(
@@ -41,6 +42,7 @@ fn mmap_file_is_8_channels_of_1_kib() {
 
 #[test]
 fn channel_round_trip_both_directions() {
+    let _claim = Claim::no_engine();
     let dir = TempDir::new("shm_round_trip").unwrap();
     let (client, app) = new_shm(&dir);
 
@@ -81,6 +83,7 @@ fn channel_round_trip_both_directions() {
 
 #[test]
 fn busy_channel_is_not_overwritten() {
+    let _claim = Claim::no_engine();
     let dir = TempDir::new("shm_busy").unwrap();
     let (client, app) = new_shm(&dir);
     assert!(client
@@ -118,6 +121,7 @@ fn busy_channel_is_not_overwritten() {
 
 #[test]
 fn overlong_message_is_refused() {
+    let _claim = Claim::no_engine();
     let dir = TempDir::new("shm_long").unwrap();
     let (client, _app) = new_shm(&dir);
     assert!(client
@@ -131,6 +135,7 @@ fn overlong_message_is_refused() {
 
 #[test]
 fn create_clears_an_existing_file() {
+    let _claim = Claim::no_engine();
     let dir = TempDir::new("shm_reset").unwrap();
     let path = dir.path().join(MMAP_FILE_NAME);
     fs::write(&path, vec![7u8; 100]).unwrap();
@@ -173,6 +178,7 @@ fn check_text(text: &str) {
 
 #[test]
 fn init_data_is_well_formed_and_complete() {
+    let _claim = Claim::no_engine();
     let task = Task::builder("init_data_fields", "/bin/true")
         .program_exact("/bin/true")
         .ncpus(2.0)
@@ -226,6 +232,7 @@ fn init_data_is_well_formed_and_complete() {
 
 #[test]
 fn client_7_20_writes_no_docker_fields() {
+    let _claim = Claim::no_engine();
     let task = Task::builder("init_data_7_20", "/bin/true")
         .program_exact("/bin/true")
         .client_7_20()
@@ -240,6 +247,7 @@ fn client_7_20_writes_no_docker_fields() {
 
 #[test]
 fn default_names_are_unique_and_container_name_is_cpp_compatible() {
+    let _claim = Claim::no_engine();
     let a = Task::builder("names", "/bin/true")
         .program_exact("/bin/true")
         .prepare()
@@ -261,6 +269,7 @@ fn default_names_are_unique_and_container_name_is_cpp_compatible() {
 
 #[test]
 fn raw_init_data_is_written_verbatim() {
+    let _claim = Claim::no_engine();
     let mut task = Task::builder("raw_init", "/bin/true")
         .program_exact("/bin/true")
         .raw_init_data("<app_init_data><slot>0</slo")
@@ -276,6 +285,7 @@ fn raw_init_data_is_written_verbatim() {
 
 #[test]
 fn soft_link_file_has_the_client_format() {
+    let _claim = Claim::no_engine();
     assert_eq!(
         soft_link_text("../../projects/example.org_test/in_data.txt"),
         "<soft_link>../../projects/example.org_test/in_data.txt</soft_link>\n"
@@ -324,6 +334,7 @@ fn soft_link_file_has_the_client_format() {
 
 #[test]
 fn odd_data_dir_name_is_used() {
+    let _claim = Claim::no_engine();
     let task = Task::builder("odd_dir", "/bin/true")
         .program_exact("/bin/true")
         .data_dir_name(ODD_DATA_DIR_NAME)
@@ -335,6 +346,7 @@ fn odd_data_dir_name_is_used() {
 
 #[test]
 fn temp_dir_is_removed_on_drop() {
+    let _claim = Claim::no_engine();
     let dir = TempDir::new("removal").unwrap();
     let path = dir.path().to_path_buf();
     fs::create_dir_all(path.join("a/b")).unwrap();
@@ -353,6 +365,7 @@ fn temp_dir_is_removed_on_drop() {
 
 #[test]
 fn task_dirs_are_removed_on_drop() {
+    let _claim = Claim::no_engine();
     let task = Task::builder("task_removal", "/bin/true")
         .program_exact("/bin/true")
         .prepare()
@@ -367,6 +380,7 @@ fn task_dirs_are_removed_on_drop() {
 
 #[test]
 fn app_status_parses_what_the_api_writes() {
+    let _claim = Claim::no_engine();
     // boinc_report_app_status_aux's format.
     let text = "<current_cpu_time>1.234500e+01</current_cpu_time>\n\
                 <checkpoint_cpu_time>1.000000e+01</checkpoint_cpu_time>\n\
@@ -386,6 +400,7 @@ fn app_status_parses_what_the_api_writes() {
 
 #[test]
 fn numbers_and_heartbeat_look_like_the_client() {
+    let _claim = Claim::no_engine();
     assert_eq!(c_e(0.0), "0.000000e+00");
     assert_eq!(c_e(1536.0), "1.536000e+03");
     assert_eq!(c_e(0.00025), "2.500000e-04");
@@ -404,6 +419,7 @@ fn numbers_and_heartbeat_look_like_the_client() {
 
 #[test]
 fn engine_version_is_parsed_like_the_client() {
+    let _claim = Claim::no_engine();
     assert_eq!(
         version_from_cli_output("podman version 4.3.1\n").as_deref(),
         Some("4.3.1")
@@ -422,6 +438,7 @@ fn engine_version_is_parsed_like_the_client() {
 
 #[test]
 fn job_dir_has_dockerfile_busybox_and_script() {
+    let _claim = Claim::no_engine();
     let dir = TempDir::new("job_files").unwrap();
     let job = TestJob::shell("echo \"$@\"")
         .job_toml("verbose = 1\n")
@@ -450,6 +467,7 @@ fn job_dir_has_dockerfile_busybox_and_script() {
 
 #[test]
 fn job_files_are_copied_or_linked_into_the_slot() {
+    let _claim = Claim::no_engine();
     let copied = Task::builder("job_copy", "/bin/true")
         .program_exact("/bin/true")
         .job(TestJob::shell("true"))
@@ -485,6 +503,7 @@ fn fake_app(test: &str, script: &str) -> Task {
 
 #[test]
 fn client_thread_sends_heartbeats_and_reads_status() {
+    let _claim = Claim::no_engine();
     let task = fake_app("client_thread", "sleep 20");
     let app = SharedMemory::open(&task.slot_dir().join(MMAP_FILE_NAME)).unwrap();
 
@@ -534,6 +553,7 @@ fn client_thread_sends_heartbeats_and_reads_status() {
 
 #[test]
 fn heartbeats_can_be_switched_off() {
+    let _claim = Claim::no_engine();
     let task = fake_app("no_heartbeat", "sleep 20");
     task.set_heartbeats(false);
     let app = SharedMemory::open(&task.slot_dir().join(MMAP_FILE_NAME)).unwrap();
@@ -546,6 +566,7 @@ fn heartbeats_can_be_switched_off() {
 
 #[test]
 fn outcome_reports_exit_files_and_logs() {
+    let _claim = Claim::no_engine();
     let script = r#"echo "args: $1|$2" >&2; echo "in stderr.txt" > stderr.txt; printf '3\n' > boinc_finish_called; exit 3"#;
     let mut task = fake_app("outcome", script);
     let outcome = task.wait_exit(Duration::from_secs(10)).unwrap();
@@ -564,6 +585,7 @@ fn outcome_reports_exit_files_and_logs() {
 
 #[test]
 fn temporary_exit_is_reported_and_cleared_on_restart() {
+    let _claim = Claim::no_engine();
     let script = r#"if [ -e boinc_temporary_exit ]; then exit 9; fi; printf '300\nengine not running\n' > boinc_temporary_exit; exit 0"#;
     let mut task = fake_app("temporary_exit", script);
     let outcome = task.wait_exit(Duration::from_secs(10)).unwrap();
@@ -582,6 +604,7 @@ fn temporary_exit_is_reported_and_cleared_on_restart() {
 
 #[test]
 fn restart_clears_channels_and_passes_checkpoint_cpu_time() {
+    let _claim = Claim::no_engine();
     let mut task = fake_app("restart", "sleep 20");
     let app = SharedMemory::open(&task.slot_dir().join(MMAP_FILE_NAME)).unwrap();
     app.try_send(Channel::AppStatus, "<current_cpu_time>9.000000e+00</current_cpu_time>\n<checkpoint_cpu_time>7.500000e+00</checkpoint_cpu_time>\n").unwrap();
@@ -606,6 +629,7 @@ fn restart_clears_channels_and_passes_checkpoint_cpu_time() {
 
 #[test]
 fn wait_exit_timeout_kills_and_shows_logs() {
+    let _claim = Claim::no_engine();
     let mut task = fake_app("timeout", "echo still working; sleep 30");
     let started = Instant::now();
     let err = task.wait_exit(Duration::from_millis(500)).unwrap_err();

@@ -395,6 +395,7 @@ fn stand_in_helper(
 /// the helper user's rootless Podman, not root's.
 #[test]
 fn podman_runs_through_the_clients_helper_as_its_user() {
+    let _claim = Claim::shared(EngineKind::Podman);
     let boinc_podman = TestEngine::require_unprivileged(EngineKind::Podman);
     let root_podman = TestEngine::require(EngineKind::Podman);
     let user = boinc_podman.user().unwrap().clone();
