@@ -83,7 +83,7 @@ fn cpu_time_counts_every_thread(kind: EngineKind) {
     let reported = last.current_cpu_time - first.current_cpu_time;
     std::fs::write(task.slot_dir().join("go"), "").unwrap();
     let outcome = task.wait_exit(Duration::from_secs(60)).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     let ratio = reported / wall;
     println!("{}: reported CPU {reported:.2} s, processes' own {truth:.2} s, over {wall:.2} s wall: {ratio:.2}x", kind.name());
     // The report matches what the job's processes really used (both threads)...

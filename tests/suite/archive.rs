@@ -41,18 +41,12 @@ fn an_archive_only_app_version_runs_without_a_dockerfile(kind: EngineKind) {
         (task, outcome)
     };
     let (task, outcome) = run("archive");
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert_eq!(
         task.read_slot_file("out.txt").as_deref(),
         Some("from the archived image\n")
     );
-    assert!(
-        outcome
-            .stderr_txt
-            .contains("loading image archive image.tar.gz"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_said(&["loading image archive image.tar.gz"]);
     let image = outcome
         .stderr_txt
         .lines()
@@ -68,13 +62,9 @@ fn an_archive_only_app_version_runs_without_a_dockerfile(kind: EngineKind) {
 
     // Loaded once: the next task runs the cached image.
     let (again, cached) = run("archive_again");
-    assert_eq!(cached.finish_code(), Some(0), "{}", cached.describe());
-    assert!(
-        cached.stderr_txt.contains("(from image.tar.gz) is cached")
-            && !cached.stderr_txt.contains("loading image archive"),
-        "{}",
-        cached.describe()
-    );
+    cached.assert_finished(0);
+    cached.assert_said(&["(from image.tar.gz) is cached"]);
+    cached.assert_not_said(&["loading image archive"]);
     assert_eq!(engine.container_state(&again.container_name()), None);
     if !image.is_empty() {
         let _ = engine.remove_image(&image);

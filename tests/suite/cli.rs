@@ -74,12 +74,8 @@ fn malformed_job_toml_is_an_error_naming_the_key() {
     let outcome = run_task("bad_toml", |b| {
         b.job(TestJob::shell("exit 0").job_toml("verbose = \"yes\"\n"))
     });
-    assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-    assert!(
-        outcome.stderr_txt.contains("'verbose'"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(206);
+    outcome.assert_said(&["'verbose'"]);
 }
 
 #[test]
@@ -88,12 +84,8 @@ fn toml_syntax_error_gives_the_line() {
     let outcome = run_task("toml_syntax", |b| {
         b.job(TestJob::shell("exit 0").job_toml("workdir = \"/app\"\nmount = [\n"))
     });
-    assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-    assert!(
-        outcome.stderr_txt.contains("line"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(206);
+    outcome.assert_said(&["line"]);
 }
 
 #[test]
@@ -102,12 +94,8 @@ fn malformed_init_data_is_an_error_naming_the_file() {
     let outcome = run_task("bad_init_data", |b| {
         b.raw_init_data("<app_init_data><shm_key>-1</shm_key><ncpus>abc</ncpus></app_init_data>")
     });
-    assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-    assert!(
-        outcome.stderr_txt.contains("ncpus"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(206);
+    outcome.assert_said(&["ncpus"]);
 }
 
 /// An empty init_data.xml (a client that crashed while writing it): the
@@ -118,29 +106,19 @@ fn malformed_init_data_is_an_error_naming_the_file() {
 fn empty_init_data_is_an_error_naming_the_file() {
     let _claim = Claim::no_engine();
     let outcome = run_task("empty_init_data", |b| b.raw_init_data(""));
-    assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-    assert!(
-        outcome.stderr_txt.contains("init_data.xml"),
-        "{}",
-        outcome.describe()
-    );
-    assert!(
-        !outcome.stderr_txt.contains("are named 'boinc'"),
-        "not run standalone: {}",
-        outcome.describe()
-    );
+    outcome.assert_finished(206);
+    outcome.assert_said(&["init_data.xml"]);
+    outcome
+        .noted("not run standalone")
+        .assert_not_said(&["are named 'boinc'"]);
 }
 
 #[test]
 fn missing_config_file_given_on_the_command_line_is_an_error() {
     let _claim = Claim::no_engine();
     let outcome = run_task("missing_config", |b| b.args(["--config", "nope.toml"]));
-    assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-    assert!(
-        outcome.stderr_txt.contains("nope.toml"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(206);
+    outcome.assert_said(&["nope.toml"]);
 }
 
 /// `--sporadic` needs BOINC 8's API (boinc_sporadic_dir); built against an
@@ -152,20 +130,12 @@ fn sporadic_without_a_boinc_8_library_says_so() {
     let version = String::from_utf8_lossy(&version.stdout).to_string();
     let outcome = run_task("sporadic", |b| b.arg("--sporadic"));
     if version.contains("BOINC API 7.") {
-        assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-        assert!(
-            outcome
-                .stderr_txt
-                .contains("--sporadic needs a BOINC 8 API library"),
-            "{}",
-            outcome.describe()
-        );
+        outcome.assert_finished(206);
+        outcome.assert_said(&["--sporadic needs a BOINC 8 API library"]);
     } else {
-        assert!(
-            !outcome.stderr_txt.contains("sporadic"),
-            "with {version}: {}",
-            outcome.describe()
-        );
+        outcome
+            .noted(format!("with {version}"))
+            .assert_not_said(&["sporadic"]);
     }
 }
 

@@ -17,23 +17,14 @@ fn out_of_range_numbers_are_lowered_to_the_hosts(kind: EngineKind) {
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert!(
-        outcome.stderr_txt.contains("the job ran"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(0);
+    outcome.assert_said(&["the job ran"]);
     for said in [
         "rsc_memory_bound of 1e30 bytes is more than this host's memory",
         "the client asked for 1000000 CPUs",
         "rsc_disk_bound of 1e30 bytes is more than this host's disk",
     ] {
-        let lines = outcome
-            .stderr_txt
-            .lines()
-            .filter(|l| l.contains(said))
-            .count();
-        assert_eq!(lines, 1, "{said:?}\n{}", outcome.describe());
+        outcome.assert_said_times(said, 1);
     }
     engine.assert_no_container(&task);
 }

@@ -33,14 +33,10 @@ fn a_completion_file_ends_a_service_with_its_code_and_message(kind: EngineKind) 
         "completion_trigger_file = \"done.txt\"",
     );
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(3), "{}", outcome.describe());
+    outcome.assert_finished(3);
     let finish_file = outcome.finish_file.clone().unwrap_or_default();
     assert_eq!(finish_file, "3\nall done, see you\nnotice\n");
-    assert!(
-        outcome.stderr_txt.contains("completion file: code 3"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_said(&["completion file: code 3"]);
     engine.assert_no_container(&task);
 }
 
@@ -66,7 +62,7 @@ fn a_temporary_exit_file_asks_for_a_retry_and_the_restart_continues(kind: Engine
         outcome.temporary_exit_reason(),
         Some("waiting for the input server")
     );
-    assert!(outcome.finish_code().is_none(), "{}", outcome.describe());
+    outcome.assert_not_finished();
     assert!(
         task.read_slot_file("retry.txt").is_none(),
         "acted on, then removed"
@@ -92,7 +88,7 @@ fn a_temporary_exit_file_asks_for_a_retry_and_the_restart_continues(kind: Engine
     );
     std::fs::write(task.slot_dir().join("go"), "").unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert_eq!(task.read_slot_file("out.txt").unwrap().trim(), "resumed");
     engine.assert_no_container(&task);
 }
@@ -119,7 +115,7 @@ fn a_trickle_file_becomes_a_trickle_up_message(kind: EngineKind) {
     assert!(sent.contains("<progress>0.5</progress>"), "{sent}");
     std::fs::write(task.slot_dir().join("go"), "").unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     engine.assert_no_container(&task);
 }
 
@@ -151,12 +147,8 @@ fn an_intermediate_upload_is_requested(kind: EngineKind) {
     assert!(asked.is_some(), "{:?}", task.trickle_up_messages());
     std::fs::write(task.slot_dir().join("go"), "").unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert!(
-        outcome.stderr_txt.contains("partial.dat: upload requested"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(0);
+    outcome.assert_said(&["partial.dat: upload requested"]);
     engine.assert_no_container(&task);
 }
 
@@ -170,15 +162,11 @@ fn a_silent_heartbeat_ends_the_task(kind: EngineKind) {
         "heartbeat_filename = \"beat\"\nminimum_heartbeat_interval = 10",
     );
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(195), "{}", outcome.describe());
-    assert!(
-        outcome.stderr_txt.contains("has not touched beat for ")
-            && outcome
-                .stderr_txt
-                .contains("(minimum_heartbeat_interval 10 s): it is taken as hung"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(195);
+    outcome.assert_said(&[
+        "has not touched beat for ",
+        "(minimum_heartbeat_interval 10 s): it is taken as hung",
+    ]);
     engine.assert_no_container(&task);
 }
 
@@ -220,6 +208,6 @@ fn a_checkpoint_file_moves_the_checkpoint_cpu_time(kind: EngineKind) {
     );
     std::fs::write(task.slot_dir().join("go"), "").unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     engine.assert_no_container(&task);
 }

@@ -28,16 +28,7 @@ fn no_engine_installed_is_a_temporary_exit() {
         .start()
         .unwrap();
     let outcome = task.wait_exit(Duration::from_secs(60)).unwrap();
-    assert!(!outcome.finished, "{}", outcome.describe());
-    let reason = outcome
-        .temporary_exit_reason()
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        reason.contains("no container engine"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_temporary_exit("no container engine");
 }
 
 #[test]
@@ -50,12 +41,7 @@ fn docker_daemon_down_is_a_temporary_exit() {
         .start()
         .unwrap();
     let outcome = task.wait_exit(Duration::from_secs(60)).unwrap();
-    assert!(!outcome.finished, "{}", outcome.describe());
-    let reason = outcome
-        .temporary_exit_reason()
-        .unwrap_or_default()
-        .to_string();
-    assert!(reason.contains("does not answer"), "{}", outcome.describe());
+    outcome.assert_temporary_exit("does not answer");
 }
 
 #[test]
@@ -73,16 +59,7 @@ fn a_hanging_engine_is_a_temporary_exit_within_the_timeout() {
         .start()
         .unwrap();
     let outcome = task.wait_exit(Duration::from_secs(60)).unwrap();
-    assert!(!outcome.finished, "{}", outcome.describe());
-    let reason = outcome
-        .temporary_exit_reason()
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        reason.contains("did not finish within 5s"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_temporary_exit("did not finish within 5s");
     // 5 s timeout + 2 s TERM grace + start-up.
     assert!(
         outcome.elapsed < Duration::from_secs(12),
@@ -117,17 +94,8 @@ fn a_dockerfile_that_fails_to_build_reports_its_output(kind: EngineKind) {
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-    assert!(
-        outcome.stderr_txt.contains("image build failed"),
-        "{}",
-        outcome.describe()
-    );
-    assert!(
-        outcome.stderr_txt.contains("compiling the science code"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(206);
+    outcome.assert_said(&["image build failed", "compiling the science code"]);
     assert_eq!(engine.container_state(&task.container_name()), None);
     // Nor the build's own container of the failed step.
     let failed_step = engine
@@ -161,11 +129,7 @@ fn a_missing_dockerfile_is_an_error(kind: EngineKind) {
     std::fs::remove_file(task.slot_dir().join("Dockerfile")).unwrap();
     task.start().unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-    assert!(
-        outcome.stderr_txt.contains("Dockerfile not found"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(206);
+    outcome.assert_said(&["Dockerfile not found"]);
     assert_eq!(engine.container_state(&task.container_name()), None);
 }

@@ -24,7 +24,7 @@ fn soft_linked_input_and_output_reach_the_project_dir(kind: EngineKind) {
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     let uploaded = task
         .read_project_file("result_out_0")
         .map(|b| String::from_utf8_lossy(&b).into_owned());
@@ -55,7 +55,7 @@ fn symlinked_files_work_too(kind: EngineKind) {
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert_eq!(
         task.read_slot_file("copy.txt").as_deref(),
         Some("symlinked bytes")
@@ -74,15 +74,14 @@ fn app_files_delivered_as_soft_links_work(kind: EngineKind) {
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert_eq!(
         task.read_slot_file("result.txt").as_deref(),
         Some("from linked main.sh\n")
     );
-    assert!(
-        outcome.stderr_txt.contains("debug"),
-        "job.toml (verbose = 2) was not read through its link"
-    );
+    outcome
+        .noted("job.toml (verbose = 2) was not read through its link")
+        .assert_said(&["debug"]);
     engine.assert_no_container(&task);
 }
 
@@ -99,18 +98,11 @@ fn a_link_outside_the_data_dir_is_refused(kind: EngineKind) {
     .unwrap();
     task.start().unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-    assert!(
-        outcome
-            .stderr_txt
-            .contains("outside the BOINC data directory"),
-        "{}",
-        outcome.describe()
-    );
-    assert!(
-        !outcome.stderr_txt.contains("root:x:0"),
-        "the file leaked into the log"
-    );
+    outcome.assert_finished(206);
+    outcome.assert_said(&["outside the BOINC data directory"]);
+    outcome
+        .noted("the file leaked into the log")
+        .assert_not_said(&["root:x:0"]);
     engine.assert_no_container(&task);
 }
 
@@ -134,14 +126,8 @@ fn a_link_through_a_symlink_in_the_project_dir_is_refused(kind: EngineKind) {
     std::fs::write(task.slot_dir().join("secret.txt"), link).unwrap();
     task.start().unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-    assert!(
-        outcome
-            .stderr_txt
-            .contains("outside the BOINC data directory"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(206);
+    outcome.assert_said(&["outside the BOINC data directory"]);
     assert!(
         !task
             .read_slot_file("seen.txt")

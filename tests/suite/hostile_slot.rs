@@ -80,7 +80,7 @@ fn fraction_done_linked_to_dev_zero_is_not_read(kind: EngineKind) {
         "ln -s /dev/zero fraction_done; sleep 4; echo done",
         GIB,
     );
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert!(
         peak > 0 && peak < MAX_WRAPPER_RSS_KIB,
         "peak RSS {peak} KiB\n{}",
@@ -96,12 +96,8 @@ fn fraction_done_as_a_fifo_does_not_block(kind: EngineKind) {
         "mkfifo fraction_done; sleep 4; echo done",
         GIB,
     );
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert!(
-        outcome.stderr_txt.contains("done"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(0);
+    outcome.assert_said(&["done"]);
     TestEngine::require(kind).assert_no_container(&task);
 }
 
@@ -112,7 +108,7 @@ fn a_huge_fraction_done_costs_no_memory(kind: EngineKind) {
         "echo 0.5 > fraction_done; dd if=/dev/zero bs=1M count=128 >> fraction_done 2>/dev/null; sleep 4",
         4.0 * GIB,
     );
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert!(
         peak > 0 && peak < MAX_WRAPPER_RSS_KIB,
         "peak RSS {peak} KiB\n{}",
@@ -172,12 +168,8 @@ fn planted_link_at(kind: EngineKind, label: &str, name: &str) {
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert!(
-        outcome.stderr_txt.contains("planted"),
-        "{}",
-        outcome.describe()
-    );
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_said(&["planted"]);
+    outcome.assert_finished(0);
     outside.assert_unchanged(&outcome);
     engine.assert_no_container(&task);
 }
@@ -206,17 +198,13 @@ fn a_link_at_stderr_txt_is_not_followed_after_a_restart(kind: EngineKind) {
     task.wait_for_counter_above(2, Duration::from_secs(120));
     task.send_control(Control::Quit);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
-    assert!(!outcome.finished, "{}", outcome.describe());
+    outcome.assert_not_finished();
     task.restart().unwrap();
     task.wait_for_counter_above(task.counter() + 2, Duration::from_secs(60));
     let outcome = task.release_and_wait(TASK_TIMEOUT);
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     outside.assert_unchanged(&outcome);
-    assert!(
-        outcome.stderr_txt.contains("docker_wrapper"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_said(&["docker_wrapper"]);
     engine.assert_no_container(&task);
 }
 

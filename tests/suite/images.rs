@@ -116,12 +116,7 @@ impl Project {
     fn run(&self, wu_name: &str, job: TestJob) -> (Task, Outcome) {
         let mut task = self.task(wu_name, job).start().unwrap();
         let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-        assert_eq!(
-            outcome.finish_code(),
-            Some(0),
-            "{wu_name}: {}",
-            outcome.describe()
-        );
+        outcome.noted(wu_name).assert_finished(0);
         self.engine.assert_no_container(&task);
         (task, outcome)
     }
@@ -144,12 +139,7 @@ impl Project {
             std::thread::sleep(Duration::from_millis(5));
         };
         let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-        assert_eq!(
-            outcome.finish_code(),
-            Some(0),
-            "{wu_name}: {}",
-            outcome.describe()
-        );
+        outcome.noted(wu_name).assert_finished(0);
         self.engine.assert_no_container(&task);
         let job_start = job_start
             .unwrap_or_else(|| panic!("{wu_name}: the job never started\n{}", outcome.describe()));
@@ -264,19 +254,24 @@ fn image_in_log(stderr_txt: &str) -> Option<String> {
         .map(normalize)
 }
 
-/// `describe()` plus every line of stderr.txt about images (build, cache,
-/// garbage collection), which may be older than the tail `describe` shows.
-fn explain(outcome: &Outcome) -> String {
+/// The outcome with every line of stderr.txt about images (build, cache,
+/// garbage collection) in its failure messages: they may be older than the
+/// tail `describe` shows.
+fn explained(outcome: &Outcome) -> Outcome {
     let image_lines: Vec<&str> = outcome
         .stderr_txt
         .lines()
         .filter(|l| l.contains("image"))
         .collect();
-    format!(
-        "{}\n--- image lines of stderr.txt ---\n{}",
-        outcome.describe(),
+    outcome.noted(format!(
+        "--- image lines of stderr.txt ---\n{}\n---",
         image_lines.join("\n")
-    )
+    ))
+}
+
+/// `describe()` with every line of stderr.txt about images.
+fn explain(outcome: &Outcome) -> String {
+    explained(outcome).describe()
 }
 
 fn image_of(outcome: &Outcome) -> String {
@@ -364,18 +359,10 @@ fn a_cached_start_is_two_engine_commands(kind: EngineKind) {
         "{}",
         second.describe()
     );
-    assert!(
-        second.stderr_txt.contains(" is cached"),
-        "{}",
-        second.describe()
-    );
-    assert!(
-        second
-            .stderr_txt
-            .contains(&format!("using {} ", kind_title(kind))),
-        "the engine's version is still logged\n{}",
-        second.describe()
-    );
+    second.assert_said(&[" is cached"]);
+    second
+        .noted("the engine's version is still logged")
+        .assert_said(&[&format!("using {} ", kind_title(kind))]);
     project.assert_nothing_left();
 }
 
@@ -392,20 +379,11 @@ fn a_fixed_image_name_is_built_once_then_used(kind: EngineKind) {
     let _ = engine.remove_image(&name);
     let job = || fresh_job(&project).job_toml(&format!("image_name = \"{name}\"\n"));
     let (_first_task, first) = project.run("wu_fixed_1", job());
-    assert!(
-        first.stderr_txt.contains(&format!("building image {name}")),
-        "{}",
-        explain(&first)
-    );
+    explained(&first).assert_said(&[&format!("building image {name}")]);
     let (_second_task, second) = project.run("wu_fixed_2", job());
-    assert!(
-        second
-            .stderr_txt
-            .contains(&format!("image {name} is present"))
-            && !second.stderr_txt.contains("building image"),
-        "{}",
-        explain(&second)
-    );
+    let second = explained(&second);
+    second.assert_said(&[&format!("image {name} is present")]);
+    second.assert_not_said(&["building image"]);
     assert!(engine.image_exists(&name), "{name} was removed");
     project.assert_nothing_left();
 }
@@ -436,11 +414,7 @@ fn two_workunits_share_one_build(kind: EngineKind) {
         "the second workunit rebuilt\n{}",
         second.describe()
     );
-    assert!(
-        second.stderr_txt.contains(" is cached"),
-        "{}",
-        second.describe()
-    );
+    second.assert_said(&[" is cached"]);
     let image = image_of(&first);
     assert_eq!(
         image_of(&second),
@@ -485,13 +459,7 @@ fn four_concurrent_tasks_build_once(kind: EngineKind) {
         .collect();
 
     for (task, outcome) in tasks.iter().zip(&outcomes) {
-        assert_eq!(
-            outcome.finish_code(),
-            Some(0),
-            "{}: {}",
-            task.wu_name(),
-            outcome.describe()
-        );
+        outcome.noted(task.wu_name()).assert_finished(0);
         engine.assert_no_container(task);
     }
     let all_logs = || {
@@ -611,12 +579,8 @@ fn an_image_in_use_is_never_removed(kind: EngineKind) {
 
     std::fs::write(a.slot_dir().join("go"), "").unwrap();
     let outcome = a.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert!(
-        outcome.stderr_txt.contains("released"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(0);
+    outcome.assert_said(&["released"]);
     engine.assert_no_container(&a);
     project.assert_nothing_left();
 }

@@ -266,11 +266,9 @@ fn sigterm_stops_a_build_and_leaves_nothing(kind: EngineKind) {
     println!("{}: during the build: {:?}", kind.name(), build.leftovers());
     task.signal(libc::SIGTERM).unwrap();
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
-    assert!(
-        !outcome.finished,
-        "a task stopped while building must not finish\n{}",
-        outcome.describe()
-    );
+    outcome
+        .noted("a task stopped while building must not finish")
+        .assert_not_finished();
     let still_sleeping = sleep_outlives(seconds, Duration::from_secs(10));
     let left = build.leftovers_after(ENGINE_CLEANUP);
     println!(
@@ -308,7 +306,7 @@ fn the_next_build_removes_what_a_killed_build_left(kind: EngineKind) {
 
     let mut next = build.task("wu_next", build.job("b", None)).start().unwrap();
     let outcome = next.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     engine.assert_no_container(&next);
     let left = build.leftovers_after(ENGINE_CLEANUP);
     println!("{}: after the next task: {left:?}", kind.name());

@@ -37,7 +37,7 @@ fn quit_with_stop_restarts_the_container(kind: EngineKind) {
     task.wait_for_counter_above(2, COUNT_WAIT);
     task.send_control(Control::Quit);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
-    assert!(!outcome.finished, "{}", outcome.describe());
+    outcome.assert_not_finished();
     let state = engine.container_state(&task.container_name());
     assert!(
         matches!(state.as_deref(), Some("exited") | Some("stopped")),
@@ -55,7 +55,7 @@ fn quit_with_stop_restarts_the_container(kind: EngineKind) {
         task.logs_tail(30)
     );
     let outcome = task.release_and_wait(TASK_TIMEOUT);
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     engine.assert_no_container(&task);
 }
 
@@ -68,7 +68,7 @@ fn sigterm_keeps_the_container_for_a_restart(kind: EngineKind) {
     let before = task.wait_for_counter_above(2, COUNT_WAIT);
     task.signal(libc::SIGTERM).unwrap();
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
-    assert!(!outcome.finished, "{}", outcome.describe());
+    outcome.assert_not_finished();
     assert_eq!(
         engine.container_state(&task.container_name()).as_deref(),
         Some("paused")
@@ -76,7 +76,7 @@ fn sigterm_keeps_the_container_for_a_restart(kind: EngineKind) {
     task.restart().unwrap();
     task.wait_for_counter_above(before, COUNT_WAIT);
     let outcome = task.release_and_wait(TASK_TIMEOUT);
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert_eq!(
         task.read_slot_file("starts.txt").as_deref(),
         Some("start\n")
@@ -103,7 +103,7 @@ fn a_job_that_finished_while_the_wrapper_was_dead_is_reported_not_rerun(kind: En
 
     task.restart().unwrap();
     let outcome = task.wait_exit(Duration::from_secs(60)).unwrap();
-    assert_eq!(outcome.finish_code(), Some(7), "{}", outcome.describe());
+    outcome.assert_finished(7);
     assert_eq!(
         task.read_slot_file("starts.txt").as_deref(),
         Some("start\n"),
@@ -135,7 +135,7 @@ fn a_container_left_without_a_journal_is_continued(kind: EngineKind) {
     assert!(continued.is_some(), "{}", task.logs_tail(30));
     task.wait_for_counter_above(before, COUNT_WAIT);
     let outcome = task.release_and_wait(TASK_TIMEOUT);
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert_eq!(
         task.read_slot_file("starts.txt").as_deref(),
         Some("start\n"),
@@ -194,12 +194,8 @@ fn out_of_memory_is_reported_with_the_limit(kind: EngineKind) {
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(198), "{}", outcome.describe());
-    assert!(
-        outcome.stderr_txt.contains("out of memory (limit 64 MiB)"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(198);
+    outcome.assert_said(&["out of memory (limit 64 MiB)"]);
     engine.assert_no_container(&task);
 }
 
@@ -237,7 +233,7 @@ fn web_graphics_url_reaches_the_client_and_the_port_answers(kind: EngineKind) {
         task.logs_tail(30)
     );
     let outcome = task.release_and_wait(TASK_TIMEOUT);
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     engine.assert_no_container(&task);
 }
 
@@ -278,7 +274,7 @@ fn a_journal_written_by_the_job_cannot_inflate_cpu_time(kind: EngineKind) {
     let before = task.wait_for_counter_above(3, COUNT_WAIT);
     task.send_control(Control::Quit);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
-    assert!(!outcome.finished, "{}", outcome.describe());
+    outcome.assert_not_finished();
     let journal_path = task.slot_dir().join("docker_wrapper_journal.toml");
     let journal = std::fs::read_to_string(&journal_path).unwrap();
     let forged: String = journal
@@ -304,14 +300,8 @@ fn a_journal_written_by_the_job_cannot_inflate_cpu_time(kind: EngineKind) {
         "the forged CPU time was reported: {status:?}"
     );
     let outcome = task.release_and_wait(TASK_TIMEOUT);
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert!(
-        outcome
-            .stderr_txt
-            .contains("the journal claims 1000000000 s of CPU time"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(0);
+    outcome.assert_said(&["the journal claims 1000000000 s of CPU time"]);
     engine.assert_no_container(&task);
 }
 
@@ -371,12 +361,8 @@ fn a_cxx_era_web_app_serves_on_port_80_and_ends_at_its_job_duration(kind: Engine
     let engine = TestEngine::require(kind);
     let mut task = start_cxx_era_web_app(WRAPPER, &engine);
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert!(
-        task.stderr_txt().contains("job_duration of 12 s"),
-        "{}",
-        task.logs_tail(30)
-    );
+    outcome.assert_finished(0);
+    outcome.assert_said(&["job_duration of 12 s"]);
     assert_eq!(
         task.read_slot_file("checks.txt").as_deref(),
         Some("uid 0 home /root\n"),
@@ -417,12 +403,8 @@ fn job_duration_does_not_count_time_suspended(kind: EngineKind) {
     task.send_control(Control::Resume);
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
     let took = running.elapsed();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert!(
-        outcome.stderr_txt.contains("job_duration of 6 s"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(0);
+    outcome.assert_said(&["job_duration of 6 s"]);
     assert!(
         took >= Duration::from_secs(12),
         "ended {took:?} after the job ran, suspended 8 s of it\n{}",

@@ -44,7 +44,7 @@ fn garbage_from_inspect_leaves_no_container_and_little_text(kind: EngineKind) {
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
+    outcome.assert_finished(206);
     let euros = outcome.stderr_txt.matches('€').count();
     assert!(
         euros < 2000,
@@ -86,12 +86,8 @@ fn abort_is_heard_while_pause_hangs(kind: EngineKind) {
     let aborted = task.send_control(Control::Abort);
     let outcome = task.wait_exit(Duration::from_secs(90)).unwrap();
     let heard_after = aborted.elapsed();
-    assert!(!outcome.finished, "{}", outcome.describe());
-    assert!(
-        outcome.stderr_txt.contains("aborted"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_not_finished();
+    outcome.assert_said(&["aborted"]);
     // The abort itself takes a few seconds at most; the pause would have
     // kept it waiting 60 s (and longer, retried).
     assert!(
@@ -108,7 +104,7 @@ fn the_job_exit_is_seen_while_pause_hangs(kind: EngineKind) {
     // The job ends at most 2 s from now; the pause would hang for 60 s.
     let suspended = Instant::now();
     let outcome = task.wait_exit(Duration::from_secs(90)).unwrap();
-    assert_eq!(outcome.finish_code(), Some(7), "{}", outcome.describe());
+    outcome.assert_finished(7);
     let took = suspended.elapsed();
     assert!(
         took < Duration::from_secs(30),
@@ -145,24 +141,16 @@ fn a_second_slot_does_not_adopt_the_container(kind: EngineKind) {
         "both tasks must map to one container name"
     );
     let outcome = second.wait_exit(TASK_TIMEOUT).unwrap();
-    assert!(
-        !outcome.finished,
-        "the second slot took the first one's container\n{}",
-        outcome.describe()
-    );
-    let reason = outcome.temporary_exit_reason().unwrap_or_default();
-    assert!(
-        reason.contains("belongs to the task in"),
-        "{}",
-        outcome.describe()
-    );
+    outcome
+        .noted("the second slot must leave the first one's container alone")
+        .assert_temporary_exit("belongs to the task in");
     assert_eq!(
         engine.container_state(&name).as_deref(),
         Some("running"),
         "the first task's container was disturbed"
     );
     let outcome = first.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert_eq!(first.read_slot_file("out.txt").as_deref(), Some("mine\n"));
     engine.assert_no_container(&first);
 }

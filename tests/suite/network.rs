@@ -87,31 +87,13 @@ fn suspended_network_is_disconnected_and_resume_reconnects(kind: EngineKind) {
     );
 
     let outcome = task.release_and_wait(TASK_TIMEOUT);
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert_eq!(
         task.read_slot_file("net_log.txt").as_deref(),
         Some("up\ndown\nup\n")
     );
-    assert!(
-        outcome.stderr_txt.contains("container disconnected from"),
-        "{}",
-        outcome.describe()
-    );
-    assert!(
-        outcome.stderr_txt.contains("container reconnected to"),
-        "{}",
-        outcome.describe()
-    );
-    assert!(
-        !outcome.stderr_txt.contains("cannot be disconnected"),
-        "{}",
-        outcome.describe()
-    );
-    assert!(
-        !outcome.stderr_txt.contains("cannot reconnect"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_said(&["container disconnected from", "container reconnected to"]);
+    outcome.assert_not_said(&["cannot be disconnected", "cannot reconnect"]);
     engine.assert_no_container(&task);
 }
 
@@ -139,7 +121,7 @@ fn a_job_without_network_is_left_alone(kind: EngineKind) {
     }
 
     let outcome = task.release_and_wait(TASK_TIMEOUT);
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert_eq!(
         task.read_slot_file("net_log.txt").as_deref(),
         Some("down\n"),
@@ -176,11 +158,9 @@ fn quit_while_disconnected_keeps_the_container_with_its_network(kind: EngineKind
     assert!(paused.is_ok(), "{paused:?}\n{}", task.logs_tail(40));
     task.send_control(Control::Quit);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
-    assert!(
-        !outcome.finished,
-        "quit must not finish the task: {}",
-        outcome.describe()
-    );
+    outcome
+        .noted("quit must not finish the task")
+        .assert_not_finished();
     assert_eq!(engine.container_state(&name).as_deref(), Some("paused"));
     assert_eq!(
         networks(&engine, &task),
@@ -194,6 +174,6 @@ fn quit_while_disconnected_keeps_the_container_with_its_network(kind: EngineKind
     wait_job_sees(&task, "up", NETWORK_CHANGE_TIMEOUT);
     assert_eq!(networks(&engine, &task), default_network(kind));
     let outcome = task.release_and_wait(TASK_TIMEOUT);
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     engine.assert_no_container(&task);
 }

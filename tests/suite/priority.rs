@@ -71,7 +71,7 @@ fn share_of_ordinary_process(engine: &TestEngine, idle_priority: bool) -> f64 {
     spinner.stop();
     std::fs::write(task.slot_dir().join("go"), "").unwrap();
     let outcome = task.wait_exit(Duration::from_secs(60)).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     spinner_used / (spinner_used + container_used).max(1e-9)
 }
 

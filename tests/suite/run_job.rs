@@ -55,7 +55,7 @@ fn progress_and_cpu_time_reach_the_client(kind: EngineKind) {
     assert!(status.working_set_size.is_none() || status.working_set_size.unwrap() >= 0.0);
     std::fs::write(task.slot_dir().join("go"), "").unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     engine.assert_no_container(&task);
 }
 
@@ -75,7 +75,7 @@ fn args_reach_the_job_intact(kind: EngineKind) {
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert_eq!(task.read_slot_file("args.txt").unwrap(), args.join(" "));
     engine.assert_no_container(&task);
 }
@@ -89,7 +89,7 @@ fn slot_path_with_a_space_works(kind: EngineKind) {
         .unwrap();
     assert!(task.slot_dir().to_string_lossy().contains(' '));
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert_eq!(task.read_slot_file("out.txt").as_deref(), Some("ok\n"));
     engine.assert_no_container(&task);
 }
@@ -109,7 +109,7 @@ fn project_dir_and_mounts_are_mounted(kind: EngineKind) {
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert_eq!(
         task.read_slot_file("seen.txt").as_deref(),
         Some("project data\nextra data\n")
@@ -153,7 +153,7 @@ work \"$(physical in)\" out";
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert_eq!(
         task.read_slot_file("out").as_deref(),
         Some("LOWER CASE INPUT\n"),
@@ -187,7 +187,7 @@ fn run_buda_style_app(wrapper: &str, kind: EngineKind) {
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(208), "{}", outcome.describe());
+    outcome.assert_finished(208);
     assert_eq!(
         task.read_slot_file("out").as_deref(),
         Some("3 words: --exit 208 --steps=3\n")

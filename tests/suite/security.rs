@@ -40,7 +40,7 @@ fn the_job_has_no_capabilities_and_cannot_gain_privileges(kind: EngineKind) {
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     let status = task.read_slot_file("status.txt").unwrap();
     assert_eq!(
         status_field(&status, "CapEff:"),
@@ -74,7 +74,7 @@ fn published_ports_listen_on_loopback_only(kind: EngineKind) {
         .unwrap_or_default();
     std::fs::write(task.slot_dir().join("go"), "").unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert!(
         ports.contains("127.0.0.1") && ports.contains("18080"),
         "port bindings: {ports}"
@@ -136,19 +136,9 @@ fn a_job_filling_the_slot_is_stopped_at_the_disk_bound(kind: EngineKind) {
     let written = std::fs::metadata(task.slot_dir().join("big")).map_or(0, |m| m.len());
     // The slot is emptied at once, as the client would on the task's end.
     let _ = std::fs::remove_file(task.slot_dir().join("big"));
-    assert_eq!(outcome.finish_code(), Some(196), "{}", outcome.describe());
-    assert!(
-        outcome
-            .stderr_txt
-            .contains("past the workunit's disk bound of 50 MB"),
-        "{}",
-        outcome.describe()
-    );
-    assert!(
-        !outcome.stderr_txt.contains("wrote all 10 GB"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(196);
+    outcome.assert_said(&["past the workunit's disk bound of 50 MB"]);
+    outcome.assert_not_said(&["wrote all 10 GB"]);
     assert!(
         written < 1 << 30,
         "the job wrote {written} bytes before it was stopped"
@@ -177,14 +167,8 @@ fn a_job_filling_an_output_file_is_stopped_at_the_disk_bound(kind: EngineKind) {
     let output = task.project_dir().join("result_physical.dat");
     let written = std::fs::metadata(&output).map_or(0, |m| m.len());
     let _ = std::fs::write(&output, "");
-    assert_eq!(outcome.finish_code(), Some(196), "{}", outcome.describe());
-    assert!(
-        outcome
-            .stderr_txt
-            .contains("past the workunit's disk bound of 50 MB"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(196);
+    outcome.assert_said(&["past the workunit's disk bound of 50 MB"]);
     assert!(
         written < 1 << 30,
         "the job wrote {written} bytes before it was stopped"
@@ -208,16 +192,15 @@ fn huge_output_is_copied_bounded(kind: EngineKind) {
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert!(
         outcome.stderr_txt.len() < 150_000,
         "stderr.txt has {} bytes",
         outcome.stderr_txt.len()
     );
-    assert!(
-        outcome.stderr_txt.contains("last line"),
-        "the tail is missing"
-    );
+    outcome
+        .noted("the tail is missing")
+        .assert_said(&["last line"]);
     engine.assert_no_container(&task);
 }
 
@@ -233,18 +216,9 @@ fn unsafe_create_args_are_refused(kind: EngineKind) {
             .job(job)
             .start()
             .unwrap();
-        let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-        assert_eq!(
-            outcome.finish_code(),
-            Some(206),
-            "{bad}: {}",
-            outcome.describe()
-        );
-        assert!(
-            outcome.stderr_txt.contains("allow_unsafe"),
-            "{bad}: {}",
-            outcome.describe()
-        );
+        let outcome = task.wait_exit(TASK_TIMEOUT).unwrap().noted(bad);
+        outcome.assert_finished(206);
+        outcome.assert_said(&["allow_unsafe"]);
         engine.assert_no_container(&task);
     }
 }
@@ -287,23 +261,10 @@ fn other_spellings_of_unsafe_flags_and_mounts_are_refused(kind: EngineKind) {
             .job(job)
             .start()
             .unwrap();
-        let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-        assert_eq!(
-            outcome.finish_code(),
-            Some(206),
-            "{bad}: {}",
-            outcome.describe()
-        );
-        assert!(
-            outcome.stderr_txt.contains(named),
-            "{bad}: the message does not name {named}: {}",
-            outcome.describe()
-        );
-        assert!(
-            outcome.stderr_txt.contains("allow_unsafe"),
-            "{bad}: {}",
-            outcome.describe()
-        );
+        let outcome = task.wait_exit(TASK_TIMEOUT).unwrap().noted(bad);
+        outcome.assert_finished(206);
+        // The message names the offending flag or mount.
+        outcome.assert_said(&[named, "allow_unsafe"]);
         assert_eq!(task.read_slot_file("ran.txt"), None, "{bad}: the job ran");
         engine.assert_no_container(&task);
     }
@@ -318,7 +279,7 @@ fn harmless_create_args_still_work(kind: EngineKind) {
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert_eq!(
         task.read_slot_file("env.txt").as_deref(),
         Some("one two\ntmpfs\n")
@@ -341,12 +302,7 @@ fn names_with_odd_characters_work(kind: EngineKind) {
             .start()
             .unwrap();
         let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-        assert_eq!(
-            outcome.finish_code(),
-            Some(0),
-            "{result}: {}",
-            outcome.describe()
-        );
+        outcome.noted(result).assert_finished(0);
         assert_eq!(task.read_slot_file("ok.txt").as_deref(), Some("ok\n"));
         let leftovers = engine.containers_matching("boinc__example.org_test__wu");
         assert!(

@@ -251,21 +251,17 @@ fn run_one(
         Kind::Aborted => {
             task.send_control(Control::Abort);
             let outcome = watch_exit(&mut task, &mut peak);
-            assert!(
-                !outcome.finished,
-                "task {index}: an aborted task finished\n{}",
-                outcome.describe()
-            );
+            outcome
+                .noted(format!("task {index}: an aborted task finished"))
+                .assert_not_finished();
             outcome
         }
         Kind::QuitAndRestarted => {
             task.send_control(Control::Quit);
             let outcome = watch_exit(&mut task, &mut peak);
-            assert!(
-                !outcome.finished,
-                "task {index}: quit finished the task\n{}",
-                outcome.describe()
-            );
+            outcome
+                .noted(format!("task {index}: quit finished the task"))
+                .assert_not_finished();
             task.restart().unwrap();
             fs::write(slot_dir.join("go"), "").unwrap();
             let outcome = watch_exit(&mut task, &mut peak);
@@ -278,12 +274,7 @@ fn run_one(
         }
     };
     if kind != Kind::Aborted {
-        assert_eq!(
-            outcome.finish_code(),
-            Some(0),
-            "task {index}: {}",
-            outcome.describe()
-        );
+        outcome.noted(format!("task {index}")).assert_finished(0);
         assert_eq!(
             task.read_slot_file("output.txt").as_deref(),
             Some("result\n"),

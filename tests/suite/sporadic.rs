@@ -63,7 +63,7 @@ fn the_job_and_the_client_exchange_states(kind: EngineKind) {
     );
     task.set_sporadic_ca(CA_COMPUTING);
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert_eq!(
         task.read_slot_file("seen.txt").as_deref(),
         Some("computing\n")

@@ -82,12 +82,7 @@ impl Host {
             .start()
             .unwrap();
         let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-        assert_eq!(
-            outcome.finish_code(),
-            Some(0),
-            "{wu_name}: {}",
-            outcome.describe()
-        );
+        outcome.noted(wu_name).assert_finished(0);
         self.engine.assert_no_container(&task);
         outcome
     }
@@ -171,7 +166,7 @@ fn gone_projects_images_are_swept_once_a_day(kind: EngineKind) {
     // A project's task builds its image; then the client leaves the project.
     // (The first task in a data dir sweeps: nothing of ours to remove yet.)
     let first = host.run(&gone, "wu_gone");
-    assert!(first.stderr_txt.contains(SWEEPING), "{}", first.describe());
+    first.assert_said(&[SWEEPING]);
     let gone_images = host.images_of(&gone);
     assert_eq!(gone_images.len(), 1, "{}", first.describe());
     host.detach(&gone);
@@ -183,11 +178,7 @@ fn gone_projects_images_are_swept_once_a_day(kind: EngineKind) {
     // A day later, another project's task sweeps.
     host.a_day_passes();
     let swept = host.run(&stay, "wu_stay_1");
-    assert!(
-        swept.stderr_txt.contains(SWEEPING),
-        "no sweep after a day\n{}",
-        swept.describe()
-    );
+    swept.noted("no sweep after a day").assert_said(&[SWEEPING]);
     assert_eq!(
         host.images_of(&gone),
         Vec::<String>::new(),
@@ -209,28 +200,20 @@ fn gone_projects_images_are_swept_once_a_day(kind: EngineKind) {
 
     // Within the day, no task sweeps again: a newly gone project's image stays.
     let built = host.run(&later, "wu_later");
-    assert!(
-        !built.stderr_txt.contains(SWEEPING),
-        "swept twice in a day\n{}",
-        built.describe()
-    );
+    built
+        .noted("swept twice in a day")
+        .assert_not_said(&[SWEEPING]);
     host.detach(&later);
     let again = host.run(&stay, "wu_stay_2");
-    assert!(
-        !again.stderr_txt.contains(SWEEPING),
-        "swept twice in a day\n{}",
-        again.describe()
-    );
+    again
+        .noted("swept twice in a day")
+        .assert_not_said(&[SWEEPING]);
     assert_eq!(host.images_of(&later).len(), 1, "{}", again.describe());
 
     // The next day it goes.
     host.a_day_passes();
     let next_day = host.run(&stay, "wu_stay_3");
-    assert!(
-        next_day.stderr_txt.contains(SWEEPING),
-        "{}",
-        next_day.describe()
-    );
+    next_day.assert_said(&[SWEEPING]);
     assert_eq!(
         host.images_of(&later),
         Vec::<String>::new(),

@@ -78,16 +78,12 @@ fn output_is_written_and_owned_by_boinc(kind: EngineKind) {
     let script = "echo hello from the job; mkdir -p out; echo result > out/output.txt";
     let mut task = start(&engine, "success", job(&engine, script, ""));
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert_eq!(
         task.read_slot_file("out/output.txt").as_deref(),
         Some("result\n")
     );
-    assert!(
-        outcome.stderr_txt.contains("hello from the job"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_said(&["hello from the job"]);
     // The client, as boinc, must be able to delete everything in the slot.
     for name in ["out", "out/output.txt"] {
         let owner = std::fs::metadata(task.slot_dir().join(name)).unwrap().uid();
@@ -104,12 +100,8 @@ fn exit_code_is_forwarded(kind: EngineKind) {
         job(&engine, "echo about to fail >&2; exit 3", ""),
     );
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(3), "{}", outcome.describe());
-    assert!(
-        outcome.stderr_txt.contains("about to fail"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(3);
+    outcome.assert_said(&["about to fail"]);
     engine.assert_no_container(&task);
 }
 
@@ -127,14 +119,10 @@ fn suspend_stops_the_job_and_resume_continues_it(kind: EngineKind) {
     task.send_control(Control::Resume);
     task.wait_for_counter_above(stopped_at, COUNT_WAIT);
     let outcome = task.release_and_wait(TASK_TIMEOUT);
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     if engine.cannot_pause() {
         // Rootless Podman on cgroup v1 cannot pause: the fallback says so once.
-        let warnings = outcome
-            .stderr_txt
-            .matches("stopped with SIGSTOP instead")
-            .count();
-        assert_eq!(warnings, 1, "{}", outcome.describe());
+        outcome.assert_said_times("stopped with SIGSTOP instead", 1);
     }
     engine.assert_no_container(&task);
 }
@@ -149,11 +137,9 @@ fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
     task.wait_for_counter_above(3, COUNT_WAIT);
     task.send_control(Control::Quit);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
-    assert!(
-        !outcome.finished,
-        "quit must not finish the task: {}",
-        outcome.describe()
-    );
+    outcome
+        .noted("quit must not finish the task")
+        .assert_not_finished();
     let journal = task
         .read_slot_file("docker_wrapper_journal.toml")
         .unwrap_or_default();
@@ -164,7 +150,7 @@ fn quit_and_restart_continue_the_same_container(kind: EngineKind) {
     task.restart().unwrap();
     task.wait_for_counter_above(stopped_at, COUNT_WAIT);
     let outcome = task.release_and_wait(TASK_TIMEOUT);
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert_eq!(
         task.read_slot_file("starts.txt").as_deref(),
         Some("start\n"),
@@ -187,7 +173,7 @@ fn abort_removes_the_container(kind: EngineKind) {
         sent.elapsed(),
         outcome.describe()
     );
-    assert!(!outcome.finished, "{}", outcome.describe());
+    outcome.assert_not_finished();
     engine.assert_no_container(&task);
 }
 
@@ -199,12 +185,8 @@ fn malformed_job_toml_is_an_error_naming_the_file(kind: EngineKind) {
         TestJob::shell("exit 0").job_toml("workdir = [unclosed\n"),
     );
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(206), "{}", outcome.describe());
-    assert!(
-        outcome.stderr_txt.contains("job.toml"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(206);
+    outcome.assert_said(&["job.toml"]);
     engine.assert_no_container(&task);
 }
 
@@ -221,7 +203,7 @@ fn cpu_time_reaches_the_client(kind: EngineKind) {
     let status = task.wait_for_status(Duration::from_secs(90), |s| s.current_cpu_time > 2.0);
     assert!(status.is_ok(), "{status:?}\n{}", task.logs_tail(30));
     let outcome = task.release_and_wait(TASK_TIMEOUT);
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     engine.assert_no_container(&task);
 }
 
@@ -255,21 +237,9 @@ fn limits_the_engine_refuses_are_dropped_with_one_warning(kind: EngineKind) {
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert_eq!(
-        outcome
-            .stderr_txt
-            .matches("refused the resource limits")
-            .count(),
-        1,
-        "{}",
-        outcome.describe()
-    );
-    assert!(
-        outcome.stderr_txt.contains("ran without limits"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(0);
+    outcome.assert_said_times("refused the resource limits", 1);
+    outcome.assert_said(&["ran without limits"]);
     engine.assert_no_container(&task);
 }
 
@@ -302,7 +272,7 @@ fn a_job_binds_port_80_in_its_own_network(kind: EngineKind) {
                   wget -q -O got.txt http://127.0.0.1:80/index.html";
     let mut task = start(&engine, "port_80", job(&engine, script, ""));
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert_eq!(task.read_slot_file("got.txt").as_deref(), Some("served\n"));
     engine.assert_no_container(&task);
 }
@@ -328,35 +298,16 @@ fn an_images_user_is_kept_or_its_replacement_named(kind: EngineKind) {
     let outcome = run("image_user", "");
     match kind {
         EngineKind::Podman => {
-            assert_eq!(outcome.finish_code(), Some(34), "{}", outcome.describe());
-            assert!(
-                !outcome.stderr_txt.contains(replaced),
-                "{}",
-                outcome.describe()
-            );
+            outcome.assert_finished(34);
+            outcome.assert_not_said(&[replaced]);
         }
         EngineKind::Docker => {
             let boinc = boinc_uid(&engine) % 200;
-            assert_eq!(
-                outcome.finish_code(),
-                Some(boinc as i32),
-                "{}",
-                outcome.describe()
-            );
-            assert!(
-                outcome
-                    .stderr_txt
-                    .contains("run_as_wrapper_user = false runs it as 1234"),
-                "{}",
-                outcome.describe()
-            );
+            outcome.assert_finished(boinc as i32);
+            outcome.assert_said(&["run_as_wrapper_user = false runs it as 1234"]);
             let outcome = run("image_user_kept", "run_as_wrapper_user = false\n");
-            assert_eq!(outcome.finish_code(), Some(34), "{}", outcome.describe());
-            assert!(
-                !outcome.stderr_txt.contains(replaced),
-                "{}",
-                outcome.describe()
-            );
+            outcome.assert_finished(34);
+            outcome.assert_not_said(&[replaced]);
         }
     }
 }
@@ -409,12 +360,8 @@ fn podman_runs_through_the_clients_helper_as_its_user() {
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert!(
-        outcome.stderr_txt.contains("hello through the helper"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(0);
+    outcome.assert_said(&["hello through the helper"]);
     // Written by the job in boinc's user namespace: boinc's on the host.
     let owner = std::fs::metadata(task.slot_dir().join("out/uid.txt"))
         .unwrap()

@@ -50,21 +50,13 @@ fn cpu_time_comes_from_the_engines_stats(kind: EngineKind) {
     assert!(status.is_ok(), "{status:?}\n{}", task.logs_tail(30));
     std::fs::write(task.slot_dir().join("go"), "").unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
-    assert!(
-        outcome.stderr_txt.contains("come from the engine's stats"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(0);
+    outcome.assert_said(&["come from the engine's stats"]);
     engine.assert_no_container(&task);
 }
 
 fn assert_went_through_the_shell(outcome: &Outcome) {
-    assert!(
-        outcome.stderr_txt.contains(SHELL_STARTED),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_said(&[SHELL_STARTED]);
 }
 
 fn success_writes_output_into_the_slot(kind: EngineKind) {
@@ -101,7 +93,7 @@ fn args_reach_the_job_intact(kind: EngineKind) {
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert_went_through_the_shell(&outcome);
     assert_eq!(task.read_slot_file("args.txt").unwrap(), args.join(" "));
     assert!(!Path::new("/tmp/pwned_by_shell_transport").exists());
@@ -167,12 +159,8 @@ fn a_hanging_engine_command_times_out_and_the_next_one_works(kind: EngineKind) {
         "abort took {took:?}\n{}",
         outcome.describe()
     );
-    assert!(
-        outcome.stderr_txt.contains("did not finish within 5s"),
-        "{}",
-        outcome.describe()
-    );
-    assert!(!outcome.finished, "{}", outcome.describe());
+    outcome.assert_said(&["did not finish within 5s"]);
+    outcome.assert_not_finished();
     assert_went_through_the_shell(&outcome);
     engine.assert_no_container(&task);
 }
@@ -192,13 +180,10 @@ fn a_shell_that_dies_is_restarted_for_the_next_command(kind: EngineKind) {
         .unwrap();
     task.send_control(Control::Abort);
     let outcome = task.wait_exit(Duration::from_secs(60)).unwrap();
-    assert!(!outcome.finished, "{}", outcome.describe());
-    assert_eq!(
-        outcome.stderr_txt.matches(SHELL_STARTED).count(),
-        2,
-        "the shell was not started again after it died\n{}",
-        outcome.describe()
-    );
+    outcome.assert_not_finished();
+    outcome
+        .noted("the shell is to be started again after it died")
+        .assert_said_times(SHELL_STARTED, 2);
     engine.assert_no_container(&task);
 }
 

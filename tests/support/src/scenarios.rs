@@ -83,16 +83,12 @@ pub fn output_reaches_the_slot(wrapper: &Wrapper, kind: EngineKind) -> Outcome {
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert_eq!(
         task.read_slot_file("output.txt").as_deref(),
         Some("result\n")
     );
-    assert!(
-        outcome.stderr_txt.contains("hello from the job"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_said(&["hello from the job"]);
     engine.assert_no_container(&task);
     outcome
 }
@@ -105,12 +101,8 @@ pub fn exit_code_is_forwarded(wrapper: &Wrapper, kind: EngineKind) -> Outcome {
         .start()
         .unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(3), "{}", outcome.describe());
-    assert!(
-        outcome.stderr_txt.contains("about to fail"),
-        "{}",
-        outcome.describe()
-    );
+    outcome.assert_finished(3);
+    outcome.assert_said(&["about to fail"]);
     engine.assert_no_container(&task);
     outcome
 }
@@ -151,7 +143,7 @@ fn suspend_resume_and_release(task: &mut Task, engine: &TestEngine) -> Outcome {
     );
     std::fs::write(task.slot_dir().join("go"), "").unwrap();
     let outcome = task.wait_exit(TASK_TIMEOUT).unwrap();
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     engine.assert_no_container(task);
     outcome
 }
@@ -205,11 +197,9 @@ pub fn quit_and_restart_continue_the_same_container(
     let before = task.wait_for_counter_above(3, COUNT_WAIT);
     task.send_control(Control::Quit);
     let outcome = task.wait_exit(Duration::from_secs(30)).unwrap();
-    assert!(
-        !outcome.finished,
-        "quit must not finish the task: {}",
-        outcome.describe()
-    );
+    outcome
+        .noted("quit must not finish the task")
+        .assert_not_finished();
     assert_eq!(
         engine.container_state(&task.container_name()).as_deref(),
         Some("paused")
@@ -222,7 +212,7 @@ pub fn quit_and_restart_continue_the_same_container(
     task.restart().unwrap();
     task.wait_for_counter_above(before, COUNT_WAIT);
     let outcome = task.release_and_wait(TASK_TIMEOUT);
-    assert_eq!(outcome.finish_code(), Some(0), "{}", outcome.describe());
+    outcome.assert_finished(0);
     assert_eq!(
         task.read_slot_file("starts.txt").as_deref(),
         Some("start\n"),
@@ -250,7 +240,7 @@ pub fn abort_removes_the_container_promptly(wrapper: &Wrapper, kind: EngineKind)
         "abort took {took:?}\n{}",
         outcome.describe()
     );
-    assert!(!outcome.finished, "{}", outcome.describe());
+    outcome.assert_not_finished();
     engine.assert_no_container(&task);
     outcome
 }

@@ -62,6 +62,8 @@ pub struct Outcome {
     pub wrapper_output: String,
     /// From the start of this run to its exit being seen.
     pub elapsed: Duration,
+    /// Said first in every failure message (see `noted`).
+    note: Option<String>,
 }
 
 impl Outcome {
@@ -101,6 +103,29 @@ impl Outcome {
         assert_eq!(self.finish_code(), Some(code), "{}", self.describe());
     }
 
+    /// Fails the test, with the outcome told once, if the wrapper called
+    /// `boinc_finish` (after a quit, an abort or a signal the task is not over).
+    #[track_caller]
+    pub fn assert_not_finished(&self) {
+        assert!(
+            !self.finished,
+            "the wrapper called boinc_finish\n{}",
+            self.describe()
+        );
+    }
+
+    /// Fails the test, with the outcome told once, unless the wrapper made
+    /// a temporary exit (without `boinc_finish`) whose reason has `reason`.
+    #[track_caller]
+    pub fn assert_temporary_exit(&self, reason: &str) {
+        let given = self.temporary_exit_reason();
+        assert!(
+            !self.finished && given.is_some_and(|given| given.contains(reason)),
+            "expected a temporary exit because {reason:?}, not {given:?}\n{}",
+            self.describe()
+        );
+    }
+
     /// Fails the test, with the outcome told once, unless stderr.txt has
     /// each of `lines`.
     #[track_caller]
@@ -116,10 +141,55 @@ impl Outcome {
         );
     }
 
+    /// Fails the test, with the outcome told once, if stderr.txt has any of `lines`.
+    #[track_caller]
+    pub fn assert_not_said(&self, lines: &[&str]) {
+        let present: Vec<_> = lines
+            .iter()
+            .filter(|line| self.stderr_txt.contains(*line))
+            .collect();
+        assert!(
+            present.is_empty(),
+            "stderr.txt has {present:?}\n{}",
+            self.describe()
+        );
+    }
+
+    /// Fails the test, with the outcome told once, unless stderr.txt has
+    /// `text` exactly `times` times.
+    #[track_caller]
+    pub fn assert_said_times(&self, text: &str, times: usize) {
+        let found = self.stderr_txt.matches(text).count();
+        assert_eq!(
+            found,
+            times,
+            "stderr.txt has {text:?} {found} times, not {times}\n{}",
+            self.describe()
+        );
+    }
+
+    /// This outcome with `note` said first in every failure message: which
+    /// input of a loop it comes from, or what a failure would mean.
+    pub fn noted(&self, note: impl std::fmt::Display) -> Outcome {
+        let note = match &self.note {
+            Some(earlier) => format!("{earlier}\n{note}"),
+            None => note.to_string(),
+        };
+        Outcome {
+            note: Some(note),
+            ..self.clone()
+        }
+    }
+
     /// A readable account for assertion messages.
     pub fn describe(&self) -> String {
+        let note = self
+            .note
+            .as_ref()
+            .map(|note| format!("{note}\n"))
+            .unwrap_or_default();
         format!(
-            "exit_code={:?} signal={:?} finish_file={:?} temporary_exit={:?} elapsed={:?}\n{}",
+            "{note}exit_code={:?} signal={:?} finish_file={:?} temporary_exit={:?} elapsed={:?}\n{}",
             self.exit_code,
             self.signal,
             self.finish_file,
@@ -373,6 +443,7 @@ impl Task {
             stderr_txt: self.stderr_txt(),
             wrapper_output: self.wrapper_output(),
             elapsed,
+            note: None,
         }
     }
 
