@@ -233,13 +233,16 @@ impl TestEngine {
         out.success().then(|| out.stdout.trim().to_string())
     }
 
-    /// Fails the test when the task's container is still there.
+    /// Fails the test, with the task's logs, when its container is still there.
+    #[track_caller]
     pub fn assert_no_container(&self, task: &crate::Task) {
         let name = task.container_name();
-        assert_eq!(
-            self.container_state(&name),
-            None,
-            "container {name} was left behind"
+        let state = self.container_state(&name);
+        assert!(
+            state.is_none(),
+            "container {name} was left behind ({})\n{}",
+            state.unwrap_or_default(),
+            task.logs_tail(40)
         );
     }
 
